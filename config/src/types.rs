@@ -1,0 +1,344 @@
+//! The job spec: one JSON file per job, the job name being the file stem.
+//!
+//! Defaults live in the `Default` impls and `default_*` functions of this
+//! file and nowhere else; docs/job-spec.md lists the same values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, DurationValue};
+
+/// One job: what to run, in which sandbox, with which limits and policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Root filesystem: `"host"`, an image name from the store, or `{"path": DIR}`.
+    #[serde(default)]
+    pub image: ImageRef,
+    /// Program and arguments. May be empty only when the image supplies a command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Environment variables, passed exactly as given.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the container (absolute); `/` when unset.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// `UID[:GID]` or a user name from the image's /etc/passwd; root when unset.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Host name inside the container's UTS namespace; the job name when unset.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub network: Network,
+    /// Host addresses relayed to ports inside the job's network namespace.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// Mounts the container's root read-only.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// Runs a minimal init as PID 1 that forwards signals and reaps zombies.
+    #[serde(default)]
+    pub init: bool,
+    #[serde(default)]
+    pub restart: RestartConfig,
+    /// A start that exits sooner than this counts as a failed start.
+    #[serde(default = "default_start_seconds")]
+    pub start_seconds: DurationValue,
+    #[serde(default)]
+    pub stop: StopConfig,
+    /// Starts the job when supervisord starts or when its file appears.
+    #[serde(default = "default_autostart")]
+    pub autostart: bool,
+    #[serde(default)]
+    pub logs: LogConfig,
+    /// Free-form labels, exported with the job's metrics and state.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The image a job's root filesystem is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, JsonSchema)]
+#[schemars(untagged)]
+pub enum ImageRef {
+    /// The host's `/` as the single read-only lower layer.
+    #[default]
+    Host,
+    /// An image in the store, by name.
+    Named(String),
+    /// A plain directory used as the read-only lower layer.
+    Path { path: PathBuf },
+}
+
+/// Resource limits, applied through the job's cgroup.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Memory limit; the job is OOM-killed above it.
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+    /// Memory plus swap limit; equal to `memory` means no swap.
+    #[serde(default)]
+    pub memory_swap: Option<ByteSize>,
+    /// CPU bandwidth in CPUs, converted to a CFS quota per period.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight, 1 to 10000 (100 is the kernel default).
+    #[serde(default)]
+    pub cpu_weight: Option<u64>,
+    /// CPUs the job may run on, in the kernel's list format (`"0-2,4"`).
+    #[serde(default)]
+    pub cpuset: Option<String>,
+    /// Maximum number of tasks (processes and threads).
+    #[serde(default)]
+    pub pids: Option<u64>,
+    #[serde(default)]
+    pub io: Option<IoLimits>,
+}
+
+/// Block I/O weight and per-device throttles, keyed by device path.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IoLimits {
+    /// Relative I/O weight, 1 to 10000 (100 is the kernel default).
+    #[serde(default)]
+    pub weight: Option<u64>,
+    #[serde(default)]
+    pub read_bps: BTreeMap<String, ByteSize>,
+    #[serde(default)]
+    pub write_bps: BTreeMap<String, ByteSize>,
+    #[serde(default)]
+    pub read_iops: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub write_iops: BTreeMap<String, u64>,
+}
+
+/// The network a job sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A new network namespace with no interface up.
+    None,
+    /// A new network namespace with `lo` up.
+    #[default]
+    Loopback,
+    /// The host's network namespace.
+    Host,
+}
+
+/// A host address relayed to a port inside the job's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// `ADDRESS:PORT` to accept on, for example `127.0.0.1:8080`.
+    pub host: String,
+    /// TCP port inside the job's network namespace.
+    pub container: u16,
+}
+
+/// A bind or tmpfs mount inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MountSpec {
+    Bind {
+        /// Absolute host path.
+        source: PathBuf,
+        /// Absolute path inside the container.
+        target: String,
+        #[serde(default)]
+        readonly: bool,
+    },
+    Tmpfs {
+        /// Absolute path inside the container.
+        target: String,
+        #[serde(default)]
+        size: Option<ByteSize>,
+        #[serde(default)]
+        readonly: bool,
+    },
+}
+
+/// When a job that ended is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Never,
+    #[default]
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    #[serde(default)]
+    pub policy: RestartPolicy,
+    /// Restarts allowed within `window` before the job becomes FATAL.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    #[serde(default = "default_restart_window")]
+    pub window: DurationValue,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+}
+
+/// Delay before a restart: doubles from `initial` up to `max`, with jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    #[serde(default = "default_backoff_initial")]
+    pub initial: DurationValue,
+    #[serde(default = "default_backoff_max")]
+    pub max: DurationValue,
+}
+
+/// How a job is stopped: `signal` to its main process, then SIGKILL to every
+/// process in its cgroup after `timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopConfig {
+    /// Signal name, with or without the `SIG` prefix.
+    #[serde(default = "default_stop_signal")]
+    pub signal: String,
+    #[serde(default = "default_stop_timeout")]
+    pub timeout: DurationValue,
+}
+
+/// Rotation of the job's stdout and stderr files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "default_log_max_size")]
+    pub max_size: ByteSize,
+    /// Rotated files kept besides the current one.
+    #[serde(default = "default_log_keep")]
+    pub keep: u32,
+}
+
+pub fn default_start_seconds() -> DurationValue {
+    DurationValue::from_secs(1)
+}
+
+pub fn default_autostart() -> bool {
+    true
+}
+
+pub fn default_max_restarts() -> u32 {
+    5
+}
+
+pub fn default_restart_window() -> DurationValue {
+    DurationValue::from_secs(60)
+}
+
+pub fn default_backoff_initial() -> DurationValue {
+    DurationValue::from_secs(1)
+}
+
+pub fn default_backoff_max() -> DurationValue {
+    DurationValue::from_secs(30)
+}
+
+pub fn default_stop_signal() -> String {
+    "SIGTERM".to_string()
+}
+
+pub fn default_stop_timeout() -> DurationValue {
+    DurationValue::from_secs(10)
+}
+
+pub fn default_log_max_size() -> ByteSize {
+    ByteSize(10 << 20)
+}
+
+pub fn default_log_keep() -> u32 {
+    3
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            policy: RestartPolicy::default(),
+            max_restarts: default_max_restarts(),
+            window: default_restart_window(),
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+        }
+    }
+}
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        StopConfig {
+            signal: default_stop_signal(),
+            timeout: default_stop_timeout(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_size: default_log_max_size(),
+            keep: default_log_keep(),
+        }
+    }
+}
+
+impl Serialize for ImageRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ImageRef::Host => serializer.serialize_str("host"),
+            ImageRef::Named(name) => serializer.serialize_str(name),
+            ImageRef::Path { path } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("path", path)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PathImage {
+            path: PathBuf,
+        }
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Path(PathImage),
+        }
+
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "invalid image: expected \"host\", an image name, or {\"path\": \"/absolute/dir\"}",
+            )
+        })? {
+            Raw::Name(name) if name == "host" => Ok(ImageRef::Host),
+            Raw::Name(name) => Ok(ImageRef::Named(name)),
+            Raw::Path(image) => Ok(ImageRef::Path { path: image.path }),
+        }
+    }
+}

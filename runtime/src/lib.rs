@@ -1,0 +1,4 @@
+//! corral's container runtime: namespaces, cgroups, an overlayfs root and
+//! pivot_root, driven by an OCI runtime-spec `config.json`.
+
+pub mod state;
