@@ -1,0 +1,136 @@
+//! JSON bodies of the control API, shared by supervisord and supervisorctl.
+//!
+//! Routes, all below `/v1` on the unix socket `RUN_DIR/supervisor.sock`:
+//!
+//! | method | path | body returned |
+//! |---|---|---|
+//! | GET | `/v1/jobs` | [`JobList`] |
+//! | GET | `/v1/jobs/NAME` | [`JobView`] |
+//! | POST | `/v1/jobs/NAME/start`, `stop`, `restart` | [`JobView`] once the job settled |
+//! | POST | `/v1/jobs/NAME/signal` with [`SignalRequest`] | [`JobView`] |
+//! | GET | `/v1/jobs/NAME/spec` | the OCI `config.json` |
+//! | POST | `/v1/reread` | [`ReloadReport`] of what `update` would change |
+//! | POST | `/v1/update` | [`ReloadReport`] of what changed |
+//! | POST | `/v1/shutdown` | [`Message`] |
+//!
+//! `start`, `stop` and `restart` wait until the job leaves STARTING or
+//! STOPPING unless the query has `wait=false`. Every error is an
+//! [`ErrorBody`] with a 4xx or 5xx status, 404 for an unknown job.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::JobState;
+
+/// One job as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub name: String,
+    /// INVALID while the job file is invalid, else the lifecycle state.
+    pub state: JobState,
+    /// The lifecycle state of the last valid version, which differs from
+    /// `state` while the file is invalid.
+    pub process_state: JobState,
+    /// The status text supervisorctl prints.
+    pub description: String,
+    /// Host PID of the container's init while it runs.
+    pub pid: Option<i32>,
+    /// Exit status of the last run: the exit code, or 128 plus the signal
+    /// number.
+    pub exit_status: Option<i32>,
+    /// Name of the signal that ended the last run.
+    pub signal: Option<String>,
+    /// Whether the kernel OOM-killed a process of the last run.
+    pub oom_killed: bool,
+    /// Automatic restarts since supervisord loaded the job.
+    pub restarts: u32,
+    /// When the job entered its current state, in seconds since the Unix epoch.
+    pub since: i64,
+    /// The current or last container.
+    pub container_id: Option<String>,
+    pub file: PathBuf,
+    /// Why the job file is invalid.
+    pub error: Option<InvalidJob>,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+/// A job file that failed to parse or validate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidJob {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    /// Field path such as `resources.memory`, when one is known.
+    pub field: Option<String>,
+    pub message: String,
+    /// The whole error as one line: `file:line:column: field: message`.
+    pub text: String,
+}
+
+/// Body of `GET /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+}
+
+/// Body of `POST /v1/jobs/NAME/signal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    /// Name with or without `SIG` (`"HUP"`, `"SIGHUP"`) or number.
+    pub signal: String,
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Body of responses that only confirm an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub message: String,
+}
+
+/// What a re-scan of the jobs directory found, or applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReloadReport {
+    pub changes: Vec<JobChange>,
+}
+
+/// One job whose file differs from what supervisord runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChange {
+    pub name: String,
+    pub kind: ChangeKind,
+    /// Whether applying the change restarts a running container.
+    pub restart: bool,
+    /// The validation error, for `invalid`.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A new job file.
+    Added,
+    /// A job file whose content changed.
+    Changed,
+    /// A job file that was deleted.
+    Removed,
+    /// A job file that is now invalid. The last valid version keeps running.
+    Invalid,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Invalid => "invalid",
+        }
+    }
+}

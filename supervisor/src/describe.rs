@@ -1,0 +1,438 @@
+//! The status text of a job: `pid 1234, uptime 0:12:03`,
+//! `exited 137 (OOM killed) at 2026-12-04 10:00:01` and the other forms
+//! supervisorctl prints in its description column.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use corral_config::DurationValue;
+
+use crate::machine::{JobState, Termination};
+
+/// What supervisord prints when a job ended too soon after its start, in the
+/// words of supervisord, which operators search logs and docs for.
+pub const EXITED_TOO_QUICKLY: &str = "Exited too quickly (process log may have details)";
+
+/// How the last run of a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    pub container_id: String,
+    pub termination: Termination,
+    /// The exit record counted OOM kills in the container's cgroup.
+    pub oom_killed: bool,
+    /// A stop needed SIGKILL to the whole cgroup after this timeout.
+    pub killed_after: Option<Duration>,
+    /// The run ended before `start_seconds` passed.
+    pub failed_start: bool,
+    pub finished_at: SystemTime,
+}
+
+/// A scheduled restart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PendingRestart {
+    /// Restart number within the window, from 1.
+    pub attempt: u32,
+    pub max_restarts: u32,
+    pub at: SystemTime,
+}
+
+/// A stop in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopProgress {
+    pub signal: String,
+    /// When SIGKILL goes to the cgroup if the container is still running.
+    pub kill_at: SystemTime,
+    pub timeout: Duration,
+    pub killed: bool,
+}
+
+/// Everything the description of one job depends on.
+#[derive(Debug, Clone)]
+pub struct StatusFacts<'a> {
+    pub state: JobState,
+    pub pid: Option<i32>,
+    /// Start of the current container, for the uptime.
+    pub started_at: Option<SystemTime>,
+    pub now: SystemTime,
+    pub last_run: Option<&'a LastRun>,
+    pub pending_restart: Option<PendingRestart>,
+    pub stop: Option<&'a StopProgress>,
+    /// Restarts counted when the job became FATAL, and the window.
+    pub fatal: Option<(u32, Duration)>,
+    /// The job file's error while it is invalid.
+    pub invalid: Option<&'a str>,
+}
+
+/// Builds the description column for one job.
+pub fn describe(facts: &StatusFacts<'_>) -> String {
+    if let Some(error) = facts.invalid {
+        return describe_invalid(error, facts);
+    }
+    match facts.state {
+        JobState::Stopped => describe_stopped(facts),
+        JobState::Starting => match facts.pid {
+            Some(pid) => format!("pid {pid}, starting"),
+            None => "starting".to_string(),
+        },
+        JobState::Running => describe_running(facts),
+        JobState::Backoff => describe_backoff(facts),
+        JobState::Stopping => describe_stopping(facts),
+        JobState::Exited => match facts.last_run {
+            Some(run) => ended_at(run),
+            None => String::new(),
+        },
+        JobState::Fatal => describe_fatal(facts),
+        // A job without a valid version has nothing else to show.
+        JobState::Invalid => String::new(),
+    }
+}
+
+fn describe_invalid(error: &str, facts: &StatusFacts<'_>) -> String {
+    if !facts.state.is_active() {
+        return error.to_string();
+    }
+    match facts.pid {
+        Some(pid) => format!("{error} (previous version {}, pid {pid})", facts.state),
+        None => format!("{error} (previous version {})", facts.state),
+    }
+}
+
+fn describe_stopped(facts: &StatusFacts<'_>) -> String {
+    let Some(run) = facts.last_run else {
+        return "Not started".to_string();
+    };
+    match run.killed_after {
+        Some(timeout) => format!(
+            "stopped by SIGKILL after {} timeout at {}",
+            DurationValue(timeout),
+            format_local_time(run.finished_at)
+        ),
+        None => format!("stopped at {}", format_local_time(run.finished_at)),
+    }
+}
+
+fn describe_running(facts: &StatusFacts<'_>) -> String {
+    let uptime = facts
+        .started_at
+        .and_then(|started| facts.now.duration_since(started).ok())
+        .unwrap_or_default();
+    match facts.pid {
+        Some(pid) => format!("pid {pid}, uptime {}", format_uptime(uptime)),
+        None => format!("uptime {}", format_uptime(uptime)),
+    }
+}
+
+fn describe_backoff(facts: &StatusFacts<'_>) -> String {
+    let mut text = match facts.last_run {
+        Some(run) if run.failed_start => {
+            format!("{EXITED_TOO_QUICKLY}: {}", termination_text(run))
+        }
+        Some(run) => ended_at(run),
+        None => String::new(),
+    };
+    if let Some(restart) = facts.pending_restart {
+        let wait = restart.at.duration_since(facts.now).unwrap_or_default();
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(&format!(
+            "restart {} of {} in {}s",
+            restart.attempt,
+            restart.max_restarts,
+            wait.as_secs_f64().ceil()
+        ));
+    }
+    text
+}
+
+fn describe_stopping(facts: &StatusFacts<'_>) -> String {
+    let pid = facts.pid.map(|pid| format!("pid {pid}, ")).unwrap_or_default();
+    match facts.stop {
+        Some(stop) if stop.killed => format!(
+            "{pid}SIGKILL sent after {} timeout",
+            DurationValue(stop.timeout)
+        ),
+        Some(stop) => {
+            let left = stop.kill_at.duration_since(facts.now).unwrap_or_default();
+            format!(
+                "{pid}{} sent, SIGKILL in {}s",
+                stop.signal,
+                left.as_secs_f64().ceil()
+            )
+        }
+        None => format!("{pid}stopping"),
+    }
+}
+
+fn describe_fatal(facts: &StatusFacts<'_>) -> String {
+    let mut text = match facts.last_run {
+        Some(run) if run.failed_start => format!("{EXITED_TOO_QUICKLY}: {}", ended_at(run)),
+        Some(run) => ended_at(run),
+        None => String::new(),
+    };
+    if let Some((restarts, window)) = facts.fatal {
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(&format!(
+            "gave up after {restarts} restarts within {}",
+            DurationValue(window)
+        ));
+    }
+    text
+}
+
+/// `exited 3 at 2026-12-04 10:00:01`, or the setup error.
+fn ended_at(run: &LastRun) -> String {
+    match run.termination {
+        Termination::SetupFailed { .. } | Termination::ShimLost { .. } => termination_text(run),
+        _ => format!(
+            "{} at {}",
+            termination_text(run),
+            format_local_time(run.finished_at)
+        ),
+    }
+}
+
+/// `exited 3`, `exited 143 (SIGTERM)`, `exited 137 (OOM killed)`, or the
+/// setup error.
+pub fn termination_text(run: &LastRun) -> String {
+    match &run.termination {
+        Termination::Exited { code } if run.oom_killed => format!("exited {code} (OOM killed)"),
+        Termination::Exited { code } => format!("exited {code}"),
+        Termination::Signaled { status, .. } if run.oom_killed => {
+            format!("exited {status} (OOM killed)")
+        }
+        Termination::Signaled { status, .. } if run.killed_after.is_some() => format!(
+            "exited {status} (SIGKILL after {} timeout)",
+            DurationValue(run.killed_after.unwrap_or_default())
+        ),
+        Termination::Signaled { signal, status } => format!("exited {status} ({signal})"),
+        Termination::SetupFailed { message } => format!("failed to start: {message}"),
+        Termination::ShimLost { status } => {
+            format!("shim ended without an exit record ({status})")
+        }
+    }
+}
+
+/// `0:12:03`, or `2 days, 3:04:05` from one day on.
+pub fn format_uptime(uptime: Duration) -> String {
+    let total = uptime.as_secs();
+    let days = total / 86_400;
+    let hours = total % 86_400 / 3600;
+    let minutes = total % 3600 / 60;
+    let seconds = total % 60;
+    let clock = format!("{hours}:{minutes:02}:{seconds:02}");
+    match days {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        _ => format!("{days} days, {clock}"),
+    }
+}
+
+/// `2026-12-04 10:00:01` in the local time zone (the `TZ` variable or
+/// /etc/localtime).
+pub fn format_local_time(time: SystemTime) -> String {
+    let seconds = match time.duration_since(UNIX_EPOCH) {
+        Ok(since_epoch) => since_epoch.as_secs() as libc::time_t,
+        Err(before_epoch) => -(before_epoch.duration().as_secs() as libc::time_t),
+    };
+    // SAFETY: `tm` is a plain C struct for which all-zero bytes are a valid
+    // value, and localtime_r writes only into the `tm` it is given.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call and localtime_r is the
+    // reentrant form, so other threads calling it do not race on `tm`.
+    let converted = unsafe { libc::localtime_r(&seconds, &mut tm) };
+    if converted.is_null() {
+        return format!("@{seconds}");
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn facts(state: JobState) -> StatusFacts<'static> {
+        StatusFacts {
+            state,
+            pid: None,
+            started_at: None,
+            now: at(1_000_000),
+            last_run: None,
+            pending_restart: None,
+            stop: None,
+            fatal: None,
+            invalid: None,
+        }
+    }
+
+    fn run(termination: Termination) -> LastRun {
+        LastRun {
+            container_id: "web-0011aabb".to_string(),
+            termination,
+            oom_killed: false,
+            killed_after: None,
+            failed_start: false,
+            finished_at: at(999_000),
+        }
+    }
+
+    #[test]
+    fn uptime_formats() {
+        assert_eq!(format_uptime(Duration::from_secs(0)), "0:00:00");
+        assert_eq!(format_uptime(Duration::from_secs(723)), "0:12:03");
+        assert_eq!(format_uptime(Duration::from_secs(36_000 + 61)), "10:01:01");
+        assert_eq!(format_uptime(Duration::from_secs(86_400 + 5)), "1 day, 0:00:05");
+        assert_eq!(
+            format_uptime(Duration::from_secs(3 * 86_400 + 3600)),
+            "3 days, 1:00:00"
+        );
+    }
+
+    #[test]
+    fn local_time_layout() {
+        let text = format_local_time(at(1_796_378_401));
+        assert_eq!(text.len(), "2026-12-04 10:00:01".len(), "{text}");
+        assert_eq!(&text[4..5], "-");
+        assert_eq!(&text[10..11], " ");
+        assert!(text.ends_with(":01"), "{text}");
+    }
+
+    #[test]
+    fn running_shows_pid_and_uptime() {
+        let mut running = facts(JobState::Running);
+        running.pid = Some(1234);
+        running.started_at = Some(at(1_000_000 - 723));
+        assert_eq!(describe(&running), "pid 1234, uptime 0:12:03");
+    }
+
+    #[test]
+    fn exited_with_oom_kill() {
+        let mut last = run(Termination::Signaled {
+            signal: "SIGKILL".to_string(),
+            status: 137,
+        });
+        last.oom_killed = true;
+        let mut exited = facts(JobState::Exited);
+        exited.last_run = Some(&last);
+        let expected = format!("exited 137 (OOM killed) at {}", format_local_time(at(999_000)));
+        assert_eq!(describe(&exited), expected);
+    }
+
+    #[test]
+    fn exited_by_signal_and_code() {
+        let signaled = run(Termination::Signaled {
+            signal: "SIGTERM".to_string(),
+            status: 143,
+        });
+        assert_eq!(termination_text(&signaled), "exited 143 (SIGTERM)");
+        let code = run(Termination::Exited { code: 3 });
+        assert_eq!(termination_text(&code), "exited 3");
+        let setup = run(Termination::SetupFailed {
+            message: "corral: image \"web\" not found".to_string(),
+        });
+        assert_eq!(
+            termination_text(&setup),
+            "failed to start: corral: image \"web\" not found"
+        );
+    }
+
+    #[test]
+    fn stopped_after_kill_names_timeout() {
+        let mut last = run(Termination::Signaled {
+            signal: "SIGKILL".to_string(),
+            status: 137,
+        });
+        last.killed_after = Some(Duration::from_secs(10));
+        let mut stopped = facts(JobState::Stopped);
+        stopped.last_run = Some(&last);
+        let text = describe(&stopped);
+        assert!(
+            text.starts_with("stopped by SIGKILL after 10s timeout at "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stopped_before_any_start() {
+        assert_eq!(describe(&facts(JobState::Stopped)), "Not started");
+    }
+
+    #[test]
+    fn backoff_after_quick_exit() {
+        let mut last = run(Termination::Exited { code: 3 });
+        last.failed_start = true;
+        let mut backoff = facts(JobState::Backoff);
+        backoff.last_run = Some(&last);
+        backoff.pending_restart = Some(PendingRestart {
+            attempt: 2,
+            max_restarts: 5,
+            at: at(1_000_000) + Duration::from_millis(1500),
+        });
+        assert_eq!(
+            describe(&backoff),
+            format!("{EXITED_TOO_QUICKLY}: exited 3, restart 2 of 5 in 2s")
+        );
+    }
+
+    #[test]
+    fn fatal_says_why_and_last_exit() {
+        let mut last = run(Termination::Exited { code: 3 });
+        last.failed_start = true;
+        let mut fatal = facts(JobState::Fatal);
+        fatal.last_run = Some(&last);
+        fatal.fatal = Some((5, Duration::from_secs(60)));
+        let text = describe(&fatal);
+        assert!(text.starts_with(EXITED_TOO_QUICKLY), "{text}");
+        assert!(text.contains("exited 3 at "), "{text}");
+        assert!(text.ends_with("gave up after 5 restarts within 1m"), "{text}");
+    }
+
+    #[test]
+    fn stopping_counts_down_to_kill() {
+        let progress = StopProgress {
+            signal: "SIGTERM".to_string(),
+            kill_at: at(1_000_007),
+            timeout: Duration::from_secs(10),
+            killed: false,
+        };
+        let mut stopping = facts(JobState::Stopping);
+        stopping.pid = Some(42);
+        stopping.stop = Some(&progress);
+        assert_eq!(describe(&stopping), "pid 42, SIGTERM sent, SIGKILL in 7s");
+
+        let killed = StopProgress {
+            killed: true,
+            ..progress.clone()
+        };
+        stopping.stop = Some(&killed);
+        assert_eq!(describe(&stopping), "pid 42, SIGKILL sent after 10s timeout");
+    }
+
+    #[test]
+    fn invalid_keeps_previous_version_visible() {
+        let error = "/etc/corral/jobs.d/web.json:3:14: resources.memory: invalid size";
+        let mut invalid = facts(JobState::Running);
+        invalid.invalid = Some(error);
+        invalid.pid = Some(77);
+        assert_eq!(
+            describe(&invalid),
+            format!("{error} (previous version RUNNING, pid 77)")
+        );
+        let mut never_valid = facts(JobState::Invalid);
+        never_valid.invalid = Some(error);
+        assert_eq!(describe(&never_valid), error);
+    }
+}

@@ -1,0 +1,468 @@
+//! The job lifecycle rules without any I/O: states, how a run ended, whether
+//! the restart policy restarts it, the backoff delay and the restart limit.
+//!
+//! The daemon feeds events in and acts on the decisions, so every rule here is
+//! unit-tested without processes or timers.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use corral_config::{BackoffConfig, RestartConfig, RestartPolicy};
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of a job, named as supervisord names its process states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobState {
+    /// Not running, and no restart is scheduled.
+    Stopped,
+    /// The container was started less than `start_seconds` ago.
+    Starting,
+    /// The container has run for at least `start_seconds`.
+    Running,
+    /// The container ended and a restart is scheduled after a delay.
+    Backoff,
+    /// The stop signal was sent and the container has not ended yet.
+    Stopping,
+    /// The container ended and the restart policy does not restart it.
+    Exited,
+    /// The container kept ending and the restart limit was reached.
+    Fatal,
+    /// The job file does not parse or validate.
+    Invalid,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 8] = [
+        JobState::Stopped,
+        JobState::Starting,
+        JobState::Running,
+        JobState::Backoff,
+        JobState::Stopping,
+        JobState::Exited,
+        JobState::Fatal,
+        JobState::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Stopped => "STOPPED",
+            JobState::Starting => "STARTING",
+            JobState::Running => "RUNNING",
+            JobState::Backoff => "BACKOFF",
+            JobState::Stopping => "STOPPING",
+            JobState::Exited => "EXITED",
+            JobState::Fatal => "FATAL",
+            JobState::Invalid => "INVALID",
+        }
+    }
+
+    /// True while a container exists or a restart is pending, that is while
+    /// a stop request has something to do.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            JobState::Starting | JobState::Running | JobState::Backoff | JobState::Stopping
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one run of a job's container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Termination {
+    /// The container's main process exited with this code.
+    Exited { code: i32 },
+    /// A signal ended the container's main process. `status` is 128 plus
+    /// the signal number, as a shell reports it.
+    Signaled { signal: String, status: i32 },
+    /// The shim failed before the container ran (it exits 125 then and
+    /// writes no exit record), or the shim could not be spawned at all.
+    SetupFailed { message: String },
+    /// The shim ended without an exit record for another reason, for
+    /// example because it was killed.
+    ShimLost { status: String },
+}
+
+impl Termination {
+    /// True for every ending except exit code 0.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Termination::Exited { code: 0 })
+    }
+
+    /// The exit status a shell would report for this ending, if one exists.
+    pub fn exit_status(&self) -> Option<i32> {
+        match self {
+            Termination::Exited { code } => Some(*code),
+            Termination::Signaled { status, .. } => Some(*status),
+            Termination::SetupFailed { .. } | Termination::ShimLost { .. } => None,
+        }
+    }
+
+    pub fn signal(&self) -> Option<&str> {
+        match self {
+            Termination::Signaled { signal, .. } => Some(signal),
+            _ => None,
+        }
+    }
+}
+
+/// Returns whether `policy` restarts a container that ended with `termination`.
+pub fn policy_restarts(policy: RestartPolicy, termination: &Termination) -> bool {
+    match policy {
+        RestartPolicy::Never => false,
+        RestartPolicy::OnFailure => termination.is_failure(),
+        RestartPolicy::Always => true,
+    }
+}
+
+/// Share of the base delay by which the backoff jitter moves a delay up or
+/// down, so jobs that failed together do not restart in lockstep.
+pub const BACKOFF_JITTER: f64 = 0.2;
+
+/// Exponential backoff: `initial` before the first restart in a window,
+/// doubling for each further one, never above `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn from_config(config: &BackoffConfig) -> Self {
+        Backoff {
+            initial: config.initial.as_duration(),
+            max: config.max.as_duration(),
+        }
+    }
+
+    /// The delay before restart number `attempt` (0 for the first) without
+    /// jitter: `initial * 2^attempt`, capped at `max`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+        self.initial
+            .checked_mul(factor)
+            .map_or(self.max, |delay| delay.min(self.max))
+    }
+
+    /// The base delay moved by up to [`BACKOFF_JITTER`] in either direction
+    /// and capped at `max`. `random` is a uniform sample from `[0, 1)`.
+    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
+        let base = self.base_delay(attempt);
+        let scale = 1.0 - BACKOFF_JITTER + 2.0 * BACKOFF_JITTER * random.clamp(0.0, 1.0);
+        base.mul_f64(scale).min(self.max)
+    }
+}
+
+/// Times of the automatic restarts of one job, to apply `max_restarts`
+/// within `window`.
+#[derive(Debug, Clone, Default)]
+pub struct RestartHistory {
+    restarts: VecDeque<Instant>,
+}
+
+impl RestartHistory {
+    /// Number of restarts recorded within `window` before `now`, dropping
+    /// older ones.
+    pub fn count_within(&mut self, now: Instant, window: Duration) -> u32 {
+        while let Some(&oldest) = self.restarts.front() {
+            if now.saturating_duration_since(oldest) >= window {
+                self.restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.restarts.len().try_into().unwrap_or(u32::MAX)
+    }
+
+    pub fn record(&mut self, now: Instant) {
+        self.restarts.push_back(now);
+    }
+
+    /// Forgets every restart, as an explicit start by an operator does.
+    pub fn clear(&mut self) {
+        self.restarts.clear();
+    }
+}
+
+/// What happens to a job whose container ended on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Start again after `delay`. `attempt` counts from 1 within the window.
+    Restart { delay: Duration, attempt: u32 },
+    /// The policy restarts it, but `max_restarts` restarts already happened
+    /// within the window.
+    Fatal { restarts: u32, window: Duration },
+    /// The policy does not restart it.
+    Exit,
+}
+
+/// Decides what follows the end of a run and records the restart if there
+/// is one. `random` is a uniform sample from `[0, 1)` for the jitter.
+pub fn decide_after_exit(
+    config: &RestartConfig,
+    termination: &Termination,
+    history: &mut RestartHistory,
+    now: Instant,
+    random: f64,
+) -> Decision {
+    if !policy_restarts(config.policy, termination) {
+        return Decision::Exit;
+    }
+    let window = config.window.as_duration();
+    let earlier = history.count_within(now, window);
+    if earlier >= config.max_restarts {
+        return Decision::Fatal {
+            restarts: earlier,
+            window,
+        };
+    }
+    history.record(now);
+    Decision::Restart {
+        delay: Backoff::from_config(&config.backoff).delay(earlier, random),
+        attempt: earlier + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_config::DurationValue;
+
+    fn restart_config(policy: RestartPolicy, max_restarts: u32, window_secs: u64) -> RestartConfig {
+        RestartConfig {
+            policy,
+            max_restarts,
+            window: DurationValue::from_secs(window_secs),
+            backoff: BackoffConfig {
+                initial: DurationValue::from_secs(1),
+                max: DurationValue::from_secs(30),
+            },
+        }
+    }
+
+    fn killed() -> Termination {
+        Termination::Signaled {
+            signal: "SIGKILL".to_string(),
+            status: 137,
+        }
+    }
+
+    #[test]
+    fn policy_decisions_per_ending() {
+        let success = Termination::Exited { code: 0 };
+        let failure = Termination::Exited { code: 3 };
+        let setup = Termination::SetupFailed {
+            message: "corral: no such image".to_string(),
+        };
+        let cases = [
+            (RestartPolicy::Never, &success, false),
+            (RestartPolicy::Never, &failure, false),
+            (RestartPolicy::Never, &setup, false),
+            (RestartPolicy::OnFailure, &success, false),
+            (RestartPolicy::OnFailure, &failure, true),
+            (RestartPolicy::OnFailure, &setup, true),
+            (RestartPolicy::Always, &success, true),
+            (RestartPolicy::Always, &failure, true),
+        ];
+        for (policy, termination, expected) in cases {
+            assert_eq!(
+                policy_restarts(policy, termination),
+                expected,
+                "{policy:?} after {termination:?}"
+            );
+        }
+        assert!(policy_restarts(RestartPolicy::OnFailure, &killed()));
+    }
+
+    #[test]
+    fn termination_status_and_signal() {
+        assert_eq!(Termination::Exited { code: 3 }.exit_status(), Some(3));
+        assert_eq!(killed().exit_status(), Some(137));
+        assert_eq!(killed().signal(), Some("SIGKILL"));
+        assert_eq!(Termination::Exited { code: 0 }.signal(), None);
+        let setup = Termination::SetupFailed {
+            message: String::new(),
+        };
+        assert_eq!(setup.exit_status(), None);
+        assert!(setup.is_failure());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+        };
+        let expected_ms = [500, 1000, 2000, 4000, 5000, 5000];
+        for (attempt, expected) in expected_ms.into_iter().enumerate() {
+            assert_eq!(
+                backoff.base_delay(attempt as u32),
+                Duration::from_millis(expected),
+                "attempt {attempt}"
+            );
+        }
+        assert_eq!(backoff.base_delay(40), Duration::from_secs(5));
+        assert_eq!(backoff.base_delay(u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_in_bounds() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        };
+        for attempt in 0..8 {
+            let base = backoff.base_delay(attempt);
+            let low = base.mul_f64(1.0 - BACKOFF_JITTER);
+            let high = base.mul_f64(1.0 + BACKOFF_JITTER).min(backoff.max);
+            for step in 0..=100 {
+                let random = f64::from(step) / 100.0;
+                let delay = backoff.delay(attempt, random);
+                assert!(delay >= low, "attempt {attempt}: {delay:?} below {low:?}");
+                assert!(delay <= high, "attempt {attempt}: {delay:?} above {high:?}");
+            }
+        }
+        assert_eq!(backoff.delay(0, 0.0), Duration::from_millis(800));
+        assert_eq!(backoff.delay(0, 1.0), Duration::from_millis(1200));
+        assert_eq!(backoff.delay(10, 1.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_delays() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(4),
+            max: Duration::from_secs(60),
+        };
+        let delays: std::collections::BTreeSet<Duration> = (0..50)
+            .map(|_| backoff.delay(1, fastrand::f64()))
+            .collect();
+        assert!(delays.len() > 10, "jitter produced {} distinct delays", delays.len());
+    }
+
+    #[test]
+    fn restarts_grow_then_fatal() {
+        let config = restart_config(RestartPolicy::OnFailure, 3, 60);
+        let mut history = RestartHistory::default();
+        let start = Instant::now();
+        let failure = Termination::Exited { code: 3 };
+
+        let mut delays = Vec::new();
+        for second in 0..3 {
+            let now = start + Duration::from_secs(second);
+            match decide_after_exit(&config, &failure, &mut history, now, 0.5) {
+                Decision::Restart { delay, attempt } => {
+                    assert_eq!(attempt, second as u32 + 1);
+                    delays.push(delay);
+                }
+                other => panic!("restart {second}: expected a restart, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            delays,
+            [1, 2, 4].map(Duration::from_secs),
+            "jitter sample 0.5 keeps the base delay"
+        );
+
+        let now = start + Duration::from_secs(3);
+        let decision = decide_after_exit(&config, &failure, &mut history, now, 0.5);
+        assert_eq!(
+            decision,
+            Decision::Fatal {
+                restarts: 3,
+                window: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn restarts_outside_window_are_forgotten() {
+        let config = restart_config(RestartPolicy::Always, 2, 10);
+        let mut history = RestartHistory::default();
+        let start = Instant::now();
+        let ending = Termination::Exited { code: 0 };
+
+        for offset in [0, 1] {
+            let now = start + Duration::from_secs(offset);
+            let decision = decide_after_exit(&config, &ending, &mut history, now, 0.5);
+            assert!(matches!(decision, Decision::Restart { .. }), "{decision:?}");
+        }
+        let within = start + Duration::from_secs(9);
+        assert!(matches!(
+            decide_after_exit(&config, &ending, &mut history, within, 0.5),
+            Decision::Fatal { restarts: 2, .. }
+        ));
+
+        // Both earlier restarts are 10 s or more in the past here.
+        let later = start + Duration::from_secs(11);
+        let decision = decide_after_exit(&config, &ending, &mut history, later, 0.5);
+        assert_eq!(
+            decision,
+            Decision::Restart {
+                delay: Duration::from_secs(1),
+                attempt: 1
+            }
+        );
+    }
+
+    #[test]
+    fn policy_never_exits_without_recording() {
+        let config = restart_config(RestartPolicy::Never, 0, 60);
+        let mut history = RestartHistory::default();
+        let now = Instant::now();
+        let decision = decide_after_exit(&config, &killed(), &mut history, now, 0.5);
+        assert_eq!(decision, Decision::Exit);
+        assert_eq!(history.count_within(now, Duration::from_secs(60)), 0);
+    }
+
+    #[test]
+    fn zero_max_restarts_is_fatal_at_once() {
+        let config = restart_config(RestartPolicy::OnFailure, 0, 60);
+        let mut history = RestartHistory::default();
+        let decision = decide_after_exit(
+            &config,
+            &Termination::Exited { code: 1 },
+            &mut history,
+            Instant::now(),
+            0.5,
+        );
+        assert!(matches!(decision, Decision::Fatal { restarts: 0, .. }), "{decision:?}");
+    }
+
+    #[test]
+    fn history_clear_resets_the_limit() {
+        let config = restart_config(RestartPolicy::OnFailure, 1, 60);
+        let mut history = RestartHistory::default();
+        let now = Instant::now();
+        let failure = Termination::Exited { code: 1 };
+        assert!(matches!(
+            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            Decision::Fatal { .. }
+        ));
+        history.clear();
+        assert!(matches!(
+            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            Decision::Restart { .. }
+        ));
+    }
+
+    #[test]
+    fn state_names_round_trip_as_json() {
+        for state in JobState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            let back: JobState = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, state);
+        }
+    }
+}
