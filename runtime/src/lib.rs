@@ -1,4 +1,8 @@
 //! corral's container runtime: namespaces, cgroups, an overlayfs root and
 //! pivot_root, driven by an OCI runtime-spec `config.json`.
 
+pub mod cgroups;
+pub mod container;
+pub mod job;
+pub mod rootfs;
 pub mod state;

@@ -1,0 +1,386 @@
+//! The container's init: the cloned child that builds the container from
+//! inside its new namespaces, waits for `start`, and executes the process.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{chdir, execve, fork, sethostname, ForkResult, Pid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::sync;
+use crate::job::annotations;
+use crate::rootfs;
+
+/// Everything the init needs, prepared by the runtime before the clone.
+pub(crate) struct InitContext {
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+    pub overlay: Option<Overlay>,
+    pub exec_fifo: PathBuf,
+    pub sync: UnixStream,
+    /// Namespaces to join instead of creating, as (type, opened path).
+    pub joins: Vec<(CloneFlags, OwnedFd)>,
+    pub new_cgroup_namespace: bool,
+    pub new_network_namespace: bool,
+}
+
+pub(crate) struct Overlay {
+    pub lower_dirs: String,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// An init step that failed, reported to the runtime as text.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InitError {
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error("failed to {operation}: {source}")]
+    Sys {
+        operation: String,
+        source: nix::Error,
+    },
+    #[error("failed to {operation}: {source}")]
+    Io {
+        operation: String,
+        source: std::io::Error,
+    },
+    #[error("invalid process: {0}")]
+    Process(String),
+}
+
+fn sys(operation: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
+    let operation = operation.into();
+    move |source| InitError::Sys { operation, source }
+}
+
+/// Runs the init and never returns: it either executes the process or exits.
+pub(crate) fn run(mut context: InitContext) -> ! {
+    match prepare(&mut context) {
+        Ok(prepared) => {
+            let _ = context.sync.write_all(&[sync::READY]);
+            drop(context.sync);
+            wait_for_start(prepared.fifo);
+            execute(prepared.process)
+        }
+        Err(error) => {
+            sync::send_failure(&mut context.sync, &error.to_string());
+            // SAFETY: _exit only ends this process; skipping the atexit
+            // handlers and destructors of the runtime's copy of the address
+            // space is what a forked child that failed must do.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+/// The process to execute, resolved while the init still had privileges.
+struct Process {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    with_init: bool,
+}
+
+struct Prepared {
+    fifo: OwnedFd,
+    process: Process,
+}
+
+fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
+    let mut go = [0u8; 1];
+    std::io::Read::read_exact(&mut context.sync, &mut go).map_err(|source| InitError::Io {
+        operation: "wait for the runtime".to_string(),
+        source,
+    })?;
+
+    for (kind, fd) in &context.joins {
+        setns(fd, *kind).map_err(sys(format!("join namespace {kind:?}")))?;
+    }
+    if context.new_cgroup_namespace {
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("create the cgroup namespace"))?;
+    }
+
+    let spec = &context.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        Some("shared") => MsFlags::MS_SHARED,
+        Some("private") => MsFlags::MS_PRIVATE,
+        Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    // Mount events of the container must not reach the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | propagation,
+        None::<&str>,
+    )
+    .map_err(sys("set the propagation of /"))?;
+
+    match &context.overlay {
+        Some(overlay) => rootfs::mount_overlay(
+            &overlay.lower_dirs,
+            &overlay.upper,
+            &overlay.work,
+            &context.rootfs,
+        )?,
+        None => rootfs::bind_rootfs(&context.rootfs)?,
+    }
+
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    for entry in &mounts {
+        rootfs::mount_entry(&context.rootfs, entry)?;
+    }
+    let dev_is_bound = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
+    if !dev_is_bound {
+        rootfs::create_devices(
+            &context.rootfs,
+            linux.devices().as_deref().unwrap_or_default(),
+        )?;
+    }
+
+    // The FIFO lives in the runtime's state directory, outside the new root,
+    // so it is opened by path before pivot_root and later reopened through
+    // /proc/self/fd, which opens the FIFO itself, for writing.
+    let fifo = open(
+        &context.exec_fifo,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys(format!("open {}", context.exec_fifo.display())))?;
+
+    rootfs::pivot_into(&context.rootfs)?;
+
+    let network_mode = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(annotations::NETWORK).cloned());
+    if context.new_network_namespace && network_mode.as_deref() != Some("none") {
+        bring_loopback_up()?;
+    }
+    if let Some(hostname) = spec.hostname() {
+        sethostname(hostname).map_err(sys(format!("set hostname {hostname:?}")))?;
+    }
+    if let Some(domain) = spec.domainname() {
+        // SAFETY: the pointer and length describe the live `domain` string.
+        let result = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
+        if result != 0 {
+            return Err(sys(format!("set domain name {domain:?}"))(
+                nix::Error::last(),
+            ));
+        }
+    }
+    if let Some(sysctls) = linux.sysctl() {
+        for (key, value) in sysctls {
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            fs::write(&path, value).map_err(|source| InitError::Io {
+                operation: format!("set sysctl {key}={value}"),
+                source,
+            })?;
+        }
+    }
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        rootfs::make_root_readonly()?;
+    }
+
+    let process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| InitError::Process("config.json has no process".to_string()))?;
+    let cwd = process.cwd();
+    rootfs::ensure_directory(cwd)?;
+    super::process::apply_rlimits(&process)?;
+    super::process::switch_user(&process)?;
+    chdir(cwd).map_err(sys(format!("chdir to {}", cwd.display())))?;
+    let resolved = super::process::resolve(&process)?;
+    let with_init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(annotations::INIT))
+        .is_some_and(|v| v == "true");
+    mark_descriptors_cloexec(&[fifo.as_raw_fd()]);
+    Ok(Prepared {
+        fifo,
+        process: Process {
+            path: resolved.path,
+            args: resolved.args,
+            env: resolved.env,
+            with_init,
+        },
+    })
+}
+
+/// Blocks until `corral start` opens the FIFO for reading.
+fn wait_for_start(fifo: OwnedFd) {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    match fs::OpenOptions::new().write(true).open(&path) {
+        Ok(mut writer) => {
+            let _ = writer.write_all(b"0");
+        }
+        Err(error) => {
+            eprintln!("corral: failed to wait for start on the exec FIFO: {error}");
+            // SAFETY: ends this process without running the runtime's
+            // destructors, as a forked child must.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+fn execute(process: Process) -> ! {
+    if process.with_init {
+        run_with_minimal_init(process)
+    }
+    exec_process(&process)
+}
+
+fn exec_process(process: &Process) -> ! {
+    reset_signals();
+    let error = execve(&process.path, &process.args, &process.env).unwrap_err();
+    let name = process.args.first().unwrap_or(&process.path);
+    eprintln!(
+        "corral: failed to execute {}: {}",
+        name.to_string_lossy(),
+        error.desc()
+    );
+    let code = if error == nix::Error::ENOENT {
+        127
+    } else {
+        126
+    };
+    // SAFETY: ends this process without running destructors of the
+    // runtime's copy of the address space, as a child that failed to
+    // execute must.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs the process as a child of a minimal PID 1 that forwards every
+/// signal to it, reaps every zombie, and exits with the process's status.
+fn run_with_minimal_init(process: Process) -> ! {
+    let all = SigSet::all();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
+    // SAFETY: the init is single-threaded (it was cloned from the
+    // single-threaded runtime), so the child may run any code after fork.
+    let main_pid = match unsafe { fork() } {
+        Ok(ForkResult::Child) => exec_process(&process),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(error) => {
+            eprintln!("corral: init failed to fork the process: {error}");
+            // SAFETY: as above, a forked child ends without destructors.
+            unsafe { libc::_exit(1) }
+        }
+    };
+    loop {
+        let Ok(signal) = all.wait() else { continue };
+        if signal != Signal::SIGCHLD {
+            let _ = kill(main_pid, signal);
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == main_pid => {
+                    // SAFETY: PID 1 of the container ends here on purpose.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == main_pid => {
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(128 + signal as i32) }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// Restores default dispositions and an empty signal mask: both survive
+/// execve, and the runtime ignores SIGPIPE and blocks forwarded signals.
+fn reset_signals() {
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal,
+        // and no handler of this process depends on the old one anymore.
+        unsafe {
+            let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl);
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Sets close-on-exec on every descriptor above stderr except `keep`, so no
+/// descriptor of the runtime reaches the process.
+fn mark_descriptors_cloexec(keep: &[RawFd]) {
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: F_SETFD on a descriptor number only changes its flag;
+            // a number that was the read_dir descriptor and is now closed
+            // makes the call fail harmlessly with EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+fn bring_loopback_up() -> Result<(), InitError> {
+    // SAFETY: socket() has no memory preconditions; the result is checked.
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if socket < 0 {
+        return Err(sys("open a socket to configure lo")(nix::Error::last()));
+    }
+    // SAFETY: an all-zero ifreq is valid; the name is copied within its
+    // 16-byte array and NUL-terminated by the zeroing.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo") {
+        *slot = *byte as libc::c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads a complete ifreq from the pointer, which
+    // points to the initialized `request` for the duration of the call.
+    let result = unsafe { libc::ioctl(socket, libc::SIOCSIFFLAGS, &request) };
+    let error = nix::Error::last();
+    // SAFETY: `socket` is a descriptor this function opened and owns.
+    unsafe { libc::close(socket) };
+    if result != 0 {
+        return Err(sys("bring lo up")(error));
+    }
+    Ok(())
+}
+
+/// Clone flags of the namespaces the spec asks to create.
+pub(crate) fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
+    match kind {
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}

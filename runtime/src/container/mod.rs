@@ -1,0 +1,659 @@
+//! Container lifecycle: create, start, run, kill, delete, state and list,
+//! with the semantics of runc's verbs.
+//!
+//! `create` clones the container's init into new namespaces, places it in its
+//! cgroup and lets it build the root, then leaves it blocked on the exec FIFO
+//! `ROOT/ID/exec.fifo`. `start` opens the FIFO for reading, which releases the
+//! init to execute the process.
+
+mod init;
+mod process;
+mod sync;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill as send_signal, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
+use crate::job::annotations;
+use crate::state::{ContainerState, StateError, Status, OCI_VERSION};
+
+pub use sync::InitReport;
+
+/// Name of the exec FIFO inside a container's state directory.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// Cgroup parent used when config.json has no `linux.cgroupsPath`.
+pub const DEFAULT_CGROUP_PARENT: &str = "corral";
+
+/// An error of a container operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container id {id:?} is invalid: use letters, digits, '_', '-' and '.' only")]
+    InvalidId { id: String },
+    #[error("container {id:?} already exists in {root}")]
+    Exists { id: String, root: PathBuf },
+    #[error("failed to load {path}")]
+    LoadSpec {
+        path: PathBuf,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    #[error("invalid config.json: {message}")]
+    InvalidSpec { message: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("failed to {operation} {path}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to {operation}")]
+    Sys {
+        operation: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("container init failed: {message}")]
+    InitFailed { message: String },
+    #[error("container {id:?} is {status:?}, expected {expected}")]
+    WrongStatus {
+        id: String,
+        status: Status,
+        expected: &'static str,
+    },
+    #[error("container {id:?} is still running: stop it first or use --force")]
+    StillRunning { id: String },
+}
+
+fn io_error<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
+    move |source| ContainerError::Io {
+        operation,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Arguments of `create`.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// State root (`--root`), for example `/run/corral/containers`.
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Rejects ids that could name a path outside the state root.
+pub fn validate_id(id: &str) -> Result<(), ContainerError> {
+    let valid = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ContainerError::InvalidId { id: id.to_string() })
+    }
+}
+
+pub(crate) fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Removes what a failed create had built so far.
+struct CreateGuard {
+    state_dir: Option<PathBuf>,
+    overlay_dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    init_pid: Option<Pid>,
+}
+
+impl CreateGuard {
+    fn disarm(&mut self) {
+        self.state_dir = None;
+        self.overlay_dir = None;
+        self.cgroup = None;
+        self.init_pid = None;
+    }
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.init_pid {
+            let _ = send_signal(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            if let Err(error) = cgroup.kill_all().and_then(|()| cgroup.remove()) {
+                tracing::warn!(cgroup = cgroup.id(), %error, "failed to remove the cgroup of a failed create");
+            }
+        }
+        if let Some(dir) = &self.overlay_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+        if let Some(dir) = &self.state_dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Creates the container and leaves its init waiting for `start`.
+///
+/// The init is a child of the calling process, so `run` can wait for it.
+pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError> {
+    validate_id(&options.id)?;
+    let bundle =
+        fs::canonicalize(&options.bundle).map_err(io_error("resolve bundle", &options.bundle))?;
+    let config_path = bundle.join("config.json");
+    let spec = Spec::load(&config_path).map_err(|source| ContainerError::LoadSpec {
+        path: config_path.clone(),
+        source,
+    })?;
+
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&options.root)
+        .map_err(io_error("create state root", &options.root))?;
+    let state_dir = options.root.join(&options.id);
+    match fs::DirBuilder::new().mode(0o700).create(&state_dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ContainerError::Exists {
+                id: options.id.clone(),
+                root: options.root.clone(),
+            })
+        }
+        Err(error) => return Err(io_error("create state directory", &state_dir)(error)),
+    }
+    let mut guard = CreateGuard {
+        state_dir: Some(state_dir.clone()),
+        overlay_dir: None,
+        cgroup: None,
+        init_pid: None,
+    };
+
+    let plan = RootPlan::from_spec(&spec, &bundle)?;
+    if let Some(overlay) = &plan.overlay {
+        guard.overlay_dir = Some(overlay.dir.clone());
+        for dir in [&overlay.dir, &overlay.upper, &overlay.work, &plan.rootfs] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error("create overlay directory", dir))?;
+        }
+    }
+
+    let linux = spec.linux().clone().unwrap_or_default();
+    let hierarchy = Hierarchy::detect()?;
+    let cgroup_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| format!("{DEFAULT_CGROUP_PARENT}/{}", options.id));
+    let cgroup = hierarchy.create(&cgroup_path)?;
+    guard.cgroup = Some(cgroup.clone());
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources)?;
+    }
+
+    let fifo = state_dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(|source| {
+        ContainerError::Sys {
+            operation: format!("create exec FIFO {}", fifo.display()),
+            source,
+        }
+    })?;
+
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let mut state = ContainerState {
+        oci_version: OCI_VERSION.to_string(),
+        id: options.id.clone(),
+        status: Status::Creating,
+        pid: None,
+        bundle: bundle.clone(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        created: now_seconds(),
+        cgroup_id: cgroup.id().to_string(),
+        cgroup_paths: cgroup.paths().clone(),
+        job: annotations.get(annotations::JOB).cloned(),
+        image: annotations
+            .get(annotations::IMAGE)
+            .cloned()
+            .unwrap_or_else(|| plan.rootfs.display().to_string()),
+        labels: labels_from(&annotations),
+        rootfs: plan.rootfs.clone(),
+        overlay_dir: plan.overlay.as_ref().map(|o| o.dir.clone()),
+    };
+    state.save(&options.root)?;
+
+    let (flags, joins) = namespace_plan(&spec)?;
+    let (mut parent_end, child_end) =
+        UnixStream::pair().map_err(io_error("create sync socket", &state_dir))?;
+    let context = init::InitContext {
+        new_cgroup_namespace: flags.contains(CloneFlags::CLONE_NEWCGROUP),
+        new_network_namespace: flags.contains(CloneFlags::CLONE_NEWNET),
+        spec: spec.clone(),
+        rootfs: plan.rootfs.clone(),
+        overlay: plan.overlay.as_ref().map(|o| init::Overlay {
+            lower_dirs: o.lower_dirs.clone(),
+            upper: o.upper.clone(),
+            work: o.work.clone(),
+        }),
+        exec_fifo: fifo,
+        sync: child_end,
+        joins,
+    };
+    // The cgroup namespace is created by the init after it joined its
+    // cgroup, so that the namespace's root is the container's cgroup.
+    let clone_flags = flags - CloneFlags::CLONE_NEWCGROUP;
+    let pid = clone_init(clone_flags, context)?;
+    guard.init_pid = Some(pid);
+
+    cgroup.add_process(pid.as_raw())?;
+    if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let path = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));
+        fs::write(&path, score.to_string()).map_err(io_error("write", &path))?;
+    }
+    parent_end
+        .write_all(&[sync::GO])
+        .map_err(io_error("signal the container init", &state_dir))?;
+    match sync::read_report(&mut parent_end)
+        .map_err(io_error("read the init's report", &state_dir))?
+    {
+        InitReport::Ready => {}
+        InitReport::Failed(message) => return Err(ContainerError::InitFailed { message }),
+        InitReport::Vanished => {
+            return Err(ContainerError::InitFailed {
+                message: "the init exited during setup without a message".to_string(),
+            })
+        }
+    }
+
+    state.status = Status::Created;
+    state.pid = Some(pid.as_raw());
+    state.save(&options.root)?;
+    if let Some(pid_file) = &options.pid_file {
+        write_pid_file(pid_file, pid.as_raw())?;
+    }
+    guard.disarm();
+    Ok(state)
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    let temporary = path.with_extension("tmp");
+    fs::write(&temporary, pid.to_string()).map_err(io_error("write pid file", &temporary))?;
+    fs::rename(&temporary, path).map_err(io_error("write pid file", path))
+}
+
+fn labels_from(
+    annotations: &std::collections::HashMap<String, String>,
+) -> BTreeMap<String, String> {
+    annotations
+        .iter()
+        .filter_map(|(key, value)| {
+            key.strip_prefix(annotations::LABEL_PREFIX)
+                .map(|label| (label.to_string(), value.clone()))
+        })
+        .collect()
+}
+
+/// Where the root filesystem comes from.
+struct RootPlan {
+    rootfs: PathBuf,
+    overlay: Option<OverlayPlan>,
+}
+
+struct OverlayPlan {
+    dir: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    lower_dirs: String,
+}
+
+impl RootPlan {
+    fn from_spec(spec: &Spec, bundle: &Path) -> Result<Self, ContainerError> {
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| ContainerError::InvalidSpec {
+                message: "root is missing".to_string(),
+            })?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            bundle.join(root.path())
+        };
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let lower = annotations.get(annotations::OVERLAY_LOWERDIRS);
+        let dir = annotations.get(annotations::OVERLAY_DIR);
+        let overlay = match (lower, dir) {
+            (Some(lower_dirs), Some(dir)) => {
+                let dir = PathBuf::from(dir);
+                if rootfs != dir.join("merged") {
+                    return Err(ContainerError::InvalidSpec {
+                        message: format!(
+                            "root.path {} must be {}/merged when annotation {} is set",
+                            rootfs.display(),
+                            dir.display(),
+                            annotations::OVERLAY_DIR
+                        ),
+                    });
+                }
+                Some(OverlayPlan {
+                    upper: dir.join("upper"),
+                    work: dir.join("work"),
+                    dir,
+                    lower_dirs: lower_dirs.clone(),
+                })
+            }
+            (None, None) => {
+                if !rootfs.is_dir() {
+                    return Err(ContainerError::InvalidSpec {
+                        message: format!("root.path {} is not a directory", rootfs.display()),
+                    });
+                }
+                None
+            }
+            _ => {
+                return Err(ContainerError::InvalidSpec {
+                    message: format!(
+                        "annotations {} and {} must be set together",
+                        annotations::OVERLAY_LOWERDIRS,
+                        annotations::OVERLAY_DIR
+                    ),
+                })
+            }
+        };
+        Ok(RootPlan { rootfs, overlay })
+    }
+}
+
+/// Splits the spec's namespaces into clone flags for new ones and opened
+/// paths for the ones to join.
+fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>), ContainerError> {
+    let mut flags = CloneFlags::empty();
+    let mut joins = Vec::new();
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    for namespace in namespaces {
+        let flag = init::namespace_flag(namespace.typ());
+        match namespace.path() {
+            None => flags.insert(flag),
+            Some(path) => {
+                let file = fs::File::open(path).map_err(io_error("open namespace", path))?;
+                joins.push((flag, OwnedFd::from(file)));
+            }
+        }
+    }
+    if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        return Err(ContainerError::InvalidSpec {
+            message: "user namespaces are not supported yet".to_string(),
+        });
+    }
+    Ok((flags, joins))
+}
+
+/// Clones the init into new namespaces and returns its PID.
+fn clone_init(flags: CloneFlags, context: init::InitContext) -> Result<Pid, ContainerError> {
+    // SAFETY: a raw clone without CLONE_VM behaves like fork: the child gets
+    // a copy of the address space and continues on a copy of this stack. The
+    // runtime is single-threaded here, so no lock is held by another thread
+    // in the copy, and the child never returns from `init::run`.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match result {
+        -1 => Err(ContainerError::Sys {
+            operation: format!("clone the container init with flags {flags:?}"),
+            source: nix::Error::last(),
+        }),
+        0 => init::run(context),
+        pid => {
+            drop(context);
+            Ok(Pid::from_raw(pid as i32))
+        }
+    }
+}
+
+/// Releases a created container's init to execute its process.
+pub fn start(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
+    let mut state = load(root, id)?;
+    if state.status != Status::Created {
+        return Err(ContainerError::WrongStatus {
+            id: id.to_string(),
+            status: state.status,
+            expected: "created",
+        });
+    }
+    let fifo = root.join(id).join(EXEC_FIFO);
+    let mut reader = fs::File::open(&fifo).map_err(io_error("open exec FIFO", &fifo))?;
+    let mut byte = [0u8; 1];
+    reader
+        .read_exact(&mut byte)
+        .map_err(io_error("read exec FIFO", &fifo))?;
+    fs::remove_file(&fifo).map_err(io_error("remove exec FIFO", &fifo))?;
+    state.status = Status::Running;
+    state.save(root)?;
+    Ok(state)
+}
+
+/// Loads a container's state with its status brought up to date: a
+/// container whose init is gone is `stopped`.
+pub fn load(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
+    validate_id(id)?;
+    let mut state = ContainerState::load(root, id)?;
+    state.status = current_status(root, &state);
+    Ok(state)
+}
+
+fn current_status(root: &Path, state: &ContainerState) -> Status {
+    let Some(pid) = state.pid else {
+        return state.status;
+    };
+    if !process_alive(pid, state.created) {
+        return Status::Stopped;
+    }
+    if root.join(&state.id).join(EXEC_FIFO).exists() {
+        Status::Created
+    } else {
+        Status::Running
+    }
+}
+
+/// Returns whether `pid` is alive and not a zombie, and was started no
+/// earlier than the container, so a reused PID does not count.
+fn process_alive(pid: i32, created: f64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name may contain spaces and parentheses, so the fields
+    // are counted from the last ')'.
+    let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+        return false;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return false;
+    }
+    let Some(start_ticks) = fields.get(19).and_then(|f| f.parse::<f64>().ok()) else {
+        return true;
+    };
+    boot_time()
+        .map(|boot| boot + start_ticks / clock_ticks() + 1.0 >= created)
+        .unwrap_or(true)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no memory preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+fn boot_time() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Sends `signal` to the container's init, or with `all` to every process
+/// in its cgroup.
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<(), ContainerError> {
+    let state = load(root, id)?;
+    if all {
+        return Ok(cgroup_of(&state).signal_all(signal)?);
+    }
+    if state.status == Status::Stopped {
+        return Err(ContainerError::WrongStatus {
+            id: id.to_string(),
+            status: state.status,
+            expected: "created or running",
+        });
+    }
+    let pid = state.pid.ok_or_else(|| ContainerError::WrongStatus {
+        id: id.to_string(),
+        status: state.status,
+        expected: "created or running",
+    })?;
+    let signal = Signal::try_from(signal).map_err(|source| ContainerError::Sys {
+        operation: format!("interpret signal {signal}"),
+        source,
+    })?;
+    send_signal(Pid::from_raw(pid), signal).map_err(|source| ContainerError::Sys {
+        operation: format!("send {signal} to container {id} (pid {pid})"),
+        source,
+    })
+}
+
+/// Sends SIGKILL to every process of the container's cgroup, freezing it
+/// first so that no process can fork away.
+pub fn kill_all(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let state = ContainerState::load(root, id)?;
+    Ok(cgroup_of(&state).kill_all()?)
+}
+
+pub(crate) fn cgroup_of(state: &ContainerState) -> Cgroup {
+    Cgroup::open(state.cgroup_paths.clone(), state.cgroup_id.clone())
+}
+
+/// Removes a container: its processes (with `force`), cgroup, overlay
+/// directories and state.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+    let state = load(root, id)?;
+    // A created container has not run its process yet, so deleting it
+    // needs no --force, as with runc.
+    if state.status == Status::Running && !force {
+        return Err(ContainerError::StillRunning { id: id.to_string() });
+    }
+    destroy(root, &state)
+}
+
+/// Kills what is left of the container and removes everything it owns.
+pub fn destroy(root: &Path, state: &ContainerState) -> Result<(), ContainerError> {
+    let cgroup = cgroup_of(state);
+    cgroup.kill_all()?;
+    if let Some(pid) = state.pid {
+        wait_for_exit(pid, state.created, Duration::from_secs(10));
+    }
+    cgroup.remove()?;
+    if let Some(dir) = &state.overlay_dir {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("remove overlay directory", dir)(error)),
+        }
+    }
+    let state_dir = root.join(&state.id);
+    match fs::remove_dir_all(&state_dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("remove state directory", &state_dir)(error)),
+    }
+}
+
+/// Waits until `pid` is gone, for processes that are not our children.
+fn wait_for_exit(pid: i32, created: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while process_alive(pid, created) && Instant::now() < deadline {
+        // A zombie child of this process must be reaped to disappear.
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lists every container under `root`, with current statuses.
+pub fn list(root: &Path) -> Result<Vec<ContainerState>, ContainerError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("list", root)(error)),
+    };
+    let mut states = Vec::new();
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        match load(root, &id) {
+            Ok(state) => states.push(state),
+            Err(error) => {
+                tracing::debug!(container = %id, %error, "skipping unreadable container state")
+            }
+        }
+    }
+    states.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(states)
+}
+
+pub mod run;
+
+/// PIDs of every process in the container's cgroup.
+pub fn processes(state: &ContainerState) -> Result<Vec<i32>, ContainerError> {
+    Ok(cgroup_of(state).processes()?)
+}

@@ -1,0 +1,208 @@
+//! The process half of the init: rlimits, user and groups, capabilities,
+//! no_new_privs, and finding the executable.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+use oci_spec::runtime::Process;
+
+use super::init::InitError;
+use crate::job::DEFAULT_PATH;
+
+/// The executable and its argv and envp as C strings.
+pub(crate) struct Resolved {
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+fn invalid(message: String) -> InitError {
+    InitError::Process(message)
+}
+
+fn c_string(value: &str, what: &str) -> Result<CString, InitError> {
+    CString::new(value).map_err(|_| invalid(format!("{what} {value:?} contains a NUL byte")))
+}
+
+/// Finds the executable: `args[0]` as given when it has a `/`, else the
+/// first match in the process's `PATH`, or in the default search path when
+/// the environment has none.
+pub(crate) fn resolve(process: &Process) -> Result<Resolved, InitError> {
+    let args = process.args().clone().unwrap_or_default();
+    let Some(program) = args.first() else {
+        return Err(invalid("process.args is empty".to_string()));
+    };
+    let env = process.env().clone().unwrap_or_default();
+    let search_path = env
+        .iter()
+        .find_map(|entry| entry.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        search_path
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(program))
+            .find(|candidate| is_executable_file(candidate))
+            // A missing program keeps its bare name, so execve fails with
+            // ENOENT and the message names what was asked for.
+            .unwrap_or_else(|| PathBuf::from(program))
+    };
+    Ok(Resolved {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| invalid(format!("program {program:?} contains a NUL byte")))?,
+        args: args
+            .iter()
+            .map(|a| c_string(a, "argument"))
+            .collect::<Result<_, _>>()?,
+        env: env
+            .iter()
+            .map(|e| c_string(e, "environment entry"))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Applies the spec's rlimits to the init, which the process inherits.
+pub(crate) fn apply_rlimits(process: &Process) -> Result<(), InitError> {
+    for rlimit in process.rlimits().as_deref().unwrap_or_default() {
+        let resource = rlimit_resource(&rlimit.typ().to_string()).ok_or_else(|| {
+            invalid(format!(
+                "unknown rlimit type {:?}",
+                rlimit.typ().to_string()
+            ))
+        })?;
+        let limit = libc::rlimit {
+            rlim_cur: rlimit.soft(),
+            rlim_max: rlimit.hard(),
+        };
+        // SAFETY: `limit` is an initialized rlimit that outlives the call.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(InitError::Sys {
+                operation: format!(
+                    "set {} to soft {} hard {}",
+                    rlimit.typ(),
+                    rlimit.soft(),
+                    rlimit.hard()
+                ),
+                source: nix::Error::last(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// Switches to the process's user and groups and applies its capability
+/// sets and no_new_privs, in the order the kernel requires: the bounding set
+/// while still privileged, then the IDs (keeping permitted capabilities
+/// across setuid), then the remaining sets.
+pub(crate) fn switch_user(process: &Process) -> Result<(), InitError> {
+    let user = process.user();
+    let capabilities = process.capabilities().clone().unwrap_or_default();
+    let to_set = |list: &Option<oci_spec::runtime::Capabilities>| -> CapsHashSet {
+        list.as_ref()
+            .map(|set| {
+                set.iter()
+                    .filter_map(|c| capability(&c.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let bounding = to_set(capabilities.bounding());
+    let effective = to_set(capabilities.effective());
+    let permitted = to_set(capabilities.permitted());
+    let inheritable = to_set(capabilities.inheritable());
+    let ambient = to_set(capabilities.ambient());
+
+    let caps_error = |what: &'static str| {
+        move |error: caps::errors::CapsError| {
+            invalid(format!("failed to set the {what} capability set: {error}"))
+        }
+    };
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(caps_error("bounding"))?;
+        }
+    }
+
+    if let Some(umask) = user.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    }
+    // SAFETY: PR_SET_KEEPCAPS takes an integer flag and no pointers.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let mut groups: Vec<Gid> = vec![Gid::from_raw(user.gid())];
+    groups.extend(
+        user.additional_gids()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| Gid::from_raw(*g)),
+    );
+    setgroups(&groups).map_err(|source| InitError::Sys {
+        operation: format!("set supplementary groups {groups:?}"),
+        source,
+    })?;
+    setgid(Gid::from_raw(user.gid())).map_err(|source| InitError::Sys {
+        operation: format!("setgid {}", user.gid()),
+        source,
+    })?;
+    setuid(Uid::from_raw(user.uid())).map_err(|source| InitError::Sys {
+        operation: format!("setuid {}", user.uid()),
+        source,
+    })?;
+
+    // Effective must stay a subset of permitted at every step.
+    caps::set(None, CapSet::Effective, &(&effective & &permitted))
+        .map_err(caps_error("effective"))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(caps_error("permitted"))?;
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(caps_error("inheritable"))?;
+    caps::set(None, CapSet::Effective, &effective).map_err(caps_error("effective"))?;
+    if !ambient.is_empty() {
+        caps::set(None, CapSet::Ambient, &ambient).map_err(caps_error("ambient"))?;
+    }
+
+    if process.no_new_privileges() == Some(true) {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(InitError::Sys {
+                operation: "set no_new_privs".to_string(),
+                source: nix::Error::last(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn capability(name: &str) -> Option<Capability> {
+    name.parse().ok()
+}

@@ -1,0 +1,399 @@
+//! Translation of a job spec into an OCI runtime-spec `config.json`.
+//!
+//! The supervisor runs every job through this translation, so a job can also
+//! be run by hand: `supervisorctl spec NAME > config.json` and `corral run`.
+//! corral-specific parts of the root filesystem travel as annotations (see
+//! [`annotations`]), which other OCI runtimes ignore.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use corral_config::{convert, ImageRef, JobSpec, MountSpec, Network};
+use oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+/// Annotation keys that carry corral's own settings inside `config.json`.
+pub mod annotations {
+    /// Colon-separated absolute lower directories of the overlay root, top first.
+    pub const OVERLAY_LOWERDIRS: &str = "run.corral.overlay.lowerdirs";
+    /// Per-container directory that holds `upper/`, `work/` and `merged/`.
+    pub const OVERLAY_DIR: &str = "run.corral.overlay.dir";
+    /// Job name, copied into the runtime state.
+    pub const JOB: &str = "run.corral.job";
+    /// Image name, copied into the runtime state.
+    pub const IMAGE: &str = "run.corral.image";
+    /// `none` leaves `lo` down in a new network namespace; anything else brings it up.
+    pub const NETWORK: &str = "run.corral.network";
+    /// `true` runs corral's minimal init as PID 1 in front of the process.
+    pub const INIT: &str = "run.corral.init";
+    /// Prefix of job labels, copied into the runtime state.
+    pub const LABEL_PREFIX: &str = "run.corral.label.";
+}
+
+/// Search path used to find a command that has no `/`, when the job's
+/// environment has no `PATH`. It is not added to the environment.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities every job keeps: the bounding set Docker gives containers.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths hidden from every job: files under a read-only /dev/null bind,
+/// directories under an empty read-only tmpfs.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths every job sees read-only.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Where and as what one container of a job runs.
+#[derive(Debug, Clone, Copy)]
+pub struct JobContainer<'a> {
+    pub job_name: &'a str,
+    pub container_id: &'a str,
+    /// supervisord's data directory: `containers/ID/` and `images/` live here.
+    pub data_dir: &'a Path,
+    /// Cgroup path, relative to the runtime's own cgroup, that holds the
+    /// container's cgroup (`corral` gives `corral/ID`).
+    pub cgroup_parent: &'a str,
+}
+
+/// An error translating a job into an OCI config.
+#[derive(Debug, thiserror::Error)]
+pub enum JobSpecError {
+    #[error("image {name:?} not found in the image store {store}")]
+    ImageNotFound { name: String, store: PathBuf },
+    #[error("image directory {path} is not a directory")]
+    ImagePathInvalid { path: PathBuf },
+    #[error("job has no command and its image {image:?} supplies none")]
+    NoCommand { image: String },
+    #[error("failed to read block device {path} named in resources.io")]
+    DeviceStat {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} named in resources.io is not a block device")]
+    NotBlockDevice { path: String },
+    #[error("failed to build the OCI config for job {job:?}")]
+    Build {
+        job: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to write {path}")]
+    WriteBundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Builds the OCI config of one container of `job`.
+pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, JobSpecError> {
+    let (image_label, lower_dirs) = image_layers(&job.image, container.data_dir)?;
+    if job.command.is_empty() {
+        return Err(JobSpecError::NoCommand { image: image_label });
+    }
+    let overlay_dir = container
+        .data_dir
+        .join("containers")
+        .join(container.container_id);
+
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        annotations::OVERLAY_LOWERDIRS.to_string(),
+        lower_dirs.join(":"),
+    );
+    annotations.insert(
+        annotations::OVERLAY_DIR.to_string(),
+        overlay_dir.display().to_string(),
+    );
+    annotations.insert(annotations::JOB.to_string(), container.job_name.to_string());
+    annotations.insert(annotations::IMAGE.to_string(), image_label);
+    let network = match job.network {
+        Network::None => "none",
+        Network::Loopback => "loopback",
+        Network::Host => "host",
+    };
+    annotations.insert(annotations::NETWORK.to_string(), network.to_string());
+    annotations.insert(annotations::INIT.to_string(), job.init.to_string());
+    for (key, value) in &job.labels {
+        annotations.insert(format!("{}{key}", annotations::LABEL_PREFIX), value.clone());
+    }
+
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "uts"}),
+        json!({"type": "ipc"}),
+        json!({"type": "cgroup"}),
+    ];
+    if job.network != Network::Host {
+        namespaces.push(json!({"type": "network"}));
+    }
+
+    let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let (uid, gid) = parse_numeric_user(job.user.as_deref());
+    let capabilities = DEFAULT_CAPABILITIES.to_vec();
+
+    let config = json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid},
+            "args": job.command,
+            "env": env,
+            "cwd": job.working_dir.as_deref().unwrap_or("/"),
+            "capabilities": {
+                "bounding": capabilities,
+                "effective": capabilities,
+                "permitted": capabilities,
+            },
+            "noNewPrivileges": true,
+        },
+        "root": {
+            "path": overlay_dir.join("merged"),
+            "readonly": job.readonly_rootfs,
+        },
+        "hostname": job.hostname.as_deref().unwrap_or(container.job_name),
+        "mounts": mounts(job),
+        "annotations": annotations,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": format!("{}/{}", container.cgroup_parent, container.container_id),
+            "resources": resources(job)?,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    });
+    serde_json::from_value(config).map_err(|source| JobSpecError::Build {
+        job: container.job_name.to_string(),
+        source,
+    })
+}
+
+/// Writes `config.json` into `bundle_dir`, creating the directory (mode 0700).
+pub fn write_bundle(spec: &Spec, bundle_dir: &Path) -> Result<(), JobSpecError> {
+    use std::os::unix::fs::DirBuilderExt;
+
+    let write_error = |source| JobSpecError::WriteBundle {
+        path: bundle_dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(bundle_dir)
+        .map_err(write_error)?;
+    let path = bundle_dir.join("config.json");
+    let body = serde_json::to_vec_pretty(spec).expect("OCI spec serializes to JSON");
+    std::fs::write(&path, body).map_err(|source| JobSpecError::WriteBundle { path, source })
+}
+
+/// Returns the image's label for state and metrics, and its lower directories.
+fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<(String, Vec<String>), JobSpecError> {
+    match image {
+        ImageRef::Host => Ok(("host".to_string(), vec!["/".to_string()])),
+        ImageRef::Path { path } => {
+            if !path.is_dir() {
+                return Err(JobSpecError::ImagePathInvalid { path: path.clone() });
+            }
+            let label = path.display().to_string();
+            Ok((label.clone(), vec![label]))
+        }
+        // NOTE: the image store is not implemented yet, so every named image
+        // is reported as missing.
+        ImageRef::Named(name) => Err(JobSpecError::ImageNotFound {
+            name: name.clone(),
+            store: data_dir.join("images"),
+        }),
+    }
+}
+
+/// Returns `(uid, gid)` for a numeric `UID[:GID]`; names resolve to root
+/// here and are looked up in the image's /etc/passwd by the runtime.
+fn parse_numeric_user(user: Option<&str>) -> (u32, u32) {
+    let Some(user) = user else {
+        return (0, 0);
+    };
+    let mut parts = user.splitn(2, ':');
+    let uid = parts.next().and_then(|u| u.parse().ok()).unwrap_or(0);
+    let gid = parts.next().and_then(|g| g.parse().ok()).unwrap_or(uid);
+    (uid, gid)
+}
+
+fn mounts(job: &JobSpec) -> Vec<Value> {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+    ];
+    // A new sysfs instance shows the network devices of the namespace that
+    // mounts it; with the host's network the container binds the host's /sys.
+    if job.network == Network::Host {
+        mounts.push(
+            json!({"destination": "/sys", "type": "bind", "source": "/sys",
+                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}),
+        );
+    } else {
+        mounts.push(
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+    }
+    for mount in &job.mounts {
+        mounts.push(match mount {
+            MountSpec::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let mut options = vec!["rbind", "nosuid", "nodev"];
+                if *readonly {
+                    options.push("ro");
+                }
+                json!({"destination": target, "type": "bind", "source": source, "options": options})
+            }
+            MountSpec::Tmpfs {
+                target,
+                size,
+                readonly,
+            } => {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = size {
+                    options.push(format!("size={}", size.bytes()));
+                }
+                if *readonly {
+                    options.push("ro".to_string());
+                }
+                json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+            }
+        });
+    }
+    mounts
+}
+
+fn resources(job: &JobSpec) -> Result<Value, JobSpecError> {
+    let limits = &job.resources;
+    let mut resources = json!({});
+    let mut memory = json!({});
+    if let Some(limit) = limits.memory {
+        memory["limit"] = json!(limit.bytes());
+    }
+    if let Some(swap) = limits.memory_swap {
+        memory["swap"] = json!(swap.bytes());
+    }
+    if memory != json!({}) {
+        resources["memory"] = memory;
+    }
+
+    let mut cpu = json!({});
+    if let Some(cpus) = limits.cpus {
+        let (quota, period) = convert::cpus_to_cfs(cpus);
+        cpu["quota"] = json!(quota);
+        cpu["period"] = json!(period);
+    }
+    if let Some(weight) = limits.cpu_weight {
+        cpu["shares"] = json!(convert::weight_to_shares(weight));
+    }
+    if let Some(cpuset) = &limits.cpuset {
+        cpu["cpus"] = json!(cpuset);
+    }
+    if cpu != json!({}) {
+        resources["cpu"] = cpu;
+    }
+
+    if let Some(pids) = limits.pids {
+        resources["pids"] = json!({"limit": pids});
+    }
+
+    if let Some(io) = &limits.io {
+        let mut block_io = json!({});
+        if let Some(weight) = io.weight {
+            block_io["weight"] = json!(convert::io_weight_to_blkio_weight(weight));
+        }
+        let throttles = [
+            ("throttleReadBpsDevice", byte_rates(&io.read_bps)),
+            ("throttleWriteBpsDevice", byte_rates(&io.write_bps)),
+            ("throttleReadIOPSDevice", io.read_iops.clone()),
+            ("throttleWriteIOPSDevice", io.write_iops.clone()),
+        ];
+        for (key, per_device) in throttles {
+            if per_device.is_empty() {
+                continue;
+            }
+            let mut entries = Vec::new();
+            for (device, rate) in per_device {
+                let (major, minor) = block_device_numbers(&device)?;
+                entries.push(json!({"major": major, "minor": minor, "rate": rate}));
+            }
+            block_io[key] = Value::Array(entries);
+        }
+        resources["blockIO"] = block_io;
+    }
+    Ok(resources)
+}
+
+fn byte_rates(rates: &BTreeMap<String, corral_config::ByteSize>) -> BTreeMap<String, u64> {
+    rates
+        .iter()
+        .map(|(device, size)| (device.clone(), size.bytes()))
+        .collect()
+}
+
+/// Returns the major and minor numbers of a block device node.
+fn block_device_numbers(path: &str) -> Result<(u64, u64), JobSpecError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let metadata = std::fs::metadata(path).map_err(|source| JobSpecError::DeviceStat {
+        path: path.to_string(),
+        source,
+    })?;
+    if !metadata.file_type().is_block_device() {
+        return Err(JobSpecError::NotBlockDevice {
+            path: path.to_string(),
+        });
+    }
+    let device = metadata.rdev();
+    Ok((libc::major(device) as u64, libc::minor(device) as u64))
+}

@@ -1,0 +1,618 @@
+//! The container's root filesystem, built inside its own mount namespace:
+//! the overlay or bind root, the spec's mounts, /dev, pivot_root, and the
+//! masked and read-only paths.
+//!
+//! Everything here runs in the container's init before it executes the
+//! process, so every mount dies with the mount namespace and nothing is left
+//! in the host's mount table.
+
+use std::fs;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::unistd::{chdir, pivot_root};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+
+/// An error building the container's root filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("failed to mount {source_name} on {target} (type {fstype}, options {data:?})")]
+    Mount {
+        source_name: String,
+        target: PathBuf,
+        fstype: String,
+        data: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to {operation} {path}")]
+    Path {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to {operation} {path}")]
+    Sys {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("mount destination {destination:?} is not an absolute path")]
+    RelativeDestination { destination: String },
+    #[error("too many levels of symbolic links resolving {path} inside {root}")]
+    SymlinkLoop { root: PathBuf, path: PathBuf },
+}
+
+fn sys<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Sys {
+        operation,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn io<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Path {
+        operation,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Mount flags and filesystem data parsed from OCI mount options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags that must be applied by a second, remounting call: bind mounts
+    /// ignore every flag but MS_BIND and MS_REC on their first call.
+    pub remount_flags: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+}
+
+impl MountOptions {
+    pub fn parse(options: &[String]) -> Self {
+        let mut parsed = MountOptions {
+            flags: MsFlags::empty(),
+            remount_flags: MsFlags::empty(),
+            propagation: MsFlags::empty(),
+            data: Vec::new(),
+        };
+        for option in options {
+            let (set, clear, propagation) = match option.as_str() {
+                "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
+                "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
+                "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
+                "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
+                "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
+                "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
+                "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
+                "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
+                "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
+                "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+                "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty(), MsFlags::empty()),
+                "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty(), MsFlags::empty()),
+                "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
+                "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK, MsFlags::empty()),
+                "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
+                "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME, MsFlags::empty()),
+                "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
+                "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME, MsFlags::empty()),
+                "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
+                "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
+                "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
+                "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
+                "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
+                "rbind" => (
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                ),
+                "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
+                "rprivate" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                ),
+                "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
+                "rshared" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_SHARED | MsFlags::MS_REC,
+                ),
+                "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
+                "rslave" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                ),
+                "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
+                "runbindable" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+                ),
+                // Options of other runtimes that have no kernel flag.
+                "tmpcopyup" | "defaults" => continue,
+                other => {
+                    parsed.data.push(other.to_string());
+                    continue;
+                }
+            };
+            parsed.flags.insert(set);
+            parsed.flags.remove(clear);
+            parsed.propagation.insert(propagation);
+        }
+        if parsed.flags.contains(MsFlags::MS_BIND) {
+            parsed.remount_flags = parsed.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        }
+        parsed
+    }
+}
+
+/// Resolves `path` as if `root` were `/`: symlinks and `..` never lead
+/// outside `root`. Components that do not exist yet are appended as given.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, RootfsError> {
+    const MAX_SYMLINKS: usize = 40;
+
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut symlinks = 0;
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&resolved);
+        candidate.push(&name);
+        match fs::read_link(&candidate) {
+            Ok(target) => {
+                symlinks += 1;
+                if symlinks > MAX_SYMLINKS {
+                    return Err(RootfsError::SymlinkLoop {
+                        root: root.to_path_buf(),
+                        path: path.to_path_buf(),
+                    });
+                }
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                for component in target.components().rev() {
+                    match component {
+                        Component::Normal(part) => pending.push(part.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(_) => resolved.push(name),
+        }
+    }
+    let mut result = root.to_path_buf();
+    result.extend(&resolved);
+    Ok(result)
+}
+
+/// Mounts the overlay root at `merged`, with `lower_dirs` (top first) under
+/// `upper` and `work`. Lower directories are passed relative to a common
+/// working directory when that keeps the option string within one page.
+pub fn mount_overlay(
+    lower_dirs: &str,
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> Result<(), RootfsError> {
+    let data = format!(
+        "lowerdir={lower_dirs},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|source| RootfsError::Mount {
+        source_name: "overlay".to_string(),
+        target: merged.to_path_buf(),
+        fstype: "overlay".to_string(),
+        data,
+        source,
+    })
+}
+
+/// Makes `rootfs` a mount point by binding it onto itself, as pivot_root requires.
+pub fn bind_rootfs(rootfs: &Path) -> Result<(), RootfsError> {
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|source| RootfsError::Mount {
+        source_name: rootfs.display().to_string(),
+        target: rootfs.to_path_buf(),
+        fstype: "bind".to_string(),
+        data: String::new(),
+        source,
+    })
+}
+
+/// Performs one OCI mount below `rootfs`, creating its destination.
+pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
+    let destination = entry.destination();
+    if !destination.is_absolute() {
+        return Err(RootfsError::RelativeDestination {
+            destination: destination.display().to_string(),
+        });
+    }
+    let target = resolve_in_root(rootfs, destination)?;
+    let options = MountOptions::parse(entry.options().as_deref().unwrap_or_default());
+    let fstype = entry.typ().as_deref().unwrap_or("bind");
+    let is_bind = fstype == "bind" || options.flags.contains(MsFlags::MS_BIND);
+    let source = entry.source().as_deref().map(Path::to_path_buf);
+
+    let source_is_file = is_bind
+        && source
+            .as_deref()
+            .and_then(|s| fs::metadata(s).ok())
+            .is_some_and(|m| !m.is_dir());
+    create_destination(&target, source_is_file)?;
+
+    let data = options.data.join(",");
+    let source_name = source
+        .as_deref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| fstype.to_string());
+    let mount_error = |source| RootfsError::Mount {
+        source_name: source_name.clone(),
+        target: target.clone(),
+        fstype: fstype.to_string(),
+        data: data.clone(),
+        source,
+    };
+    if is_bind {
+        let flags = MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC);
+        mount(
+            source.as_deref(),
+            &target,
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(mount_error)?;
+        if !options.remount_flags.is_empty() {
+            remount_keeping_flags(&target, options.remount_flags)?;
+        }
+    } else {
+        let flags = options.flags & !MsFlags::MS_REMOUNT;
+        let data_arg = (!data.is_empty()).then_some(data.as_str());
+        mount(
+            Some(source_name.as_str()),
+            &target,
+            Some(fstype),
+            flags,
+            data_arg,
+        )
+        .map_err(mount_error)?;
+    }
+    if !options.propagation.is_empty() {
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            options.propagation,
+            None::<&str>,
+        )
+        .map_err(sys("set propagation of", &target))?;
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount with `flags` added to the flags it already has.
+/// The kernel rejects a read-only remount of a mount that is nosuid, nodev or
+/// noexec unless those flags are repeated, and locked flags cannot be dropped.
+pub fn remount_keeping_flags(target: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+    let existing = statvfs(target).map_err(sys("statvfs", target))?.flags();
+    let mut keep = MsFlags::empty();
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if existing.contains(fs_flag) {
+            keep.insert(ms_flag);
+        }
+    }
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep | flags,
+        None::<&str>,
+    )
+    .map_err(sys("remount", target))
+}
+
+fn create_destination(target: &Path, as_file: bool) -> Result<(), RootfsError> {
+    if target.exists() {
+        return Ok(());
+    }
+    if as_file {
+        if let Some(parent) = target.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(io("create directory", parent))?;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(target)
+            .map_err(io("create mount target", target))?;
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(target)
+        .map_err(io("create mount target", target))
+}
+
+/// The devices every container gets, as (path, major, minor).
+pub const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// Creates the default devices, the spec's devices and the standard /dev
+/// symlinks under `rootfs/dev`.
+pub fn create_devices(rootfs: &Path, extra: &[LinuxDevice]) -> Result<(), RootfsError> {
+    for (path, major, minor) in DEFAULT_DEVICES {
+        let target = resolve_in_root(rootfs, Path::new(path))?;
+        make_device(&target, SFlag::S_IFCHR, major, minor, 0o666)?;
+    }
+    for device in extra {
+        let kind = match device.typ() {
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let target = resolve_in_root(rootfs, device.path())?;
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io("create directory", parent))?;
+        }
+        let mode = device.file_mode().unwrap_or(0o666);
+        make_device(
+            &target,
+            kind,
+            device.major() as u64,
+            device.minor() as u64,
+            mode,
+        )?;
+        let uid = device.uid().map(nix::unistd::Uid::from_raw);
+        let gid = device.gid().map(nix::unistd::Gid::from_raw);
+        nix::unistd::chown(&target, uid, gid).map_err(sys("chown", &target))?;
+    }
+    let links = [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ];
+    for (source, link) in links {
+        let target = resolve_in_root(rootfs, Path::new(link))?;
+        if target.symlink_metadata().is_ok() {
+            continue;
+        }
+        symlink(source, &target).map_err(io("create symlink", &target))?;
+    }
+    Ok(())
+}
+
+fn make_device(
+    target: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+) -> Result<(), RootfsError> {
+    if target.symlink_metadata().is_ok() {
+        fs::remove_file(target).map_err(io("replace", target))?;
+    }
+    // The umask would clear the group and other bits that devices need.
+    let previous = nix::sys::stat::umask(Mode::empty());
+    let result = mknod(
+        target,
+        kind,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    );
+    nix::sys::stat::umask(previous);
+    result.map_err(sys("create device node", target))
+}
+
+/// Moves the process's root to `rootfs` and detaches the old root.
+///
+/// `pivot_root(".", ".")` stacks the old root on top of the new one, so a
+/// lazy unmount of "." afterwards removes it without needing a directory for
+/// it inside the container.
+pub fn pivot_into(rootfs: &Path) -> Result<(), RootfsError> {
+    chdir(rootfs).map_err(sys("chdir to", rootfs))?;
+    pivot_root(".", ".").map_err(sys("pivot_root to", rootfs))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root from", rootfs))?;
+    chdir("/").map_err(sys("chdir to", Path::new("/")))
+}
+
+/// Hides `paths`: a directory under an empty read-only tmpfs, anything else
+/// under a bind of /dev/null. Missing paths are skipped.
+pub fn mask_paths(paths: &[String]) -> Result<(), RootfsError> {
+    for path in paths.iter().map(Path::new) {
+        let Ok(metadata) = fs::metadata(path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0,mode=0555"),
+            )
+            .map_err(sys("mask", path))?;
+        } else {
+            check_dev_null()?;
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys("mask", path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Confirms that /dev/null is the null character device before it is bound
+/// over a masked file, so a planted regular file cannot be exposed instead.
+fn check_dev_null() -> Result<(), RootfsError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let path = Path::new("/dev/null");
+    let metadata = fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    let is_null = metadata.file_type().is_char_device() && metadata.rdev() == makedev(1, 3);
+    if is_null {
+        Ok(())
+    } else {
+        Err(RootfsError::Path {
+            operation: "verify",
+            path: path.to_path_buf(),
+            source: std::io::Error::other("not the null character device 1:3"),
+        })
+    }
+}
+
+/// Makes `paths` read-only by binding each onto itself and remounting it.
+pub fn readonly_paths(paths: &[String]) -> Result<(), RootfsError> {
+    for path in paths.iter().map(Path::new) {
+        if fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("bind read-only path", path))?;
+        remount_keeping_flags(path, MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
+}
+
+/// Remounts the new root read-only, once every other mount is in place.
+pub fn make_root_readonly() -> Result<(), RootfsError> {
+    remount_keeping_flags(Path::new("/"), MsFlags::MS_RDONLY)
+}
+
+/// Creates the OCI `cwd` when it is missing.
+pub fn ensure_directory(path: &Path) -> Result<(), RootfsError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(io("create working directory", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_flags_and_data() {
+        let options: Vec<String> = ["nosuid", "ro", "size=16m", "mode=755", "rslave"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parsed = MountOptions::parse(&options);
+        assert!(parsed.flags.contains(MsFlags::MS_NOSUID));
+        assert!(parsed.flags.contains(MsFlags::MS_RDONLY));
+        assert_eq!(parsed.data, vec!["size=16m", "mode=755"]);
+        assert_eq!(parsed.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert!(parsed.remount_flags.is_empty());
+    }
+
+    #[test]
+    fn bind_options_need_remount() {
+        let options: Vec<String> = ["rbind", "ro", "nosuid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parsed = MountOptions::parse(&options);
+        assert!(parsed.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert_eq!(
+            parsed.remount_flags,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
+    }
+
+    #[test]
+    fn resolve_keeps_symlinks_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path();
+        fs::create_dir_all(base.join("etc")).unwrap();
+        symlink("/etc", base.join("abs")).unwrap();
+        symlink("../../../../etc", base.join("etc/up")).unwrap();
+        symlink("loop2", base.join("loop1")).unwrap();
+        symlink("loop1", base.join("loop2")).unwrap();
+
+        assert_eq!(
+            resolve_in_root(base, Path::new("/abs/passwd")).unwrap(),
+            base.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(base, Path::new("/etc/up/shadow")).unwrap(),
+            base.join("etc/shadow")
+        );
+        assert_eq!(
+            resolve_in_root(base, Path::new("/../../x")).unwrap(),
+            base.join("x")
+        );
+        assert!(matches!(
+            resolve_in_root(base, Path::new("/loop1")),
+            Err(RootfsError::SymlinkLoop { .. })
+        ));
+    }
+}
