@@ -1,0 +1,359 @@
+//! Where the cgroup hierarchies are mounted, where the calling process sits in
+//! them, and the creation and removal of cgroup directories.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::mountinfo::{self, CgroupMount};
+use super::{v1, v2, Cgroup, CgroupError, CgroupPaths, Version};
+
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+const SELF_CGROUP: &str = "/proc/self/cgroup";
+
+/// One mounted hierarchy and the calling process's place in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    /// `memory`, `cpu`, ... on v1 and `unified` on v2, for error messages.
+    name: String,
+    mount_point: PathBuf,
+    /// The cgroup at `mount_point`, from the hierarchy root.
+    root: String,
+    /// The calling process's cgroup, from the hierarchy root.
+    own: String,
+}
+
+impl Mount {
+    fn new(name: &str, mount: &CgroupMount, own: &str, root_prefix: &Path) -> Self {
+        let relative = mount
+            .mount_point
+            .strip_prefix("/")
+            .unwrap_or(&mount.mount_point);
+        Mount {
+            name: name.to_string(),
+            mount_point: root_prefix.join(relative),
+            root: mount.root.clone(),
+            own: own.to_string(),
+        }
+    }
+
+    /// Returns the directory of `cgroup`, a path from the hierarchy root.
+    fn dir_of(&self, cgroup: &str) -> Result<PathBuf, CgroupError> {
+        let outside = || CgroupError::OutsideMount {
+            controller: self.name.clone(),
+            cgroup: cgroup.to_string(),
+            mount_point: self.mount_point.clone(),
+            mount_root: self.root.clone(),
+        };
+        let below_root = if self.root == "/" {
+            cgroup
+        } else {
+            cgroup
+                .strip_prefix(self.root.as_str())
+                .ok_or_else(outside)?
+        };
+        if !below_root.is_empty() && !below_root.starts_with('/') {
+            return Err(outside());
+        }
+        let relative = below_root.trim_start_matches('/');
+        if relative.is_empty() {
+            Ok(self.mount_point.clone())
+        } else {
+            Ok(self.mount_point.join(relative))
+        }
+    }
+
+    /// Resolves a path given to [`Hierarchy::create`] to a cgroup path from
+    /// the hierarchy root and its directory.
+    fn locate(&self, path: &str) -> Result<(String, PathBuf), CgroupError> {
+        let cgroup = resolve(path, &self.own)?;
+        if cgroup == self.own {
+            return Err(CgroupError::InvalidPath {
+                path: path.to_string(),
+                reason: "it is the calling process's own cgroup",
+            });
+        }
+        let dir = self.dir_of(&cgroup)?;
+        Ok((cgroup, dir))
+    }
+}
+
+/// The mounted cgroup hierarchies and the calling process's cgroup in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    version: Version,
+    /// v1 controllers by name; co-mounted controllers share a mount point.
+    /// Empty on v2.
+    controllers: BTreeMap<String, Mount>,
+    /// The unified hierarchy on v2 hosts. A hybrid host's cgroup2 mount is
+    /// not used, because limits go through the v1 controllers there.
+    unified: Option<Mount>,
+}
+
+impl Hierarchy {
+    /// Detects the hierarchies from `/proc/self/mountinfo` and
+    /// `/proc/self/cgroup`.
+    ///
+    /// Hybrid hosts (v1 controllers plus a cgroup2 mount that holds few or no
+    /// controllers, such as `/sys/fs/cgroup/unified` with only hugetlb) are
+    /// [`Version::V1`]. Pure v2 is a cgroup2 mount and no v1 controller mount
+    /// (named hierarchies such as `name=systemd` are not controllers).
+    pub fn detect() -> Result<Self, CgroupError> {
+        let read = |path: &str| {
+            fs::read_to_string(path).map_err(|source| CgroupError::Read {
+                path: PathBuf::from(path),
+                source,
+            })
+        };
+        Self::from_texts(&read(MOUNTINFO)?, &read(SELF_CGROUP)?, Path::new("/"))
+    }
+
+    /// Detects the hierarchies from the given mountinfo and `/proc/self/cgroup`
+    /// texts, with every mount point placed below `root_prefix`.
+    pub fn from_texts(
+        mountinfo: &str,
+        self_cgroup: &str,
+        root_prefix: &Path,
+    ) -> Result<Self, CgroupError> {
+        let mounts = mountinfo::parse_mountinfo(mountinfo, Path::new(MOUNTINFO))?;
+        let memberships = mountinfo::parse_self_cgroup(self_cgroup, Path::new(SELF_CGROUP))?;
+
+        let mut controllers = BTreeMap::new();
+        for membership in memberships.iter().filter(|line| line.hierarchy_id != 0) {
+            for name in &membership.controllers {
+                if name.starts_with("name=") {
+                    continue;
+                }
+                let mount = mounts
+                    .iter()
+                    .find(|mount| !mount.unified && mount.options.contains(name));
+                if let Some(mount) = mount {
+                    let entry = Mount::new(name, mount, &membership.path, root_prefix);
+                    controllers.insert(name.clone(), entry);
+                }
+            }
+        }
+        if !controllers.is_empty() {
+            return Ok(Hierarchy {
+                version: Version::V1,
+                controllers,
+                unified: None,
+            });
+        }
+
+        let unified_mount = mounts.iter().find(|mount| mount.unified);
+        let membership = memberships.iter().find(|line| line.hierarchy_id == 0);
+        match (unified_mount, membership) {
+            (Some(mount), Some(membership)) => Ok(Hierarchy {
+                version: Version::V2,
+                controllers,
+                unified: Some(Mount::new("unified", mount, &membership.path, root_prefix)),
+            }),
+            _ => Err(CgroupError::NoHierarchy {
+                path: PathBuf::from(MOUNTINFO),
+            }),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Returns the directories and the cgroup id that [`Hierarchy::create`]
+    /// would use for `path`, without touching the file system.
+    pub fn locate(&self, path: &str) -> Result<(CgroupPaths, String), CgroupError> {
+        if let Some(mount) = &self.unified {
+            let (cgroup, dir) = mount.locate(path)?;
+            return Ok((CgroupPaths::V2 { path: dir }, cgroup));
+        }
+
+        let mut dirs = BTreeMap::new();
+        let mut id = None;
+        for (name, mount) in &self.controllers {
+            let (cgroup, dir) = mount.locate(path)?;
+            dirs.insert(name.clone(), dir);
+            // The memory controller's path is the id because the memory
+            // metrics are the ones that monitoring joins on most.
+            if name == "memory" || id.is_none() {
+                id = Some(cgroup);
+            }
+        }
+        let id = id.unwrap_or_default();
+        Ok((CgroupPaths::V1 { controllers: dirs }, id))
+    }
+
+    /// Creates a cgroup, with its missing parents, and returns it.
+    ///
+    /// A relative `path` is placed below the calling process's cgroup (per
+    /// controller on v1), an absolute one below the hierarchy root. The
+    /// cgroup id is the path from the hierarchy root (of the memory
+    /// controller on v1).
+    ///
+    /// On v1, new cpuset directories get their parent's `cpuset.cpus` and
+    /// `cpuset.mems`, because an empty cpuset rejects tasks. On v2, each
+    /// ancestor from the calling process's cgroup down enables the cpu,
+    /// cpuset, hugetlb, io, memory and pids controllers that it has for its
+    /// children. A cgroup with processes may not do that, so when the calling
+    /// process's own cgroup has processes the calling process first moves
+    /// into the leaf [`SELF_LEAF`] below it. Other processes there are not
+    /// moved, and enabling fails with [`CgroupError::InternalProcesses`].
+    pub fn create(&self, path: &str) -> Result<Cgroup, CgroupError> {
+        match &self.unified {
+            Some(mount) => self.create_v2(mount, path),
+            None => self.create_v1(path),
+        }
+    }
+
+    fn create_v1(&self, path: &str) -> Result<Cgroup, CgroupError> {
+        let (paths, id) = self.locate(path)?;
+        let CgroupPaths::V1 { controllers: dirs } = &paths else {
+            unreachable!("a v1 hierarchy locates v1 paths");
+        };
+        for (name, dir) in dirs {
+            create_dir_all(dir)?;
+            if name == "cpuset" {
+                let mount = &self.controllers[name];
+                let start = match path.starts_with('/') {
+                    true => mount.dir_of(&mount.root)?,
+                    false => mount.dir_of(&mount.own)?,
+                };
+                v1::init_cpuset(&start, dir)?;
+            }
+        }
+        Ok(Cgroup::open(paths, id))
+    }
+
+    fn create_v2(&self, mount: &Mount, path: &str) -> Result<Cgroup, CgroupError> {
+        let (cgroup, dir) = mount.locate(path)?;
+
+        // Controllers are enabled from the calling process's cgroup down. For
+        // an absolute path elsewhere (a configured parent), start at its
+        // deepest existing ancestor, which the operator set up.
+        let mut current = if is_below(&cgroup, &mount.own) {
+            mount.own.clone()
+        } else {
+            deepest_existing(mount, &cgroup)?
+        };
+        let rest = cgroup[current.len()..].to_string();
+        for component in rest.split('/').filter(|component| !component.is_empty()) {
+            let parent = mount.dir_of(&current)?;
+            let may_move_self = current == mount.own && current != "/";
+            v2::enable_controllers(&parent, may_move_self)?;
+
+            current = join(&current, component);
+            let child = mount.dir_of(&current)?;
+            match fs::create_dir(&child) {
+                Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(CgroupError::CreateDir {
+                        path: child,
+                        source: error,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(Cgroup::open(CgroupPaths::V2 { path: dir }, cgroup))
+    }
+
+    /// Removes the directory of `path` in every hierarchy if it is empty,
+    /// such as a shared parent once its last container is gone. A directory
+    /// that still has children or processes, or is already gone, is left
+    /// alone without an error.
+    pub fn remove_if_empty(&self, path: &str) -> Result<(), CgroupError> {
+        let (paths, _) = self.locate(path)?;
+        for dir in super::unique_dirs(&paths) {
+            match fs::remove_dir(dir) {
+                Ok(()) => tracing::debug!(dir = %dir.display(), "removed empty cgroup"),
+                Err(error) if is_in_use_or_gone(&error) => {}
+                Err(source) => {
+                    return Err(CgroupError::RemoveDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Calling process's leaf cgroup on v2, created below its original cgroup
+/// when that cgroup must enable controllers for its children.
+pub const SELF_LEAF: &str = "supervisor";
+
+fn is_in_use_or_gone(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)
+    )
+}
+
+fn create_dir_all(dir: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(dir).map_err(|source| CgroupError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Returns `path` below `own` (relative) or as given (absolute), as a
+/// normalized path from the hierarchy root.
+fn resolve(path: &str, own: &str) -> Result<String, CgroupError> {
+    let invalid = |reason| CgroupError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    };
+    let (base, rest) = match path.strip_prefix('/') {
+        Some(rest) => ("/", rest),
+        None => (own, path),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(invalid("it names no cgroup below the base"));
+    }
+    for component in rest.split('/') {
+        if component.is_empty() {
+            return Err(invalid("it contains an empty component"));
+        }
+        if component == "." || component == ".." {
+            return Err(invalid("it contains \".\" or \"..\""));
+        }
+        if component.contains('\0') {
+            return Err(invalid("it contains a NUL byte"));
+        }
+    }
+    Ok(join(base, rest))
+}
+
+fn join(base: &str, rest: &str) -> String {
+    if base == "/" {
+        format!("/{rest}")
+    } else {
+        format!("{base}/{rest}")
+    }
+}
+
+/// Whether `cgroup` is strictly below `ancestor`.
+fn is_below(cgroup: &str, ancestor: &str) -> bool {
+    if ancestor == "/" {
+        return cgroup.len() > 1;
+    }
+    cgroup
+        .strip_prefix(ancestor)
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+}
+
+/// Returns the deepest ancestor of `cgroup` whose directory exists, starting
+/// from the mount's root.
+fn deepest_existing(mount: &Mount, cgroup: &str) -> Result<String, CgroupError> {
+    let mut current = mount.root.clone();
+    let rest = cgroup.strip_prefix(mount.root.as_str()).unwrap_or(cgroup);
+    for component in rest.split('/').filter(|component| !component.is_empty()) {
+        let next = join(&current, component);
+        if next == cgroup || !mount.dir_of(&next)?.is_dir() {
+            break;
+        }
+        current = next;
+    }
+    Ok(current)
+}

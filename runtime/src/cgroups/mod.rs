@@ -1,0 +1,51 @@
+//! Cgroup v1 and v2: locating the hierarchies, creating a container's cgroup
+//! below the calling process's own, writing OCI resource limits, and
+//! freezing, killing and removing.
+//!
+//! The cgroups-rs crate is not used: it assumes the hierarchies are at
+//! `/sys/fs/cgroup`, so it cannot run on a temp tree in unit tests, and it
+//! does not place a cgroup below the calling process's own cgroup per v1
+//! controller (a process may sit at `/a/b` for memory but at `/` for cpu).
+//!
+//! A hybrid host (v1 controllers plus a cgroup2 mount with few or no
+//! controllers) counts as v1: every limit goes through the v1 controllers.
+
+mod cgroup;
+mod common;
+mod error;
+mod files;
+mod hierarchy;
+mod mountinfo;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use crate::state::CgroupPaths;
+pub use cgroup::Cgroup;
+pub use error::CgroupError;
+pub use hierarchy::{Hierarchy, SELF_LEAF};
+
+/// Cgroup version that the host's limits go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Returns each distinct directory of `paths` once; co-mounted v1
+/// controllers such as `cpu,cpuacct` share one.
+fn unique_dirs(paths: &CgroupPaths) -> Vec<&Path> {
+    match paths {
+        CgroupPaths::V1 { controllers } => {
+            let mut dirs: Vec<&Path> = controllers.values().map(PathBuf::as_path).collect();
+            dirs.sort();
+            dirs.dedup();
+            dirs
+        }
+        CgroupPaths::V2 { path } => vec![path.as_path()],
+    }
+}
