@@ -1,10 +1,38 @@
 //! Job specs for corral: the types of a job file, parsing with positions,
 //! validation, drop-in merging, the JSON Schema and the conversions from spec
 //! values to kernel values.
+//!
+//! [`load_jobs_dir`] loads a whole jobs directory, [`parse_job_file`] one job
+//! file with its drop-ins. Every error is a [`ConfigError`] that names the
+//! file, line, column and field.
 
+pub mod convert;
+mod dropin;
+mod error;
+mod field;
+mod host;
+mod parse;
 pub mod paths;
+mod position;
+mod schema;
+mod source;
+mod substitute;
 pub mod types;
 pub mod units;
+mod validate;
 
+pub use dropin::{
+    dropin_dir, is_ignored_file_name, load_jobs_dir, load_jobs_dir_with, JobsDirScan,
+};
+pub use error::{ConfigError, UnknownField};
+pub use host::HostContext;
+pub use parse::{
+    job_name_from_path, parse_job_file, parse_job_file_with, parse_job_str, parse_job_str_with, Job,
+};
+pub use schema::job_schema;
 pub use types::*;
-pub use units::{ByteSize, DurationValue};
+pub use units::{ByteSize, DurationValue, UnitError};
+pub use validate::{
+    is_valid_job_name, validate_spec, ValidationError, MAX_HOSTNAME_LEN, MIN_CPUS, MIN_LOG_SIZE,
+    MIN_MEMORY,
+};

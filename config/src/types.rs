@@ -25,13 +25,13 @@ pub struct JobSpec {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory inside the container (absolute); `/` when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// `UID[:GID]` or a user name from the image's /etc/passwd; root when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Host name inside the container's UTS namespace; the job name when unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default)]
     pub resources: Resources,
@@ -66,8 +66,10 @@ pub struct JobSpec {
 }
 
 /// The image a job's root filesystem is built from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, JsonSchema)]
-#[schemars(untagged)]
+///
+/// In JSON, `"host"` is [`ImageRef::Host`], any other string is an image name and
+/// `{"path": DIR}` is a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ImageRef {
     /// The host's `/` as the single read-only lower layer.
     #[default]
@@ -82,25 +84,28 @@ pub enum ImageRef {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    /// Memory limit; the job is OOM-killed above it.
-    #[serde(default)]
+    /// Memory limit, at least 1M; the job is OOM-killed above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
-    /// Memory plus swap limit; equal to `memory` means no swap.
-    #[serde(default)]
+    /// Memory plus swap limit, at least `memory`; equal to `memory` means no swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_swap: Option<ByteSize>,
-    /// CPU bandwidth in CPUs, converted to a CFS quota per period.
-    #[serde(default)]
+    /// CPU bandwidth in CPUs, converted to a CFS quota per 100ms period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.01))]
     pub cpus: Option<f64>,
     /// Relative CPU weight, 1 to 10000 (100 is the kernel default).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
     pub cpu_weight: Option<u64>,
     /// CPUs the job may run on, in the kernel's list format (`"0-2,4"`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpuset: Option<String>,
-    /// Maximum number of tasks (processes and threads).
-    #[serde(default)]
+    /// Maximum number of tasks (processes and threads), at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub pids: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<IoLimits>,
 }
 
@@ -109,15 +114,22 @@ pub struct Resources {
 #[serde(deny_unknown_fields)]
 pub struct IoLimits {
     /// Relative I/O weight, 1 to 10000 (100 is the kernel default).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
     pub weight: Option<u64>,
+    /// Read bytes per second, keyed by a device path under /dev.
     #[serde(default)]
     pub read_bps: BTreeMap<String, ByteSize>,
+    /// Written bytes per second, keyed by a device path under /dev.
     #[serde(default)]
     pub write_bps: BTreeMap<String, ByteSize>,
+    /// Read operations per second, keyed by a device path under /dev.
     #[serde(default)]
+    #[schemars(inner(range(min = 1)))]
     pub read_iops: BTreeMap<String, u64>,
+    /// Write operations per second, keyed by a device path under /dev.
     #[serde(default)]
+    #[schemars(inner(range(min = 1)))]
     pub write_iops: BTreeMap<String, u64>,
 }
 
@@ -140,12 +152,17 @@ pub enum Network {
 pub struct PortMapping {
     /// `ADDRESS:PORT` to accept on, for example `127.0.0.1:8080`.
     pub host: String,
-    /// TCP port inside the job's network namespace.
+    /// TCP port inside the job's network namespace, 1 to 65535.
+    #[schemars(range(min = 1))]
     pub container: u16,
 }
 
 /// A bind or tmpfs mount inside the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+///
+/// Deserialization reads a flat struct of every mount key and then checks the
+/// `type`. Serde's internally tagged enums would buffer the object first and
+/// so lose the path of a wrong field (`mounts[0].source`) in error messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MountSpec {
     Bind {
@@ -159,7 +176,8 @@ pub enum MountSpec {
     Tmpfs {
         /// Absolute path inside the container.
         target: String,
-        #[serde(default)]
+        /// Size limit of the tmpfs; the kernel default (half of RAM) when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<ByteSize>,
         #[serde(default)]
         readonly: bool,
@@ -318,27 +336,117 @@ impl Serialize for ImageRef {
 
 impl<'de> Deserialize<'de> for ImageRef {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ImageVisitor;
+
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct PathImage {
             path: PathBuf,
         }
 
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Path(PathImage),
+        impl<'de> serde::de::Visitor<'de> for ImageVisitor {
+            type Value = ImageRef;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"host\", an image name, or {\"path\": \"/absolute/dir\"}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ImageRef, E> {
+                if name == "host" {
+                    Ok(ImageRef::Host)
+                } else {
+                    Ok(ImageRef::Named(name.to_string()))
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ImageRef, A::Error> {
+                let image =
+                    PathImage::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ImageRef::Path { path: image.path })
+            }
         }
 
-        match Raw::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom(
-                "invalid image: expected \"host\", an image name, or {\"path\": \"/absolute/dir\"}",
-            )
-        })? {
-            Raw::Name(name) if name == "host" => Ok(ImageRef::Host),
-            Raw::Name(name) => Ok(ImageRef::Named(name)),
-            Raw::Path(image) => Ok(ImageRef::Path { path: image.path }),
+        deserializer.deserialize_any(ImageVisitor)
+    }
+}
+
+impl JsonSchema for ImageRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ImageRef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Root filesystem: \"host\" (the host's / read-only), an image name from the store, or {\"path\": DIR} for a directory.",
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {
+                    "type": "object",
+                    "properties": {"path": {"type": "string", "pattern": "^/"}},
+                    "required": ["path"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+/// The kind of a mount, from its `type` key.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+/// Every key a mount object may have, before the `type` decides which apply.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    #[serde(rename = "type")]
+    kind: MountKind,
+    #[serde(default)]
+    source: Option<PathBuf>,
+    target: String,
+    #[serde(default)]
+    readonly: bool,
+    #[serde(default)]
+    size: Option<ByteSize>,
+}
+
+impl<'de> Deserialize<'de> for MountSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+
+        let raw = RawMount::deserialize(deserializer)?;
+        match raw.kind {
+            MountKind::Bind => {
+                if raw.size.is_some() {
+                    return Err(D::Error::custom(
+                        "field `size` applies only to tmpfs mounts, not to bind mounts",
+                    ));
+                }
+                let source = raw.source.ok_or_else(|| {
+                    D::Error::custom("missing field `source`: a bind mount needs one")
+                })?;
+                Ok(MountSpec::Bind {
+                    source,
+                    target: raw.target,
+                    readonly: raw.readonly,
+                })
+            }
+            MountKind::Tmpfs => {
+                if raw.source.is_some() {
+                    return Err(D::Error::custom(
+                        "field `source` applies only to bind mounts, not to tmpfs mounts",
+                    ));
+                }
+                Ok(MountSpec::Tmpfs {
+                    target: raw.target,
+                    size: raw.size,
+                    readonly: raw.readonly,
+                })
+            }
         }
     }
 }

@@ -23,11 +23,17 @@ pub struct DurationValue(pub Duration);
 /// An error from parsing a size or duration string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
-    #[error("invalid size {value:?}: expected bytes or a number with a K, M or G suffix")]
+    #[error(
+        "invalid size {value:?}: expected a number of bytes, optionally with a B, K, M, G or T \
+         suffix (powers of 1024), such as \"512\" or \"64M\""
+    )]
     InvalidSize { value: String },
     #[error("size {value:?} does not fit in 64 bits")]
     SizeOverflow { value: String },
-    #[error("invalid duration {value:?}: expected a number with an ms, s, m or h suffix")]
+    #[error(
+        "invalid duration {value:?}: expected a number with an ms, s, m or h suffix, such as \
+         \"500ms\", \"1.5s\" or \"5m\""
+    )]
     InvalidDuration { value: String },
 }
 
@@ -36,19 +42,20 @@ impl ByteSize {
         self.0
     }
 
-    /// Parses `"128M"`, `"64k"`, `"2G"`, `"512"` or `"512B"`.
+    /// Parses `"128M"`, `"64k"`, `"2G"`, `"1T"`, `"512"` or `"512B"`. Suffixes
+    /// are case-insensitive powers of 1024. Whitespace is not allowed, as in
+    /// the JSON Schema's pattern.
     pub fn parse(text: &str) -> Result<Self, UnitError> {
         let invalid = || UnitError::InvalidSize {
             value: text.to_string(),
         };
-        let trimmed = text.trim();
-        let (digits, multiplier) = match trimmed.char_indices().last() {
-            Some((at, 'K' | 'k')) => (&trimmed[..at], 1u64 << 10),
-            Some((at, 'M' | 'm')) => (&trimmed[..at], 1 << 20),
-            Some((at, 'G' | 'g')) => (&trimmed[..at], 1 << 30),
-            Some((at, 'T' | 't')) => (&trimmed[..at], 1 << 40),
-            Some((at, 'B' | 'b')) => (&trimmed[..at], 1),
-            Some(_) => (trimmed, 1),
+        let (digits, multiplier) = match text.char_indices().last() {
+            Some((at, 'K' | 'k')) => (&text[..at], 1u64 << 10),
+            Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+            Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+            Some((at, 'T' | 't')) => (&text[..at], 1 << 40),
+            Some((at, 'B' | 'b')) => (&text[..at], 1),
+            Some(_) => (text, 1),
             None => return Err(invalid()),
         };
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -68,7 +75,12 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "T"),
+            (1 << 30, "G"),
+            (1 << 20, "M"),
+            (1 << 10, "K"),
+        ];
         for (factor, suffix) in UNITS {
             if self.0 >= factor && self.0 % factor == 0 {
                 return write!(f, "{}{}", self.0 / factor, suffix);
@@ -149,38 +161,65 @@ impl DurationValue {
         DurationValue(Duration::from_millis(millis))
     }
 
-    /// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"5m"` or `"2h"`.
+    /// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"5m"` or `"2h"`: digits with an
+    /// optional fraction, then the unit. Whitespace is not allowed, as in the
+    /// JSON Schema's pattern. The fraction is converted exactly, in integers,
+    /// and rounded to the nearest nanosecond.
     pub fn parse(text: &str) -> Result<Self, UnitError> {
+        const NANOS_PER_SECOND: u128 = 1_000_000_000;
+        // Digits of a fraction beyond this are far below a nanosecond even in
+        // hours, and dropping them keeps the arithmetic within u128.
+        const MAX_FRACTION_DIGITS: usize = 20;
+
         let invalid = || UnitError::InvalidDuration {
             value: text.to_string(),
         };
-        let trimmed = text.trim();
-        let (number, seconds_per_unit) = if let Some(rest) = trimmed.strip_suffix("ms") {
-            (rest, 0.001)
-        } else if let Some(rest) = trimmed.strip_suffix('s') {
-            (rest, 1.0)
-        } else if let Some(rest) = trimmed.strip_suffix('m') {
-            (rest, 60.0)
-        } else if let Some(rest) = trimmed.strip_suffix('h') {
-            (rest, 3600.0)
+        let (number, nanos_per_unit) = if let Some(rest) = text.strip_suffix("ms") {
+            (rest, NANOS_PER_SECOND / 1000)
+        } else if let Some(rest) = text.strip_suffix('s') {
+            (rest, NANOS_PER_SECOND)
+        } else if let Some(rest) = text.strip_suffix('m') {
+            (rest, 60 * NANOS_PER_SECOND)
+        } else if let Some(rest) = text.strip_suffix('h') {
+            (rest, 3600 * NANOS_PER_SECOND)
         } else {
             return Err(invalid());
         };
-        let valid_number = !number.is_empty()
-            && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && number.bytes().filter(|&b| b == b'.').count() <= 1;
-        if !valid_number {
+        let is_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        if !is_digits(whole) || !is_digits(fraction) {
             return Err(invalid());
         }
-        let value: f64 = number.parse().map_err(|_| invalid())?;
-        Duration::try_from_secs_f64(value * seconds_per_unit)
-            .map(DurationValue)
-            .map_err(|_| invalid())
+
+        let fraction = &fraction[..fraction.len().min(MAX_FRACTION_DIGITS)];
+        let scale = 10u128.pow(fraction.len() as u32);
+        let whole: u128 = whole.parse().map_err(|_| invalid())?;
+        let fraction: u128 = fraction.parse().map_err(|_| invalid())?;
+        let fraction_nanos = (fraction * nanos_per_unit + scale / 2) / scale;
+        let nanos = whole
+            .checked_mul(nanos_per_unit)
+            .and_then(|nanos| nanos.checked_add(fraction_nanos))
+            .ok_or_else(invalid)?;
+        let seconds = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| invalid())?;
+        let subsec_nanos = (nanos % NANOS_PER_SECOND) as u32;
+        Ok(DurationValue(Duration::new(seconds, subsec_nanos)))
     }
 }
 
 impl fmt::Display for DurationValue {
+    /// Formats in the largest unit that represents the value exactly, so that
+    /// parsing the output gives the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = self.0.subsec_nanos();
+        if nanos % 1_000_000 != 0 {
+            let fraction = format!("{nanos:09}");
+            return write!(
+                f,
+                "{}.{}s",
+                self.0.as_secs(),
+                fraction.trim_end_matches('0')
+            );
+        }
         let millis = self.0.as_millis();
         if millis % 1000 != 0 {
             write!(f, "{millis}ms")
@@ -218,13 +257,20 @@ impl<'de> Deserialize<'de> for DurationValue {
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<DurationValue, E> {
                 u64::try_from(value)
                     .map(DurationValue::from_secs)
-                    .map_err(|_| E::custom(format!("invalid duration {value}: must not be negative")))
+                    .map_err(|_| {
+                        E::custom(format!("invalid duration {value}: must not be negative"))
+                    })
             }
 
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<DurationValue, E> {
                 Duration::try_from_secs_f64(value)
                     .map(DurationValue)
-                    .map_err(|_| E::custom(format!("invalid duration {value}: must not be negative")))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "invalid duration {value}: must be a number of seconds from 0 to {}",
+                            u64::MAX
+                        ))
+                    })
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
@@ -249,5 +295,197 @@ impl JsonSchema for DurationValue {
                 {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$"}
             ]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_suffixes_are_powers_of_1024() {
+        assert_eq!(ByteSize::parse("512"), Ok(ByteSize(512)));
+        assert_eq!(ByteSize::parse("512B"), Ok(ByteSize(512)));
+        assert_eq!(ByteSize::parse("64k"), Ok(ByteSize(64 << 10)));
+        assert_eq!(ByteSize::parse("128M"), Ok(ByteSize(128 << 20)));
+        assert_eq!(ByteSize::parse("2G"), Ok(ByteSize(2 << 30)));
+        assert_eq!(ByteSize::parse("1t"), Ok(ByteSize(1 << 40)));
+        assert_eq!(ByteSize::parse("0"), Ok(ByteSize(0)));
+    }
+
+    #[test]
+    fn size_rejects_malformed() {
+        for text in [
+            "", "M", "12X", "1.5G", "-1", " 12M", "12M ", "12 M", "12KB", "0x10", "1e3",
+        ] {
+            assert_eq!(
+                ByteSize::parse(text),
+                Err(UnitError::InvalidSize { value: text.into() }),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_rejects_overflow() {
+        assert!(matches!(
+            ByteSize::parse("99999999999999999999"),
+            Err(UnitError::SizeOverflow { .. })
+        ));
+        assert!(matches!(
+            ByteSize::parse("16777216T"),
+            Err(UnitError::SizeOverflow { .. })
+        ));
+        assert_eq!(ByteSize::parse("16777215T"), Ok(ByteSize(16_777_215 << 40)));
+    }
+
+    #[test]
+    fn size_display_round_trips() {
+        for (bytes, text) in [
+            (512, "512"),
+            (1 << 10, "1K"),
+            (3 << 20, "3M"),
+            (1536, "1536"),
+        ] {
+            assert_eq!(ByteSize(bytes).to_string(), text);
+            assert_eq!(ByteSize::parse(text), Ok(ByteSize(bytes)));
+        }
+    }
+
+    #[test]
+    fn size_from_json_number_or_string() {
+        let size: ByteSize = serde_json::from_str("1024").unwrap();
+        assert_eq!(size, ByteSize(1024));
+        let size: ByteSize = serde_json::from_str("\"4K\"").unwrap();
+        assert_eq!(size, ByteSize(4096));
+        let error = serde_json::from_str::<ByteSize>("-1")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must not be negative"), "{error}");
+        let error = serde_json::from_str::<ByteSize>("1.5")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("whole number of bytes"), "{error}");
+        let error = serde_json::from_str::<ByteSize>("true")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a size in bytes"), "{error}");
+    }
+
+    #[test]
+    fn duration_units() {
+        assert_eq!(
+            DurationValue::parse("500ms"),
+            Ok(DurationValue::from_millis(500))
+        );
+        assert_eq!(
+            DurationValue::parse("10s"),
+            Ok(DurationValue::from_secs(10))
+        );
+        assert_eq!(
+            DurationValue::parse("1.5s"),
+            Ok(DurationValue::from_millis(1500))
+        );
+        assert_eq!(
+            DurationValue::parse("5m"),
+            Ok(DurationValue::from_secs(300))
+        );
+        assert_eq!(
+            DurationValue::parse("2h"),
+            Ok(DurationValue::from_secs(7200))
+        );
+        assert_eq!(DurationValue::parse("0s"), Ok(DurationValue::from_secs(0)));
+        assert_eq!(
+            DurationValue::parse("0.5ms"),
+            Ok(DurationValue(Duration::from_micros(500)))
+        );
+    }
+
+    #[test]
+    fn duration_fractions_are_exact() {
+        assert_eq!(
+            DurationValue::parse("2.3m"),
+            Ok(DurationValue::from_secs(138))
+        );
+        assert_eq!(
+            DurationValue::parse("0.1s"),
+            Ok(DurationValue::from_millis(100))
+        );
+        assert_eq!(
+            DurationValue::parse("0.3ms"),
+            Ok(DurationValue(Duration::from_micros(300)))
+        );
+        assert_eq!(
+            DurationValue::parse("1.0000000005s"),
+            Ok(DurationValue(Duration::new(1, 1)))
+        );
+        assert_eq!(
+            DurationValue::parse("0.000000000000000000000001h"),
+            Ok(DurationValue::from_secs(0))
+        );
+    }
+
+    #[test]
+    fn duration_rejects_overflow() {
+        let too_long = format!("{}s", u128::from(u64::MAX) + 1);
+        assert!(DurationValue::parse(&too_long).is_err());
+        assert!(DurationValue::parse("99999999999999999999999999999999999999999h").is_err());
+        assert_eq!(
+            DurationValue::parse(&format!("{}s", u64::MAX)),
+            Ok(DurationValue::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn duration_rejects_malformed() {
+        for text in [
+            "", "10", "s", ".5s", "1.s", "1..5s", "-1s", "1 s", " 1s", "1d", "1m30s", "5M",
+        ] {
+            assert_eq!(
+                DurationValue::parse(text),
+                Err(UnitError::InvalidDuration { value: text.into() }),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_display_round_trips() {
+        let cases = [
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(0), "0s"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_micros(500), "0.0005s"),
+            (Duration::new(3, 1), "3.000000001s"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(DurationValue(duration).to_string(), text);
+            assert_eq!(
+                DurationValue::parse(text),
+                Ok(DurationValue(duration)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_from_json_number_or_string() {
+        let value: DurationValue = serde_json::from_str("3").unwrap();
+        assert_eq!(value, DurationValue::from_secs(3));
+        let value: DurationValue = serde_json::from_str("0.25").unwrap();
+        assert_eq!(value, DurationValue::from_millis(250));
+        let value: DurationValue = serde_json::from_str("\"250ms\"").unwrap();
+        assert_eq!(value, DurationValue::from_millis(250));
+        let error = serde_json::from_str::<DurationValue>("-2")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("must not be negative"), "{error}");
+        let error = serde_json::from_str::<DurationValue>("-0.5")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("from 0 to"), "{error}");
     }
 }
