@@ -1,1 +1,126 @@
-fn main() {}
+//! `metrics-agent`: serves corral's container metrics to Prometheus.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use corral_metrics_agent::{Agent, Settings};
+use tracing_subscriber::EnvFilter;
+use warp::http::{header, Response, StatusCode};
+use warp::Filter;
+
+/// Prometheus exporter of corral's containers, with cAdvisor's metric names.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to serve /metrics and /healthz on.
+    #[arg(long, default_value = "127.0.0.1:9102")]
+    listen: SocketAddr,
+
+    /// Runtime state root; containers are found in RUN_DIR/containers.
+    #[arg(long, default_value = "/run/corral")]
+    run_dir: PathBuf,
+
+    /// Also export every cgroup from this directory down. On cgroup v1 give
+    /// the directory in one controller's hierarchy, such as
+    /// /sys/fs/cgroup/memory/corral.
+    #[arg(long, value_name = "PATH")]
+    cgroup_root: Option<PathBuf>,
+
+    /// Export v1 CPU usage per CPU (`cpu="cpu00"`, ...) instead of one
+    /// `cpu="total"` series.
+    #[arg(long)]
+    per_cpu: bool,
+
+    /// The supervisor's control socket, for the corral_job_* metrics.
+    #[arg(long, value_name = "PATH")]
+    supervisor_socket: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let args = Args::parse();
+    let listen = args.listen;
+    let settings = Settings {
+        run_dir: args.run_dir,
+        cgroup_root: args.cgroup_root,
+        per_cpu: args.per_cpu,
+        supervisor_socket: args.supervisor_socket,
+        ..Settings::new("/run/corral")
+    };
+
+    let agent = Arc::new(Agent::new(settings)?);
+    agent.watch()?;
+
+    let (address, server) = warp::serve(routes(Arc::clone(&agent)))
+        .try_bind_with_graceful_shutdown(listen, shutdown_signal())
+        .with_context(|| format!("failed to listen on {listen}"))?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %address,
+        run_dir = %agent.settings().run_dir.display(),
+        "metrics agent started"
+    );
+    server.await;
+    tracing::info!("metrics agent stopped");
+    Ok(())
+}
+
+fn routes(
+    agent: Arc<Agent>,
+) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::any().map(move || Arc::clone(&agent)))
+        .and_then(serve_metrics);
+    let health = warp::path!("healthz").and(warp::get()).map(|| {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body("ok\n".to_string())
+            .expect("a response with constant parts is valid")
+    });
+    metrics.or(health).unify()
+}
+
+async fn serve_metrics(agent: Arc<Agent>) -> Result<Response<String>, Infallible> {
+    let response = match agent.scrape().await {
+        Ok(text) => Response::builder()
+            .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+            .body(text),
+        Err(error) => {
+            tracing::error!(error = %format!("{:#}", anyhow::Error::new(error)), "scrape failed");
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body("scrape failed, see the agent's log\n".to_string())
+        }
+    };
+    Ok(response.expect("a response with a valid content type is valid"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "failed to install the SIGTERM handler, stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM, stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT, stopping"),
+    }
+}

@@ -1,0 +1,232 @@
+//! The agent: settings, the container index and one scrape from start to the
+//! encoded text.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
+
+use crate::cgroup_root::{CgroupRoot, CgroupRootError};
+use crate::collect::{self, ScrapeContext};
+use crate::discovery::{Discovery, DiscoveryError};
+use crate::families::Exposition;
+use crate::read::{ErrorKind, ReadErrors, Vanished};
+use crate::supervisor::{self, JobStatus};
+use crate::target::Target;
+
+/// Time a scrape waits for the supervisor's job list. Prometheus's default
+/// scrape timeout is 10 s, so a hung supervisor still leaves the container
+/// metrics time to arrive.
+const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What to export and where to read it from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The runtime's state root; containers are in `RUN_DIR/containers`.
+    pub run_dir: PathBuf,
+    /// Also export every cgroup from this directory down.
+    pub cgroup_root: Option<PathBuf>,
+    /// Export v1 CPU usage per CPU instead of one total.
+    pub per_cpu: bool,
+    /// The supervisor's control socket, for the `corral_job_*` metrics.
+    pub supervisor_socket: Option<PathBuf>,
+    /// Mount point of procfs, `/proc` except in tests.
+    pub proc_root: PathBuf,
+    /// Mount point of sysfs, `/sys` except in tests.
+    pub sys_root: PathBuf,
+}
+
+impl Settings {
+    /// Settings with the defaults of the binary for `run_dir`.
+    pub fn new(run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            run_dir: run_dir.into(),
+            cgroup_root: None,
+            per_cpu: false,
+            supervisor_socket: None,
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+        }
+    }
+}
+
+/// An error setting up the agent or encoding a scrape.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("failed to register the agent's own metrics")]
+    Register(#[source] prometheus::Error),
+    #[error("failed to resolve --cgroup-root")]
+    CgroupRoot(#[source] CgroupRootError),
+    #[error("failed to start watching the containers directory")]
+    Discovery(#[source] DiscoveryError),
+    #[error("failed to encode the metrics")]
+    Encode(#[source] prometheus::Error),
+    #[error("scrape task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// The exporter's state, shared by every scrape.
+pub struct Agent {
+    settings: Settings,
+    discovery: Arc<Discovery>,
+    cgroup_root: Option<CgroupRoot>,
+    errors: Arc<ReadErrors>,
+    registry: Registry,
+    scrape_duration: Gauge,
+    containers: IntGauge,
+}
+
+impl Agent {
+    /// Creates the agent and loads the containers present now. Call
+    /// [`Agent::watch`] inside a tokio runtime to follow changes with inotify.
+    pub fn new(settings: Settings) -> Result<Self, AgentError> {
+        let registry = Registry::new();
+        let errors = Arc::new(ReadErrors::new(&registry).map_err(AgentError::Register)?);
+        let scrape_duration = Gauge::new(
+            "metrics_agent_scrape_duration_seconds",
+            "Time the last scrape took to read every container, in seconds.",
+        )
+        .map_err(AgentError::Register)?;
+        let containers = IntGauge::new(
+            "metrics_agent_containers",
+            "Number of containers exported by the last scrape.",
+        )
+        .map_err(AgentError::Register)?;
+        registry
+            .register(Box::new(scrape_duration.clone()))
+            .map_err(AgentError::Register)?;
+        registry
+            .register(Box::new(containers.clone()))
+            .map_err(AgentError::Register)?;
+
+        let cgroup_root = settings
+            .cgroup_root
+            .as_deref()
+            .map(|path| CgroupRoot::resolve(path, &settings.proc_root))
+            .transpose()
+            .map_err(AgentError::CgroupRoot)?;
+
+        let discovery = Arc::new(Discovery::new(&settings.run_dir, Arc::clone(&errors)));
+        discovery.rescan();
+        Ok(Self {
+            settings,
+            discovery,
+            cgroup_root,
+            errors,
+            registry,
+            scrape_duration,
+            containers,
+        })
+    }
+
+    /// Starts following the containers directory with inotify.
+    pub fn watch(&self) -> Result<(), AgentError> {
+        self.discovery.start().map_err(AgentError::Discovery)
+    }
+
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Count of read errors of one kind so far.
+    pub fn read_errors(&self, kind: ErrorKind) -> u64 {
+        self.errors.count(kind)
+    }
+
+    /// Runs one scrape and returns the text exposition.
+    pub async fn scrape(self: &Arc<Self>) -> Result<String, AgentError> {
+        let started = Instant::now();
+        let jobs = match &self.settings.supervisor_socket {
+            Some(socket) => match supervisor::fetch_jobs(socket, SUPERVISOR_TIMEOUT).await {
+                Ok(jobs) => Some(jobs),
+                Err(error) => {
+                    self.errors
+                        .record(ErrorKind::Supervisor, error_chain(&error));
+                    None
+                }
+            },
+            None => None,
+        };
+
+        // Cgroup and /proc reads block; they run off the async workers.
+        let agent = Arc::clone(self);
+        let mut families = tokio::task::spawn_blocking(move || agent.collect(jobs.as_deref()))
+            .await
+            .map_err(AgentError::Task)?;
+        self.scrape_duration.set(started.elapsed().as_secs_f64());
+        families.extend(self.registry.gather());
+
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut buffer)
+            .map_err(AgentError::Encode)?;
+        Ok(String::from_utf8(buffer).expect("the text encoder writes UTF-8"))
+    }
+
+    /// Reads every target and the given jobs into metric families. Blocks on
+    /// file reads.
+    pub fn collect(&self, jobs: Option<&[JobStatus]>) -> Vec<MetricFamily> {
+        self.discovery.rescan();
+        let mut targets = self.discovery.targets();
+        if let Some(root) = &self.cgroup_root {
+            match root.targets() {
+                Ok(found) => targets.extend(found),
+                Err(error) => self.errors.record(ErrorKind::Cgroup, error_chain(&error)),
+            }
+        }
+
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let context = ScrapeContext::new(
+            &self.errors,
+            &self.settings.proc_root,
+            &self.settings.sys_root,
+            self.settings.per_cpu,
+            now,
+        );
+        let mut exposition = Exposition::default();
+        let mut exported = 0;
+        for target in &targets {
+            match collect::collect_target(&context, target) {
+                Ok(samples) => {
+                    exposition.extend(samples);
+                    exported += 1;
+                }
+                Err(Vanished) => log_vanished(target),
+            }
+        }
+        if let Some(jobs) = jobs {
+            supervisor::add_job_samples(jobs, &mut exposition);
+        }
+        self.containers.set(exported);
+        exposition.into_families()
+    }
+}
+
+fn log_vanished(target: &Target) {
+    tracing::debug!(
+        id = %target.id,
+        name = %target.name,
+        "container went away during the scrape, skipped"
+    );
+}
+
+/// Formats an error with its sources, `outer: inner: ...`.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

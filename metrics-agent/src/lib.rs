@@ -1,0 +1,24 @@
+//! corral's metrics agent: a Prometheus exporter of per-container metrics
+//! under cAdvisor's names.
+//!
+//! The agent discovers containers from the runtime's state files
+//! (`RUN_DIR/containers/ID/state.json`), optionally also every cgroup below a
+//! directory, and reads their cgroup files and `/proc` entries at scrape time.
+//! Nothing is sampled in the background: each `GET /metrics` reads the kernel's
+//! current values and encodes them in the text exposition format 0.0.4.
+
+pub mod agent;
+pub mod cgroup_root;
+mod collect;
+pub mod discovery;
+pub mod families;
+mod parse;
+mod process;
+mod read;
+pub mod supervisor;
+mod target;
+mod v1;
+mod v2;
+
+pub use agent::{Agent, AgentError, Settings};
+pub use target::Target;
