@@ -130,12 +130,11 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|source| {
-            ClientError::Connect {
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
                 socket: self.socket.clone(),
                 source,
-            }
-        })?;
+            })?;
         let io_error = |source| ClientError::Io {
             socket: self.socket.clone(),
             source,
@@ -182,8 +181,8 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, ClientError> {
         reason: reason.to_string(),
     };
     let head_end = find(raw, b"\r\n\r\n").ok_or_else(|| malformed("no end of headers"))?;
-    let head = std::str::from_utf8(&raw[..head_end])
-        .map_err(|_| malformed("headers are not UTF-8"))?;
+    let head =
+        std::str::from_utf8(&raw[..head_end]).map_err(|_| malformed("headers are not UTF-8"))?;
     let rest = &raw[head_end + 4..];
 
     let mut lines = head.split("\r\n");
@@ -191,7 +190,9 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, ClientError> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(malformed(&format!("unexpected status line {status_line:?}")));
+        return Err(malformed(&format!(
+            "unexpected status line {status_line:?}"
+        )));
     }
     let status: u16 = parts
         .next()
@@ -334,9 +335,15 @@ mod tests {
     fn request_has_host_and_length() {
         let request = encode_request("POST", "/v1/jobs/web/signal", Some(b"{\"signal\":\"HUP\"}"));
         let text = String::from_utf8(request).unwrap();
-        assert!(text.starts_with("POST /v1/jobs/web/signal HTTP/1.1\r\n"), "{text}");
+        assert!(
+            text.starts_with("POST /v1/jobs/web/signal HTTP/1.1\r\n"),
+            "{text}"
+        );
         assert!(text.contains("\r\nHost: localhost\r\n"), "{text}");
-        assert!(text.contains("\r\nContent-Length: 16\r\n\r\n{\"signal\""), "{text}");
+        assert!(
+            text.contains("\r\nContent-Length: 16\r\n\r\n{\"signal\""),
+            "{text}"
+        );
         let get = String::from_utf8(encode_request("GET", "/v1/jobs", None)).unwrap();
         assert!(get.ends_with("Content-Length: 0\r\n\r\n"), "{get}");
     }
@@ -358,7 +365,9 @@ mod tests {
     fn unreachable_socket_names_path() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("missing.sock");
-        let error = Client::new(&socket).get::<serde_json::Value>("/v1/jobs").unwrap_err();
+        let error = Client::new(&socket)
+            .get::<serde_json::Value>("/v1/jobs")
+            .unwrap_err();
         assert!(error.is_unreachable(), "{error:?}");
         let message = error.to_string();
         assert!(message.contains(&socket.display().to_string()), "{message}");
@@ -386,6 +395,9 @@ mod tests {
         let body: serde_json::Value = Client::new(&socket).get("/v1/jobs").unwrap();
         assert_eq!(body, serde_json::json!({"jobs": []}));
         let request = server.join().unwrap();
-        assert!(request.starts_with("GET /v1/jobs HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.starts_with("GET /v1/jobs HTTP/1.1\r\n"),
+            "{request}"
+        );
     }
 }

@@ -145,7 +145,10 @@ fn describe_backoff(facts: &StatusFacts<'_>) -> String {
 }
 
 fn describe_stopping(facts: &StatusFacts<'_>) -> String {
-    let pid = facts.pid.map(|pid| format!("pid {pid}, ")).unwrap_or_default();
+    let pid = facts
+        .pid
+        .map(|pid| format!("pid {pid}, "))
+        .unwrap_or_default();
     match facts.stop {
         Some(stop) if stop.killed => format!(
             "{pid}SIGKILL sent after {} timeout",
@@ -294,7 +297,10 @@ mod tests {
         assert_eq!(format_uptime(Duration::from_secs(0)), "0:00:00");
         assert_eq!(format_uptime(Duration::from_secs(723)), "0:12:03");
         assert_eq!(format_uptime(Duration::from_secs(36_000 + 61)), "10:01:01");
-        assert_eq!(format_uptime(Duration::from_secs(86_400 + 5)), "1 day, 0:00:05");
+        assert_eq!(
+            format_uptime(Duration::from_secs(86_400 + 5)),
+            "1 day, 0:00:05"
+        );
         assert_eq!(
             format_uptime(Duration::from_secs(3 * 86_400 + 3600)),
             "3 days, 1:00:00"
@@ -327,7 +333,10 @@ mod tests {
         last.oom_killed = true;
         let mut exited = facts(JobState::Exited);
         exited.last_run = Some(&last);
-        let expected = format!("exited 137 (OOM killed) at {}", format_local_time(at(999_000)));
+        let expected = format!(
+            "exited 137 (OOM killed) at {}",
+            format_local_time(at(999_000))
+        );
         assert_eq!(describe(&exited), expected);
     }
 
@@ -397,7 +406,10 @@ mod tests {
         let text = describe(&fatal);
         assert!(text.starts_with(EXITED_TOO_QUICKLY), "{text}");
         assert!(text.contains("exited 3 at "), "{text}");
-        assert!(text.ends_with("gave up after 5 restarts within 1m"), "{text}");
+        assert!(
+            text.ends_with("gave up after 5 restarts within 1m"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -418,7 +430,10 @@ mod tests {
             ..progress.clone()
         };
         stopping.stop = Some(&killed);
-        assert_eq!(describe(&stopping), "pid 42, SIGKILL sent after 10s timeout");
+        assert_eq!(
+            describe(&stopping),
+            "pid 42, SIGKILL sent after 10s timeout"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod client;
+pub mod daemon;
 pub mod describe;
 pub mod machine;
 pub mod signals;
 pub mod status;
+pub mod tail;

@@ -340,10 +340,13 @@ mod tests {
             initial: Duration::from_secs(4),
             max: Duration::from_secs(60),
         };
-        let delays: std::collections::BTreeSet<Duration> = (0..50)
-            .map(|_| backoff.delay(1, fastrand::f64()))
-            .collect();
-        assert!(delays.len() > 10, "jitter produced {} distinct delays", delays.len());
+        let delays: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| backoff.delay(1, fastrand::f64())).collect();
+        assert!(
+            delays.len() > 10,
+            "jitter produced {} distinct delays",
+            delays.len()
+        );
     }
 
     #[test]
@@ -432,7 +435,10 @@ mod tests {
             Instant::now(),
             0.5,
         );
-        assert!(matches!(decision, Decision::Fatal { restarts: 0, .. }), "{decision:?}");
+        assert!(
+            matches!(decision, Decision::Fatal { restarts: 0, .. }),
+            "{decision:?}"
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ mod tests {
     fn table_pads_like_supervisord() {
         let jobs = [
             job("web", JobState::Running, "pid 1234, uptime 0:12:03"),
-            job("worker", JobState::Exited, "exited 3 at 2026-12-04 10:00:01"),
+            job(
+                "worker",
+                JobState::Exited,
+                "exited 3 at 2026-12-04 10:00:01",
+            ),
         ];
         let expected = format!(
             "{}{}\n{}{}\n",
@@ -98,7 +102,10 @@ mod tests {
         let table = format_table(&jobs);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], format!("{long} STOPPING  pid 9, stopping"));
-        assert_eq!(lines[1], format!("b{}STOPPED   Not started", " ".repeat(40)));
+        assert_eq!(
+            lines[1],
+            format!("b{}STOPPED   Not started", " ".repeat(40))
+        );
     }
 
     #[test]
@@ -110,7 +117,7 @@ mod tests {
     #[test]
     fn exit_code_running_only() {
         let running = job("a", JobState::Running, "");
-        assert_eq!(exit_code(&[running.clone()]), EXIT_ALL_RUNNING);
+        assert_eq!(exit_code(std::slice::from_ref(&running)), EXIT_ALL_RUNNING);
         assert_eq!(exit_code(&[]), EXIT_ALL_RUNNING);
         for state in JobState::ALL {
             if state == JobState::Running {

@@ -1,1 +1,430 @@
-fn main() {}
+//! supervisorctl: the control CLI of supervisord.
+//!
+//! One blocking HTTP request per job over the unix socket, without an async
+//! runtime, so `status` returns within a few milliseconds.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use corral_config::paths;
+use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport};
+use corral_supervisor::client::{Client, ClientError};
+use corral_supervisor::machine::JobState;
+use corral_supervisor::status::{self, EXIT_NOT_RUNNING, EXIT_UNKNOWN};
+use corral_supervisor::tail;
+
+/// Exit code for a failed action other than an unknown job.
+const EXIT_FAILED: i32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "supervisorctl",
+    version,
+    about = "Control supervisord, the corral job daemon"
+)]
+struct Cli {
+    /// Control socket of supervisord [default: /run/corral/supervisor.sock]
+    #[arg(long, global = true, env = "CORRAL_SUPERVISOR_SOCKET")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the state of every job, or of the named ones. Exits 0 when all
+    /// of them are RUNNING, 3 when any is not, 4 for an unknown name.
+    Status {
+        names: Vec<String>,
+        /// Print the API's JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start jobs and wait until they are RUNNING or failed to start
+    Start {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop jobs and wait until their containers ended
+    Stop {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop jobs, then start them again
+    Restart {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to the main process of jobs
+    Signal {
+        /// Signal name or number: HUP, SIGUSR1, 15
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print the host PID of a job's main process, or supervisord's PID
+    /// without a name. Exits 3 when the job is not running.
+    Pid { name: Option<String> },
+    /// Print the end of a job's stdout (or stderr) log
+    Tail {
+        name: String,
+        /// Keep printing lines as the job writes them
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Read the stderr log instead of stdout
+        #[arg(long)]
+        stderr: bool,
+        /// Number of lines to print from the end
+        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        lines: usize,
+        /// Read logs below this directory without asking supervisord for the
+        /// path (LOG_DIR/NAME/stdout.log)
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Re-scan the jobs directory and print what `update` would change
+    Reread,
+    /// Re-scan the jobs directory and apply the changes
+    Update,
+    /// Print the OCI config.json generated for a job
+    Spec { name: String },
+    /// Stop every job and then supervisord
+    Shutdown,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(paths::RUN_DIR).join(paths::SOCKET_NAME));
+    let client = Client::new(socket);
+    match run(&client, cli.command) {
+        Ok(code) => exit_code(code),
+        Err(error) => {
+            eprintln!("supervisorctl: {error:#}");
+            let unreachable = error
+                .downcast_ref::<ClientError>()
+                .is_some_and(|error| error.is_unreachable() || error.status() == Some(404));
+            exit_code(if unreachable {
+                EXIT_UNKNOWN
+            } else {
+                EXIT_FAILED
+            })
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+fn run(client: &Client, command: Command) -> Result<i32> {
+    match command {
+        Command::Status { names, json } => status_command(client, &names, json),
+        Command::Start { names } => act_on_jobs(client, Action::Start, &names),
+        Command::Stop { names } => act_on_jobs(client, Action::Stop, &names),
+        Command::Restart { names } => act_on_jobs(client, Action::Restart, &names),
+        Command::Signal { signal, names } => act_on_jobs(client, Action::Signal(signal), &names),
+        Command::Pid { name } => pid_command(client, name.as_deref()),
+        Command::Tail {
+            name,
+            follow,
+            stderr,
+            lines,
+            log_dir,
+        } => tail_command(client, &name, follow, stderr, lines, log_dir),
+        Command::Reread => reload_command(client, "/v1/reread", false),
+        Command::Update => reload_command(client, "/v1/update", true),
+        Command::Spec { name } => {
+            let spec: serde_json::Value = client.get(&job_path(&name, "/spec"))?;
+            println!("{}", serde_json::to_string_pretty(&spec)?);
+            Ok(0)
+        }
+        Command::Shutdown => {
+            let reply: Message = client.post("/v1/shutdown", None)?;
+            println!("{}", reply.message);
+            Ok(0)
+        }
+    }
+}
+
+fn status_command(client: &Client, names: &[String], json: bool) -> Result<i32> {
+    let list: JobList = client.get("/v1/jobs")?;
+    let mut unknown = Vec::new();
+    let jobs: Vec<JobView> = if names.is_empty() || names.iter().any(|name| name == "all") {
+        list.jobs
+    } else {
+        let mut selected = Vec::new();
+        for name in names {
+            match list.jobs.iter().find(|job| &job.name == name) {
+                Some(job) => selected.push(job.clone()),
+                None => unknown.push(name.clone()),
+            }
+        }
+        selected
+    };
+
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&jobs)?)?;
+    } else {
+        write!(out, "{}", status::format_table(&jobs))?;
+    }
+    for name in &unknown {
+        eprintln!("{name}: ERROR (no such job)");
+    }
+    if !unknown.is_empty() {
+        return Ok(EXIT_UNKNOWN);
+    }
+    Ok(status::exit_code(&jobs))
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+    Signal(String),
+}
+
+impl Action {
+    fn verb(&self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Signal(_) => "signal",
+        }
+    }
+
+    fn past_tense(&self) -> &'static str {
+        match self {
+            Action::Start => "started",
+            Action::Stop => "stopped",
+            Action::Restart => "restarted",
+            Action::Signal(_) => "signalled",
+        }
+    }
+
+    /// Whether `all` includes a job in this state.
+    fn applies_to(&self, state: JobState) -> bool {
+        match self {
+            Action::Start => !state.is_active() && state != JobState::Invalid,
+            Action::Stop => state.is_active(),
+            Action::Restart => state != JobState::Invalid,
+            Action::Signal(_) => matches!(state, JobState::Starting | JobState::Running),
+        }
+    }
+}
+
+/// Runs one action on each job in parallel, as stopping jobs one after the
+/// other would add their stop timeouts up.
+fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32> {
+    let targets: Vec<String> = if names.iter().any(|name| name == "all") {
+        let list: JobList = client.get("/v1/jobs")?;
+        list.jobs
+            .into_iter()
+            .filter(|job| action.applies_to(job.process_state) && job.error.is_none())
+            .map(|job| job.name)
+            .collect()
+    } else {
+        names.to_vec()
+    };
+
+    let results: Vec<(String, Result<JobView, ClientError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|name| {
+                let action = action.clone();
+                scope.spawn(move || (name.clone(), send_action(client, &action, name)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("request thread does not panic"))
+            .collect()
+    });
+
+    let mut code = 0;
+    for (name, result) in results {
+        match result {
+            Ok(job) if action_failed(&action, &job) => {
+                println!("{name}: ERROR ({} {})", job.state, job.description);
+                code = code.max(EXIT_FAILED);
+            }
+            Ok(_) => println!("{name}: {}", action.past_tense()),
+            Err(error) => {
+                println!("{name}: ERROR ({error})");
+                let unknown = error.is_unreachable() || error.status() == Some(404);
+                code = code.max(if unknown { EXIT_UNKNOWN } else { EXIT_FAILED });
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, ClientError> {
+    let path = job_path(name, &format!("/{}", action.verb()));
+    match action {
+        Action::Signal(signal) => {
+            let body = serde_json::json!({ "signal": signal });
+            client.post(&path, Some(&body))
+        }
+        _ => client.post(&path, None),
+    }
+}
+
+/// A start or restart that settled in any state but RUNNING failed.
+fn action_failed(action: &Action, job: &JobView) -> bool {
+    match action {
+        Action::Start | Action::Restart => job.process_state != JobState::Running,
+        Action::Stop | Action::Signal(_) => false,
+    }
+}
+
+fn pid_command(client: &Client, name: Option<&str>) -> Result<i32> {
+    let Some(name) = name else {
+        let info: serde_json::Value = client.get("/v1/info")?;
+        println!("{}", info["pid"]);
+        return Ok(0);
+    };
+    let job: JobView = client.get(&job_path(name, ""))?;
+    match job.pid {
+        Some(pid) => {
+            println!("{pid}");
+            Ok(0)
+        }
+        None => {
+            eprintln!("{name}: not running ({})", job.state);
+            Ok(EXIT_NOT_RUNNING)
+        }
+    }
+}
+
+fn tail_command(
+    client: &Client,
+    name: &str,
+    follow: bool,
+    stderr: bool,
+    lines: usize,
+    log_dir: Option<PathBuf>,
+) -> Result<i32> {
+    let file_name = if stderr { "stderr.log" } else { "stdout.log" };
+    let path = match log_dir {
+        Some(dir) => dir.join(name).join(file_name),
+        None => {
+            let job: JobView = client.get(&job_path(name, ""))?;
+            if stderr {
+                job.stderr_log
+            } else {
+                job.stdout_log
+            }
+        }
+    };
+    let mut out = io::stdout().lock();
+    let offset = tail::print_last_lines(&path, lines, &mut out)
+        .with_context(|| format!("failed to read log {}", path.display()))?;
+    if follow {
+        tail::follow(&path, offset, &mut out)
+            .with_context(|| format!("failed to follow log {}", path.display()))?;
+    }
+    Ok(0)
+}
+
+fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
+    let report: ReloadReport = client.post(path, None)?;
+    if report.changes.is_empty() {
+        println!("No config updates to jobs");
+        return Ok(0);
+    }
+    let mut code = 0;
+    for change in &report.changes {
+        let what = match (change.kind, applied) {
+            (ChangeKind::Added, false) => "available".to_string(),
+            (ChangeKind::Added, true) => "added".to_string(),
+            (ChangeKind::Removed, false) => "disappeared".to_string(),
+            (ChangeKind::Removed, true) => "removed".to_string(),
+            (ChangeKind::Changed, _) if change.restart => {
+                format!(
+                    "changed{}",
+                    if applied {
+                        ", restarted"
+                    } else {
+                        " (needs a restart)"
+                    }
+                )
+            }
+            (ChangeKind::Changed, _) => "changed".to_string(),
+            (ChangeKind::Invalid, _) => {
+                code = EXIT_FAILED;
+                format!(
+                    "invalid: {}",
+                    change.error.as_deref().unwrap_or("unknown error")
+                )
+            }
+        };
+        println!("{}: {what}", change.name);
+    }
+    Ok(code)
+}
+
+/// `/v1/jobs/NAME` plus `suffix`, with the name percent-encoded.
+fn job_path(name: &str, suffix: &str) -> String {
+    let mut path = String::from("/v1/jobs/");
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path.push_str(suffix);
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_path_encodes_name() {
+        assert_eq!(job_path("web-1.a_b", "/stop"), "/v1/jobs/web-1.a_b/stop");
+        assert_eq!(job_path("a b/c", ""), "/v1/jobs/a%20b%2Fc");
+    }
+
+    #[test]
+    fn cli_parses_tail_flags() {
+        let cli =
+            Cli::try_parse_from(["supervisorctl", "tail", "-f", "--stderr", "-n", "5", "web"])
+                .unwrap();
+        match cli.command {
+            Command::Tail {
+                name,
+                follow,
+                stderr,
+                lines,
+                ..
+            } => {
+                assert_eq!(name, "web");
+                assert!(follow);
+                assert!(stderr);
+                assert_eq!(lines, 5);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_requires_names_for_actions() {
+        assert!(Cli::try_parse_from(["supervisorctl", "stop"]).is_err());
+        assert!(Cli::try_parse_from(["supervisorctl", "signal", "HUP"]).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! What supervisord keeps per job: the spec it runs, the lifecycle state,
+//! the current container and how the last run ended.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral_config::JobSpec;
+use tokio::sync::oneshot;
+
+use crate::api::{InvalidJob, JobView};
+use crate::daemon::pidfd::PidFd;
+use crate::daemon::Reply;
+use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
+use crate::machine::{JobState, RestartHistory};
+
+/// What happens when the current container of a job has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterStop {
+    /// The job stays STOPPED.
+    #[default]
+    Stay,
+    /// The job starts again: a restart, or an update that needs one.
+    Start,
+    /// The job file is gone and the job is forgotten.
+    Remove,
+}
+
+/// A reply sent once the job leaves STARTING and STOPPING.
+pub type Waiter = oneshot::Sender<Reply>;
+
+/// One running container of a job and its shim.
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    /// The version of the spec the container was started with; its stop
+    /// settings apply even after an update replaced the job's spec.
+    pub spec: Arc<JobSpec>,
+    pub shim: PidFd,
+    pub started_at: SystemTime,
+    pub started_instant: Instant,
+    /// Host PID of the container's init, once the shim wrote the pid file.
+    pub pid: Option<i32>,
+    pub pid_file: PathBuf,
+    /// Size of the stderr log before the shim started, so a setup error can
+    /// be read back from what the shim appended.
+    pub stderr_offset: u64,
+    pub stop: Option<StopProgress>,
+}
+
+/// One job file and everything supervisord tracks about it.
+#[derive(Debug)]
+pub struct Job {
+    pub name: String,
+    pub file: PathBuf,
+    /// The last valid spec; none when the file never was valid.
+    pub spec: Option<Arc<JobSpec>>,
+    /// Set while the file is invalid.
+    pub invalid: Option<InvalidJob>,
+    pub state: JobState,
+    pub since: SystemTime,
+    /// Increases on every state change, so that a timer armed for an earlier
+    /// state is recognised as stale when it fires.
+    pub epoch: u64,
+    pub container: Option<Container>,
+    pub last_run: Option<LastRun>,
+    pub last_container_id: Option<String>,
+    pub restarts: u32,
+    pub history: RestartHistory,
+    pub pending_restart: Option<PendingRestart>,
+    /// Restarts and window when the job became FATAL.
+    pub fatal: Option<(u32, Duration)>,
+    pub after_stop: AfterStop,
+    pub waiters: Vec<Waiter>,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl Job {
+    pub fn new(
+        name: &str,
+        file: PathBuf,
+        spec: Option<Arc<JobSpec>>,
+        invalid: Option<InvalidJob>,
+        log_dir: &Path,
+    ) -> Self {
+        let state = if spec.is_some() {
+            JobState::Stopped
+        } else {
+            JobState::Invalid
+        };
+        Job {
+            name: name.to_string(),
+            file,
+            spec,
+            invalid,
+            state,
+            since: SystemTime::now(),
+            epoch: 0,
+            container: None,
+            last_run: None,
+            last_container_id: None,
+            restarts: 0,
+            history: RestartHistory::default(),
+            pending_restart: None,
+            fatal: None,
+            after_stop: AfterStop::Stay,
+            waiters: Vec::new(),
+            stdout_log: log_dir.join(name).join("stdout.log"),
+            stderr_log: log_dir.join(name).join("stderr.log"),
+        }
+    }
+
+    /// Moves to `state` and invalidates the timers of the previous one.
+    pub fn enter(&mut self, state: JobState) {
+        if state != self.state {
+            tracing::debug!(job = %self.name, from = %self.state, to = %state, "state change");
+        }
+        self.state = state;
+        self.since = SystemTime::now();
+        self.epoch += 1;
+    }
+
+    /// True when a waiting start, stop or restart request can be answered.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.state, JobState::Starting | JobState::Stopping)
+            && self.after_stop == AfterStop::Stay
+    }
+
+    /// Reads the container's pid file once the shim has written it.
+    pub fn refresh_pid(&mut self) {
+        if let Some(container) = &mut self.container {
+            if container.pid.is_none() {
+                container.pid = read_pid_file(&container.pid_file);
+            }
+        }
+    }
+
+    pub fn view(&self, now: SystemTime) -> JobView {
+        let pid = self.container.as_ref().and_then(|container| container.pid);
+        let facts = StatusFacts {
+            state: self.state,
+            pid,
+            started_at: self
+                .container
+                .as_ref()
+                .map(|container| container.started_at),
+            now,
+            last_run: self.last_run.as_ref(),
+            pending_restart: self.pending_restart,
+            stop: self
+                .container
+                .as_ref()
+                .and_then(|container| container.stop.as_ref()),
+            fatal: self.fatal,
+            invalid: self.invalid.as_ref().map(|error| error.text.as_str()),
+        };
+        let displayed_state = if self.invalid.is_some() {
+            JobState::Invalid
+        } else {
+            self.state
+        };
+        let ended = self.last_run.as_ref();
+        JobView {
+            name: self.name.clone(),
+            state: displayed_state,
+            process_state: self.state,
+            description: describe::describe(&facts),
+            pid,
+            exit_status: ended.and_then(|run| run.termination.exit_status()),
+            signal: ended.and_then(|run| run.termination.signal().map(str::to_string)),
+            oom_killed: ended.is_some_and(|run| run.oom_killed),
+            restarts: self.restarts,
+            since: unix_seconds(self.since),
+            container_id: self
+                .container
+                .as_ref()
+                .map(|container| container.id.clone())
+                .or_else(|| self.last_container_id.clone()),
+            file: self.file.clone(),
+            error: self.invalid.clone(),
+            stdout_log: self.stdout_log.clone(),
+            stderr_log: self.stderr_log.clone(),
+        }
+    }
+}
+
+fn read_pid_file(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().filter(|&pid: &i32| pid > 0)
+}
+
+pub fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.pid");
+        assert_eq!(read_pid_file(&path), None);
+        std::fs::write(&path, "1234\n").unwrap();
+        assert_eq!(read_pid_file(&path), Some(1234));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_pid_file(&path), None);
+        std::fs::write(&path, "0").unwrap();
+        assert_eq!(read_pid_file(&path), None);
+    }
+
+    #[test]
+    fn new_job_state_follows_validity() {
+        let dir = Path::new("/var/log/corral");
+        let valid = Job::new(
+            "web",
+            PathBuf::from("web.json"),
+            Some(Arc::new(
+                serde_json::from_str(r#"{"command": ["/bin/true"]}"#).unwrap(),
+            )),
+            None,
+            dir,
+        );
+        assert_eq!(valid.state, JobState::Stopped);
+        assert_eq!(valid.view(SystemTime::now()).description, "Not started");
+        assert_eq!(
+            valid.stdout_log,
+            Path::new("/var/log/corral/web/stdout.log")
+        );
+
+        let error = InvalidJob {
+            file: PathBuf::from("bad.json"),
+            line: Some(1),
+            column: Some(2),
+            field: None,
+            message: "invalid JSON: expected value".to_string(),
+            text: "bad.json:1:2: invalid JSON: expected value".to_string(),
+        };
+        let invalid = Job::new("bad", PathBuf::from("bad.json"), None, Some(error), dir);
+        let view = invalid.view(SystemTime::now());
+        assert_eq!(view.state, JobState::Invalid);
+        assert_eq!(
+            view.description,
+            "bad.json:1:2: invalid JSON: expected value"
+        );
+    }
+
+    #[test]
+    fn enter_bumps_epoch() {
+        let mut job = Job::new("a", PathBuf::new(), None, None, Path::new("/tmp"));
+        let before = job.epoch;
+        job.enter(JobState::Stopped);
+        assert_eq!(job.epoch, before + 1);
+    }
+}

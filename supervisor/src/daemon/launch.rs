@@ -1,0 +1,361 @@
+//! Starting one container of a job through `corral shim`, and reading back
+//! how it ended.
+//!
+//! Per container: the bundle `DATA_DIR/bundles/ID/config.json`, the exit
+//! record `RUN_DIR/exits/ID.json` and the pid file `RUN_DIR/pids/ID.pid`.
+//! The shim runs in its own session, so a signal to supervisord's process
+//! group or the end of supervisord does not reach it.
+
+use std::fs;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use corral_config::JobSpec;
+use corral_runtime::job::{self, JobContainer, JobSpecError};
+use corral_runtime::state::ExitRecord;
+
+use crate::daemon::logs::{self, JobLogs, LogError};
+use crate::daemon::pidfd::PidFd;
+use crate::daemon::DaemonConfig;
+use crate::machine::Termination;
+
+/// Exit status of the shim when it failed before the container ran.
+pub const SHIM_SETUP_FAILED: i32 = 125;
+
+/// An error starting a container.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Logs(#[from] LogError),
+    #[error("failed to build the bundle of container {id}")]
+    Bundle {
+        id: String,
+        #[source]
+        source: JobSpecError,
+    },
+    #[error("failed to run {runtime} shim for container {id}")]
+    Spawn {
+        runtime: PathBuf,
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A shim that was just spawned.
+#[derive(Debug)]
+pub struct Launched {
+    pub child: tokio::process::Child,
+    pub shim: PidFd,
+    pub pid_file: PathBuf,
+    pub stderr_offset: u64,
+}
+
+/// Returns a new container id: the job name, a dash and 8 random hex digits.
+pub fn new_container_id(job_name: &str) -> String {
+    format!("{job_name}-{:08x}", fastrand::u32(..))
+}
+
+/// Builds the OCI config of one container of `job_name`.
+pub fn build_spec(
+    config: &DaemonConfig,
+    job_name: &str,
+    container_id: &str,
+    spec: &JobSpec,
+) -> Result<oci_spec::runtime::Spec, JobSpecError> {
+    let container = JobContainer {
+        job_name,
+        container_id,
+        data_dir: &config.data_dir,
+        cgroup_parent: &config.cgroup_parent,
+    };
+    job::oci_spec(spec, &container)
+}
+
+/// Opens the logs, writes the bundle and spawns the shim for container `id`.
+pub fn launch(
+    config: &DaemonConfig,
+    job_name: &str,
+    id: &str,
+    spec: &JobSpec,
+    stdout_log: &Path,
+    stderr_log: &Path,
+) -> Result<Launched, LaunchError> {
+    let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
+    let JobLogs {
+        stdout,
+        stderr,
+        stderr_offset,
+    } = logs::open_job_logs(log_dir, stdout_log, stderr_log, &spec.logs)?;
+
+    let bundle = config.bundle_dir(id);
+    let bundle_error = |source| LaunchError::Bundle {
+        id: id.to_string(),
+        source,
+    };
+    let oci = build_spec(config, job_name, id, spec).map_err(bundle_error)?;
+    job::write_bundle(&oci, &bundle).map_err(bundle_error)?;
+
+    let pid_file = config.pid_file(id);
+    let mut command = tokio::process::Command::new(&config.runtime);
+    command
+        .arg("--root")
+        .arg(config.containers_root())
+        .arg("shim")
+        .arg(id)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--exit-file")
+        .arg(config.exit_file(id))
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(false);
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // setsid, which is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.as_std_mut().pre_exec(|| {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+
+    let spawn_error = |source| LaunchError::Spawn {
+        runtime: config.runtime.clone(),
+        id: id.to_string(),
+        source,
+    };
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            remove_container_files(config, id);
+            return Err(spawn_error(source));
+        }
+    };
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .ok_or_else(|| spawn_error(io::Error::other("the shim has no PID")))?;
+    // The child is not reaped before the wait task runs, so the PID still
+    // names the shim here.
+    let shim = match PidFd::open(pid) {
+        Ok(shim) => shim,
+        Err(source) => {
+            // Without a pidfd the shim could not be stopped safely, so it is
+            // killed before it creates the container.
+            let mut child = child;
+            if let Err(error) = child.start_kill() {
+                tracing::warn!(container_id = %id, %error, "failed to kill shim");
+            }
+            return Err(spawn_error(source));
+        }
+    };
+    Ok(Launched {
+        child,
+        shim,
+        pid_file,
+        stderr_offset,
+    })
+}
+
+/// Works out how a container ended from its exit record, or from the shim's
+/// own exit status when there is no record.
+pub fn read_termination(
+    config: &DaemonConfig,
+    id: &str,
+    shim_status: &io::Result<ExitStatus>,
+    stderr_log: &Path,
+    stderr_offset: u64,
+) -> (Termination, Option<ExitRecord>) {
+    let exit_file = config.exit_file(id);
+    let record = match fs::read(&exit_file) {
+        Ok(bytes) => match serde_json::from_slice::<ExitRecord>(&bytes) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::error!(container_id = %id, file = %exit_file.display(), %error, "invalid exit record");
+                None
+            }
+        },
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => {
+            tracing::error!(container_id = %id, file = %exit_file.display(), %error, "failed to read exit record");
+            None
+        }
+    };
+    if let Some(record) = &record {
+        let termination = match &record.signal {
+            Some(signal) => Termination::Signaled {
+                signal: signal.clone(),
+                status: record.status,
+            },
+            None => Termination::Exited {
+                code: record.status,
+            },
+        };
+        return (termination, Some(record.clone()));
+    }
+    let termination = match shim_status {
+        Ok(status) if status.code() == Some(SHIM_SETUP_FAILED) => Termination::SetupFailed {
+            message: logs::read_setup_error(stderr_log, stderr_offset).unwrap_or_else(|| {
+                format!("corral shim exited {SHIM_SETUP_FAILED} without a message")
+            }),
+        },
+        Ok(status) => Termination::ShimLost {
+            status: describe_status(*status),
+        },
+        Err(error) => Termination::ShimLost {
+            status: format!("wait failed: {error}"),
+        },
+    };
+    (termination, None)
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        _ => status.to_string(),
+    }
+}
+
+/// Removes the bundle, exit record and pid file of a container that ended.
+/// Errors are logged, because a leftover file harms nothing but disk space.
+pub fn remove_container_files(config: &DaemonConfig, id: &str) {
+    let bundle = config.bundle_dir(id);
+    if let Err(error) = fs::remove_dir_all(&bundle) {
+        if error.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(container_id = %id, path = %bundle.display(), %error, "failed to remove bundle");
+        }
+    }
+    for path in [config.exit_file(id), config.pid_file(id)] {
+        if let Err(error) = fs::remove_file(&path) {
+            if error.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(container_id = %id, path = %path.display(), %error, "failed to remove file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(root: &Path) -> DaemonConfig {
+        DaemonConfig {
+            jobs_dir: root.join("jobs"),
+            run_dir: root.join("run"),
+            data_dir: root.join("data"),
+            log_dir: root.join("log"),
+            cgroup_parent: "corral-test".to_string(),
+            runtime: PathBuf::from("/nonexistent/corral"),
+        }
+    }
+
+    #[test]
+    fn container_ids_are_name_and_hex() {
+        let id = new_container_id("web");
+        assert_eq!(id.len(), "web-".len() + 8, "{id}");
+        assert!(id.starts_with("web-"));
+        assert!(id[4..].bytes().all(|byte| byte.is_ascii_hexdigit()), "{id}");
+        assert_ne!(new_container_id("web"), new_container_id("web"));
+    }
+
+    #[test]
+    fn termination_from_exit_record() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path());
+        fs::create_dir_all(config.exits_dir()).unwrap();
+        let record = ExitRecord {
+            id: "web-00000001".to_string(),
+            status: 137,
+            signal: Some("SIGKILL".to_string()),
+            oom_kills: 1,
+            started_at: 1.0,
+            finished_at: 2.0,
+        };
+        fs::write(
+            config.exit_file("web-00000001"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        let shim_status = Ok(ExitStatus::from_raw(137 << 8));
+        let (termination, read) = read_termination(
+            &config,
+            "web-00000001",
+            &shim_status,
+            Path::new("/nonexistent"),
+            0,
+        );
+        assert_eq!(
+            termination,
+            Termination::Signaled {
+                signal: "SIGKILL".to_string(),
+                status: 137
+            }
+        );
+        assert_eq!(read.map(|record| record.oom_kills), Some(1));
+    }
+
+    #[test]
+    fn setup_failure_reads_stderr() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path());
+        let stderr = root.path().join("stderr.log");
+        fs::write(
+            &stderr,
+            "corral: image directory /srv/x is not a directory\n",
+        )
+        .unwrap();
+        let shim_status = Ok(ExitStatus::from_raw(125 << 8));
+        let (termination, record) =
+            read_termination(&config, "job-00000002", &shim_status, &stderr, 0);
+        assert!(record.is_none());
+        assert_eq!(
+            termination,
+            Termination::SetupFailed {
+                message: "corral: image directory /srv/x is not a directory".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn shim_killed_without_record() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path());
+        let shim_status = Ok(ExitStatus::from_raw(libc::SIGKILL));
+        let (termination, _) =
+            read_termination(&config, "job-00000003", &shim_status, Path::new("/x"), 0);
+        assert_eq!(
+            termination,
+            Termination::ShimLost {
+                status: "killed by SIGKILL".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn spawn_failure_names_runtime_and_cleans_bundle() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path());
+        let spec: JobSpec = serde_json::from_str(r#"{"command": ["/bin/true"]}"#).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let stdout = config.log_dir.join("web").join("stdout.log");
+        let stderr = config.log_dir.join("web").join("stderr.log");
+        let error = launch(&config, "web", "web-0000000a", &spec, &stdout, &stderr).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("/nonexistent/corral"), "{message}");
+        assert!(!config.bundle_dir("web-0000000a").exists());
+        assert!(stdout.exists(), "log files are created before the spawn");
+    }
+}

@@ -1,0 +1,385 @@
+//! supervisord: one task owns every job and reacts to events (requests on
+//! the control socket, shim exits, timers, signals, changes of the jobs
+//! directory) sent to it over a channel. Nothing polls.
+
+mod job;
+mod launch;
+mod logs;
+mod pidfd;
+mod reload;
+mod server;
+mod supervisor;
+mod watch;
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nix::sys::stat::{umask, Mode};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::supervisor::Supervisor;
+
+/// Where supervisord keeps its files and how it runs containers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DaemonConfig {
+    /// Job files, `NAME.json` with drop-ins in `NAME.json.d/`.
+    pub jobs_dir: PathBuf,
+    /// Control socket, runtime state, exit records and pid files.
+    pub run_dir: PathBuf,
+    /// Bundles and the containers' overlay directories.
+    pub data_dir: PathBuf,
+    /// One directory of stdout and stderr logs per job.
+    pub log_dir: PathBuf,
+    /// Cgroup below supervisord's own that holds every container's cgroup.
+    pub cgroup_parent: String,
+    /// The `corral` binary.
+    pub runtime: PathBuf,
+}
+
+impl DaemonConfig {
+    pub fn socket_path(&self) -> PathBuf {
+        self.run_dir.join(corral_config::paths::SOCKET_NAME)
+    }
+
+    /// The runtime's `--root`: one state directory per container.
+    pub fn containers_root(&self) -> PathBuf {
+        self.run_dir.join(corral_config::paths::CONTAINERS_DIR_NAME)
+    }
+
+    pub fn exits_dir(&self) -> PathBuf {
+        self.run_dir.join("exits")
+    }
+
+    pub fn exit_file(&self, container_id: &str) -> PathBuf {
+        self.exits_dir().join(format!("{container_id}.json"))
+    }
+
+    pub fn pids_dir(&self) -> PathBuf {
+        self.run_dir.join("pids")
+    }
+
+    pub fn pid_file(&self, container_id: &str) -> PathBuf {
+        self.pids_dir().join(format!("{container_id}.pid"))
+    }
+
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.data_dir.join("bundles")
+    }
+
+    pub fn bundle_dir(&self, container_id: &str) -> PathBuf {
+        self.bundles_dir().join(container_id)
+    }
+}
+
+/// An error that keeps supervisord from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("failed to create directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("another supervisord is listening on {path}")]
+    AlreadyRunning { path: PathBuf },
+    #[error("failed to bind the control socket {path}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to install the {signal} handler")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An API error: the HTTP status and a message that names the job and the
+/// cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn not_found(name: &str) -> Self {
+        ApiError {
+            status: 404,
+            message: format!("job {name:?} not found"),
+        }
+    }
+
+    pub fn conflict(message: String) -> Self {
+        ApiError {
+            status: 409,
+            message,
+        }
+    }
+
+    pub fn bad_request(message: String) -> Self {
+        ApiError {
+            status: 400,
+            message,
+        }
+    }
+
+    pub fn unavailable() -> Self {
+        ApiError {
+            status: 503,
+            message: "supervisord is shutting down".to_string(),
+        }
+    }
+
+    pub fn internal(message: String) -> Self {
+        ApiError {
+            status: 500,
+            message,
+        }
+    }
+}
+
+/// The reply to one API request: a JSON body or an error.
+pub type Reply = Result<serde_json::Value, ApiError>;
+
+/// A request from the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Info,
+    List,
+    Get { name: String },
+    Start { name: String, wait: bool },
+    Stop { name: String, wait: bool },
+    Restart { name: String, wait: bool },
+    Signal { name: String, signal: String },
+    Spec { name: String },
+    Reread,
+    Update,
+    Shutdown,
+}
+
+/// What armed a timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerKind {
+    /// `start_seconds` passed since the container started.
+    Started,
+    /// The backoff delay before a restart passed.
+    Restart,
+    /// The stop timeout passed without the container ending.
+    StopTimeout,
+}
+
+/// Everything the supervisor task reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Request(Request, oneshot::Sender<Reply>),
+    ShimExited {
+        name: String,
+        container_id: String,
+        status: io::Result<ExitStatus>,
+    },
+    Timer {
+        name: String,
+        epoch: u64,
+        kind: TimerKind,
+    },
+    /// Re-scan the jobs directory and apply the changes.
+    Reload {
+        origin: &'static str,
+    },
+    /// Stop every job, then exit.
+    Shutdown {
+        origin: &'static str,
+    },
+}
+
+/// Runs supervisord until SIGTERM, SIGINT or a shutdown request, and until
+/// every job's container has ended.
+pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    prepare_dirs(&config)?;
+    let socket_path = config.socket_path();
+    let listener = bind_socket(&socket_path)?;
+    let (events, receiver) = mpsc::unbounded_channel();
+    spawn_signal_handlers(events.clone())?;
+    match watch::spawn(config.jobs_dir.clone(), events.clone()) {
+        Ok(_) => tracing::debug!(dir = %config.jobs_dir.display(), "watching jobs directory"),
+        Err(error) => tracing::warn!(
+            dir = %config.jobs_dir.display(),
+            error = %error_chain(&error),
+            "cannot watch the jobs directory; changes apply on SIGHUP or update only"
+        ),
+    }
+
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, events.clone(), server_stopped));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        socket = %socket_path.display(),
+        jobs_dir = %config.jobs_dir.display(),
+        runtime = %config.runtime.display(),
+        "supervisord started"
+    );
+
+    Supervisor::new(config.clone(), events).run(receiver).await;
+
+    let _ = stop_server.send(());
+    // Open connections get a moment to receive their replies.
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("control API connections still open at exit");
+    }
+    if let Err(error) = std::fs::remove_file(&socket_path) {
+        tracing::warn!(path = %socket_path.display(), %error, "failed to remove the control socket");
+    }
+    remove_cgroup_parent(&config.cgroup_parent);
+    tracing::info!("supervisord stopped");
+    Ok(())
+}
+
+fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
+    let dirs = [
+        config.run_dir.clone(),
+        config.containers_root(),
+        config.exits_dir(),
+        config.pids_dir(),
+        config.data_dir.clone(),
+        config.bundles_dir(),
+        config.log_dir.clone(),
+    ];
+    for dir in dirs {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| DaemonError::CreateDir { path: dir, source })?;
+    }
+    Ok(())
+}
+
+/// Binds the control socket with mode 0600. A socket file that nobody
+/// listens on is left from a daemon that died, and is replaced.
+fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::AlreadyRunning {
+                path: path.to_path_buf(),
+            });
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let bind_error = |source| DaemonError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    // The umask makes the socket 0600 from its creation on, so no other
+    // user can connect in the moment before the chmod. Nothing else in this
+    // process creates files yet, so the process-wide change harms nothing.
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    umask(previous);
+    let listener = listener.map_err(bind_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> Result<(), DaemonError> {
+    let install = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| DaemonError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
+    let mut hangup = install(SignalKind::hangup(), "SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = terminate.recv() => Event::Shutdown { origin: "SIGTERM" },
+                _ = interrupt.recv() => Event::Shutdown { origin: "SIGINT" },
+                _ = hangup.recv() => Event::Reload { origin: "SIGHUP" },
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn remove_cgroup_parent(parent: &str) {
+    let result = corral_runtime::cgroups::Hierarchy::detect()
+        .and_then(|hierarchy| hierarchy.remove_if_empty(parent));
+    if let Err(error) = result {
+        tracing::warn!(cgroup_parent = %parent, error = %error_chain(&error), "failed to remove the cgroup parent");
+    }
+}
+
+/// Formats an error and its sources as `outer: inner: root`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Transparent wrappers repeat their source's message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to open {path}")]
+    struct Outer {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let error = Outer {
+            path: "/x",
+            source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        };
+        assert_eq!(error_chain(&error), "failed to open /x: no such file");
+    }
+
+    #[test]
+    fn socket_is_private_and_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("supervisor.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let listener = bind_socket(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let error = bind_socket(&path).unwrap_err();
+        assert!(
+            matches!(error, DaemonError::AlreadyRunning { .. }),
+            "{error:?}"
+        );
+        drop(listener);
+        // A socket file nobody listens on is replaced.
+        bind_socket(&path).unwrap();
+    }
+}

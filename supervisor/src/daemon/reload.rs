@@ -1,0 +1,370 @@
+//! Re-scanning the jobs directory: which jobs are new, changed, invalid or
+//! gone, and whether a change needs the running container restarted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use corral_config::{ConfigError, JobSpec};
+
+use crate::api::{ChangeKind, InvalidJob, JobChange, ReloadReport};
+use crate::daemon::job::Job;
+
+/// One job file as the scan found it.
+#[derive(Debug, Clone)]
+pub struct ScannedJob {
+    pub name: String,
+    pub file: PathBuf,
+    pub spec: Result<Arc<JobSpec>, InvalidJob>,
+}
+
+/// Everything a scan of the jobs directory found.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub jobs: Vec<ScannedJob>,
+    /// Why the directory could not be listed. Jobs are never removed on the
+    /// strength of such a scan.
+    pub dir_error: Option<String>,
+}
+
+/// Loads every job file of `jobs_dir` with its drop-ins.
+pub fn scan(jobs_dir: &Path) -> Scan {
+    let result = corral_config::load_jobs_dir(jobs_dir);
+    let jobs = result
+        .jobs
+        .into_iter()
+        .map(|(name, loaded)| match loaded {
+            Ok(job) => ScannedJob {
+                name,
+                file: job.file,
+                spec: Ok(Arc::new(job.spec)),
+            },
+            Err(error) => ScannedJob {
+                name: name.clone(),
+                file: error.file().to_path_buf(),
+                spec: Err(invalid_job(&error)),
+            },
+        })
+        .collect();
+    Scan {
+        jobs,
+        dir_error: result.dir_error.map(|error| error.to_string()),
+    }
+}
+
+/// Splits a config error into the API's fields. The message is the
+/// error's text after the `file:line:column: field: ` prefix.
+pub fn invalid_job(error: &ConfigError) -> InvalidJob {
+    let text = error.to_string();
+    let file = error.file().to_path_buf();
+    let mut prefix = file.display().to_string();
+    if let (Some(line), Some(column)) = (error.line(), error.column()) {
+        prefix.push_str(&format!(":{line}:{column}"));
+    }
+    prefix.push_str(": ");
+    let mut message = text.strip_prefix(&prefix).unwrap_or(&text);
+    let field = error.field().filter(|field| !field.is_empty());
+    if let Some(field) = field {
+        message = message
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(message);
+    }
+    InvalidJob {
+        file,
+        line: error.line().map(|line| line as u64),
+        column: error.column().map(|column| column as u64),
+        field: field.map(str::to_string),
+        message: message.to_string(),
+        text,
+    }
+}
+
+/// One change to apply.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    /// A job file supervisord does not know yet.
+    Add {
+        name: String,
+        file: PathBuf,
+        spec: Result<Arc<JobSpec>, InvalidJob>,
+    },
+    /// A new valid version of a known job. `restart` is true when a field
+    /// that only takes effect in a new container changed.
+    Update {
+        name: String,
+        spec: Arc<JobSpec>,
+        restart: bool,
+    },
+    /// A known job whose file became invalid.
+    Invalidate { name: String, error: InvalidJob },
+    /// A known job whose file is gone.
+    Remove { name: String },
+}
+
+/// Compares a scan with the jobs supervisord runs.
+pub fn plan(current: &BTreeMap<String, Job>, scan: &Scan) -> Vec<Planned> {
+    let mut plans = Vec::new();
+    for scanned in &scan.jobs {
+        let Some(job) = current.get(&scanned.name) else {
+            plans.push(Planned::Add {
+                name: scanned.name.clone(),
+                file: scanned.file.clone(),
+                spec: scanned.spec.clone(),
+            });
+            continue;
+        };
+        match (&scanned.spec, &job.spec) {
+            (Ok(new), Some(old)) => {
+                if new != old || job.invalid.is_some() {
+                    plans.push(Planned::Update {
+                        name: scanned.name.clone(),
+                        spec: new.clone(),
+                        restart: needs_restart(old, new),
+                    });
+                }
+            }
+            (Ok(new), None) => plans.push(Planned::Update {
+                name: scanned.name.clone(),
+                spec: new.clone(),
+                restart: false,
+            }),
+            (Err(error), _) => {
+                let unchanged = job
+                    .invalid
+                    .as_ref()
+                    .is_some_and(|current| current.text == error.text);
+                if !unchanged {
+                    plans.push(Planned::Invalidate {
+                        name: scanned.name.clone(),
+                        error: error.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if scan.dir_error.is_none() {
+        for name in current.keys() {
+            if !scan.jobs.iter().any(|scanned| &scanned.name == name) {
+                plans.push(Planned::Remove { name: name.clone() });
+            }
+        }
+    }
+    plans
+}
+
+/// Returns whether going from `old` to `new` needs a new container.
+///
+/// The restart policy, the log rotation, `autostart`, the stop settings and
+/// `start_seconds` are read by supervisord at the next decision, so changing
+/// them alone restarts nothing. Every other field, labels included because
+/// they are written into the container's state, shapes the container.
+pub fn needs_restart(old: &JobSpec, new: &JobSpec) -> bool {
+    let mut comparable = new.clone();
+    comparable.restart = old.restart.clone();
+    comparable.logs = old.logs.clone();
+    comparable.autostart = old.autostart;
+    comparable.stop = old.stop.clone();
+    comparable.start_seconds = old.start_seconds;
+    comparable != *old
+}
+
+/// The API's view of a plan.
+pub fn report(plans: &[Planned]) -> ReloadReport {
+    let changes = plans
+        .iter()
+        .map(|plan| match plan {
+            Planned::Add { name, spec, .. } => JobChange {
+                name: name.clone(),
+                kind: match spec {
+                    Ok(_) => ChangeKind::Added,
+                    Err(_) => ChangeKind::Invalid,
+                },
+                restart: false,
+                error: spec.as_ref().err().map(|error| error.text.clone()),
+            },
+            Planned::Update { name, restart, .. } => JobChange {
+                name: name.clone(),
+                kind: ChangeKind::Changed,
+                restart: *restart,
+                error: None,
+            },
+            Planned::Invalidate { name, error } => JobChange {
+                name: name.clone(),
+                kind: ChangeKind::Invalid,
+                restart: false,
+                error: Some(error.text.clone()),
+            },
+            Planned::Remove { name } => JobChange {
+                name: name.clone(),
+                kind: ChangeKind::Removed,
+                restart: false,
+                error: None,
+            },
+        })
+        .collect();
+    ReloadReport { changes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Arc<JobSpec> {
+        Arc::new(serde_json::from_str(json).unwrap())
+    }
+
+    fn invalid(text: &str) -> InvalidJob {
+        InvalidJob {
+            file: PathBuf::from("x.json"),
+            line: Some(1),
+            column: Some(1),
+            field: None,
+            message: text.to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    fn job(name: &str, spec: Option<Arc<JobSpec>>, error: Option<InvalidJob>) -> Job {
+        Job::new(
+            name,
+            PathBuf::from(format!("{name}.json")),
+            spec,
+            error,
+            Path::new("/log"),
+        )
+    }
+
+    fn scanned(name: &str, spec: Result<Arc<JobSpec>, InvalidJob>) -> ScannedJob {
+        ScannedJob {
+            name: name.to_string(),
+            file: PathBuf::from(format!("{name}.json")),
+            spec,
+        }
+    }
+
+    #[test]
+    fn hot_fields_need_no_restart() {
+        let old = spec(r#"{"command": ["/bin/sleep", "1"]}"#);
+        let hot = spec(
+            r#"{"command": ["/bin/sleep", "1"], "autostart": false,
+                "restart": {"policy": "always", "max_restarts": 9},
+                "logs": {"max_size": "20M", "keep": 1},
+                "stop": {"signal": "SIGINT", "timeout": "3s"}, "start_seconds": 5}"#,
+        );
+        assert!(!needs_restart(&old, &hot));
+        for changed in [
+            r#"{"command": ["/bin/sleep", "2"]}"#,
+            r#"{"command": ["/bin/sleep", "1"], "env": {"A": "b"}}"#,
+            r#"{"command": ["/bin/sleep", "1"], "labels": {"team": "web"}}"#,
+            r#"{"command": ["/bin/sleep", "1"], "network": "host"}"#,
+            r#"{"command": ["/bin/sleep", "1"], "resources": {"pids": 10}}"#,
+        ] {
+            assert!(needs_restart(&old, &spec(changed)), "{changed}");
+        }
+    }
+
+    #[test]
+    fn plan_classifies_every_case() {
+        let sleep = spec(r#"{"command": ["/bin/sleep", "1"]}"#);
+        let mut current = BTreeMap::new();
+        current.insert("same".to_string(), job("same", Some(sleep.clone()), None));
+        current.insert(
+            "edited".to_string(),
+            job("edited", Some(sleep.clone()), None),
+        );
+        current.insert(
+            "broken".to_string(),
+            job("broken", Some(sleep.clone()), None),
+        );
+        current.insert(
+            "fixed".to_string(),
+            job("fixed", Some(sleep.clone()), Some(invalid("e1"))),
+        );
+        current.insert("gone".to_string(), job("gone", Some(sleep.clone()), None));
+        current.insert(
+            "still-bad".to_string(),
+            job("still-bad", None, Some(invalid("e2"))),
+        );
+
+        let scan = Scan {
+            jobs: vec![
+                scanned("same", Ok(sleep.clone())),
+                scanned("edited", Ok(spec(r#"{"command": ["/bin/sleep", "2"]}"#))),
+                scanned("broken", Err(invalid("e3"))),
+                scanned("fixed", Ok(sleep.clone())),
+                scanned("still-bad", Err(invalid("e2"))),
+                scanned("new", Ok(sleep.clone())),
+            ],
+            dir_error: None,
+        };
+        let report = report(&plan(&current, &scan));
+        let summary: Vec<(String, ChangeKind, bool)> = report
+            .changes
+            .iter()
+            .map(|change| (change.name.clone(), change.kind, change.restart))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("edited".to_string(), ChangeKind::Changed, true),
+                ("broken".to_string(), ChangeKind::Invalid, false),
+                ("fixed".to_string(), ChangeKind::Changed, false),
+                ("new".to_string(), ChangeKind::Added, false),
+                ("gone".to_string(), ChangeKind::Removed, false),
+            ]
+        );
+        let broken = &report.changes[1];
+        assert_eq!(broken.error.as_deref(), Some("e3"));
+    }
+
+    #[test]
+    fn unreadable_dir_removes_nothing() {
+        let mut current = BTreeMap::new();
+        current.insert(
+            "web".to_string(),
+            job("web", Some(spec(r#"{"command": ["/x"]}"#)), None),
+        );
+        let scan = Scan {
+            jobs: Vec::new(),
+            dir_error: Some("permission denied".to_string()),
+        };
+        assert!(plan(&current, &scan).is_empty());
+    }
+
+    #[test]
+    fn scan_reports_positions_of_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("good.json"),
+            r#"{"command": ["/bin/true"]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bad.json"),
+            "{\n  \"command\": [\"/bin/true\"],\n  \"resources\": {\"memory\": \"12X\"}\n}\n",
+        )
+        .unwrap();
+        let scan = scan(dir.path());
+        assert!(scan.dir_error.is_none());
+        let good = scan.jobs.iter().find(|job| job.name == "good").unwrap();
+        assert!(good.spec.is_ok());
+        let bad = scan.jobs.iter().find(|job| job.name == "bad").unwrap();
+        let error = bad.spec.as_ref().unwrap_err();
+        assert_eq!(error.file, dir.path().join("bad.json"));
+        assert_eq!(error.line, Some(3));
+        assert!(error.column.is_some());
+        assert_eq!(error.field.as_deref(), Some("resources.memory"));
+        assert!(
+            error
+                .text
+                .starts_with(&format!("{}:3:", dir.path().join("bad.json").display())),
+            "{}",
+            error.text
+        );
+        assert!(
+            !error.message.starts_with(dir.path().to_str().unwrap()),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -1,0 +1,807 @@
+//! The supervisor task: owns every job, handles one event at a time and
+//! drives each job's state machine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{JobList, Message};
+use crate::daemon::job::{AfterStop, Container, Job};
+use crate::daemon::launch::{self, Launched};
+use crate::daemon::reload::{self, Planned};
+use crate::daemon::{error_chain, ApiError, DaemonConfig, Event, Reply, Request, TimerKind};
+use crate::describe::{LastRun, PendingRestart, StopProgress};
+use crate::machine::{self, Decision, JobState, Termination};
+use crate::signals::parse_signal;
+
+/// Signals the shim forwards to the container's init. Other stop signals go
+/// to the init directly through the runtime.
+const FORWARDED_SIGNALS: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Delay before trying SIGKILL again when the container's cgroup could not
+/// be killed, for example because the shim had not created it yet.
+const KILL_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Supervisor {
+    config: Arc<DaemonConfig>,
+    jobs: BTreeMap<String, Job>,
+    events: mpsc::UnboundedSender<Event>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    pub fn new(config: DaemonConfig, events: mpsc::UnboundedSender<Event>) -> Self {
+        Supervisor {
+            config: Arc::new(config),
+            jobs: BTreeMap::new(),
+            events,
+            shutting_down: false,
+        }
+    }
+
+    /// Loads the jobs, starts those with `autostart`, and handles events
+    /// until a shutdown has stopped every container.
+    pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) {
+        let scan = reload::scan(&self.config.jobs_dir);
+        if let Some(error) = &scan.dir_error {
+            tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
+        }
+        let plans = reload::plan(&self.jobs, &scan);
+        self.apply(plans);
+
+        while !(self.shutting_down && self.no_containers_left()) {
+            let Some(event) = receiver.recv().await else {
+                break;
+            };
+            self.handle(event);
+            self.answer_settled_waiters();
+        }
+    }
+
+    fn no_containers_left(&self) -> bool {
+        self.jobs.values().all(|job| job.container.is_none())
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Request(request, reply) => self.handle_request(request, reply),
+            Event::ShimExited {
+                name,
+                container_id,
+                status,
+            } => self.on_shim_exited(&name, &container_id, status),
+            Event::Timer { name, epoch, kind } => self.on_timer(&name, epoch, kind),
+            Event::Reload { origin } => {
+                tracing::info!(origin, "reloading job files");
+                self.reload(true);
+            }
+            Event::Shutdown { origin } => self.begin_shutdown(origin),
+        }
+    }
+
+    // ---- requests ------------------------------------------------------
+
+    fn handle_request(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        let result = match request {
+            Request::Info => Ok(self.info()),
+            Request::List => Ok(self.list()),
+            Request::Get { name } => self.view_of(&name),
+            Request::Start { name, wait } => return self.request_start(&name, wait, reply),
+            Request::Stop { name, wait } => return self.request_stop(&name, wait, reply),
+            Request::Restart { name, wait } => return self.request_restart(&name, wait, reply),
+            Request::Signal { name, signal } => self.request_signal(&name, &signal),
+            Request::Spec { name } => self.spec_of(&name),
+            Request::Reread => Ok(to_json(&self.reload(false))),
+            Request::Update => Ok(to_json(&self.reload(true))),
+            Request::Shutdown => {
+                self.begin_shutdown("API request");
+                Ok(to_json(&Message {
+                    message: "Shut down".to_string(),
+                }))
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    fn info(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": *self.config,
+            "shutting_down": self.shutting_down,
+        })
+    }
+
+    fn list(&mut self) -> serde_json::Value {
+        let now = SystemTime::now();
+        let jobs = self
+            .jobs
+            .values_mut()
+            .map(|job| {
+                job.refresh_pid();
+                job.view(now)
+            })
+            .collect();
+        to_json(&JobList { jobs })
+    }
+
+    fn view_of(&mut self, name: &str) -> Reply {
+        let job = self.job_mut(name)?;
+        job.refresh_pid();
+        Ok(to_json(&job.view(SystemTime::now())))
+    }
+
+    fn job_mut(&mut self, name: &str) -> Result<&mut Job, ApiError> {
+        self.jobs
+            .get_mut(name)
+            .ok_or_else(|| ApiError::not_found(name))
+    }
+
+    /// Answers now, or once the job settles when `wait` is set.
+    fn reply_when_settled(&mut self, name: &str, wait: bool, reply: oneshot::Sender<Reply>) {
+        match self.jobs.get_mut(name) {
+            Some(job) if wait && !job.is_settled() => job.waiters.push(reply),
+            Some(job) => {
+                job.refresh_pid();
+                let _ = reply.send(Ok(to_json(&job.view(SystemTime::now()))));
+            }
+            None => {
+                let _ = reply.send(Err(ApiError::not_found(name)));
+            }
+        }
+    }
+
+    fn request_start(&mut self, name: &str, wait: bool, reply: oneshot::Sender<Reply>) {
+        if let Err(error) = self.check_start(name) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        let job = self.jobs.get_mut(name).expect("checked above");
+        match job.state {
+            JobState::Running => {
+                let pid = job.container.as_ref().and_then(|container| container.pid);
+                let message = match pid {
+                    Some(pid) => format!("job {name:?} is already running (pid {pid})"),
+                    None => format!("job {name:?} is already running"),
+                };
+                let _ = reply.send(Err(ApiError::conflict(message)));
+                return;
+            }
+            JobState::Starting => {}
+            JobState::Stopping => job.after_stop = AfterStop::Start,
+            _ => {
+                job.history.clear();
+                self.start_container(name);
+            }
+        }
+        self.reply_when_settled(name, wait, reply);
+    }
+
+    fn check_start(&self, name: &str) -> Result<(), ApiError> {
+        if self.shutting_down {
+            return Err(ApiError::unavailable());
+        }
+        let job = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(name))?;
+        if job.spec.is_none() {
+            let error = job.invalid.as_ref().map_or("", |error| error.text.as_str());
+            return Err(ApiError::conflict(format!(
+                "job {name:?} has no valid job file: {error}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn request_stop(&mut self, name: &str, wait: bool, reply: oneshot::Sender<Reply>) {
+        let job = match self.job_mut(name) {
+            Ok(job) => job,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        if !job.state.is_active() {
+            let message = format!("job {name:?} is not running ({})", job.state);
+            let _ = reply.send(Err(ApiError::conflict(message)));
+            return;
+        }
+        job.after_stop = AfterStop::Stay;
+        self.stop_job(name);
+        self.reply_when_settled(name, wait, reply);
+    }
+
+    fn request_restart(&mut self, name: &str, wait: bool, reply: oneshot::Sender<Reply>) {
+        if let Err(error) = self.check_start(name) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        let job = self.jobs.get_mut(name).expect("checked above");
+        job.history.clear();
+        match job.state {
+            JobState::Starting | JobState::Running | JobState::Stopping => {
+                job.after_stop = AfterStop::Start;
+                self.stop_job(name);
+            }
+            _ => self.start_container(name),
+        }
+        self.reply_when_settled(name, wait, reply);
+    }
+
+    fn request_signal(&mut self, name: &str, signal_text: &str) -> Reply {
+        let signal = parse_signal(signal_text)
+            .map_err(|error| ApiError::bad_request(format!("job {name:?}: {error}")))?;
+        let root = self.config.containers_root();
+        let job = self.job_mut(name)?;
+        let container = match (&job.container, job.state) {
+            (Some(container), JobState::Starting | JobState::Running) => container,
+            _ => {
+                return Err(ApiError::conflict(format!(
+                    "job {name:?} is not running ({})",
+                    job.state
+                )))
+            }
+        };
+        corral_runtime::container::kill(&root, &container.id, signal as i32, false).map_err(
+            |error| {
+                ApiError::conflict(format!(
+                    "failed to send {signal} to job {name:?} (container {}): {}",
+                    container.id,
+                    error_chain(&error)
+                ))
+            },
+        )?;
+        tracing::info!(job = %name, container_id = %container.id, %signal, "sent signal");
+        job.refresh_pid();
+        Ok(to_json(&job.view(SystemTime::now())))
+    }
+
+    fn spec_of(&mut self, name: &str) -> Reply {
+        let config = self.config.clone();
+        let job = self.job_mut(name)?;
+        if let Some(container) = &job.container {
+            let path = config.bundle_dir(&container.id).join("config.json");
+            let text = std::fs::read(&path).map_err(|error| {
+                ApiError::internal(format!(
+                    "failed to read {} of job {name:?}: {error}",
+                    path.display()
+                ))
+            })?;
+            return serde_json::from_slice(&text).map_err(|error| {
+                ApiError::internal(format!(
+                    "invalid {} of job {name:?}: {error}",
+                    path.display()
+                ))
+            });
+        }
+        let spec = job
+            .spec
+            .clone()
+            .ok_or_else(|| ApiError::conflict(format!("job {name:?} has no valid job file")))?;
+        // The id of a container that would start now; nothing is created.
+        let id = launch::new_container_id(name);
+        let oci = launch::build_spec(&config, name, &id, &spec).map_err(|error| {
+            ApiError::conflict(format!(
+                "failed to build the OCI config of job {name:?}: {}",
+                error_chain(&error)
+            ))
+        })?;
+        serde_json::to_value(&oci).map_err(|error| {
+            ApiError::internal(format!("failed to encode the OCI config: {error}"))
+        })
+    }
+
+    fn answer_settled_waiters(&mut self) {
+        let now = SystemTime::now();
+        for job in self.jobs.values_mut() {
+            if job.waiters.is_empty() || !job.is_settled() {
+                continue;
+            }
+            job.refresh_pid();
+            let view = to_json(&job.view(now));
+            for waiter in job.waiters.drain(..) {
+                let _ = waiter.send(Ok(view.clone()));
+            }
+        }
+    }
+
+    // ---- reload --------------------------------------------------------
+
+    fn reload(&mut self, apply: bool) -> crate::api::ReloadReport {
+        let scan = reload::scan(&self.config.jobs_dir);
+        if let Some(error) = &scan.dir_error {
+            tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
+        }
+        let plans = reload::plan(&self.jobs, &scan);
+        let report = reload::report(&plans);
+        if apply {
+            self.apply(plans);
+        }
+        report
+    }
+
+    fn apply(&mut self, plans: Vec<Planned>) {
+        for plan in plans {
+            match plan {
+                Planned::Add { name, file, spec } => self.add_job(name, file, spec),
+                Planned::Update {
+                    name,
+                    spec,
+                    restart,
+                } => self.update_job(&name, spec, restart),
+                Planned::Invalidate { name, error } => {
+                    tracing::warn!(job = %name, error = %error.text, "job file is invalid; the last valid version stays");
+                    if let Some(job) = self.jobs.get_mut(&name) {
+                        if job.spec.is_none() {
+                            job.enter(JobState::Invalid);
+                        }
+                        job.invalid = Some(error);
+                    }
+                }
+                Planned::Remove { name } => self.remove_job(&name),
+            }
+        }
+    }
+
+    fn add_job(
+        &mut self,
+        name: String,
+        file: std::path::PathBuf,
+        spec: Result<Arc<corral_config::JobSpec>, crate::api::InvalidJob>,
+    ) {
+        let (spec, invalid) = match spec {
+            Ok(spec) => (Some(spec), None),
+            Err(error) => {
+                tracing::warn!(job = %name, error = %error.text, "job file is invalid");
+                (None, Some(error))
+            }
+        };
+        let autostart = spec.as_ref().is_some_and(|spec| spec.autostart);
+        tracing::info!(job = %name, file = %file.display(), "added job");
+        let job = Job::new(&name, file, spec, invalid, &self.config.log_dir);
+        self.jobs.insert(name.clone(), job);
+        if autostart && !self.shutting_down {
+            self.start_container(&name);
+        }
+    }
+
+    fn update_job(&mut self, name: &str, spec: Arc<corral_config::JobSpec>, restart: bool) {
+        let shutting_down = self.shutting_down;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let was_valid = job.spec.is_some();
+        let autostart = spec.autostart;
+        job.spec = Some(spec);
+        job.invalid = None;
+        tracing::info!(job = %name, restart, "job file changed");
+        if shutting_down {
+            return;
+        }
+        if !was_valid {
+            job.enter(JobState::Stopped);
+            if autostart {
+                self.start_container(name);
+            }
+            return;
+        }
+        if !restart {
+            return;
+        }
+        match job.state {
+            JobState::Starting | JobState::Running => {
+                job.after_stop = AfterStop::Start;
+                self.stop_job(name);
+            }
+            JobState::Stopping => job.after_stop = AfterStop::Start,
+            JobState::Backoff => self.start_container(name),
+            _ if autostart => {
+                job.history.clear();
+                self.start_container(name);
+            }
+            _ => {}
+        }
+    }
+
+    fn remove_job(&mut self, name: &str) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        tracing::info!(job = %name, "job file removed");
+        if job.container.is_some() {
+            job.after_stop = AfterStop::Remove;
+            self.stop_job(name);
+        } else {
+            self.forget(name);
+        }
+    }
+
+    fn forget(&mut self, name: &str) {
+        if let Some(job) = self.jobs.remove(name) {
+            for waiter in job.waiters {
+                let _ = waiter.send(Err(ApiError::not_found(name)));
+            }
+            tracing::info!(job = %name, "removed job");
+        }
+    }
+
+    // ---- starting ------------------------------------------------------
+
+    /// Starts a new container for the job's current spec.
+    fn start_container(&mut self, name: &str) {
+        let config = self.config.clone();
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let Some(spec) = job.spec.clone() else {
+            return;
+        };
+        let id = launch::new_container_id(name);
+        job.pending_restart = None;
+        job.fatal = None;
+        job.last_container_id = Some(id.clone());
+
+        let launched = launch::launch(&config, name, &id, &spec, &job.stdout_log, &job.stderr_log);
+        let Launched {
+            child,
+            shim,
+            pid_file,
+            stderr_offset,
+        } = match launched {
+            Ok(launched) => launched,
+            Err(error) => {
+                let message = error_chain(&error);
+                tracing::error!(job = %name, container_id = %id, error = %message, "failed to start job");
+                job.enter(JobState::Starting);
+                let run = LastRun {
+                    container_id: id,
+                    termination: Termination::SetupFailed { message },
+                    oom_killed: false,
+                    killed_after: None,
+                    failed_start: true,
+                    finished_at: SystemTime::now(),
+                };
+                self.after_run(name, run);
+                return;
+            }
+        };
+
+        tracing::info!(job = %name, container_id = %id, shim_pid = shim.pid(), "started job");
+        job.container = Some(Container {
+            id: id.clone(),
+            spec: spec.clone(),
+            shim,
+            started_at: SystemTime::now(),
+            started_instant: Instant::now(),
+            pid: None,
+            pid_file,
+            stderr_offset,
+            stop: None,
+        });
+        job.enter(JobState::Starting);
+        let epoch = job.epoch;
+
+        let events = self.events.clone();
+        let job_name = name.to_string();
+        let mut child = child;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = events.send(Event::ShimExited {
+                name: job_name,
+                container_id: id,
+                status,
+            });
+        });
+
+        let start_seconds = spec.start_seconds.as_duration();
+        if start_seconds.is_zero() {
+            self.enter_running(name);
+        } else {
+            self.arm_timer(name, epoch, TimerKind::Started, start_seconds);
+        }
+    }
+
+    fn enter_running(&mut self, name: &str) {
+        if let Some(job) = self.jobs.get_mut(name) {
+            job.enter(JobState::Running);
+            job.refresh_pid();
+            if let Some(container) = &job.container {
+                tracing::info!(job = %name, container_id = %container.id, pid = ?container.pid, "job is running");
+            }
+        }
+    }
+
+    fn arm_timer(&self, name: &str, epoch: u64, kind: TimerKind, delay: Duration) {
+        let events = self.events.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Timer { name, epoch, kind });
+        });
+    }
+
+    fn on_timer(&mut self, name: &str, epoch: u64, kind: TimerKind) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        if job.epoch != epoch {
+            return;
+        }
+        match (kind, job.state) {
+            (TimerKind::Started, JobState::Starting) => self.enter_running(name),
+            (TimerKind::Restart, JobState::Backoff) => {
+                if self.shutting_down {
+                    return;
+                }
+                job.restarts += 1;
+                tracing::info!(job = %name, restarts = job.restarts, "restarting job");
+                self.start_container(name);
+            }
+            (TimerKind::StopTimeout, JobState::Stopping) => self.kill_after_timeout(name),
+            _ => {}
+        }
+    }
+
+    // ---- stopping ------------------------------------------------------
+
+    /// Sends the stop signal, or cancels a pending restart.
+    fn stop_job(&mut self, name: &str) {
+        let root = self.config.containers_root();
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        match job.state {
+            JobState::Starting | JobState::Running => {}
+            JobState::Backoff => {
+                job.pending_restart = None;
+                tracing::info!(job = %name, "cancelled restart");
+                if job.after_stop == AfterStop::Remove {
+                    self.forget(name);
+                } else if job.after_stop == AfterStop::Start {
+                    job.after_stop = AfterStop::Stay;
+                    self.start_container(name);
+                } else {
+                    job.enter(JobState::Stopped);
+                }
+                return;
+            }
+            _ => return,
+        }
+        let Some(container) = &mut job.container else {
+            return;
+        };
+
+        let stop = &container.spec.stop;
+        let timeout = stop.timeout.as_duration();
+        let signal = parse_signal(&stop.signal).unwrap_or_else(|error| {
+            tracing::warn!(job = %name, %error, "invalid stop signal; using SIGTERM");
+            Signal::SIGTERM
+        });
+        let sent = if FORWARDED_SIGNALS.contains(&signal) {
+            container
+                .shim
+                .send_signal(signal)
+                .map_err(|error| error.to_string())
+        } else {
+            corral_runtime::container::kill(&root, &container.id, signal as i32, false)
+                .map_err(|error| error_chain(&error))
+        };
+        match sent {
+            Ok(()) => {
+                tracing::info!(job = %name, container_id = %container.id, %signal, timeout = ?timeout, "stopping job")
+            }
+            // The exit event of a shim that just ended is already queued.
+            Err(error) => {
+                tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
+            }
+        }
+        container.stop = Some(StopProgress {
+            signal: signal.to_string(),
+            kill_at: SystemTime::now() + timeout,
+            timeout,
+            killed: false,
+        });
+        job.enter(JobState::Stopping);
+        let epoch = job.epoch;
+        self.arm_timer(name, epoch, TimerKind::StopTimeout, timeout);
+    }
+
+    fn kill_after_timeout(&mut self, name: &str) {
+        let root = self.config.containers_root();
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let epoch = job.epoch;
+        let Some(container) = &mut job.container else {
+            return;
+        };
+        match corral_runtime::container::kill_all(&root, &container.id) {
+            Ok(()) => {
+                tracing::warn!(job = %name, container_id = %container.id, "stop timed out; sent SIGKILL to every process of the container");
+                if let Some(stop) = &mut container.stop {
+                    stop.killed = true;
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    job = %name,
+                    container_id = %container.id,
+                    error = %error_chain(&error),
+                    "stop timed out and SIGKILL failed; trying again"
+                );
+                self.arm_timer(name, epoch, TimerKind::StopTimeout, KILL_RETRY);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, origin: &str) {
+        if self.shutting_down {
+            tracing::info!(origin, "shutdown already in progress");
+            return;
+        }
+        tracing::info!(origin, "shutting down: stopping every job");
+        self.shutting_down = true;
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            if let Some(job) = self.jobs.get_mut(&name) {
+                if job.after_stop == AfterStop::Start {
+                    job.after_stop = AfterStop::Stay;
+                }
+                if job.state.is_active() && job.state != JobState::Stopping {
+                    self.stop_job(&name);
+                }
+            }
+        }
+    }
+
+    // ---- exits ---------------------------------------------------------
+
+    fn on_shim_exited(
+        &mut self,
+        name: &str,
+        container_id: &str,
+        status: std::io::Result<std::process::ExitStatus>,
+    ) {
+        let config = self.config.clone();
+        let Some(job) = self.jobs.get_mut(name) else {
+            tracing::warn!(job = %name, container_id, "shim of an unknown job exited");
+            return;
+        };
+        if job
+            .container
+            .as_ref()
+            .map(|container| container.id.as_str())
+            != Some(container_id)
+        {
+            tracing::warn!(job = %name, container_id, "shim of an earlier container exited");
+            return;
+        }
+        let container = job.container.take().expect("checked above");
+        let (termination, record) = launch::read_termination(
+            &config,
+            container_id,
+            &status,
+            &job.stderr_log,
+            container.stderr_offset,
+        );
+        if record.is_none() {
+            clean_up_orphan(&config, name, container_id);
+        }
+        launch::remove_container_files(&config, container_id);
+
+        let killed_after = container
+            .stop
+            .as_ref()
+            .filter(|stop| stop.killed)
+            .map(|stop| stop.timeout);
+        let run = LastRun {
+            container_id: container_id.to_string(),
+            termination,
+            oom_killed: record.as_ref().is_some_and(|record| record.oom_kills > 0),
+            killed_after,
+            failed_start: job.state == JobState::Starting,
+            finished_at: SystemTime::now(),
+        };
+        tracing::info!(
+            job = %name,
+            container_id,
+            status = ?run.termination.exit_status(),
+            signal = ?run.termination.signal(),
+            oom_killed = run.oom_killed,
+            killed_after_timeout = killed_after.is_some(),
+            ran_for = ?container.started_instant.elapsed(),
+            "job exited: {}",
+            crate::describe::termination_text(&run)
+        );
+        self.after_run(name, run);
+    }
+
+    /// Moves a job whose run ended to its next state: the one a stop asked
+    /// for, or the one the restart policy decides.
+    fn after_run(&mut self, name: &str, run: LastRun) {
+        let shutting_down = self.shutting_down;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let stopping = job.state == JobState::Stopping;
+        job.last_run = Some(run);
+
+        if stopping || shutting_down {
+            let after_stop = std::mem::take(&mut job.after_stop);
+            match after_stop {
+                AfterStop::Remove => self.forget(name),
+                AfterStop::Start if !shutting_down => self.start_container(name),
+                _ => {
+                    job.enter(JobState::Stopped);
+                    tracing::info!(job = %name, "job stopped");
+                }
+            }
+            return;
+        }
+
+        let Some(spec) = job.spec.clone() else {
+            job.enter(JobState::Exited);
+            return;
+        };
+        let run = job.last_run.as_ref().expect("set above");
+        let decision = machine::decide_after_exit(
+            &spec.restart,
+            &run.termination,
+            &mut job.history,
+            Instant::now(),
+            fastrand::f64(),
+        );
+        match decision {
+            Decision::Restart { delay, attempt } => {
+                job.enter(JobState::Backoff);
+                job.pending_restart = Some(PendingRestart {
+                    attempt,
+                    max_restarts: spec.restart.max_restarts,
+                    at: SystemTime::now() + delay,
+                });
+                tracing::info!(job = %name, attempt, delay = ?delay, "restart scheduled");
+                let epoch = job.epoch;
+                self.arm_timer(name, epoch, TimerKind::Restart, delay);
+            }
+            Decision::Fatal { restarts, window } => {
+                job.enter(JobState::Fatal);
+                job.fatal = Some((restarts, window));
+                tracing::error!(job = %name, restarts, window = ?window, "job keeps exiting; giving up");
+            }
+            Decision::Exit => job.enter(JobState::Exited),
+        }
+    }
+}
+
+/// Kills and deletes a container whose shim ended without an exit record,
+/// so that no process of the job outlives it. Nothing exists when the shim
+/// failed before creating the container.
+fn clean_up_orphan(config: &DaemonConfig, name: &str, container_id: &str) {
+    let root = config.containers_root();
+    if !root.join(container_id).exists() {
+        return;
+    }
+    match corral_runtime::container::delete(&root, container_id, true) {
+        Ok(()) => {
+            tracing::warn!(job = %name, container_id, "deleted the container of a shim that ended without an exit record")
+        }
+        Err(error) => {
+            tracing::error!(job = %name, container_id, error = %error_chain(&error), "failed to delete the container of a lost shim")
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("API types serialize to JSON")
+}

@@ -1,0 +1,160 @@
+//! `supervisorctl tail`: the last lines of a job's log file, then, with
+//! `-f`, what the job appends, woken by inotify instead of polling.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use inotify::{EventMask, Inotify, WatchMask};
+
+/// Bytes read per step while searching backwards for line starts.
+const BLOCK: u64 = 8192;
+
+/// Writes the last `lines` lines of `path` to `out` and returns the file
+/// size, where following continues.
+pub fn print_last_lines(path: &Path, lines: usize, out: &mut impl Write) -> io::Result<u64> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let start = start_of_last_lines(&mut file, size, lines)?;
+    file.seek(SeekFrom::Start(start))?;
+    io::copy(&mut (&mut file).take(size - start), out)?;
+    out.flush()?;
+    Ok(size)
+}
+
+/// Finds the offset where the last `lines` lines of the first `size` bytes
+/// begin. A final line without a newline counts as a line.
+fn start_of_last_lines(file: &mut File, size: u64, lines: usize) -> io::Result<u64> {
+    if lines == 0 || size == 0 {
+        return Ok(size);
+    }
+    let mut newlines_needed = lines;
+    let mut end = size;
+    let mut buffer = vec![0u8; BLOCK as usize];
+    let mut last_byte_seen = false;
+    while end > 0 {
+        let begin = end.saturating_sub(BLOCK);
+        let chunk = &mut buffer[..(end - begin) as usize];
+        file.seek(SeekFrom::Start(begin))?;
+        file.read_exact(chunk)?;
+        for (index, &byte) in chunk.iter().enumerate().rev() {
+            let offset = begin + index as u64;
+            // The newline that ends the file terminates the last line and
+            // does not start a new one.
+            if !last_byte_seen {
+                last_byte_seen = true;
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            if byte == b'\n' {
+                newlines_needed -= 1;
+                if newlines_needed == 0 {
+                    return Ok(offset + 1);
+                }
+            }
+        }
+        end = begin;
+    }
+    Ok(0)
+}
+
+/// Copies what is appended to `path` from `offset` on to `out` until an
+/// error or the end of `out`. Starts over at the beginning when the file is
+/// truncated or replaced, as rotation does.
+pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or(OsStr::new(""));
+    let mut inotify = Inotify::init()?;
+    inotify.watches().add(
+        dir,
+        WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE,
+    )?;
+    let mut file = File::open(path)?;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let mut reopen = false;
+        let mut grew = false;
+        for event in inotify.read_events_blocking(&mut buffer)? {
+            if event.name != Some(name) {
+                continue;
+            }
+            if event
+                .mask
+                .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+            {
+                reopen = true;
+            } else {
+                grew = true;
+            }
+        }
+        if reopen {
+            file = File::open(path)?;
+            offset = 0;
+        }
+        if reopen || grew {
+            offset = copy_new_bytes(&mut file, offset, out)?;
+        }
+    }
+}
+
+fn copy_new_bytes(file: &mut File, offset: u64, out: &mut impl Write) -> io::Result<u64> {
+    let size = file.metadata()?.len();
+    let start = if size < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(start))?;
+    let copied = io::copy(&mut file.take(size - start), out)?;
+    out.flush()?;
+    Ok(start + copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_lines(content: &[u8], lines: usize) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, content).unwrap();
+        let mut out = Vec::new();
+        let size = print_last_lines(&path, lines, &mut out).unwrap();
+        assert_eq!(size, content.len() as u64);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn last_lines_cases() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), "");
+        assert_eq!(last_lines(b"", 3), "");
+        assert_eq!(last_lines(b"\n\n\n", 2), "\n\n");
+    }
+
+    #[test]
+    fn last_lines_across_blocks() {
+        let mut content = Vec::new();
+        for number in 0..5000 {
+            content.extend_from_slice(format!("line {number}\n").as_bytes());
+        }
+        assert_eq!(last_lines(&content, 3), "line 4997\nline 4998\nline 4999\n");
+        let all = last_lines(&content, 10_000);
+        assert_eq!(all.len(), content.len());
+    }
+
+    #[test]
+    fn copy_restarts_after_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"first\n").unwrap();
+        let mut file = File::open(&path).unwrap();
+        let mut out = Vec::new();
+        let offset = copy_new_bytes(&mut file, 0, &mut out).unwrap();
+        assert_eq!(offset, 6);
+        std::fs::write(&path, b"new\n").unwrap();
+        let offset = copy_new_bytes(&mut file, offset, &mut out).unwrap();
+        assert_eq!(offset, 4);
+        assert_eq!(out, b"first\nnew\n");
+    }
+}
