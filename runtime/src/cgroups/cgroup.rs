@@ -40,7 +40,8 @@ impl Cgroup {
         &self.paths
     }
 
-    /// The cgroup's path from its hierarchy root, the metrics' `id` label.
+    /// Returns the cgroup's path from its hierarchy root, which is the
+    /// metrics' `id` label.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -95,15 +96,16 @@ impl Cgroup {
         let freezer = self
             .freezer()
             .ok_or_else(|| CgroupError::MissingController {
-                operation: "freeze",
+                operation: if frozen { "freeze" } else { "thaw" },
                 controller: "freezer",
                 path: self.main_dir().to_path_buf(),
             })?;
         let deadline = Instant::now() + FREEZE_TIMEOUT;
         let mut pause = Duration::from_millis(1);
         loop {
-            // v1 retries freezing tasks on every write of FROZEN, which gets
-            // a cgroup unstuck from FREEZING, so the request is repeated.
+            // Each write of FROZEN makes the v1 freezer retry the tasks that
+            // have not frozen yet, so the request is repeated while the state
+            // reads FREEZING.
             let (request, state) = match freezer {
                 Freezer::V1(dir) => (dir.join("freezer.state"), dir.join("freezer.state")),
                 Freezer::V2(dir) => (dir.join("cgroup.freeze"), dir.join("cgroup.events")),
@@ -276,7 +278,7 @@ impl Cgroup {
         Ok(())
     }
 
-    /// The directory that errors name when no particular file failed.
+    /// Returns the directory that errors name when no particular file failed.
     fn main_dir(&self) -> &Path {
         match &self.paths {
             CgroupPaths::V1 { controllers } => controllers

@@ -75,9 +75,9 @@ pub enum CgroupError {
     },
 
     #[error(
-        "cannot enable controllers in {path}: it still contains processes {pids:?}, \
-         and a cgroup v2 cgroup with controllers enabled for its children may not; \
-         move them into a leaf cgroup"
+        "cannot enable controllers for the children of {path} because it contains \
+         processes {pids:?}; move them into a leaf cgroup, as cgroup v2 allows \
+         processes only in leaves once controllers are enabled"
     )]
     InternalProcesses {
         path: PathBuf,
@@ -96,7 +96,9 @@ pub enum CgroupError {
         timeout: Duration,
     },
 
-    #[error("{operation} {path} timed out after {timeout:?}; processes {pids:?} remain")]
+    #[error(
+        "{operation} {path} timed out after {timeout:?} with processes {pids:?} still running"
+    )]
     ProcessesRemain {
         operation: &'static str,
         path: PathBuf,

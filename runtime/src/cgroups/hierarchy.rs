@@ -1,5 +1,5 @@
-//! Where the cgroup hierarchies are mounted, where the calling process sits in
-//! them, and the creation and removal of cgroup directories.
+//! Detection of the mounted cgroup hierarchies and the calling process's
+//! cgroup in each, and creation and removal of cgroup directories.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -95,7 +95,7 @@ impl Hierarchy {
     /// Detects the hierarchies from `/proc/self/mountinfo` and
     /// `/proc/self/cgroup`.
     ///
-    /// Hybrid hosts (v1 controllers plus a cgroup2 mount that holds few or no
+    /// Hybrid hosts (v1 controllers plus a cgroup2 mount with few or no
     /// controllers, such as `/sys/fs/cgroup/unified` with only hugetlb) are
     /// [`Version::V1`]. Pure v2 is a cgroup2 mount and no v1 controller mount
     /// (named hierarchies such as `name=systemd` are not controllers).
@@ -278,8 +278,13 @@ impl Hierarchy {
     }
 }
 
-/// Calling process's leaf cgroup on v2, created below its original cgroup
-/// when that cgroup must enable controllers for its children.
+/// Name of the leaf cgroup that the calling process moves into on v2 when its
+/// own cgroup must enable controllers for its children.
+///
+/// NOTE: a process started later from that leaf (such as the runtime binary
+/// run by the supervisor) detects the leaf as its own cgroup. It should
+/// create cgroups by absolute path, because a relative one would sit below
+/// the leaf, which contains processes and so cannot enable controllers.
 pub const SELF_LEAF: &str = "supervisor";
 
 fn is_in_use_or_gone(error: &io::Error) -> bool {
@@ -333,7 +338,7 @@ fn join(base: &str, rest: &str) -> String {
     }
 }
 
-/// Whether `cgroup` is strictly below `ancestor`.
+/// Returns whether `cgroup` is strictly below `ancestor`.
 fn is_below(cgroup: &str, ancestor: &str) -> bool {
     if ancestor == "/" {
         return cgroup.len() > 1;

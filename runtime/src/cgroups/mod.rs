@@ -2,10 +2,10 @@
 //! below the calling process's own, writing OCI resource limits, and
 //! freezing, killing and removing.
 //!
-//! The cgroups-rs crate is not used: it assumes the hierarchies are at
-//! `/sys/fs/cgroup`, so it cannot run on a temp tree in unit tests, and it
+//! The cgroups-rs crate is not used because it assumes the hierarchies are at
+//! `/sys/fs/cgroup`, so it cannot run on a temp tree in unit tests. It also
 //! does not place a cgroup below the calling process's own cgroup per v1
-//! controller (a process may sit at `/a/b` for memory but at `/` for cpu).
+//! controller, where a process may be at `/a/b` for memory but at `/` for cpu.
 //!
 //! A hybrid host (v1 controllers plus a cgroup2 mount with few or no
 //! controllers) counts as v1: every limit goes through the v1 controllers.

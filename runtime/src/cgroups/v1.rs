@@ -123,13 +123,14 @@ fn apply_memory(controllers: &Controllers, memory: &LinuxMemory) -> Result<(), C
     let limit = memory.limit().filter(|value| *value != 0);
     let swap = memory.swap().filter(|value| *value != 0);
     let reservation = memory.reservation().filter(|value| *value != 0);
-    let wanted = limit.is_some()
+    let requested = limit.is_some()
         || swap.is_some()
         || reservation.is_some()
         || memory.swappiness().is_some()
         || memory.disable_oom_killer().is_some();
-    if !wanted {
-        return warn_ignored_memory(memory);
+    warn_ignored_memory(memory);
+    if !requested {
+        return Ok(());
     }
     let dir = controllers.get("memory", "linux.resources.memory")?;
 
@@ -172,16 +173,15 @@ fn apply_memory(controllers: &Controllers, memory: &LinuxMemory) -> Result<(), C
     if let Some(disable) = memory.disable_oom_killer() {
         set(dir, "memory.oom_control", u8::from(disable))?;
     }
-    warn_ignored_memory(memory)
+    Ok(())
 }
 
-fn warn_ignored_memory(memory: &LinuxMemory) -> Result<(), CgroupError> {
+fn warn_ignored_memory(memory: &LinuxMemory) {
     if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
         // Kernel memory limits are deprecated since Linux 5.4 and the files
         // were removed in 6.x, so they are not written.
         tracing::warn!("ignoring linux.resources.memory.kernel and kernelTCP: not supported");
     }
-    Ok(())
 }
 
 fn read_i64(path: &Path) -> Result<i64, CgroupError> {
@@ -199,14 +199,14 @@ fn apply_cpu(controllers: &Controllers, cpu: &LinuxCpu) -> Result<(), CgroupErro
     let period = cpu.period().filter(|value| *value != 0);
     let rt_runtime = cpu.realtime_runtime().filter(|value| *value != 0);
     let rt_period = cpu.realtime_period().filter(|value| *value != 0);
-    let wanted = shares.is_some()
+    let requested = shares.is_some()
         || quota.is_some()
         || period.is_some()
         || cpu.burst().is_some()
         || cpu.idle().is_some()
         || rt_runtime.is_some()
         || rt_period.is_some();
-    if wanted {
+    if requested {
         let dir = controllers.get("cpu", "linux.resources.cpu")?;
         if let Some(shares) = shares {
             set(dir, "cpu.shares", shares)?;
@@ -243,8 +243,8 @@ fn apply_cpu(controllers: &Controllers, cpu: &LinuxCpu) -> Result<(), CgroupErro
 
 /// Writes the CFS bandwidth limit.
 ///
-/// The kernel checks each write against the other file's current value: the
-/// quota/period ratio may not exceed the parent's. With no quota yet (-1) any
+/// The kernel checks each write against the other file's current value, and
+/// rejects a quota/period ratio above the parent's. With no quota yet (-1) any
 /// period is accepted, so the period goes first and the quota write is then
 /// checked against the final ratio. When the period write is rejected because
 /// an existing quota is in force, the quota goes first and the period follows.

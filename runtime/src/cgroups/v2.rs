@@ -15,11 +15,11 @@ use super::{common, files, CgroupError, SELF_LEAF};
 /// Controllers that containers get when the parent offers them.
 const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
 
-/// Enables in `dir`'s `cgroup.subtree_control` the controllers of
-/// [`CONTROLLERS`] that `dir` has but does not yet pass on.
+/// Enables for the children of `dir` each controller of [`CONTROLLERS`] that
+/// `dir` has, by writing to its `cgroup.subtree_control`.
 ///
-/// A non-root cgroup with controllers enabled for its children may contain
-/// no processes. When `may_move_self` is set and `dir` has processes, the
+/// A non-root cgroup that enables controllers for its children may contain
+/// no processes. So when `may_move_self` is set and `dir` has processes, the
 /// calling process first moves into the leaf [`SELF_LEAF`] below `dir`.
 pub(crate) fn enable_controllers(dir: &Path, may_move_self: bool) -> Result<(), CgroupError> {
     let available = files::read(&dir.join("cgroup.controllers"))?;
@@ -202,26 +202,25 @@ fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<(), CgroupError> {
     if let Some(reservation) = reservation {
         set(dir, "memory.low", max_or_value(reservation))?;
     }
-    if let Some(swap) = swap {
-        // The spec's swap is memory plus swap, as v1's memsw; v2 limits swap
-        // alone.
-        let swap_max = convert::memsw_to_swap_max(limit.unwrap_or(-1), swap);
-        let file = dir.join("memory.swap.max");
-        if !file.exists() {
-            if swap_max < 0 {
-                return Ok(());
-            }
-            return Err(CgroupError::Unsupported {
-                field: "linux.resources.memory.swap".to_string(),
-                reason: format!(
-                    "the kernel has no swap accounting ({} is missing)",
-                    file.display()
-                ),
-            });
-        }
-        files::write(&file, &max_or_value(swap_max))?;
+    let Some(swap) = swap else {
+        return Ok(());
+    };
+    // The spec's swap limits memory plus swap, as v1's memsw does, but v2's
+    // memory.swap.max limits swap alone.
+    let swap_max = convert::memsw_to_swap_max(limit.unwrap_or(-1), swap);
+    let file = dir.join("memory.swap.max");
+    match (file.exists(), swap_max) {
+        (true, _) => files::write(&file, &max_or_value(swap_max)),
+        // Without swap accounting, swap is unlimited already.
+        (false, swap_max) if swap_max < 0 => Ok(()),
+        (false, _) => Err(CgroupError::Unsupported {
+            field: "linux.resources.memory.swap".to_string(),
+            reason: format!(
+                "the kernel has no swap accounting ({} is missing)",
+                file.display()
+            ),
+        }),
     }
-    Ok(())
 }
 
 fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
