@@ -198,3 +198,133 @@ pub fn load_jobs_dir_with(dir: &Path, host: &HostContext) -> JobsDirScan {
     }
     scan
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::position::PositionIndex;
+
+    /// Applies patches in order and returns the result.
+    fn merged(target: Value, patches: &[Value]) -> Value {
+        let mut sources = SourceMap::new(Path::new("/job.json"), PositionIndex::default());
+        let mut target = target;
+        for patch in patches {
+            let file = sources.add_file(Path::new("/dropin.json"), PositionIndex::default());
+            merge_patch(&mut target, patch, "", file, &mut sources);
+        }
+        target
+    }
+
+    #[test]
+    fn merge_objects_merge_by_key() {
+        let result = merged(
+            json!({"a": {"x": 1, "y": 2}, "b": 1}),
+            &[json!({"a": {"y": 3, "z": 4}})],
+        );
+        assert_eq!(result, json!({"a": {"x": 1, "y": 3, "z": 4}, "b": 1}));
+    }
+
+    #[test]
+    fn merge_arrays_and_scalars_replace() {
+        let result = merged(
+            json!({"list": [1, 2, 3], "s": "old", "o": {"k": 1}}),
+            &[json!({"list": [9], "s": 5, "o": "now a string"})],
+        );
+        assert_eq!(result, json!({"list": [9], "s": 5, "o": "now a string"}));
+    }
+
+    #[test]
+    fn merge_null_deletes() {
+        let result = merged(
+            json!({"a": 1, "b": {"c": 2, "d": 3}}),
+            &[json!({"a": null, "b": {"c": null}, "missing": null})],
+        );
+        assert_eq!(result, json!({"b": {"d": 3}}));
+    }
+
+    #[test]
+    fn merge_new_object_drops_nested_nulls() {
+        let result = merged(
+            json!({"a": 1}),
+            &[json!({"b": {"c": null, "d": {"e": null, "f": 1}}})],
+        );
+        assert_eq!(result, json!({"a": 1, "b": {"d": {"f": 1}}}));
+    }
+
+    #[test]
+    fn merge_object_replaces_scalar() {
+        let result = merged(
+            json!({"image": "busybox"}),
+            &[json!({"image": {"path": "/srv"}})],
+        );
+        assert_eq!(result, json!({"image": {"path": "/srv"}}));
+    }
+
+    #[test]
+    fn merge_later_patch_wins() {
+        let result = merged(
+            json!({"a": 1}),
+            &[json!({"a": 2, "b": 2}), json!({"a": 3}), json!({"b": null})],
+        );
+        assert_eq!(result, json!({"a": 3}));
+    }
+
+    #[test]
+    fn merge_empty_patch_changes_nothing() {
+        let result = merged(json!({"a": [1], "b": {}}), &[json!({})]);
+        assert_eq!(result, json!({"a": [1], "b": {}}));
+    }
+
+    #[test]
+    fn merge_records_origins() {
+        let mut sources = SourceMap::new(Path::new("/job.json"), PositionIndex::default());
+        let mut target = json!({"resources": {"memory": "1M"}, "command": ["/x"]});
+        let first = sources.add_file(Path::new("/10.json"), PositionIndex::default());
+        merge_patch(
+            &mut target,
+            &json!({"resources": {"cpus": 1, "io": {"weight": 5}}, "command": ["/y"]}),
+            "",
+            first,
+            &mut sources,
+        );
+        let second = sources.add_file(Path::new("/20.json"), PositionIndex::default());
+        merge_patch(
+            &mut target,
+            &json!({"resources": {"io": {"weight": null}}, "command": null}),
+            "",
+            second,
+            &mut sources,
+        );
+        let origins: Vec<(&str, usize)> = sources.origins().collect();
+        assert_eq!(
+            origins,
+            vec![("/resources/cpus", first), ("/resources/io", first)]
+        );
+    }
+
+    #[test]
+    fn ignored_file_names() {
+        for name in [
+            ".web.json",
+            "web.json~",
+            "web.json.swp",
+            "web.json.tmp",
+            "web.json.dpkg-new",
+        ] {
+            assert!(is_ignored_file_name(OsStr::new(name)), "{name}");
+        }
+        for name in ["web.json", "10-memory.json", "a.b.json"] {
+            assert!(!is_ignored_file_name(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn dropin_dir_appends_d() {
+        assert_eq!(
+            dropin_dir(Path::new("/etc/corral/jobs.d/web.json")),
+            Path::new("/etc/corral/jobs.d/web.json.d")
+        );
+    }
+}

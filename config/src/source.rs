@@ -62,6 +62,14 @@ impl SourceMap {
         }
     }
 
+    /// Origins recorded so far, by pointer.
+    #[cfg(test)]
+    pub(crate) fn origins(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.origins
+            .iter()
+            .map(|(pointer, file)| (pointer.as_str(), *file))
+    }
+
     /// Returns the file and position of the value at `path`, or of its key
     /// when `at_key` is set. A value missing from the text (a default) is
     /// placed at its nearest ancestor that the text contains.
