@@ -125,12 +125,23 @@ pub struct IoLimits {
     pub write_bps: BTreeMap<String, ByteSize>,
     /// Read operations per second, keyed by a device path under /dev.
     #[serde(default)]
-    #[schemars(inner(range(min = 1)))]
+    #[schemars(transform = require_positive_values)]
     pub read_iops: BTreeMap<String, u64>,
     /// Write operations per second, keyed by a device path under /dev.
     #[serde(default)]
-    #[schemars(inner(range(min = 1)))]
+    #[schemars(transform = require_positive_values)]
     pub write_iops: BTreeMap<String, u64>,
+}
+
+/// Sets `minimum: 1` on the values of a map schema, because a zero limit is
+/// invalid.
+fn require_positive_values(schema: &mut schemars::Schema) {
+    let values = schema
+        .get_mut("additionalProperties")
+        .and_then(|values| values.as_object_mut());
+    if let Some(values) = values {
+        values.insert("minimum".to_string(), 1.into());
+    }
 }
 
 /// The network a job sees.
@@ -158,10 +169,6 @@ pub struct PortMapping {
 }
 
 /// A bind or tmpfs mount inside the container.
-///
-/// Deserialization reads a flat struct of every mount key and then checks the
-/// `type`. Serde's internally tagged enums would buffer the object first and
-/// so lose the path of a wrong field (`mounts[0].source`) in error messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MountSpec {
@@ -414,6 +421,9 @@ struct RawMount {
     size: Option<ByteSize>,
 }
 
+// Deserialization reads a flat struct of every mount key and then checks the
+// `type`. Serde's internally tagged enums would buffer the object first and so
+// lose the path of a wrong field (`mounts[0].source`) in error messages.
 impl<'de> Deserialize<'de> for MountSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
