@@ -27,7 +27,7 @@ pub struct JobsDirScan {
     /// Each job file's job or error, keyed by job name. A file whose name is
     /// not a valid job name is keyed by its file name without `.json`.
     pub jobs: BTreeMap<String, Result<Job, ConfigError>>,
-    /// Why the directory itself could not be listed; `jobs` is then empty.
+    /// The error from listing the directory itself. `jobs` is then empty.
     pub dir_error: Option<ConfigError>,
 }
 

@@ -57,8 +57,8 @@ pub enum ConfigError {
         file: PathBuf,
         line: usize,
         column: usize,
-        /// Path of the value, such as `resources.memory`; empty for the whole
-        /// document.
+        /// Path of the value, such as `resources.memory`, or empty for the
+        /// whole document.
         field: String,
         message: String,
     },
@@ -78,7 +78,7 @@ pub struct UnknownField {
     pub column: usize,
     /// Path of the unknown key itself, such as `resources.memroy`.
     pub field: String,
-    /// Path of the object that contains it; empty at the top level.
+    /// Path of the object that contains it, or empty at the top level.
     pub parent: String,
     pub key: String,
     /// The closest known key, when one is close enough to be a likely typo.
@@ -117,7 +117,7 @@ impl ConfigError {
         }
     }
 
-    /// The job file or drop-in that the error is in.
+    /// Returns the job file or drop-in that the error is in.
     pub fn file(&self) -> &Path {
         match self {
             ConfigError::Io { file, .. }
@@ -129,7 +129,7 @@ impl ConfigError {
         }
     }
 
-    /// The 1-based line, for errors located in the text.
+    /// Returns the 1-based line, for errors located in the text.
     pub fn line(&self) -> Option<usize> {
         match self {
             ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
@@ -138,7 +138,7 @@ impl ConfigError {
         }
     }
 
-    /// The 1-based column in characters, for errors located in the text.
+    /// Returns the 1-based column in characters, for errors located in the text.
     pub fn column(&self) -> Option<usize> {
         match self {
             ConfigError::Syntax { column, .. } | ConfigError::Invalid { column, .. } => {
@@ -149,9 +149,9 @@ impl ConfigError {
         }
     }
 
-    /// The path of the offending value, such as `resources.memory` or
-    /// `ports[0].host`, for errors about one value. The empty string stands for
-    /// the whole document.
+    /// Returns the path of the offending value, such as `resources.memory` or
+    /// `ports[0].host`, for errors about one value. The empty string is the
+    /// whole document.
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::UnknownField(unknown) => Some(&unknown.field),

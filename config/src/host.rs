@@ -37,7 +37,7 @@ impl HostContext {
         }
     }
 
-    /// A context with CPUs `0..cpu_count` and the given environment.
+    /// Builds a context with CPUs `0..cpu_count` and the given environment.
     pub fn with_cpus(cpu_count: u32, environment: BTreeMap<String, String>) -> Self {
         HostContext {
             online_cpus: (0..cpu_count).collect(),

@@ -1,7 +1,7 @@
 //! The JSON Schema of job files, generated from the spec types.
 //!
 //! `config/job.schema.json` is a committed copy for editors and other tools.
-//! A test fails when it differs from [`job_schema`]; running
+//! A test fails when it differs from [`job_schema`], and running
 //! `UPDATE_SCHEMA=1 cargo test -p corral-config` rewrites it.
 
 use crate::types::JobSpec;

@@ -1,4 +1,4 @@
-//! Where each value of a (possibly merged) job document came from, and the
+//! Origins of the values of a (possibly merged) job document, and the
 //! conversion of deserialization and validation errors to located
 //! [`ConfigError`]s.
 
@@ -192,8 +192,8 @@ fn closest<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str> {
         .map(|(_, candidate)| candidate.as_str())
 }
 
-/// The allowed values of numeric fields, added to serde's type errors such as
-/// "invalid value: integer `-5`, expected u64".
+/// Returns the allowed values of a numeric field, for serde's type errors such
+/// as "invalid value: integer `-5`, expected u64" that do not state them.
 fn allowed_range(path: &FieldPath) -> Option<&'static str> {
     let text = path.to_string();
     let range = match text.as_str() {

@@ -84,10 +84,10 @@ pub enum ImageRef {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    /// Memory limit, at least 1M; the job is OOM-killed above it.
+    /// Memory limit, at least 1M. The job is OOM-killed above it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
-    /// Memory plus swap limit, at least `memory`; equal to `memory` means no swap.
+    /// Memory plus swap limit, at least `memory`. Equal to `memory` means no swap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_swap: Option<ByteSize>,
     /// CPU bandwidth in CPUs, converted to a CFS quota per 100ms period.
@@ -183,7 +183,7 @@ pub enum MountSpec {
     Tmpfs {
         /// Absolute path inside the container.
         target: String,
-        /// Size limit of the tmpfs; the kernel default (half of RAM) when unset.
+        /// Size limit of the tmpfs. Unset means the kernel default, half of RAM.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<ByteSize>,
         #[serde(default)]

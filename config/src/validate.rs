@@ -28,10 +28,10 @@ pub const MIN_LOG_SIZE: u64 = 4 << 10;
 /// Smallest `resources.cpus`: its quota per period is the kernel's minimum.
 pub const MIN_CPUS: f64 = CFS_MIN_QUOTA_US as f64 / CFS_PERIOD_US as f64;
 
-/// Longest host name that `sethostname(2)` accepts (`HOST_NAME_MAX`).
+/// Maximum host name length that `sethostname(2)` accepts (`HOST_NAME_MAX`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
 
-/// Longest job name.
+/// Maximum job name length.
 pub const MAX_JOB_NAME_LEN: usize = 63;
 
 /// A job spec value that fails a check.
@@ -70,13 +70,13 @@ impl ValidationError {
         }
     }
 
-    /// Path of the offending value, such as `resources.memory`; empty for the
-    /// whole spec.
+    /// Returns the path of the offending value, such as `resources.memory`, or
+    /// the empty string for the whole spec.
     pub fn field(&self) -> String {
         self.path.to_string()
     }
 
-    /// What is wrong, with the allowed range.
+    /// Returns what is wrong, with the allowed range.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -283,16 +283,16 @@ fn check_resources(resources: &Resources, host: &HostContext) -> Check {
         let Some(memory) = resources.memory else {
             return Err(ValidationError::new(
                 path.key("memory_swap"),
-                "memory_swap requires resources.memory: it limits memory plus swap, so the \
-                 memory part must be set too",
+                "memory_swap requires resources.memory to be set, because it limits memory \
+                 plus swap",
             ));
         };
         if total < memory {
             return Err(ValidationError::new(
                 path.key("memory_swap"),
                 format!(
-                    "memory_swap {total} is below memory {memory}: memory_swap is memory plus \
-                     swap and must be at least memory (equal means no swap)"
+                    "memory_swap {total} is below memory {memory}, but memory_swap is memory \
+                     plus swap and must be at least memory (equal means no swap)"
                 ),
             ));
         }
@@ -316,7 +316,7 @@ fn check_resources(resources: &Resources, host: &HostContext) -> Check {
     if resources.pids == Some(0) {
         return Err(ValidationError::new(
             path.key("pids"),
-            "pids 0 is below the minimum of 1: the job's first process counts too",
+            "pids 0 is below the minimum of 1, because the job's first process counts too",
         ));
     }
 

@@ -113,11 +113,13 @@ fn dropins_apply_in_lexical_order() {
         "web.json.d/20-middle.json",
         r#"{"labels": {"order": "20"}}"#,
     );
+
     let job = jobs.load("web").unwrap();
     // Byte order: "10-first" < "20-middle" < "9-last".
     assert_eq!(job.spec.labels["order"], "9");
     assert_eq!(job.spec.labels["ten"], "y");
     assert_eq!(job.spec.labels["nine"], "y");
+
     let names: Vec<String> = job
         .dropins
         .iter()

@@ -85,7 +85,7 @@ fn image_path_must_be_absolute() {
 }
 
 #[test]
-fn image_name_must_not_be_empty_or_a_path() {
+fn image_name_not_empty_or_path() {
     expect_error("{\"image\": ▶\"\"}", "image", "must not be empty");
     expect_error(
         "{\"image\": ▶\"/srv/rootfs\"}",

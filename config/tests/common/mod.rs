@@ -14,7 +14,7 @@ pub const MARK: char = '▶';
 
 pub const FILE: &str = "/etc/corral/jobs.d/web.json";
 
-/// A host with CPUs 0 and 1 and a small environment.
+/// Returns a host with CPUs 0 and 1 and a small environment.
 pub fn host() -> HostContext {
     let environment = BTreeMap::from([
         ("HOME".to_string(), "/home/corral".to_string()),
