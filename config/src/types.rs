@@ -21,7 +21,8 @@ pub struct JobSpec {
     /// Program and arguments. May be empty only when the image supplies a command.
     #[serde(default)]
     pub command: Vec<String>,
-    /// Environment variables, passed exactly as given.
+    /// Environment variables. `${VAR}` in a value is replaced from supervisord's
+    /// environment when the job is loaded.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory inside the container (absolute); `/` when unset.
@@ -230,7 +231,8 @@ pub struct BackoffConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopConfig {
-    /// Signal name, with or without the `SIG` prefix.
+    /// Signal name, case-insensitive, with or without the `SIG` prefix. Loading
+    /// a job stores it in canonical form, such as `SIGTERM`.
     #[serde(default = "default_stop_signal")]
     pub signal: String,
     #[serde(default = "default_stop_timeout")]
