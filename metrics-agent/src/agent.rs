@@ -21,10 +21,10 @@ use crate::target::Target;
 /// metrics time to arrive.
 const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What to export and where to read it from.
+/// Export options and the filesystem roots the agent reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The runtime's state root; containers are in `RUN_DIR/containers`.
+    /// The runtime's state root, which contains `containers/ID/state.json`.
     pub run_dir: PathBuf,
     /// Also export every cgroup from this directory down.
     pub cgroup_root: Option<PathBuf>,
@@ -134,11 +134,6 @@ impl Agent {
         &self.settings
     }
 
-    /// Count of read errors of one kind so far.
-    pub fn read_errors(&self, kind: ErrorKind) -> u64 {
-        self.errors.count(kind)
-    }
-
     /// Runs one scrape and returns the text exposition.
     pub async fn scrape(self: &Arc<Self>) -> Result<String, AgentError> {
         let started = Instant::now();
@@ -154,7 +149,7 @@ impl Agent {
             None => None,
         };
 
-        // Cgroup and /proc reads block; they run off the async workers.
+        // Cgroup and /proc reads block, so they run off the async workers.
         let agent = Arc::clone(self);
         let mut families = tokio::task::spawn_blocking(move || agent.collect(jobs.as_deref()))
             .await

@@ -45,7 +45,7 @@ struct CgroupMount {
     /// The cgroup that the mount shows at its mount point, `/` outside a
     /// cgroup namespace.
     root: PathBuf,
-    /// v1 controllers of the mount; empty for cgroup2.
+    /// v1 controllers of the mount, empty for cgroup2.
     controllers: Vec<String>,
     unified: bool,
 }

@@ -102,7 +102,7 @@ impl<'a> ScrapeContext<'a> {
         }))
     }
 
-    /// The `device` label of a block device: `/dev/NAME` from
+    /// Returns the `device` label of a block device: `/dev/NAME` from
     /// `/sys/dev/block/MAJ:MIN/uevent`, or `MAJ:MIN` when sysfs does not
     /// name it (a removed device, or a sysfs without that entry).
     pub(crate) fn device_name(&self, device: DeviceNumber) -> String {
@@ -127,8 +127,8 @@ pub(crate) struct KeyedFile {
 }
 
 impl KeyedFile {
-    /// Value of `key`; `None` when the file lacks it or it does not parse
-    /// (which is counted).
+    /// Returns the value of `key`, or `None` when the file lacks the key or
+    /// the value does not parse (which is counted).
     pub(crate) fn get(&self, context: &ScrapeContext, key: &str) -> Option<u64> {
         context
             .parsed(&self.path, parse::flat_keyed(&self.text, key))
@@ -149,7 +149,7 @@ pub(crate) fn collect_target(
 ) -> Result<Samples, Vanished> {
     let mut samples = Samples::new(target.labels());
 
-    // A state file can still say `running` after the init has exited.
+    // The state file can still record `running` after the init has exited.
     if let Some(pid) = target.pid {
         if !context.proc_root.join(pid.to_string()).exists() {
             return Err(Vanished);

@@ -1,12 +1,12 @@
 //! Discovery of runtime containers from `RUN_DIR/containers/ID/state.json`.
 //!
-//! The index is updated by inotify: the containers directory is watched for
-//! container directories that appear or go, and each container directory for
-//! its state file, which the runtime replaces by renaming
-//! `.state.json.tmp` over it (IN_MOVED_TO) or may write in place
-//! (IN_CLOSE_WRITE). Every scrape also rescans the directory cheaply, with one
-//! `stat` per container, so an event that inotify missed or a directory that
-//! did not exist at start (and so could not be watched) is picked up then.
+//! inotify keeps the index up to date. The containers directory is watched
+//! for container directories that appear or go, and each container directory
+//! for its state file. The runtime replaces that file by renaming
+//! `.state.json.tmp` over it (IN_MOVED_TO), and other writers may write it in
+//! place (IN_CLOSE_WRITE). Every scrape also rescans the directory cheaply,
+//! with one `stat` per container. That rescan picks up an event that inotify
+//! missed, and a directory that did not exist at start and so had no watch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -32,7 +32,7 @@ pub enum DiscoveryError {
     Stream(#[source] io::Error),
 }
 
-/// What identifies a version of a state file: a rename gives a new inode, an
+/// Version identity of a state file. A rename gives a new inode, and an
 /// in-place write a new modification time or size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -54,8 +54,8 @@ impl Stamp {
 
 struct Entry {
     stamp: Stamp,
-    /// `None` when this version of the file did not parse; the error was
-    /// counted once, and the file is read again when it changes.
+    /// The parsed state, `None` when this version of the file did not parse.
+    /// The error was counted once, and the file is read again when it changes.
     state: Option<ContainerState>,
 }
 
@@ -154,8 +154,8 @@ impl Discovery {
         Ok(())
     }
 
-    /// The exported targets: containers that are `created` or `running` and
-    /// have a PID.
+    /// Returns the exported targets: containers that are `created` or
+    /// `running` and have a PID.
     pub fn targets(&self) -> Vec<Target> {
         self.lock()
             .entries
@@ -202,6 +202,22 @@ impl Discovery {
             present.push(id);
         }
         index.entries.retain(|id, _| present.contains(id));
+
+        // Watches of directories that went away while the event queue
+        // overflowed would otherwise stay mapped and hide a recreated one.
+        if let Some(watch) = index.watch.as_mut() {
+            let stale: Vec<Watched> = watch
+                .targets
+                .values()
+                .filter_map(|(_, watched)| match watched {
+                    Watched::Container(id) if !present.contains(id) => Some(watched.clone()),
+                    _ => None,
+                })
+                .collect();
+            for watched in stale {
+                remove_watch(watch, &watched);
+            }
+        }
     }
 
     /// Reloads one container's state file if it changed since it was read.
@@ -230,7 +246,7 @@ impl Discovery {
             return;
         }
         // The stamp is taken before the read: if the file is replaced in
-        // between, the next rescan sees a newer stamp and reads it again.
+        // between, the next rescan finds a newer stamp and reads it again.
         let state = match ContainerState::load_path(&path) {
             Ok(state) => Some(state),
             Err(error) => {
@@ -275,7 +291,7 @@ impl Discovery {
                 let id = descriptor.get_watch_descriptor_id();
                 watch.targets.insert(id, (descriptor, watched));
             }
-            // The directory went away in the meantime; a rescan handles that.
+            // The directory went away in the meantime, and a rescan handles that.
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => self.errors.record(
                 ErrorKind::State,
@@ -355,8 +371,8 @@ impl Discovery {
     }
 }
 
-/// Stops watching a directory that was moved away. A deleted directory
-/// loses its watch in the kernel by itself (IN_IGNORED).
+/// Stops watching a container directory that was moved away or is no longer
+/// listed. A deleted directory loses its kernel watch by itself (IN_IGNORED).
 fn remove_watch(watch: &mut WatchSet, watched: &Watched) {
     let descriptors: Vec<i32> = watch
         .targets
@@ -366,14 +382,14 @@ fn remove_watch(watch: &mut WatchSet, watched: &Watched) {
         .collect();
     for id in descriptors {
         if let Some((descriptor, _)) = watch.targets.remove(&id) {
-            // The kernel may have dropped the watch already; nothing to undo.
+            // The kernel may have dropped the watch already, which needs no handling.
             let _ = watch.watches.remove(descriptor);
         }
     }
 }
 
-/// The container id of a directory entry; hidden and non-UTF-8 names are
-/// not containers.
+/// Returns the container id of a directory entry, or `None` for hidden and
+/// non-UTF-8 names.
 fn container_id(name: OsString) -> Option<String> {
     let id = name.into_string().ok()?;
     (!id.starts_with('.')).then_some(id)

@@ -51,13 +51,10 @@ async fn main() -> anyhow::Result<()> {
 
     let args = Args::parse();
     let listen = args.listen;
-    let settings = Settings {
-        run_dir: args.run_dir,
-        cgroup_root: args.cgroup_root,
-        per_cpu: args.per_cpu,
-        supervisor_socket: args.supervisor_socket,
-        ..Settings::new("/run/corral")
-    };
+    let mut settings = Settings::new(args.run_dir);
+    settings.cgroup_root = args.cgroup_root;
+    settings.per_cpu = args.per_cpu;
+    settings.supervisor_socket = args.supervisor_socket;
 
     let agent = Arc::new(Agent::new(settings)?);
     agent.watch()?;

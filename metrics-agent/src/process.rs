@@ -147,8 +147,8 @@ enum NetworkOutcome {
 }
 
 /// Exports the interface counters of `pid`'s network namespace, except `lo`,
-/// unless that namespace is the agent's own: a job with `network: host` sees
-/// the host's interfaces, which are not its traffic.
+/// unless that namespace is the agent's own. A job with `network: host`
+/// shares the host's interfaces, whose counters are not the job's traffic.
 fn network(context: &ScrapeContext, pid: i32, samples: &mut Samples) -> NetworkOutcome {
     let Some(host_namespace) = context.host_network_namespace else {
         return NetworkOutcome::Done;

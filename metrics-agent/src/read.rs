@@ -25,7 +25,8 @@ pub(crate) struct Vanished;
 /// `metrics_agent_read_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// A state file could not be read or parsed.
+    /// A state file or the containers directory could not be read, parsed
+    /// or watched.
     State,
     /// A cgroup file or directory could not be read.
     Cgroup,
@@ -120,14 +121,9 @@ impl ReadErrors {
             "{message}"
         );
     }
-
-    /// Current count for one kind.
-    pub fn count(&self, kind: ErrorKind) -> u64 {
-        self.counter.with_label_values(&[kind.as_str()]).get()
-    }
 }
 
-/// Whether an I/O error means that the cgroup or process is gone.
+/// Returns whether an I/O error means that the cgroup or process is gone.
 fn is_gone(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENODEV) | Some(libc::ESRCH))
 }
@@ -178,7 +174,7 @@ pub(crate) enum ProcRead<T> {
 /// exit of the process.
 pub(crate) fn proc_result<T>(
     errors: &ReadErrors,
-    what: &str,
+    file: &str,
     pid: i32,
     result: procfs::ProcResult<T>,
 ) -> ProcRead<T> {
@@ -190,7 +186,7 @@ pub(crate) fn proc_result<T>(
         Err(error) => {
             errors.record(
                 ErrorKind::Proc,
-                format_args!("failed to read {what} of process {pid}: {error}"),
+                format_args!("failed to read {file} of process {pid}: {error}"),
             );
             ProcRead::Failed
         }

@@ -1,5 +1,5 @@
 //! Job states from the supervisor's control socket: `GET /v1/jobs` over
-//! HTTP/1.1 on a unix socket, answered with a JSON array of jobs.
+//! HTTP/1.1 on a unix socket, which returns a JSON array of jobs.
 //!
 //! Only `name`, `state` and `restarts` are read and other keys are ignored,
 //! so the agent keeps working while the supervisor's API grows.
@@ -20,7 +20,7 @@ pub const STATES: [&str; 8] = [
 ];
 
 /// Maximum size of a job list. A supervisor with thousands of jobs stays far
-/// below it; a larger body means something else answers on the socket.
+/// below it, so a larger body means that another server owns the socket.
 const MAX_BODY_BYTES: usize = 8 << 20;
 
 /// One job as the supervisor reports it.

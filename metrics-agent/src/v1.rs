@@ -33,9 +33,9 @@ pub(crate) fn collect(
     Ok(())
 }
 
-/// The directory whose `cgroup.procs` files list the container's processes.
-/// Any v1 hierarchy lists them; `pids` comes first because it exists to
-/// track exactly that.
+/// Returns the directory whose `cgroup.procs` files list the container's
+/// processes. Every v1 hierarchy lists them, and `pids` comes first because
+/// tracking processes is its purpose.
 pub(crate) fn processes_dir(controllers: &BTreeMap<String, PathBuf>) -> Option<&Path> {
     ["pids", "memory", "cpuacct", "cpu"]
         .iter()

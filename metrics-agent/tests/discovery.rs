@@ -26,7 +26,7 @@ fn save(run_dir: &Path, state: &ContainerState) {
     state.save(&root).unwrap();
 }
 
-/// Polls `condition` without triggering a rescan until it holds or 5 s pass.
+/// Polls `condition` without triggering a rescan until it is true or 5 s pass.
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !condition() {

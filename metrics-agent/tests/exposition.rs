@@ -306,10 +306,10 @@ fn v1_unlimited_memory_is_zero() {
 fn vanished_cgroup_is_skipped() {
     let fixture = Fixture::new();
     fixture.add_container("web", "web", fixture.v2_paths());
-    let gone = CgroupPaths::V2 {
+    let removed_cgroup = CgroupPaths::V2 {
         path: fixture.path("v2/removed"),
     };
-    fixture.add_container("old", "old", gone);
+    fixture.add_container("old", "old", removed_cgroup);
     let text = scrape(fixture.settings());
 
     assert!(

@@ -1,7 +1,8 @@
 //! End-to-end tests on the real kernel, as root: a cgroup created below the
 //! test's own cgroup with a real process in it, the agent binary watching a
 //! run directory with the container's state file, promtool on a real scrape,
-//! and a real Prometheus scraping the agent and answering a query.
+//! and a real Prometheus that scrapes the agent and returns the job's memory
+//! usage from a query.
 //!
 //! Without root the tests print a SKIP line and pass.
 
@@ -346,7 +347,7 @@ impl Setup {
     }
 }
 
-/// The value of the only sample of `name` for the test job.
+/// Returns the value of the sample of `name` for the test job.
 fn job_value(text: &str, name: &str) -> Option<f64> {
     let label = format!(r#"name="{JOB}""#);
     samples(text, name)

@@ -20,7 +20,7 @@ const JOBS: &str = r#"[
   {"name": "odd", "state": "PAUSED"}
 ]"#;
 
-/// How the fake supervisor answers.
+/// Response of the fake supervisor.
 #[derive(Clone)]
 enum Reply {
     Status(u16, String),
