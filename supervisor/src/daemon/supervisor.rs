@@ -617,6 +617,9 @@ impl Supervisor {
         self.arm_timer(name, epoch, TimerKind::StopTimeout, timeout);
     }
 
+    /// Sends SIGKILL to every process of the container's cgroup. The
+    /// runtime freezes the cgroup and waits for it to empty, which blocks,
+    /// so it runs on the blocking pool. A failure arms the timeout again.
     fn kill_after_timeout(&mut self, name: &str) {
         let root = self.config.containers_root();
         let Some(job) = self.jobs.get_mut(name) else {
@@ -626,23 +629,32 @@ impl Supervisor {
         let Some(container) = &mut job.container else {
             return;
         };
-        match corral_runtime::container::kill_all(&root, &container.id) {
-            Ok(()) => {
-                tracing::warn!(job = %name, container_id = %container.id, "stop timed out; sent SIGKILL to every process of the container");
-                if let Some(stop) = &mut container.stop {
-                    stop.killed = true;
-                }
-            }
-            Err(error) => {
-                tracing::error!(
-                    job = %name,
-                    container_id = %container.id,
-                    error = %error_chain(&error),
-                    "stop timed out and SIGKILL failed; trying again"
-                );
-                self.arm_timer(name, epoch, TimerKind::StopTimeout, KILL_RETRY);
-            }
+        if let Some(stop) = &mut container.stop {
+            stop.killed = true;
         }
+        tracing::warn!(job = %name, container_id = %container.id, "stop timed out; sending SIGKILL to every process of the container");
+        let events = self.events.clone();
+        let job_name = name.to_string();
+        let id = container.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let Err(error) = corral_runtime::container::kill_all(&root, &id) else {
+                return;
+            };
+            // The shim removes the cgroup as soon as the container ended,
+            // so an error here often only means the kill already worked.
+            tracing::warn!(
+                job = %job_name,
+                container_id = %id,
+                error = %error_chain(&error),
+                "SIGKILL to the container failed; trying again unless it ended"
+            );
+            std::thread::sleep(KILL_RETRY);
+            let _ = events.send(Event::Timer {
+                name: job_name,
+                epoch,
+                kind: TimerKind::StopTimeout,
+            });
+        });
     }
 
     fn begin_shutdown(&mut self, origin: &str) {

@@ -1,0 +1,701 @@
+//! End-to-end tests of supervisord and supervisorctl with the real `corral`
+//! shim. They run as root and skip with a SKIP line otherwise.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use corral_supervisor::api::{JobList, ReloadReport};
+use corral_supervisor::machine::JobState;
+use harness::{shell_job, skip, stderr_of, stdout_of, Daemon};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn sleeper() -> String {
+    json!({"image": "host", "command": ["/bin/sleep", "300"], "start_seconds": "300ms",
+           "stop": {"timeout": "2s"}})
+    .to_string()
+}
+
+/// A job that exits at once on SIGTERM: a shell with a trap, because PID 1
+/// of a namespace ignores signals it installed no handler for.
+fn term_handler() -> String {
+    shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    )
+}
+
+#[test]
+fn status_exit_codes() {
+    if skip("status_exit_codes") {
+        return;
+    }
+    let once = shell_job(
+        "exit 0",
+        json!({"start_seconds": "0s", "restart": {"policy": "never"}}),
+    );
+    let daemon = Daemon::start(&[("web", &sleeper()), ("once", &once)]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_for_state("once", JobState::Exited, SETTLE);
+
+    let all = daemon.ctl(&["status"]);
+    assert_eq!(all.status.code(), Some(3), "{}", stdout_of(&all));
+    let table = stdout_of(&all);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with(&format!("once{}EXITED    exited 0 at ", " ".repeat(28))),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("web{}RUNNING   pid ", " ".repeat(29))),
+        "{table}"
+    );
+    assert!(lines[1].contains(", uptime 0:00:"), "{table}");
+
+    let web = daemon.ctl(&["status", "web"]);
+    assert_eq!(web.status.code(), Some(0), "{}", stdout_of(&web));
+
+    let unknown = daemon.ctl(&["status", "web", "nosuchjob"]);
+    assert_eq!(unknown.status.code(), Some(4));
+    assert!(
+        stderr_of(&unknown).contains("nosuchjob: ERROR (no such job)"),
+        "{}",
+        stderr_of(&unknown)
+    );
+
+    let json = daemon.ctl(&["status", "--json", "web"]);
+    let views: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(views[0]["state"], "RUNNING");
+    assert!(views[0]["pid"].as_i64().unwrap() > 1);
+    assert!(views[0]["container_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-"));
+
+    let started = Instant::now();
+    let again = daemon.ctl(&["status"]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "status took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn unreachable_daemon_exits_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("supervisor.sock");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let message = stderr_of(&output);
+    assert!(message.contains(&socket.display().to_string()), "{message}");
+    assert!(
+        message.contains("supervisord is not running or the socket is not accessible"),
+        "{message}"
+    );
+}
+
+#[test]
+fn start_stop_restart() {
+    if skip("start_stop_restart") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler())]);
+    let first = daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    let stop = daemon.ctl(&["stop", "web"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}{}",
+        stdout_of(&stop),
+        stderr_of(&stop)
+    );
+    assert_eq!(stdout_of(&stop), "web: stopped\n");
+    let stopped = daemon.job("web").unwrap();
+    assert_eq!(stopped.state, JobState::Stopped);
+    assert!(
+        stopped.description.starts_with("stopped at "),
+        "{}",
+        stopped.description
+    );
+    assert_eq!(stopped.exit_status, Some(0));
+    assert_eq!(stopped.pid, None);
+
+    let stop_again = daemon.ctl(&["stop", "web"]);
+    assert_eq!(stop_again.status.code(), Some(1));
+    assert!(
+        stdout_of(&stop_again).contains("is not running"),
+        "{}",
+        stdout_of(&stop_again)
+    );
+
+    let start = daemon.ctl(&["start", "web"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    assert_eq!(stdout_of(&start), "web: started\n");
+    let second = daemon.job("web").unwrap();
+    assert_eq!(second.state, JobState::Running);
+    assert_ne!(second.container_id, first.container_id);
+
+    let restart = daemon.ctl(&["restart", "web"]);
+    assert_eq!(restart.status.code(), Some(0), "{}", stdout_of(&restart));
+    let third = daemon.job("web").unwrap();
+    assert_eq!(third.state, JobState::Running);
+    assert_ne!(third.container_id, second.container_id);
+    assert_ne!(third.pid, second.pid);
+
+    let pid = daemon.ctl(&["pid", "web"]);
+    assert_eq!(stdout_of(&pid).trim(), third.pid.unwrap().to_string());
+
+    let start_running = daemon.ctl(&["start", "web"]);
+    assert_eq!(start_running.status.code(), Some(1));
+    assert!(
+        stdout_of(&start_running).contains("already running"),
+        "{}",
+        stdout_of(&start_running)
+    );
+
+    let missing = daemon.ctl(&["stop", "nosuchjob"]);
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(
+        stdout_of(&missing).contains("job \"nosuchjob\" not found"),
+        "{}",
+        stdout_of(&missing)
+    );
+}
+
+#[test]
+fn ignored_sigterm_gets_sigkill() {
+    if skip("ignored_sigterm_gets_sigkill") {
+        return;
+    }
+    // /bin/sleep is PID 1 in its namespace and has no SIGTERM handler, so
+    // the kernel drops the stop signal.
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "1s"}})
+    .to_string();
+    let daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+
+    let started = Instant::now();
+    let stop = daemon.ctl(&["stop", "stubborn"]);
+    let took = started.elapsed();
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert!(
+        took >= Duration::from_secs(1),
+        "stop took {took:?}, before the timeout"
+    );
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+
+    let view = daemon.job("stubborn").unwrap();
+    assert_eq!(view.state, JobState::Stopped);
+    assert!(
+        view.description
+            .starts_with("stopped by SIGKILL after 1s timeout at "),
+        "{}\n{}",
+        view.description,
+        daemon.diagnostics()
+    );
+    assert_eq!(view.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(view.exit_status, Some(137));
+    assert!(
+        daemon.daemon_log().contains("stop timed out"),
+        "{}",
+        daemon.diagnostics()
+    );
+}
+
+#[test]
+fn on_failure_restarts_then_fatal() {
+    if skip("on_failure_restarts_then_fatal") {
+        return;
+    }
+    let failing = shell_job(
+        "echo run; exit 3",
+        json!({"start_seconds": "1s",
+               "restart": {"policy": "on-failure", "max_restarts": 3, "window": "60s",
+                           "backoff": {"initial": "100ms", "max": "400ms"}}}),
+    );
+    let daemon = Daemon::start(&[("failing", &failing)]);
+    let fatal = daemon.wait_for_state("failing", JobState::Fatal, Duration::from_secs(30));
+    assert_eq!(fatal.restarts, 3);
+    assert_eq!(fatal.exit_status, Some(3));
+    assert!(
+        fatal.description.starts_with("Exited too quickly"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        fatal.description.contains("exited 3 at "),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        fatal
+            .description
+            .contains("gave up after 3 restarts within 1m"),
+        "{}",
+        fatal.description
+    );
+    assert_eq!(
+        daemon.job_log("failing", "stdout").matches("run\n").count(),
+        4
+    );
+
+    let status = daemon.ctl(&["status", "failing"]);
+    assert_eq!(status.status.code(), Some(3));
+    assert!(
+        stdout_of(&status).contains("FATAL"),
+        "{}",
+        stdout_of(&status)
+    );
+}
+
+#[test]
+fn on_failure_restart_recovers() {
+    if skip("on_failure_restart_recovers") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    // The first run leaves a marker on a bind mount and fails; the second
+    // finds it and keeps running.
+    let flaky = shell_job(
+        "if [ -e /mnt/marker ]; then exec sleep 300; fi; touch /mnt/marker; exit 1",
+        json!({"start_seconds": "500ms",
+               "mounts": [{"type": "bind", "source": state.path(), "target": "/mnt"}],
+               "restart": {"policy": "on-failure", "backoff": {"initial": "100ms", "max": "1s"}}}),
+    );
+    let daemon = Daemon::start(&[("flaky", &flaky)]);
+    let running = daemon.wait_for_state("flaky", JobState::Running, SETTLE);
+    assert_eq!(running.restarts, 1, "{running:#?}");
+    assert!(state.path().join("marker").exists());
+}
+
+#[test]
+fn policies_on_clean_exit() {
+    if skip("policies_on_clean_exit") {
+        return;
+    }
+    let on_failure = shell_job(
+        "exit 0",
+        json!({"start_seconds": "0s", "restart": {"policy": "on-failure"}}),
+    );
+    let always = shell_job(
+        "echo run; exit 0",
+        json!({"start_seconds": "0s",
+               "restart": {"policy": "always", "max_restarts": 2,
+                           "backoff": {"initial": "50ms", "max": "100ms"}}}),
+    );
+    let daemon = Daemon::start(&[("clean", &on_failure), ("forever", &always)]);
+    let clean = daemon.wait_for_state("clean", JobState::Exited, SETTLE);
+    assert_eq!(clean.restarts, 0);
+    assert_eq!(clean.exit_status, Some(0));
+    let forever = daemon.wait_for_state("forever", JobState::Fatal, SETTLE);
+    assert_eq!(forever.restarts, 2);
+    assert_eq!(
+        daemon.job_log("forever", "stdout").matches("run\n").count(),
+        3
+    );
+}
+
+#[test]
+fn invalid_file_shows_position() {
+    if skip("invalid_file_shows_position") {
+        return;
+    }
+    let bad = "{\n  \"command\": [\"/bin/true\"],\n  \"resources\": {\"memory\": \"12X\"}\n}\n";
+    let daemon = Daemon::start(&[("good", &sleeper()), ("bad", bad)]);
+    daemon.wait_for_state("good", JobState::Running, SETTLE);
+
+    let view = daemon.job("bad").unwrap();
+    assert_eq!(view.state, JobState::Invalid);
+    let error = view.error.clone().expect("an invalid job has an error");
+    assert_eq!(error.line, Some(3));
+    assert!(error.column.is_some());
+    assert_eq!(error.field.as_deref(), Some("resources.memory"));
+    let file = daemon.jobs_dir().join("bad.json");
+    assert_eq!(error.file, file);
+
+    let status = daemon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3));
+    let table = stdout_of(&status);
+    let bad_line = table.lines().find(|line| line.starts_with("bad ")).unwrap();
+    assert!(bad_line.contains("INVALID"), "{table}");
+    let position = format!(
+        "{}:3:{}: resources.memory: ",
+        file.display(),
+        error.column.unwrap()
+    );
+    assert!(bad_line.contains(&position), "{table}");
+
+    let start = daemon.ctl(&["start", "bad"]);
+    assert_eq!(start.status.code(), Some(1));
+    assert!(
+        stdout_of(&start).contains("no valid job file"),
+        "{}",
+        stdout_of(&start)
+    );
+}
+
+#[test]
+fn reload_applies_changes() {
+    if skip("reload_applies_changes") {
+        return;
+    }
+    let daemon = Daemon::start(&[
+        ("keep", &term_handler()),
+        ("edit", &term_handler()),
+        ("drop", &sleeper()),
+    ]);
+    let keep = daemon.wait_for_state("keep", JobState::Running, SETTLE);
+    let edit = daemon.wait_for_state("edit", JobState::Running, SETTLE);
+    daemon.wait_for_state("drop", JobState::Running, SETTLE);
+
+    // A change to the restart policy alone keeps the container; a change
+    // to the command replaces it.
+    let keep_hot = shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"},
+               "restart": {"policy": "always"}}),
+    );
+    daemon.write_job("keep", &keep_hot);
+    daemon.write_job(
+        "edit",
+        &shell_job(
+            "trap 'exit 0' TERM; while :; do sleep 0.2; done",
+            json!({"start_seconds": "300ms"}),
+        ),
+    );
+    daemon.remove_job("drop");
+    daemon.write_job("fresh", &term_handler());
+
+    let report: ReloadReport = daemon.client().post("/v1/reread", None).unwrap();
+    let mut summary: Vec<String> = report
+        .changes
+        .iter()
+        .map(|change| {
+            format!(
+                "{} {} {}",
+                change.name,
+                change.kind.as_str(),
+                change.restart
+            )
+        })
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        [
+            "drop removed false",
+            "edit changed true",
+            "fresh added false",
+            "keep changed false"
+        ]
+    );
+
+    let update = daemon.ctl(&["update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
+    let printed = stdout_of(&update);
+    assert!(printed.contains("edit: changed, restarted"), "{printed}");
+    assert!(printed.contains("fresh: added"), "{printed}");
+    assert!(printed.contains("drop: removed"), "{printed}");
+
+    daemon.wait_until(SETTLE, "the removed job is gone", |daemon| {
+        daemon.job("drop").is_err()
+    });
+    let fresh = daemon.wait_for_state("fresh", JobState::Running, SETTLE);
+    assert!(fresh.container_id.is_some());
+    daemon.wait_until(SETTLE, "the edited job runs a new container", |daemon| {
+        daemon.job("edit").is_ok_and(|view| {
+            view.state == JobState::Running && view.container_id != edit.container_id
+        })
+    });
+    let kept = daemon.job("keep").unwrap();
+    assert_eq!(kept.container_id, keep.container_id);
+    assert_eq!(kept.pid, keep.pid);
+
+    // An invalid version leaves the last valid one running.
+    daemon.write_job("keep", "{\"command\": [\"/bin/true\"], \"nonsense\": 1}");
+    let update = daemon.ctl(&["update"]);
+    assert!(
+        stdout_of(&update).contains("keep: invalid: "),
+        "{}",
+        stdout_of(&update)
+    );
+    let invalid = daemon.job("keep").unwrap();
+    assert_eq!(invalid.state, JobState::Invalid);
+    assert_eq!(invalid.process_state, JobState::Running);
+    assert_eq!(invalid.pid, keep.pid);
+    assert!(
+        invalid.description.contains("previous version RUNNING"),
+        "{}",
+        invalid.description
+    );
+
+    let nothing = daemon.ctl(&["reread"]);
+    assert_eq!(stdout_of(&nothing), "No config updates to jobs\n");
+}
+
+#[test]
+fn inotify_reloads_by_itself() {
+    if skip("inotify_reloads_by_itself") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let written = Instant::now();
+    daemon.write_job("late", &term_handler());
+    daemon.wait_for_state("late", JobState::Running, Duration::from_secs(5));
+    assert!(
+        written.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        written.elapsed()
+    );
+
+    daemon.remove_job("late");
+    daemon.wait_until(
+        Duration::from_secs(15),
+        "the deleted job is removed",
+        |daemon| daemon.job("late").is_err(),
+    );
+}
+
+#[test]
+fn signal_pid_spec_and_tail() {
+    if skip("signal_pid_spec_and_tail") {
+        return;
+    }
+    let hup = shell_job(
+        "trap 'echo got-hup' HUP; echo ready; echo oops >&2; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "3s"}, "labels": {"team": "web"}}),
+    );
+    let daemon = Daemon::start(&[("hup", &hup)]);
+    let view = daemon.wait_for_state("hup", JobState::Running, SETTLE);
+
+    let signal = daemon.ctl(&["signal", "HUP", "hup"]);
+    assert_eq!(signal.status.code(), Some(0), "{}", stdout_of(&signal));
+    daemon.wait_until(SETTLE, "the job logged the signal", |daemon| {
+        daemon.job_log("hup", "stdout").contains("got-hup")
+    });
+
+    let bad_signal = daemon.ctl(&["signal", "NOPE", "hup"]);
+    assert_eq!(bad_signal.status.code(), Some(1));
+    assert!(
+        stdout_of(&bad_signal).contains("invalid signal"),
+        "{}",
+        stdout_of(&bad_signal)
+    );
+
+    let pid = daemon.ctl(&["pid", "hup"]);
+    assert_eq!(stdout_of(&pid).trim(), view.pid.unwrap().to_string());
+    let daemon_pid = daemon.ctl(&["pid"]);
+    assert_eq!(stdout_of(&daemon_pid).trim(), daemon.pid().to_string());
+
+    let spec = daemon.ctl(&["spec", "hup"]);
+    let config: serde_json::Value = serde_json::from_slice(&spec.stdout).unwrap();
+    assert_eq!(config["process"]["args"][0], "/bin/sh");
+    assert_eq!(config["annotations"]["run.corral.job"], "hup");
+    let cgroups_path = config["linux"]["cgroupsPath"].as_str().unwrap();
+    assert_eq!(
+        cgroups_path,
+        format!(
+            "{}/{}",
+            daemon.cgroup_parent,
+            view.container_id.clone().unwrap()
+        )
+    );
+
+    let tail = daemon.ctl(&["tail", "-n", "1", "hup"]);
+    assert_eq!(stdout_of(&tail), "got-hup\n");
+    let tail_err = daemon.ctl(&["tail", "--stderr", "hup"]);
+    assert_eq!(stdout_of(&tail_err), "oops\n");
+    let log_dir = daemon.log_dir();
+    let direct = daemon.ctl(&[
+        "tail",
+        "--log-dir",
+        log_dir.to_str().unwrap(),
+        "-n",
+        "5",
+        "hup",
+    ]);
+    assert_eq!(stdout_of(&direct), "ready\ngot-hup\n");
+}
+
+#[test]
+fn curl_over_unix_socket() {
+    if skip("curl_over_unix_socket") {
+        return;
+    }
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP curl_over_unix_socket: curl is not installed");
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let socket = daemon.socket();
+    let curl = |args: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .arg("-sS")
+            .arg("--unix-socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "curl {args:?}: {}",
+            stderr_of(&output)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let list = curl(&["http://localhost/v1/jobs"]);
+    assert_eq!(list["jobs"][0]["name"], "web");
+    let missing = curl(&["http://localhost/v1/jobs/nope"]);
+    assert_eq!(missing["error"], "job \"nope\" not found");
+    let signalled = curl(&[
+        "-d",
+        "{\"signal\":\"USR1\"}",
+        "http://localhost/v1/jobs/web/signal",
+    ]);
+    assert_eq!(signalled["name"], "web");
+    let stopped = curl(&["-X", "POST", "http://localhost/v1/jobs/web/stop"]);
+    assert_eq!(stopped["state"], "STOPPED");
+}
+
+#[test]
+fn oom_kill_is_reported() {
+    if skip("oom_kill_is_reported") {
+        return;
+    }
+    // The shell builds a string far larger than the limit.
+    let hog = shell_job(
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        json!({"start_seconds": "0s", "resources": {"memory": "32M", "memory_swap": "32M"},
+               "restart": {"policy": "never"}}),
+    );
+    let daemon = Daemon::start(&[("hog", &hog)]);
+    let view = daemon.wait_for_state("hog", JobState::Exited, Duration::from_secs(60));
+    assert!(view.oom_killed, "{view:#?}\n{}", daemon.diagnostics());
+    assert!(
+        view.description.contains("(OOM killed) at "),
+        "{}",
+        view.description
+    );
+}
+
+#[test]
+fn sigterm_stops_everything() {
+    if skip("sigterm_stops_everything") {
+        return;
+    }
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "1s"}})
+    .to_string();
+    let backoff = shell_job(
+        "exit 1",
+        json!({"start_seconds": "0s",
+               "restart": {"policy": "on-failure", "backoff": {"initial": "30s", "max": "30s"}}}),
+    );
+    let mut daemon = Daemon::start(&[
+        ("polite", &term_handler()),
+        ("stubborn", &stubborn),
+        ("waiting", &backoff),
+    ]);
+    let polite = daemon.wait_for_state("polite", JobState::Running, SETTLE);
+    let stubborn = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    daemon.wait_for_state("waiting", JobState::Backoff, SETTLE);
+    let pids = [polite.pid.unwrap(), stubborn.pid.unwrap()];
+    assert!(
+        !daemon.leftover_cgroups().is_empty(),
+        "the containers' cgroups exist while they run"
+    );
+
+    let started = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.diagnostics());
+    // Jobs stop in parallel: the 1 s timeout of one does not add to the other.
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} outlived supervisord\n{}",
+            daemon.diagnostics()
+        );
+    }
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(daemon.leftover_mounts(), Vec::<String>::new());
+    assert!(!daemon.socket().exists());
+    let containers = daemon.run_dir().join("containers");
+    assert_eq!(daemon.entries(&containers), Vec::<String>::new());
+    assert_eq!(
+        daemon.entries(&daemon.data_dir().join("bundles")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        daemon.entries(&daemon.data_dir().join("containers")),
+        Vec::<String>::new()
+    );
+    let log = daemon.daemon_log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("supervisord stopped"), "{log}");
+}
+
+#[test]
+fn shutdown_request_exits() {
+    if skip("shutdown_request_exits") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let shutdown = daemon.ctl(&["shutdown"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    let after = daemon.ctl(&["status"]);
+    assert_eq!(after.status.code(), Some(4));
+}
+
+#[test]
+fn all_stops_in_parallel() {
+    if skip("all_stops_in_parallel") {
+        return;
+    }
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "1s"}})
+    .to_string();
+    let daemon = Daemon::start(&[("a", &stubborn), ("b", &stubborn), ("c", &stubborn)]);
+    for name in ["a", "b", "c"] {
+        daemon.wait_for_state(name, JobState::Running, SETTLE);
+    }
+    let started = Instant::now();
+    let stop = daemon.ctl(&["stop", "all"]);
+    let took = started.elapsed();
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stdout_of(&stop), "a: stopped\nb: stopped\nc: stopped\n");
+    assert!(took < Duration::from_secs(3), "stop all took {took:?}");
+    let list: JobList = daemon.client().get("/v1/jobs").unwrap();
+    assert!(
+        list.jobs.iter().all(|job| job.state == JobState::Stopped),
+        "{list:#?}"
+    );
+
+    let start = daemon.ctl(&["start", "all"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let status = daemon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+}
