@@ -86,7 +86,7 @@ impl Agent {
         let errors = Arc::new(ReadErrors::new(&registry).map_err(AgentError::Register)?);
         let scrape_duration = Gauge::new(
             "metrics_agent_scrape_duration_seconds",
-            "Time the last scrape took to read every container, in seconds.",
+            "Time the last scrape took to read every container and the job list, in seconds.",
         )
         .map_err(AgentError::Register)?;
         let containers = IntGauge::new(
