@@ -699,3 +699,73 @@ fn all_stops_in_parallel() {
     let status = daemon.ctl(&["status"]);
     assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
 }
+
+#[test]
+fn restart_adopts_running_jobs() {
+    if skip("restart_adopts_running_jobs") {
+        return;
+    }
+    let never = |script: &str| {
+        shell_job(
+            script,
+            json!({"start_seconds": "300ms", "restart": {"policy": "never"}}),
+        )
+    };
+    let mut daemon = Daemon::start(&[
+        ("web", &term_handler()),
+        ("early", &never("sleep 1; exit 7")),
+        ("late", &never("sleep 5; exit 5")),
+    ]);
+    let web = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let early = daemon.wait_for_state("early", JobState::Running, SETTLE);
+    daemon.wait_for_state("late", JobState::Running, SETTLE);
+
+    daemon.crash();
+    let web_pid = web.pid.unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{web_pid}")).exists(),
+        "the container died with supervisord"
+    );
+    let early_exit = daemon
+        .run_dir()
+        .join("exits")
+        .join(format!("{}.json", early.container_id.clone().unwrap()));
+    daemon.wait_until(SETTLE, "the early job exits without a supervisord", |_| {
+        early_exit.exists()
+    });
+
+    daemon.respawn();
+    let adopted = daemon.job("web").unwrap();
+    assert_eq!(adopted.state, JobState::Running, "{}", daemon.diagnostics());
+    assert_eq!(adopted.container_id, web.container_id);
+    assert_eq!(adopted.pid, Some(web_pid));
+
+    let ended = daemon.job("early").unwrap();
+    assert_eq!(ended.state, JobState::Exited, "{ended:#?}");
+    assert_eq!(ended.exit_status, Some(7));
+    assert!(
+        ended.description.starts_with("exited 7 at "),
+        "{}",
+        ended.description
+    );
+
+    let late = daemon.wait_for_state("late", JobState::Exited, SETTLE);
+    assert_eq!(late.exit_status, Some(5), "{late:#?}");
+
+    let stop = daemon.ctl(&["stop", "web"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(daemon.job("web").unwrap().exit_status, Some(0));
+    assert!(!std::path::Path::new(&format!("/proc/{web_pid}")).exists());
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        daemon.entries(&daemon.run_dir().join("containers")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        daemon.entries(&daemon.run_dir().join("shims")),
+        Vec::<String>::new()
+    );
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}

@@ -18,7 +18,7 @@ use corral_runtime::state::ExitRecord;
 
 use crate::daemon::logs::{self, JobLogs, LogError};
 use crate::daemon::pidfd::PidFd;
-use crate::daemon::DaemonConfig;
+use crate::daemon::{DaemonConfig, ShimStatus};
 use crate::machine::Termination;
 
 /// Exit status of the shim when it failed before the container ran.
@@ -42,6 +42,18 @@ pub enum LaunchError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What a restarted supervisord needs to adopt a running shim, stored as
+/// `RUN_DIR/shims/ID.json` while the shim runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShimRecord {
+    pub job: String,
+    pub container_id: String,
+    pub shim_pid: i32,
+    /// When the shim was spawned, in seconds since the Unix epoch.
+    pub started_at: f64,
+    pub stderr_offset: u64,
 }
 
 /// A shim that was just spawned.
@@ -154,6 +166,18 @@ pub fn launch(
             return Err(spawn_error(source));
         }
     };
+    let record = ShimRecord {
+        job: job_name.to_string(),
+        container_id: id.to_string(),
+        shim_pid: pid,
+        started_at: unix_now(),
+        stderr_offset,
+    };
+    if let Err(error) = write_shim_record(config, &record) {
+        // The container runs fine without it; only adoption after a crash
+        // of supervisord needs it.
+        tracing::warn!(container_id = %id, %error, "failed to write the shim record");
+    }
     Ok(Launched {
         child,
         shim,
@@ -162,12 +186,77 @@ pub fn launch(
     })
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Writes the record through a temporary file and a rename, so a reader
+/// never sees half of it.
+fn write_shim_record(config: &DaemonConfig, record: &ShimRecord) -> io::Result<()> {
+    let path = config.shim_record(&record.container_id);
+    let temporary = path.with_extension("json.tmp");
+    let body = serde_json::to_vec(record).map_err(io::Error::other)?;
+    fs::write(&temporary, body)?;
+    fs::rename(&temporary, &path)
+}
+
+/// Reads every shim record left in the run directory. Unreadable records
+/// are logged and removed.
+pub fn read_shim_records(config: &DaemonConfig) -> Vec<ShimRecord> {
+    let dir = config.shims_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            if error.kind() != io::ErrorKind::NotFound {
+                tracing::error!(dir = %dir.display(), %error, "failed to list shim records");
+            }
+            return Vec::new();
+        }
+    };
+    let mut records = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|extension| extension.to_str()) != Some("json") {
+            continue;
+        }
+        let parsed = fs::read(&path)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<ShimRecord>(&bytes).map_err(|error| error.to_string())
+            });
+        match parsed {
+            Ok(record) => records.push(record),
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "removing an unreadable shim record");
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+    records.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+    records
+}
+
+/// Opens a pidfd for the shim of `record` if that process still runs and
+/// is that shim: its command line names `shim` and the container id, so a
+/// reused PID is not mistaken for it.
+pub fn find_live_shim(record: &ShimRecord) -> Option<PidFd> {
+    let shim = PidFd::open(record.shim_pid).ok()?;
+    let cmdline = fs::read(format!("/proc/{}/cmdline", record.shim_pid)).ok()?;
+    let arguments: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+    let is_shim = arguments.contains(&b"shim".as_slice())
+        && arguments.contains(&record.container_id.as_bytes());
+    is_shim.then_some(shim)
+}
+
 /// Works out how a container ended from its exit record, or from the shim's
 /// own exit status when there is no record.
 pub fn read_termination(
     config: &DaemonConfig,
     id: &str,
-    shim_status: &io::Result<ExitStatus>,
+    shim_status: &ShimStatus,
     stderr_log: &Path,
     stderr_offset: u64,
 ) -> (Termination, Option<ExitRecord>) {
@@ -199,15 +288,21 @@ pub fn read_termination(
         return (termination, Some(record.clone()));
     }
     let termination = match shim_status {
-        Ok(status) if status.code() == Some(SHIM_SETUP_FAILED) => Termination::SetupFailed {
-            message: logs::read_setup_error(stderr_log, stderr_offset).unwrap_or_else(|| {
-                format!("corral shim exited {SHIM_SETUP_FAILED} without a message")
-            }),
+        ShimStatus::Adopted => Termination::ShimLost {
+            status: "exit status unknown: the shim was started by an earlier supervisord"
+                .to_string(),
         },
-        Ok(status) => Termination::ShimLost {
+        ShimStatus::Reaped(Ok(status)) if status.code() == Some(SHIM_SETUP_FAILED) => {
+            Termination::SetupFailed {
+                message: logs::read_setup_error(stderr_log, stderr_offset).unwrap_or_else(|| {
+                    format!("corral shim exited {SHIM_SETUP_FAILED} without a message")
+                }),
+            }
+        }
+        ShimStatus::Reaped(Ok(status)) => Termination::ShimLost {
             status: describe_status(*status),
         },
-        Err(error) => Termination::ShimLost {
+        ShimStatus::Reaped(Err(error)) => Termination::ShimLost {
             status: format!("wait failed: {error}"),
         },
     };
@@ -234,7 +329,11 @@ pub fn remove_container_files(config: &DaemonConfig, id: &str) {
             tracing::warn!(container_id = %id, path = %bundle.display(), %error, "failed to remove bundle");
         }
     }
-    for path in [config.exit_file(id), config.pid_file(id)] {
+    for path in [
+        config.exit_file(id),
+        config.pid_file(id),
+        config.shim_record(id),
+    ] {
         if let Err(error) = fs::remove_file(&path) {
             if error.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(container_id = %id, path = %path.display(), %error, "failed to remove file");
@@ -285,7 +384,7 @@ mod tests {
             serde_json::to_vec(&record).unwrap(),
         )
         .unwrap();
-        let shim_status = Ok(ExitStatus::from_raw(137 << 8));
+        let shim_status = ShimStatus::Reaped(Ok(ExitStatus::from_raw(137 << 8)));
         let (termination, read) = read_termination(
             &config,
             "web-00000001",
@@ -313,7 +412,7 @@ mod tests {
             "corral: image directory /srv/x is not a directory\n",
         )
         .unwrap();
-        let shim_status = Ok(ExitStatus::from_raw(125 << 8));
+        let shim_status = ShimStatus::Reaped(Ok(ExitStatus::from_raw(125 << 8)));
         let (termination, record) =
             read_termination(&config, "job-00000002", &shim_status, &stderr, 0);
         assert!(record.is_none());
@@ -329,7 +428,7 @@ mod tests {
     fn shim_killed_without_record() {
         let root = tempfile::tempdir().unwrap();
         let config = config(root.path());
-        let shim_status = Ok(ExitStatus::from_raw(libc::SIGKILL));
+        let shim_status = ShimStatus::Reaped(Ok(ExitStatus::from_raw(libc::SIGKILL)));
         let (termination, _) =
             read_termination(&config, "job-00000003", &shim_status, Path::new("/x"), 0);
         assert_eq!(

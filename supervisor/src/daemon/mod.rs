@@ -67,6 +67,16 @@ impl DaemonConfig {
         self.pids_dir().join(format!("{container_id}.pid"))
     }
 
+    /// One record per running shim, so that a restarted supervisord can
+    /// adopt the shims of the one before.
+    pub fn shims_dir(&self) -> PathBuf {
+        self.run_dir.join("shims")
+    }
+
+    pub fn shim_record(&self, container_id: &str) -> PathBuf {
+        self.shims_dir().join(format!("{container_id}.json"))
+    }
+
     pub fn bundles_dir(&self) -> PathBuf {
         self.data_dir.join("bundles")
     }
@@ -176,6 +186,16 @@ pub enum TimerKind {
     StopTimeout,
 }
 
+/// How supervisord learned that a shim ended.
+#[derive(Debug)]
+pub enum ShimStatus {
+    /// supervisord spawned the shim and reaped it.
+    Reaped(io::Result<ExitStatus>),
+    /// The shim was adopted from an earlier supervisord, so another process
+    /// reaps it and its exit status is unknown; only its exit record tells.
+    Adopted,
+}
+
 /// Everything the supervisor task reacts to.
 #[derive(Debug)]
 pub enum Event {
@@ -183,7 +203,7 @@ pub enum Event {
     ShimExited {
         name: String,
         container_id: String,
-        status: io::Result<ExitStatus>,
+        status: ShimStatus,
     },
     Timer {
         name: String,
@@ -251,6 +271,7 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
         config.containers_root(),
         config.exits_dir(),
         config.pids_dir(),
+        config.shims_dir(),
         config.data_dir.clone(),
         config.bundles_dir(),
         config.log_dir.clone(),

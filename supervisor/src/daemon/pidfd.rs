@@ -31,8 +31,31 @@ impl PidFd {
         Ok(PidFd { pid, fd })
     }
 
+    /// A second handle on the same process, through a duplicated descriptor.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(PidFd {
+            pid: self.pid,
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// Waits until the process has exited. Works for processes that are not
+    /// children of this one, because a pidfd becomes readable when its
+    /// process ends; the exit status stays with the process's parent.
+    pub async fn wait_exited(&self) -> io::Result<()> {
+        let fd = self.fd.try_clone()?;
+        // SAFETY: `fd` is an open descriptor owned by the OwnedFd that moves
+        // into the AsyncFd, so it stays open and keeps its number until the
+        // AsyncFd is dropped at the end of this function.
+        let watched = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }?;
+        let _ready = watched.readable().await?;
+        Ok(())
     }
 
     /// Sends `signal` to the process. Fails with ESRCH once it has exited.
@@ -74,5 +97,18 @@ mod tests {
         );
         let error = pidfd.send_signal(Signal::SIGTERM).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[tokio::test]
+    async fn wait_returns_after_exit() {
+        let mut child = Command::new("/bin/sleep").arg("0.2").spawn().unwrap();
+        let pidfd = PidFd::open(child.id() as i32).unwrap();
+        let started = std::time::Instant::now();
+        tokio::time::timeout(std::time::Duration::from_secs(5), pidfd.wait_exited())
+            .await
+            .expect("pidfd became readable")
+            .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+        child.wait().unwrap();
     }
 }

@@ -1,6 +1,8 @@
 //! The supervisor task: owns every job, handles one event at a time and
 //! drives each job's state machine.
 
+mod adopt;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +14,9 @@ use crate::api::{JobList, Message};
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, Launched};
 use crate::daemon::reload::{self, Planned};
-use crate::daemon::{error_chain, ApiError, DaemonConfig, Event, Reply, Request, TimerKind};
+use crate::daemon::{
+    error_chain, ApiError, DaemonConfig, Event, Reply, Request, ShimStatus, TimerKind,
+};
 use crate::describe::{LastRun, PendingRestart, StopProgress};
 use crate::machine::{self, Decision, JobState, Termination};
 use crate::signals::parse_signal;
@@ -37,6 +41,9 @@ pub struct Supervisor {
     jobs: BTreeMap<String, Job>,
     events: mpsc::UnboundedSender<Event>,
     shutting_down: bool,
+    /// False while the initial scan is applied, so that jobs whose shims
+    /// are adopted are not started twice.
+    autostart: bool,
 }
 
 impl Supervisor {
@@ -46,6 +53,7 @@ impl Supervisor {
             jobs: BTreeMap::new(),
             events,
             shutting_down: false,
+            autostart: true,
         }
     }
 
@@ -57,7 +65,18 @@ impl Supervisor {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
         }
         let plans = reload::plan(&self.jobs, &scan);
+        self.autostart = false;
         self.apply(plans);
+        self.autostart = true;
+        self.adopt_shims();
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            let job = &self.jobs[&name];
+            let autostart = job.spec.as_ref().is_some_and(|spec| spec.autostart);
+            if autostart && job.state == JobState::Stopped && job.last_run.is_none() {
+                self.start_container(&name);
+            }
+        }
 
         while !(self.shutting_down && self.no_containers_left()) {
             let Some(event) = receiver.recv().await else {
@@ -371,7 +390,7 @@ impl Supervisor {
         tracing::info!(job = %name, file = %file.display(), "added job");
         let job = Job::new(&name, file, spec, invalid, &self.config.log_dir);
         self.jobs.insert(name.clone(), job);
-        if autostart && !self.shutting_down {
+        if autostart && self.autostart && !self.shutting_down {
             self.start_container(&name);
         }
     }
@@ -496,7 +515,7 @@ impl Supervisor {
         let job_name = name.to_string();
         let mut child = child;
         tokio::spawn(async move {
-            let status = child.wait().await;
+            let status = ShimStatus::Reaped(child.wait().await);
             let _ = events.send(Event::ShimExited {
                 name: job_name,
                 container_id: id,
@@ -679,12 +698,7 @@ impl Supervisor {
 
     // ---- exits ---------------------------------------------------------
 
-    fn on_shim_exited(
-        &mut self,
-        name: &str,
-        container_id: &str,
-        status: std::io::Result<std::process::ExitStatus>,
-    ) {
+    fn on_shim_exited(&mut self, name: &str, container_id: &str, status: ShimStatus) {
         let config = self.config.clone();
         let Some(job) = self.jobs.get_mut(name) else {
             tracing::warn!(job = %name, container_id, "shim of an unknown job exited");

@@ -84,33 +84,59 @@ impl Daemon {
             daemon.write_job(name, body);
         }
         daemon.stderr_path = daemon.dir.path().join("supervisord.log");
-        let stderr = fs::File::create(&daemon.stderr_path).unwrap();
+        daemon.spawn(&runtime);
+        daemon
+    }
+
+    /// Starts supervisord on this daemon's directories and waits until its
+    /// socket answers. The log file is appended to, so it keeps the log of
+    /// an earlier daemon on the same directories.
+    fn spawn(&mut self, runtime: &Path) {
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_supervisord"))
             .arg("--jobs-dir")
-            .arg(daemon.jobs_dir())
+            .arg(self.jobs_dir())
             .arg("--run-dir")
-            .arg(daemon.run_dir())
+            .arg(self.run_dir())
             .arg("--data-dir")
-            .arg(daemon.data_dir())
+            .arg(self.data_dir())
             .arg("--log-dir")
-            .arg(daemon.log_dir())
+            .arg(self.log_dir())
             .arg("--cgroup-parent")
-            .arg(&daemon.cgroup_parent)
+            .arg(&self.cgroup_parent)
             .arg("--runtime")
-            .arg(&runtime)
+            .arg(runtime)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn supervisord");
-        daemon.child = Some(child);
-        daemon.wait_until(
+        self.child = Some(child);
+        self.wait_until(
             Duration::from_secs(10),
             "the control socket answers",
             |daemon| daemon.client().get::<serde_json::Value>("/v1/info").is_ok(),
         );
-        daemon
+    }
+
+    /// Kills supervisord with SIGKILL, leaving its shims and containers.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts a new supervisord on the same directories after [`crash`].
+    ///
+    /// [`crash`]: Daemon::crash
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "the earlier supervisord still runs");
+        self.spawn(&runtime_binary());
     }
 
     pub fn jobs_dir(&self) -> PathBuf {

@@ -1,0 +1,189 @@
+//! Live restore: a supervisord that starts after another one died (even by
+//! SIGKILL) takes over the shims that one left running, and records the
+//! exits of those that ended meanwhile.
+//!
+//! Each shim has a record `RUN_DIR/shims/ID.json` with its PID. A live shim
+//! is watched through a pidfd, because it is not this process's child and
+//! cannot be waited for. Its exit status then comes only from the exit
+//! record the shim writes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corral_runtime::state::ExitRecord;
+
+use super::{clean_up_orphan, Supervisor};
+use crate::daemon::job::Container;
+use crate::daemon::launch::{self, ShimRecord};
+use crate::daemon::pidfd::PidFd;
+use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
+use crate::describe::LastRun;
+use crate::machine::{self, JobState};
+
+impl Supervisor {
+    /// Adopts or settles every shim record left by an earlier supervisord.
+    pub(super) fn adopt_shims(&mut self) {
+        for record in launch::read_shim_records(&self.config) {
+            match launch::find_live_shim(&record) {
+                Some(shim) => self.adopt_live(record, shim),
+                None => self.settle_ended(&record),
+            }
+        }
+    }
+
+    fn adopt_live(&mut self, record: ShimRecord, shim: PidFd) {
+        let id = record.container_id.clone();
+        let Some(job) = self
+            .jobs
+            .get_mut(&record.job)
+            .filter(|job| job.spec.is_some())
+        else {
+            tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
+            self.kill_orphan_shim(record, shim);
+            return;
+        };
+        // NOTE: the job file may have changed while no supervisord ran; the
+        // adopted container keeps running with its old config, and the stop
+        // settings of the current file apply to it.
+        let spec = job.spec.clone().expect("filtered above");
+        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        let age = SystemTime::now()
+            .duration_since(started_at)
+            .unwrap_or_default();
+        job.container = Some(Container {
+            id: id.clone(),
+            spec: Arc::clone(&spec),
+            shim,
+            started_at,
+            started_instant: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            pid: None,
+            pid_file: self.config.pid_file(&id),
+            stderr_offset: record.stderr_offset,
+            stop: None,
+        });
+        job.last_container_id = Some(id.clone());
+        let start_seconds = spec.start_seconds.as_duration();
+        if age >= start_seconds {
+            job.enter(JobState::Running);
+        } else {
+            job.enter(JobState::Starting);
+            let epoch = job.epoch;
+            self.arm_timer(&record.job, epoch, TimerKind::Started, start_seconds - age);
+        }
+        let job = &mut self.jobs.get_mut(&record.job).expect("present above");
+        job.refresh_pid();
+        let pid = job.container.as_ref().and_then(|container| container.pid);
+        tracing::info!(job = %record.job, container_id = %id, shim_pid = record.shim_pid, ?pid, "adopted a running container");
+        self.watch_adopted(&record.job, &id);
+    }
+
+    /// Sends [`Event::ShimExited`] once the adopted shim has ended.
+    fn watch_adopted(&self, name: &str, id: &str) {
+        let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
+            return;
+        };
+        let shim = match container.shim.try_clone() {
+            Ok(shim) => shim,
+            Err(error) => {
+                tracing::warn!(job = %name, container_id = %id, %error, "failed to watch an adopted shim");
+                let _ = self.events.send(Event::ShimExited {
+                    name: name.to_string(),
+                    container_id: id.to_string(),
+                    status: ShimStatus::Adopted,
+                });
+                return;
+            }
+        };
+        let events = self.events.clone();
+        let name = name.to_string();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = shim.wait_exited().await {
+                tracing::error!(job = %name, container_id = %id, %error, "failed to watch an adopted shim");
+            }
+            let _ = events.send(Event::ShimExited {
+                name,
+                container_id: id,
+                status: ShimStatus::Adopted,
+            });
+        });
+    }
+
+    /// Kills the container of a shim whose job is gone. The shim then sees
+    /// its container end, cleans up and exits, and its files are removed.
+    fn kill_orphan_shim(&self, record: ShimRecord, shim: PidFd) {
+        let config = Arc::clone(&self.config);
+        tokio::spawn(async move {
+            let root = config.containers_root();
+            let id = record.container_id.clone();
+            let killed = tokio::task::spawn_blocking(move || {
+                corral_runtime::container::kill_all(&root, &id)
+            })
+            .await;
+            if let Ok(Err(error)) = killed {
+                tracing::warn!(container_id = %record.container_id, error = %error_chain(&error), "failed to kill an orphaned container");
+            }
+            if let Err(error) = shim.wait_exited().await {
+                tracing::error!(container_id = %record.container_id, %error, "failed to watch an orphaned shim");
+            }
+            launch::remove_container_files(&config, &record.container_id);
+            tracing::info!(job = %record.job, container_id = %record.container_id, "removed the container of a job without a valid job file");
+        });
+    }
+
+    /// Records how the container of a shim that ended while no supervisord
+    /// ran exited, and applies the job's restart policy to that exit.
+    fn settle_ended(&mut self, record: &ShimRecord) {
+        let id = &record.container_id;
+        let Some(job) = self.jobs.get_mut(&record.job) else {
+            tracing::info!(job = %record.job, container_id = %id, "removing files of a container whose job is gone");
+            clean_up_orphan(&self.config, &record.job, id);
+            launch::remove_container_files(&self.config, id);
+            return;
+        };
+        let (termination, exit) = launch::read_termination(
+            &self.config,
+            id,
+            &ShimStatus::Adopted,
+            &job.stderr_log,
+            record.stderr_offset,
+        );
+        if exit.is_none() {
+            clean_up_orphan(&self.config, &record.job, id);
+        }
+        launch::remove_container_files(&self.config, id);
+        let finished_at = exit
+            .as_ref()
+            .map(finished_time)
+            .unwrap_or_else(SystemTime::now);
+        let run = LastRun {
+            container_id: id.clone(),
+            termination,
+            oom_killed: exit.as_ref().is_some_and(|exit| exit.oom_kills > 0),
+            killed_after: None,
+            failed_start: false,
+            finished_at,
+        };
+        tracing::info!(
+            job = %record.job,
+            container_id = %id,
+            "container ended while supervisord was not running: {}",
+            crate::describe::termination_text(&run)
+        );
+        let restarts = job
+            .spec
+            .as_ref()
+            .is_some_and(|spec| machine::policy_restarts(spec.restart.policy, &run.termination));
+        job.last_container_id = Some(id.clone());
+        job.last_run = Some(run);
+        job.enter(JobState::Exited);
+        if restarts && !self.shutting_down {
+            job.restarts += 1;
+            self.start_container(&record.job);
+        }
+    }
+}
+
+fn finished_time(exit: &ExitRecord) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
+}
