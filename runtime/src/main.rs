@@ -274,7 +274,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let views: Vec<_> = states.iter().map(|s| s.oci_view()).collect();
                 println!("{}", serde_json::to_string(&views)?);
             } else {
-                println!("{:<24} {:<8} {:<9} {}", "ID", "PID", "STATUS", "BUNDLE");
+                println!("{:<24} {:<8} {:<9} BUNDLE", "ID", "PID", "STATUS");
                 for state in &states {
                     let pid = state.pid.map(|p| p.to_string()).unwrap_or_default();
                     let status = serde_json::to_value(state.status)?;

@@ -1,0 +1,423 @@
+//! The sandbox of one job, checked from inside and outside: run through
+//! `corral run` with the OCI config that supervisord would generate.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_config::JobSpec;
+use corral_runtime::job::{oci_spec, write_bundle, JobContainer};
+use corral_runtime::state::{CgroupPaths, ContainerState, ExitRecord};
+use corral_tests::{binary, host, require_root, unique_name, wait_until};
+
+/// A job turned into a bundle in scratch directories, removed on drop.
+struct Sandbox {
+    scratch: tempfile::TempDir,
+    id: String,
+    cgroup_parent: String,
+}
+
+impl Sandbox {
+    fn new(test: &str, job_json: &str) -> Self {
+        let scratch = tempfile::Builder::new()
+            .prefix("corral-sandbox-")
+            .tempdir()
+            .expect("scratch dir");
+        let sandbox = Sandbox {
+            id: unique_name(test),
+            cgroup_parent: unique_name(&format!("{test}-parent")),
+            scratch,
+        };
+        let job: JobSpec = serde_json::from_str(job_json).expect("valid job JSON");
+        let container = JobContainer {
+            job_name: test,
+            container_id: &sandbox.id,
+            data_dir: &sandbox.data_dir(),
+            cgroup_parent: &sandbox.cgroup_parent,
+        };
+        let spec = oci_spec(&job, &container).expect("job translates to an OCI config");
+        write_bundle(&spec, &sandbox.bundle()).expect("write bundle");
+        sandbox
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.scratch.path().join("data")
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.scratch.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.scratch.path().join("state")
+    }
+
+    fn exit_file(&self) -> PathBuf {
+        self.scratch.path().join("exit.json")
+    }
+
+    fn corral(&self) -> Command {
+        let mut command = Command::new(binary("corral"));
+        command.arg("--root").arg(self.root());
+        command
+    }
+
+    /// Runs the job to its end and returns its output and exit record.
+    fn run(&self) -> (Output, ExitRecord) {
+        let output = self
+            .corral()
+            .args(["run", &self.id, "--bundle"])
+            .arg(self.bundle())
+            .arg("--exit-file")
+            .arg(self.exit_file())
+            .output()
+            .expect("run corral");
+        let record = fs::read(self.exit_file())
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exit record; corral exited {:?} with stderr:\n{}\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr),
+                    host::cgroup_report()
+                )
+            });
+        (output, record)
+    }
+
+    /// Starts the job in the background and returns its state.
+    fn run_detached(&self) -> ContainerState {
+        let status = self
+            .corral()
+            .args(["run", "--detach", &self.id, "--bundle"])
+            .arg(self.bundle())
+            // The container keeps its stdout and stderr open, so capturing
+            // them would wait for the container to end.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run corral");
+        assert!(
+            status.success(),
+            "corral run --detach {} failed with {status}",
+            self.id
+        );
+        ContainerState::load(&self.root(), &self.id).expect("state of the detached container")
+    }
+
+    fn delete(&self) -> Output {
+        self.corral()
+            .args(["delete", "--force", &self.id])
+            .output()
+            .expect("run corral delete")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.root().join(&self.id).exists() {
+            let _ = self.delete();
+        }
+        corral_tests::daemon::remove_cgroup_tree(&self.id);
+        corral_tests::daemon::remove_cgroup_tree(&self.cgroup_parent);
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn cgroup_file(state: &ContainerState, controller: &str, file: &str) -> PathBuf {
+    match &state.cgroup_paths {
+        CgroupPaths::V1 { controllers } => controllers[controller].join(file),
+        CgroupPaths::V2 { path } => path.join(file),
+    }
+}
+
+/// CPU time of the container's cgroup in seconds.
+fn cgroup_cpu_seconds(state: &ContainerState) -> f64 {
+    match &state.cgroup_paths {
+        CgroupPaths::V1 { controllers } => {
+            let text = fs::read_to_string(controllers["cpuacct"].join("cpuacct.usage"))
+                .expect("cpuacct.usage");
+            text.trim().parse::<f64>().expect("nanoseconds") / 1e9
+        }
+        CgroupPaths::V2 { path } => {
+            let text = fs::read_to_string(path.join("cpu.stat")).expect("cpu.stat");
+            let usec: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .expect("usage_usec line")
+                .trim()
+                .parse()
+                .expect("microseconds");
+            usec / 1e6
+        }
+    }
+}
+
+#[test]
+fn sandbox_pid1_hostname_and_loopback() {
+    if !require_root("sandbox_pid1_hostname_and_loopback") {
+        return;
+    }
+    let sandbox = Sandbox::new(
+        "identity",
+        r#"{"command": ["/bin/sh", "-c", "echo pid=$$; echo host=$(hostname); echo links=$(ls /sys/class/net | tr '\n' ' '); echo cwd=$(pwd); echo env=$(env | grep -c .)"],
+            "hostname": "inside", "network": "loopback", "working_dir": "/tmp/made-by-corral"}"#,
+    );
+    let (output, record) = sandbox.run();
+    let text = stdout(&output);
+    assert_eq!(record.status, 0, "output: {text}");
+    assert!(
+        text.contains("pid=1\n"),
+        "PID 1 is not the job's process: {text}"
+    );
+    assert!(text.contains("host=inside\n"), "hostname not set: {text}");
+    assert!(
+        text.contains("links=lo\n"),
+        "interfaces other than lo: {text}"
+    );
+    assert!(
+        text.contains("cwd=/tmp/made-by-corral\n"),
+        "working dir: {text}"
+    );
+}
+
+#[test]
+fn sandbox_env_passed_exactly() {
+    if !require_root("sandbox_env_passed_exactly") {
+        return;
+    }
+    let sandbox = Sandbox::new(
+        "env",
+        r#"{"command": ["/usr/bin/env"], "env": {"OPTS": "a=b=c", "EMPTY": "", "GREETING": "hello world", "UNICODE": "grüße"}}"#,
+    );
+    let (output, record) = sandbox.run();
+    assert_eq!(record.status, 0);
+    let mut lines: Vec<String> = stdout(&output).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "EMPTY=",
+            "GREETING=hello world",
+            "OPTS=a=b=c",
+            "UNICODE=grüße"
+        ]
+    );
+}
+
+#[test]
+fn sandbox_writes_land_in_upper_dir() {
+    if !require_root("sandbox_writes_land_in_upper_dir") {
+        return;
+    }
+    let marker = format!("/etc/{}", unique_name("marker"));
+    let job = format!(
+        r#"{{"command": ["/bin/sh", "-c", "echo container > {marker}; echo changed >> /etc/hostname.corral-probe; rm -f /etc/os-release; sleep 30"]}}"#
+    );
+    let sandbox = Sandbox::new("upper", &job);
+    let os_release_before = fs::read("/etc/os-release").expect("host /etc/os-release");
+    let state = sandbox.run_detached();
+    let overlay_dir = state.overlay_dir.clone().expect("overlay dir in state");
+    let upper_marker = overlay_dir
+        .join("upper")
+        .join(marker.trim_start_matches('/'));
+    assert!(
+        wait_until(Duration::from_secs(10), || upper_marker.exists()),
+        "{} never appeared",
+        upper_marker.display()
+    );
+    assert_eq!(fs::read_to_string(&upper_marker).unwrap(), "container\n");
+    assert!(
+        !Path::new(&marker).exists(),
+        "the write reached the host's {marker}"
+    );
+    assert!(!Path::new("/etc/hostname.corral-probe").exists());
+    assert_eq!(
+        fs::read("/etc/os-release").unwrap(),
+        os_release_before,
+        "host file changed"
+    );
+
+    let deleted = sandbox.delete();
+    assert!(
+        deleted.status.success(),
+        "delete failed: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(
+        !overlay_dir.exists(),
+        "{} survived the container",
+        overlay_dir.display()
+    );
+    assert!(host::overlay_mounts_below(&sandbox.data_dir()).is_empty());
+    assert!(!Path::new(&marker).exists());
+}
+
+#[test]
+fn sandbox_exit_statuses() {
+    if !require_root("sandbox_exit_statuses") {
+        return;
+    }
+    let cases = [
+        (r#"["/bin/sh", "-c", "exit 3"]"#, 3, None),
+        (r#"["/bin/sh", "-c", "kill -TERM $$; sleep 5"]"#, 0, None),
+        (
+            r#"["/bin/sh", "-c", "sleep 5 & kill -KILL $!; wait $!"]"#,
+            137,
+            None,
+        ),
+        (r#"["/no/such/program"]"#, 127, None),
+        (r#"["/etc/passwd"]"#, 126, None),
+    ];
+    for (index, (command, expected, signal)) in cases.into_iter().enumerate() {
+        let sandbox = Sandbox::new(
+            &format!("exit{index}"),
+            &format!(r#"{{"command": {command}}}"#),
+        );
+        let (output, record) = sandbox.run();
+        assert_eq!(
+            record.status,
+            expected,
+            "command {command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "corral run passes the status through"
+        );
+        assert_eq!(record.signal.as_deref(), signal);
+    }
+    // A signal that ends the process is reported as 128 + its number, named.
+    let sandbox = Sandbox::new(
+        "signal",
+        r#"{"command": ["/bin/sh", "-c", "kill -KILL $$"], "init": true}"#,
+    );
+    let (_, record) = sandbox.run();
+    assert_eq!(record.status, 137);
+}
+
+#[test]
+fn sandbox_missing_program_message() {
+    if !require_root("sandbox_missing_program_message") {
+        return;
+    }
+    let sandbox = Sandbox::new("missing", r#"{"command": ["no-such-program-anywhere"]}"#);
+    let (output, record) = sandbox.run();
+    assert_eq!(record.status, 127);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no-such-program-anywhere"),
+        "message names the program: {stderr}"
+    );
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    if !require_root("memory_limit_oom_kills") {
+        return;
+    }
+    let allocate = r#"["/usr/bin/python3", "-c", "data = b'x' * (64 << 20); print(len(data))"]"#;
+    let sandbox = Sandbox::new(
+        "oom",
+        &format!(r#"{{"command": {allocate}, "resources": {{"memory": "32M"}}}}"#),
+    );
+    let (_, record) = sandbox.run();
+    assert_eq!(
+        record.status, 137,
+        "a 64M allocation under a 32M limit is OOM-killed"
+    );
+    assert_eq!(record.signal.as_deref(), Some("SIGKILL"));
+    assert!(record.oom_kills >= 1, "the OOM kill is counted: {record:?}");
+
+    let sandbox = Sandbox::new(
+        "fits",
+        &format!(r#"{{"command": {allocate}, "resources": {{"memory": "128M"}}}}"#),
+    );
+    let (output, record) = sandbox.run();
+    assert_eq!(
+        record.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(record.oom_kills, 0);
+    assert_eq!(stdout(&output).trim(), (64u64 << 20).to_string());
+}
+
+#[test]
+fn cpu_quota_half_cpu() {
+    if !require_root("cpu_quota_half_cpu") {
+        return;
+    }
+    let sandbox = Sandbox::new(
+        "cpu",
+        r#"{"command": ["/bin/sh", "-c", "while :; do :; done & while :; do :; done"],
+            "resources": {"cpus": 0.5}}"#,
+    );
+    let state = sandbox.run_detached();
+    let before = cgroup_cpu_seconds(&state);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cgroup_cpu_seconds(&state) - before;
+    let elapsed = started.elapsed().as_secs_f64();
+    sandbox.delete();
+    let expected = 0.5 * elapsed;
+    assert!(
+        (used - expected).abs() <= 0.15 * expected,
+        "CPU time {used:.3} s over {elapsed:.3} s, expected {expected:.3} s ±15%\n{}",
+        host::cgroup_report()
+    );
+}
+
+#[test]
+fn pids_limit_holds_fork_loop() {
+    if !require_root("pids_limit_holds_fork_loop") {
+        return;
+    }
+    let sandbox = Sandbox::new(
+        "pids",
+        r#"{"command": ["/usr/bin/python3", "-c", "import os, time\nwhile True:\n  try:\n    if os.fork() == 0:\n      time.sleep(30)\n      os._exit(0)\n  except OSError:\n    time.sleep(0.01)"],
+            "resources": {"pids": 16}}"#,
+    );
+    let state = sandbox.run_detached();
+    let current = cgroup_file(&state, "pids", "pids.current");
+    let mut peak = 0;
+    let mut host_command_max = Duration::ZERO;
+    for _ in 0..20 {
+        let tasks: u64 = fs::read_to_string(&current)
+            .expect("pids.current")
+            .trim()
+            .parse()
+            .expect("number");
+        peak = peak.max(tasks);
+        let started = Instant::now();
+        let status = Command::new("/bin/true")
+            .status()
+            .expect("run /bin/true on the host");
+        assert!(status.success());
+        host_command_max = host_command_max.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        peak >= 15,
+        "the fork loop never reached the limit (peak {peak})"
+    );
+    assert!(peak <= 16, "the job had {peak} tasks under a limit of 16");
+    assert!(
+        host_command_max < Duration::from_secs(1),
+        "a host command took {host_command_max:?} during the fork loop"
+    );
+    let deleted = sandbox.delete();
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(host::processes_with(&sandbox.id).is_empty());
+}
