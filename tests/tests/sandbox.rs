@@ -125,6 +125,11 @@ impl Drop for Sandbox {
     }
 }
 
+/// The probe binary, visible inside containers on the host image.
+fn probe() -> String {
+    binary("corral-probe").display().to_string()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -322,7 +327,7 @@ fn memory_limit_oom_kills() {
     if !require_root("memory_limit_oom_kills") {
         return;
     }
-    let allocate = r#"["/usr/bin/python3", "-c", "data = b'x' * (64 << 20); print(len(data))"]"#;
+    let allocate = format!(r#"["{}", "alloc", "{}"]"#, probe(), 64u64 << 20);
     let sandbox = Sandbox::new(
         "oom",
         &format!(r#"{{"command": {allocate}, "resources": {{"memory": "32M"}}}}"#),
@@ -382,8 +387,10 @@ fn pids_limit_holds_fork_loop() {
     }
     let sandbox = Sandbox::new(
         "pids",
-        r#"{"command": ["/usr/bin/python3", "-c", "import os, time\nwhile True:\n  try:\n    if os.fork() == 0:\n      time.sleep(30)\n      os._exit(0)\n  except OSError:\n    time.sleep(0.01)"],
-            "resources": {"pids": 16}}"#,
+        &format!(
+            r#"{{"command": ["{}", "forkloop"], "resources": {{"pids": 16}}}}"#,
+            probe()
+        ),
     );
     let state = sandbox.run_detached();
     let current = cgroup_file(&state, "pids", "pids.current");
