@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod host;
 pub mod prometheus;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 
