@@ -50,7 +50,7 @@ pub struct JobView {
     /// The current or last container.
     pub container_id: Option<String>,
     pub file: PathBuf,
-    /// Why the job file is invalid.
+    /// The parse or validation error of the job file.
     pub error: Option<InvalidJob>,
     pub stdout_log: PathBuf,
     pub stderr_log: PathBuf,
@@ -94,7 +94,7 @@ pub struct Message {
     pub message: String,
 }
 
-/// What a re-scan of the jobs directory found, or applied.
+/// The changes a re-scan of the jobs directory found or applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReloadReport {
     pub changes: Vec<JobChange>,

@@ -36,7 +36,7 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
-    /// supervisord answered with an error status and message.
+    /// An error status and message that supervisord returned.
     #[error("{message}")]
     Api { status: u16, message: String },
 }
@@ -47,7 +47,7 @@ impl ClientError {
         matches!(self, ClientError::Connect { .. })
     }
 
-    /// The HTTP status of an API error.
+    /// Returns the HTTP status of an API error.
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
@@ -65,7 +65,7 @@ pub struct Response {
 }
 
 impl Response {
-    /// The first header called `name`, compared without case.
+    /// Returns the first header called `name`, compared without case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -8,11 +8,11 @@ use corral_config::DurationValue;
 
 use crate::machine::{JobState, Termination};
 
-/// What supervisord prints when a job ended too soon after its start, in the
-/// words of supervisord, which operators search logs and docs for.
+/// The description of a job that ended too soon after its start, in
+/// supervisord's words, which operators search logs and docs for.
 pub const EXITED_TOO_QUICKLY: &str = "Exited too quickly (process log may have details)";
 
-/// How the last run of a job ended.
+/// The ending of a job's last run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastRun {
     pub container_id: String,

@@ -74,7 +74,7 @@ impl fmt::Display for JobState {
     }
 }
 
-/// How one run of a job's container ended.
+/// The ending of one run of a job's container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Termination {
     /// The container's main process exited with this code.
@@ -96,7 +96,7 @@ impl Termination {
         !matches!(self, Termination::Exited { code: 0 })
     }
 
-    /// The exit status a shell would report for this ending, if one exists.
+    /// Returns the exit status a shell would report for this ending, if any.
     pub fn exit_status(&self) -> Option<i32> {
         match self {
             Termination::Exited { code } => Some(*code),
@@ -142,7 +142,7 @@ impl Backoff {
         }
     }
 
-    /// The delay before restart number `attempt` (0 for the first) without
+    /// Returns the delay before restart number `attempt` (0 for the first) without
     /// jitter: `initial * 2^attempt`, capped at `max`.
     pub fn base_delay(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
@@ -151,7 +151,7 @@ impl Backoff {
             .map_or(self.max, |delay| delay.min(self.max))
     }
 
-    /// The base delay moved by up to [`BACKOFF_JITTER`] in either direction
+    /// Returns the base delay moved by up to [`BACKOFF_JITTER`] in either direction
     /// and capped at `max`. `random` is a uniform sample from `[0, 1)`.
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
         let base = self.base_delay(attempt);
@@ -191,7 +191,7 @@ impl RestartHistory {
     }
 }
 
-/// What happens to a job whose container ended on its own.
+/// The next step for a job whose container ended on its own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Start again after `delay`. `attempt` counts from 1 within the window.

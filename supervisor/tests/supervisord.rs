@@ -560,6 +560,7 @@ fn curl_over_unix_socket() {
         );
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
+
     let list = curl(&["http://localhost/v1/jobs"]);
     assert_eq!(list["jobs"][0]["name"], "web");
     let missing = curl(&["http://localhost/v1/jobs/nope"]);

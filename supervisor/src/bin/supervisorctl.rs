@@ -214,7 +214,7 @@ impl Action {
         }
     }
 
-    /// Whether `all` includes a job in this state.
+    /// Returns whether `all` includes a job in this state.
     fn applies_to(&self, state: JobState) -> bool {
         match self {
             Action::Start => !state.is_active() && state != JobState::Invalid,
@@ -282,7 +282,8 @@ fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, 
     }
 }
 
-/// A start or restart that settled in any state but RUNNING failed.
+/// Returns whether the action failed: a start or restart that settled in
+/// any state but RUNNING.
 fn action_failed(action: &Action, job: &JobView) -> bool {
     match action {
         Action::Start | Action::Restart => job.process_state != JobState::Running,

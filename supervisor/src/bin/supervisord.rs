@@ -31,7 +31,7 @@ struct Cli {
     /// Directory of job logs, one subdirectory per job
     #[arg(long, default_value = paths::LOG_DIR)]
     log_dir: PathBuf,
-    /// Cgroup, relative to supervisord's own, that holds the containers' cgroups
+    /// Cgroup, relative to supervisord's own, that contains the containers' cgroups
     #[arg(long, default_value = "corral")]
     cgroup_parent: String,
     /// The corral runtime binary [default: corral beside supervisord, else on PATH]
@@ -82,9 +82,9 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `corral` in the directory of this executable when it exists there, so
-/// that a build tree or an install prefix uses its own runtime; else
-/// `corral` looked up on PATH.
+/// Returns `corral` in the directory of this executable when it exists
+/// there, so that a build tree or an install prefix uses its own runtime.
+/// Otherwise returns `corral`, to be looked up on PATH.
 fn default_runtime() -> PathBuf {
     let beside = std::env::current_exe()
         .ok()

@@ -1,4 +1,4 @@
-//! What supervisord keeps per job: the spec it runs, the lifecycle state,
+//! The state supervisord keeps per job: the spec it runs, the lifecycle state,
 //! the current container and how the last run ended.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
 use crate::machine::{JobState, RestartHistory};
 
-/// What happens when the current container of a job has ended.
+/// The next step once the current container of a job has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AfterStop {
     /// The job stays STOPPED.
@@ -121,7 +121,7 @@ impl Job {
         self.epoch += 1;
     }
 
-    /// True when a waiting start, stop or restart request can be answered.
+    /// True when a waiting start, stop or restart request can get its reply.
     pub fn is_settled(&self) -> bool {
         !matches!(self.state, JobState::Starting | JobState::Stopping)
             && self.after_stop == AfterStop::Stay

@@ -44,7 +44,7 @@ pub enum LaunchError {
     },
 }
 
-/// What a restarted supervisord needs to adopt a running shim, stored as
+/// The data a restarted supervisord needs to adopt a running shim, stored as
 /// `RUN_DIR/shims/ID.json` while the shim runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShimRecord {

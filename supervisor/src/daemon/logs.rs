@@ -86,7 +86,7 @@ fn open_append(path: &Path) -> Result<File, LogError> {
 }
 
 /// Shifts `path` to `path.1` (and `.1` to `.2` and so on up to `.keep`)
-/// when it holds `max_size` bytes or more. With `keep` 0 the full file is
+/// when it contains `max_size` bytes or more. With `keep` 0 the full file is
 /// deleted.
 pub fn rotate_if_full(path: &Path, max_size: u64, keep: u32) -> Result<(), LogError> {
     let size = match fs::metadata(path) {

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::supervisor::Supervisor;
 
-/// Where supervisord keeps its files and how it runs containers.
+/// The directories of supervisord and the runtime it runs containers with.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DaemonConfig {
     /// Job files, `NAME.json` with drop-ins in `NAME.json.d/`.
@@ -35,7 +35,7 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// One directory of stdout and stderr logs per job.
     pub log_dir: PathBuf,
-    /// Cgroup below supervisord's own that holds every container's cgroup.
+    /// Cgroup below supervisord's own that contains every container's cgroup.
     pub cgroup_parent: String,
     /// The `corral` binary.
     pub runtime: PathBuf,
@@ -46,7 +46,7 @@ impl DaemonConfig {
         self.run_dir.join(corral_config::paths::SOCKET_NAME)
     }
 
-    /// The runtime's `--root`: one state directory per container.
+    /// Returns the runtime's `--root`: one state directory per container.
     pub fn containers_root(&self) -> PathBuf {
         self.run_dir.join(corral_config::paths::CONTAINERS_DIR_NAME)
     }
@@ -67,8 +67,8 @@ impl DaemonConfig {
         self.pids_dir().join(format!("{container_id}.pid"))
     }
 
-    /// One record per running shim, so that a restarted supervisord can
-    /// adopt the shims of the one before.
+    /// Returns the directory of shim records, one per running shim. A
+    /// restarted supervisord adopts the shims of the one before from them.
     pub fn shims_dir(&self) -> PathBuf {
         self.run_dir.join("shims")
     }
@@ -175,7 +175,7 @@ pub enum Request {
     Shutdown,
 }
 
-/// What armed a timer.
+/// The reason a timer was armed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerKind {
     /// `start_seconds` passed since the container started.
@@ -186,13 +186,13 @@ pub enum TimerKind {
     StopTimeout,
 }
 
-/// How supervisord learned that a shim ended.
+/// The way supervisord learned that a shim ended.
 #[derive(Debug)]
 pub enum ShimStatus {
     /// supervisord spawned the shim and reaped it.
     Reaped(io::Result<ExitStatus>),
     /// The shim was adopted from an earlier supervisord, so another process
-    /// reaps it and its exit status is unknown; only its exit record tells.
+    /// reaps it and only its exit record gives the exit status.
     Adopted,
 }
 
@@ -286,8 +286,8 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Binds the control socket with mode 0600. A socket file that nobody
-/// listens on is left from a daemon that died, and is replaced.
+/// Binds the control socket with mode 0600. A socket file without a
+/// listener is left from a daemon that died, and is replaced.
 fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -400,7 +400,7 @@ mod tests {
             "{error:?}"
         );
         drop(listener);
-        // A socket file nobody listens on is replaced.
+        // A socket file without a listener is replaced.
         bind_socket(&path).unwrap();
     }
 }

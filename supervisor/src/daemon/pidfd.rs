@@ -31,7 +31,8 @@ impl PidFd {
         Ok(PidFd { pid, fd })
     }
 
-    /// A second handle on the same process, through a duplicated descriptor.
+    /// Returns a second handle on the same process, through a duplicated
+    /// descriptor.
     pub fn try_clone(&self) -> io::Result<Self> {
         Ok(PidFd {
             pid: self.pid,
@@ -43,9 +44,9 @@ impl PidFd {
         self.pid
     }
 
-    /// Waits until the process has exited. Works for processes that are not
-    /// children of this one, because a pidfd becomes readable when its
-    /// process ends; the exit status stays with the process's parent.
+    /// Waits until the process has exited. This works for processes that are
+    /// not children of this one, because a pidfd becomes readable when its
+    /// process ends. The exit status stays with the process's parent.
     pub async fn wait_exited(&self) -> io::Result<()> {
         let fd = self.fd.try_clone()?;
         // SAFETY: `fd` is an open descriptor owned by the OwnedFd that moves

@@ -22,8 +22,8 @@ pub struct ScannedJob {
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
     pub jobs: Vec<ScannedJob>,
-    /// Why the directory could not be listed. Jobs are never removed on the
-    /// strength of such a scan.
+    /// The error that kept the directory from being listed. Jobs are never
+    /// removed on the strength of such a scan.
     pub dir_error: Option<String>,
 }
 
@@ -168,7 +168,7 @@ pub fn needs_restart(old: &JobSpec, new: &JobSpec) -> bool {
     comparable != *old
 }
 
-/// The API's view of a plan.
+/// Returns the API's view of a plan.
 pub fn report(plans: &[Planned]) -> ReloadReport {
     let changes = plans
         .iter()
@@ -344,10 +344,12 @@ mod tests {
             "{\n  \"command\": [\"/bin/true\"],\n  \"resources\": {\"memory\": \"12X\"}\n}\n",
         )
         .unwrap();
+
         let scan = scan(dir.path());
         assert!(scan.dir_error.is_none());
         let good = scan.jobs.iter().find(|job| job.name == "good").unwrap();
         assert!(good.spec.is_ok());
+
         let bad = scan.jobs.iter().find(|job| job.name == "bad").unwrap();
         let error = bad.spec.as_ref().unwrap_err();
         assert_eq!(error.file, dir.path().join("bad.json"));

@@ -183,8 +183,8 @@ async fn rejection_reply(rejection: Rejection) -> Result<Response, Infallible> {
 mod tests {
     use super::*;
 
-    /// Answers every request with its own debug text, standing in for the
-    /// supervisor task so the routing alone is tested.
+    /// Replies to every request with its own debug text. It stands in for
+    /// the supervisor task so that only the routing is tested.
     fn echo_events() -> Events {
         let (events, mut receiver) = mpsc::unbounded_channel::<Event>();
         tokio::spawn(async move {

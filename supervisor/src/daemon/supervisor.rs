@@ -166,7 +166,7 @@ impl Supervisor {
             .ok_or_else(|| ApiError::not_found(name))
     }
 
-    /// Answers now, or once the job settles when `wait` is set.
+    /// Sends the reply now, or once the job settles when `wait` is set.
     fn reply_when_settled(&mut self, name: &str, wait: bool, reply: oneshot::Sender<Reply>) {
         match self.jobs.get_mut(name) {
             Some(job) if wait && !job.is_settled() => job.waiters.push(reply),

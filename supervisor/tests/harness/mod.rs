@@ -41,7 +41,7 @@ pub fn skip(test: &str) -> bool {
     }
 }
 
-/// The `corral` binary of this build tree, which supervisord finds beside
+/// Returns the `corral` binary of this build tree, which supervisord finds beside
 /// itself.
 pub fn runtime_binary() -> PathBuf {
     let supervisord = Path::new(env!("CARGO_BIN_EXE_supervisord"));
@@ -64,7 +64,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Writes the jobs and starts supervisord on them, waiting until its
-    /// socket answers.
+    /// socket responds.
     pub fn start(jobs: &[(&str, &str)]) -> Daemon {
         let runtime = runtime_binary();
         let dir = tempfile::Builder::new()
@@ -89,7 +89,7 @@ impl Daemon {
     }
 
     /// Starts supervisord on this daemon's directories and waits until its
-    /// socket answers. The log file is appended to, so it keeps the log of
+    /// socket responds. The log file is appended to, so it keeps the log of
     /// an earlier daemon on the same directories.
     fn spawn(&mut self, runtime: &Path) {
         let stderr = fs::OpenOptions::new()
@@ -280,7 +280,7 @@ impl Daemon {
             .unwrap_or_default()
     }
 
-    /// The cgroup directories of the cgroup parent, in every hierarchy.
+    /// Returns the cgroup directories of the cgroup parent, in every hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let hierarchy = Hierarchy::detect().expect("detect cgroup hierarchy");
         let (paths, _) = hierarchy
@@ -395,7 +395,7 @@ impl Drop for Daemon {
     }
 }
 
-/// A job file body for `/bin/sh -c SCRIPT` on the host image, with extra
+/// Returns a job file body for `/bin/sh -c SCRIPT` on the host image, with extra
 /// top-level fields.
 pub fn shell_job(script: &str, extra: serde_json::Value) -> String {
     let mut job = serde_json::json!({

@@ -42,14 +42,16 @@ impl Supervisor {
             self.kill_orphan_shim(record, shim);
             return;
         };
-        // NOTE: the job file may have changed while no supervisord ran; the
-        // adopted container keeps running with its old config, and the stop
-        // settings of the current file apply to it.
+
+        // NOTE: the job file may have changed while no supervisord ran. The
+        // adopted container keeps its old config, and the stop settings of
+        // the current file apply to it.
         let spec = job.spec.clone().expect("filtered above");
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
         let age = SystemTime::now()
             .duration_since(started_at)
             .unwrap_or_default();
+
         job.container = Some(Container {
             id: id.clone(),
             spec: Arc::clone(&spec),
@@ -62,6 +64,7 @@ impl Supervisor {
             stop: None,
         });
         job.last_container_id = Some(id.clone());
+
         let start_seconds = spec.start_seconds.as_duration();
         if age >= start_seconds {
             job.enter(JobState::Running);
@@ -70,6 +73,7 @@ impl Supervisor {
             let epoch = job.epoch;
             self.arm_timer(&record.job, epoch, TimerKind::Started, start_seconds - age);
         }
+
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid();
         let pid = job.container.as_ref().and_then(|container| container.pid);
@@ -109,8 +113,9 @@ impl Supervisor {
         });
     }
 
-    /// Kills the container of a shim whose job is gone. The shim then sees
-    /// its container end, cleans up and exits, and its files are removed.
+    /// Kills the container of a shim whose job is gone. The shim then notices
+    /// the end of its container, cleans up and exits, and its files are
+    /// removed.
     fn kill_orphan_shim(&self, record: ShimRecord, shim: PidFd) {
         let config = Arc::clone(&self.config);
         tokio::spawn(async move {
@@ -141,6 +146,7 @@ impl Supervisor {
             launch::remove_container_files(&self.config, id);
             return;
         };
+
         let (termination, exit) = launch::read_termination(
             &self.config,
             id,
@@ -152,6 +158,7 @@ impl Supervisor {
             clean_up_orphan(&self.config, &record.job, id);
         }
         launch::remove_container_files(&self.config, id);
+
         let finished_at = exit
             .as_ref()
             .map(finished_time)
@@ -170,6 +177,7 @@ impl Supervisor {
             "container ended while supervisord was not running: {}",
             crate::describe::termination_text(&run)
         );
+
         let restarts = job
             .spec
             .as_ref()
@@ -177,6 +185,7 @@ impl Supervisor {
         job.last_container_id = Some(id.clone());
         job.last_run = Some(run);
         job.enter(JobState::Exited);
+
         if restarts && !self.shutting_down {
             job.restarts += 1;
             self.start_container(&record.job);
