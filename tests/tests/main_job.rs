@@ -1,0 +1,165 @@
+//! The main job end to end: the example job files under supervisord, the
+//! metrics agent, and a real Prometheus scraping it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use corral_tests::daemon::{Agent, Supervisor};
+use corral_tests::prometheus::Prometheus;
+use corral_tests::{host, require_root, wait_until, workspace_root};
+
+/// Copies examples/jobs.d into the supervisor's jobs directory.
+fn copy_examples(supervisor: &Supervisor) -> Vec<String> {
+    let examples = workspace_root().join("examples/jobs.d");
+    let mut names = Vec::new();
+    for entry in fs::read_dir(&examples).expect("examples/jobs.d exists") {
+        let path = entry.expect("directory entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            fs::copy(&path, supervisor.jobs_dir.join(path.file_name().unwrap()))
+                .expect("copy example");
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn examples_run_and_prometheus_scrapes() {
+    if !require_root("examples_run_and_prometheus_scrapes") {
+        return;
+    }
+    let mut supervisor = Supervisor::new("examples");
+    let names = copy_examples(&supervisor);
+    assert_eq!(names, vec!["cpu-burner", "memory-hog", "web"]);
+    // A broken file beside the examples must not stop them.
+    supervisor.add_job(
+        "broken",
+        "{\n  \"command\": [\"/bin/true\"],\n  \"resources\": {\"memory\": \"12X\"}\n}\n",
+    );
+    supervisor.start();
+
+    supervisor.wait_for_status("web", "RUNNING", Duration::from_secs(20));
+    supervisor.wait_for_status("cpu-burner", "RUNNING", Duration::from_secs(20));
+    let hog = supervisor.wait_for_status("memory-hog", "OOM killed", Duration::from_secs(30));
+    assert!(hog.contains("137"), "the OOM kill shows exit 137: {hog}");
+
+    let broken = supervisor.status_line("broken");
+    assert!(broken.contains("INVALID"), "{broken}");
+    assert!(
+        broken.contains("broken.json:3:"),
+        "file and line of the bad value: {broken}"
+    );
+    assert!(
+        broken.contains("resources.memory"),
+        "field path of the bad value: {broken}"
+    );
+
+    let status = supervisor.ctl(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "not every job is RUNNING, so status exits 3"
+    );
+
+    // The web server answers on the job's own loopback, reached by entering
+    // only the job's network namespace.
+    let web_pid: String = String::from_utf8_lossy(&supervisor.ctl(&["pid", "web"]).stdout)
+        .trim()
+        .to_string();
+    assert!(
+        web_pid.parse::<i32>().is_ok(),
+        "supervisorctl pid web printed {web_pid:?}"
+    );
+    let mut answered = false;
+    for _ in 0..50 {
+        let fetch = Command::new("nsenter")
+            .args(["--target", &web_pid, "--net", "--"])
+            .args(["/usr/bin/python3", "-c"])
+            .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/', timeout=2).status)")
+            .output()
+            .expect("run nsenter");
+        if String::from_utf8_lossy(&fetch.stdout).trim() == "200" {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered, "the web job did not answer on its loopback");
+
+    let agent = Agent::start(&supervisor.run_dir, Some(&supervisor.socket()));
+    let metrics = agent.get("/metrics").expect("agent serves /metrics");
+    for family in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_usage_bytes",
+        "container_memory_working_set_bytes",
+        "container_spec_memory_limit_bytes",
+        "container_fs_reads_bytes_total",
+        "container_fs_writes_bytes_total",
+        "container_processes",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("# TYPE {family} "))),
+            "{family} missing from /metrics"
+        );
+    }
+    assert!(
+        metrics.contains("container_spec_memory_limit_bytes{id="),
+        "{metrics}"
+    );
+
+    if let Some(prometheus) =
+        Prometheus::start("examples_run_and_prometheus_scrapes", &agent.address)
+    {
+        let mut value = 0.0;
+        let found = wait_until(Duration::from_secs(30), || {
+            let result = prometheus.query(r#"container_memory_usage_bytes{name="web"}"#);
+            value = result
+                .first()
+                .and_then(|series| series["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            value > 0.0
+        });
+        assert!(
+            found,
+            "Prometheus never returned container_memory_usage_bytes{{name=\"web\"}} > 0"
+        );
+    } else {
+        panic!("Prometheus is required for this test: install Debian's prometheus package");
+    }
+
+    drop(agent);
+    let exit = supervisor.stop().expect("supervisord was running");
+    assert!(
+        exit.success(),
+        "supervisord exited with {exit:?}\n{}",
+        supervisor.daemon_log()
+    );
+    assert!(
+        host::overlay_mounts_below(supervisor.scratch.path()).is_empty(),
+        "overlay mounts left: {:?}",
+        host::overlay_mounts_below(supervisor.scratch.path())
+    );
+    assert!(
+        host::cgroups_named(&supervisor.cgroup_parent).is_empty(),
+        "cgroups left: {:?}",
+        host::cgroups_named(&supervisor.cgroup_parent)
+    );
+    let containers = supervisor.containers_dir();
+    let left: Vec<_> = fs::read_dir(&containers)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container state left: {left:?}");
+    let processes = host::processes_with(&supervisor.scratch.path().display().to_string());
+    assert!(processes.is_empty(), "processes left: {processes:?}");
+    assert!(
+        !Path::new(&format!("/proc/{web_pid}")).exists(),
+        "the web job's process survived"
+    );
+}
