@@ -770,3 +770,53 @@ fn restart_adopts_running_jobs() {
     );
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
+
+#[test]
+fn published_port_reaches_job() {
+    if skip("published_port_reaches_job") {
+        return;
+    }
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = free.local_addr().unwrap().port();
+    drop(free);
+    // The server listens on the loopback of the job's own network
+    // namespace, which only the relay can reach.
+    let server = "import socket\n\
+                  s = socket.socket()\n\
+                  s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                  s.bind(('127.0.0.1', 8080))\n\
+                  s.listen()\n\
+                  while True:\n    c, _ = s.accept()\n    c.sendall(b'hello from the job')\n    c.close()\n";
+    let job = json!({
+        "image": "host",
+        "command": ["/usr/bin/python3", "-c", server],
+        "network": "loopback",
+        "ports": [{"host": format!("127.0.0.1:{host_port}"), "container": 8080}],
+        "start_seconds": "300ms",
+        "stop": {"timeout": "2s"},
+    })
+    .to_string();
+    let daemon = Daemon::start(&[("web", &job)]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    let mut reply = String::new();
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        reply.clear();
+        let read = std::net::TcpStream::connect(("127.0.0.1", host_port))
+            .and_then(|mut stream| std::io::Read::read_to_string(&mut stream, &mut reply));
+        if read.is_ok() && !reply.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(reply, "hello from the job", "{}", daemon.diagnostics());
+
+    let stop = daemon.ctl(&["stop", "web"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", host_port)).is_err(),
+        "the host port stays open after the job stopped"
+    );
+}

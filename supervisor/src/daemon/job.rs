@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{InvalidJob, JobView};
 use crate::daemon::pidfd::PidFd;
+use crate::daemon::ports::PortRelay;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
 use crate::machine::{JobState, RestartHistory};
@@ -46,6 +47,13 @@ pub struct Container {
     /// be read back from what the shim appended.
     pub stderr_offset: u64,
     pub stop: Option<StopProgress>,
+    /// The relay of the job's published ports, closed when the container
+    /// is dropped.
+    #[allow(
+        dead_code,
+        reason = "held only for its Drop, which closes the listeners"
+    )]
+    pub relay: Option<PortRelay>,
 }
 
 /// One job file and everything supervisord tracks about it.

@@ -18,6 +18,7 @@ use corral_runtime::state::ExitRecord;
 
 use crate::daemon::logs::{self, JobLogs, LogError};
 use crate::daemon::pidfd::PidFd;
+use crate::daemon::ports::{self, BoundPorts, PortError};
 use crate::daemon::{DaemonConfig, ShimStatus};
 use crate::machine::Termination;
 
@@ -29,6 +30,8 @@ pub const SHIM_SETUP_FAILED: i32 = 125;
 pub enum LaunchError {
     #[error(transparent)]
     Logs(#[from] LogError),
+    #[error(transparent)]
+    Ports(#[from] PortError),
     #[error("failed to build the bundle of container {id}")]
     Bundle {
         id: String,
@@ -63,6 +66,8 @@ pub struct Launched {
     pub shim: PidFd,
     pub pid_file: PathBuf,
     pub stderr_offset: u64,
+    /// Listeners of the job's published ports, bound before the shim ran.
+    pub ports: BoundPorts,
 }
 
 /// Returns a new container id: the job name, a dash and 8 random hex digits.
@@ -95,6 +100,7 @@ pub fn launch(
     stdout_log: &Path,
     stderr_log: &Path,
 ) -> Result<Launched, LaunchError> {
+    let ports = ports::bind(&spec.ports)?;
     let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
     let JobLogs {
         stdout,
@@ -183,6 +189,7 @@ pub fn launch(
         shim,
         pid_file,
         stderr_offset,
+        ports,
     })
 }
 

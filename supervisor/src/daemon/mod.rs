@@ -6,6 +6,7 @@ mod job;
 mod launch;
 mod logs;
 mod pidfd;
+mod ports;
 mod reload;
 mod server;
 mod supervisor;

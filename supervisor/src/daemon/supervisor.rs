@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::{JobList, Message};
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, Launched};
+use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::{
     error_chain, ApiError, DaemonConfig, Event, Reply, Request, ShimStatus, TimerKind,
@@ -477,6 +478,7 @@ impl Supervisor {
             shim,
             pid_file,
             stderr_offset,
+            ports,
         } = match launched {
             Ok(launched) => launched,
             Err(error) => {
@@ -497,6 +499,8 @@ impl Supervisor {
         };
 
         tracing::info!(job = %name, container_id = %id, shim_pid = shim.pid(), "started job");
+        let relay = (!ports.is_empty())
+            .then(|| ports::start_relay(ports, spec.network, name, &id, &pid_file));
         job.container = Some(Container {
             id: id.clone(),
             spec: spec.clone(),
@@ -507,6 +511,7 @@ impl Supervisor {
             pid_file,
             stderr_offset,
             stop: None,
+            relay,
         });
         job.enter(JobState::Starting);
         let epoch = job.epoch;

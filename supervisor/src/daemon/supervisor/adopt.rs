@@ -16,6 +16,7 @@ use super::{clean_up_orphan, Supervisor};
 use crate::daemon::job::Container;
 use crate::daemon::launch::{self, ShimRecord};
 use crate::daemon::pidfd::PidFd;
+use crate::daemon::ports;
 use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
 use crate::describe::LastRun;
 use crate::machine::{self, JobState};
@@ -52,6 +53,21 @@ impl Supervisor {
             .duration_since(started_at)
             .unwrap_or_default();
 
+        let pid_file = self.config.pid_file(&id);
+        let relay = match ports::bind(&spec.ports) {
+            Ok(bound) if bound.is_empty() => None,
+            Ok(bound) => Some(ports::start_relay(
+                bound,
+                spec.network,
+                &record.job,
+                &id,
+                &pid_file,
+            )),
+            Err(error) => {
+                tracing::error!(job = %record.job, container_id = %id, error = %error_chain(&error), "failed to publish the ports of an adopted container");
+                None
+            }
+        };
         job.container = Some(Container {
             id: id.clone(),
             spec: Arc::clone(&spec),
@@ -59,9 +75,10 @@ impl Supervisor {
             started_at,
             started_instant: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             pid: None,
-            pid_file: self.config.pid_file(&id),
+            pid_file,
             stderr_offset: record.stderr_offset,
             stop: None,
+            relay,
         });
         job.last_container_id = Some(id.clone());
 
