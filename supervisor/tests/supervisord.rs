@@ -820,3 +820,44 @@ fn published_port_reaches_job() {
         "the host port stays open after the job stopped"
     );
 }
+
+#[test]
+fn running_job_log_rotates() {
+    if skip("running_job_log_rotates") {
+        return;
+    }
+    let chatty = shell_job(
+        "i=0; while [ $i -lt 300 ]; do echo \"line $i of the first burst, padded to fill the log\"; \
+         i=$((i+1)); done; sleep 3; echo after-rotation; exec sleep 300",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "2s"},
+               "logs": {"max_size": "4K", "keep": 2}}),
+    );
+    let daemon = Daemon::start(&[("chatty", &chatty)]);
+    daemon.wait_for_state("chatty", JobState::Running, SETTLE);
+
+    let dir = daemon.log_dir().join("chatty");
+    let rotated = dir.join("stdout.log.1");
+    daemon.wait_until(SETTLE, "the full log is rotated", |_| rotated.exists());
+    let first_burst = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        first_burst.starts_with("line 0 of the first burst"),
+        "{first_burst:.200}"
+    );
+
+    daemon.wait_until(SETTLE, "the job writes after the rotation", |daemon| {
+        daemon
+            .job_log("chatty", "stdout")
+            .contains("after-rotation")
+    });
+    let current = std::fs::read(dir.join("stdout.log")).unwrap();
+    assert!(
+        current.len() < 4096,
+        "stdout.log has {} bytes after rotation",
+        current.len()
+    );
+    assert!(
+        !current.contains(&0),
+        "the writer left a hole of NUL bytes: {current:?}"
+    );
+    assert_eq!(daemon.job("chatty").unwrap().state, JobState::Running);
+}

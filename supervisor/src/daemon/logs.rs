@@ -3,8 +3,8 @@
 //!
 //! Rotation happens when a container starts: a file of `max_size` or more
 //! becomes `.1`, older ones shift up to `.KEEP`, and the oldest is deleted.
-//! NOTE: the shim writes to the files directly, so a container that runs
-//! for a long time grows its files past `max_size` until its next start.
+//! While a container runs, the log watcher rotates full files with
+//! [`copy_truncate`].
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -117,6 +117,29 @@ pub fn rotate_if_full(path: &Path, max_size: u64, keep: u32) -> Result<(), LogEr
     fs::rename(path, numbered(path, 1)).map_err(rotate_error)
 }
 
+/// Copies `path` to `path.1`, shifting older files up to `.keep`, and
+/// truncates `path` in place, for a file that a running container still
+/// writes to. With `keep` 0 the file is only truncated.
+pub fn copy_truncate(path: &Path, keep: u32) -> Result<(), LogError> {
+    let rotate_error = |source| LogError::Rotate {
+        path: path.to_path_buf(),
+        source,
+    };
+    if keep > 0 {
+        remove_if_exists(&numbered(path, keep)).map_err(rotate_error)?;
+        for number in (1..keep).rev() {
+            rename_if_exists(&numbered(path, number), &numbered(path, number + 1))
+                .map_err(rotate_error)?;
+        }
+        fs::copy(path, numbered(path, 1)).map_err(rotate_error)?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(0))
+        .map_err(rotate_error)
+}
+
 fn numbered(path: &Path, number: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{number}"));
@@ -187,6 +210,23 @@ mod tests {
         assert_eq!(read(&numbered(&log, 1)), "generation 4");
         assert_eq!(read(&numbered(&log, 2)), "generation 3");
         assert_eq!(read(&numbered(&log, 3)), "<missing>");
+    }
+
+    #[test]
+    fn copy_truncate_keeps_writer_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        fs::write(numbered(&log, 1), "older").unwrap();
+        fs::write(&log, "current").unwrap();
+        copy_truncate(&log, 2).unwrap();
+        assert_eq!(read(&log), "");
+        assert_eq!(read(&numbered(&log, 1)), "current");
+        assert_eq!(read(&numbered(&log, 2)), "older");
+
+        fs::write(&log, "again").unwrap();
+        copy_truncate(&log, 0).unwrap();
+        assert_eq!(read(&log), "");
+        assert_eq!(read(&numbered(&log, 1)), "current");
     }
 
     #[test]

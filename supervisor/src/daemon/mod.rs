@@ -3,14 +3,15 @@
 //! directory) sent to it over a channel. Nothing polls.
 
 mod job;
+mod jobwatch;
 mod launch;
 mod logs;
+mod logwatch;
 mod pidfd;
 mod ports;
 mod reload;
 mod server;
 mod supervisor;
-mod watch;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -21,7 +22,7 @@ use std::time::Duration;
 use nix::sys::stat::{umask, Mode};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use self::supervisor::Supervisor;
 
@@ -229,13 +230,22 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let listener = bind_socket(&socket_path)?;
     let (events, receiver) = mpsc::unbounded_channel();
     spawn_signal_handlers(events.clone())?;
-    match watch::spawn(config.jobs_dir.clone(), events.clone()) {
+    match jobwatch::spawn(config.jobs_dir.clone(), events.clone()) {
         Ok(_) => tracing::debug!(dir = %config.jobs_dir.display(), "watching jobs directory"),
         Err(error) => tracing::warn!(
             dir = %config.jobs_dir.display(),
             error = %error_chain(&error),
             "cannot watch the jobs directory; changes apply on SIGHUP or update only"
         ),
+    }
+
+    let (log_configs, log_configs_receiver) = watch::channel(logwatch::LogConfigs::new());
+    if let Err(error) = logwatch::spawn(config.log_dir.clone(), log_configs_receiver) {
+        tracing::warn!(
+            dir = %config.log_dir.display(),
+            %error,
+            "cannot watch the log directory; logs rotate only when a container starts"
+        );
     }
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
@@ -248,7 +258,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         "supervisord started"
     );
 
-    Supervisor::new(config.clone(), events).run(receiver).await;
+    Supervisor::new(config.clone(), events, log_configs)
+        .run(receiver)
+        .await;
 
     let _ = stop_server.send(());
     // Open connections get a moment to receive their replies.

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{JobList, Message};
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, Launched};
+use crate::daemon::logwatch::LogConfigs;
 use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::{
@@ -45,16 +46,23 @@ pub struct Supervisor {
     /// False while the initial scan is applied, so that jobs whose shims
     /// are adopted are not started twice.
     autostart: bool,
+    /// Log settings of every job, for the log watcher.
+    log_configs: watch::Sender<LogConfigs>,
 }
 
 impl Supervisor {
-    pub fn new(config: DaemonConfig, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn new(
+        config: DaemonConfig,
+        events: mpsc::UnboundedSender<Event>,
+        log_configs: watch::Sender<LogConfigs>,
+    ) -> Self {
         Supervisor {
             config: Arc::new(config),
             jobs: BTreeMap::new(),
             events,
             shutting_down: false,
             autostart: true,
+            log_configs,
         }
     }
 
@@ -372,6 +380,16 @@ impl Supervisor {
                 Planned::Remove { name } => self.remove_job(&name),
             }
         }
+        self.publish_log_configs();
+    }
+
+    fn publish_log_configs(&self) {
+        let configs = self
+            .jobs
+            .iter()
+            .filter_map(|(name, job)| Some((name.clone(), job.spec.as_ref()?.logs.clone())))
+            .collect();
+        self.log_configs.send_replace(configs);
     }
 
     fn add_job(
