@@ -44,6 +44,8 @@ pub enum RootfsError {
     },
     #[error("mount destination {destination:?} is not an absolute path")]
     RelativeDestination { destination: String },
+    #[error("failed to list the host's cgroup mounts for the container's /sys/fs/cgroup")]
+    CgroupMounts(#[source] crate::cgroups::CgroupError),
     #[error("too many levels of symbolic links resolving {path} inside {root}")]
     SymlinkLoop { root: PathBuf, path: PathBuf },
 }
@@ -291,7 +293,9 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
         data: data.clone(),
         source,
     };
-    if is_bind {
+    if fstype == "cgroup" || fstype == "cgroup2" {
+        mount_cgroup_tree(&target, options.flags)?;
+    } else if is_bind {
         let flags = MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC);
         mount(
             source.as_deref(),
@@ -325,6 +329,77 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
             None::<&str>,
         )
         .map_err(sys("set propagation of", &target))?;
+    }
+    Ok(())
+}
+
+/// Mounts the cgroup filesystems at `target` as the host has them: cgroup2
+/// alone on a unified host; otherwise a tmpfs holding one mount per v1
+/// hierarchy (and the hybrid cgroup2 mount). Inside a cgroup namespace each
+/// mount shows the container's own cgroup as its root.
+fn mount_cgroup_tree(target: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+    let mounts = crate::cgroups::host_cgroup_mounts().map_err(RootfsError::CgroupMounts)?;
+    let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let readonly = flags & MsFlags::MS_RDONLY;
+    let mount_error = |fstype: &str, target: &Path, data: String| {
+        let fstype = fstype.to_string();
+        let target = target.to_path_buf();
+        move |source| RootfsError::Mount {
+            source_name: fstype.clone(),
+            target,
+            fstype,
+            data,
+            source,
+        }
+    };
+    if mounts.iter().any(|m| m.unified && m.name.is_empty()) {
+        return mount(
+            Some("cgroup2"),
+            target,
+            Some("cgroup2"),
+            common | readonly,
+            None::<&str>,
+        )
+        .map_err(mount_error("cgroup2", target, String::new()));
+    }
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        common,
+        Some("mode=755"),
+    )
+    .map_err(mount_error("tmpfs", target, "mode=755".to_string()))?;
+    for hierarchy in &mounts {
+        if hierarchy.name.is_empty() {
+            continue;
+        }
+        let directory = target.join(&hierarchy.name);
+        create_destination(&directory, false)?;
+        let (fstype, data) = if hierarchy.unified {
+            ("cgroup2", String::new())
+        } else {
+            ("cgroup", hierarchy.selection.join(","))
+        };
+        let data_arg = (!data.is_empty()).then_some(data.as_str());
+        mount(
+            Some(fstype),
+            &directory,
+            Some(fstype),
+            common | readonly,
+            data_arg,
+        )
+        .map_err(mount_error(fstype, &directory, data.clone()))?;
+    }
+    if !readonly.is_empty() {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | common | readonly,
+            Some("mode=755"),
+        )
+        .map_err(sys("remount read-only", target))?;
     }
     Ok(())
 }

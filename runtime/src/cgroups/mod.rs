@@ -16,6 +16,7 @@ mod error;
 mod files;
 mod hierarchy;
 mod mountinfo;
+pub use mountinfo::{host_cgroup_mounts, HostCgroupMount};
 mod v1;
 mod v2;
 

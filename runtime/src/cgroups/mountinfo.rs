@@ -178,3 +178,45 @@ mod tests {
         assert!(matches!(error, CgroupError::Parse { .. }), "{error}");
     }
 }
+
+/// A cgroup filesystem as a container's `/sys/fs/cgroup` should show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCgroupMount {
+    /// Directory name below `/sys/fs/cgroup` (`memory`, `cpu,cpuacct`,
+    /// `unified`), or empty for a cgroup2 mount at `/sys/fs/cgroup` itself.
+    pub name: String,
+    pub unified: bool,
+    /// Options that select the same hierarchy in a new mount: the v1
+    /// controllers and `name=` of the hierarchy.
+    pub selection: Vec<String>,
+}
+
+/// Lists the calling process's cgroup mounts below `/sys/fs/cgroup`.
+pub fn host_cgroup_mounts() -> Result<Vec<HostCgroupMount>, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = Path::new("/sys/fs/cgroup");
+    let mut mounts = Vec::new();
+    for mount in parse_mountinfo(&text, path)? {
+        let Ok(relative) = mount.mount_point.strip_prefix(base) else {
+            continue;
+        };
+        let selection = mount
+            .options
+            .iter()
+            .filter(|option| !matches!(option.as_str(), "rw" | "ro") && !option.contains("xattr"))
+            .filter(|option| !mount.unified || option.starts_with("nsdelegate"))
+            .filter(|option| !option.starts_with("nsdelegate"))
+            .cloned()
+            .collect();
+        mounts.push(HostCgroupMount {
+            name: relative.display().to_string(),
+            unified: mount.unified,
+            selection,
+        });
+    }
+    Ok(mounts)
+}

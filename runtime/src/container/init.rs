@@ -68,19 +68,31 @@ fn sys(operation: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
 pub(crate) fn run(mut context: InitContext) -> ! {
     match prepare(&mut context) {
         Ok(prepared) => {
-            let _ = context.sync.write_all(&[sync::READY]);
+            sync::send_ready(&mut context.sync);
             drop(context.sync);
             wait_for_start(prepared.fifo);
             execute(prepared.process)
         }
         Err(error) => {
-            sync::send_failure(&mut context.sync, &error.to_string());
+            sync::send_failure(&mut context.sync, &error_chain(&error));
             // SAFETY: _exit only ends this process; skipping the atexit
             // handlers and destructors of the runtime's copy of the address
             // space is what a forked child that failed must do.
             unsafe { libc::_exit(1) }
         }
     }
+}
+
+/// Formats an error with its sources, as `outer: inner: root cause`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The process to execute, resolved while the init still had privileges.
@@ -208,7 +220,9 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         .ok_or_else(|| InitError::Process("config.json has no process".to_string()))?;
     let cwd = process.cwd();
     rootfs::ensure_directory(cwd)?;
-    super::process::apply_rlimits(&process)?;
+    for warning in super::process::apply_rlimits(&process)? {
+        sync::send_warning(&mut context.sync, &warning);
+    }
     super::process::switch_user(&process)?;
     chdir(cwd).map_err(sys(format!("chdir to {}", cwd.display())))?;
     let resolved = super::process::resolve(&process)?;

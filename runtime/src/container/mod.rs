@@ -23,7 +23,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
 use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
 use crate::job::annotations;
@@ -220,7 +220,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let cgroup = hierarchy.create(&cgroup_path)?;
     guard.cgroup = Some(cgroup.clone());
     if let Some(resources) = linux.resources() {
-        cgroup.apply(resources)?;
+        cgroup.apply(&with_default_device_rules(resources))?;
     }
 
     let fifo = state_dir.join(EXEC_FIFO);
@@ -290,7 +290,11 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     match sync::read_report(&mut parent_end)
         .map_err(io_error("read the init's report", &state_dir))?
     {
-        InitReport::Ready => {}
+        InitReport::Ready { warnings } => {
+            for warning in warnings {
+                tracing::warn!(container = %options.id, "{warning}");
+            }
+        }
         InitReport::Failed(message) => return Err(ContainerError::InitFailed { message }),
         InitReport::Vanished => {
             return Err(ContainerError::InitFailed {
@@ -307,6 +311,33 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     }
     guard.disarm();
     Ok(state)
+}
+
+/// Appends allow rules for the devices every container gets to the spec's
+/// device rules, as runc does, so a spec that denies all devices still
+/// lets the init create and the process use /dev/null, /dev/pts and the rest.
+fn with_default_device_rules(resources: &LinuxResources) -> LinuxResources {
+    let mut resources = resources.clone();
+    let Some(rules) = resources.devices().clone() else {
+        return resources;
+    };
+    let mut rules = rules;
+    let defaults = crate::rootfs::DEFAULT_DEVICES
+        .iter()
+        .map(|(_, major, minor)| (*major as i64, Some(*minor as i64)))
+        // /dev/pts/* and /dev/ptmx.
+        .chain([(136, None), (5, Some(2))]);
+    for (major, minor) in defaults {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(major));
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".to_string()));
+        rules.push(rule);
+    }
+    resources.set_devices(Some(rules));
+    resources
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {

@@ -71,33 +71,65 @@ fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Applies the spec's rlimits to the init, which the process inherits.
-pub(crate) fn apply_rlimits(process: &Process) -> Result<(), InitError> {
+/// Applies the spec's rlimits to the init, which the process inherits, and
+/// returns warnings for limits that had to be lowered.
+///
+/// Raising a hard limit needs CAP_SYS_RESOURCE. Without it (some hosts drop
+/// it from root's bounding set), a limit above the current hard limit is
+/// lowered to that hard limit and a warning is returned, instead of failing
+/// the container: clients such as podman ask for a high RLIMIT_NOFILE by default.
+pub(crate) fn apply_rlimits(process: &Process) -> Result<Vec<String>, InitError> {
+    let mut warnings = Vec::new();
     for rlimit in process.rlimits().as_deref().unwrap_or_default() {
-        let resource = rlimit_resource(&rlimit.typ().to_string()).ok_or_else(|| {
-            invalid(format!(
-                "unknown rlimit type {:?}",
-                rlimit.typ().to_string()
-            ))
-        })?;
-        let limit = libc::rlimit {
+        let name = rlimit.typ().to_string();
+        let resource = rlimit_resource(&name)
+            .ok_or_else(|| invalid(format!("unknown rlimit type {name:?}")))?;
+        let mut limit = libc::rlimit {
             rlim_cur: rlimit.soft(),
             rlim_max: rlimit.hard(),
         };
         // SAFETY: `limit` is an initialized rlimit that outlives the call.
+        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
+            continue;
+        }
+        let error = nix::Error::last();
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into the valid `current`.
+        let known = unsafe { libc::getrlimit(resource, &mut current) } == 0;
+        if error != nix::Error::EPERM || !known || limit.rlim_max <= current.rlim_max {
+            return Err(InitError::Sys {
+                operation: format!(
+                    "set {name} to soft {} hard {}",
+                    rlimit.soft(),
+                    rlimit.hard()
+                ),
+                source: error,
+            });
+        }
+        limit.rlim_max = current.rlim_max;
+        limit.rlim_cur = limit.rlim_cur.min(current.rlim_max);
+        // SAFETY: as above.
         if unsafe { libc::setrlimit(resource, &limit) } != 0 {
             return Err(InitError::Sys {
                 operation: format!(
-                    "set {} to soft {} hard {}",
-                    rlimit.typ(),
-                    rlimit.soft(),
-                    rlimit.hard()
+                    "set {name} to soft {} hard {}",
+                    limit.rlim_cur, limit.rlim_max
                 ),
                 source: nix::Error::last(),
             });
         }
+        warnings.push(format!(
+            "{name} lowered from soft {} hard {} to soft {} hard {}: raising a hard limit needs CAP_SYS_RESOURCE",
+            rlimit.soft(),
+            rlimit.hard(),
+            limit.rlim_cur,
+            limit.rlim_max
+        ));
     }
-    Ok(())
+    Ok(warnings)
 }
 
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
