@@ -8,7 +8,7 @@ use std::sync::Arc;
 use corral_config::{ConfigError, JobSpec};
 
 use crate::api::{ChangeKind, InvalidJob, JobChange, ReloadReport};
-use crate::daemon::job::Job;
+use crate::daemon::job::{AfterStop, Job};
 
 /// One job file as the scan found it.
 #[derive(Debug, Clone)]
@@ -115,11 +115,14 @@ pub fn plan(current: &BTreeMap<String, Job>, scan: &Scan) -> Vec<Planned> {
         };
         match (&scanned.spec, &job.spec) {
             (Ok(new), Some(old)) => {
-                if new != old || job.invalid.is_some() {
+                // A job whose file came back while its container stops for
+                // the removal is started again, as a new file would be.
+                let returned = job.after_stop == AfterStop::Remove;
+                if new != old || job.invalid.is_some() || returned {
                     plans.push(Planned::Update {
                         name: scanned.name.clone(),
                         spec: new.clone(),
-                        restart: needs_restart(old, new),
+                        restart: returned || needs_restart(old, new),
                     });
                 }
             }
@@ -315,6 +318,26 @@ mod tests {
         );
         let broken = &report.changes[1];
         assert_eq!(broken.error.as_deref(), Some("e3"));
+    }
+
+    #[test]
+    fn returned_file_cancels_removal() {
+        let sleep = spec(r#"{"command": ["/bin/sleep", "1"]}"#);
+        let mut leaving = job("web", Some(sleep.clone()), None);
+        leaving.after_stop = AfterStop::Remove;
+        let mut current = BTreeMap::new();
+        current.insert("web".to_string(), leaving);
+        let scan = Scan {
+            jobs: vec![scanned("web", Ok(sleep))],
+            dir_error: None,
+        };
+        let plans = plan(&current, &scan);
+        assert_eq!(plans.len(), 1);
+        assert!(
+            matches!(&plans[0], Planned::Update { restart: true, .. }),
+            "{:?}",
+            plans[0]
+        );
     }
 
     #[test]

@@ -442,6 +442,9 @@ impl Supervisor {
                 job.after_stop = AfterStop::Start;
                 self.stop_job(name);
             }
+            JobState::Stopping if job.after_stop == AfterStop::Remove && !autostart => {
+                job.after_stop = AfterStop::Stay;
+            }
             JobState::Stopping => job.after_stop = AfterStop::Start,
             JobState::Backoff => self.start_container(name),
             _ if autostart => {
