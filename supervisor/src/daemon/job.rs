@@ -259,6 +259,22 @@ mod tests {
     }
 
     #[test]
+    fn settled_only_outside_transitions() {
+        let mut job = Job::new("a", PathBuf::new(), None, None, Path::new("/tmp"));
+        for state in JobState::ALL {
+            job.state = state;
+            let expected = !matches!(state, JobState::Starting | JobState::Stopping);
+            assert_eq!(job.is_settled(), expected, "{state}");
+        }
+        job.state = JobState::Stopped;
+        job.after_stop = AfterStop::Start;
+        assert!(
+            !job.is_settled(),
+            "a restart between stop and start is not settled"
+        );
+    }
+
+    #[test]
     fn enter_bumps_epoch() {
         let mut job = Job::new("a", PathBuf::new(), None, None, Path::new("/tmp"));
         let before = job.epoch;
