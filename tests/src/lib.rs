@@ -72,6 +72,14 @@ fn fastrand_u32() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
+/// Serializes the tests of one test binary that take the returned guard.
+/// Tests that measure CPU time or create load take it, so that one test's
+/// load does not skew another's measurement.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;

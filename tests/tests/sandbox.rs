@@ -7,13 +7,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use corral_tests::sandbox::{cgroup_cpu_seconds, cgroup_file, probe, stdout, Sandbox};
-use corral_tests::{host, require_root, unique_name, wait_until};
+use corral_tests::{host, require_root, serial, unique_name, wait_until};
 
 #[test]
 fn sandbox_pid1_hostname_and_loopback() {
     if !require_root("sandbox_pid1_hostname_and_loopback") {
         return;
     }
+    let _serial = serial();
     let sandbox = Sandbox::new(
         "identity",
         r#"{"command": ["/bin/sh", "-c", "echo pid=$$; echo host=$(hostname); echo links=$(ls /sys/class/net | tr '\n' ' '); echo cwd=$(pwd); echo env=$(env | grep -c .)"],
@@ -42,6 +43,7 @@ fn sandbox_env_passed_exactly() {
     if !require_root("sandbox_env_passed_exactly") {
         return;
     }
+    let _serial = serial();
     let sandbox = Sandbox::new(
         "env",
         r#"{"command": ["/usr/bin/env"], "env": {"OPTS": "a=b=c", "EMPTY": "", "GREETING": "hello world", "UNICODE": "grüße"}}"#,
@@ -66,6 +68,7 @@ fn sandbox_writes_land_in_upper_dir() {
     if !require_root("sandbox_writes_land_in_upper_dir") {
         return;
     }
+    let _serial = serial();
     let marker = format!("/etc/{}", unique_name("marker"));
     let job = format!(
         r#"{{"command": ["/bin/sh", "-c", "echo container > {marker}; echo changed >> /etc/hostname.corral-probe; rm -f /etc/os-release; sleep 30"]}}"#
@@ -114,6 +117,7 @@ fn sandbox_exit_statuses() {
     if !require_root("sandbox_exit_statuses") {
         return;
     }
+    let _serial = serial();
     let cases = [
         (r#"["/bin/sh", "-c", "exit 3"]"#, 3, None),
         (r#"["/bin/sh", "-c", "kill -TERM $$; sleep 5"]"#, 0, None),
@@ -158,6 +162,7 @@ fn sandbox_missing_program_message() {
     if !require_root("sandbox_missing_program_message") {
         return;
     }
+    let _serial = serial();
     let sandbox = Sandbox::new("missing", r#"{"command": ["no-such-program-anywhere"]}"#);
     let (output, record) = sandbox.run();
     assert_eq!(record.status, 127);
@@ -173,6 +178,7 @@ fn memory_limit_oom_kills() {
     if !require_root("memory_limit_oom_kills") {
         return;
     }
+    let _serial = serial();
     let allocate = format!(r#"["{}", "alloc", "{}"]"#, probe(), 64u64 << 20);
     let sandbox = Sandbox::new(
         "oom",
@@ -206,6 +212,7 @@ fn cpu_quota_half_cpu() {
     if !require_root("cpu_quota_half_cpu") {
         return;
     }
+    let _serial = serial();
     let sandbox = Sandbox::new(
         "cpu",
         r#"{"command": ["/bin/sh", "-c", "while :; do :; done & while :; do :; done"],
@@ -231,6 +238,7 @@ fn pids_limit_holds_fork_loop() {
     if !require_root("pids_limit_holds_fork_loop") {
         return;
     }
+    let _serial = serial();
     let sandbox = Sandbox::new(
         "pids",
         &format!(
