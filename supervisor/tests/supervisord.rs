@@ -861,3 +861,99 @@ fn running_job_log_rotates() {
     );
     assert_eq!(daemon.job("chatty").unwrap().state, JobState::Running);
 }
+
+#[test]
+fn tail_follow_prints_new_lines() {
+    if skip("tail_follow_prints_new_lines") {
+        return;
+    }
+    let ticker = shell_job(
+        "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "2s"}}),
+    );
+    let daemon = Daemon::start(&[("ticker", &ticker)]);
+    daemon.wait_for_state("ticker", JobState::Running, SETTLE);
+
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["tail", "-f", "-n", "1", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(4)
+            .map(|line| line.unwrap())
+            .collect::<Vec<String>>()
+    });
+    let deadline = Instant::now() + SETTLE;
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    let lines = reader.join().unwrap();
+
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let numbers: Vec<u32> = lines
+        .iter()
+        .map(|line| line.trim_start_matches("tick ").parse().unwrap())
+        .collect();
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "lines skipped or repeated: {lines:?}");
+    }
+}
+
+#[test]
+fn unforwarded_stop_signal_works() {
+    if skip("unforwarded_stop_signal_works") {
+        return;
+    }
+    // The shim forwards only TERM, INT, HUP, QUIT, USR1 and USR2, so
+    // supervisord sends SIGKILL to the container's init through the runtime.
+    let job = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                     "start_seconds": "300ms", "stop": {"signal": "KILL", "timeout": "10s"}})
+    .to_string();
+    let daemon = Daemon::start(&[("killed", &job)]);
+    daemon.wait_for_state("killed", JobState::Running, SETTLE);
+
+    let started = Instant::now();
+    let stop = daemon.ctl(&["stop", "killed"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let view = daemon.job("killed").unwrap();
+    assert_eq!(view.signal.as_deref(), Some("SIGKILL"));
+    assert!(
+        view.description.starts_with("stopped at "),
+        "{}",
+        view.description
+    );
+}
+
+#[test]
+fn fixed_invalid_file_starts() {
+    if skip("fixed_invalid_file_starts") {
+        return;
+    }
+    let daemon = Daemon::start(&[(
+        "late",
+        "{\"command\": [\"/bin/sleep\", \"300\"], \"colour\": 1}",
+    )]);
+    let invalid = daemon.job("late").unwrap();
+    assert_eq!(invalid.state, JobState::Invalid);
+    assert_eq!(invalid.process_state, JobState::Invalid);
+    assert!(invalid.error.unwrap().message.contains("colour"));
+
+    daemon.write_job("late", &term_handler());
+    let running = daemon.wait_for_state("late", JobState::Running, SETTLE);
+    assert!(running.error.is_none());
+    assert!(running.container_id.is_some());
+}
