@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use corral_runtime::container::exec::ExecOptions;
 use corral_runtime::container::run::{run, RunOptions};
 use corral_runtime::container::{self, CreateOptions};
+use oci_spec::runtime::LinuxResources;
 
 /// Exit status of `run` and `shim` when the runtime itself failed before
 /// the container's process ran, distinct from any status of the process.
@@ -110,6 +112,89 @@ enum Command {
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
+    /// Run another process inside a running container.
+    Exec {
+        id: String,
+        /// JSON file with an OCI process object to run.
+        #[arg(long, short)]
+        process: Option<PathBuf>,
+        /// Allocate a terminal (not supported yet).
+        #[arg(long, short)]
+        tty: bool,
+        /// Return once the process runs instead of waiting for it.
+        #[arg(long, short)]
+        detach: bool,
+        /// Set an environment variable, KEY=VALUE.
+        #[arg(long, short)]
+        env: Vec<String>,
+        /// Working directory inside the container.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// UID[:GID] to run as.
+        #[arg(long, short)]
+        user: Option<String>,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Unix socket that receives the terminal (not supported yet).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Command and arguments, when --process is not given.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's resource limits.
+    Update {
+        id: String,
+        /// JSON file with OCI linux.resources ("-" reads stdin); flags override it.
+        #[arg(long, short)]
+        resources: Option<PathBuf>,
+        /// Memory limit in bytes or with a K, M or G suffix.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Memory plus swap limit.
+        #[arg(long)]
+        memory_swap: Option<String>,
+        /// Memory soft limit.
+        #[arg(long)]
+        memory_reservation: Option<String>,
+        /// CFS quota in microseconds per period (-1 for none).
+        #[arg(long, allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        /// CFS period in microseconds.
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        /// Relative CPU shares (v1 scale; converted on cgroup v2).
+        #[arg(long)]
+        cpu_share: Option<u64>,
+        /// CPUs the container may use, e.g. 0-2,4.
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        /// Memory nodes the container may use.
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        /// Maximum number of tasks.
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        /// Block I/O weight, 10 to 1000.
+        #[arg(long)]
+        blkio_weight: Option<u16>,
+    },
+    /// Print resource statistics and OOM events as JSON lines.
+    Events {
+        id: String,
+        /// Print statistics once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between statistics.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
+    /// Print the features this runtime supports, as JSON.
+    Features,
     /// List the processes of a container.
     Ps {
         id: String,
@@ -133,10 +218,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let runs_container = matches!(cli.command, Command::Run { .. } | Command::Shim { .. });
+    let logs_to_file = cli.log.is_some();
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // Clients such as containerd read the error from the log file;
+            // stderr gets it once either way.
+            if logs_to_file {
+                tracing::error!("{error:#}");
+            }
             eprintln!("corral: {error:#}");
             if runs_container {
                 ExitCode::from(RUNTIME_FAILURE)
@@ -252,6 +342,110 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })?;
             return Ok(ExitCode::from(record.status.clamp(0, 255) as u8));
         }
+        Command::Exec {
+            id,
+            process,
+            tty,
+            detach,
+            env,
+            cwd,
+            user,
+            pid_file,
+            console_socket,
+            command,
+        } => {
+            if tty || console_socket.is_some() {
+                bail!(
+                    "exec --tty and --console-socket are not supported yet: run without a terminal"
+                );
+            }
+            let options = ExecOptions {
+                process_file: process,
+                args: command,
+                env,
+                cwd,
+                user,
+                detach,
+                pid_file,
+            };
+            let status = container::exec::exec(&root, &id, &options)?;
+            return Ok(ExitCode::from(status.clamp(0, 255) as u8));
+        }
+        Command::Pause { id } => container::pause(&root, &id)?,
+        Command::Resume { id } => container::resume(&root, &id)?,
+        Command::Update {
+            id,
+            resources,
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpu_quota,
+            cpu_period,
+            cpu_share,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            blkio_weight,
+        } => {
+            let mut value = match resources {
+                Some(path) => read_json(&path)?,
+                None => serde_json::json!({}),
+            };
+            let size = |text: &str| -> Result<u64> {
+                Ok(corral_config::ByteSize::parse(text)
+                    .with_context(|| format!("invalid size {text:?}"))?
+                    .bytes())
+            };
+            if let Some(memory) = memory {
+                value["memory"]["limit"] = size(&memory)?.into();
+            }
+            if let Some(swap) = memory_swap {
+                value["memory"]["swap"] = size(&swap)?.into();
+            }
+            if let Some(reservation) = memory_reservation {
+                value["memory"]["reservation"] = size(&reservation)?.into();
+            }
+            if let Some(quota) = cpu_quota {
+                value["cpu"]["quota"] = quota.into();
+            }
+            if let Some(period) = cpu_period {
+                value["cpu"]["period"] = period.into();
+            }
+            if let Some(shares) = cpu_share {
+                value["cpu"]["shares"] = shares.into();
+            }
+            if let Some(cpus) = cpuset_cpus {
+                value["cpu"]["cpus"] = cpus.into();
+            }
+            if let Some(mems) = cpuset_mems {
+                value["cpu"]["mems"] = mems.into();
+            }
+            if let Some(limit) = pids_limit {
+                value["pids"]["limit"] = limit.into();
+            }
+            if let Some(weight) = blkio_weight {
+                value["blockIO"]["weight"] = weight.into();
+            }
+            let resources: LinuxResources = serde_json::from_value(value)
+                .context("invalid resources: expected OCI linux.resources")?;
+            container::update(&root, &id, &resources)?;
+        }
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            let interval = std::time::Duration::from_secs(interval.max(1));
+            container::events::events(&root, &id, !stats, interval, |event| {
+                println!("{event}");
+            })?;
+        }
+        Command::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&container::events::features())?
+            );
+        }
         Command::Ps { id, format } => {
             let state = container::load(&root, &id)?;
             let pids = container::processes(&state)?;
@@ -291,6 +485,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a JSON file, or stdin for `-`.
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("failed to read stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("invalid JSON in {}", path.display()))
 }
 
 /// Accepts `TERM`, `SIGTERM`, `sigterm` or `15`.

@@ -21,6 +21,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause`; runc reports the same extra status.
+    Paused,
     Stopped,
 }
 

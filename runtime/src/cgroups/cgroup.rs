@@ -91,6 +91,19 @@ impl Cgroup {
         self.set_frozen(false)
     }
 
+    /// Returns whether the cgroup is frozen; false without a freezer.
+    pub fn is_frozen(&self) -> bool {
+        match self.freezer() {
+            Some(Freezer::V1(dir)) => files::read(&dir.join("freezer.state"))
+                .map(|state| state.trim() == "FROZEN")
+                .unwrap_or(false),
+            Some(Freezer::V2(dir)) => files::read_keyed(&dir.join("cgroup.events"), "frozen")
+                .map(|frozen| frozen == 1)
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
     fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
         let operation = if frozen { "freezing" } else { "thawing" };
         let freezer = self
@@ -163,6 +176,15 @@ impl Cgroup {
     /// repeat until the cgroup is empty, which a fork loop faster than the
     /// kills could outrun until the timeout.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
+        match self.kill_all_rounds() {
+            // The cgroup was removed meanwhile, so nothing is left in it: this
+            // happens when the container's runtime cleans up after the kill.
+            Err(error) if error.is_not_found() && !self.main_dir().exists() => Ok(()),
+            result => result,
+        }
+    }
+
+    fn kill_all_rounds(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + KILL_TIMEOUT;
         if let CgroupPaths::V2 { path } = &self.paths {
             let kill = path.join("cgroup.kill");

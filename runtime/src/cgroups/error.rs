@@ -122,3 +122,16 @@ pub enum CgroupError {
         source: nix::errno::Errno,
     },
 }
+
+impl CgroupError {
+    /// Returns whether a file or directory the operation needed was missing,
+    /// as when a cgroup is removed while it is being read or written.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            CgroupError::Read { source, .. } | CgroupError::Write { source, .. } => {
+                source.kind() == io::ErrorKind::NotFound
+            }
+            _ => false,
+        }
+    }
+}

@@ -84,7 +84,7 @@ pub(crate) fn run(mut context: InitContext) -> ! {
 }
 
 /// Formats an error with its sources, as `outer: inner: root cause`.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -96,11 +96,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// The process to execute, resolved while the init still had privileges.
-struct Process {
-    path: CString,
-    args: Vec<CString>,
-    env: Vec<CString>,
-    with_init: bool,
+pub(crate) struct Process {
+    pub path: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub with_init: bool,
 }
 
 struct Prepared {
@@ -266,7 +266,7 @@ fn execute(process: Process) -> ! {
     exec_process(&process)
 }
 
-fn exec_process(process: &Process) -> ! {
+pub(crate) fn exec_process(process: &Process) -> ! {
     reset_signals();
     let error = execve(&process.path, &process.args, &process.env).unwrap_err();
     let name = process.args.first().unwrap_or(&process.path);
@@ -327,7 +327,7 @@ fn run_with_minimal_init(process: Process) -> ! {
 
 /// Restores default dispositions and an empty signal mask: both survive
 /// execve, and the runtime ignores SIGPIPE and blocks forwarded signals.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     for signal in Signal::iterator() {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
@@ -343,7 +343,7 @@ fn reset_signals() {
 
 /// Sets close-on-exec on every descriptor above stderr except `keep`, so no
 /// descriptor of the runtime reaches the process.
-fn mark_descriptors_cloexec(keep: &[RawFd]) {
+pub(crate) fn mark_descriptors_cloexec(keep: &[RawFd]) {
     let Ok(entries) = fs::read_dir("/proc/self/fd") else {
         return;
     };

@@ -6,6 +6,8 @@
 //! `ROOT/ID/exec.fifo`. `start` opens the FIFO for reading, which releases the
 //! init to execute the process.
 
+pub mod events;
+pub mod exec;
 mod init;
 mod process;
 mod sync;
@@ -81,7 +83,7 @@ pub enum ContainerError {
     StillRunning { id: String },
 }
 
-fn io_error<'a>(
+pub(crate) fn io_error<'a>(
     operation: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
@@ -340,7 +342,7 @@ fn with_default_device_rules(resources: &LinuxResources) -> LinuxResources {
     resources
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     let temporary = path.with_extension("tmp");
     fs::write(&temporary, pid.to_string()).map_err(io_error("write pid file", &temporary))?;
     fs::rename(&temporary, path).map_err(io_error("write pid file", path))
@@ -526,6 +528,8 @@ fn current_status(root: &Path, state: &ContainerState) -> Status {
     }
     if root.join(&state.id).join(EXEC_FIFO).exists() {
         Status::Created
+    } else if cgroup_of(state).is_frozen() {
+        Status::Paused
     } else {
         Status::Running
     }
@@ -683,6 +687,45 @@ pub fn list(root: &Path) -> Result<Vec<ContainerState>, ContainerError> {
 }
 
 pub mod run;
+
+/// Freezes every process of a running container.
+pub fn pause(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let state = load(root, id)?;
+    if state.status != Status::Running {
+        return Err(ContainerError::WrongStatus {
+            id: id.to_string(),
+            status: state.status,
+            expected: "running",
+        });
+    }
+    Ok(cgroup_of(&state).freeze()?)
+}
+
+/// Thaws a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let state = load(root, id)?;
+    if state.status != Status::Paused {
+        return Err(ContainerError::WrongStatus {
+            id: id.to_string(),
+            status: state.status,
+            expected: "paused",
+        });
+    }
+    Ok(cgroup_of(&state).thaw()?)
+}
+
+/// Applies new resource limits to a container's cgroup.
+pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), ContainerError> {
+    let state = load(root, id)?;
+    if state.status == Status::Stopped {
+        return Err(ContainerError::WrongStatus {
+            id: id.to_string(),
+            status: state.status,
+            expected: "created, running or paused",
+        });
+    }
+    Ok(cgroup_of(&state).apply(resources)?)
+}
 
 /// PIDs of every process in the container's cgroup.
 pub fn processes(state: &ContainerState) -> Result<Vec<i32>, ContainerError> {

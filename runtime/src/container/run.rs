@@ -89,7 +89,7 @@ pub fn run(options: &RunOptions) -> Result<ExitRecord, ContainerError> {
     Ok(record)
 }
 
-fn wait_forwarding(pid: Pid, waited: &SigSet) -> (i32, Option<Signal>) {
+pub(crate) fn wait_forwarding(pid: Pid, waited: &SigSet) -> (i32, Option<Signal>) {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
