@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, execve, fork, sethostname, ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::hooks::{self, HookPoint};
 use super::sync;
 use crate::job::annotations;
 use crate::rootfs;
@@ -71,6 +72,18 @@ pub(crate) fn run(mut context: InitContext) -> ! {
             sync::send_ready(&mut context.sync);
             drop(context.sync);
             wait_for_start(prepared.fifo);
+            if let Some(state_json) = &prepared.state_json {
+                let running =
+                    state_json.replace("\"status\":\"creating\"", "\"status\":\"running\"");
+                if let Err(error) =
+                    hooks::run_hooks(&prepared.spec, HookPoint::StartContainer, &running)
+                {
+                    eprintln!("corral: {error}");
+                    // SAFETY: ends this process without running the
+                    // runtime's destructors, as a forked child must.
+                    unsafe { libc::_exit(1) }
+                }
+            }
             execute(prepared.process)
         }
         Err(error) => {
@@ -106,6 +119,9 @@ pub(crate) struct Process {
 struct Prepared {
     fifo: OwnedFd,
     process: Process,
+    spec: Spec,
+    /// The state passed to hooks, when the spec has any.
+    state_json: Option<String>,
 }
 
 fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
@@ -162,6 +178,28 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
             &context.rootfs,
             linux.devices().as_deref().unwrap_or_default(),
         )?;
+    }
+
+    // createRuntime hooks run in the runtime's namespaces once the
+    // container's exist; createContainer hooks run here, in the container's
+    // mount namespace before pivot_root, so host paths still resolve.
+    let wants_hooks = [
+        HookPoint::Prestart,
+        HookPoint::CreateRuntime,
+        HookPoint::CreateContainer,
+        HookPoint::StartContainer,
+    ]
+    .into_iter()
+    .any(|point| hooks::has_hooks(spec, point));
+    let mut state_json = None;
+    if wants_hooks {
+        let json = sync::request_hooks(&mut context.sync).map_err(|source| InitError::Io {
+            operation: "wait for the runtime's hooks".to_string(),
+            source,
+        })?;
+        hooks::run_hooks(spec, HookPoint::CreateContainer, &json)
+            .map_err(|error| InitError::Process(error.to_string()))?;
+        state_json = Some(json);
     }
 
     // The FIFO lives in the runtime's state directory, outside the new root,
@@ -234,6 +272,8 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     mark_descriptors_cloexec(&[fifo.as_raw_fd()]);
     Ok(Prepared {
         fifo,
+        spec: spec.clone(),
+        state_json,
         process: Process {
             path: resolved.path,
             args: resolved.args,

@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod exec;
+pub mod hooks;
 mod init;
 mod process;
 mod sync;
@@ -31,6 +32,7 @@ use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
 use crate::job::annotations;
 use crate::state::{ContainerState, StateError, Status, OCI_VERSION};
 
+use hooks::HookPoint;
 pub use sync::InitReport;
 
 /// Name of the exec FIFO inside a container's state directory.
@@ -289,19 +291,40 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     parent_end
         .write_all(&[sync::GO])
         .map_err(io_error("signal the container init", &state_dir))?;
-    match sync::read_report(&mut parent_end)
-        .map_err(io_error("read the init's report", &state_dir))?
-    {
-        InitReport::Ready { warnings } => {
-            for warning in warnings {
+    let mut reader = std::io::BufReader::new(
+        parent_end
+            .try_clone()
+            .map_err(io_error("duplicate sync socket", &state_dir))?,
+    );
+    state.pid = Some(pid.as_raw());
+    loop {
+        let record = sync::read_record(&mut reader)
+            .map_err(io_error("read the init's report", &state_dir))?;
+        match record {
+            Some(sync::Record::Warning(warning)) => {
                 tracing::warn!(container = %options.id, "{warning}");
             }
-        }
-        InitReport::Failed(message) => return Err(ContainerError::InitFailed { message }),
-        InitReport::Vanished => {
-            return Err(ContainerError::InitFailed {
-                message: "the init exited during setup without a message".to_string(),
-            })
+            Some(sync::Record::Hooks) => {
+                let state_json = state.oci_view().to_string();
+                for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
+                    hooks::run_hooks(&spec, point, &state_json).map_err(|error| {
+                        ContainerError::InitFailed {
+                            message: error.to_string(),
+                        }
+                    })?;
+                }
+                sync::answer_hooks(&mut parent_end, &state_json)
+                    .map_err(io_error("answer the init's hooks request", &state_dir))?;
+            }
+            Some(sync::Record::Ready) => break,
+            Some(sync::Record::Failed(message)) => {
+                return Err(ContainerError::InitFailed { message })
+            }
+            None => {
+                return Err(ContainerError::InitFailed {
+                    message: "the init exited during setup without a message".to_string(),
+                })
+            }
         }
     }
 
@@ -507,6 +530,7 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
     fs::remove_file(&fifo).map_err(io_error("remove exec FIFO", &fifo))?;
     state.status = Status::Running;
     state.save(root)?;
+    run_hooks_logged(&state, HookPoint::Poststart);
     Ok(state)
 }
 
@@ -627,6 +651,21 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     destroy(root, &state)
 }
 
+/// Runs hooks whose failure the runtime-spec makes a warning (poststart,
+/// poststop), with the config from the container's bundle.
+fn run_hooks_logged(state: &ContainerState, point: HookPoint) {
+    let Ok(spec) = Spec::load(state.bundle.join("config.json")) else {
+        return;
+    };
+    if !hooks::has_hooks(&spec, point) {
+        return;
+    }
+    let state_json = state.oci_view().to_string();
+    if let Err(error) = hooks::run_hooks(&spec, point, &state_json) {
+        tracing::warn!(container = %state.id, %error, "hook failed");
+    }
+}
+
 /// Kills what is left of the container and removes everything it owns.
 pub fn destroy(root: &Path, state: &ContainerState) -> Result<(), ContainerError> {
     let cgroup = cgroup_of(state);
@@ -642,6 +681,9 @@ pub fn destroy(root: &Path, state: &ContainerState) -> Result<(), ContainerError
             Err(error) => return Err(io_error("remove overlay directory", dir)(error)),
         }
     }
+    let mut stopped = state.clone();
+    stopped.status = Status::Stopped;
+    run_hooks_logged(&stopped, HookPoint::Poststop);
     let state_dir = root.join(&state.id);
     match fs::remove_dir_all(&state_dir) {
         Ok(()) => Ok(()),
