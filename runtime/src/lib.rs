@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod image;
 pub mod job;
 pub mod rootfs;
 pub mod state;

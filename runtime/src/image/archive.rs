@@ -193,7 +193,9 @@ impl Read for Section<'_> {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let wanted = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let wanted = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let count = self.file.read_at(&mut buf[..wanted], self.offset)?;
         if count == 0 {
             return Err(io::Error::new(
@@ -230,7 +232,10 @@ mod tests {
 
     #[test]
     fn normalize_stays_inside_the_root() {
-        assert_eq!(normalize("./blobs//sha256/ab"), Some(vec!["blobs".into(), "sha256".into(), "ab".into()]));
+        assert_eq!(
+            normalize("./blobs//sha256/ab"),
+            Some(vec!["blobs".into(), "sha256".into(), "ab".into()])
+        );
         assert_eq!(normalize("a/../b"), Some(vec!["b".to_string()]));
         assert_eq!(normalize("../etc/passwd"), None);
         assert_eq!(normalize("/"), Some(Vec::new()));

@@ -80,7 +80,8 @@ impl<W: Write> TreeWriter<W> {
         if file_type.is_symlink() {
             let target = fs::read_link(path)?;
             header.set_size(0);
-            self.builder.append_link(&mut header, archive_path, target)?;
+            self.builder
+                .append_link(&mut header, archive_path, target)?;
         } else if file_type.is_file() {
             let file = File::open(path)?;
             self.builder.append_data(&mut header, archive_path, file)?;

@@ -81,9 +81,11 @@ pub fn collect_garbage(store: &Store, state_roots: &[PathBuf]) -> Result<GcRepor
 /// if removing its files takes long or fails halfway.
 fn remove_layer(store: &Store, diff_id: &Digest) -> Result<(), StoreError> {
     let dir = store.layer_dir(diff_id);
-    let doomed = store
-        .tmp_dir()
-        .join(format!("remove-{}-{}", diff_id.algorithm().name(), diff_id.hex()));
+    let doomed = store.tmp_dir().join(format!(
+        "remove-{}-{}",
+        diff_id.algorithm().name(),
+        diff_id.hex()
+    ));
     fs::rename(&dir, &doomed).map_err(io_error("move the unused layer out of", &dir))?;
     remove_any(&doomed)
 }
@@ -116,7 +118,10 @@ pub fn layers_in_use(
             Err(error) => return Err(io_error("list containers in", root)(error)),
         };
         for entry in entries {
-            let state_path = entry.map_err(io_error("list containers in", root))?.path().join(STATE_FILE);
+            let state_path = entry
+                .map_err(io_error("list containers in", root))?
+                .path()
+                .join(STATE_FILE);
             if !state_path.exists() {
                 continue;
             }
@@ -131,8 +136,8 @@ pub fn layers_in_use(
             };
             for lower in lower_dirs.split(':') {
                 let lower = Path::new(lower);
-                let candidates = std::iter::once(lower.to_path_buf())
-                    .chain(fs::canonicalize(lower).ok());
+                let candidates =
+                    std::iter::once(lower.to_path_buf()).chain(fs::canonicalize(lower).ok());
                 let digest = candidates
                     .flat_map(|path| {
                         layers_prefixes

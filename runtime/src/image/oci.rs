@@ -149,7 +149,10 @@ fn select<'a>(
     match without_platform.as_slice() {
         [only] => Ok(only),
         [] if descriptors.is_empty() => Err(ImportError::Unsupported {
-            what: format!("an image index without manifests in {}", blobs.source().display()),
+            what: format!(
+                "an image index without manifests in {}",
+                blobs.source().display()
+            ),
         }),
         [] => Err(ImportError::NoMatchingPlatform {
             wanted: platform.to_string(),

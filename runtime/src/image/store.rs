@@ -358,14 +358,16 @@ impl Store {
             let entries =
                 fs::read_dir(&algorithm_dir).map_err(io_error("list layers in", &algorithm_dir))?;
             for entry in entries {
-                let path = entry.map_err(io_error("list layers in", &algorithm_dir))?.path();
+                let path = entry
+                    .map_err(io_error("list layers in", &algorithm_dir))?
+                    .path();
                 let text = format!(
                     "{}:{}",
                     algorithm.file_name().to_string_lossy(),
                     path.file_name().unwrap_or_default().to_string_lossy()
                 );
-                let digest =
-                    Digest::parse(&text).map_err(|source| StoreError::LayerName { path, source })?;
+                let digest = Digest::parse(&text)
+                    .map_err(|source| StoreError::LayerName { path, source })?;
                 layers.push(digest);
             }
         }
@@ -426,7 +428,10 @@ impl Store {
             Ok(()) => Ok(true),
             // Another import committed the same layer first.
             Err(error)
-                if matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) =>
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+                ) =>
             {
                 Ok(false)
             }
@@ -543,7 +548,13 @@ mod tests {
 
     #[test]
     fn names_follow_reference_characters() {
-        for name in ["busybox", "localhost/bb:latest", "a", "x@sha256:ab", "web_1.2"] {
+        for name in [
+            "busybox",
+            "localhost/bb:latest",
+            "a",
+            "x@sha256:ab",
+            "web_1.2",
+        ] {
             assert!(validate_name(name).is_ok(), "{name} was rejected");
         }
         for name in ["", "host", "/abs", ".hidden", "a b", "a\nb", "ä"] {

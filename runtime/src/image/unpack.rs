@@ -23,8 +23,8 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags,
-    Mode, SFlag, UtimensatFlags,
+    fchmod, fchmodat, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode,
+    SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
@@ -251,7 +251,11 @@ impl Unpacker {
             let next = match openat(&current, component.as_os_str(), flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
-                    match mkdirat(&current, component.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                    match mkdirat(
+                        &current,
+                        component.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    ) {
                         Ok(()) | Err(Errno::EEXIST) => {}
                         Err(source) => {
                             return Err(UnpackError::Sys {
@@ -278,9 +282,12 @@ impl Unpacker {
                     fd
                 }
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                    let is_symlink =
-                        fstatat(&current, component.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                            .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK);
+                    let is_symlink = fstatat(
+                        &current,
+                        component.as_os_str(),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK);
                     let component = component.to_string_lossy().into_owned();
                     let path = display.to_string();
                     return Err(if is_symlink {
@@ -391,13 +398,13 @@ impl Unpacker {
             *last = hidden.to_os_string();
         }
         self.clear(parent, hidden, &hidden_components, false, display)?;
-        mknodat(parent, hidden, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(
-            |source| UnpackError::Sys {
+        mknodat(parent, hidden, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|source| {
+            UnpackError::Sys {
                 operation: "create the overlayfs whiteout for",
                 path: display.to_string(),
                 source,
-            },
-        )
+            }
+        })
     }
 
     fn create_file<R: Read>(
@@ -486,12 +493,10 @@ impl Unpacker {
         display: &str,
     ) -> Result<(), UnpackError> {
         self.clear(parent, name, components, false, display)?;
-        symlinkat(OsStr::from_bytes(target), parent, name).map_err(|source| {
-            UnpackError::Sys {
-                operation: "create symbolic link",
-                path: display.to_string(),
-                source,
-            }
+        symlinkat(OsStr::from_bytes(target), parent, name).map_err(|source| UnpackError::Sys {
+            operation: "create symbolic link",
+            path: display.to_string(),
+            source,
         })?;
         apply_to_name(parent, name, metadata, display, false)
     }
@@ -543,13 +548,18 @@ impl Unpacker {
         display: &str,
     ) -> Result<(), UnpackError> {
         self.clear(parent, name, components, false, display)?;
-        mknodat(parent, name, file_type, Mode::from_bits_truncate(0o600), device).map_err(
-            |source| UnpackError::Sys {
-                operation: "create device node",
-                path: display.to_string(),
-                source,
-            },
-        )?;
+        mknodat(
+            parent,
+            name,
+            file_type,
+            Mode::from_bits_truncate(0o600),
+            device,
+        )
+        .map_err(|source| UnpackError::Sys {
+            operation: "create device node",
+            path: display.to_string(),
+            source,
+        })?;
         apply_to_name(parent, name, metadata, display, true)
     }
 
@@ -647,7 +657,12 @@ fn read_metadata<R: Read>(
         let value = extension.value_bytes();
         if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
             if name.starts_with(OVERLAY_XATTR_PREFIX) {
-                tracing::debug!(path = display, xattr = name, "ignoring an overlayfs attribute set by the archive");
+                let entry_path = display;
+                tracing::debug!(
+                    path = entry_path,
+                    xattr = name,
+                    "ignoring an overlayfs attribute set by the archive"
+                );
                 continue;
             }
             xattrs.push((name.to_string(), value.to_vec()));

@@ -21,7 +21,11 @@ pub enum UserError {
 /// A name is looked up in the image; a numeric UID without a group takes
 /// the primary group of its passwd entry, or the same number when the
 /// image has no entry for it.
-pub fn resolve_user(store: &Store, record: &ImageRecord, user: &str) -> Result<(u32, u32), UserError> {
+pub fn resolve_user(
+    store: &Store,
+    record: &ImageRecord,
+    user: &str,
+) -> Result<(u32, u32), UserError> {
     let (user_part, group_part) = match user.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (user, None),
@@ -101,7 +105,10 @@ mod tests {
         );
         assert_eq!(parse_passwd_line("# comment"), None);
         assert_eq!(parse_passwd_line("broken:x:notanumber:1"), None);
-        assert_eq!(parse_group_line("staff:x:50:alice,bob"), Some(("staff", 50)));
+        assert_eq!(
+            parse_group_line("staff:x:50:alice,bob"),
+            Some(("staff", 50))
+        );
         assert_eq!(parse_group_line(""), None);
     }
 }
