@@ -56,6 +56,20 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
     }
     let init_pid = state.pid.expect("a running container has a pid");
     let process = exec_process_spec(&state.bundle, options)?;
+    // The container's seccomp profile applies to every process in it.
+    let config = state.bundle.join("config.json");
+    let spec = Spec::load(&config).map_err(|source| ContainerError::LoadSpec {
+        path: config.clone(),
+        source,
+    })?;
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => {
+            super::seccomp::compile(profile).map_err(|error| ContainerError::InvalidSpec {
+                message: error.to_string(),
+            })?
+        }
+        None => Vec::new(),
+    };
 
     let namespace = |name: &str| -> Result<Option<OwnedFd>, ContainerError> {
         let path = PathBuf::from(format!("/proc/{init_pid}/ns/{name}"));
@@ -104,7 +118,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(parent_end);
-            exec_child(&mut child_end, joins, &process)
+            exec_child(&mut child_end, joins, &process, &seccomp)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(source) => {
@@ -195,7 +209,12 @@ fn exec_process_spec(bundle: &Path, options: &ExecOptions) -> Result<Process, Co
 
 /// The forked child: joins the namespaces, waits to be in the cgroup,
 /// applies the process settings and executes.
-fn exec_child(sync: &mut UnixStream, joins: Vec<(CloneFlags, OwnedFd)>, process: &Process) -> ! {
+fn exec_child(
+    sync: &mut UnixStream,
+    joins: Vec<(CloneFlags, OwnedFd)>,
+    process: &Process,
+    seccomp: &[seccompiler::BpfProgram],
+) -> ! {
     let mut go = [0u8; 1];
     let prepared = sync
         .read_exact(&mut go)
@@ -203,7 +222,7 @@ fn exec_child(sync: &mut UnixStream, joins: Vec<(CloneFlags, OwnedFd)>, process:
             operation: "wait for the runtime".to_string(),
             source,
         })
-        .and_then(|()| prepare_exec(joins, process));
+        .and_then(|()| prepare_exec(joins, process, seccomp));
     match prepared {
         Ok(resolved) => {
             init::mark_descriptors_cloexec(&[]);
@@ -232,7 +251,16 @@ fn prepare_exec(
     for warning in super::process::apply_rlimits(process)? {
         eprintln!("corral: {warning}");
     }
+    let no_new_privileges = process.no_new_privileges() == Some(true);
+    let install =
+        || super::seccomp::install(seccomp).map_err(|error| InitError::Process(error.to_string()));
+    if !no_new_privileges {
+        install()?;
+    }
     super::process::switch_user(process)?;
+    if no_new_privileges {
+        install()?;
+    }
     let cwd = process.cwd();
     chdir(cwd).map_err(|source| InitError::Sys {
         operation: format!("chdir to {}", cwd.display()),

@@ -261,6 +261,17 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     for warning in super::process::apply_rlimits(&process)? {
         sync::send_warning(&mut context.sync, &warning);
     }
+    let seccomp = match linux.seccomp() {
+        Some(profile) => super::seccomp::compile(profile)
+            .map_err(|error| InitError::Process(error.to_string()))?,
+        None => Vec::new(),
+    };
+    let no_new_privileges = process.no_new_privileges() == Some(true);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the
+    // process may be about to lose, so the filter goes in first.
+    if !no_new_privileges {
+        super::seccomp::install(&seccomp).map_err(|error| InitError::Process(error.to_string()))?;
+    }
     super::process::switch_user(&process)?;
     chdir(cwd).map_err(sys(format!("chdir to {}", cwd.display())))?;
     let resolved = super::process::resolve(&process)?;
@@ -270,6 +281,9 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         .and_then(|a| a.get(annotations::INIT))
         .is_some_and(|v| v == "true");
     mark_descriptors_cloexec(&[fifo.as_raw_fd()]);
+    if no_new_privileges {
+        super::seccomp::install(&seccomp).map_err(|error| InitError::Process(error.to_string()))?;
+    }
     Ok(Prepared {
         fifo,
         spec: spec.clone(),

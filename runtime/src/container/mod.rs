@@ -11,6 +11,7 @@ pub mod exec;
 pub mod hooks;
 mod init;
 mod process;
+pub mod seccomp;
 mod sync;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,221 @@
+//! The spec's `linux.seccomp` compiled to BPF with seccompiler.
+//!
+//! seccompiler gives a filter one action for matching syscalls and one for
+//! the rest, while OCI gives each syscall rule its own action. The profile
+//! becomes several filters: a first one with the default action for every
+//! syscall no rule matches, then one per other action. The kernel runs every
+//! installed filter and keeps the most restrictive result, and for equal
+//! actions the filter installed last, so each rule's own action wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use seccompiler::{BpfProgram, TargetArch};
+use serde_json::{json, Value};
+
+/// An error compiling or installing a seccomp profile.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp is not supported on architecture {arch}")]
+    UnsupportedArch { arch: &'static str },
+    #[error("seccomp action {action} of {syscalls} is not supported")]
+    UnsupportedAction { action: String, syscalls: String },
+    #[error("failed to compile the seccomp profile: {message}")]
+    Compile { message: String },
+    #[error("failed to install the seccomp filter: {message}")]
+    Install { message: String },
+}
+
+fn native_arch() -> Result<TargetArch, SeccompError> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(TargetArch::x86_64),
+        "aarch64" => Ok(TargetArch::aarch64),
+        arch => Err(SeccompError::UnsupportedArch { arch }),
+    }
+}
+
+fn action_json(
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    syscalls: &str,
+) -> Result<Value, SeccompError> {
+    Ok(match action {
+        LinuxSeccompAction::ScmpActAllow => json!("allow"),
+        LinuxSeccompAction::ScmpActErrno => json!({"errno": errno.unwrap_or(libc::EPERM as u32)}),
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            json!("kill_thread")
+        }
+        LinuxSeccompAction::ScmpActKillProcess => json!("kill_process"),
+        LinuxSeccompAction::ScmpActTrap => json!("trap"),
+        LinuxSeccompAction::ScmpActLog => json!("log"),
+        LinuxSeccompAction::ScmpActTrace => json!({"trace": errno.unwrap_or(0)}),
+        other => {
+            return Err(SeccompError::UnsupportedAction {
+                action: format!("{other:?}"),
+                syscalls: syscalls.to_string(),
+            })
+        }
+    })
+}
+
+fn operator_json(operator: LinuxSeccompOperator, value_two: u64) -> Value {
+    match operator {
+        LinuxSeccompOperator::ScmpCmpNe => json!("ne"),
+        LinuxSeccompOperator::ScmpCmpLt => json!("lt"),
+        LinuxSeccompOperator::ScmpCmpLe => json!("le"),
+        LinuxSeccompOperator::ScmpCmpEq => json!("eq"),
+        LinuxSeccompOperator::ScmpCmpGe => json!("ge"),
+        LinuxSeccompOperator::ScmpCmpGt => json!("gt"),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => json!({"masked_eq": value_two}),
+    }
+}
+
+/// Returns whether seccompiler knows `name` on this architecture. Profiles
+/// list syscalls of many kernels and architectures, and unknown ones are
+/// skipped, as libseccomp does.
+fn known_syscall(arch: TargetArch, name: &str) -> bool {
+    static KNOWN: OnceLock<std::sync::Mutex<BTreeMap<String, bool>>> = OnceLock::new();
+    let cache = KNOWN.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = cache.get(name) {
+        return *known;
+    }
+    let probe = json!({"probe": {"mismatch_action": "allow", "match_action": "trap",
+                                  "filter": [{"syscall": name}]}});
+    let known = seccompiler::compile_from_json(probe.to_string().as_bytes(), arch).is_ok();
+    cache.insert(name.to_string(), known);
+    known
+}
+
+/// Compiles the profile into filters, in the order they must be installed.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>, SeccompError> {
+    let arch = native_arch()?;
+    let default = profile.default_action();
+    let default_errno = profile.default_errno_ret();
+
+    // Rules by action (as its JSON), keeping the order of first appearance.
+    let mut by_action: Vec<(Value, Vec<Value>)> = Vec::new();
+    let mut every_rule: Vec<Value> = Vec::new();
+    for rule in profile.syscalls().as_deref().unwrap_or_default() {
+        let names: Vec<&String> = rule
+            .names()
+            .iter()
+            .filter(|n| known_syscall(arch, n))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let label = rule.names().join(",");
+        let action = action_json(rule.action(), rule.errno_ret(), &label)?;
+        let args: Vec<Value> = rule
+            .args()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|arg| {
+                json!({"index": arg.index(), "type": "qword",
+                       "op": operator_json(arg.op(), arg.value_two().unwrap_or(0)),
+                       "val": arg.value()})
+            })
+            .collect();
+        for name in names {
+            let entry = if args.is_empty() {
+                json!({"syscall": name})
+            } else {
+                json!({"syscall": name, "args": args})
+            };
+            every_rule.push(entry.clone());
+            match by_action
+                .iter_mut()
+                .find(|(existing, _)| *existing == action)
+            {
+                Some((_, rules)) => rules.push(entry),
+                None => by_action.push((action.clone(), vec![entry])),
+            }
+        }
+    }
+
+    let default_json = action_json(default, default_errno, "the default action")?;
+    let mut filters: BTreeMap<String, Value> = BTreeMap::new();
+    let mut order = Vec::new();
+    if default_json != json!("allow") {
+        filters.insert(
+            "f000".to_string(),
+            json!({"mismatch_action": default_json, "match_action": "allow", "filter": every_rule}),
+        );
+        order.push("f000".to_string());
+    }
+    for (index, (action, rules)) in by_action.into_iter().enumerate() {
+        if action == json!("allow") {
+            continue;
+        }
+        let name = format!("f{:03}", index + 1);
+        filters.insert(
+            name.clone(),
+            json!({"mismatch_action": "allow", "match_action": action, "filter": rules}),
+        );
+        order.push(name);
+    }
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let document = Value::Object(filters.into_iter().collect()).to_string();
+    let mut compiled =
+        seccompiler::compile_from_json(document.as_bytes(), arch).map_err(|error| {
+            SeccompError::Compile {
+                message: error.to_string(),
+            }
+        })?;
+    Ok(order
+        .iter()
+        .filter_map(|name| compiled.remove(name))
+        .collect())
+}
+
+/// Installs the compiled filters on the calling thread, first to last.
+pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
+    for filter in filters {
+        seccompiler::apply_filter(filter).map_err(|error| SeccompError::Install {
+            message: error.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Names of the syscalls a profile lists that this architecture lacks.
+pub fn unknown_syscalls(profile: &LinuxSeccomp) -> BTreeSet<String> {
+    let Ok(arch) = native_arch() else {
+        return BTreeSet::new();
+    };
+    profile
+        .syscalls()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|rule| rule.names().iter())
+        .filter(|name| !known_syscall(arch, name))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(text: &str) -> LinuxSeccomp {
+        serde_json::from_str(text).expect("valid seccomp JSON")
+    }
+
+    #[test]
+    fn compile_splits_filters_by_action() {
+        let filters = compile(&profile(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                {"names": ["unshare", "no_such_syscall"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(filters.len(), 2);
+        assert!(filters.iter().all(|f| !f.is_empty()));
+    }
+}
