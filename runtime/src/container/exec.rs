@@ -241,6 +241,7 @@ fn exec_child(
 fn prepare_exec(
     joins: Vec<(CloneFlags, OwnedFd)>,
     process: &Process,
+    seccomp: &[seccompiler::BpfProgram],
 ) -> Result<init::Process, InitError> {
     for (flag, fd) in &joins {
         setns(fd, *flag).map_err(|source| InitError::Sys {
