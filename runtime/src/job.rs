@@ -13,6 +13,8 @@ use corral_config::{convert, ImageRef, JobSpec, MountSpec, Network};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use crate::image::{self, ImageRecord, Store, StoreError, UserError};
+
 /// Annotation keys that carry corral's own settings inside `config.json`.
 pub mod annotations {
     /// Colon-separated absolute lower directories of the overlay root, top first.
@@ -97,6 +99,19 @@ pub enum JobSpecError {
     ImageNotFound { name: String, store: PathBuf },
     #[error("image directory {path} is not a directory")]
     ImagePathInvalid { path: PathBuf },
+    #[error("failed to read image {name:?} from the image store")]
+    ImageStore {
+        name: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("failed to resolve user {user:?} in image {image:?}")]
+    ImageUser {
+        image: String,
+        user: String,
+        #[source]
+        source: Box<UserError>,
+    },
     #[error("job has no command and its image {image:?} supplies none")]
     NoCommand { image: String },
     #[error("failed to read block device {path} named in resources.io")]
@@ -123,9 +138,16 @@ pub enum JobSpecError {
 
 /// Builds the OCI config of one container of `job`.
 pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, JobSpecError> {
-    let (image_label, lower_dirs) = image_layers(&job.image, container.data_dir)?;
-    if job.command.is_empty() {
-        return Err(JobSpecError::NoCommand { image: image_label });
+    let image = image_layers(&job.image, container.data_dir)?;
+    // The job's own command, env entries, working dir and user win over the
+    // image's; a job command replaces the image's entrypoint and cmd both.
+    let defaults = image.stored.as_ref().map(|(_, record)| &record.config);
+    let command = match defaults {
+        Some(defaults) if job.command.is_empty() => defaults.command(),
+        _ => job.command.clone(),
+    };
+    if command.is_empty() {
+        return Err(JobSpecError::NoCommand { image: image.label });
     }
     let overlay_dir = container
         .data_dir
@@ -135,14 +157,14 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
     let mut annotations = BTreeMap::new();
     annotations.insert(
         annotations::OVERLAY_LOWERDIRS.to_string(),
-        lower_dirs.join(":"),
+        image.lower_dirs.join(":"),
     );
     annotations.insert(
         annotations::OVERLAY_DIR.to_string(),
         overlay_dir.display().to_string(),
     );
     annotations.insert(annotations::JOB.to_string(), container.job_name.to_string());
-    annotations.insert(annotations::IMAGE.to_string(), image_label);
+    annotations.insert(annotations::IMAGE.to_string(), image.label.clone());
     let network = match job.network {
         Network::None => "none",
         Network::Loopback => "loopback",
@@ -165,8 +187,29 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         namespaces.push(json!({"type": "network"}));
     }
 
-    let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let (uid, gid) = parse_numeric_user(job.user.as_deref());
+    let env = match defaults {
+        Some(defaults) => defaults.merged_env(&job.env),
+        None => job.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    };
+    let working_dir = job
+        .working_dir
+        .as_deref()
+        .or(defaults.and_then(|d| d.working_dir.as_deref()))
+        .unwrap_or("/");
+    let user = job
+        .user
+        .as_deref()
+        .or(defaults.and_then(|d| d.user.as_deref()));
+    let (uid, gid) = match (&image.stored, user) {
+        (Some((store, record)), Some(user)) => {
+            image::resolve_user(store, record, user).map_err(|source| JobSpecError::ImageUser {
+                image: record.name.clone(),
+                user: user.to_string(),
+                source: Box::new(source),
+            })?
+        }
+        _ => parse_numeric_user(user),
+    };
     let capabilities = DEFAULT_CAPABILITIES.to_vec();
 
     let config = json!({
@@ -174,9 +217,9 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         "process": {
             "terminal": false,
             "user": {"uid": uid, "gid": gid},
-            "args": job.command,
+            "args": command,
             "env": env,
-            "cwd": job.working_dir.as_deref().unwrap_or("/"),
+            "cwd": working_dir,
             "capabilities": {
                 "bounding": capabilities,
                 "effective": capabilities,
@@ -223,23 +266,62 @@ pub fn write_bundle(spec: &Spec, bundle_dir: &Path) -> Result<(), JobSpecError> 
     std::fs::write(&path, body).map_err(|source| JobSpecError::WriteBundle { path, source })
 }
 
-/// Returns the image's label for state and metrics, and its lower directories.
-fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<(String, Vec<String>), JobSpecError> {
+/// The root filesystem of a job's image.
+struct ResolvedImage {
+    /// Image label for state and metrics.
+    label: String,
+    /// Overlay lower directories, top first.
+    lower_dirs: Vec<String>,
+    /// The store and record of a named image, whose config supplies defaults.
+    stored: Option<(Store, ImageRecord)>,
+}
+
+/// Resolves the job's image: a named image is read from `DATA_DIR/images`.
+fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<ResolvedImage, JobSpecError> {
     match image {
-        ImageRef::Host => Ok(("host".to_string(), vec!["/".to_string()])),
+        ImageRef::Host => Ok(ResolvedImage {
+            label: "host".to_string(),
+            lower_dirs: vec!["/".to_string()],
+            stored: None,
+        }),
         ImageRef::Path { path } => {
             if !path.is_dir() {
                 return Err(JobSpecError::ImagePathInvalid { path: path.clone() });
             }
             let label = path.display().to_string();
-            Ok((label.clone(), vec![label]))
+            Ok(ResolvedImage {
+                lower_dirs: vec![label.clone()],
+                label,
+                stored: None,
+            })
         }
-        // NOTE: the image store is not implemented yet, so every named image
-        // is reported as missing.
-        ImageRef::Named(name) => Err(JobSpecError::ImageNotFound {
-            name: name.clone(),
-            store: data_dir.join("images"),
-        }),
+        ImageRef::Named(name) => {
+            let store_dir = data_dir.join("images");
+            let store = Store::new(std::path::absolute(&store_dir).unwrap_or(store_dir));
+            let record = store.image(name).map_err(|source| match source {
+                StoreError::ImageNotFound { name, store } => {
+                    JobSpecError::ImageNotFound { name, store }
+                }
+                source => JobSpecError::ImageStore {
+                    name: name.clone(),
+                    source: Box::new(source),
+                },
+            })?;
+            let lower_dirs = store
+                .lower_dirs(&record)
+                .map_err(|source| JobSpecError::ImageStore {
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?
+                .iter()
+                .map(|dir| dir.display().to_string())
+                .collect();
+            Ok(ResolvedImage {
+                label: name.clone(),
+                lower_dirs,
+                stored: Some((store, record)),
+            })
+        }
     }
 }
 

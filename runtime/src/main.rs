@@ -1,5 +1,7 @@
 //! `corral`, an OCI runtime with runc's command-line contract.
 
+mod image_cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -209,6 +211,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Manage the image store: import, ls, inspect, rm, gc.
+    Image(image_cli::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -271,6 +275,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     let root = cli.root;
     match cli.command {
+        Command::Image(args) => image_cli::run(args, &root)?,
         Command::Spec { bundle } => write_default_spec(&bundle)?,
         Command::Create {
             id,

@@ -212,34 +212,99 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, RootfsError>
     Ok(result)
 }
 
-/// Mounts the overlay root at `merged`, with `lower_dirs` (top first) under
-/// `upper` and `work`. Lower directories are passed relative to a common
-/// working directory when that keeps the option string within one page.
+/// Mounts the overlay root at `merged`, with `lower_dirs` (colon-separated,
+/// top first) under `upper` and `work`.
+///
+/// mount(2) copies at most one page of options, which the absolute paths
+/// of a few dozen image layers exceed. Then each lower directory is passed
+/// as a short relative name instead: symlinks `0`, `1`, ... in a directory
+/// `lower-links` beside `upper`, which is the working directory during the
+/// mount call. Overlayfs resolves the links when it mounts, so they are
+/// removed right after. Overlayfs itself stacks at most 500 lower layers.
 pub fn mount_overlay(
     lower_dirs: &str,
     upper: &Path,
     work: &Path,
     merged: &Path,
 ) -> Result<(), RootfsError> {
+    fn mount_with(data: String, merged: &Path) -> Result<(), RootfsError> {
+        mount(
+            Some("overlay"),
+            merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|source| RootfsError::Mount {
+            source_name: "overlay".to_string(),
+            target: merged.to_path_buf(),
+            fstype: "overlay".to_string(),
+            data,
+            source,
+        })
+    }
+
+    fn mount_through_links(
+        links: &Path,
+        lower_dirs: &str,
+        upper: &Path,
+        work: &Path,
+        merged: &Path,
+    ) -> Result<(), RootfsError> {
+        let mut names = Vec::new();
+        for (index, dir) in lower_dirs.split(':').enumerate() {
+            let link = links.join(index.to_string());
+            symlink(dir, &link).map_err(io("create symlink", &link))?;
+            names.push(index.to_string());
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            names.join(":"),
+            upper.display(),
+            work.display()
+        );
+        let previous = nix::fcntl::open(
+            ".",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("open the working directory", Path::new(".")))?;
+        chdir(links).map_err(sys("chdir to", links))?;
+        let mounted = mount_with(data, merged);
+        nix::unistd::fchdir(&previous)
+            .map_err(sys("return to the working directory from", links))?;
+        mounted
+    }
+
     let data = format!(
         "lowerdir={lower_dirs},upperdir={},workdir={}",
         upper.display(),
         work.display()
     );
-    mount(
-        Some("overlay"),
-        merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|source| RootfsError::Mount {
-        source_name: "overlay".to_string(),
-        target: merged.to_path_buf(),
-        fstype: "overlay".to_string(),
-        data,
-        source,
-    })
+    let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as usize;
+    // The kernel needs the terminating NUL inside the page too.
+    if data.len() < page_size {
+        return mount_with(data, merged);
+    }
+
+    let links = upper.with_file_name("lower-links");
+    match fs::remove_dir_all(&links) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io("remove stale", &links)(error)),
+    }
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&links)
+        .map_err(io("create directory", &links))?;
+    let result = mount_through_links(&links, lower_dirs, upper, work, merged);
+    let removed = fs::remove_dir_all(&links).map_err(io("remove", &links));
+    result.and(removed)
 }
 
 /// Makes `rootfs` a mount point by binding it onto itself, as pivot_root requires.

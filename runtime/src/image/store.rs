@@ -17,6 +17,7 @@
 //! layers (reused by the next import, or removed by gc) and a staging
 //! directory under `tmp/` (removed by gc).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
@@ -119,6 +120,30 @@ impl ImageConfig {
     /// Returns the default process: the entrypoint followed by cmd.
     pub fn command(&self) -> Vec<String> {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+
+    /// Returns the image's environment with `overrides` applied: an
+    /// override replaces the image's entry of the same name in place, and
+    /// the other overrides follow in key order.
+    pub fn merged_env(&self, overrides: &BTreeMap<String, String>) -> Vec<String> {
+        let mut env = Vec::with_capacity(self.env.len() + overrides.len());
+        for entry in &self.env {
+            let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
+            match overrides.get(key) {
+                Some(value) => env.push(format!("{key}={value}")),
+                None => env.push(entry.clone()),
+            }
+        }
+        for (key, value) in overrides {
+            let in_image = self
+                .env
+                .iter()
+                .any(|entry| entry.split_once('=').map_or(entry.as_str(), |(k, _)| k) == key);
+            if !in_image {
+                env.push(format!("{key}={value}"));
+            }
+        }
+        env
     }
 }
 
@@ -579,5 +604,21 @@ mod tests {
             ..ImageConfig::default()
         };
         assert_eq!(config.command(), ["/bin/tini", "--", "httpd"]);
+    }
+
+    #[test]
+    fn merged_env_overrides_in_place() {
+        let config = ImageConfig {
+            env: vec!["PATH=/bin".into(), "LANG=C".into(), "EMPTY".into()],
+            ..ImageConfig::default()
+        };
+        let overrides = BTreeMap::from([
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("APP".to_string(), "a=b".to_string()),
+        ]);
+        assert_eq!(
+            config.merged_env(&overrides),
+            ["PATH=/bin", "LANG=C.UTF-8", "EMPTY", "APP=a=b"]
+        );
     }
 }
