@@ -65,7 +65,8 @@ enum Command {
         bundle: PathBuf,
         #[arg(long)]
         pid_file: Option<PathBuf>,
-        /// Unix socket that receives the console's pseudo-terminal (not supported yet).
+        /// Unix socket that receives the master of the process's terminal
+        /// when config.json sets process.terminal.
         #[arg(long)]
         console_socket: Option<PathBuf>,
     },
@@ -120,7 +121,7 @@ enum Command {
         /// JSON file with an OCI process object to run.
         #[arg(long, short)]
         process: Option<PathBuf>,
-        /// Allocate a terminal (not supported yet).
+        /// Give the process a terminal, sent to --console-socket.
         #[arg(long, short)]
         tty: bool,
         /// Return once the process runs instead of waiting for it.
@@ -137,7 +138,7 @@ enum Command {
         user: Option<String>,
         #[arg(long)]
         pid_file: Option<PathBuf>,
-        /// Unix socket that receives the terminal (not supported yet).
+        /// Unix socket that receives the master of the terminal.
         #[arg(long)]
         console_socket: Option<PathBuf>,
         /// Command and arguments, when --process is not given.
@@ -283,16 +284,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pid_file,
             console_socket,
         } => {
-            if console_socket.is_some() {
-                bail!(
-                    "--console-socket is not supported yet: run the container without a terminal"
-                );
-            }
             let options = CreateOptions {
                 root,
                 id,
                 bundle,
                 pid_file,
+                console_socket,
             };
             container::create(&options)?;
         }
@@ -320,6 +317,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 id,
                 bundle,
                 pid_file,
+                console_socket: None,
             };
             if detach {
                 let state = container::create(&create)?;
@@ -340,6 +338,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 id,
                 bundle,
                 pid_file,
+                console_socket: None,
             };
             let record = run(&RunOptions {
                 create,
@@ -359,12 +358,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             console_socket,
             command,
         } => {
-            if tty || console_socket.is_some() {
-                bail!(
-                    "exec --tty and --console-socket are not supported yet: run without a terminal"
-                );
+            if tty && console_socket.is_none() {
+                bail!("exec --tty needs --console-socket to hand the terminal to");
             }
             let options = ExecOptions {
+                tty,
+                console_socket,
                 process_file: process,
                 args: command,
                 env,

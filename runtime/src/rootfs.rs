@@ -606,11 +606,40 @@ fn make_device(
 /// `pivot_root(".", ".")` stacks the old root on top of the new one, so a
 /// lazy unmount of "." afterwards removes it without needing a directory for
 /// it inside the container.
+///
+/// pivot_root fails with EINVAL while the current root is the initramfs
+/// (rootfs cannot be unmounted). Then the new root is moved over `/` and
+/// the process chroots into it. That root is weaker: the old root stays
+/// mounted underneath, and a process with CAP_SYS_CHROOT could escape the
+/// chroot, so the fallback is taken only for that error.
 pub fn pivot_into(rootfs: &Path) -> Result<(), RootfsError> {
     chdir(rootfs).map_err(sys("chdir to", rootfs))?;
-    pivot_root(".", ".").map_err(sys("pivot_root to", rootfs))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root from", rootfs))?;
+    match pivot_root(".", ".") {
+        Ok(()) => {
+            umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root from", rootfs))?;
+        }
+        Err(nix::Error::EINVAL) if root_is_initramfs() => {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(sys("move the root over / for", rootfs))?;
+            nix::unistd::chroot(".").map_err(sys("chroot to", rootfs))?;
+        }
+        Err(error) => return Err(sys("pivot_root to", rootfs)(error)),
+    }
     chdir("/").map_err(sys("chdir to", Path::new("/")))
+}
+
+/// Returns whether `/` is the initramfs (`rootfs`), on which pivot_root
+/// cannot work.
+fn root_is_initramfs() -> bool {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mountinfo.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let separator = fields.iter().position(|f| *f == "-");
+        fields.get(4) == Some(&"/")
+            && separator.and_then(|at| fields.get(at + 1)) == Some(&"rootfs")
+    })
 }
 
 /// Hides `paths`: a directory under an empty read-only tmpfs, anything else

@@ -32,6 +32,9 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    /// Gives the process a terminal whose master goes to `console_socket`.
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The namespaces joined, in the order they are joined: the mount namespace
@@ -111,6 +114,19 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
         }
     })?;
 
+    let terminal = options.tty || process.terminal() == Some(true);
+    let console = match (&options.console_socket, terminal) {
+        (Some(path), true) => Some(
+            UnixStream::connect(path)
+                .map_err(super::io_error("connect to console socket", path))?,
+        ),
+        (None, true) => {
+            return Err(ContainerError::InvalidSpec {
+                message: "a terminal needs --console-socket".to_string(),
+            })
+        }
+        (_, false) => None,
+    };
     let (mut parent_end, mut child_end) =
         UnixStream::pair().map_err(super::io_error("create sync socket", root))?;
     // SAFETY: the runtime is single-threaded, so the child may run any code
@@ -118,7 +134,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(parent_end);
-            exec_child(&mut child_end, joins, &process, &seccomp)
+            exec_child(&mut child_end, joins, &process, &seccomp, console)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(source) => {
@@ -214,6 +230,7 @@ fn exec_child(
     joins: Vec<(CloneFlags, OwnedFd)>,
     process: &Process,
     seccomp: &[seccompiler::BpfProgram],
+    console: Option<UnixStream>,
 ) -> ! {
     let mut go = [0u8; 1];
     let prepared = sync
@@ -222,7 +239,7 @@ fn exec_child(
             operation: "wait for the runtime".to_string(),
             source,
         })
-        .and_then(|()| prepare_exec(joins, process, seccomp));
+        .and_then(|()| prepare_exec(joins, process, seccomp, console));
     match prepared {
         Ok(resolved) => {
             init::mark_descriptors_cloexec(&[]);
@@ -242,12 +259,17 @@ fn prepare_exec(
     joins: Vec<(CloneFlags, OwnedFd)>,
     process: &Process,
     seccomp: &[seccompiler::BpfProgram],
+    console: Option<UnixStream>,
 ) -> Result<init::Process, InitError> {
     for (flag, fd) in &joins {
         setns(fd, *flag).map_err(|source| InitError::Sys {
             operation: format!("join namespace {flag:?}"),
             source,
         })?;
+    }
+    if let Some(socket) = console {
+        let slave = super::console::open_console(&socket)?;
+        super::console::attach(slave)?;
     }
     for warning in super::process::apply_rlimits(process)? {
         eprintln!("corral: {warning}");

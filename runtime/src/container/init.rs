@@ -29,6 +29,8 @@ pub(crate) struct InitContext {
     pub overlay: Option<Overlay>,
     pub exec_fifo: PathBuf,
     pub sync: UnixStream,
+    /// Connection to the client's console socket, when the process has a terminal.
+    pub console: Option<UnixStream>,
     /// Namespaces to join instead of creating, as (type, opened path).
     pub joins: Vec<(CloneFlags, OwnedFd)>,
     pub new_cgroup_namespace: bool,
@@ -256,6 +258,19 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         .process()
         .clone()
         .ok_or_else(|| InitError::Process("config.json has no process".to_string()))?;
+    // The terminal comes from the container's own devpts, so it is opened
+    // after pivot_root; ownership follows the process's user.
+    if let Some(socket) = context.console.take() {
+        let slave = super::console::open_console(&socket)?;
+        let (uid, gid) = (process.user().uid(), process.user().gid());
+        nix::unistd::fchown(
+            &slave,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(sys("chown the terminal"))?;
+        super::console::attach(slave)?;
+    }
     let cwd = process.cwd();
     rootfs::ensure_directory(cwd)?;
     for warning in super::process::apply_rlimits(&process)? {

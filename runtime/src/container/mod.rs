@@ -6,6 +6,7 @@
 //! `ROOT/ID/exec.fifo`. `start` opens the FIFO for reading, which releases the
 //! init to execute the process.
 
+mod console;
 pub mod events;
 pub mod exec;
 pub mod hooks;
@@ -105,6 +106,9 @@ pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the terminal's master when
+    /// `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Rejects ids that could name a path outside the state root.
@@ -261,6 +265,18 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     };
     state.save(&options.root)?;
 
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let console = match (&options.console_socket, terminal) {
+        (Some(path), true) => {
+            Some(UnixStream::connect(path).map_err(io_error("connect to console socket", path))?)
+        }
+        (None, true) => {
+            return Err(ContainerError::InvalidSpec {
+                message: "process.terminal is true, so --console-socket is required".to_string(),
+            })
+        }
+        (_, false) => None,
+    };
     let (flags, joins) = namespace_plan(&spec)?;
     let (mut parent_end, child_end) =
         UnixStream::pair().map_err(io_error("create sync socket", &state_dir))?;
@@ -276,6 +292,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         }),
         exec_fifo: fifo,
         sync: child_end,
+        console,
         joins,
     };
     // The cgroup namespace is created by the init after it joined its
