@@ -194,10 +194,12 @@ impl Hierarchy {
     /// `cpuset.mems`, because an empty cpuset rejects tasks. On v2, each
     /// ancestor from the calling process's cgroup down enables the cpu,
     /// cpuset, hugetlb, io, memory and pids controllers that it has for its
-    /// children. A cgroup with processes may not do that, so when the calling
-    /// process's own cgroup has processes the calling process first moves
-    /// into the leaf [`SELF_LEAF`] below it. Other processes there are not
-    /// moved, and enabling fails with [`CgroupError::InternalProcesses`].
+    /// children. A non-root cgroup with processes may not do that, so when
+    /// the calling process is the only process in its own cgroup, it first
+    /// moves into the leaf [`SELF_LEAF`] below it. Other processes are never
+    /// moved: with any in the way, enabling fails with
+    /// [`CgroupError::InternalProcesses`]. A daemon that starts the runtime
+    /// as a child process calls [`Hierarchy::delegate`] first.
     pub fn create(&self, path: &str) -> Result<Cgroup, CgroupError> {
         match &self.unified {
             Some(mount) => self.create_v2(mount, path),
@@ -256,6 +258,39 @@ impl Hierarchy {
         Ok(Cgroup::open(CgroupPaths::V2 { path: dir }, cgroup))
     }
 
+    /// Prepares the calling process's own cgroup to hold containers, as a
+    /// daemon started in a delegated cgroup (systemd's `Delegate=yes`) must
+    /// before it starts the runtime, and returns the cgroup path to give the
+    /// runtime for `parent`. Call it once, at start.
+    ///
+    /// On v2 the calling process moves into the leaf [`SELF_LEAF`] below its
+    /// own cgroup, which then enables its controllers for its children, and
+    /// the result is `parent` below the former own cgroup as an absolute
+    /// path. The runtime started from the leaf needs that absolute path,
+    /// because a relative one would resolve below the leaf. Other processes
+    /// in the own cgroup make enabling fail with
+    /// [`CgroupError::InternalProcesses`]. In the root cgroup, which may
+    /// contain processes, nothing moves.
+    ///
+    /// On v1 nothing moves and `parent` comes back unchanged: every
+    /// controller has its own path for the process, and the processes it
+    /// starts share its cgroups, so the relative path resolves the same for
+    /// them.
+    pub fn delegate(&mut self, parent: &str) -> Result<String, CgroupError> {
+        let (_, cgroup) = self.locate(parent)?;
+        let Some(mount) = self.unified.as_mut() else {
+            return Ok(parent.to_string());
+        };
+        if mount.own == "/" {
+            return Ok(cgroup);
+        }
+        let own_dir = mount.dir_of(&mount.own)?;
+        v2::move_self_to_leaf(&own_dir)?;
+        mount.own = join(&mount.own, SELF_LEAF);
+        v2::enable_controllers(&own_dir, false)?;
+        Ok(cgroup)
+    }
+
     /// Removes the directory of `path` in every hierarchy if it is empty,
     /// such as a shared parent once its last container is gone. A directory
     /// that still has children or processes, or is already gone, is left
@@ -281,10 +316,11 @@ impl Hierarchy {
 /// Name of the leaf cgroup that the calling process moves into on v2 when its
 /// own cgroup must enable controllers for its children.
 ///
-/// NOTE: a process started later from that leaf (such as the runtime binary
-/// run by the supervisor) detects the leaf as its own cgroup. It should
-/// create cgroups by absolute path, because a relative one would sit below
-/// the leaf, which contains processes and so cannot enable controllers.
+/// A process started later from that leaf (such as the runtime binary run by
+/// the supervisor) detects the leaf as its own cgroup. It must create cgroups
+/// by absolute path, such as the one [`Hierarchy::delegate`] returns, because
+/// a relative one would sit below the leaf, which contains processes and so
+/// cannot enable controllers.
 pub const SELF_LEAF: &str = "supervisor";
 
 fn is_in_use_or_gone(error: &io::Error) -> bool {

@@ -431,7 +431,7 @@ fn create_v2_enables_controllers_per_level() {
 #[test]
 fn create_v2_moves_self_into_leaf() {
     let tree = Tree::new();
-    v2_service_tree(&tree, "4242\n", "\n");
+    v2_service_tree(&tree, &format!("{}\n", std::process::id()), "\n");
     let hierarchy =
         Hierarchy::from_texts(PURE_V2_MOUNTINFO, SERVICE_SELF_CGROUP, tree.root()).unwrap();
     record::take();
@@ -442,6 +442,109 @@ fn create_v2_moves_self_into_leaf() {
     let writes = tree.relative_writes();
     assert_eq!(writes[0], (leaf_procs, std::process::id().to_string()));
     assert_eq!(writes[1].0, format!("{own}/cgroup.subtree_control"));
+}
+
+#[test]
+fn create_v2_stays_beside_other_processes() {
+    // Moving out would not empty the cgroup, so the calling process stays.
+    // A real kernel then rejects the write with EBUSY.
+    let tree = Tree::new();
+    v2_service_tree(&tree, &format!("4242\n{}\n", std::process::id()), "\n");
+    let hierarchy =
+        Hierarchy::from_texts(PURE_V2_MOUNTINFO, SERVICE_SELF_CGROUP, tree.root()).unwrap();
+    record::take();
+
+    hierarchy.create("corral/web").unwrap();
+    let own = "sys/fs/cgroup/system.slice/x.service";
+    let writes = tree.relative_writes();
+    assert_eq!(writes[0].0, format!("{own}/cgroup.subtree_control"));
+    assert!(
+        !writes.iter().any(|(path, _)| path.contains(SELF_LEAF)),
+        "moved into the leaf: {writes:?}"
+    );
+}
+
+#[test]
+fn delegate_v2_moves_self_and_returns_absolute_parent() {
+    let tree = Tree::new();
+    v2_service_tree(&tree, &format!("{}\n", std::process::id()), "\n");
+    let mut hierarchy =
+        Hierarchy::from_texts(PURE_V2_MOUNTINFO, SERVICE_SELF_CGROUP, tree.root()).unwrap();
+    record::take();
+
+    let parent = hierarchy.delegate("corral").unwrap();
+    assert_eq!(parent, "/system.slice/x.service/corral");
+    let own = "sys/fs/cgroup/system.slice/x.service";
+    assert_eq!(
+        tree.relative_writes(),
+        pairs(&[
+            (
+                &format!("{own}/{SELF_LEAF}/cgroup.procs"),
+                &std::process::id().to_string()
+            ),
+            (
+                &format!("{own}/cgroup.subtree_control"),
+                "+cpuset +cpu +io +memory +hugetlb +pids"
+            ),
+        ])
+    );
+
+    // The runtime started from the leaf creates the container's cgroup by
+    // the absolute path, beside the leaf.
+    let runtime = Hierarchy::from_texts(
+        PURE_V2_MOUNTINFO,
+        &format!("0::/system.slice/x.service/{SELF_LEAF}\n"),
+        tree.root(),
+    )
+    .unwrap();
+    tree.file(
+        &format!("{own}/cgroup.subtree_control"),
+        "cpuset cpu io memory hugetlb pids\n",
+    );
+    let cgroup = runtime.create(&format!("{parent}/web")).unwrap();
+    assert_eq!(cgroup.id(), "/system.slice/x.service/corral/web");
+    assert_eq!(v2_dir(&cgroup), tree.path(&format!("{own}/corral/web")));
+    assert_eq!(
+        tree.relative_writes(),
+        pairs(&[(
+            &format!("{own}/corral/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        )])
+    );
+
+    // Relative paths of the delegating process now resolve below its leaf,
+    // as they would for a process that detects its cgroup afresh.
+    let (_, id) = hierarchy.locate("other").unwrap();
+    assert_eq!(id, format!("/system.slice/x.service/{SELF_LEAF}/other"));
+}
+
+#[test]
+fn delegate_v2_root_moves_nothing() {
+    let tree = Tree::new();
+    tree.file("sys/fs/cgroup/cgroup.controllers", "cpu memory\n");
+    tree.file("sys/fs/cgroup/cgroup.subtree_control", "\n");
+    tree.file("sys/fs/cgroup/cgroup.procs", "1\n");
+    let mut hierarchy = Hierarchy::from_texts(PURE_V2_MOUNTINFO, "0::/\n", tree.root()).unwrap();
+    record::take();
+
+    assert_eq!(hierarchy.delegate("corral").unwrap(), "/corral");
+    assert_eq!(tree.relative_writes(), pairs(&[]));
+    assert!(!tree.path(&format!("sys/fs/cgroup/{SELF_LEAF}")).exists());
+}
+
+#[test]
+fn delegate_v1_keeps_relative_parent() {
+    let tree = Tree::new();
+    let mut hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+    record::take();
+
+    assert_eq!(hierarchy.delegate("corral").unwrap(), "corral");
+    assert_eq!(tree.relative_writes(), pairs(&[]));
+    assert!(matches!(
+        hierarchy.delegate("../corral"),
+        Err(CgroupError::InvalidPath { .. })
+    ));
 }
 
 #[test]

@@ -19,8 +19,10 @@ const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "hugetlb", "io", "memory", "pid
 /// `dir` has, by writing to its `cgroup.subtree_control`.
 ///
 /// A non-root cgroup that enables controllers for its children may contain
-/// no processes. So when `may_move_self` is set and `dir` has processes, the
-/// calling process first moves into the leaf [`SELF_LEAF`] below `dir`.
+/// no processes. So when `may_move_self` is set and the calling process is
+/// the only process in `dir`, it first moves into the leaf [`SELF_LEAF`]
+/// below `dir`. With other processes there, the kernel rejects the write and
+/// the error is [`CgroupError::InternalProcesses`].
 pub(crate) fn enable_controllers(dir: &Path, may_move_self: bool) -> Result<(), CgroupError> {
     let available = files::read(&dir.join("cgroup.controllers"))?;
     let enabled = files::read(&dir.join("cgroup.subtree_control"))?;
@@ -34,7 +36,9 @@ pub(crate) fn enable_controllers(dir: &Path, may_move_self: bool) -> Result<(), 
     }
 
     let procs = dir.join("cgroup.procs");
-    if may_move_self && !files::read_pids(&procs)?.is_empty() {
+    // Moving out while others stay would not help, and would leave the
+    // calling process in a leaf for nothing.
+    if may_move_self && files::read_pids(&procs)? == [std::process::id() as i32] {
         move_self_to_leaf(dir)?;
     }
 
@@ -52,7 +56,9 @@ pub(crate) fn enable_controllers(dir: &Path, may_move_self: bool) -> Result<(), 
     })
 }
 
-fn move_self_to_leaf(dir: &Path) -> Result<(), CgroupError> {
+/// Moves the calling process into the leaf [`SELF_LEAF`] below `dir`,
+/// creating it if needed.
+pub(crate) fn move_self_to_leaf(dir: &Path) -> Result<(), CgroupError> {
     let leaf = dir.join(SELF_LEAF);
     match fs::create_dir(&leaf) {
         Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
