@@ -6,7 +6,9 @@
 //! process, so every mount dies with the mount namespace and nothing is left
 //! in the host's mount table.
 
+use std::ffi::CString;
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -278,6 +280,25 @@ pub fn mount_overlay(
         mounted
     }
 
+    // The merged root takes its owner and mode from the upper directory,
+    // which the runtime creates private (0700). A fresh upper directory gets
+    // those of the top layer's root instead, so that a process of any user
+    // can traverse `/`, as in the image.
+    let top_layer = lower_dirs.split(':').next().unwrap_or_default();
+    let upper_is_fresh = fs::read_dir(upper)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false);
+    if upper_is_fresh {
+        if let Ok(top) = fs::metadata(top_layer) {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+            std::os::unix::fs::chown(upper, Some(top.uid()), Some(top.gid()))
+                .map_err(io("set the owner of", upper))?;
+            fs::set_permissions(upper, fs::Permissions::from_mode(top.mode() & 0o7777))
+                .map_err(io("set the mode of", upper))?;
+        }
+    }
+
     let data = format!(
         "lowerdir={lower_dirs},upperdir={},workdir={}",
         upper.display(),
@@ -535,10 +556,14 @@ pub const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 
 /// Creates the default devices, the spec's devices and the standard /dev
 /// symlinks under `rootfs/dev`.
-pub fn create_devices(rootfs: &Path, extra: &[LinuxDevice]) -> Result<(), RootfsError> {
+pub fn create_devices(rootfs: &Path, extra: &[LinuxDevice], bind: bool) -> Result<(), RootfsError> {
     for (path, major, minor) in DEFAULT_DEVICES {
         let target = resolve_in_root(rootfs, Path::new(path))?;
-        make_device(&target, SFlag::S_IFCHR, major, minor, 0o666)?;
+        if bind {
+            bind_host_device(Path::new(path), &target, major, minor)?;
+        } else {
+            make_device(&target, SFlag::S_IFCHR, major, minor, 0o666)?;
+        }
     }
     for device in extra {
         let kind = match device.typ() {
@@ -551,6 +576,15 @@ pub fn create_devices(rootfs: &Path, extra: &[LinuxDevice]) -> Result<(), Rootfs
             fs::create_dir_all(parent).map_err(io("create directory", parent))?;
         }
         let mode = device.file_mode().unwrap_or(0o666);
+        if bind {
+            bind_host_device(
+                device.path(),
+                &target,
+                device.major() as u64,
+                device.minor() as u64,
+            )?;
+            continue;
+        }
         make_device(
             &target,
             kind,
@@ -577,6 +611,36 @@ pub fn create_devices(rootfs: &Path, extra: &[LinuxDevice]) -> Result<(), Rootfs
         symlink(source, &target).map_err(io("create symlink", &target))?;
     }
     Ok(())
+}
+
+/// Binds the host's device node `source` onto a new empty file at `target`,
+/// after checking that it is the device it claims to be.
+fn bind_host_device(
+    source: &Path,
+    target: &Path,
+    major: u64,
+    minor: u64,
+) -> Result<(), RootfsError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let metadata = fs::symlink_metadata(source).map_err(io("inspect host device", source))?;
+    let is_device = metadata.file_type().is_char_device() || metadata.file_type().is_block_device();
+    if !is_device || metadata.rdev() != makedev(major, minor) {
+        return Err(RootfsError::Path {
+            operation: "verify host device",
+            path: source.to_path_buf(),
+            source: std::io::Error::other(format!("not the device {major}:{minor}")),
+        });
+    }
+    create_destination(target, true)?;
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys("bind host device onto", target))
 }
 
 fn make_device(
@@ -784,4 +848,132 @@ mod tests {
             Err(RootfsError::SymlinkLoop { .. })
         ));
     }
+}
+
+/// Builds the overlay root as a detached mount with the new mount API, in
+/// the runtime's own user namespace, and returns its descriptor.
+///
+/// A container with a user namespace gets its root this way: mounted by the
+/// host's root, overlayfs copies up files with the host's credentials, so
+/// the container can change files of a host-owned image; the init then
+/// attaches the mount with [`attach_mount`].
+pub fn overlay_mount_fd(
+    lower_dirs: &str,
+    upper: &Path,
+    work: &Path,
+) -> Result<OwnedFd, RootfsError> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // The kernel copies each fsconfig string with a limit of 256 bytes.
+    const MAX_VALUE: usize = 255;
+
+    let failed = |operation: &'static str| {
+        move |source| RootfsError::Sys {
+            operation,
+            path: upper.to_path_buf(),
+            source,
+        }
+    };
+    let name = CString::new("overlay").expect("no NUL");
+    // SAFETY: fsopen reads a NUL-terminated name and returns a new
+    // descriptor or -1; the result is checked before use.
+    let context = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    if context < 0 {
+        return Err(failed("open an overlay filesystem context for")(
+            nix::Error::last(),
+        ));
+    }
+    // SAFETY: `context` is a descriptor fsopen just returned and nothing
+    // else owns.
+    let context = unsafe { OwnedFd::from_raw_fd(context as i32) };
+    let set = |key: &str, value: &str| -> Result<(), nix::Error> {
+        let key = CString::new(key).map_err(|_| nix::Error::EINVAL)?;
+        let value = CString::new(value).map_err(|_| nix::Error::EINVAL)?;
+        // SAFETY: both strings are NUL-terminated and live across the call;
+        // the auxiliary argument is unused for FSCONFIG_SET_STRING.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                context.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        };
+        if result < 0 {
+            Err(nix::Error::last())
+        } else {
+            Ok(())
+        }
+    };
+    if lower_dirs.len() <= MAX_VALUE {
+        set("lowerdir", lower_dirs).map_err(failed("set the lower directories of"))?;
+    } else {
+        // "lowerdir+" adds one layer per call (Linux 6.8 and later).
+        for layer in lower_dirs.split(':') {
+            set("lowerdir+", layer).map_err(failed(
+                "add a lower directory (needs Linux 6.8 for many layers) to",
+            ))?;
+        }
+    }
+    set("upperdir", &upper.display().to_string()).map_err(failed("set the upper directory"))?;
+    set("workdir", &work.display().to_string()).map_err(failed("set the work directory of"))?;
+    // SAFETY: CMD_CREATE takes no key or value pointers.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            0usize,
+            0usize,
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(failed("create the overlay filesystem of")(
+            nix::Error::last(),
+        ));
+    }
+    // SAFETY: fsmount takes the context descriptor and integer flags and
+    // returns a new descriptor or -1.
+    let mounted =
+        unsafe { libc::syscall(libc::SYS_fsmount, context.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    if mounted < 0 {
+        return Err(failed("mount the overlay filesystem of")(nix::Error::last()));
+    }
+    // SAFETY: `mounted` is a descriptor fsmount just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(mounted as i32) })
+}
+
+/// Attaches a detached mount (from [`overlay_mount_fd`]) on `target` and
+/// moves the working directory into it, so that `/proc/self/cwd` names the
+/// new root without a path lookup through the runtime's directories.
+pub fn attach_mount(mount_fd: &OwnedFd, target: &Path) -> Result<(), RootfsError> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    let empty = CString::new("").expect("no NUL");
+    let target_c =
+        CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| RootfsError::Sys {
+            operation: "attach the root at",
+            path: target.to_path_buf(),
+            source: nix::Error::EINVAL,
+        })?;
+    // SAFETY: both paths are NUL-terminated strings that live across the
+    // call, and `mount_fd` is an open mount descriptor.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if result < 0 {
+        return Err(sys("attach the root at", target)(nix::Error::last()));
+    }
+    nix::unistd::fchdir(mount_fd).map_err(sys("enter the new root at", target))
 }

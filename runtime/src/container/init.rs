@@ -8,11 +8,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, execve, fork, sethostname, ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -27,7 +25,14 @@ pub(crate) struct InitContext {
     pub spec: Spec,
     pub rootfs: PathBuf,
     pub overlay: Option<Overlay>,
-    pub exec_fifo: PathBuf,
+    /// The exec FIFO in the runtime's state directory, opened with O_PATH by
+    /// the runtime: the state directory is outside the new root and may be
+    /// closed to a container root mapped by a user namespace. The init
+    /// reopens it for writing through /proc/self/fd.
+    pub exec_fifo: Option<OwnedFd>,
+    /// Whether the init is in a new user namespace, whose maps the runtime
+    /// writes before it sends GO.
+    pub new_user_namespace: bool,
     pub sync: UnixStream,
     /// Connection to the client's console socket, when the process has a terminal.
     pub console: Option<UnixStream>,
@@ -38,6 +43,9 @@ pub(crate) struct InitContext {
 }
 
 pub(crate) struct Overlay {
+    /// The overlay already mounted by the runtime, detached, for a container
+    /// with a user namespace.
+    pub mount_fd: Option<OwnedFd>,
     pub lower_dirs: String,
     pub upper: PathBuf,
     pub work: PathBuf,
@@ -158,7 +166,19 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     )
     .map_err(sys("set the propagation of /"))?;
 
+    // In a new user namespace the init still has the host's UID 0 until
+    // become_namespace_root, so as the owner it may walk the runtime's
+    // root-only directories; the container's root will not. The overlay is
+    // attached by path now, and everything after reaches the root through
+    // /proc/self/cwd.
     match &context.overlay {
+        Some(Overlay {
+            mount_fd: Some(mount_fd),
+            ..
+        }) => {
+            rootfs::attach_mount(mount_fd, &context.rootfs)?;
+            context.rootfs = PathBuf::from("/proc/self/cwd");
+        }
         Some(overlay) => rootfs::mount_overlay(
             &overlay.lower_dirs,
             &overlay.upper,
@@ -166,6 +186,9 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
             &context.rootfs,
         )?,
         None => rootfs::bind_rootfs(&context.rootfs)?,
+    }
+    if context.new_user_namespace {
+        become_namespace_root()?;
     }
 
     let mounts = spec.mounts().clone().unwrap_or_default();
@@ -176,9 +199,12 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         .iter()
         .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("bind"));
     if !dev_is_bound {
+        // A user namespace may not create device nodes, so the host's nodes
+        // are bound in instead.
         rootfs::create_devices(
             &context.rootfs,
             linux.devices().as_deref().unwrap_or_default(),
+            context.new_user_namespace,
         )?;
     }
 
@@ -204,15 +230,9 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         state_json = Some(json);
     }
 
-    // The FIFO lives in the runtime's state directory, outside the new root,
-    // so it is opened by path before pivot_root and later reopened through
-    // /proc/self/fd, which opens the FIFO itself, for writing.
-    let fifo = open(
-        &context.exec_fifo,
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys(format!("open {}", context.exec_fifo.display())))?;
+    let fifo = context.exec_fifo.take().ok_or_else(|| {
+        InitError::Process("the exec FIFO was not passed to the init".to_string())
+    })?;
 
     rootfs::pivot_into(&context.rootfs)?;
 
@@ -310,6 +330,22 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
             with_init,
         },
     })
+}
+
+/// Switches to UID and GID 0 of the new user namespace, which map to the
+/// container's root on the host. Until then the init runs as the host's
+/// root, which the namespace does not map, so files it created would fail.
+fn become_namespace_root() -> Result<(), InitError> {
+    // SAFETY: PR_SET_KEEPCAPS takes integer arguments only; it keeps the
+    // namespace's capabilities across the ID change below.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .map_err(sys("setgid 0 in the user namespace"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .map_err(sys("setuid 0 in the user namespace"))?;
+    Ok(())
 }
 
 /// Blocks until `corral start` opens the FIFO for reading.

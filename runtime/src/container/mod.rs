@@ -14,12 +14,13 @@ mod init;
 mod process;
 pub mod seccomp;
 mod sync;
+mod userns;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,6 +63,8 @@ pub enum ContainerError {
     State(#[from] StateError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
     #[error("failed to {operation} {path}")]
     Io {
         operation: &'static str,
@@ -278,6 +281,51 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         (_, false) => None,
     };
     let (flags, joins) = namespace_plan(&spec)?;
+    let id_maps = if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        Some(userns::IdMaps::from_spec(&linux)?)
+    } else {
+        None
+    };
+    if let Some(maps) = &id_maps {
+        // The container's root must own what it writes to and opens.
+        let (uid, gid) = maps.root_owner()?;
+        let mut owned: Vec<&Path> = vec![fifo.as_path()];
+        if let Some(overlay) = &plan.overlay {
+            owned.extend([
+                overlay.upper.as_path(),
+                overlay.work.as_path(),
+                plan.rootfs.as_path(),
+            ]);
+        }
+        for path in owned {
+            let owner = (
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+            nix::unistd::chown(path, owner.0, owner.1).map_err(|source| ContainerError::Sys {
+                operation: format!(
+                    "chown {} to the container's root {uid}:{gid}",
+                    path.display()
+                ),
+                source,
+            })?;
+        }
+    }
+    let mut overlay_fd = match (&id_maps, &plan.overlay) {
+        (Some(_), Some(overlay)) => Some(crate::rootfs::overlay_mount_fd(
+            &overlay.lower_dirs,
+            &overlay.upper,
+            &overlay.work,
+        )?),
+        _ => None,
+    };
+    let fifo_fd = OwnedFd::from(
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(io_error("open exec FIFO", &fifo))?,
+    );
     let (mut parent_end, child_end) =
         UnixStream::pair().map_err(io_error("create sync socket", &state_dir))?;
     let context = init::InitContext {
@@ -286,11 +334,13 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         spec: spec.clone(),
         rootfs: plan.rootfs.clone(),
         overlay: plan.overlay.as_ref().map(|o| init::Overlay {
+            mount_fd: overlay_fd.take(),
             lower_dirs: o.lower_dirs.clone(),
             upper: o.upper.clone(),
             work: o.work.clone(),
         }),
-        exec_fifo: fifo,
+        exec_fifo: Some(fifo_fd),
+        new_user_namespace: flags.contains(CloneFlags::CLONE_NEWUSER),
         sync: child_end,
         console,
         joins,
@@ -301,6 +351,9 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let pid = clone_init(clone_flags, context)?;
     guard.init_pid = Some(pid);
 
+    if let Some(maps) = &id_maps {
+        maps.write(pid.as_raw())?;
+    }
     cgroup.add_process(pid.as_raw())?;
     if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         let path = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));
@@ -491,11 +544,6 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
                 joins.push((flag, OwnedFd::from(file)));
             }
         }
-    }
-    if flags.contains(CloneFlags::CLONE_NEWUSER) {
-        return Err(ContainerError::InvalidSpec {
-            message: "user namespaces are not supported yet".to_string(),
-        });
     }
     Ok((flags, joins))
 }
