@@ -366,6 +366,11 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
             .and_then(|s| fs::metadata(s).ok())
             .is_some_and(|m| !m.is_dir());
     create_destination(&target, source_is_file)?;
+    // The mount goes onto a descriptor opened with RESOLVE_IN_ROOT, so a
+    // symlink swapped in after the checks above still cannot point the
+    // mount outside the root. `pinned` names that exact inode.
+    let pinned_fd = open_in_root(rootfs, destination)?;
+    let pinned = PathBuf::from(format!("/proc/self/fd/{}", pinned_fd.as_raw_fd()));
 
     let data = options.data.join(",");
     let source_name = source
@@ -380,36 +385,45 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
         source,
     };
     if fstype == "cgroup" || fstype == "cgroup2" {
+        // /sys/fs/cgroup lies in the sysfs mounted just before, which
+        // holds no symlink a container could plant.
         mount_cgroup_tree(&target, options.flags)?;
     } else if is_bind {
         let flags = MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC);
         mount(
             source.as_deref(),
-            &target,
+            &pinned,
             None::<&str>,
             flags,
             None::<&str>,
         )
         .map_err(mount_error)?;
-        if !options.remount_flags.is_empty() {
-            remount_keeping_flags(&target, options.remount_flags)?;
-        }
     } else {
         let flags = options.flags & !MsFlags::MS_REMOUNT;
         let data_arg = (!data.is_empty()).then_some(data.as_str());
         mount(
             Some(source_name.as_str()),
-            &target,
+            &pinned,
             Some(fstype),
             flags,
             data_arg,
         )
         .map_err(mount_error)?;
     }
+    drop(pinned_fd);
+    if options.remount_flags.is_empty() && options.propagation.is_empty() {
+        return Ok(());
+    }
+    // Reopened, the path now resolves to the root of the new mount.
+    let mounted_fd = open_in_root(rootfs, destination)?;
+    let mounted = PathBuf::from(format!("/proc/self/fd/{}", mounted_fd.as_raw_fd()));
+    if is_bind && !options.remount_flags.is_empty() {
+        remount_keeping_flags(&mounted, options.remount_flags)?;
+    }
     if !options.propagation.is_empty() {
         mount(
             None::<&str>,
-            &target,
+            &mounted,
             None::<&str>,
             options.propagation,
             None::<&str>,
@@ -417,6 +431,29 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
         .map_err(sys("set propagation of", &target))?;
     }
     Ok(())
+}
+
+/// Opens `path` (absolute inside the container) with O_PATH, resolved as if
+/// `rootfs` were `/`: the kernel keeps `..` and symlinks inside it.
+pub fn open_in_root(rootfs: &Path, path: &Path) -> Result<OwnedFd, RootfsError> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the root", rootfs))?;
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let relative = if relative.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        relative
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(&root, relative, how).map_err(sys("open inside the root", path))
 }
 
 /// Mounts the cgroup filesystems at `target` as the host has them: cgroup2
