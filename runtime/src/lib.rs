@@ -6,4 +6,5 @@ pub mod container;
 pub mod image;
 pub mod job;
 pub mod rootfs;
+pub mod selfexe;
 pub mod state;

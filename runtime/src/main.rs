@@ -218,6 +218,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let starts_processes = matches!(
+        cli.command,
+        Command::Create { .. } | Command::Run { .. } | Command::Shim { .. } | Command::Exec { .. }
+    );
+    if starts_processes && !corral_runtime::selfexe::is_protected() {
+        // Returns only when the re-execution failed.
+        let error = corral_runtime::selfexe::reexec_read_only();
+        eprintln!(
+            "corral: warning: running without write protection of the runtime binary: \
+             re-executing from a read-only mount failed: {error}"
+        );
+    }
     if let Err(error) = init_logging(&cli) {
         eprintln!("corral: {error:#}");
         return ExitCode::FAILURE;

@@ -177,9 +177,10 @@ impl Cgroup {
     /// kills could outrun until the timeout.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         match self.kill_all_rounds() {
-            // The cgroup was removed meanwhile, so nothing is left in it: this
-            // happens when the container's runtime cleans up after the kill.
-            Err(error) if error.is_not_found() && !self.main_dir().exists() => Ok(()),
+            // A controller's directory was removed meanwhile, which the kernel
+            // allows only once the cgroup is empty: this happens when the
+            // container's runtime cleans up right after the kill.
+            Err(error) if error.is_not_found() => Ok(()),
             result => result,
         }
     }

@@ -1,0 +1,110 @@
+//! Protection of the runtime's own binary from writes through
+//! `/proc/PID/exe` by processes inside a container.
+//!
+//! A container process can reach the binary of any corral process it can
+//! see (the init before it executes, the minimal init, an `exec` child), or
+//! run the binary itself through `/proc/self/exe`; with write access it could
+//! replace the host's runtime. Before it starts container processes, corral
+//! executes itself again from a detached, read-only bind mount of its binary
+//! (open_tree and mount_setattr, Linux 5.12). Every later `/proc/PID/exe` of
+//! these processes then names that mount, where opening the binary for
+//! writing fails with EROFS even for root. No file is copied, so this costs
+//! one execve.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt;
+
+/// Returns whether the binary of this process sits on a read-only mount.
+pub fn is_protected() -> bool {
+    nix::sys::statvfs::statvfs("/proc/self/exe")
+        .map(|stat| stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        .unwrap_or(false)
+}
+
+/// Executes this program again from a read-only bind mount of its binary,
+/// with the same arguments and environment. Returns only on failure, with
+/// the reason; the caller decides whether to continue unprotected.
+pub fn reexec_read_only() -> std::io::Error {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+
+    let path = CString::new("/proc/self/exe").expect("no NUL");
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new
+    // descriptor or -1; the result is checked before use.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return std::io::Error::last_os_error();
+    }
+    let tree = tree as libc::c_int;
+    let attributes = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = CString::new("").expect("no NUL");
+    // SAFETY: `attributes` is a complete mount_attr that outlives the call
+    // and its size is passed; the empty path with AT_EMPTY_PATH names `tree`.
+    let changed = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attributes as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if changed < 0 {
+        let error = std::io::Error::last_os_error();
+        // SAFETY: `tree` is a descriptor this function opened.
+        unsafe { libc::close(tree) };
+        return error;
+    }
+
+    let to_c = |value: OsString| CString::new(value.into_vec()).ok();
+    let args: Vec<CString> = std::env::args_os().filter_map(to_c).collect();
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut entry = key;
+            entry.push("=");
+            entry.push(value);
+            to_c(entry)
+        })
+        .collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers into
+    // CStrings that outlive the call; on success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            tree,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: `tree` is still owned here because execveat failed.
+    unsafe { libc::close(tree) };
+    error
+}
