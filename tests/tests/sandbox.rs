@@ -148,13 +148,23 @@ fn sandbox_exit_statuses() {
         );
         assert_eq!(record.signal.as_deref(), signal);
     }
-    // A signal that ends the process is reported as 128 + its number, named.
+    // Behind the minimal init, a signal that ends the main process is still
+    // reported as 128 + its number, and named.
     let sandbox = Sandbox::new(
         "signal",
-        r#"{"command": ["/bin/sh", "-c", "kill -KILL $$"], "init": true}"#,
+        r#"{"command": ["/bin/sh", "-c", "kill -USR1 $$"], "init": true}"#,
     );
     let (_, record) = sandbox.run();
-    assert_eq!(record.status, 137);
+    assert_eq!(record.status, 138);
+    assert_eq!(record.signal.as_deref(), Some("SIGUSR1"));
+    // An exit code above 128 is not mistaken for a signal.
+    let sandbox = Sandbox::new(
+        "code138",
+        r#"{"command": ["/bin/sh", "-c", "exit 138"], "init": true}"#,
+    );
+    let (_, record) = sandbox.run();
+    assert_eq!(record.status, 138);
+    assert_eq!(record.signal, None);
 }
 
 #[test]

@@ -295,5 +295,6 @@ fn prepare_exec(
         args: resolved.args,
         env: resolved.env,
         with_init: false,
+        main_status: None,
     })
 }

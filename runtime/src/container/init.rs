@@ -30,6 +30,8 @@ pub(crate) struct InitContext {
     /// closed to a container root mapped by a user namespace. The init
     /// reopens it for writing through /proc/self/fd.
     pub exec_fifo: Option<OwnedFd>,
+    /// Open for writing when the minimal init runs; see [`Process::main_status`].
+    pub main_status: Option<OwnedFd>,
     /// Whether the init is in a new user namespace, whose maps the runtime
     /// writes before it sends GO.
     pub new_user_namespace: bool,
@@ -124,6 +126,9 @@ pub(crate) struct Process {
     pub args: Vec<CString>,
     pub env: Vec<CString>,
     pub with_init: bool,
+    /// File in the runtime's state directory where the minimal init records
+    /// the signal that ended the main process.
+    pub main_status: Option<OwnedFd>,
 }
 
 struct Prepared {
@@ -328,6 +333,7 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
             args: resolved.args,
             env: resolved.env,
             with_init,
+            main_status: context.main_status.take(),
         },
     })
 }
@@ -420,6 +426,11 @@ fn run_with_minimal_init(process: Process) -> ! {
                     unsafe { libc::_exit(code) }
                 }
                 Ok(WaitStatus::Signaled(pid, signal, _)) if pid == main_pid => {
+                    // PID 1 cannot end by the same signal, so the signal's
+                    // name goes to the runtime through the status file.
+                    if let Some(file) = &process.main_status {
+                        let _ = nix::unistd::write(file, (signal as i32).to_string().as_bytes());
+                    }
                     // SAFETY: as above.
                     unsafe { libc::_exit(128 + signal as i32) }
                 }

@@ -41,6 +41,10 @@ pub use sync::InitReport;
 /// Name of the exec FIFO inside a container's state directory.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
+/// File inside a container's state directory where the minimal init records
+/// the number of the signal that ended the main process.
+pub const MAIN_STATUS: &str = "main-signal";
+
 /// Cgroup parent used when config.json has no `linux.cgroupsPath`.
 pub const DEFAULT_CGROUP_PARENT: &str = "corral";
 
@@ -319,6 +323,22 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         )?),
         _ => None,
     };
+    let runs_init = annotations
+        .get(annotations::INIT)
+        .is_some_and(|v| v == "true");
+    let main_status = if runs_init {
+        let path = state_dir.join(MAIN_STATUS);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_error("create", &path))?;
+        Some(OwnedFd::from(file))
+    } else {
+        None
+    };
     let fifo_fd = OwnedFd::from(
         fs::OpenOptions::new()
             .read(true)
@@ -340,6 +360,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
             work: o.work.clone(),
         }),
         exec_fifo: Some(fifo_fd),
+        main_status,
         new_user_namespace: flags.contains(CloneFlags::CLONE_NEWUSER),
         sync: child_end,
         console,

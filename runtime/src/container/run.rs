@@ -68,7 +68,10 @@ pub fn run(options: &RunOptions) -> Result<ExitRecord, ContainerError> {
     }
     tracing::debug!(container = %state.id, %pid, "container started");
 
-    let (status, signal) = wait_forwarding(pid, &waited);
+    let (status, mut signal) = wait_forwarding(pid, &waited);
+    if signal.is_none() && status > 128 {
+        signal = signal_of_main_process(&root.join(&state.id), status);
+    }
     let oom_kills = cgroup_of(&state).oom_kills().unwrap_or_else(|error| {
         tracing::warn!(container = %state.id, %error, "failed to read the OOM kill count");
         0
@@ -113,6 +116,16 @@ pub(crate) fn wait_forwarding(pid: Pid, waited: &SigSet) -> (i32, Option<Signal>
             Err(error) => tracing::warn!(%error, "sigwait failed"),
         }
     }
+}
+
+/// Reads the signal the minimal init recorded for the main process, when it
+/// matches the init's exit status of 128 plus that signal.
+fn signal_of_main_process(state_dir: &Path, status: i32) -> Option<Signal> {
+    let text = fs::read_to_string(state_dir.join(super::MAIN_STATUS)).ok()?;
+    let number: i32 = text.trim().parse().ok()?;
+    (number + 128 == status)
+        .then(|| Signal::try_from(number).ok())
+        .flatten()
 }
 
 /// Writes the exit record through a temporary file and a rename.
