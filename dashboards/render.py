@@ -86,6 +86,8 @@ class Prometheus:
                 body = json.load(response)
         except urllib.error.HTTPError as error:
             body = json.load(error)
+        except urllib.error.URLError as error:
+            raise RuntimeError(f"request to {self.url} failed: {error.reason}") from error
         if body.get("status") != "success":
             raise RuntimeError(f"query failed: {body.get('errorType')}: {body.get('error')}")
         return body["data"]["result"]
@@ -411,7 +413,10 @@ class Renderer:
             # Shift every panel down by the title line at the top.
             panel = dict(panel, gridPos=dict(panel["gridPos"], y=panel["gridPos"]["y"] + 2))
             self.use_panel_interval(panel)
-            handler(fig, panel, height_units)
+            try:
+                handler(fig, panel, height_units)
+            except RuntimeError as error:
+                raise RuntimeError(f"panel {panel.get('title')!r}: {error}") from error
         stamp = datetime.datetime.fromtimestamp(self.end).strftime("%Y-%m-%d %H:%M:%S")
         fig.text(0.005, 1 - 0.9 / height_units, f"{dashboard['title']}  ·  last "
                  f"{int((self.end - self.start) / 60)} minutes up to {stamp}", color=TEXT, fontsize=14)
@@ -423,7 +428,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dashboards", nargs="+", help="dashboard JSON files")
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus base URL")
-    parser.add_argument("--out", default=".", help="directory for the PNG files, named after the dashboards")
+    parser.add_argument("--out", default=".", help="directory for the PNG files, each named UID.png after its dashboard")
     parser.add_argument("--range", default="15m", help="time range up to now (default 15m)")
     parser.add_argument("--step", default="5s", help="resolution of range queries and $__interval (default 5s)")
     parser.add_argument("--rate-interval", default="1m",

@@ -198,7 +198,7 @@ fn label_values_to_promql(definition: &str) -> Result<(String, String), String> 
     Ok((format!("count by ({label}) ({selector})"), label))
 }
 
-/// The alerting rules of `alerts.yml` as (alert name, expression).
+/// Reads the alerting rules of `alerts.yml` as (alert name, expression).
 ///
 /// NOTE: this reads only the layout that alerts.yml uses: `- alert: NAME`,
 /// then `expr: |` with an indented block or `expr: EXPR` on one line. An
@@ -809,7 +809,7 @@ fn live_jobs(io_dir: &Path) -> Vec<(&'static str, String)> {
         (
             "pids-full",
             r#"{"image": "host",
-                "command": ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do sleep 1000 & done; wait"],
+                "command": ["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do sleep 100000 & done; wait"],
                 "network": "none", "init": true,
                 "resources": {"pids": 16},
                 "stop": {"timeout": "2s"}}"#
@@ -894,11 +894,11 @@ const LIVE_ALERTS: [(&str, Option<&str>); 7] = [
 ];
 
 /// Why a pressure (PSI) query may return nothing: mainline Linux keeps
-/// per-cgroup pressure files only in the cgroup v2 hierarchy, so on a v1 or
-/// hybrid host the agent exports no `container_pressure_*` series at all.
-/// The exception holds only while no such series exists.
-const PRESSURE_EXCEPTION: &str = "no container_pressure_* series: the kernel keeps \
-     per-cgroup pressure only for cgroup v2, and these jobs run in v1 cgroups";
+/// per-cgroup pressure files only in the cgroup v2 hierarchy, and only when
+/// built with PSI. On other hosts the agent exports no `container_pressure_*`
+/// series at all, and the exception holds only while no such series exists.
+const PRESSURE_EXCEPTION: &str = "the agent exports no container_pressure_* series, \
+     as on cgroup v1 and hybrid hosts and on kernels without PSI";
 
 fn is_pressure_query(expr: &str) -> bool {
     let metrics = metric_names(expr, &["container_", "corral_"]);
@@ -1154,9 +1154,22 @@ fn panel_queries_return_live_data() {
     };
 
     let status = String::from_utf8_lossy(&supervisor.ctl(&["status"]).stdout).into_owned();
+    // Every kind of problem at once, as the asserts below stop at the first.
+    let sections = [
+        ("rejected queries", &report.failed_queries),
+        ("empty panel queries", &report.empty_panels),
+        ("missing variable values", &report.variables),
+        ("missing job data", &report.expectations),
+        ("alert expressions", &report.alerts),
+    ];
+    for (title, problems) in sections {
+        for problem in problems {
+            eprintln!("{TEST}: {title}: {problem}");
+        }
+    }
     if !report.skipped_pressure.is_empty() {
         eprintln!(
-            "NOTE {TEST}: {} pressure queries returned no series, allowed because of {PRESSURE_EXCEPTION}:\n  {}",
+            "NOTE {TEST}: {} pressure queries returned no series, allowed while {PRESSURE_EXCEPTION}:\n  {}",
             report.skipped_pressure.len(),
             report.skipped_pressure.join("\n  ")
         );
