@@ -44,7 +44,7 @@ impl Throttle {
         self.key.ends_with("bps")
     }
 
-    /// The counter of `stat` that this throttle limits.
+    /// Returns the counter of `stat` that this throttle limits.
     fn counter(&self, stat: &DeviceStat) -> u64 {
         match (self.is_read(), self.counts_bytes()) {
             (true, true) => stat.read_bytes,
@@ -93,8 +93,8 @@ pub fn check_throttles(report: &mut Report) {
     }
 }
 
-/// `dd` with O_DIRECT over the device: cgroup v1 throttles only I/O that
-/// bypasses the page cache, and v2 behaves the same for it.
+/// Returns the command of a `dd` with O_DIRECT over the device. cgroup v1
+/// throttles only I/O that bypasses the page cache, and v2 throttles it too.
 fn dd_command(device: &LoopDevice, read: bool, block_size: u64, count: u64) -> String {
     let path = device.path.display();
     let (input, output, flag) = if read {
@@ -171,8 +171,8 @@ fn measure_throttle(report: &mut Report, device: &LoopDevice, throttle: &Throttl
     );
 }
 
-/// The device's line in the cgroup's throttle file (`7:3 4194304` on v1,
-/// the `io.max` line on v2).
+/// Finds the device's line in the cgroup's throttle file (`7:3 4194304` on
+/// v1, the `io.max` line on v2).
 fn throttle_file_line(
     state: &corral_runtime::state::ContainerState,
     throttle: &Throttle,
@@ -210,7 +210,8 @@ pub fn check_weight(report: &mut Report) {
         );
         return;
     }
-    // NOTE: no BFQ on the development host, so this path has not run there.
+    // NOTE: this path has not run yet, for lack of a host with BFQ, so its
+    // tolerance is a guess.
     device.set_scheduler("bfq");
     measure_weight(report, &device, weights, &requested);
 }
@@ -268,7 +269,7 @@ fn measure_weight(report: &mut Report, device: &LoopDevice, weights: [u64; 2], r
     );
 }
 
-/// Bytes the container's cgroup has read from `device`.
+/// Reads the bytes that the container's cgroup has read from `device`.
 fn cgroup_read_bytes(state: &corral_runtime::state::ContainerState, device: &LoopDevice) -> u64 {
     let dir = cgroup_dir(state, "blkio");
     let numbers = device.numbers();

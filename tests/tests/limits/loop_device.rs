@@ -17,7 +17,7 @@ pub struct LoopDevice {
     /// `/dev/loopN`.
     pub path: PathBuf,
     pub minor: u64,
-    /// Holds the backing file; removed after the device is detached.
+    /// Holds the backing file, which is removed after the device is detached.
     _dir: tempfile::TempDir,
 }
 
@@ -84,7 +84,7 @@ impl LoopDevice {
             .collect();
         assert!(fields.len() >= 7, "{path} has too few fields: {text:?}");
         // Fields 0, 2, 4 and 6 count completed reads, sectors read, completed
-        // writes and sectors written; a sector here is always 512 bytes.
+        // writes and sectors written. A sector here is always 512 bytes.
         DeviceStat {
             read_ios: fields[0],
             read_bytes: fields[2] * 512,
@@ -93,7 +93,8 @@ impl LoopDevice {
         }
     }
 
-    /// The I/O schedulers the device offers, the active one in brackets.
+    /// Reads the I/O schedulers that the device offers, the active one in
+    /// brackets.
     pub fn schedulers(&self) -> String {
         fs::read_to_string(format!("/sys/block/{}/queue/scheduler", self.name()))
             .unwrap_or_default()

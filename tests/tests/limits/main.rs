@@ -20,8 +20,11 @@ use corral_tests::{require_root, workspace_root};
 
 use report::{log, HostInfo, Report};
 
+/// A group of checks that adds its rows to the report.
+type Group = fn(&mut Report);
+
 /// Every group, in run order, by the name that `CORRAL_LIMITS` selects.
-const GROUPS: [(&str, fn(&mut Report)); 9] = [
+const GROUPS: [(&str, Group); 9] = [
     ("memory", memory::check),
     ("cpu-quota", cpu::check_quota),
     ("cpu-weight", cpu::check_weight),

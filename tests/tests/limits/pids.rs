@@ -22,9 +22,9 @@ const BOMB_WINDOW: Duration = Duration::from_secs(5);
 
 /// A host command may take this many times its usual (median) time while
 /// the bomb runs. The bomb has no CPU limit, so it takes CPU time from the
-/// host like any busy job; on 2 loaded CPUs that made the command up to 4
-/// times slower. A host whose process table the bomb had filled would fail
-/// to fork, or take seconds.
+/// host like any busy job. On 2 CPUs that other work kept busy, that made the
+/// command up to 4 times slower. A host whose process table the bomb had
+/// filled would fail to fork, or take seconds.
 const HOST_SLOWDOWN_MAX: f64 = 5.0;
 
 /// Host runs timed before and during the bomb.
@@ -87,7 +87,7 @@ pub fn check(report: &mut Report) {
             rejected_forks.map_or("unknown".to_string(), |n| n.to_string())
         ),
         format!("reaches {} to {PIDS_LIMIT}, never above", PIDS_LIMIT - 4),
-        peak <= PIDS_LIMIT && peak >= PIDS_LIMIT - 4,
+        (PIDS_LIMIT - 4..=PIDS_LIMIT).contains(&peak),
     );
     report.check(
         "pids: host responsive during the bomb",
@@ -127,7 +127,7 @@ fn sample(
     seen.extend(cgroup_pids(state, "pids"));
 }
 
-/// The host command's usual time: the median of several runs.
+/// Measures the host command's usual time as the median of several runs.
 fn median_host_time() -> f64 {
     let mut times: Vec<f64> = (0..HOST_RUNS).map(|_| host_command_seconds()).collect();
     median(&mut times)
@@ -140,7 +140,7 @@ fn host_command_seconds() -> f64 {
     time_host_command(Command::new("/bin/sh").args(["-c", script])).as_secs_f64()
 }
 
-/// Whether `pid` still exists inside the job's cgroups. A PID reused by a
+/// Returns whether `pid` still exists inside the job's cgroups. A PID reused by a
 /// new process elsewhere on the host does not count.
 fn still_in_job(pid: i32, id: &str) -> bool {
     fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| text.contains(id))

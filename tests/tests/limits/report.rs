@@ -13,7 +13,7 @@ use corral_tests::host;
 pub enum Outcome {
     Pass,
     Fail,
-    /// The host lacks what the measurement needs; the text gives the reason.
+    /// The host lacks what the measurement needs, for the reason in the text.
     NotMeasurable(String),
 }
 
@@ -34,7 +34,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Adds a row that passes when `passed` holds.
+    /// Adds a row that passes when `passed` is true.
     pub fn check(
         &mut self,
         limit: &str,
@@ -66,7 +66,7 @@ impl Report {
     /// Runs one group of checks. A panic inside it (a failed setup step)
     /// becomes a failed row with the panic message, and the remaining groups
     /// still run. Guards dropped while unwinding clean up what it created.
-    pub fn run_group(&mut self, name: &str, group: fn(&mut Report)) {
+    pub fn run_group(&mut self, name: &str, group: fn(&mut Self)) {
         let started = std::time::Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group(&mut *self)));
         if let Err(payload) = result {
@@ -96,7 +96,7 @@ impl Report {
             .collect()
     }
 
-    /// The table in Markdown.
+    /// Renders the rows as a Markdown table.
     pub fn table(&self) -> String {
         let mut text = String::from(
             "| limit | requested | measured | tolerance | pass |\n|---|---|---|---|---|\n",
@@ -149,13 +149,16 @@ impl Report {
 
 /// The measuring method of each row group, as written to docs/limits.md.
 const METHOD: &str = "\
-- **memory**: the 80% job runs `stress-ng --vm 1 --vm-keep` sized so that the \
-  cgroup's peak usage (`memory.max_usage_in_bytes` on v1, `memory.peak` or the \
-  sampled `memory.current` on v2) is about 80% of the limit for 6 s. The 200% job \
-  is `corral-probe alloc` of twice the limit as the container's main process. The \
-  host's memory outside the job is `MemTotal - MemAvailable` minus the job's \
-  cgroup usage, sampled every 5 ms; its growth is the maximum during the job \
-  minus the median of 200 ms before it.\n\
+- **memory**: the 80% job runs `stress-ng --vm 1 --vm-keep --vm-method write64` \
+  for 6 s, sized so that the median of the cgroup's usage \
+  (`memory.usage_in_bytes` on v1, `memory.current` on v2), sampled every 50 ms, \
+  is about 80% of the limit. The 200% job's limit is 1/16 of the host's memory, \
+  from 64 MiB to 1 GiB. The job idles for 2 s, then `stress-ng --vm` allocates \
+  twice the limit for 4 s, and last `corral-probe alloc` of twice the limit runs \
+  as the container's main process. The host's memory outside the job is the \
+  host's anonymous memory (`nr_anon_pages` in /proc/vmstat) minus the job's \
+  usage, sampled every 5 ms. Its growth is the mean under allocation minus the \
+  mean while idle, so other processes on the host move it too.\n\
 - **memory_swap**: needs swap on the host. With `memory_swap` equal to `memory`, a \
   job that touches 150% of the limit must be OOM-killed with no swap charged.\n\
 - **CPU quota**: `stress-ng --cpu` with more workers than the quota. The CPU time \
@@ -167,7 +170,9 @@ const METHOD: &str = "\
   `nr_throttled` read before and after the scrape.\n\
 - **CPU weight**: two jobs in one parent cgroup, both held by cpuset to the last \
   CPU, each with two `stress-ng --cpu` workers. The share is each job's CPU time \
-  over 10 s divided by the sum.\n\
+  over 10 s divided by the sum. It is compared with the requested weights and \
+  with the values in the cgroup files; on v1 corral converts a weight to \
+  `cpu.shares` on a curve (100 to 1024, 300 to 4058), so the two differ.\n\
 - **cpuset**: a job with two busy workers held to CPU 0. Every 10 ms the test reads \
   field 39 (the CPU last run on) of `/proc/PID/task/TID/stat` and \
   `Cpus_allowed_list` of every thread, and compares `cpuacct.usage_percpu` before \
@@ -226,7 +231,7 @@ impl HostInfo {
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             cgroup_mode,
             cpu_model,
-            cpus: online_cpus(),
+            cpus: available_cpus(),
             memory: format!("{} MiB", meminfo_kib("MemTotal").unwrap_or(0) / 1024),
             swap: format!("{} MiB", meminfo_kib("SwapTotal").unwrap_or(0) / 1024),
             load: read_trimmed("/proc/loadavg"),
@@ -248,7 +253,7 @@ impl HostInfo {
         ]
     }
 
-    /// The host lines printed above the table.
+    /// Formats the host facts as the lines printed above the table.
     pub fn summary(&self) -> String {
         self.entries()
             .into_iter()
@@ -257,14 +262,14 @@ impl HostInfo {
     }
 }
 
-/// Number of online CPUs, from sched_getaffinity.
-pub fn online_cpus() -> usize {
+/// Counts the CPUs that this process may run on (sched_getaffinity).
+pub fn available_cpus() -> usize {
     std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
 }
 
-/// A value of /proc/meminfo in KiB.
+/// Reads a value of /proc/meminfo in KiB.
 pub fn meminfo_kib(key: &str) -> Option<u64> {
     let text = fs::read_to_string("/proc/meminfo").ok()?;
     text.lines().find_map(|line| {

@@ -25,7 +25,7 @@ const MANY_JOBS: usize = 200;
 /// How long the 200 jobs may take to reach RUNNING.
 const MANY_START_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Every job's status from `supervisorctl status --json`, by name.
+/// Reads every job's status from `supervisorctl status --json`, by name.
 fn job_views(supervisor: &Supervisor) -> BTreeMap<String, Value> {
     let output = supervisor.ctl(&["status", "--json"]);
     let views: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_default();
@@ -89,10 +89,14 @@ pub fn check_oom_reporting(report: &mut Report) {
             .and_then(|body| metric_value(&body, "container_oom_events_total", "oom-child"));
         counted.is_some_and(|value| value >= 1.0)
     });
-    let child_status = supervisor.status_line("oom-child");
+    let child_status = supervisor.wait_for_status("oom-child", "RUNNING", Duration::from_secs(10));
     report.check(
         "OOM kill in the agent's metrics",
-        "memory 64 MiB, a child allocates 128 MiB",
+        format!(
+            "memory {}, a child process allocates {}",
+            mib(limit as f64),
+            mib((2 * limit) as f64)
+        ),
         format!(
             "container_oom_events_total {}, job {}",
             counted.map_or("missing".to_string(), |value| value.to_string()),

@@ -1,6 +1,6 @@
 //! Running jobs under measurement: a foreground run that can be sampled while
 //! it lasts, OCI config patches, cgroup file readers and a metrics agent that
-//! sees a sandbox's container.
+//! exports a sandbox's container.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ pub fn try_read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The value of `key` in a flat-keyed cgroup file (`KEY VALUE` lines).
+/// Reads the value of `key` in a flat-keyed cgroup file (`KEY VALUE` lines).
 pub fn read_keyed(path: &Path, key: &str) -> Option<u64> {
     let text = fs::read_to_string(path).ok()?;
     text.lines().find_map(|line| {
@@ -181,7 +181,8 @@ pub fn memory_usage(state: &ContainerState) -> Option<u64> {
     }
 }
 
-/// The kernel's record of the cgroup's peak memory use, where it keeps one.
+/// Reads the kernel's record of the cgroup's peak memory use, where it keeps
+/// one.
 pub fn memory_peak(state: &ContainerState) -> Option<u64> {
     let dir = cgroup_dir(state, "memory");
     if is_v2(state) {
@@ -230,7 +231,8 @@ impl SandboxAgent {
         }
     }
 
-    /// The value of `metric` for the job `name`, from one scrape.
+    /// Scrapes the agent once and returns the value of `metric` for the job
+    /// `name`.
     pub fn sample(&self, metric: &str, name: &str) -> Option<f64> {
         let body = self.agent.get("/metrics")?;
         metric_value(&body, metric, name)
