@@ -33,6 +33,7 @@ pub use schema::job_schema;
 pub use types::*;
 pub use units::{ByteSize, DurationValue, UnitError};
 pub use validate::{
-    is_valid_job_name, validate_spec, ValidationError, MAX_HOSTNAME_LEN, MIN_CPUS, MIN_LOG_SIZE,
+    canonical_capability, is_valid_job_name, validate_spec, ValidationError, CAPABILITIES,
+    MAX_HOSTNAME_LEN, MIN_CPUS, MIN_LOG_SIZE,
     MIN_MEMORY,
 };

@@ -64,6 +64,49 @@ pub struct JobSpec {
     /// Free-form labels, exported with the job's metrics and state.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Capabilities added to the default set, such as `NET_ADMIN` or
+    /// `CAP_SYS_PTRACE`.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from the default set; `ALL` removes every one.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// System call filter: `default` (the built-in profile), `unconfined`,
+    /// or the absolute path of an OCI `linux.seccomp` JSON file.
+    #[serde(default = "default_seccomp")]
+    pub seccomp: String,
+    /// Keeps setuid binaries and file capabilities from granting privileges.
+    #[serde(default = "default_no_new_privileges")]
+    pub no_new_privileges: bool,
+    /// Runs the job in its own user namespace: container IDs 0 to size-1 map
+    /// to host IDs from `uid` and `gid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<UserNamespace>,
+}
+
+/// The ID ranges of a job's user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserNamespace {
+    /// First host UID; container UID 0 maps to it.
+    pub uid: u32,
+    /// First host GID; container GID 0 maps to it.
+    pub gid: u32,
+    /// Number of IDs mapped, at least 1.
+    #[serde(default = "default_user_namespace_size")]
+    pub size: u32,
+}
+
+pub fn default_seccomp() -> String {
+    "default".to_string()
+}
+
+pub fn default_no_new_privileges() -> bool {
+    true
+}
+
+pub fn default_user_namespace_size() -> u32 {
+    65536
 }
 
 /// The image a job's root filesystem is built from.

@@ -119,7 +119,89 @@ pub fn validate_spec(name: &str, spec: &mut JobSpec, host: &HostContext) -> Chec
     check_ports(spec)?;
     check_mounts(&spec.mounts)?;
     check_policies(spec)?;
-    check_labels(&spec.labels)
+    check_labels(&spec.labels)?;
+    check_security(spec)
+}
+
+/// Linux capability names, without the `CAP_` prefix.
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+];
+
+/// Returns the canonical `CAP_NAME` of a capability written with or without
+/// the prefix, in any case, or None for an unknown name.
+pub fn canonical_capability(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    CAPABILITIES
+        .contains(&bare)
+        .then(|| format!("CAP_{bare}"))
+}
+
+fn check_security(spec: &mut JobSpec) -> Check {
+    for (field, list) in [("cap_add", &mut spec.cap_add), ("cap_drop", &mut spec.cap_drop)] {
+        for (index, name) in list.iter_mut().enumerate() {
+            if field == "cap_drop" && name.eq_ignore_ascii_case("ALL") {
+                *name = "ALL".to_string();
+                continue;
+            }
+            match canonical_capability(name) {
+                Some(canonical) => *name = canonical,
+                None => {
+                    return Err(ValidationError::new(
+                        FieldPath::of(&[field]).index(index),
+                        format!(
+                            "unknown capability {name:?}: use a Linux capability name such as \
+                             NET_ADMIN or CAP_NET_ADMIN{}",
+                            if field == "cap_drop" { ", or ALL" } else { "" }
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+    let seccomp = spec.seccomp.as_str();
+    if seccomp != "default" && seccomp != "unconfined" && !seccomp.starts_with('/') {
+        return Err(ValidationError::new(
+            FieldPath::of(&["seccomp"]),
+            format!(
+                "invalid seccomp {seccomp:?}: use \"default\", \"unconfined\" or the absolute \
+                 path of an OCI seccomp profile"
+            ),
+        ));
+    }
+    if let Some(namespace) = spec.user_namespace {
+        if namespace.size == 0 {
+            return Err(ValidationError::new(
+                FieldPath::of(&["user_namespace", "size"]),
+                "size must be at least 1",
+            ));
+        }
+        for (key, start) in [("uid", namespace.uid), ("gid", namespace.gid)] {
+            if u64::from(start) + u64::from(namespace.size) > u64::from(u32::MAX) + 1 {
+                return Err(ValidationError::new(
+                    FieldPath::of(&["user_namespace", key]),
+                    format!(
+                        "{key} {start} plus size {} runs past 4294967295",
+                        namespace.size
+                    ),
+                ));
+            }
+        }
+        if namespace.uid == 0 || namespace.gid == 0 {
+            let key = if namespace.uid == 0 { "uid" } else { "gid" };
+            return Err(ValidationError::new(
+                FieldPath::of(&["user_namespace", key]),
+                "must not be 0: mapping the host's root into the namespace gives no isolation",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_image_and_command(spec: &JobSpec) -> Check {

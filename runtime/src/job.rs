@@ -128,6 +128,18 @@ pub enum JobSpecError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("failed to read the seccomp profile {path}")]
+    SeccompFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid seccomp profile {path}: expected an OCI linux.seccomp object")]
+    SeccompInvalid {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("failed to write {path}")]
     WriteBundle {
         path: PathBuf,
@@ -210,7 +222,11 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         }
         _ => parse_numeric_user(user),
     };
-    let capabilities = DEFAULT_CAPABILITIES.to_vec();
+    let capabilities = capability_set(job);
+    let seccomp = seccomp_profile(job, &capabilities)?;
+    if job.user_namespace.is_some() {
+        namespaces.push(json!({"type": "user"}));
+    }
 
     let config = json!({
         "ociVersion": crate::state::OCI_VERSION,
@@ -225,7 +241,7 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
                 "effective": capabilities,
                 "permitted": capabilities,
             },
-            "noNewPrivileges": true,
+            "noNewPrivileges": job.no_new_privileges,
         },
         "root": {
             "path": overlay_dir.join("merged"),
@@ -242,10 +258,59 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
             "readonlyPaths": READONLY_PATHS,
         },
     });
+    let mut config = config;
+    if let Some(profile) = seccomp {
+        config["linux"]["seccomp"] = profile;
+    }
+    if let Some(namespace) = job.user_namespace {
+        config["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": namespace.uid, "size": namespace.size}]);
+        config["linux"]["gidMappings"] =
+            json!([{"containerID": 0, "hostID": namespace.gid, "size": namespace.size}]);
+    }
     serde_json::from_value(config).map_err(|source| JobSpecError::Build {
         job: container.job_name.to_string(),
         source,
     })
+}
+
+/// The default capabilities with the job's `cap_add` and `cap_drop`
+/// applied; the config crate has already made the names canonical.
+fn capability_set(job: &JobSpec) -> Vec<String> {
+    let mut set: Vec<String> = if job.cap_drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !job.cap_drop.contains(c))
+            .collect()
+    };
+    for capability in &job.cap_add {
+        if !set.contains(capability) {
+            set.push(capability.clone());
+        }
+    }
+    set
+}
+
+/// The job's `linux.seccomp`: the built-in profile, none, or a file.
+fn seccomp_profile(job: &JobSpec, capabilities: &[String]) -> Result<Option<Value>, JobSpecError> {
+    match job.seccomp.as_str() {
+        "default" => Ok(Some(crate::profile::default_profile(capabilities))),
+        "unconfined" => Ok(None),
+        path => {
+            let text = std::fs::read(path).map_err(|source| JobSpecError::SeccompFile {
+                path: path.into(),
+                source,
+            })?;
+            let profile: Value = serde_json::from_slice(&text).map_err(|source| JobSpecError::SeccompInvalid {
+                path: path.into(),
+                source,
+            })?;
+            Ok(Some(profile))
+        }
+    }
 }
 
 /// Writes `config.json` into `bundle_dir`, creating the directory (mode 0700).

@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod container;
 pub mod image;
 pub mod job;
+pub mod profile;
 pub mod rootfs;
 pub mod selfexe;
 pub mod state;

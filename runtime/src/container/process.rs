@@ -235,6 +235,12 @@ pub(crate) fn switch_user(process: &Process) -> Result<(), InitError> {
     Ok(())
 }
 
+/// Parses a capability name; oci-spec displays its capabilities without
+/// the `CAP_` prefix that the caps crate expects.
 fn capability(name: &str) -> Option<Capability> {
-    name.parse().ok()
+    if name.starts_with("CAP_") {
+        name.parse().ok()
+    } else {
+        format!("CAP_{name}").parse().ok()
+    }
 }

@@ -59,15 +59,14 @@ fn action_json(
     })
 }
 
-fn operator_json(operator: LinuxSeccompOperator, value_two: u64) -> Value {
+fn operator_json(operator: LinuxSeccompOperator) -> Value {
     match operator {
         LinuxSeccompOperator::ScmpCmpNe => json!("ne"),
         LinuxSeccompOperator::ScmpCmpLt => json!("lt"),
         LinuxSeccompOperator::ScmpCmpLe => json!("le"),
-        LinuxSeccompOperator::ScmpCmpEq => json!("eq"),
+        LinuxSeccompOperator::ScmpCmpEq | LinuxSeccompOperator::ScmpCmpMaskedEq => json!("eq"),
         LinuxSeccompOperator::ScmpCmpGe => json!("ge"),
         LinuxSeccompOperator::ScmpCmpGt => json!("gt"),
-        LinuxSeccompOperator::ScmpCmpMaskedEq => json!({"masked_eq": value_two}),
     }
 }
 
@@ -114,9 +113,16 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>, SeccompError> 
             .unwrap_or_default()
             .iter()
             .map(|arg| {
-                json!({"index": arg.index(), "type": "qword",
-                       "op": operator_json(arg.op(), arg.value_two().unwrap_or(0)),
-                       "val": arg.value()})
+                // libseccomp's MASKED_EQ compares (arg & value) with
+                // valueTwo; seccompiler takes the mask in the operator.
+                let (op, compared) = match arg.op() {
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                        json!({"masked_eq": arg.value()}),
+                        arg.value_two().unwrap_or(0),
+                    ),
+                    other => (operator_json(other), arg.value()),
+                };
+                json!({"index": arg.index(), "type": "qword", "op": op, "val": compared})
             })
             .collect();
         for name in names {
