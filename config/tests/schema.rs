@@ -73,8 +73,9 @@ fn schema_objects_reject_unknown_keys() {
         );
     });
     // JobSpec, Resources, IoLimits, PortMapping, both mount kinds,
-    // RestartConfig, BackoffConfig, StopConfig, LogConfig and the image path.
-    assert_eq!(count, 11);
+    // RestartConfig, BackoffConfig, StopConfig, LogConfig, UserNamespace and
+    // the image path.
+    assert_eq!(count, 12);
 }
 
 #[test]
