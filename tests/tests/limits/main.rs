@@ -60,10 +60,10 @@ fn limits_hold_under_load() {
     log(&host.summary());
     let mut report = Report::default();
     for (name, group) in GROUPS {
-        let wanted = selected
+        let is_selected = selected
             .as_ref()
             .is_none_or(|names| names.iter().any(|selected| selected == name));
-        if wanted {
+        if is_selected {
             log(&format!("limits: running {name}"));
             report.run_group(name, group);
         }

@@ -123,16 +123,7 @@ impl Report {
     /// Writes the whole document: how it was made, the host, the table.
     pub fn write_markdown(&self, path: &Path, host: &HostInfo) {
         let mut text = String::new();
-        text.push_str("# Limits measured under load\n\n");
-        text.push_str(
-            "The load-test suite writes this file: `cargo build --workspace --bins && \
-             cargo test -p corral-tests --test limits` as root. Each job runs \
-             stress-ng, dd or `corral-probe` inside a corral container with the `host` \
-             image, and the test measures from outside, through the job's cgroup files, \
-             `/proc` and `/sys/block`. A row fails when the measured value is outside \
-             the tolerance; a limit that the host cannot exercise is listed as not \
-             measurable, with the reason.\n\n",
-        );
+        text.push_str(INTRODUCTION);
         text.push_str("## Host\n\n");
         let _ = writeln!(text, "| | |\n|---|---|");
         for (key, value) in host.entries() {
@@ -147,56 +138,73 @@ impl Report {
     }
 }
 
+/// The head of docs/limits.md.
+const INTRODUCTION: &str = r"# Limits measured under load
+
+The load-test suite writes this file when it runs as root:
+`cargo build --workspace --bins && cargo test -p corral-tests --test limits`.
+Each job runs stress-ng, dd, a shell or `corral-probe` inside a corral
+container with the `host` image, and the test measures from outside, through
+the job's cgroup files, `/proc` and `/sys/block`. A row fails when the
+measured value is outside the tolerance. A limit that the host cannot
+exercise is listed as not measurable, with the reason.
+
+";
+
 /// The measuring method of each row group, as written to docs/limits.md.
-const METHOD: &str = "\
-- **memory**: the 80% job runs `stress-ng --vm 1 --vm-keep --vm-method write64` \
-  for 6 s, sized so that the median of the cgroup's usage \
-  (`memory.usage_in_bytes` on v1, `memory.current` on v2), sampled every 50 ms, \
-  is about 80% of the limit. The 200% job's limit is 1/16 of the host's memory, \
-  from 64 MiB to 1 GiB. The job idles for 2 s, then `stress-ng --vm` allocates \
-  twice the limit for 4 s, and last `corral-probe alloc` of twice the limit runs \
-  as the container's main process. The host's memory outside the job is the \
-  host's anonymous memory (`nr_anon_pages` in /proc/vmstat) minus the job's \
-  usage, sampled every 5 ms. Its growth is the mean under allocation minus the \
-  mean while idle, so other processes on the host move it too.\n\
-- **memory_swap**: needs swap on the host. With `memory_swap` equal to `memory`, a \
-  job that touches 150% of the limit must be OOM-killed with no swap charged.\n\
-- **CPU quota**: `stress-ng --cpu` with more workers than the quota. The CPU time \
-  is the difference of the cgroup's `cpuacct.usage` (v1) or `cpu.stat` \
-  `usage_usec` (v2) over 10 s, after 1 s of warm-up. The job's parent cgroup gets \
-  the maximum CPU weight, so that other load on the host competes with the job \
-  only through the quota. The metrics agent reads the same container, and its \
-  `container_cpu_cfs_throttled_periods_total` must lie between the cgroup's \
-  `nr_throttled` read before and after the scrape.\n\
-- **CPU weight**: two jobs in one parent cgroup, both held by cpuset to the last \
-  CPU, each with two `stress-ng --cpu` workers. The share is each job's CPU time \
-  over 10 s divided by the sum. It is compared with the requested weights and \
-  with the values in the cgroup files; on v1 corral converts a weight to \
-  `cpu.shares` on a curve (100 to 1024, 300 to 4058), so the two differ.\n\
-- **cpuset**: a job with two busy workers held to CPU 0. Every 10 ms the test reads \
-  field 39 (the CPU last run on) of `/proc/PID/task/TID/stat` and \
-  `Cpus_allowed_list` of every thread, and compares `cpuacct.usage_percpu` before \
-  and after.\n\
-- **pids**: a shell fork bomb whose processes loop on fork. `pids.current` is \
-  sampled every 50 ms. The host command is `sh -c` starting `/bin/true` 20 \
-  times, timed 5 times before and 5 times during the bomb. After `corral delete --force` no process \
-  seen in the job may still exist and its cgroups must be gone.\n\
-- **I/O**: a loop device on a file in a temporary directory, made available to \
-  the job through `linux.devices` in its OCI config. `dd` with `O_DIRECT` \
-  (cgroup v1 throttles only I/O that bypasses the page cache) reads or writes \
-  it; the rate is the difference of the device's `/sys/block/loopN/stat` \
-  counters over 10 s after 1 s of warm-up.\n\
-- **I/O weight**: needs a proportional I/O scheduler on the device (BFQ, or CFQ \
-  before Linux 5.0).\n\
-- **many jobs**: supervisord starts 200 jobs from 200 job files at once, each \
-  with its own memory, CPU quota, CPU weight and pids values, and the test \
-  reads each value back from the cgroup files named in the container's state \
-  file. `supervisorctl stop all` must then end every container and remove \
-  every cgroup.\n\
-- **OOM in status and metrics**: supervisord runs one job whose main process is \
-  OOM-killed and one whose child is; `supervisorctl status` must describe the \
-  first as `exited 137 (OOM killed)`, and the agent's \
-  `container_oom_events_total` of the second must count the kill.\n";
+const METHOD: &str = r"- **memory**: the 80% job runs `stress-ng --vm 1 --vm-keep --vm-method write64`
+  for 6 s, sized so that the median of the cgroup's usage
+  (`memory.usage_in_bytes` on v1, `memory.current` on v2), sampled every
+  50 ms, is about 80% of the limit. The 200% job's limit is 1/16 of the host's
+  memory, from 64 MiB to 1 GiB. The job idles for 2 s, then `stress-ng --vm`
+  allocates twice the limit for 4 s, and last `corral-probe alloc` of twice
+  the limit runs as the container's main process. The host's memory outside
+  the job is the host's anonymous memory (`nr_anon_pages` in /proc/vmstat)
+  minus the job's usage, sampled every 5 ms. Its growth is the mean under
+  allocation minus the mean while idle, so other processes on the host move
+  it too.
+- **memory_swap**: needs swap on the host. With `memory_swap` equal to
+  `memory`, a job that touches 150% of the limit must be OOM-killed with no
+  swap charged.
+- **CPU quota**: `stress-ng --cpu` with more workers than the quota. The CPU
+  time is the difference of the cgroup's `cpuacct.usage` (v1) or `cpu.stat`
+  `usage_usec` (v2) over 10 s, after 1 s of warm-up. The job's parent cgroup
+  gets the maximum CPU weight, so that other load on the host competes with
+  the job only through the quota. A metrics agent exports the same container,
+  and its `container_cpu_cfs_throttled_periods_total` must lie between the
+  cgroup's `nr_throttled` read before and after the scrape.
+- **CPU weight**: two jobs in one parent cgroup, both held by cpuset to the
+  last CPU, each with two `stress-ng --cpu` workers. The share is each job's
+  CPU time over 10 s divided by the sum. It is compared with the requested
+  weights and with the values in the cgroup files. On v1, corral converts a
+  weight to `cpu.shares` on a curve (100 to 1024, 300 to 4058), so the two
+  differ.
+- **cpuset**: a job with two busy workers held to CPU 0. Every 10 ms the test
+  reads field 39 (the CPU last run on) of `/proc/PID/task/TID/stat` and
+  `Cpus_allowed_list` of every thread, and it compares
+  `cpuacct.usage_percpu` before and after.
+- **pids**: a shell fork bomb whose processes loop on fork. `pids.current` is
+  sampled every 50 ms. The host command is `sh -c` starting `/bin/true` 20
+  times, timed 5 times before and 5 times during the bomb. After
+  `corral delete --force`, no process seen in the job may still exist, and
+  its cgroups must be gone.
+- **I/O**: a loop device on a file in a temporary directory, made available
+  to the job through `linux.devices` in its OCI config. `dd` with `O_DIRECT`
+  reads or writes it, because cgroup v1 throttles only I/O that bypasses the
+  page cache. The rate is the difference of the device's
+  `/sys/block/loopN/stat` counters over 10 s, after 1 s of warm-up.
+- **I/O weight**: needs a proportional I/O scheduler on the device (BFQ, or
+  CFQ before Linux 5.0).
+- **many jobs**: supervisord starts 200 jobs from 200 job files at once, each
+  with its own memory, CPU quota, CPU weight and pids values, and the test
+  reads each value back from the cgroup files named in the container's state
+  file. `supervisorctl stop all` must then end every container within its
+  stop timeout and remove every cgroup.
+- **OOM in status and metrics**: supervisord runs one job whose main process
+  is OOM-killed and one whose child process is. `supervisorctl status` must
+  describe the first as `exited 137 (OOM killed)`, and the agent's
+  `container_oom_events_total` of the second must count the kill.
+";
 
 /// Facts about the machine that the numbers depend on.
 #[derive(Debug, Clone)]

@@ -279,6 +279,14 @@ pub fn check_many_jobs(report: &mut Report) {
         .values()
         .filter(|view| view["state"] == "STOPPED")
         .count();
+    let killed = views
+        .values()
+        .filter(|view| {
+            view["description"]
+                .as_str()
+                .is_some_and(|text| text.contains("SIGKILL"))
+        })
+        .count();
     let alive: Vec<i32> = pids
         .iter()
         .copied()
@@ -289,21 +297,23 @@ pub fn check_many_jobs(report: &mut Report) {
         .map(|entries| entries.count())
         .unwrap_or(0);
     log(&format!(
-        "limits: many jobs: stop all exit {:?} in {stop_seconds:.1} s, {stopped} STOPPED, {} alive, {container_cgroups} cgroups, {states_left} states",
-        stop.status.code(),
+        "limits: many jobs: stop all {} in {stop_seconds:.1} s, {stopped} STOPPED, {killed} SIGKILL, {} alive, {container_cgroups} cgroups, {states_left} states",
+        stop.status,
         alive.len()
     ));
     report.check(
         "many jobs: stopped cleanly",
         "supervisorctl stop all",
         format!(
-            "exit {:?} in {stop_seconds:.1} s, {stopped} STOPPED, {} processes, {container_cgroups} cgroups and {states_left} state dirs left",
-            stop.status.code(),
+            "{} in {stop_seconds:.1} s, {stopped} STOPPED, {killed} after SIGKILL, {} processes, \
+             {container_cgroups} cgroups and {states_left} state dirs left",
+            stop.status,
             alive.len()
         ),
-        "all STOPPED, nothing left",
+        "all STOPPED by SIGTERM, nothing left",
         stop.status.success()
             && stopped == MANY_JOBS
+            && killed == 0
             && alive.is_empty()
             && container_cgroups == 0
             && states_left == 0,

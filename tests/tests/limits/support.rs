@@ -157,7 +157,8 @@ pub fn read_u64(path: &Path) -> u64 {
         .unwrap_or_else(|_| panic!("{} does not contain a number: {text:?}", path.display()))
 }
 
-/// Like [`read_u64`], but None when the file is gone or not a number.
+/// Reads a file like [`read_u64`], but returns None when the file is gone or
+/// does not contain a number.
 pub fn try_read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
