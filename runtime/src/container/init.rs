@@ -298,6 +298,7 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     }
     let cwd = process.cwd();
     rootfs::ensure_directory(cwd)?;
+    super::process::apply_scheduling(&process, linux.personality().as_ref())?;
     for warning in super::process::apply_rlimits(&process)? {
         sync::send_warning(&mut context.sync, &warning);
     }

@@ -284,7 +284,21 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         }
         (_, false) => None,
     };
-    let (flags, joins) = namespace_plan(&spec)?;
+    let (flags, mut joins) = namespace_plan(&spec)?;
+    // Joining a PID namespace takes effect for children only, so the runtime
+    // joins it itself and the cloned init starts inside it.
+    if let Some(at) = joins
+        .iter()
+        .position(|(kind, _)| *kind == CloneFlags::CLONE_NEWPID)
+    {
+        let (kind, fd) = joins.remove(at);
+        nix::sched::setns(&fd, kind).map_err(|source| ContainerError::Sys {
+            operation: "join the PID namespace given by path".to_string(),
+            source,
+        })?;
+    }
+    // A joined user namespace comes first: it owns the others.
+    joins.sort_by_key(|(kind, _)| *kind != CloneFlags::CLONE_NEWUSER);
     let id_maps = if flags.contains(CloneFlags::CLONE_NEWUSER) {
         Some(userns::IdMaps::from_spec(&linux)?)
     } else {
@@ -559,6 +573,14 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
     for namespace in namespaces {
         let flag = init::namespace_flag(namespace.typ());
         match namespace.path() {
+            // A new time namespace applies only to children of the process
+            // that creates it, so a clone cannot create one for itself.
+            None if namespace.typ() == oci_spec::runtime::LinuxNamespaceType::Time => {
+                return Err(ContainerError::InvalidSpec {
+                    message: "a new time namespace is not supported; join one by path instead"
+                        .to_string(),
+                })
+            }
             None => flags.insert(flag),
             Some(path) => {
                 let file = fs::File::open(path).map_err(io_error("open namespace", path))?;

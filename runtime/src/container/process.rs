@@ -244,3 +244,72 @@ fn capability(name: &str) -> Option<Capability> {
         format!("CAP_{name}").parse().ok()
     }
 }
+
+/// Applies the process's I/O priority, scheduling policy and nice value,
+/// and the container's execution domain (personality).
+pub(crate) fn apply_scheduling(
+    process: &Process,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
+) -> Result<(), InitError> {
+    use oci_spec::runtime::{IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerPolicy};
+
+    let failed = |operation: String| InitError::Sys {
+        operation,
+        source: nix::Error::last(),
+    };
+    if let Some(priority) = process.io_priority() {
+        // The class sits in the top bits of the ioprio value (IOPRIO_CLASS_SHIFT).
+        let class: i64 = match priority.class() {
+            IOPriorityClass::IoprioClassRt => 1,
+            IOPriorityClass::IoprioClassBe => 2,
+            IOPriorityClass::IoprioClassIdle => 3,
+        };
+        let value = (class << 13) | priority.priority();
+        // SAFETY: ioprio_set takes integers only; "who" 0 is this process
+        // (IOPRIO_WHO_PROCESS = 1).
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
+            return Err(failed(format!(
+                "set I/O priority class {class} level {}",
+                priority.priority()
+            )));
+        }
+    }
+    if let Some(scheduler) = process.scheduler() {
+        let policy = match scheduler.policy() {
+            LinuxSchedulerPolicy::SchedOther => libc::SCHED_OTHER,
+            LinuxSchedulerPolicy::SchedFifo => libc::SCHED_FIFO,
+            LinuxSchedulerPolicy::SchedRr => libc::SCHED_RR,
+            LinuxSchedulerPolicy::SchedBatch => libc::SCHED_BATCH,
+            LinuxSchedulerPolicy::SchedIdle => libc::SCHED_IDLE,
+            other => {
+                return Err(InitError::Process(format!(
+                    "scheduler policy {other:?} is not supported"
+                )))
+            }
+        };
+        let parameters = libc::sched_param {
+            sched_priority: scheduler.priority().unwrap_or(0),
+        };
+        // SAFETY: `parameters` is an initialized sched_param that outlives the call.
+        if unsafe { libc::sched_setscheduler(0, policy, &parameters) } != 0 {
+            return Err(failed(format!("set scheduler policy {policy}")));
+        }
+        if let Some(nice) = scheduler.nice() {
+            // SAFETY: setpriority takes integers only.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, *nice) } != 0 {
+                return Err(failed(format!("set nice value {nice}")));
+            }
+        }
+    }
+    if let Some(personality) = personality {
+        let domain = match personality.domain() {
+            LinuxPersonalityDomain::PerLinux => 0x0000,
+            LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        };
+        // SAFETY: personality takes an integer persona and no pointers.
+        if unsafe { libc::personality(domain) } == -1 {
+            return Err(failed(format!("set personality {domain:#x}")));
+        }
+    }
+    Ok(())
+}
