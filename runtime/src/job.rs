@@ -304,10 +304,11 @@ fn seccomp_profile(job: &JobSpec, capabilities: &[String]) -> Result<Option<Valu
                 path: path.into(),
                 source,
             })?;
-            let profile: Value = serde_json::from_slice(&text).map_err(|source| JobSpecError::SeccompInvalid {
-                path: path.into(),
-                source,
-            })?;
+            let profile: Value =
+                serde_json::from_slice(&text).map_err(|source| JobSpecError::SeccompInvalid {
+                    path: path.into(),
+                    source,
+                })?;
             Ok(Some(profile))
         }
     }

@@ -19,25 +19,73 @@ const BLOCKED: &[(&str, &[&str])] = &[
     (
         "CAP_SYS_ADMIN",
         &[
-            "mount", "umount", "umount2", "pivot_root", "unshare", "setns", "open_tree",
-            "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "quotactl",
-            "quotactl_fd", "lookup_dcookie", "bpf", "perf_event_open", "fanotify_init",
-            "name_to_handle_at", "open_by_handle_at", "swapon", "swapoff", "vhangup", "sethostname",
-            "setdomainname", "keyctl", "add_key", "request_key", "nfsservctl", "userfaultfd",
+            "mount",
+            "umount",
+            "umount2",
+            "pivot_root",
+            "unshare",
+            "setns",
+            "open_tree",
+            "move_mount",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "mount_setattr",
+            "quotactl",
+            "quotactl_fd",
+            "lookup_dcookie",
+            "bpf",
+            "perf_event_open",
+            "fanotify_init",
+            "name_to_handle_at",
+            "open_by_handle_at",
+            "swapon",
+            "swapoff",
+            "vhangup",
+            "sethostname",
+            "setdomainname",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "nfsservctl",
+            "userfaultfd",
         ],
     ),
     (
         "CAP_SYS_MODULE",
-        &["init_module", "finit_module", "delete_module", "create_module", "query_module", "get_kernel_syms"],
+        &[
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "create_module",
+            "query_module",
+            "get_kernel_syms",
+        ],
     ),
     ("CAP_SYS_BOOT", &["reboot", "kexec_load", "kexec_file_load"]),
-    ("CAP_SYS_TIME", &["settimeofday", "stime", "clock_settime", "clock_adjtime", "adjtimex"]),
+    (
+        "CAP_SYS_TIME",
+        &[
+            "settimeofday",
+            "stime",
+            "clock_settime",
+            "clock_adjtime",
+            "adjtimex",
+        ],
+    ),
     ("CAP_SYS_PACCT", &["acct"]),
     ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
-    ("CAP_SYS_NICE", &["mbind", "set_mempolicy", "move_pages", "get_mempolicy"]),
+    (
+        "CAP_SYS_NICE",
+        &["mbind", "set_mempolicy", "move_pages", "get_mempolicy"],
+    ),
     ("CAP_SYSLOG", &["syslog"]),
     ("CAP_SYS_PTRACE", &["kcmp"]),
-    ("", &["uselib", "ustat", "sysfs", "_sysctl", "vm86", "vm86old"]),
+    (
+        "",
+        &["uselib", "ustat", "sysfs", "_sysctl", "vm86", "vm86old"],
+    ),
 ];
 
 /// clone flags that create namespaces, which only CAP_SYS_ADMIN may use.
@@ -72,7 +120,9 @@ pub fn default_profile(capabilities: &[String]) -> Value {
                 "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
             }));
         }
-        syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
+        syscalls.push(
+            json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+        );
     }
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",

@@ -502,7 +502,7 @@ fn bring_loopback_up() -> Result<(), InitError> {
     Ok(())
 }
 
-/// Clone flags of the namespaces the spec asks to create.
+/// Returns the clone flag of a namespace type.
 pub(crate) fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
     match kind {
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,

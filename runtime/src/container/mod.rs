@@ -489,7 +489,7 @@ fn labels_from(
         .collect()
 }
 
-/// Where the root filesystem comes from.
+/// The source of the root filesystem: an overlay over image layers or a plain directory.
 struct RootPlan {
     rootfs: PathBuf,
     overlay: Option<OverlayPlan>,
