@@ -195,8 +195,8 @@ const METHOD: &str = r"- **memory**: the 80% job runs `stress-ng --vm 1 --vm-kee
   `/sys/block/loopN/stat` counters over 10 s, after 1 s of warm-up.
 - **I/O weight**: needs a proportional I/O scheduler on the device (BFQ, or
   CFQ before Linux 5.0).
-- **many jobs**: supervisord starts 200 jobs from 200 job files at once, each
-  with its own memory, CPU quota, CPU weight and pids values, and the test
+- **many jobs**: supervisord starts 200 jobs from 200 job files at once. Each
+  job has its own memory, CPU quota, CPU weight and pids values, and the test
   reads each value back from the cgroup files named in the container's state
   file. `supervisorctl stop all` must then end every container within its
   stop timeout and remove every cgroup.

@@ -66,7 +66,7 @@ pub fn check_oom_reporting(report: &mut Report) {
     report.check(
         "OOM kill in supervisorctl status",
         format!(
-            "memory {}, alloc {}",
+            "memory {}, main process corral-probe alloc {}",
             mib(limit as f64),
             mib((2 * limit) as f64)
         ),
