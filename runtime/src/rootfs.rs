@@ -826,67 +826,6 @@ pub fn ensure_directory(path: &Path) -> Result<(), RootfsError> {
         .map_err(io("create working directory", path))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_split_flags_and_data() {
-        let options: Vec<String> = ["nosuid", "ro", "size=16m", "mode=755", "rslave"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let parsed = MountOptions::parse(&options);
-        assert!(parsed.flags.contains(MsFlags::MS_NOSUID));
-        assert!(parsed.flags.contains(MsFlags::MS_RDONLY));
-        assert_eq!(parsed.data, vec!["size=16m", "mode=755"]);
-        assert_eq!(parsed.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert!(parsed.remount_flags.is_empty());
-    }
-
-    #[test]
-    fn bind_options_need_remount() {
-        let options: Vec<String> = ["rbind", "ro", "nosuid"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let parsed = MountOptions::parse(&options);
-        assert!(parsed.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert_eq!(
-            parsed.remount_flags,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
-        );
-    }
-
-    #[test]
-    fn resolve_keeps_symlinks_inside_root() {
-        let root = tempfile::tempdir().unwrap();
-        let base = root.path();
-        fs::create_dir_all(base.join("etc")).unwrap();
-        symlink("/etc", base.join("abs")).unwrap();
-        symlink("../../../../etc", base.join("etc/up")).unwrap();
-        symlink("loop2", base.join("loop1")).unwrap();
-        symlink("loop1", base.join("loop2")).unwrap();
-
-        assert_eq!(
-            resolve_in_root(base, Path::new("/abs/passwd")).unwrap(),
-            base.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(base, Path::new("/etc/up/shadow")).unwrap(),
-            base.join("etc/shadow")
-        );
-        assert_eq!(
-            resolve_in_root(base, Path::new("/../../x")).unwrap(),
-            base.join("x")
-        );
-        assert!(matches!(
-            resolve_in_root(base, Path::new("/loop1")),
-            Err(RootfsError::SymlinkLoop { .. })
-        ));
-    }
-}
-
 /// Builds the overlay root as a detached mount with the new mount API, in
 /// the runtime's own user namespace, and returns its descriptor.
 ///
@@ -1013,4 +952,65 @@ pub fn attach_mount(mount_fd: &OwnedFd, target: &Path) -> Result<(), RootfsError
         return Err(sys("attach the root at", target)(nix::Error::last()));
     }
     nix::unistd::fchdir(mount_fd).map_err(sys("enter the new root at", target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_flags_and_data() {
+        let options: Vec<String> = ["nosuid", "ro", "size=16m", "mode=755", "rslave"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parsed = MountOptions::parse(&options);
+        assert!(parsed.flags.contains(MsFlags::MS_NOSUID));
+        assert!(parsed.flags.contains(MsFlags::MS_RDONLY));
+        assert_eq!(parsed.data, vec!["size=16m", "mode=755"]);
+        assert_eq!(parsed.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert!(parsed.remount_flags.is_empty());
+    }
+
+    #[test]
+    fn bind_options_need_remount() {
+        let options: Vec<String> = ["rbind", "ro", "nosuid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parsed = MountOptions::parse(&options);
+        assert!(parsed.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert_eq!(
+            parsed.remount_flags,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
+    }
+
+    #[test]
+    fn resolve_keeps_symlinks_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path();
+        fs::create_dir_all(base.join("etc")).unwrap();
+        symlink("/etc", base.join("abs")).unwrap();
+        symlink("../../../../etc", base.join("etc/up")).unwrap();
+        symlink("loop2", base.join("loop1")).unwrap();
+        symlink("loop1", base.join("loop2")).unwrap();
+
+        assert_eq!(
+            resolve_in_root(base, Path::new("/abs/passwd")).unwrap(),
+            base.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(base, Path::new("/etc/up/shadow")).unwrap(),
+            base.join("etc/shadow")
+        );
+        assert_eq!(
+            resolve_in_root(base, Path::new("/../../x")).unwrap(),
+            base.join("x")
+        );
+        assert!(matches!(
+            resolve_in_root(base, Path::new("/loop1")),
+            Err(RootfsError::SymlinkLoop { .. })
+        ));
+    }
 }
