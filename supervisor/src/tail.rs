@@ -61,8 +61,10 @@ fn start_of_last_lines(file: &mut File, size: u64, lines: usize) -> io::Result<u
 }
 
 /// Copies what is appended to `path` from `offset` on to `out` until an
-/// error or the end of `out`. Starts over at the beginning when the file is
-/// truncated or replaced, as rotation does.
+/// error or the end of `out`. When rotation renames the file and creates a
+/// new one, the rest of the renamed file is copied before the new file
+/// from its start, so no line is skipped. A file truncated in place is
+/// read again from its start.
 pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or(OsStr::new(""));
@@ -90,6 +92,9 @@ pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<
             }
         }
         if reopen {
+            // The old handle still reads the renamed file, which its writer
+            // closed before the rename.
+            copy_new_bytes(&mut file, offset, out)?;
             file = File::open(path)?;
             offset = 0;
         }
@@ -141,6 +146,55 @@ mod tests {
         assert_eq!(last_lines(&content, 3), "line 4997\nline 4998\nline 4999\n");
         let all = last_lines(&content, 10_000);
         assert_eq!(all.len(), content.len());
+    }
+
+    #[test]
+    fn follow_reads_the_rest_of_a_rotated_file() {
+        use std::io::Write as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"old 1\n").unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        struct Channel(std::sync::mpsc::Sender<Vec<u8>>);
+        impl Write for Channel {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0
+                    .send(bytes.to_vec())
+                    .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let follower = {
+            let path = path.clone();
+            std::thread::spawn(move || follow(&path, 6, &mut Channel(sender)))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+
+        let mut writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writer.write_all(b"old 2\n").unwrap();
+        drop(writer);
+        std::fs::rename(&path, dir.path().join("stdout.log.1")).unwrap();
+        std::fs::write(&path, b"new 1\n").unwrap();
+
+        let mut received = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while received != b"old 2\nnew 1\n" && std::time::Instant::now() < deadline {
+            if let Ok(bytes) = receiver.recv_timeout(std::time::Duration::from_millis(100)) {
+                received.extend_from_slice(&bytes);
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&received), "old 2\nnew 1\n");
+        drop(receiver);
+        // The follower ends at its next write into the closed channel.
+        std::fs::write(dir.path().join("stdout.log"), b"x\n").unwrap();
+        assert!(follower.join().unwrap().is_err());
     }
 
     #[test]

@@ -836,30 +836,90 @@ fn running_job_log_rotates() {
     daemon.wait_for_state("chatty", JobState::Running, SETTLE);
 
     let dir = daemon.log_dir().join("chatty");
-    let rotated = dir.join("stdout.log.1");
-    daemon.wait_until(SETTLE, "the full log is rotated", |_| rotated.exists());
-    let first_burst = std::fs::read_to_string(&rotated).unwrap();
-    assert!(
-        first_burst.starts_with("line 0 of the first burst"),
-        "{first_burst:.200}"
-    );
-
     daemon.wait_until(SETTLE, "the job writes after the rotation", |daemon| {
         daemon
             .job_log("chatty", "stdout")
             .contains("after-rotation")
     });
-    let current = std::fs::read(dir.join("stdout.log")).unwrap();
     assert!(
-        current.len() < 4096,
-        "stdout.log has {} bytes after rotation",
-        current.len()
+        !dir.join("stdout.log.3").exists(),
+        "keep 2 left a third file"
     );
-    assert!(
-        !current.contains(&0),
-        "the writer left a hole of NUL bytes: {current:?}"
-    );
+    let mut numbers = Vec::new();
+    for name in ["stdout.log.2", "stdout.log.1", "stdout.log"] {
+        let content = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(content.len() <= 4096, "{name} has {} bytes", content.len());
+        assert!(content.ends_with('\n'), "{name} ends mid-line: {content:?}");
+        for line in content.lines() {
+            if let Some(rest) = line.strip_prefix("line ") {
+                numbers.push(rest.split(' ').next().unwrap().parse::<u32>().unwrap());
+            }
+        }
+    }
+    assert_eq!(numbers.last(), Some(&299), "{numbers:?}");
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "lines lost between rotated files: {numbers:?}"
+        );
+    }
     assert_eq!(daemon.job("chatty").unwrap().state, JobState::Running);
+}
+
+#[test]
+fn log_settings_change_without_restart() {
+    if skip("log_settings_change_without_restart") {
+        return;
+    }
+    // Each SIGUSR1 writes about 11K.
+    let script = "burst() { i=0; while [ $i -lt 200 ]; do \
+                  echo \"line $i of a burst, padded to fill the log quickly\"; i=$((i+1)); done; }; \
+                  trap burst USR1; echo ready; while :; do sleep 0.1; done";
+    let job = |logs: serde_json::Value| {
+        shell_job(
+            script,
+            json!({"start_seconds": "300ms", "stop": {"timeout": "2s"}, "logs": logs}),
+        )
+    };
+    let daemon = Daemon::start(&[("bursts", &job(json!({"max_size": "4K", "keep": 3})))]);
+    let before = daemon.wait_for_state("bursts", JobState::Running, SETTLE);
+    let dir = daemon.log_dir().join("bursts");
+    daemon.wait_until(SETTLE, "the job set its trap", |daemon| {
+        daemon.job_log("bursts", "stdout").contains("ready")
+    });
+    let signal = daemon.ctl(&["signal", "USR1", "bursts"]);
+    assert_eq!(signal.status.code(), Some(0), "{}", stdout_of(&signal));
+    daemon.wait_until(SETTLE, "the first burst rotated twice", |_| {
+        dir.join("stdout.log.2").exists()
+    });
+
+    daemon.write_job("bursts", &job(json!({"max_size": "8K", "keep": 1})));
+    daemon.wait_until(SETTLE, "the new log settings are applied", |daemon| {
+        daemon.daemon_log().contains("applied new log settings")
+    });
+    for _ in 0..2 {
+        let signal = daemon.ctl(&["signal", "USR1", "bursts"]);
+        assert_eq!(signal.status.code(), Some(0), "{}", stdout_of(&signal));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    daemon.wait_until(SETTLE, "keep 1 removed the older files", |_| {
+        !dir.join("stdout.log.2").exists() && !dir.join("stdout.log.3").exists()
+    });
+    let sizes: Vec<u64> = ["stdout.log.1", "stdout.log"]
+        .iter()
+        .map(|name| std::fs::metadata(dir.join(name)).unwrap().len())
+        .collect();
+    assert!(sizes.iter().all(|&size| size <= 8192), "{sizes:?}");
+    assert!(
+        sizes.iter().any(|&size| size > 4096),
+        "max_size 8K not applied: {sizes:?}"
+    );
+    let after = daemon.job("bursts").unwrap();
+    assert_eq!(
+        after.container_id, before.container_id,
+        "the log change restarted the job"
+    );
 }
 
 #[test]

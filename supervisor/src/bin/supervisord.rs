@@ -37,6 +37,10 @@ struct Cli {
     /// The corral runtime binary [default: corral beside supervisord, else on PATH]
     #[arg(long)]
     runtime: Option<PathBuf>,
+    /// The per-container monitor binary [default: corral-monitor beside
+    /// supervisord, else on PATH]
+    #[arg(long)]
+    monitor: Option<PathBuf>,
     /// Format of supervisord's own log on stderr; RUST_LOG sets the level
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -65,10 +69,10 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let runtime = match cli.runtime {
-        Some(path) => path,
-        None => default_runtime(),
-    };
+    let runtime = cli.runtime.unwrap_or_else(|| beside_or_on_path("corral"));
+    let monitor = cli
+        .monitor
+        .unwrap_or_else(|| beside_or_on_path("corral-monitor"));
     let config = DaemonConfig {
         jobs_dir: cli.jobs_dir,
         run_dir: cli.run_dir,
@@ -76,21 +80,22 @@ fn run(cli: Cli) -> Result<()> {
         log_dir: cli.log_dir,
         cgroup_parent: cli.cgroup_parent,
         runtime,
+        monitor,
     };
     let tokio = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
     Ok(())
 }
 
-/// Returns `corral` in the directory of this executable when it exists
-/// there, so that a build tree or an install prefix uses its own runtime.
-/// Otherwise returns `corral`, to be looked up on PATH.
-fn default_runtime() -> PathBuf {
+/// Returns `name` in the directory of this executable when it exists
+/// there, so that a build tree or an install prefix uses its own binaries.
+/// Otherwise returns `name`, to be looked up on PATH.
+fn beside_or_on_path(name: &str) -> PathBuf {
     let beside = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("corral")));
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)));
     match beside {
         Some(path) if path.is_file() => path,
-        _ => PathBuf::from("corral"),
+        _ => PathBuf::from(name),
     }
 }

@@ -30,21 +30,25 @@ pub enum AfterStop {
 /// A reply sent once the job leaves STARTING and STOPPING.
 pub type Waiter = oneshot::Sender<Reply>;
 
-/// One running container of a job and its shim.
+/// One running container of a job and its monitor.
 #[derive(Debug)]
 pub struct Container {
     pub id: String,
     /// The version of the spec the container was started with; its stop
     /// settings apply even after an update replaced the job's spec.
     pub spec: Arc<JobSpec>,
-    pub shim: PidFd,
+    /// The container's `corral-monitor`, the parent of its shim.
+    pub monitor: PidFd,
     pub started_at: SystemTime,
     pub started_instant: Instant,
     /// Host PID of the container's init, once the shim wrote the pid file.
     pub pid: Option<i32>,
+    /// Whether `start_seconds` passed since the start. The job becomes
+    /// RUNNING when this holds and `pid` is known.
+    pub start_seconds_passed: bool,
     pub pid_file: PathBuf,
-    /// Size of the stderr log before the shim started, so a setup error can
-    /// be read back from what the shim appended.
+    /// Size of the stderr log before the monitor started, so a setup error
+    /// can be read back from what the shim or the monitor appended.
     pub stderr_offset: u64,
     pub stop: Option<StopProgress>,
     /// The relay of the job's published ports, closed when the container

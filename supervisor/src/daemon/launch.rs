@@ -1,29 +1,35 @@
-//! Starting one container of a job through `corral shim`, and reading back
-//! how it ended.
+//! Starting one container of a job through `corral-monitor` and
+//! `corral shim`, and reading back how it ended.
 //!
-//! Per container: the bundle `DATA_DIR/bundles/ID/config.json`, the exit
-//! record `RUN_DIR/exits/ID.json` and the pid file `RUN_DIR/pids/ID.pid`.
-//! The shim runs in its own session, so a signal to supervisord's process
-//! group or the end of supervisord does not reach it.
+//! Per container: the bundle `DATA_DIR/bundles/ID/config.json` with the
+//! monitor's log settings `logs.json` beside it, the exit record
+//! `RUN_DIR/exits/ID.json` and the pid file `RUN_DIR/pids/ID.pid`. The
+//! monitor runs in its own session, so a signal to supervisord's process
+//! group or the end of supervisord does not reach it or the shim.
 
 use std::fs;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use corral_config::JobSpec;
 use corral_runtime::job::{self, JobContainer, JobSpecError};
 use corral_runtime::state::ExitRecord;
 
-use crate::daemon::logs::{self, JobLogs, LogError};
+use crate::daemon::logs::{self, LogError};
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::ports::{self, BoundPorts, PortError};
 use crate::daemon::{DaemonConfig, ShimStatus};
 use crate::machine::Termination;
+use crate::monitor::LogSettings;
 
-/// Exit status of the shim when it failed before the container ran.
+/// Exit status of the shim, or of its monitor, when it failed before the
+/// container ran.
 pub const SHIM_SETUP_FAILED: i32 = 125;
+
+/// Name of the monitor's log settings file in the bundle directory.
+pub const LOG_SETTINGS_FILE: &str = "logs.json";
 
 /// An error starting a container.
 #[derive(Debug, thiserror::Error)]
@@ -38,32 +44,42 @@ pub enum LaunchError {
         #[source]
         source: JobSpecError,
     },
-    #[error("failed to run {runtime} shim for container {id}")]
+    #[error("failed to write the log settings {path}")]
+    LogSettings {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to run {monitor} for container {id}")]
     Spawn {
-        runtime: PathBuf,
+        monitor: PathBuf,
         id: String,
         #[source]
         source: io::Error,
     },
 }
 
-/// The data a restarted supervisord needs to adopt a running shim, stored as
-/// `RUN_DIR/shims/ID.json` while the shim runs.
+/// The data a restarted supervisord needs to adopt a running container,
+/// stored as `RUN_DIR/shims/ID.json` while its monitor runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShimRecord {
     pub job: String,
     pub container_id: String,
-    pub shim_pid: i32,
+    /// PID of the container's `corral-monitor`. Records of supervisord
+    /// versions without a monitor name the shim as `shim_pid`; it takes the
+    /// same signals and is adopted the same way.
+    #[serde(alias = "shim_pid")]
+    pub monitor_pid: i32,
     /// When the shim was spawned, in seconds since the Unix epoch.
     pub started_at: f64,
     pub stderr_offset: u64,
 }
 
-/// A shim that was just spawned.
+/// A monitor that was just spawned.
 #[derive(Debug)]
 pub struct Launched {
-    pub child: tokio::process::Child,
-    pub shim: PidFd,
+    /// The monitor, a child of supervisord that still has to be reaped.
+    pub monitor: PidFd,
     pub pid_file: PathBuf,
     pub stderr_offset: u64,
     /// Listeners of the job's published ports, bound before the shim ran.
@@ -91,7 +107,8 @@ pub fn build_spec(
     job::oci_spec(spec, &container)
 }
 
-/// Opens the logs, writes the bundle and spawns the shim for container `id`.
+/// Prepares the logs, writes the bundle and spawns the monitor, which runs
+/// the shim, for container `id`.
 pub fn launch(
     config: &DaemonConfig,
     job_name: &str,
@@ -102,11 +119,7 @@ pub fn launch(
 ) -> Result<Launched, LaunchError> {
     let ports = ports::bind(&spec.ports)?;
     let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
-    let JobLogs {
-        stdout,
-        stderr,
-        stderr_offset,
-    } = logs::open_job_logs(log_dir, stdout_log, stderr_log, &spec.logs)?;
+    let stderr_offset = logs::prepare_job_logs(log_dir, stdout_log, stderr_log, &spec.logs)?;
 
     let bundle = config.bundle_dir(id);
     let bundle_error = |source| LaunchError::Bundle {
@@ -115,10 +128,26 @@ pub fn launch(
     };
     let oci = build_spec(config, job_name, id, spec).map_err(bundle_error)?;
     job::write_bundle(&oci, &bundle).map_err(bundle_error)?;
+    let settings_file = bundle.join(LOG_SETTINGS_FILE);
+    if let Err(source) = LogSettings::from_config(&spec.logs).write(&settings_file) {
+        remove_container_files(config, id);
+        return Err(LaunchError::LogSettings {
+            path: settings_file,
+            source,
+        });
+    }
 
     let pid_file = config.pid_file(id);
-    let mut command = tokio::process::Command::new(&config.runtime);
+    let mut command = Command::new(&config.monitor);
     command
+        .arg("--stdout")
+        .arg(stdout_log)
+        .arg("--stderr")
+        .arg(stderr_log)
+        .arg("--settings")
+        .arg(&settings_file)
+        .arg("--")
+        .arg(&config.runtime)
         .arg("--root")
         .arg(config.containers_root())
         .arg("shim")
@@ -130,20 +159,18 @@ pub fn launch(
         .arg("--pid-file")
         .arg(&pid_file)
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(false);
+        .stdout(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and calls only
     // setsid, which is async-signal-safe and touches no memory of the parent.
     unsafe {
-        command.as_std_mut().pre_exec(|| {
+        command.pre_exec(|| {
             nix::unistd::setsid().map_err(io::Error::from)?;
             Ok(())
         });
     }
 
     let spawn_error = |source| LaunchError::Spawn {
-        runtime: config.runtime.clone(),
+        monitor: config.monitor.clone(),
         id: id.to_string(),
         source,
     };
@@ -154,20 +181,21 @@ pub fn launch(
             return Err(spawn_error(source));
         }
     };
-    let pid = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .ok_or_else(|| spawn_error(io::Error::other("the shim has no PID")))?;
-    // The child is not reaped before the wait task runs, so the PID still
-    // names the shim here.
-    let shim = match PidFd::open(pid) {
-        Ok(shim) => shim,
+    let pid = i32::try_from(child.id()).expect("Linux PIDs fit in i32");
+    // Dropping a std Child neither waits nor kills. The monitor is reaped
+    // through its pidfd, which is opened before anything could reap it, so
+    // the PID still names the monitor here.
+    drop(child);
+    let monitor = match PidFd::open(pid) {
+        Ok(monitor) => monitor,
         Err(source) => {
-            // Without a pidfd the shim could not be stopped safely, so it is
-            // killed before it creates the container.
-            let mut child = child;
-            if let Err(error) = child.start_kill() {
-                tracing::warn!(container_id = %id, %error, "failed to kill shim");
+            // Without a pidfd the container could not be stopped safely, so
+            // the monitor is killed before its shim creates the container.
+            if let Err(error) = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            ) {
+                tracing::warn!(container_id = %id, %error, "failed to kill the monitor");
             }
             return Err(spawn_error(source));
         }
@@ -175,7 +203,7 @@ pub fn launch(
     let record = ShimRecord {
         job: job_name.to_string(),
         container_id: id.to_string(),
-        shim_pid: pid,
+        monitor_pid: pid,
         started_at: unix_now(),
         stderr_offset,
     };
@@ -185,12 +213,23 @@ pub fn launch(
         tracing::warn!(container_id = %id, %error, "failed to write the shim record");
     }
     Ok(Launched {
-        child,
-        shim,
+        monitor,
         pid_file,
         stderr_offset,
         ports,
     })
+}
+
+/// Writes new rotation limits for the monitor of container `id` and makes
+/// it read them.
+pub fn update_log_settings(
+    config: &DaemonConfig,
+    id: &str,
+    monitor: &PidFd,
+    settings: LogSettings,
+) -> io::Result<()> {
+    settings.write(&config.bundle_dir(id).join(LOG_SETTINGS_FILE))?;
+    monitor.send_raw_signal(crate::monitor::reload_signal())
 }
 
 fn unix_now() -> f64 {
@@ -246,12 +285,12 @@ pub fn read_shim_records(config: &DaemonConfig) -> Vec<ShimRecord> {
     records
 }
 
-/// Opens a pidfd for the shim of `record` if that process still runs and
-/// is that shim: its command line names `shim` and the container id, so a
-/// reused PID is not mistaken for it.
-pub fn find_live_shim(record: &ShimRecord) -> Option<PidFd> {
-    let shim = PidFd::open(record.shim_pid).ok()?;
-    let cmdline = fs::read(format!("/proc/{}/cmdline", record.shim_pid)).ok()?;
+/// Opens a pidfd for the monitor of `record` if that process still runs
+/// and is that monitor: its command line names `shim` and the container
+/// id, so a reused PID is not mistaken for it.
+pub fn find_live_monitor(record: &ShimRecord) -> Option<PidFd> {
+    let shim = PidFd::open(record.monitor_pid).ok()?;
+    let cmdline = fs::read(format!("/proc/{}/cmdline", record.monitor_pid)).ok()?;
     let arguments: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
     let is_shim = arguments.contains(&b"shim".as_slice())
         && arguments.contains(&record.container_id.as_bytes());
@@ -361,6 +400,7 @@ mod tests {
             log_dir: root.join("log"),
             cgroup_parent: "corral-test".to_string(),
             runtime: PathBuf::from("/nonexistent/corral"),
+            monitor: PathBuf::from("/nonexistent/corral-monitor"),
         }
     }
 
@@ -371,6 +411,14 @@ mod tests {
         assert!(id.starts_with("web-"));
         assert!(id[4..].bytes().all(|byte| byte.is_ascii_hexdigit()), "{id}");
         assert_ne!(new_container_id("web"), new_container_id("web"));
+    }
+
+    #[test]
+    fn records_of_older_versions_name_the_shim() {
+        let old = r#"{"job": "web", "container_id": "web-00000001", "shim_pid": 42,
+                      "started_at": 1.5, "stderr_offset": 0}"#;
+        let record: ShimRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(record.monitor_pid, 42);
     }
 
     #[test]
@@ -447,20 +495,15 @@ mod tests {
     }
 
     #[test]
-    fn spawn_failure_names_runtime_and_cleans_bundle() {
+    fn spawn_failure_names_monitor_and_cleans_bundle() {
         let root = tempfile::tempdir().unwrap();
         let config = config(root.path());
         let spec: JobSpec = serde_json::from_str(r#"{"command": ["/bin/true"]}"#).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _guard = runtime.enter();
         let stdout = config.log_dir.join("web").join("stdout.log");
         let stderr = config.log_dir.join("web").join("stderr.log");
         let error = launch(&config, "web", "web-0000000a", &spec, &stdout, &stderr).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("/nonexistent/corral"), "{message}");
+        assert!(message.contains("/nonexistent/corral-monitor"), "{message}");
         assert!(!config.bundle_dir("web-0000000a").exists());
         assert!(stdout.exists(), "log files are created before the spawn");
     }

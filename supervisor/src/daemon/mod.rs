@@ -6,8 +6,8 @@ mod job;
 mod jobwatch;
 mod launch;
 mod logs;
-mod logwatch;
 mod pidfd;
+mod pidwatch;
 mod ports;
 mod reload;
 mod server;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use nix::sys::stat::{umask, Mode};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 pub use self::supervisor::Supervisor;
 
@@ -41,6 +41,8 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The `corral` binary.
     pub runtime: PathBuf,
+    /// The `corral-monitor` binary, the parent of each container's shim.
+    pub monitor: PathBuf,
 }
 
 impl DaemonConfig {
@@ -186,15 +188,18 @@ pub enum TimerKind {
     Restart,
     /// The stop timeout passed without the container ending.
     StopTimeout,
+    /// Time to look for a pid file again, when no inotify watch reports it.
+    PidCheck,
 }
 
-/// The way supervisord learned that a shim ended.
+/// The way supervisord learned that a container's monitor ended. The
+/// monitor exits with its shim's status.
 #[derive(Debug)]
 pub enum ShimStatus {
-    /// supervisord spawned the shim and reaped it.
+    /// supervisord spawned the monitor and reaped it.
     Reaped(io::Result<ExitStatus>),
-    /// The shim was adopted from an earlier supervisord, so another process
-    /// reaps it and only its exit record gives the exit status.
+    /// The monitor was adopted from an earlier supervisord, so another
+    /// process reaps it and only the exit record gives the exit status.
     Adopted,
 }
 
@@ -212,6 +217,13 @@ pub enum Event {
         epoch: u64,
         kind: TimerKind,
     },
+    /// A shim wrote the pid file of a container.
+    PidWritten {
+        container_id: String,
+    },
+    /// The pid file watch ended, so jobs wait for their pid files on a
+    /// timer from now on.
+    PidWatchFailed,
     /// Re-scan the jobs directory and apply the changes.
     Reload {
         origin: &'static str,
@@ -239,14 +251,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         ),
     }
 
-    let (log_configs, log_configs_receiver) = watch::channel(logwatch::LogConfigs::new());
-    if let Err(error) = logwatch::spawn(config.log_dir.clone(), log_configs_receiver) {
-        tracing::warn!(
-            dir = %config.log_dir.display(),
-            %error,
-            "cannot watch the log directory; logs rotate only when a container starts"
-        );
-    }
+    let watching_pids = match pidwatch::spawn(config.pids_dir(), events.clone()) {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(dir = %config.pids_dir().display(), %error, "cannot watch pid files; jobs wait for them on a timer");
+            false
+        }
+    };
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, events.clone(), server_stopped));
@@ -255,10 +266,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         socket = %socket_path.display(),
         jobs_dir = %config.jobs_dir.display(),
         runtime = %config.runtime.display(),
+        monitor = %config.monitor.display(),
         "supervisord started"
     );
 
-    Supervisor::new(config.clone(), events, log_configs)
+    Supervisor::new(config.clone(), events, watching_pids)
         .run(receiver)
         .await;
 

@@ -1,17 +1,22 @@
-//! A process referred to by a pidfd (Linux 5.3 or later), so that a signal
-//! meant for a shim never reaches another process that reused its PID after
-//! the shim was reaped.
+//! A process referred to by a pidfd (Linux 5.3 or later, 5.4 for waitid),
+//! so that a signal meant for a monitor never reaches another process that
+//! reused its PID after the monitor was reaped.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
-/// A pidfd and the PID it was opened for.
-#[derive(Debug)]
+/// A pidfd and the PID it was opened for. Clones share one descriptor, so
+/// a job costs supervisord one descriptor however many handles it holds.
+#[derive(Debug, Clone)]
 pub struct PidFd {
     pid: i32,
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
 }
 
 impl PidFd {
@@ -28,15 +33,9 @@ impl PidFd {
         // SAFETY: `raw` is a descriptor that pidfd_open just returned, so
         // nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(PidFd { pid, fd })
-    }
-
-    /// Returns a second handle on the same process, through a duplicated
-    /// descriptor.
-    pub fn try_clone(&self) -> io::Result<Self> {
         Ok(PidFd {
-            pid: self.pid,
-            fd: self.fd.try_clone()?,
+            pid,
+            fd: Arc::new(fd),
         })
     }
 
@@ -47,27 +46,57 @@ impl PidFd {
     /// Waits until the process has exited. This works for processes that are
     /// not children of this one, because a pidfd becomes readable when its
     /// process ends. The exit status stays with the process's parent.
+    ///
+    /// Only one wait may run per process at a time: epoll accepts each
+    /// descriptor once, and the clones share the descriptor.
     pub async fn wait_exited(&self) -> io::Result<()> {
-        let fd = self.fd.try_clone()?;
-        // SAFETY: `fd` is an open descriptor owned by the OwnedFd that moves
-        // into the AsyncFd, so it stays open and keeps its number until the
-        // AsyncFd is dropped at the end of this function.
+        // SAFETY: the AsyncFd owns a reference to the shared OwnedFd, so the
+        // descriptor stays open, and keeps its number and file description,
+        // until the AsyncFd is dropped at the end of this function, even if
+        // every other handle is dropped first.
         let watched = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }?;
+            tokio::io::unix::AsyncFd::register_with_interest(
+                Arc::clone(&self.fd),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(io::Error::from)?;
         let _ready = watched.readable().await?;
         Ok(())
     }
 
+    /// Reaps the exited process and returns its status. Fails with ECHILD
+    /// when it is not a child of this process, such as a monitor adopted
+    /// from an earlier supervisord.
+    pub fn reap(&self) -> io::Result<ExitStatus> {
+        let status = waitid(Id::PIDFd(self.fd.as_fd()), WaitPidFlag::WEXITED)?;
+        match status {
+            WaitStatus::Exited(_, code) => Ok(ExitStatus::from_raw((code & 0xff) << 8)),
+            WaitStatus::Signaled(_, signal, core_dumped) => {
+                let core = if core_dumped { 0x80 } else { 0 };
+                Ok(ExitStatus::from_raw(signal as i32 | core))
+            }
+            other => Err(io::Error::other(format!(
+                "unexpected wait status {other:?}"
+            ))),
+        }
+    }
+
     /// Sends `signal` to the process. Fails with ESRCH once it has exited.
     pub fn send_signal(&self, signal: Signal) -> io::Result<()> {
+        self.send_raw_signal(signal as libc::c_int)
+    }
+
+    /// Sends the signal numbered `signal`, which may be a real-time signal
+    /// that [`Signal`] cannot name.
+    pub fn send_raw_signal(&self, signal: libc::c_int) -> io::Result<()> {
         // SAFETY: the descriptor is a valid pidfd owned by `self`, the info
         // pointer may be null, and the flags must be 0.
         let result = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.fd.as_raw_fd(),
-                signal as libc::c_int,
+                signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
             )
@@ -98,6 +127,36 @@ mod tests {
         );
         let error = pidfd.send_signal(Signal::SIGTERM).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[tokio::test]
+    async fn reap_returns_the_status() {
+        let child = Command::new("/bin/sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let pidfd = PidFd::open(child.id() as i32).unwrap();
+        drop(child);
+        pidfd.wait_exited().await.unwrap();
+        assert_eq!(pidfd.reap().unwrap().code(), Some(7));
+        assert!(
+            pidfd.reap().is_err(),
+            "a reaped process cannot be reaped twice"
+        );
+
+        let killed = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pidfd = PidFd::open(killed.id() as i32).unwrap();
+        drop(killed);
+        pidfd.send_signal(Signal::SIGKILL).unwrap();
+        pidfd.wait_exited().await.unwrap();
+        assert_eq!(pidfd.reap().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn reap_of_a_foreign_process_fails() {
+        let pidfd = PidFd::open(1).unwrap();
+        let error = pidfd.reap().unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ECHILD));
     }
 
     #[tokio::test]

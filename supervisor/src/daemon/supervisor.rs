@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{JobList, Message};
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, Launched};
-use crate::daemon::logwatch::LogConfigs;
 use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::{
@@ -23,38 +22,36 @@ use crate::describe::{LastRun, PendingRestart, StopProgress};
 use crate::machine::{self, Decision, JobState, Termination};
 use crate::signals::parse_signal;
 
-/// Signals the shim forwards to the container's init. Other stop signals go
-/// to the init directly through the runtime.
-const FORWARDED_SIGNALS: [Signal; 6] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+/// Signals the monitor forwards to the shim and the shim to the
+/// container's init. Other stop signals go to the init directly through
+/// the runtime.
+const FORWARDED_SIGNALS: [Signal; 6] = crate::monitor::FORWARDED_SIGNALS;
 
 /// Delay before trying SIGKILL again when the container's cgroup could not
 /// be killed, for example because the shim had not created it yet.
 const KILL_RETRY: Duration = Duration::from_secs(1);
+
+/// Interval of pid file checks when no inotify watch reports pid files.
+const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 pub struct Supervisor {
     config: Arc<DaemonConfig>,
     jobs: BTreeMap<String, Job>,
     events: mpsc::UnboundedSender<Event>,
     shutting_down: bool,
-    /// False while the initial scan is applied, so that jobs whose shims
-    /// are adopted are not started twice.
+    /// False while the initial scan is applied, so that jobs whose
+    /// containers are adopted are not started twice.
     autostart: bool,
-    /// Log settings of every job, for the log watcher.
-    log_configs: watch::Sender<LogConfigs>,
+    /// Whether an inotify watch reports new pid files; without one, jobs
+    /// check for them on a timer.
+    watching_pids: bool,
 }
 
 impl Supervisor {
     pub fn new(
         config: DaemonConfig,
         events: mpsc::UnboundedSender<Event>,
-        log_configs: watch::Sender<LogConfigs>,
+        watching_pids: bool,
     ) -> Self {
         Supervisor {
             config: Arc::new(config),
@@ -62,7 +59,7 @@ impl Supervisor {
             events,
             shutting_down: false,
             autostart: true,
-            log_configs,
+            watching_pids,
         }
     }
 
@@ -109,6 +106,8 @@ impl Supervisor {
                 status,
             } => self.on_shim_exited(&name, &container_id, status),
             Event::Timer { name, epoch, kind } => self.on_timer(&name, epoch, kind),
+            Event::PidWritten { container_id } => self.on_pid_written(&container_id),
+            Event::PidWatchFailed => self.on_pid_watch_failed(),
             Event::Reload { origin } => {
                 tracing::info!(origin, "reloading job files");
                 self.reload(true);
@@ -380,16 +379,6 @@ impl Supervisor {
                 Planned::Remove { name } => self.remove_job(&name),
             }
         }
-        self.publish_log_configs();
-    }
-
-    fn publish_log_configs(&self) {
-        let configs = self
-            .jobs
-            .iter()
-            .filter_map(|(name, job)| Some((name.clone(), job.spec.as_ref()?.logs.clone())))
-            .collect();
-        self.log_configs.send_replace(configs);
     }
 
     fn add_job(
@@ -421,9 +410,17 @@ impl Supervisor {
         };
         let was_valid = job.spec.is_some();
         let autostart = spec.autostart;
+        let logs_changed = job.spec.as_ref().is_some_and(|old| old.logs != spec.logs);
+        let logs = spec.logs.clone();
         job.spec = Some(spec);
         job.invalid = None;
         tracing::info!(job = %name, restart, "job file changed");
+        if logs_changed && !restart {
+            self.update_log_settings(name, &logs);
+        }
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
         if shutting_down {
             return;
         }
@@ -452,6 +449,24 @@ impl Supervisor {
                 self.start_container(name);
             }
             _ => {}
+        }
+    }
+
+    /// Hands new rotation limits to the monitor of the job's running
+    /// container.
+    fn update_log_settings(&self, name: &str, logs: &corral_config::LogConfig) {
+        let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
+            return;
+        };
+        let settings = crate::monitor::LogSettings::from_config(logs);
+        match launch::update_log_settings(&self.config, &container.id, &container.monitor, settings)
+        {
+            Ok(()) => {
+                tracing::info!(job = %name, container_id = %container.id, max_size = settings.max_size, keep = settings.keep, "applied new log settings")
+            }
+            Err(error) => {
+                tracing::warn!(job = %name, container_id = %container.id, %error, "failed to apply new log settings; they apply from the next start")
+            }
         }
     }
 
@@ -495,8 +510,7 @@ impl Supervisor {
 
         let launched = launch::launch(&config, name, &id, &spec, &job.stdout_log, &job.stderr_log);
         let Launched {
-            child,
-            shim,
+            monitor,
             pid_file,
             stderr_offset,
             ports,
@@ -519,16 +533,17 @@ impl Supervisor {
             }
         };
 
-        tracing::info!(job = %name, container_id = %id, shim_pid = shim.pid(), "started job");
+        tracing::info!(job = %name, container_id = %id, monitor_pid = monitor.pid(), "started job");
         let relay = (!ports.is_empty())
             .then(|| ports::start_relay(ports, spec.network, name, &id, &pid_file));
         job.container = Some(Container {
             id: id.clone(),
             spec: spec.clone(),
-            shim,
+            monitor: monitor.clone(),
             started_at: SystemTime::now(),
             started_instant: Instant::now(),
             pid: None,
+            start_seconds_passed: false,
             pid_file,
             stderr_offset,
             stop: None,
@@ -539,9 +554,11 @@ impl Supervisor {
 
         let events = self.events.clone();
         let job_name = name.to_string();
-        let mut child = child;
         tokio::spawn(async move {
-            let status = ShimStatus::Reaped(child.wait().await);
+            let status = match monitor.wait_exited().await {
+                Ok(()) => ShimStatus::Reaped(monitor.reap()),
+                Err(error) => ShimStatus::Reaped(Err(error)),
+            };
             let _ = events.send(Event::ShimExited {
                 name: job_name,
                 container_id: id,
@@ -551,19 +568,72 @@ impl Supervisor {
 
         let start_seconds = spec.start_seconds.as_duration();
         if start_seconds.is_zero() {
-            self.enter_running(name);
+            self.on_start_seconds_passed(name);
         } else {
             self.arm_timer(name, epoch, TimerKind::Started, start_seconds);
         }
     }
 
-    fn enter_running(&mut self, name: &str) {
-        if let Some(job) = self.jobs.get_mut(name) {
+    /// Marks that the container has run for `start_seconds` and enters
+    /// RUNNING, or waits for the pid file if the container's init does not
+    /// exist yet.
+    pub(super) fn on_start_seconds_passed(&mut self, name: &str) {
+        let Some(container) = self
+            .jobs
+            .get_mut(name)
+            .and_then(|job| job.container.as_mut())
+        else {
+            return;
+        };
+        container.start_seconds_passed = true;
+        self.enter_running_once_created(name);
+    }
+
+    fn enter_running_once_created(&mut self, name: &str) {
+        let watching_pids = self.watching_pids;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        job.refresh_pid();
+        let Some(container) = &job.container else {
+            return;
+        };
+        if !(job.state == JobState::Starting && container.start_seconds_passed) {
+            return;
+        }
+        if let Some(pid) = container.pid {
+            let container_id = container.id.clone();
             job.enter(JobState::Running);
-            job.refresh_pid();
-            if let Some(container) = &job.container {
-                tracing::info!(job = %name, container_id = %container.id, pid = ?container.pid, "job is running");
-            }
+            tracing::info!(job = %name, %container_id, pid, "job is running");
+            return;
+        }
+        tracing::debug!(job = %name, container_id = %container.id, "start_seconds passed before the container was created; waiting for its pid file");
+        if !watching_pids {
+            let epoch = job.epoch;
+            self.arm_timer(name, epoch, TimerKind::PidCheck, PID_CHECK_INTERVAL);
+        }
+    }
+
+    fn on_pid_written(&mut self, container_id: &str) {
+        // A container id is the job name, a dash and 8 hex digits.
+        let Some((name, _)) = container_id.rsplit_once('-') else {
+            return;
+        };
+        let current = self
+            .jobs
+            .get(name)
+            .and_then(|job| job.container.as_ref())
+            .is_some_and(|container| container.id == container_id);
+        if current {
+            self.enter_running_once_created(name);
+        }
+    }
+
+    fn on_pid_watch_failed(&mut self) {
+        self.watching_pids = false;
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            self.enter_running_once_created(&name);
         }
     }
 
@@ -584,7 +654,8 @@ impl Supervisor {
             return;
         }
         match (kind, job.state) {
-            (TimerKind::Started, JobState::Starting) => self.enter_running(name),
+            (TimerKind::Started, JobState::Starting) => self.on_start_seconds_passed(name),
+            (TimerKind::PidCheck, JobState::Starting) => self.enter_running_once_created(name),
             (TimerKind::Restart, JobState::Backoff) => {
                 if self.shutting_down {
                     return;
@@ -635,7 +706,7 @@ impl Supervisor {
         });
         let sent = if FORWARDED_SIGNALS.contains(&signal) {
             container
-                .shim
+                .monitor
                 .send_signal(signal)
                 .map_err(|error| error.to_string())
         } else {
@@ -646,7 +717,7 @@ impl Supervisor {
             Ok(()) => {
                 tracing::info!(job = %name, container_id = %container.id, %signal, timeout = ?timeout, "stopping job")
             }
-            // The exit event of a shim that just ended is already queued.
+            // The exit event of a monitor that just ended is already queued.
             Err(error) => {
                 tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
             }
@@ -727,7 +798,7 @@ impl Supervisor {
     fn on_shim_exited(&mut self, name: &str, container_id: &str, status: ShimStatus) {
         let config = self.config.clone();
         let Some(job) = self.jobs.get_mut(name) else {
-            tracing::warn!(job = %name, container_id, "shim of an unknown job exited");
+            tracing::warn!(job = %name, container_id, "monitor of an unknown job exited");
             return;
         };
         if job
@@ -736,7 +807,7 @@ impl Supervisor {
             .map(|container| container.id.as_str())
             != Some(container_id)
         {
-            tracing::warn!(job = %name, container_id, "shim of an earlier container exited");
+            tracing::warn!(job = %name, container_id, "monitor of an earlier container exited");
             return;
         }
         let container = job.container.take().expect("checked above");

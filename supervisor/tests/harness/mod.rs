@@ -5,6 +5,11 @@
 //! (`corral-test-sv-PID-N`), so tests run in parallel. The daemon and the
 //! containers it starts are the only processes a test signals.
 
+#![allow(
+    dead_code,
+    reason = "every test binary includes the harness and uses a different part of it"
+)]
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,14 @@ pub fn skip_reason() -> Option<String> {
         return Some("needs root for namespaces, cgroups and overlay mounts".to_string());
     }
     None
+}
+
+/// Serializes the tests of one test binary that take the returned guard:
+/// those that load the machine or measure time, so that one test's load
+/// does not skew another's measurement.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Prints a loud SKIP line and returns true when the tests cannot run.

@@ -1,11 +1,11 @@
 //! Live restore: a supervisord that starts after another one died (even by
-//! SIGKILL) takes over the shims that one left running, and records the
-//! exits of those that ended meanwhile.
+//! SIGKILL) takes over the containers that one left running, and records
+//! the exits of those that ended meanwhile.
 //!
-//! Each shim has a record `RUN_DIR/shims/ID.json` with its PID. A live shim
-//! is watched through a pidfd, because it is not this process's child and
-//! cannot be waited for. Its exit status then comes only from the exit
-//! record the shim writes.
+//! Each container has a record `RUN_DIR/shims/ID.json` with the PID of its
+//! monitor. A live monitor is watched through a pidfd, because it is not
+//! this process's child and cannot be waited for. The exit status then
+//! comes only from the exit record the shim writes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,14 +25,14 @@ impl Supervisor {
     /// Adopts or settles every shim record left by an earlier supervisord.
     pub(super) fn adopt_shims(&mut self) {
         for record in launch::read_shim_records(&self.config) {
-            match launch::find_live_shim(&record) {
-                Some(shim) => self.adopt_live(record, shim),
+            match launch::find_live_monitor(&record) {
+                Some(monitor) => self.adopt_live(record, monitor),
                 None => self.settle_ended(&record),
             }
         }
     }
 
-    fn adopt_live(&mut self, record: ShimRecord, shim: PidFd) {
+    fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
         let id = record.container_id.clone();
         let Some(job) = self
             .jobs
@@ -40,7 +40,7 @@ impl Supervisor {
             .filter(|job| job.spec.is_some())
         else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
-            self.kill_orphan_shim(record, shim);
+            self.kill_orphan(record, monitor);
             return;
         };
 
@@ -71,10 +71,11 @@ impl Supervisor {
         job.container = Some(Container {
             id: id.clone(),
             spec: Arc::clone(&spec),
-            shim,
+            monitor,
             started_at,
             started_instant: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             pid: None,
+            start_seconds_passed: false,
             pid_file,
             stderr_offset: record.stderr_offset,
             stop: None,
@@ -83,44 +84,33 @@ impl Supervisor {
         job.last_container_id = Some(id.clone());
 
         let start_seconds = spec.start_seconds.as_duration();
+        job.enter(JobState::Starting);
+        let epoch = job.epoch;
         if age >= start_seconds {
-            job.enter(JobState::Running);
+            self.on_start_seconds_passed(&record.job);
         } else {
-            job.enter(JobState::Starting);
-            let epoch = job.epoch;
             self.arm_timer(&record.job, epoch, TimerKind::Started, start_seconds - age);
         }
 
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid();
         let pid = job.container.as_ref().and_then(|container| container.pid);
-        tracing::info!(job = %record.job, container_id = %id, shim_pid = record.shim_pid, ?pid, "adopted a running container");
+        tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, ?pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
     }
 
-    /// Sends [`Event::ShimExited`] once the adopted shim has ended.
+    /// Sends [`Event::ShimExited`] once the adopted monitor has ended.
     fn watch_adopted(&self, name: &str, id: &str) {
         let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
             return;
         };
-        let shim = match container.shim.try_clone() {
-            Ok(shim) => shim,
-            Err(error) => {
-                tracing::warn!(job = %name, container_id = %id, %error, "failed to watch an adopted shim");
-                let _ = self.events.send(Event::ShimExited {
-                    name: name.to_string(),
-                    container_id: id.to_string(),
-                    status: ShimStatus::Adopted,
-                });
-                return;
-            }
-        };
+        let monitor = container.monitor.clone();
         let events = self.events.clone();
         let name = name.to_string();
         let id = id.to_string();
         tokio::spawn(async move {
-            if let Err(error) = shim.wait_exited().await {
-                tracing::error!(job = %name, container_id = %id, %error, "failed to watch an adopted shim");
+            if let Err(error) = monitor.wait_exited().await {
+                tracing::error!(job = %name, container_id = %id, %error, "failed to watch an adopted monitor");
             }
             let _ = events.send(Event::ShimExited {
                 name,
@@ -130,10 +120,10 @@ impl Supervisor {
         });
     }
 
-    /// Kills the container of a shim whose job is gone. The shim then notices
-    /// the end of its container, cleans up and exits, and its files are
-    /// removed.
-    fn kill_orphan_shim(&self, record: ShimRecord, shim: PidFd) {
+    /// Kills the container of a monitor whose job is gone. The shim then
+    /// notices the end of its container, cleans up and exits, the monitor
+    /// follows, and the container's files are removed.
+    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd) {
         let config = Arc::clone(&self.config);
         tokio::spawn(async move {
             let root = config.containers_root();
@@ -145,15 +135,15 @@ impl Supervisor {
             if let Ok(Err(error)) = killed {
                 tracing::warn!(container_id = %record.container_id, error = %error_chain(&error), "failed to kill an orphaned container");
             }
-            if let Err(error) = shim.wait_exited().await {
-                tracing::error!(container_id = %record.container_id, %error, "failed to watch an orphaned shim");
+            if let Err(error) = monitor.wait_exited().await {
+                tracing::error!(container_id = %record.container_id, %error, "failed to watch an orphaned monitor");
             }
             launch::remove_container_files(&config, &record.container_id);
             tracing::info!(job = %record.job, container_id = %record.container_id, "removed the container of a job without a valid job file");
         });
     }
 
-    /// Records how the container of a shim that ended while no supervisord
+    /// Records how the container of a monitor that ended while no supervisord
     /// ran exited, and applies the job's restart policy to that exit.
     fn settle_ended(&mut self, record: &ShimRecord) {
         let id = &record.container_id;

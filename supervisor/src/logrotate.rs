@@ -1,0 +1,419 @@
+//! Size-based rotation of job log files: `stdout.log` becomes
+//! `stdout.log.1`, older files shift up to `.KEEP`, and the oldest is
+//! deleted.
+//!
+//! [`RotatingLog`] is the writer of a running container's log, used by
+//! `corral-monitor`. It rotates by renaming, so every file stays at or
+//! below `max_size`, no byte is lost at a rotation, and the writer never
+//! keeps a descriptor to a file it renamed or deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Returns `path` with `.number` appended: `stdout.log.2`.
+pub fn numbered(path: &Path, number: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{number}"));
+    PathBuf::from(name)
+}
+
+/// Renames `path` to `path.1`, after shifting `.1` to `.2` and so on up to
+/// `.keep`. Deletes the file that would become `.keep + 1`, and any higher
+/// generations left from a larger `keep`. With `keep` 0 `path` is deleted.
+pub fn rotate(path: &Path, keep: u32) -> io::Result<()> {
+    remove_generations_from(path, keep.max(1))?;
+    if keep == 0 {
+        return remove_if_exists(path);
+    }
+    for number in (1..keep).rev() {
+        rename_if_exists(&numbered(path, number), &numbered(path, number + 1))?;
+    }
+    rename_if_exists(path, &numbered(path, 1))
+}
+
+/// Rotates `path` when it contains `max_size` bytes or more. Returns
+/// whether it rotated.
+pub fn rotate_if_full(path: &Path, max_size: u64, keep: u32) -> io::Result<bool> {
+    let size = match fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if max_size == 0 || size < max_size {
+        return Ok(false);
+    }
+    rotate(path, keep)?;
+    Ok(true)
+}
+
+/// Deletes `.first`, `.first + 1`, ... up to the first number that does
+/// not exist.
+fn remove_generations_from(path: &Path, first: u32) -> io::Result<()> {
+    let mut number = first;
+    loop {
+        match fs::remove_file(numbered(path, number)) {
+            Ok(()) => number += 1,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Opens `path` for appending, creating it with mode 0600.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// An error writing or rotating a log file, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("failed to open log {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to write log {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to rotate log {path}")]
+    Rotate {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The log file of one output stream of a running container, rotated
+/// whenever the next write would take it above `max_size`.
+///
+/// A rotation cuts after the last newline that still fits, so lines stay
+/// whole; only a line longer than `max_size` is split across files. A
+/// `max_size` of 0 disables rotation.
+#[derive(Debug)]
+pub struct RotatingLog {
+    path: PathBuf,
+    /// None after a failed rotation; the next write opens the file again.
+    file: Option<File>,
+    size: u64,
+    max_size: u64,
+    keep: u32,
+    /// Whether the last byte written ended a line (or nothing was written).
+    at_line_start: bool,
+}
+
+impl RotatingLog {
+    /// Opens `path` for appending, rotating it first when it is already full.
+    pub fn open(path: &Path, max_size: u64, keep: u32) -> Result<Self, RotateError> {
+        rotate_if_full(path, max_size, keep).map_err(|source| RotateError::Rotate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut log = RotatingLog {
+            path: path.to_path_buf(),
+            file: None,
+            size: 0,
+            max_size,
+            keep,
+            at_line_start: true,
+        };
+        log.reopen()?;
+        Ok(log)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the current file as this writer counts it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the last byte written ended a line.
+    pub fn at_line_start(&self) -> bool {
+        self.at_line_start
+    }
+
+    /// Applies new limits from the next write on. A smaller `keep` deletes
+    /// the surplus generations at the next rotation.
+    pub fn set_limits(&mut self, max_size: u64, keep: u32) {
+        self.max_size = max_size;
+        self.keep = keep;
+    }
+
+    /// Appends `data`, rotating as often as needed so that no file exceeds
+    /// `max_size`.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), RotateError> {
+        while !data.is_empty() {
+            let room = self.max_size.saturating_sub(self.size);
+            if self.max_size == 0 || (data.len() as u64) <= room {
+                self.append(data)?;
+                return Ok(());
+            }
+            let room = room as usize;
+            match data[..room].iter().rposition(|&byte| byte == b'\n') {
+                Some(last_newline) => {
+                    let (head, tail) = data.split_at(last_newline + 1);
+                    self.append(head)?;
+                    data = tail;
+                }
+                // A line that does not fit goes whole into a fresh file,
+                // unless it is longer than a whole file.
+                None if self.size > 0 => {}
+                None => {
+                    let (head, tail) = data.split_at(room);
+                    self.append(head)?;
+                    data = tail;
+                }
+            }
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, data: &[u8]) -> Result<(), RotateError> {
+        if self.file.is_none() {
+            self.reopen()?;
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let result = file.write_all(data);
+        if let Err(source) = result {
+            // A partial write still grew the file.
+            self.size = file.metadata().map(|meta| meta.len()).unwrap_or(self.size);
+            return Err(RotateError::Write {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.size += data.len() as u64;
+        if let Some(&last) = data.last() {
+            self.at_line_start = last == b'\n';
+        }
+        Ok(())
+    }
+
+    /// Closes the current file before renaming it, so this writer never
+    /// keeps a descriptor to a renamed or deleted file.
+    fn rotate(&mut self) -> Result<(), RotateError> {
+        self.file = None;
+        rotate(&self.path, self.keep).map_err(|source| RotateError::Rotate {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.reopen()
+    }
+
+    fn reopen(&mut self) -> Result<(), RotateError> {
+        let file = open_append(&self.path).map_err(|source| RotateError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap_or_else(|_| "<missing>".to_string())
+    }
+
+    #[test]
+    fn rotation_shifts_and_drops_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        for generation in 1..=4 {
+            fs::write(&log, format!("generation {generation}")).unwrap();
+            assert!(rotate_if_full(&log, 5, 2).unwrap());
+        }
+        assert_eq!(read(&log), "<missing>");
+        assert_eq!(read(&numbered(&log, 1)), "generation 4");
+        assert_eq!(read(&numbered(&log, 2)), "generation 3");
+        assert_eq!(read(&numbered(&log, 3)), "<missing>");
+    }
+
+    #[test]
+    fn rotation_leaves_small_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        fs::write(&log, "tiny").unwrap();
+        assert!(!rotate_if_full(&log, 100, 3).unwrap());
+        assert_eq!(read(&log), "tiny");
+        assert!(!rotate_if_full(&dir.path().join("absent.log"), 1, 3).unwrap());
+    }
+
+    #[test]
+    fn rotation_with_keep_zero_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        fs::write(&log, "0123456789").unwrap();
+        fs::write(numbered(&log, 1), "left from keep 1").unwrap();
+        assert!(rotate_if_full(&log, 10, 0).unwrap());
+        assert!(!log.exists());
+        assert!(!numbered(&log, 1).exists());
+    }
+
+    #[test]
+    fn smaller_keep_removes_surplus_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        for number in 1..=5 {
+            fs::write(numbered(&log, number), format!("old {number}")).unwrap();
+        }
+        fs::write(&log, "current").unwrap();
+        rotate(&log, 2).unwrap();
+        assert_eq!(read(&numbered(&log, 1)), "current");
+        assert_eq!(read(&numbered(&log, 2)), "old 1");
+        for number in 3..=6 {
+            assert!(!numbered(&log, number).exists(), ".{number} is left");
+        }
+    }
+
+    #[test]
+    fn writer_cuts_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 10, 3).unwrap();
+        log.write(b"aaaa\nbbbb\ncccc\n").unwrap();
+        assert_eq!(read(&numbered(&path, 1)), "aaaa\nbbbb\n");
+        assert_eq!(read(&path), "cccc\n");
+        log.write(b"dd\neeeeeeee").unwrap();
+        assert_eq!(read(&numbered(&path, 2)), "aaaa\nbbbb\n");
+        assert_eq!(read(&numbered(&path, 1)), "cccc\ndd\n");
+        assert_eq!(read(&path), "eeeeeeee");
+        assert!(!log.at_line_start());
+    }
+
+    #[test]
+    fn writer_moves_a_line_that_does_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 10, 3).unwrap();
+        log.write(b"12345\n").unwrap();
+        log.write(b"abcdefgh\n").unwrap();
+        assert_eq!(read(&numbered(&path, 1)), "12345\n");
+        assert_eq!(read(&path), "abcdefgh\n");
+        assert_eq!(log.size(), 9);
+    }
+
+    #[test]
+    fn writer_splits_lines_longer_than_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 4, 5).unwrap();
+        log.write(b"0123456789\n").unwrap();
+        assert_eq!(read(&numbered(&path, 2)), "0123");
+        assert_eq!(read(&numbered(&path, 1)), "4567");
+        assert_eq!(read(&path), "89\n");
+    }
+
+    #[test]
+    fn writer_keeps_every_byte_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 1000, 100).unwrap();
+        let mut expected = Vec::new();
+        for number in 0..2000 {
+            let line = format!("line {number}\n");
+            expected.extend_from_slice(line.as_bytes());
+            log.write(line.as_bytes()).unwrap();
+        }
+        let mut files: Vec<PathBuf> = (1..=100)
+            .rev()
+            .map(|number| numbered(&path, number))
+            .filter(|file| file.exists())
+            .collect();
+        files.push(path.clone());
+        let mut joined = Vec::new();
+        for file in &files {
+            let content = fs::read(file).unwrap();
+            assert!(
+                content.len() <= 1000,
+                "{}: {} bytes",
+                file.display(),
+                content.len()
+            );
+            assert!(content.ends_with(b"\n"), "{} ends mid-line", file.display());
+            joined.extend_from_slice(&content);
+        }
+        assert_eq!(joined, expected);
+    }
+
+    #[test]
+    fn writer_rotates_full_file_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        fs::write(&path, "old\n").unwrap();
+        let mut log = RotatingLog::open(&path, 100, 1).unwrap();
+        assert_eq!(log.size(), 4);
+        log.write(b"new\n").unwrap();
+        assert_eq!(read(&path), "old\nnew\n");
+
+        fs::write(&path, "x".repeat(100)).unwrap();
+        let log = RotatingLog::open(&path, 100, 1).unwrap();
+        assert_eq!(log.size(), 0);
+        assert_eq!(read(&numbered(&path, 1)).len(), 100);
+    }
+
+    #[test]
+    fn writer_keeps_no_deleted_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 8, 0).unwrap();
+        for _ in 0..10 {
+            log.write(b"abcdefg\n").unwrap();
+        }
+        let fd_dir = fs::read_dir("/proc/self/fd").unwrap();
+        for entry in fd_dir.flatten() {
+            if let Ok(target) = fs::read_link(entry.path()) {
+                let target = target.to_string_lossy().into_owned();
+                assert!(
+                    !(target.starts_with(&*dir.path().to_string_lossy())
+                        && target.ends_with("(deleted)")),
+                    "a deleted log is still open: {target}"
+                );
+            }
+        }
+        assert_eq!(read(&path), "abcdefg\n");
+    }
+
+    #[test]
+    fn new_limits_apply_to_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 100, 1).unwrap();
+        log.write(b"0123456789\n").unwrap();
+        log.set_limits(12, 1);
+        log.write(b"abc\n").unwrap();
+        assert_eq!(read(&numbered(&path, 1)), "0123456789\n");
+        assert_eq!(read(&path), "abc\n");
+    }
+}

@@ -1,0 +1,605 @@
+//! `corral-monitor`: the parent of one container's `corral shim`. It
+//! reads the shim's stdout and stderr through pipes, writes them to the
+//! job's log files with size-based rotation, forwards stop signals to the
+//! shim and exits with the shim's status.
+//!
+//! supervisord starts one monitor per container in a session of its own, so
+//! the monitor, the shim and the container outlive a restart of supervisord,
+//! and the new supervisord adopts the monitor. Because the monitor and not
+//! supervisord reads the pipes, a job that writes without pause costs the
+//! monitor's CPU and never supervisord's. Between the pipe reader and the
+//! file writer sits a [`BoundedQueue`] of [`QUEUE_LIMIT`] bytes per stream:
+//! when the disk falls behind, output is dropped rather than blocking the
+//! job, and a rate-limited notice in the log states how many bytes.
+//!
+//! Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 go to the
+//! shim, which forwards them to the container. [`reload_signal`] makes the
+//! monitor read its settings file again.
+
+mod queue;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{pipe2, Pid};
+use serde::{Deserialize, Serialize};
+
+pub use self::queue::{BoundedQueue, Item, Stream};
+use crate::daemon::error_chain;
+use crate::logrotate::{RotateError, RotatingLog};
+
+/// Bytes of one stream that may wait for the log writer before further
+/// output is dropped. Docker's non-blocking log mode uses the same default
+/// buffer size.
+pub const QUEUE_LIMIT: usize = 1024 * 1024;
+
+/// Bytes read from a pipe at once.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Minimum time between two notices about dropped output of one stream.
+pub const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the monitor keeps reading after the shim exited. The pipes
+/// close at once when the container is gone. A process that escaped with a
+/// copy of them does not keep the monitor alive longer than this.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Exit status of the monitor when it failed before the shim ran, the
+/// same as the shim's own setup failures.
+pub const SETUP_FAILED: i32 = 125;
+
+/// Signals the monitor passes on to the shim.
+pub const FORWARDED_SIGNALS: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Returns the signal that makes a monitor read its settings file again:
+/// SIGRTMIN + 1, a real-time signal that no job or tool sends by accident.
+pub fn reload_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+/// Rotation limits of a container's logs, stored as JSON in the file that
+/// `--settings` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// Rotate when a file would exceed this many bytes; 0 never rotates.
+    pub max_size: u64,
+    /// Rotated files kept besides the current one.
+    pub keep: u32,
+}
+
+impl LogSettings {
+    pub fn from_config(config: &corral_config::LogConfig) -> Self {
+        LogSettings {
+            max_size: config.max_size.bytes(),
+            keep: config.keep,
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<Self, MonitorError> {
+        let bytes = std::fs::read(path).map_err(|source| MonitorError::ReadSettings {
+            path: path.to_path_buf(),
+            source: source.into(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| MonitorError::ReadSettings {
+            path: path.to_path_buf(),
+            source: source.into(),
+        })
+    }
+
+    /// Writes the settings through a temporary file and a rename, so the
+    /// monitor never reads half of them.
+    pub fn write(&self, path: &Path) -> io::Result<()> {
+        let temporary = path.with_extension("json.tmp");
+        let body = serde_json::to_vec(self).map_err(io::Error::other)?;
+        std::fs::write(&temporary, body)?;
+        std::fs::rename(&temporary, path)
+    }
+}
+
+/// The command of one monitor and its log files.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+    pub settings_file: PathBuf,
+    /// The shim command line: program and arguments.
+    pub command: Vec<OsString>,
+}
+
+/// An error that ends the monitor before or while it runs the shim.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("failed to read log settings {path}")]
+    ReadSettings {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Log(#[from] RotateError),
+    #[error("no command to run")]
+    NoCommand,
+    #[error("failed to {operation}")]
+    Sys {
+        operation: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to run {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn sys(operation: &'static str) -> impl FnOnce(Errno) -> MonitorError {
+    move |source| MonitorError::Sys { operation, source }
+}
+
+/// The ending of the shim, passed on as the monitor's own exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShimExit {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// Runs the shim to its end and returns how it ended. Errors before the
+/// shim runs are returned; later ones are logged to the monitor's stderr.
+pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
+    let (program, arguments) = options
+        .command
+        .split_first()
+        .ok_or(MonitorError::NoCommand)?;
+    let settings = LogSettings::read(&options.settings_file)?;
+    let stdout_log = RotatingLog::open(&options.stdout_log, settings.max_size, settings.keep)?;
+    let stderr_log = RotatingLog::open(&options.stderr_log, settings.max_size, settings.keep)?;
+
+    // Blocked before the spawn so that no signal is lost. The child gets an
+    // empty mask again before it executes the shim.
+    let mut handled = SigSet::empty();
+    for forwarded in FORWARDED_SIGNALS {
+        handled.add(forwarded);
+    }
+    handled.add(Signal::SIGCHLD);
+    // SAFETY: `raw` comes from a valid SigSet, and sigaddset only sets the
+    // bit of a signal number that glibc accepts (SIGRTMIN + 1 is one).
+    let handled = unsafe {
+        let mut raw = *handled.as_ref();
+        libc::sigaddset(&mut raw, reload_signal());
+        SigSet::from_sigset_t_unchecked(raw)
+    };
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None)
+        .map_err(sys("block signals"))?;
+    let signals = SignalFd::with_flags(&handled, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(sys("create a signalfd"))?;
+
+    let (stdout_read, stdout_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stdout pipe"))?;
+    let (stderr_read, stderr_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stderr pipe"))?;
+    let mut command = Command::new(program);
+    command
+        .args(arguments)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::from(stdout_write))
+        .stderr(Stdio::from(stderr_write));
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only sigprocmask, which is async-signal-safe. std's spawn keeps the
+    // parent's mask, which would leave the shim deaf to stop signals.
+    unsafe {
+        command.pre_exec(|| {
+            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(io::Error::from)
+        });
+    }
+    let child = command.spawn().map_err(|source| MonitorError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    // The command owns the pipes' write ends. Dropping it leaves them to the
+    // shim alone, so the reads end when the shim and container do.
+    drop(command);
+    let shim = Pid::from_raw(child.id() as i32);
+
+    let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT));
+    let writer = {
+        let queue = Arc::clone(&queue);
+        std::thread::Builder::new()
+            .name("log-writer".to_string())
+            .spawn(move || write_logs(&queue, [stdout_log, stderr_log]))
+            .map_err(|source| MonitorError::Spawn {
+                program: "the log writer thread".to_string(),
+                source,
+            })?
+    };
+
+    let exit = read_until_exit(shim, stdout_read, stderr_read, &signals, &queue, options);
+    queue.close();
+    if writer.join().is_err() {
+        warn("the log writer thread panicked");
+    }
+    Ok(exit)
+}
+
+/// Copies the pipes into the queue and handles signals until the shim has
+/// exited and both pipes are closed, or [`DRAIN_TIMEOUT`] after the exit.
+fn read_until_exit(
+    shim: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    signals: &SignalFd,
+    queue: &BoundedQueue,
+    options: &MonitorOptions,
+) -> ShimExit {
+    let mut pipes = [Some(File::from(stdout)), Some(File::from(stderr))];
+    let mut exit = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut buffer = vec![0u8; READ_SIZE];
+    loop {
+        let pipes_open = pipes.iter().any(Option::is_some);
+        if let Some(exit) = exit {
+            let drained = drain_until.is_some_and(|until| Instant::now() >= until);
+            if !pipes_open || drained {
+                return exit;
+            }
+        }
+        let timeout = match drain_until {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let mut streams = Vec::new();
+        for stream in Stream::BOTH {
+            if let Some(pipe) = &pipes[stream.index()] {
+                fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                streams.push(stream);
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(error) => {
+                warn(&format!("poll failed: {error}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+            .collect();
+        drop(fds);
+
+        for (position, stream) in streams.into_iter().enumerate() {
+            if !ready[position + 1] {
+                continue;
+            }
+            let Some(pipe) = pipes[stream.index()].as_mut() else {
+                continue;
+            };
+            match pipe.read(&mut buffer) {
+                Ok(0) => pipes[stream.index()] = None,
+                Ok(count) => {
+                    queue.push_data(stream, &buffer[..count]);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    warn(&format!(
+                        "failed to read the {} pipe: {error}",
+                        stream.name()
+                    ));
+                    pipes[stream.index()] = None;
+                }
+            }
+        }
+        if ready[0] {
+            if let Some(ended) = handle_signals(shim, signals, queue, options) {
+                exit = exit.or(Some(ended));
+                drain_until = drain_until.or_else(|| Some(Instant::now() + DRAIN_TIMEOUT));
+            }
+        }
+    }
+}
+
+/// Handles every pending signal. Returns the shim's ending once it is
+/// reaped.
+fn handle_signals(
+    shim: Pid,
+    signals: &SignalFd,
+    queue: &BoundedQueue,
+    options: &MonitorOptions,
+) -> Option<ShimExit> {
+    let mut ended = None;
+    loop {
+        // The descriptor is non-blocking, so `None` means none is pending.
+        let info = match signals.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) => return ended,
+            Err(Errno::EINTR) => continue,
+            Err(error) => {
+                warn(&format!("failed to read a signal: {error}"));
+                return ended;
+            }
+        };
+        let number = info.ssi_signo as libc::c_int;
+        if number == reload_signal() {
+            match LogSettings::read(&options.settings_file) {
+                Ok(settings) => queue.push_settings(settings),
+                Err(error) => warn(&error_chain(&error)),
+            }
+            continue;
+        }
+        match Signal::try_from(number) {
+            Ok(Signal::SIGCHLD) => {
+                if let Some(exit) = reap(shim) {
+                    ended = Some(exit);
+                }
+            }
+            Ok(forwarded) => {
+                if let Err(error) = signal::kill(shim, forwarded) {
+                    warn(&format!(
+                        "failed to forward {forwarded} to the shim: {error}"
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn reap(shim: Pid) -> Option<ShimExit> {
+    match waitpid(shim, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(ShimExit::Code(code)),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Some(ShimExit::Signal(signal)),
+        Ok(_) => None,
+        Err(error) => {
+            warn(&format!("failed to wait for the shim: {error}"));
+            Some(ShimExit::Code(SETUP_FAILED))
+        }
+    }
+}
+
+/// Writes what the queue delivers until it is closed, and reports dropped
+/// output at most once per [`DROP_NOTICE_INTERVAL`] per stream.
+fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
+    let mut notices = DropNotices::default();
+    while let Some(item) = queue.take() {
+        match item {
+            Item::Data(stream, bytes) => {
+                let log = &mut logs[stream.index()];
+                if let Err(error) = log.write(&bytes) {
+                    notices.add_failed(stream, bytes.len() as u64, &error);
+                }
+            }
+            Item::Dropped(stream, bytes) => notices.add(stream, bytes),
+            Item::Settings(settings) => {
+                for log in &mut logs {
+                    log.set_limits(settings.max_size, settings.keep);
+                }
+            }
+        }
+        notices.write_due(&mut logs, false);
+    }
+    notices.write_due(&mut logs, true);
+}
+
+/// Output dropped per stream and not reported yet.
+#[derive(Debug, Default)]
+struct DropNotices {
+    pending: [u64; 2],
+    /// The last write error per stream, named in the next notice.
+    failure: [Option<String>; 2],
+    last: [Option<Instant>; 2],
+}
+
+impl DropNotices {
+    fn add(&mut self, stream: Stream, bytes: u64) {
+        self.pending[stream.index()] += bytes;
+    }
+
+    fn add_failed(&mut self, stream: Stream, bytes: u64, error: &RotateError) {
+        self.pending[stream.index()] += bytes;
+        self.failure[stream.index()] = Some(error_chain(error));
+    }
+
+    /// Writes a notice for each stream with drops whose last notice is old
+    /// enough, or for all of them with `force`.
+    fn write_due(&mut self, logs: &mut [RotatingLog; 2], force: bool) {
+        for stream in Stream::BOTH {
+            let index = stream.index();
+            if self.pending[index] == 0 {
+                continue;
+            }
+            let due = self.last[index].is_none_or(|last| last.elapsed() >= DROP_NOTICE_INTERVAL);
+            if !(due || force) {
+                continue;
+            }
+            let reason = match self.failure[index].take() {
+                Some(error) => error,
+                None => "the log writer fell behind".to_string(),
+            };
+            let notice = format!(
+                "corral-monitor: dropped {} bytes of {}: {reason}\n",
+                self.pending[index],
+                stream.name()
+            );
+            warn(notice.trim_end().trim_start_matches("corral-monitor: "));
+            let log = &mut logs[index];
+            let separator: &[u8] = if log.at_line_start() { b"" } else { b"\n" };
+            let written = log
+                .write(separator)
+                .and_then(|()| log.write(notice.as_bytes()));
+            if let Err(error) = written {
+                warn(&error_chain(&error));
+            }
+            self.pending[index] = 0;
+            self.last[index] = Some(Instant::now());
+        }
+    }
+}
+
+/// Ends the process the way the shim ended: with its exit code, or killed
+/// by the same signal, so supervisord reaps the shim's status. Core dumps
+/// are disabled first, as the monitor did not crash.
+pub fn exit_like(exit: ShimExit) -> ! {
+    let _ = std::io::stdout().flush();
+    match exit {
+        ShimExit::Code(code) => std::process::exit(code),
+        ShimExit::Signal(signal) => {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: setrlimit reads the struct, which lives on the stack
+            // for the whole call.
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+            // SAFETY: SIG_DFL is a valid disposition, and nothing in this
+            // process relies on a handler for `signal` any more.
+            unsafe {
+                let _ = signal::signal(signal, signal::SigHandler::SigDfl);
+            }
+            let mut only = SigSet::empty();
+            only.add(signal);
+            let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
+            let _ = signal::raise(signal);
+            // SIGSTOP and signals that do not end a process land here.
+            std::process::exit(128 + signal as i32)
+        }
+    }
+}
+
+/// Writes a setup error where supervisord reads the shim's setup errors:
+/// the end of the stderr log. The file is opened, appended to and closed
+/// at once.
+pub fn report_setup_error(stderr_log: &Path, error: &MonitorError) {
+    let message = error_chain(error);
+    warn(&message);
+    let line = format!("corral-monitor: {message}\n");
+    let appended = crate::logrotate::open_append(stderr_log)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(append_error) = appended {
+        warn(&format!(
+            "failed to write the error to {}: {append_error}",
+            stderr_log.display()
+        ));
+    }
+}
+
+/// Writes one line to the monitor's stderr, which is supervisord's. A
+/// write error is ignored: that stream may be gone after supervisord
+/// restarted, and the monitor has no other place to report to.
+fn warn(message: &str) {
+    let _ = writeln!(io::stderr(), "corral-monitor: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logs(dir: &Path) -> [RotatingLog; 2] {
+        [
+            RotatingLog::open(&dir.join("stdout.log"), 0, 1).unwrap(),
+            RotatingLog::open(&dir.join("stderr.log"), 0, 1).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn dropped_output_leaves_a_notice_at_the_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = BoundedQueue::new(8);
+        assert!(queue.push_data(Stream::Stdout, b"partial"));
+        assert!(!queue.push_data(Stream::Stdout, b" line\n"));
+        assert!(queue.push_data(Stream::Stderr, b"err\n"));
+        // Taking the first chunk, as the writer thread does, frees room.
+        let first = queue.take();
+        assert!(queue.push_data(Stream::Stdout, b"next\n"));
+        queue.close();
+        let mut logs = logs(dir.path());
+        if let Some(Item::Data(_, bytes)) = first {
+            logs[0].write(&bytes).unwrap();
+        }
+        write_logs(&queue, logs);
+
+        let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+        assert_eq!(
+            stdout,
+            "partial\ncorral-monitor: dropped 6 bytes of stdout: the log writer fell behind\nnext\n"
+        );
+        let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+        assert_eq!(stderr, "err\n");
+    }
+
+    #[test]
+    fn drop_notices_are_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut logs = logs(dir.path());
+        let mut notices = DropNotices::default();
+        notices.add(Stream::Stdout, 10);
+        notices.write_due(&mut logs, false);
+        notices.add(Stream::Stdout, 20);
+        notices.write_due(&mut logs, false);
+        notices.add(Stream::Stdout, 30);
+        notices.write_due(&mut logs, false);
+        let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(stdout.contains("dropped 10 bytes"), "{stdout}");
+
+        // The rest is reported when the monitor ends.
+        notices.write_due(&mut logs, true);
+        let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+        assert!(
+            stdout.lines().nth(1).unwrap().contains("dropped 50 bytes"),
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.json");
+        let settings = LogSettings {
+            max_size: 4096,
+            keep: 7,
+        };
+        settings.write(&path).unwrap();
+        assert_eq!(LogSettings::read(&path).unwrap(), settings);
+        assert!(!dir.path().join("logs.json.tmp").exists());
+
+        std::fs::write(&path, "{\"max_size\": 1}").unwrap();
+        let error = LogSettings::read(&path).unwrap_err();
+        assert!(
+            error_chain(&error).contains("keep"),
+            "{}",
+            error_chain(&error)
+        );
+    }
+
+    #[test]
+    fn reload_signal_is_a_realtime_signal() {
+        assert!(reload_signal() > libc::SIGRTMIN());
+        assert!(reload_signal() <= libc::SIGRTMAX());
+    }
+}

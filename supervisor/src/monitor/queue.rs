@@ -1,0 +1,218 @@
+//! The bounded queue between the thread that reads a container's output
+//! pipes and the thread that writes the log files.
+//!
+//! The reader never waits for the writer: a chunk that would take its
+//! stream above the byte limit is dropped, and a [`Item::Dropped`] marker
+//! takes its place in the queue, so a slow disk costs log lines and never
+//! blocks the container's writes, and the writer finds where the gap is.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::LogSettings;
+
+/// One of the two output streams of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+    pub fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// An entry of the queue, as the writer thread takes it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    Data(Stream, Vec<u8>),
+    /// Bytes of a stream dropped at this point because the queue was full.
+    /// Consecutive drops of one stream share one marker, so markers never
+    /// outnumber the data items.
+    Dropped(Stream, u64),
+    /// New rotation limits, never dropped.
+    Settings(LogSettings),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Item>,
+    queued: [usize; 2],
+    closed: bool,
+}
+
+/// A queue of at most `limit` bytes of each stream.
+#[derive(Debug)]
+pub struct BoundedQueue {
+    state: Mutex<State>,
+    ready: Condvar,
+    limit: usize,
+}
+
+impl BoundedQueue {
+    pub fn new(limit: usize) -> Self {
+        BoundedQueue {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in the other thread ends the monitor anyway; the counters
+        // stay usable for what is left.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a copy of `data`, or drops it when the stream already has
+    /// `limit` bytes queued. Returns whether it was queued.
+    pub fn push_data(&self, stream: Stream, data: &[u8]) -> bool {
+        let mut state = self.lock();
+        let index = stream.index();
+        if state.queued[index] + data.len() > self.limit {
+            let bytes = data.len() as u64;
+            match state.items.back_mut() {
+                Some(Item::Dropped(last, count)) if *last == stream => *count += bytes,
+                _ => state.items.push_back(Item::Dropped(stream, bytes)),
+            }
+            drop(state);
+            self.ready.notify_one();
+            return false;
+        }
+        state.queued[index] += data.len();
+        state.items.push_back(Item::Data(stream, data.to_vec()));
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
+    pub fn push_settings(&self, settings: LogSettings) {
+        self.lock().items.push_back(Item::Settings(settings));
+        self.ready.notify_one();
+    }
+
+    /// Ends the queue: the writer takes what is left, then gets `None`.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Waits for the next item. Returns `None` once the queue is closed
+    /// and empty.
+    pub fn take(&self) -> Option<Item> {
+        let mut state = self.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                if let Item::Data(stream, data) = &item {
+                    state.queued[stream.index()] -= data.len();
+                }
+                return Some(item);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .ready
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn data(stream: Stream, text: &str) -> Option<Item> {
+        Some(Item::Data(stream, text.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn full_stream_drops_and_marks_the_gap() {
+        let queue = BoundedQueue::new(8);
+        assert!(queue.push_data(Stream::Stdout, b"12345"));
+        assert!(!queue.push_data(Stream::Stdout, b"6789"));
+        assert!(!queue.push_data(Stream::Stdout, b"0000"));
+        assert!(
+            queue.push_data(Stream::Stderr, b"other"),
+            "streams have separate limits"
+        );
+        assert!(queue.push_data(Stream::Stdout, b"abc"));
+
+        assert_eq!(queue.take(), data(Stream::Stdout, "12345"));
+        assert_eq!(queue.take(), Some(Item::Dropped(Stream::Stdout, 8)));
+        // Taking frees room for the stream.
+        assert!(queue.push_data(Stream::Stdout, b"defgh"));
+        assert_eq!(queue.take(), data(Stream::Stderr, "other"));
+        assert_eq!(queue.take(), data(Stream::Stdout, "abc"));
+        assert_eq!(queue.take(), data(Stream::Stdout, "defgh"));
+    }
+
+    #[test]
+    fn drops_of_an_empty_queue_are_marked() {
+        let queue = BoundedQueue::new(2);
+        assert!(!queue.push_data(Stream::Stderr, b"too long"));
+        queue.close();
+        assert_eq!(queue.take(), Some(Item::Dropped(Stream::Stderr, 8)));
+        assert_eq!(queue.take(), None);
+    }
+
+    #[test]
+    fn settings_are_never_dropped() {
+        let queue = BoundedQueue::new(1);
+        let settings = LogSettings {
+            max_size: 10,
+            keep: 2,
+        };
+        queue.push_settings(settings);
+        queue.push_settings(settings);
+        assert_eq!(queue.take(), Some(Item::Settings(settings)));
+        assert_eq!(queue.take(), Some(Item::Settings(settings)));
+    }
+
+    #[test]
+    fn take_waits_for_the_reader() {
+        let queue = Arc::new(BoundedQueue::new(1024));
+        let writer = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                let mut received = Vec::new();
+                while let Some(item) = queue.take() {
+                    if let Item::Data(_, bytes) = item {
+                        received.extend_from_slice(&bytes);
+                    }
+                }
+                received
+            })
+        };
+        for number in 0..100 {
+            queue.push_data(Stream::Stdout, format!("{number},").as_bytes());
+            if number % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        queue.close();
+        let received = String::from_utf8(writer.join().unwrap()).unwrap();
+        let expected: String = (0..100).map(|number| format!("{number},")).collect();
+        assert_eq!(received, expected);
+    }
+}

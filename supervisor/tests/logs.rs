@@ -1,0 +1,269 @@
+//! End-to-end tests of job logs under load: rotation of a job writing
+//! 50 MB/s, and a job flooding its output next to a quiet one. They run as
+//! root and skip with a SKIP line otherwise.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use corral_supervisor::machine::JobState;
+use harness::{serial, skip, stdout_of, Daemon};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Lines of exactly 100 bytes: a 10-digit number, a space, padding and a
+/// newline, written in chunks of 10 000 lines (1 MB) paced to `rate` bytes
+/// per second. `done` goes to stderr after the last chunk, then the job
+/// sleeps.
+fn numbered_writer(chunks: u32, rate: u64) -> String {
+    let script = format!(
+        "import sys, time\n\
+         out = sys.stdout.buffer\n\
+         pad = b'x' * 88\n\
+         start = time.monotonic()\n\
+         n = 0\n\
+         for c in range({chunks}):\n\
+         \x20   chunk = b''.join(b'%010d %s\\n' % (i, pad) for i in range(n, n + 10000))\n\
+         \x20   n += 10000\n\
+         \x20   out.write(chunk)\n\
+         \x20   out.flush()\n\
+         \x20   delay = start + (c + 1) * len(chunk) / {rate} - time.monotonic()\n\
+         \x20   if delay > 0:\n\
+         \x20       time.sleep(delay)\n\
+         sys.stderr.write('done %.3f\\n' % (time.monotonic() - start))\n\
+         sys.stderr.flush()\n\
+         time.sleep(3600)\n"
+    );
+    json!({
+        "image": "host",
+        "command": ["/usr/bin/python3", "-c", script],
+        "init": true,
+        "start_seconds": "200ms",
+        "stop": {"timeout": "2s"},
+        "logs": {"max_size": "10M", "keep": 20},
+    })
+    .to_string()
+}
+
+/// Lists the log files of one stream, oldest first: `.N` down to `.1`,
+/// then the current file.
+fn log_generations(dir: &Path, stream: &str) -> Vec<PathBuf> {
+    let current = dir.join(format!("{stream}.log"));
+    let mut numbered: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let number = name.strip_prefix(&format!("{stream}.log."))?.parse().ok()?;
+            Some((number, entry.path()))
+        })
+        .collect();
+    numbered.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
+    let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, path)| path).collect();
+    if current.exists() {
+        files.push(current);
+    }
+    files
+}
+
+/// CPU time (user plus system) of process `pid` so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which may contain spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn rotation_at_50_mb_per_second() {
+    if skip("rotation_at_50_mb_per_second") {
+        return;
+    }
+    let _serial = serial();
+    const CHUNKS: u32 = 150;
+    const LINES: u64 = CHUNKS as u64 * 10_000;
+    const MAX_SIZE: u64 = 10 * 1024 * 1024;
+    let daemon = Daemon::start(&[("flood", &numbered_writer(CHUNKS, 50 * 1024 * 1024))]);
+    daemon.wait_for_state("flood", JobState::Running, SETTLE);
+    let cpu_before = cpu_time(daemon.pid());
+    let started = Instant::now();
+
+    let mut slowest_status = Duration::ZERO;
+    while !daemon.job_log("flood", "stderr").contains("done ") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the writer did not finish\n{}",
+            daemon.diagnostics()
+        );
+        let asked = Instant::now();
+        let status = daemon.ctl(&["status", "flood"]);
+        slowest_status = slowest_status.max(asked.elapsed());
+        assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    // The last chunk may still sit in a buffer on its way to the file.
+    std::thread::sleep(Duration::from_millis(500));
+    let daemon_cpu = cpu_time(daemon.pid()) - cpu_before;
+
+    let dir = daemon.log_dir().join("flood");
+    let files = log_generations(&dir, "stdout");
+    let mut next = 0u64;
+    let mut gaps = Vec::new();
+    let mut oversized = Vec::new();
+    for file in &files {
+        let content = std::fs::read(file).unwrap();
+        let size = content.len() as u64;
+        if size > MAX_SIZE {
+            oversized.push((file.clone(), size));
+        }
+        for line in content
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            let number: u64 = std::str::from_utf8(&line[..10]).unwrap().parse().unwrap();
+            if number != next {
+                gaps.push((file.clone(), next, number));
+            }
+            next = number + 1;
+        }
+    }
+    eprintln!(
+        "wrote {LINES} lines in {took:?}: {} files, {} gaps, {} lines lost, daemon CPU {daemon_cpu:?}, \
+         slowest status {slowest_status:?}",
+        files.len(),
+        gaps.len(),
+        gaps.iter().map(|(_, expected, found)| found.saturating_sub(*expected)).sum::<u64>()
+    );
+    assert!(
+        oversized.is_empty(),
+        "files above max_size {MAX_SIZE}: {oversized:?}"
+    );
+    assert!(
+        gaps.is_empty(),
+        "lines lost or repeated (file, expected, found): {gaps:?}"
+    );
+    assert_eq!(next, LINES, "the last line is missing");
+    assert!(files.len() <= 21, "{} files kept with keep 20", files.len());
+    assert!(
+        daemon_cpu < Duration::from_millis(500),
+        "supervisord used {daemon_cpu:?} of CPU while the job wrote 150 MB"
+    );
+    assert!(
+        slowest_status < Duration::from_millis(300),
+        "status took {slowest_status:?} during the flood"
+    );
+}
+
+/// Children of process `pid`, from every thread's `children` file.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .map(|child| child.parse::<i32>().unwrap()),
+        );
+    }
+    children
+}
+
+#[test]
+fn flood_does_not_slow_other_jobs() {
+    if skip("flood_does_not_slow_other_jobs") {
+        return;
+    }
+    let _serial = serial();
+    let flood = json!({
+        "image": "host",
+        "command": ["/usr/bin/yes", "a line of a job that writes without pause"],
+        "init": true,
+        "start_seconds": "200ms",
+        "stop": {"timeout": "2s"},
+        "logs": {"max_size": "1M", "keep": 1},
+    })
+    .to_string();
+    let ticker = harness::shell_job(
+        "while :; do date +%s.%N; sleep 0.1; done",
+        json!({"start_seconds": "200ms", "stop": {"timeout": "2s"}, "init": true}),
+    );
+    let daemon = Daemon::start(&[("flood", &flood), ("ticker", &ticker)]);
+    daemon.wait_for_state("flood", JobState::Running, SETTLE);
+    daemon.wait_for_state("ticker", JobState::Running, SETTLE);
+    let cpu_before = cpu_time(daemon.pid());
+    let started = Instant::now();
+    let mut slowest_status = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(4) {
+        let asked = Instant::now();
+        let status = daemon.ctl(&["status"]);
+        slowest_status = slowest_status.max(asked.elapsed());
+        assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let daemon_cpu = cpu_time(daemon.pid()) - cpu_before;
+
+    let dir = daemon.log_dir().join("flood");
+    let files = log_generations(&dir, "stdout");
+    let written: u64 = files
+        .iter()
+        .map(|file| std::fs::metadata(file).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    eprintln!(
+        "daemon CPU {daemon_cpu:?} in 4s, slowest status {slowest_status:?}, flood files {files:?}"
+    );
+    assert!(files.len() <= 2, "keep 1 kept {files:?}");
+    for file in &files {
+        let size = std::fs::metadata(file).map(|meta| meta.len()).unwrap_or(0);
+        assert!(size <= 1024 * 1024, "{} has {size} bytes", file.display());
+    }
+    assert!(written > 0, "the flood wrote nothing");
+    assert!(
+        daemon_cpu < Duration::from_millis(500),
+        "supervisord used {daemon_cpu:?} of CPU while a job flooded its log"
+    );
+    assert!(
+        slowest_status < Duration::from_millis(300),
+        "status took {slowest_status:?} during the flood"
+    );
+
+    let ticks: Vec<f64> = daemon
+        .job_log("ticker", "stdout")
+        .lines()
+        .filter_map(|line| line.parse().ok())
+        .collect();
+    let longest_gap = ticks
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .fold(0.0, f64::max);
+    assert!(
+        ticks.len() >= 20,
+        "the ticker wrote {} lines in 4s",
+        ticks.len()
+    );
+    assert!(
+        longest_gap < 1.0,
+        "the ticker paused {longest_gap:.3}s while the other job flooded"
+    );
+
+    for monitor in children_of(daemon.pid()) {
+        for entry in std::fs::read_dir(format!("/proc/{monitor}/fd"))
+            .unwrap()
+            .flatten()
+        {
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            assert!(
+                !target.to_string_lossy().ends_with("(deleted)"),
+                "monitor {monitor} holds a deleted file open: {}",
+                target.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Tests of the `corral-monitor` binary with plain commands in place of the
+//! shim: log files, exit statuses, signal forwarding and settings reload.
+//! They need no root.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use corral_supervisor::monitor::{reload_signal, LogSettings};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+struct Monitor {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Monitor {
+    /// Starts the monitor on `script`, run by /bin/sh, with the given limits.
+    fn start(script: &str, max_size: u64, keep: u32) -> Monitor {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("logs.json");
+        LogSettings { max_size, keep }.write(&settings).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+            .arg("--stdout")
+            .arg(dir.path().join("stdout.log"))
+            .arg("--stderr")
+            .arg(dir.path().join("stderr.log"))
+            .arg("--settings")
+            .arg(&settings)
+            .args(["--", "/bin/sh", "-c", script])
+            .spawn()
+            .unwrap();
+        Monitor {
+            dir,
+            child: Some(child),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the monitor did not exit within 10s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for(&self, name: &str, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.read(name).contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never contained {text:?}: {:?}",
+                self.read(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn output_and_exit_code_pass_through() {
+    let mut monitor = Monitor::start("echo out; echo err >&2; exit 3", 4096, 1);
+    let status = monitor.wait();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(monitor.read("stdout.log"), "out\n");
+    assert_eq!(monitor.read("stderr.log"), "err\n");
+}
+
+#[test]
+fn signal_ending_passes_through() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut monitor = Monitor::start("kill -USR2 $$", 4096, 1);
+    let status = monitor.wait();
+    assert_eq!(status.signal(), Some(libc::SIGUSR2), "{status:?}");
+    assert!(!status.core_dumped());
+}
+
+#[test]
+fn stop_signal_reaches_the_command() {
+    let mut monitor = Monitor::start(
+        "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        4096,
+        1,
+    );
+    monitor.wait_for("stdout.log", "ready");
+    kill(monitor.pid(), Signal::SIGTERM).unwrap();
+    let status = monitor.wait();
+    assert_eq!(status.code(), Some(7));
+    assert!(monitor.read("stdout.log").contains("got-term"));
+}
+
+#[test]
+fn output_rotates_without_loss() {
+    let mut monitor = Monitor::start(
+        "i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done",
+        1000,
+        100,
+    );
+    assert_eq!(monitor.wait().code(), Some(0));
+    let mut numbers = Vec::new();
+    let mut files: Vec<String> = (1..=100)
+        .rev()
+        .map(|number| format!("stdout.log.{number}"))
+        .filter(|name| monitor.path(name).exists())
+        .collect();
+    files.push("stdout.log".to_string());
+    assert!(files.len() > 10, "{files:?}");
+    for name in &files {
+        let content = monitor.read(name);
+        assert!(content.len() <= 1000, "{name}: {} bytes", content.len());
+        for line in content.lines() {
+            numbers.push(line.trim_start_matches("line ").parse::<u32>().unwrap());
+        }
+    }
+    let expected: Vec<u32> = (0..2000).collect();
+    assert_eq!(numbers, expected);
+}
+
+#[test]
+fn reload_signal_applies_new_limits() {
+    let mut monitor = Monitor::start(
+        "trap 'i=0; while [ $i -lt 100 ]; do echo \"line $i padded\"; i=$((i+1)); done' USR1; \
+         echo ready; while :; do sleep 0.05; done",
+        100_000,
+        5,
+    );
+    monitor.wait_for("stdout.log", "ready");
+    LogSettings {
+        max_size: 300,
+        keep: 2,
+    }
+    .write(&monitor.path("logs.json"))
+    .unwrap();
+    // SAFETY: kill only sends a signal to the monitor this test started.
+    let sent = unsafe { libc::kill(monitor.pid().as_raw(), reload_signal()) };
+    assert_eq!(sent, 0);
+    // The monitor reads the settings before the burst that the trap writes,
+    // as both arrive in this order.
+    std::thread::sleep(Duration::from_millis(200));
+    let shell = shell_pid(monitor.pid());
+    kill(shell, Signal::SIGUSR1).unwrap();
+    monitor.wait_for("stdout.log", "line 99 padded");
+    for name in ["stdout.log", "stdout.log.1", "stdout.log.2"] {
+        let size = std::fs::metadata(monitor.path(name)).unwrap().len();
+        assert!(size <= 300, "{name} has {size} bytes");
+    }
+    assert!(!monitor.path("stdout.log.3").exists());
+    kill(monitor.pid(), Signal::SIGTERM).unwrap();
+    monitor.wait();
+}
+
+#[test]
+fn settings_error_is_reported_in_stderr_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_log = dir.path().join("stderr.log");
+    let output = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+        .arg("--stdout")
+        .arg(dir.path().join("stdout.log"))
+        .arg("--stderr")
+        .arg(&stderr_log)
+        .arg("--settings")
+        .arg(dir.path().join("missing.json"))
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let logged = std::fs::read_to_string(&stderr_log).unwrap();
+    assert!(
+        logged.starts_with("corral-monitor: failed to read log settings "),
+        "{logged}"
+    );
+    assert!(logged.contains("missing.json"), "{logged}");
+}
+
+/// Returns the PID of the shell the monitor started.
+fn shell_pid(monitor: Pid) -> Pid {
+    let children =
+        std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children")).unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("the monitor has a child");
+    Pid::from_raw(pid.parse().unwrap())
+}
