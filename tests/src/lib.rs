@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod host;
+pub mod oci;
 pub mod prometheus;
 pub mod sandbox;
 

@@ -1,0 +1,401 @@
+//! The spec's `process` object, checked from inside the container: args,
+//! env, cwd, user, umask, capabilities, rlimits, noNewPrivileges,
+//! oomScoreAdj, ioPriority, scheduler and the exit codes of a process that
+//! cannot be executed.
+
+use corral_tests::oci::{capability_mask, describe, key_values, text, Bundle, PROBE};
+use corral_tests::require_root;
+use serde_json::json;
+use std::process::Stdio;
+
+#[test]
+fn process_args_passed_exactly() {
+    if !require_root("process_args_passed_exactly") {
+        return;
+    }
+    let mut bundle = Bundle::new("args");
+    let args = [
+        PROBE,
+        "args",
+        "key=value=more",
+        "",
+        "two words",
+        "grüße 🌍",
+        "--flag",
+        "-",
+    ];
+    bundle.args(&args);
+    let output = bundle.run_ok();
+    let printed: Vec<String> = serde_json::from_str(output.trim()).expect("probe prints JSON");
+    assert_eq!(printed, args[2..], "arguments changed on the way in");
+}
+
+#[test]
+fn process_env_passed_exactly() {
+    if !require_root("process_env_passed_exactly") {
+        return;
+    }
+    let mut bundle = Bundle::new("env");
+    bundle.args(&[PROBE, "env"]);
+    bundle.set(
+        "/process/env",
+        json!([
+            "PATH=/bin",
+            "OPTS=a=b=c",
+            "EMPTY=",
+            "GREETING=hello world",
+            "UNICODE=grüße",
+        ]),
+    );
+    let output = bundle.run_ok();
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "EMPTY=",
+            "GREETING=hello world",
+            "OPTS=a=b=c",
+            "PATH=/bin",
+            "UNICODE=grüße"
+        ],
+        "the environment is not exactly process.env"
+    );
+}
+
+#[test]
+fn process_missing_command_exits_127() {
+    if !require_root("process_missing_command_exits_127") {
+        return;
+    }
+    let mut bundle = Bundle::new("enoent");
+    bundle.args(&["/bin/no-such-program", "x"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(127), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("/bin/no-such-program"),
+        "message does not name the path: {stderr}"
+    );
+
+    let mut bundle = Bundle::new("enoent-path");
+    bundle.args(&["no-such-program-on-path"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(127), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("no-such-program-on-path"),
+        "message does not name the program: {}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn process_not_executable_exits_126() {
+    if !require_root("process_not_executable_exits_126") {
+        return;
+    }
+    let mut bundle = Bundle::new("eacces");
+    std::fs::write(bundle.rootfs().join("bin/not-executable"), "#!/bin/sh\n").unwrap();
+    bundle.args(&["/bin/not-executable"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(126), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("/bin/not-executable"),
+        "message does not name the path: {stderr}"
+    );
+
+    let mut bundle = Bundle::new("eisdir");
+    bundle.args(&["/tmp"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(126), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("/tmp"),
+        "message does not name the path: {}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn process_exit_status_passed_through() {
+    if !require_root("process_exit_status_passed_through") {
+        return;
+    }
+    let mut bundle = Bundle::new("exit");
+    bundle.args(&[PROBE, "exit", "42"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(42), "{}", describe(&output));
+
+    // The container's PID 1 ignores signals it has no handler for, even
+    // SIGKILL from inside its namespace, so the signal comes from `kill`.
+    let mut bundle = Bundle::new("signal");
+    bundle.args(&[PROBE, "sleep", "60"]);
+    bundle.write_config();
+    let mut run = bundle.corral();
+    run.args(["run", &bundle.id, "--bundle"])
+        .arg(bundle.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = run.spawn().expect("start corral run");
+    assert!(
+        bundle.wait_for_status("running"),
+        "container never ran: {}",
+        bundle.status()
+    );
+    let kill = bundle.corral_output(&["kill", &bundle.id, "KILL"]);
+    assert!(kill.status.success(), "{}", describe(&kill));
+    let status = child.wait().expect("wait for corral run");
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "a process killed by SIGKILL makes run exit 137"
+    );
+}
+
+#[test]
+fn process_cwd_created_when_missing() {
+    if !require_root("process_cwd_created_when_missing") {
+        return;
+    }
+    let mut bundle = Bundle::new("cwd");
+    bundle.set("/process/cwd", json!("/work/made/by-runtime"));
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["cwd"], "/work/made/by-runtime");
+    assert!(
+        bundle.rootfs().join("work/made/by-runtime").is_dir(),
+        "cwd was not created inside the root filesystem"
+    );
+}
+
+// NOTE: fails until the runtime creates the exec FIFO writable by the
+// process's user (runc uses mode 0622): a non-root init cannot open it, and
+// `start` then blocks on the FIFO forever.
+#[test]
+fn process_user_groups_and_umask() {
+    if !require_root("process_user_groups_and_umask") {
+        return;
+    }
+    let mut bundle = Bundle::new("user");
+    bundle.args(&[PROBE, "status"]);
+    bundle.set(
+        "/process/user",
+        json!({"uid": 1000, "gid": 1001, "additionalGids": [1002, 1003], "umask": 0o027}),
+    );
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["Uid"], "1000 1000 1000 1000");
+    assert_eq!(values["Gid"], "1001 1001 1001 1001");
+    assert_eq!(values["Groups"], "1001 1002 1003");
+    assert_eq!(values["Umask"], "0027");
+}
+
+#[test]
+fn process_umask_defaults_to_0022() {
+    if !require_root("process_umask_defaults_to_0022") {
+        return;
+    }
+    let mut bundle = Bundle::new("umask-default");
+    bundle.args(&[PROBE, "status"]);
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["Umask"], "0022", "runc's default umask is 0022");
+    assert_eq!(values["Uid"], "0 0 0 0");
+}
+
+#[test]
+fn process_five_capability_sets() {
+    if !require_root("process_five_capability_sets") {
+        return;
+    }
+    let mut bundle = Bundle::new("caps");
+    bundle.args(&[PROBE, "status"]);
+    let bounding = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"];
+    let permitted = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"];
+    let effective = ["CAP_CHOWN", "CAP_KILL"];
+    let inheritable = ["CAP_KILL", "CAP_NET_RAW"];
+    let ambient = ["CAP_NET_RAW"];
+    bundle.set(
+        "/process/capabilities",
+        json!({"bounding": bounding, "permitted": permitted, "effective": effective,
+               "inheritable": inheritable, "ambient": ambient}),
+    );
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["CapBnd"], capability_mask(&bounding), "bounding");
+    assert_eq!(
+        values["CapInh"],
+        capability_mask(&inheritable),
+        "inheritable"
+    );
+    assert_eq!(values["CapAmb"], capability_mask(&ambient), "ambient");
+    // With no_new_privs, execve cannot add to the permitted set, and for
+    // uid 0 it makes the effective set equal to the permitted set.
+    assert_eq!(values["NoNewPrivs"], "1");
+    assert_eq!(values["CapPrm"], capability_mask(&permitted), "permitted");
+    assert_eq!(values["CapEff"], capability_mask(&permitted), "effective");
+}
+
+// NOTE: fails for the same exec FIFO mode as process_user_groups_and_umask.
+#[test]
+fn process_capabilities_of_non_root_user() {
+    if !require_root("process_capabilities_of_non_root_user") {
+        return;
+    }
+    let mut bundle = Bundle::new("caps-user");
+    bundle.args(&[PROBE, "status"]);
+    bundle.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let kept = ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"];
+    bundle.set(
+        "/process/capabilities",
+        json!({"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+               "permitted": kept, "effective": kept, "inheritable": kept, "ambient": kept}),
+    );
+    let values = key_values(&bundle.run_ok());
+    // A non-root process keeps across execve exactly its ambient set, in
+    // permitted and effective.
+    assert_eq!(values["CapPrm"], capability_mask(&kept), "permitted");
+    assert_eq!(values["CapEff"], capability_mask(&kept), "effective");
+    assert_eq!(values["CapAmb"], capability_mask(&kept), "ambient");
+    assert_eq!(
+        values["CapBnd"],
+        capability_mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]),
+        "bounding"
+    );
+}
+
+#[test]
+fn process_no_new_privileges() {
+    if !require_root("process_no_new_privileges") {
+        return;
+    }
+    for (setting, expected) in [(true, "1"), (false, "0")] {
+        let mut bundle = Bundle::new("nnp");
+        bundle.args(&[PROBE, "status"]);
+        bundle.set("/process/noNewPrivileges", json!(setting));
+        let values = key_values(&bundle.run_ok());
+        assert_eq!(
+            values["NoNewPrivs"], expected,
+            "noNewPrivileges {setting} is not applied"
+        );
+    }
+}
+
+#[test]
+fn process_rlimits_applied() {
+    if !require_root("process_rlimits_applied") {
+        return;
+    }
+    let mut bundle = Bundle::new("rlimits");
+    bundle.args(&[PROBE, "rlimits"]);
+    bundle.set(
+        "/process/rlimits",
+        json!([
+            {"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+            {"type": "RLIMIT_NPROC", "soft": 300, "hard": 400},
+            {"type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192},
+        ]),
+    );
+    let output = bundle.run_ok();
+    let limits: Vec<&str> = output.lines().collect();
+    for expected in [
+        "RLIMIT_NOFILE 100 200",
+        "RLIMIT_CORE 0 0",
+        "RLIMIT_NPROC 300 400",
+        "RLIMIT_MSGQUEUE 4096 8192",
+    ] {
+        assert!(
+            limits.contains(&expected),
+            "{expected} missing in {limits:?}"
+        );
+    }
+}
+
+#[test]
+fn process_rlimit_above_hard_lowered_with_warning() {
+    if !require_root("process_rlimit_above_hard_lowered_with_warning") {
+        return;
+    }
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid `current`.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) },
+        0
+    );
+    let has_sys_resource = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << 24) != 0);
+    let mut bundle = Bundle::new("rlimit-high");
+    bundle.args(&[PROBE, "rlimits"]);
+    let asked = current.rlim_max + 1000;
+    bundle.set(
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "soft": asked, "hard": asked}]),
+    );
+    let output = bundle.run();
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    if has_sys_resource {
+        assert!(
+            stdout.contains(&format!("RLIMIT_NOFILE {asked} {asked}")),
+            "with CAP_SYS_RESOURCE the limit is raised: {stdout}"
+        );
+    } else {
+        let lowered = format!("RLIMIT_NOFILE {0} {0}", current.rlim_max);
+        assert!(stdout.contains(&lowered), "expected {lowered} in {stdout}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("RLIMIT_NOFILE") && stderr.contains("lowered"),
+            "no warning about the lowered limit: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn process_oom_score_adj() {
+    if !require_root("process_oom_score_adj") {
+        return;
+    }
+    let mut bundle = Bundle::new("oom-score");
+    bundle.args(&["/bin/cat", "/proc/self/oom_score_adj"]);
+    bundle.set("/process/oomScoreAdj", json!(500));
+    assert_eq!(bundle.run_ok().trim(), "500");
+}
+
+// NOTE: fails until the runtime applies process.ioPriority (ioprio_set
+// with IOPRIO_WHO_PROCESS before execve).
+#[test]
+fn process_io_priority() {
+    if !require_root("process_io_priority") {
+        return;
+    }
+    let mut bundle = Bundle::new("ioprio");
+    bundle.args(&[PROBE, "sched"]);
+    bundle.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_BE", "priority": 6}),
+    );
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["ioprio_class"], "2", "IOPRIO_CLASS_BE is class 2");
+    assert_eq!(values["ioprio_level"], "6");
+}
+
+// NOTE: fails until the runtime applies process.scheduler
+// (sched_setattr before execve).
+#[test]
+fn process_scheduler_policy_and_nice() {
+    if !require_root("process_scheduler_policy_and_nice") {
+        return;
+    }
+    let mut bundle = Bundle::new("sched");
+    bundle.args(&[PROBE, "sched"]);
+    bundle.set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_BATCH", "nice": 7}),
+    );
+    let values = key_values(&bundle.run_ok());
+    assert_eq!(values["policy"], libc::SCHED_BATCH.to_string());
+    assert_eq!(values["nice"], "7");
+}
