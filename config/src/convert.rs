@@ -56,31 +56,30 @@ pub fn cfs_to_cpus(quota_us: i64, period_us: u64) -> Option<f64> {
     Some(quota_us as f64 / period_us as f64)
 }
 
-/// Converts cgroup v1 `cpu.shares` to cgroup v2 `cpu.weight`.
+/// v1 `cpu.shares` per unit of v2 `cpu.weight`: both kernels' defaults
+/// (1024 shares, weight 100) correspond.
+const SHARES_PER_WEIGHT: f64 = 1024.0 / 100.0;
+
+/// Converts cgroup v1 `cpu.shares` to cgroup v2 `cpu.weight` in proportion,
+/// `weight = shares * 100 / 1024` rounded, so that the ratio between two
+/// containers' CPU shares is the ratio between their weights. It sends the v1
+/// default 1024 to the v2 default 100. The result is clamped to 1..=10000,
+/// so shares above 102400 all become 10000.
 ///
-/// The mapping is quadratic in `l = log2(shares)`:
-/// `weight = 10^((l*l + 125*l) / 612 - 7/34)`. It sends 2 to 1, the v1 default
-/// 1024 to the v2 default 100, and 262144 to 10000, the ends of both ranges.
-/// Inputs are clamped to 2..=262144 and the result is rounded to 1..=10000.
+/// runc and crun map shares to weights with other, non-proportional
+/// formulas, under which weights 100 and 300 do not split a CPU 25/75.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(CPU_SHARES_MIN, CPU_SHARES_MAX);
-    let l = (shares as f64).log2();
-    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-    let weight = 10f64.powf(exponent).round() as u64;
+    let weight = (shares as f64 / SHARES_PER_WEIGHT).round() as u64;
     weight.clamp(WEIGHT_MIN, WEIGHT_MAX)
 }
 
-/// Converts cgroup v2 `cpu.weight` to cgroup v1 `cpu.shares`, the inverse of
-/// [`shares_to_weight`].
-///
-/// It solves `l*l + 125*l - 612*(log10(weight) + 7/34) = 0` for the positive
-/// root `l` and returns `round(2^l)`. Inputs are clamped to 1..=10000 and the
-/// result to 2..=262144.
+/// Converts cgroup v2 `cpu.weight` to cgroup v1 `cpu.shares` in proportion,
+/// `shares = weight * 1024 / 100` rounded; [`shares_to_weight`] returns every
+/// weight unchanged from it. Inputs are clamped to 1..=10000, so the result
+/// lies in 10..=102400.
 pub fn weight_to_shares(weight: u64) -> u64 {
     let weight = weight.clamp(WEIGHT_MIN, WEIGHT_MAX);
-    let constant = 612.0 * ((weight as f64).log10() + 7.0 / 34.0);
-    let l = (-125.0 + (125.0f64 * 125.0 + 4.0 * constant).sqrt()) / 2.0;
-    let shares = l.exp2().round() as u64;
+    let shares = (weight as f64 * SHARES_PER_WEIGHT).round() as u64;
     shares.clamp(CPU_SHARES_MIN, CPU_SHARES_MAX)
 }
 
@@ -288,13 +287,15 @@ mod tests {
     fn shares_to_weight_fixed_points() {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 100);
-        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(3072), 300);
+        assert_eq!(shares_to_weight(102_400), 10_000);
     }
 
     #[test]
     fn shares_to_weight_clamps_input() {
         assert_eq!(shares_to_weight(0), 1);
         assert_eq!(shares_to_weight(1), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1 << 30), 10_000);
     }
 
@@ -313,15 +314,29 @@ mod tests {
 
     #[test]
     fn weight_to_shares_fixed_points() {
-        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(1), 10);
         assert_eq!(weight_to_shares(100), 1024);
-        assert_eq!(weight_to_shares(10_000), 262_144);
+        assert_eq!(weight_to_shares(300), 3072);
+        assert_eq!(weight_to_shares(10_000), 102_400);
+    }
+
+    #[test]
+    fn weight_to_shares_keeps_ratios() {
+        for (a, b) in [(100, 300), (50, 200), (1, 10), (2500, 10_000)] {
+            let ratio = weight_to_shares(b) as f64 / weight_to_shares(a) as f64;
+            let expected = b as f64 / a as f64;
+            // Rounding to whole shares moves small weights by up to 5%.
+            assert!(
+                (ratio / expected - 1.0).abs() < 0.03,
+                "weights {a} and {b} became shares with ratio {ratio}, expected {expected}"
+            );
+        }
     }
 
     #[test]
     fn weight_to_shares_clamps_input() {
-        assert_eq!(weight_to_shares(0), 2);
-        assert_eq!(weight_to_shares(50_000), 262_144);
+        assert_eq!(weight_to_shares(0), 10);
+        assert_eq!(weight_to_shares(50_000), 102_400);
     }
 
     #[test]
@@ -329,22 +344,6 @@ mod tests {
         for weight in WEIGHT_MIN..=WEIGHT_MAX {
             let shares = weight_to_shares(weight);
             assert_eq!(shares_to_weight(shares), weight, "via {shares} shares");
-        }
-    }
-
-    #[test]
-    fn shares_round_trip_through_weight() {
-        // A weight step covers several shares at the low end, so the round
-        // trip is only as exact as one weight step allows.
-        for shares in (CPU_SHARES_MIN..=CPU_SHARES_MAX).step_by(97) {
-            let weight = shares_to_weight(shares);
-            let back = weight_to_shares(weight);
-            let lower = weight_to_shares(weight.saturating_sub(1).max(WEIGHT_MIN));
-            let upper = weight_to_shares((weight + 1).min(WEIGHT_MAX));
-            assert!(
-                (lower..=upper).contains(&shares),
-                "shares {shares} -> weight {weight} -> shares {back}, outside {lower}..={upper}"
-            );
         }
     }
 

