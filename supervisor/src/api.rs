@@ -11,6 +11,7 @@
 //! | GET | `/v1/jobs/NAME/spec` | the OCI `config.json` |
 //! | POST | `/v1/reread` | [`ReloadReport`] of what `update` would change |
 //! | POST | `/v1/update` | [`ReloadReport`] of what changed |
+//! | GET | `/v1/stats` | [`StatsList`] |
 //! | POST | `/v1/shutdown` | [`Message`] |
 //!
 //! `start`, `stop` and `restart` wait until the job leaves STARTING or
@@ -73,6 +74,45 @@ pub struct InvalidJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
+}
+
+/// Body of `GET /v1/stats`: resource usage of every job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsList {
+    pub jobs: Vec<JobStats>,
+}
+
+/// Resource usage of one job's running container, read from its cgroup
+/// files when the request came. Every counter is `None` while no container
+/// runs, and each is `None` when its cgroup file is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub name: String,
+    pub state: JobState,
+    pub container_id: Option<String>,
+    pub pid: Option<i32>,
+    /// CLOCK_MONOTONIC of supervisord's host when the counters were read, in
+    /// nanoseconds. CPU % is the change of `cpu_usage_ns` over the change of
+    /// this value between two samples.
+    pub sampled_at_ns: u64,
+    /// CPU time of every process of the container, in nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Working set: memory usage minus inactive page cache, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Memory limit in bytes; `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// Process limit; `None` when unlimited.
+    pub pids_limit: Option<u64>,
+    /// Bytes read from and written to block devices.
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+    /// Bytes received and sent on every interface of the job's network
+    /// namespace; `None` for jobs on the host's network.
+    pub net_rx_bytes: Option<u64>,
+    pub net_tx_bytes: Option<u64>,
+    /// Why the counters of a running container could not be read.
+    pub error: Option<String>,
 }
 
 /// Body of `POST /v1/jobs/NAME/signal`.

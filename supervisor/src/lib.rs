@@ -15,3 +15,5 @@ pub mod monitor;
 pub mod signals;
 pub mod status;
 pub mod tail;
+pub mod top;
+pub mod usage;

@@ -1017,3 +1017,101 @@ fn fixed_invalid_file_starts() {
     assert!(running.error.is_none());
     assert!(running.container_id.is_some());
 }
+
+#[test]
+fn top_shows_usage_against_limits() {
+    if skip("top_shows_usage_against_limits") {
+        return;
+    }
+    let burner = shell_job(
+        "while :; do :; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "1s"}, "init": true,
+               "resources": {"cpus": 0.5, "pids": 64}}),
+    );
+    let holder = json!({
+        "image": "host",
+        "command": ["/usr/bin/python3", "-c",
+                    "import time\nx = bytearray(24 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(3600)"],
+        "init": true,
+        "start_seconds": "300ms",
+        "stop": {"timeout": "1s"},
+        "resources": {"memory": "64M", "memory_swap": "64M"},
+    })
+    .to_string();
+    let idle = json!({"image": "host", "command": ["/bin/true"], "autostart": false}).to_string();
+    let daemon = Daemon::start(&[("burner", &burner), ("holder", &holder), ("idle", &idle)]);
+    daemon.wait_for_state("burner", JobState::Running, SETTLE);
+    daemon.wait_for_state("holder", JobState::Running, SETTLE);
+    // python needs a moment to allocate and touch its buffer.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let top = daemon.ctl(&["top", "--no-stream", "-d", "2s"]);
+    assert_eq!(top.status.code(), Some(0), "{}", stderr_of(&top));
+    let table = stdout_of(&top);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{table}"))
+            .to_string()
+    };
+    let cells = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|cell| !cell.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(table.starts_with("NAME "), "{table}");
+
+    let burner = cells(&row("burner"));
+    let cpu: f64 = burner[2].parse().unwrap_or_else(|_| panic!("{table}"));
+    assert!(
+        (35.0..=65.0).contains(&cpu),
+        "cpus 0.5 showed {cpu}% CPU:\n{table}"
+    );
+    assert!(burner.last().unwrap().ends_with("/ 64"), "{table}");
+
+    let holder = cells(&row("holder"));
+    assert!(holder[3].ends_with("/ 64MiB"), "{table}");
+    let used_mib: f64 = holder[3]
+        .split(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches("MiB")
+        .parse()
+        .unwrap_or_else(|_| panic!("{table}"));
+    assert!(
+        (24.0..48.0).contains(&used_mib),
+        "{used_mib} MiB used:\n{table}"
+    );
+    let share: f64 = holder[4].parse().unwrap_or_else(|_| panic!("{table}"));
+    assert!(
+        (37.0..75.0).contains(&share),
+        "{share}% of the limit:\n{table}"
+    );
+    assert!(holder[5].contains(" / "), "network column: {table}");
+
+    let idle = row("idle");
+    assert!(idle.contains("STOPPED"), "{table}");
+    assert!(idle.ends_with('-'), "{table}");
+
+    let alias = daemon.ctl(&["stats", "--no-stream", "-d", "200ms", "holder"]);
+    assert_eq!(alias.status.code(), Some(0), "{}", stderr_of(&alias));
+    assert_eq!(
+        stdout_of(&alias).lines().count(),
+        2,
+        "{}",
+        stdout_of(&alias)
+    );
+
+    let unknown = daemon.ctl(&["top", "--no-stream", "nosuchjob"]);
+    assert_eq!(unknown.status.code(), Some(4));
+    assert!(stderr_of(&unknown).contains("nosuchjob: ERROR (no such job)"));
+
+    let list: corral_supervisor::api::StatsList = daemon.client().get("/v1/stats").unwrap();
+    let holder = list.jobs.iter().find(|job| job.name == "holder").unwrap();
+    assert_eq!(holder.memory_limit_bytes, Some(64 * 1024 * 1024));
+    assert!(holder.cpu_usage_ns.unwrap() > 0);
+    assert!(holder.pids.unwrap() >= 2, "init and python: {holder:?}");
+}

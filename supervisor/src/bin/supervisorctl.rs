@@ -3,18 +3,19 @@
 //! One blocking HTTP request per job over the unix socket, without an async
 //! runtime, so `status` returns within a few milliseconds.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use corral_config::paths;
-use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport};
+use corral_config::{paths, DurationValue};
+use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
 use corral_supervisor::status::{self, EXIT_NOT_RUNNING, EXIT_UNKNOWN};
-use corral_supervisor::tail;
+use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
@@ -95,6 +96,21 @@ enum Command {
     Update,
     /// Print the OCI config.json generated for a job
     Spec { name: String },
+    /// Show live CPU, memory against its limit, network and block I/O and
+    /// processes of every job, or of the named ones, refreshing
+    #[command(visible_alias = "stats")]
+    Top {
+        names: Vec<String>,
+        /// Time between refreshes: 500ms, 2s, 1m
+        #[arg(short = 'd', long, default_value = "2s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Print this many tables, then exit
+        #[arg(short = 'n', long)]
+        iterations: Option<u64>,
+        /// Print one table and exit, as `docker stats --no-stream` does
+        #[arg(long)]
+        no_stream: bool,
+    },
     /// Stop every job and then supervisord
     Shutdown,
 }
@@ -147,6 +163,15 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             let spec: serde_json::Value = client.get(&job_path(&name, "/spec"))?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
             Ok(0)
+        }
+        Command::Top {
+            names,
+            interval,
+            iterations,
+            no_stream,
+        } => {
+            let iterations = if no_stream { Some(1) } else { iterations };
+            top_command(client, &names, interval, iterations)
         }
         Command::Shutdown => {
             let reply: Message = client.post("/v1/shutdown", None)?;
@@ -340,6 +365,69 @@ fn tail_command(
     Ok(0)
 }
 
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = DurationValue::parse(text)
+        .map_err(|error| error.to_string())?
+        .as_duration();
+    if duration < Duration::from_millis(100) {
+        return Err(format!("interval {text} is below the minimum of 100ms"));
+    }
+    Ok(duration)
+}
+
+/// Prints a table every `interval`, or `iterations` of them. On a terminal
+/// each table replaces the last, as `top` does; otherwise they follow each
+/// other, separated by a blank line.
+fn top_command(
+    client: &Client,
+    names: &[String],
+    interval: Duration,
+    iterations: Option<u64>,
+) -> Result<i32> {
+    let select = |list: StatsList| StatsList {
+        jobs: list
+            .jobs
+            .into_iter()
+            .filter(|job| names.is_empty() || names.contains(&job.name))
+            .collect(),
+    };
+    let first: StatsList = client.get("/v1/stats")?;
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|name| !first.jobs.iter().any(|job| &job.name == *name))
+        .collect();
+    if !unknown.is_empty() {
+        for name in unknown {
+            eprintln!("{name}: ERROR (no such job)");
+        }
+        return Ok(EXIT_UNKNOWN);
+    }
+
+    let terminal = io::stdout().is_terminal();
+    let mut previous = select(first);
+    let mut printed = 0u64;
+    loop {
+        std::thread::sleep(interval);
+        let current = select(client.get("/v1/stats")?);
+        let table = top::format_table(Some(&previous), &current);
+        let mut out = io::stdout().lock();
+        if terminal {
+            // Home the cursor and clear the screen, so the table redraws in
+            // place.
+            write!(out, "\x1b[H\x1b[2J")?;
+        } else if printed > 0 {
+            writeln!(out)?;
+        }
+        write!(out, "{table}")?;
+        out.flush()?;
+        printed += 1;
+        if iterations.is_some_and(|count| printed >= count) {
+            return Ok(0);
+        }
+        previous = current;
+    }
+}
+
 fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
     let report: ReloadReport = client.post(path, None)?;
     if report.changes.is_empty() {
@@ -421,6 +509,31 @@ mod tests {
             }
             other => panic!("parsed {other:?}"),
         }
+    }
+
+    #[test]
+    fn cli_parses_top_and_its_alias() {
+        for command in ["top", "stats"] {
+            let cli =
+                Cli::try_parse_from(["supervisorctl", command, "-d", "500ms", "-n", "3", "web"])
+                    .unwrap();
+            match cli.command {
+                Command::Top {
+                    names,
+                    interval,
+                    iterations,
+                    no_stream,
+                } => {
+                    assert_eq!(names, ["web"]);
+                    assert_eq!(interval, Duration::from_millis(500));
+                    assert_eq!(iterations, Some(3));
+                    assert!(!no_stream);
+                }
+                other => panic!("parsed {other:?}"),
+            }
+        }
+        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "10ms"]).is_err());
+        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "soon"]).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod pidwatch;
 mod ports;
 mod reload;
 mod server;
+mod stats;
 mod supervisor;
 
 use std::io;
@@ -207,6 +208,8 @@ pub enum ShimStatus {
 #[derive(Debug)]
 pub enum Event {
     Request(Request, oneshot::Sender<Reply>),
+    /// The jobs and containers whose counters `GET /v1/stats` reads.
+    StatsTargets(oneshot::Sender<Vec<stats::StatsTarget>>),
     ShimExited {
         name: String,
         container_id: String,

@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply as _};
 
 use crate::api::{ErrorBody, SignalRequest};
-use crate::daemon::{ApiError, Event, Request};
+use crate::daemon::{stats, ApiError, Event, Request};
 
 /// Largest request body accepted; the API's bodies are a few bytes.
 const MAX_BODY: u64 = 64 * 1024;
@@ -73,6 +73,10 @@ fn routes(events: Events) -> impl Filter<Extract = (Response,), Error = Infallib
         .and(warp::post())
         .and(with_events.clone())
         .and_then(|events| dispatch(events, Request::Update));
+    let stats = warp::path!("v1" / "stats")
+        .and(warp::get())
+        .and(with_events.clone())
+        .and_then(job_stats);
     let shutdown = warp::path!("v1" / "shutdown")
         .and(warp::post())
         .and(with_events)
@@ -91,6 +95,8 @@ fn routes(events: Events) -> impl Filter<Extract = (Response,), Error = Infallib
         .or(reread)
         .unify()
         .or(update)
+        .unify()
+        .or(stats)
         .unify()
         .or(shutdown)
         .unify()
@@ -137,6 +143,27 @@ async fn signal_job(
         },
     )
     .await
+}
+
+/// Gets the containers from the supervisor task and reads their counters
+/// on the blocking pool.
+async fn job_stats(events: Events) -> Result<Response, Rejection> {
+    let (reply, receiver) = oneshot::channel();
+    if events.send(Event::StatsTargets(reply)).is_err() {
+        return Ok(error_reply(&ApiError::unavailable()));
+    }
+    let Ok(targets) = receiver.await else {
+        return Ok(error_reply(&ApiError::unavailable()));
+    };
+    match tokio::task::spawn_blocking(move || stats::read_stats(targets)).await {
+        Ok(list) => Ok(warp::reply::json(&list).into_response()),
+        Err(error) => {
+            tracing::error!(%error, "reading job stats failed");
+            Ok(error_reply(&ApiError::internal(format!(
+                "failed to read job stats: {error}"
+            ))))
+        }
+    }
 }
 
 async fn dispatch(events: Events, request: Request) -> Result<Response, Rejection> {
@@ -189,6 +216,10 @@ mod tests {
         let (events, mut receiver) = mpsc::unbounded_channel::<Event>();
         tokio::spawn(async move {
             while let Some(event) = receiver.recv().await {
+                if let Event::StatsTargets(reply) = event {
+                    let _ = reply.send(Vec::new());
+                    continue;
+                }
                 if let Event::Request(request, reply) = event {
                     let result = match &request {
                         Request::Get { name } if name == "missing" => {
@@ -275,5 +306,12 @@ mod tests {
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
+    }
+
+    #[tokio::test]
+    async fn stats_route_reads_targets() {
+        let (status, json) = call("GET", "/v1/stats", "").await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json, serde_json::json!({"jobs": []}));
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use corral_config::Network;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,6 +16,7 @@ use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, Launched};
 use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
+use crate::daemon::stats::StatsTarget;
 use crate::daemon::{
     error_chain, ApiError, DaemonConfig, Event, Reply, Request, ShimStatus, TimerKind,
 };
@@ -100,6 +102,9 @@ impl Supervisor {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Request(request, reply) => self.handle_request(request, reply),
+            Event::StatsTargets(reply) => {
+                let _ = reply.send(self.stats_targets());
+            }
             Event::ShimExited {
                 name,
                 container_id,
@@ -160,6 +165,25 @@ impl Supervisor {
             })
             .collect();
         to_json(&JobList { jobs })
+    }
+
+    fn stats_targets(&mut self) -> Vec<StatsTarget> {
+        let root = self.config.containers_root();
+        self.jobs
+            .values_mut()
+            .map(|job| {
+                job.refresh_pid();
+                let container = job.container.as_ref();
+                StatsTarget {
+                    name: job.name.clone(),
+                    state: job.state,
+                    container: container.map(|container| (container.id.clone(), root.clone())),
+                    pid: container.and_then(|container| container.pid),
+                    own_network: container
+                        .is_some_and(|container| container.spec.network != Network::Host),
+                }
+            })
+            .collect()
     }
 
     fn view_of(&mut self, name: &str) -> Reply {
