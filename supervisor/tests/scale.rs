@@ -1,0 +1,111 @@
+//! End-to-end test of 200 jobs started and stopped together. It runs as
+//! root and skips with a SKIP line otherwise.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use corral_supervisor::api::JobList;
+use corral_supervisor::machine::JobState;
+use harness::{skip, stdout_of, Daemon};
+use serde_json::json;
+
+const JOBS: usize = 200;
+
+fn states(daemon: &Daemon) -> Vec<(String, JobState)> {
+    let list: JobList = daemon.client().get("/v1/jobs").unwrap();
+    list.jobs
+        .into_iter()
+        .map(|job| (job.name, job.state))
+        .collect()
+}
+
+fn count_in(daemon: &Daemon, state: JobState) -> usize {
+    states(daemon)
+        .into_iter()
+        .filter(|(_, current)| *current == state)
+        .count()
+}
+
+/// Names of the cgroups below the cgroup parent in any hierarchy: the ids
+/// of the containers that still have a cgroup.
+fn container_cgroups(daemon: &Daemon) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for parent in daemon.leftover_cgroups() {
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                names.insert(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn two_hundred_jobs_start_and_stop_together() {
+    if skip("two_hundred_jobs_start_and_stop_together") {
+        return;
+    }
+    let job = json!({
+        "image": "host",
+        "command": ["/bin/sleep", "3600"],
+        "init": true,
+        "start_seconds": "500ms",
+        "stop": {"timeout": "10s"},
+        "resources": {"memory": "16M", "pids": 8},
+    })
+    .to_string();
+    let names: Vec<String> = (0..JOBS).map(|index| format!("job{index:03}")).collect();
+    let jobs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|name| (name.as_str(), job.as_str()))
+        .collect();
+
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&jobs);
+    daemon.wait_until(Duration::from_secs(180), "every job is RUNNING", |daemon| {
+        count_in(daemon, JobState::Running) == JOBS
+    });
+    let start_took = started.elapsed();
+    let list: JobList = daemon.client().get("/v1/jobs").unwrap();
+    let pids: Vec<i32> = list.jobs.iter().map(|job| job.pid.unwrap()).collect();
+    assert_eq!(container_cgroups(&daemon).len(), JOBS);
+
+    let asked = Instant::now();
+    let status = daemon.ctl(&["status"]);
+    let status_took = asked.elapsed();
+    assert_eq!(status.status.code(), Some(0));
+    assert_eq!(stdout_of(&status).lines().count(), JOBS);
+
+    let stopping = Instant::now();
+    let stop = daemon.ctl(&["stop", "all"]);
+    let stop_took = stopping.elapsed();
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stdout_of(&stop).matches(": stopped\n").count(), JOBS);
+    assert_eq!(count_in(&daemon, JobState::Stopped), JOBS);
+    let alive: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(alive.is_empty(), "processes {alive:?} outlived stop all");
+    assert_eq!(container_cgroups(&daemon), BTreeSet::new());
+
+    let restarting = Instant::now();
+    let start = daemon.ctl(&["start", "all"]);
+    let restart_took = restarting.elapsed();
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    assert_eq!(count_in(&daemon, JobState::Running), JOBS);
+
+    let exiting = Instant::now();
+    let exit = daemon.terminate(Duration::from_secs(120));
+    let shutdown_took = exiting.elapsed();
+    assert_eq!(exit.code(), Some(0), "{}", daemon.diagnostics());
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(daemon.leftover_mounts(), Vec::<String>::new());
+    eprintln!(
+        "{JOBS} jobs: all RUNNING {start_took:?} after the daemon started, status {status_took:?}, \
+         stop all {stop_took:?}, start all {restart_took:?}, shutdown {shutdown_took:?}"
+    );
+}
