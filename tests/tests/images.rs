@@ -1053,6 +1053,72 @@ fn images_supervisord_runs_stored_image() {
     );
 }
 
+#[test]
+fn images_example_script_builds_busybox_image() {
+    let Some(world) = World::new("images_example_script_builds_busybox_image") else {
+        return;
+    };
+    let script = corral_tests::workspace_root().join("examples/images/busybox-rootfs.sh");
+    let rootfs = world.path("example-rootfs");
+    let output = Command::new(&script)
+        .arg(&rootfs)
+        .arg("--import")
+        .arg(world.store())
+        .env("CORRAL", binary("corral"))
+        .output()
+        .expect("run the example script");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("imported busybox sha256:"), "{stdout}");
+
+    let job = world.container(
+        "example",
+        r#"{"image": "busybox", "user": "nobody", "command": ["/bin/sh", "-c", "cat /www/index.html; id -u"]}"#,
+    );
+    let (stdout, _) = job.run();
+    assert_eq!(stdout, "hello from corral\n65534\n");
+}
+
+#[test]
+fn images_import_shows_progress_on_terminal() {
+    let Some(world) = World::new("images_import_shows_progress_on_terminal") else {
+        return;
+    };
+    let tar = world.busybox_tar();
+    let pty = nix::pty::openpty(None, None).expect("open a pseudo-terminal");
+    let terminal = fs::File::from(pty.slave);
+    let mut child = Command::new(binary("corral"))
+        .arg("image")
+        .arg("--store")
+        .arg(world.store())
+        .args(["import", "--name", "bb"])
+        .arg(&tar)
+        .stdin(Stdio::null())
+        .stdout(terminal.try_clone().unwrap())
+        .stderr(terminal)
+        .spawn()
+        .expect("start the import");
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        // Reading fails with EIO once every writer of the terminal closed it.
+        let _ = std::io::Read::read_to_end(&mut master, &mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    assert!(child.wait().unwrap().success());
+    let text = reader.join().unwrap();
+    assert!(
+        text.contains("[1/1]"),
+        "no progress on the terminal: {text:?}"
+    );
+    assert!(text.contains("unpacked: "), "no layer summary: {text:?}");
+    assert!(text.contains("imported bb sha256:"), "no result: {text:?}");
+}
+
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];

@@ -47,6 +47,8 @@ pub enum StoreError {
     ImageNotFound { name: String, store: PathBuf },
     #[error("invalid image name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
+    #[error("invalid image store path {path}: it must not contain ':' or ',', which separate overlayfs lower directories and options")]
+    InvalidStorePath { path: PathBuf },
     #[error("layer {digest} of image {image:?} is missing from the image store {store}: import the image again")]
     LayerMissing {
         image: String,
@@ -233,6 +235,12 @@ impl Store {
 
     /// Creates the store's directories (mode 0700) if they are missing.
     pub fn init(&self) -> Result<(), StoreError> {
+        let text = self.root.to_string_lossy();
+        if text.contains(':') || text.contains(',') {
+            return Err(StoreError::InvalidStorePath {
+                path: self.root.clone(),
+            });
+        }
         for dir in [
             self.root.clone(),
             self.images_dir(),
@@ -584,6 +592,16 @@ mod tests {
         }
         for name in ["", "host", "/abs", ".hidden", "a b", "a\nb", "ä"] {
             assert!(validate_name(name).is_err(), "{name:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn init_rejects_option_separators() {
+        for root in ["/srv/a:b", "/srv/a,b"] {
+            assert!(matches!(
+                Store::new(root).init(),
+                Err(StoreError::InvalidStorePath { .. })
+            ));
         }
     }
 
