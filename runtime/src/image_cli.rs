@@ -169,7 +169,7 @@ fn inspect(store: &Store, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The layers of `record`, bottom first, with size and directory.
+/// Returns the layers of `record`, bottom first, with size and directory.
 fn layer_views(store: &Store, record: &ImageRecord) -> Result<Vec<serde_json::Value>> {
     let mut views = Vec::new();
     for diff_id in &record.layers {

@@ -391,8 +391,9 @@ fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<ResolvedImage, JobS
     }
 }
 
-/// Returns `(uid, gid)` for a numeric `UID[:GID]`; names resolve to root
-/// here and are looked up in the image's /etc/passwd by the runtime.
+/// Returns `(uid, gid)` for a numeric `UID[:GID]`. A name resolves to root
+/// here: only a stored image's /etc/passwd is read, by
+/// [`image::resolve_user`].
 fn parse_numeric_user(user: Option<&str>) -> (u32, u32) {
     let Some(user) = user else {
         return (0, 0);

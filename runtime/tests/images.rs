@@ -775,7 +775,7 @@ fn gc_keeps_layers_that_containers_use() {
     });
     fs::write(container.join("state.json"), state.to_string()).unwrap();
 
-    let report = collect_garbage(&store, &[state_root.clone()]).unwrap();
+    let report = collect_garbage(&store, std::slice::from_ref(&state_root)).unwrap();
     assert!(report.removed.is_empty(), "a layer in use was removed");
     assert_eq!(report.kept_in_use[&layer], ["web-1"]);
     assert_eq!(report.staging_removed, 1);
@@ -783,7 +783,7 @@ fn gc_keeps_layers_that_containers_use() {
 
     fs::remove_dir_all(&container).unwrap();
     let report = collect_garbage(&store, &[state_root]).unwrap();
-    assert_eq!(report.removed, [layer.clone()]);
+    assert_eq!(report.removed, [layer]);
     assert!(report.freed_bytes > 0);
     assert!(!lower.exists());
     assert!(store_is_empty(&store));

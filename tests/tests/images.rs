@@ -106,8 +106,8 @@ impl World {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
-    /// A busybox root filesystem: the static binary, a link per applet, and
-    /// users root and web (1000:1000).
+    /// Builds, once per test, a busybox root filesystem: the static binary,
+    /// a link per applet, and users root and web (1000:1000).
     fn busybox_rootfs(&self) -> PathBuf {
         let rootfs = self.path("busybox");
         if rootfs.exists() {
@@ -137,7 +137,8 @@ impl World {
         rootfs
     }
 
-    /// The busybox root filesystem as a tarball, as `docker export` writes one.
+    /// Returns the busybox root filesystem as a tarball, as `docker export`
+    /// writes one.
     fn busybox_tar(&self) -> PathBuf {
         let tar = self.path("busybox.tar");
         if !tar.exists() {
@@ -260,6 +261,7 @@ impl Container {
             .stderr(fs::File::create(&stderr_path).expect("create stderr file"))
             .spawn()
             .expect("run corral");
+
         let finished = wait_until(Duration::from_secs(60), || {
             matches!(child.try_wait(), Ok(Some(_)))
         });
@@ -269,6 +271,7 @@ impl Container {
         let status = child.wait().expect("wait for corral");
         let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
         let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+
         assert!(
             finished,
             "corral run {} did not finish within 60 s; stderr:\n{stderr}",
@@ -291,7 +294,7 @@ impl Container {
         (stdout, record)
     }
 
-    /// The generated config.json.
+    /// Returns the generated config.json.
     fn config(&self) -> Value {
         serde_json::from_slice(&fs::read(self.bundle.join("config.json")).unwrap()).unwrap()
     }
@@ -322,7 +325,8 @@ impl Container {
         );
     }
 
-    /// The lower directories the config hands to the runtime, top first.
+    /// Returns the lower directories the config hands to the runtime, top
+    /// first.
     fn lower_dirs(&self) -> Vec<String> {
         self.config()["annotations"][annotations::OVERLAY_LOWERDIRS]
             .as_str()
@@ -891,9 +895,9 @@ fn images_corrupt_layer_rejected() {
             .arg(&unpacked)
             .arg("-xf")
             .arg(&archive));
-        // The largest file is the layer; change one byte of the passwd
-        // contents inside it (the oci-archive compresses the layer, so any
-        // byte of it will do there).
+        // The largest file is the layer. One byte of the passwd contents in
+        // it changes, or any byte when the layer is compressed, as in the
+        // oci-archive.
         let layer = walk_files(&unpacked)
             .into_iter()
             .max_by_key(|p| fs::metadata(p).unwrap().len())
@@ -1102,6 +1106,7 @@ fn images_import_shows_progress_on_terminal() {
         .stderr(terminal)
         .spawn()
         .expect("start the import");
+
     let mut master = fs::File::from(pty.master);
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
@@ -1111,6 +1116,7 @@ fn images_import_shows_progress_on_terminal() {
     });
     assert!(child.wait().unwrap().success());
     let text = reader.join().unwrap();
+
     assert!(
         text.contains("[1/1]"),
         "no progress on the terminal: {text:?}"

@@ -16,11 +16,11 @@ const MAX_LINK_HOPS: usize = 40;
 
 /// Files of an image source, by their path relative to its root.
 pub(crate) trait Blobs {
-    /// Opens `name`; a missing file is [`ImportError::Missing`].
+    /// Opens `name`, returning [`ImportError::Missing`] when it does not exist.
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>, ImportError>;
     /// Returns the size of `name`, when it exists.
     fn size(&self, name: &str) -> Option<u64>;
-    /// The source, for messages.
+    /// Returns the path of the source, for messages.
     fn source(&self) -> &Path;
 }
 

@@ -1,5 +1,5 @@
 //! Detection of gzip and zstd streams by their magic numbers, so a layer or
-//! an archive is read correctly whatever its media type or file name says.
+//! an archive is read correctly regardless of its media type or file name.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};

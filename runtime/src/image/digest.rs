@@ -89,7 +89,7 @@ impl Digest {
         &self.hex
     }
 
-    /// The first 12 hex digits, as container tools print image IDs.
+    /// Returns the first 12 hex digits, as container tools print image IDs.
     pub fn short(&self) -> &str {
         &self.hex[..12]
     }

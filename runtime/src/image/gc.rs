@@ -1,7 +1,7 @@
 //! Garbage collection of layers that no image record lists.
 //!
 //! A layer is kept while any container whose runtime state exists uses it,
-//! whatever the container's status: the runtime writes `state.json`, with
+//! whatever the container's status. The runtime writes `state.json`, with
 //! the overlay lower directories in its annotations, before it mounts the
 //! root, and removes the state only on `delete`.
 
@@ -15,7 +15,7 @@ use super::store::{io_error, Store, StoreError};
 use crate::job::annotations;
 use crate::state::{ContainerState, STATE_FILE};
 
-/// What a gc run did.
+/// Outcome of one gc run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Layers removed.

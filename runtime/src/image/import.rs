@@ -3,11 +3,12 @@
 //! directory, an oci-archive or a `docker save` archive (either archive may
 //! itself be compressed).
 //!
-//! The format is detected from the source itself: a directory with an
-//! `oci-layout` file is an OCI layout; a tarball with `oci-layout` and
-//! `index.json` is an oci-archive (preferred when Docker 25 and later write
-//! both layouts into one `docker save` archive); one with `manifest.json`
-//! is a `docker save` archive; anything else is a root filesystem.
+//! The format is detected from the source itself. A directory with an
+//! `oci-layout` file is an OCI layout. A tarball with `oci-layout` and
+//! `index.json` is an oci-archive, which wins when Docker 25 and later
+//! write both layouts into one `docker save` archive. A tarball with
+//! `manifest.json` is a `docker save` archive. Anything else is a root
+//! filesystem.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -139,7 +140,7 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The platform this process runs on, in OCI names (`linux/amd64` on x86_64).
+    /// Returns the platform this process runs on, in OCI names (`linux/amd64` on x86_64).
     pub fn host() -> Self {
         let architecture = match std::env::consts::ARCH {
             "x86_64" => "amd64",
@@ -213,7 +214,7 @@ pub enum SourceFormat {
 }
 
 impl SourceFormat {
-    /// The name stored in image records.
+    /// Returns the name stored in image records.
     pub fn name(self) -> &'static str {
         match self {
             SourceFormat::RootfsDir => "rootfs-dir",
@@ -249,7 +250,7 @@ pub struct ImportOptions<'a> {
     pub progress: &'a dyn Progress,
 }
 
-/// What an import did.
+/// Outcome of one import.
 #[derive(Debug, Clone)]
 pub struct ImportReport {
     pub record: ImageRecord,
@@ -344,7 +345,7 @@ pub fn import(
 
     // A compressed source is scanned once as a stream to learn its kind. An
     // image archive is then decompressed into the staging area, because its
-    // blobs are read in manifest order; a root filesystem is unpacked
+    // blobs are read in manifest order. A root filesystem is unpacked
     // straight from the stream.
     let kind = scan_archive_kind(source)?;
     if kind == ArchiveKind::Rootfs {
@@ -440,7 +441,7 @@ fn decompress_to(source: &Path, target: &Path) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Reads a small file of a source whole, refusing more than [`MAX_JSON_BYTES`].
+/// Reads a small file of a source whole, rejecting more than [`MAX_JSON_BYTES`].
 pub(crate) fn read_limited(blobs: &dyn Blobs, name: &str) -> Result<Vec<u8>, ImportError> {
     let reader = blobs.open(name)?;
     let mut body = Vec::new();
@@ -591,7 +592,14 @@ fn import_plan(
             .progress
             .layer_started(index, count, &label, blob_size);
         let reader = blobs.open(&layer.blob)?;
-        let staged = stage_layer(store, reader, layer, diff_id.algorithm(), options.progress)?;
+        let staged = stage_layer(
+            store,
+            reader,
+            layer,
+            diff_id.algorithm(),
+            blobs.source(),
+            options.progress,
+        )?;
         if &staged.diff_id != diff_id {
             return Err(ImportError::DiffIdMismatch {
                 index,
@@ -672,14 +680,16 @@ fn new_staging(store: &Store) -> Result<(Staging, PathBuf), ImportError> {
     Ok((staging, rootfs))
 }
 
-/// Unpacks one layer blob into a staging directory, checking the blob's
-/// size and digest when the source states them, and computing the diff ID
-/// (the digest of the uncompressed tar) with `diff_algorithm`.
+/// Unpacks one layer blob of `source_path` into a staging directory,
+/// checking the blob's size and digest when the source states them, and
+/// computing the diff ID (the digest of the uncompressed tar) with
+/// `diff_algorithm`.
 fn stage_layer(
     store: &Store,
     reader: Box<dyn Read + '_>,
     layer: &LayerSource,
     diff_algorithm: Algorithm,
+    source_path: &Path,
     progress: &dyn Progress,
 ) -> Result<StagedLayer, ImportError> {
     let (staging, rootfs) = new_staging(store)?;
@@ -699,14 +709,14 @@ fn stage_layer(
     // corrupt blob usually shows first as a broken tar or compressed stream.
     let (blob_digest, blob_size) = blob_reader.finish().map_err(|source| ImportError::Io {
         operation: "read the layer",
-        path: PathBuf::from(&layer.blob),
+        path: source_path.join(&layer.blob),
         source,
     })?;
     if let Some(expected) = &layer.digest {
         if expected != &blob_digest {
             return Err(ImportError::DigestMismatch {
                 name: layer.blob.clone(),
-                source_path: PathBuf::from(&layer.blob),
+                source_path: source_path.to_path_buf(),
                 expected: expected.clone(),
                 actual: blob_digest,
             });
@@ -716,7 +726,7 @@ fn stage_layer(
         if expected != blob_size {
             return Err(ImportError::SizeMismatch {
                 name: layer.blob.clone(),
-                source_path: PathBuf::from(&layer.blob),
+                source_path: source_path.to_path_buf(),
                 expected,
                 actual: blob_size,
             });

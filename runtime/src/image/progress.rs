@@ -5,7 +5,7 @@ use std::io::{self, Read};
 
 use super::unpack::UnpackStats;
 
-/// How one layer of an import ended.
+/// Outcome of one layer of an import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerOutcome {
     /// The layer was unpacked into the store.

@@ -99,8 +99,8 @@ pub(crate) fn io_error<'a>(
     }
 }
 
-/// What an image supplies to a container that does not set it itself,
-/// from the `config` object of the OCI image configuration.
+/// Process defaults of an image, from the `config` object of the OCI image
+/// configuration. A container's own settings take precedence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,7 +149,7 @@ impl ImageConfig {
     }
 }
 
-/// Where an image was imported from.
+/// Origin of an imported image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSource {
     /// `rootfs-dir`, `rootfs-tar`, `oci-layout`, `oci-archive` or `docker-archive`.
@@ -361,7 +361,7 @@ impl Store {
             .join(diff_id.hex())
     }
 
-    /// The layer's files, the directory overlayfs stacks.
+    /// Returns the directory of the layer's files, which overlayfs stacks.
     pub fn layer_rootfs(&self, diff_id: &Digest) -> PathBuf {
         self.layer_dir(diff_id).join("rootfs")
     }

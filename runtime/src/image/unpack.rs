@@ -8,7 +8,7 @@
 //!
 //! Every entry is created relative to a directory descriptor that was
 //! reached from the layer root one component at a time with `O_NOFOLLOW`,
-//! so a symlink in the archive is never followed: an entry whose parent
+//! so a symlink in the archive is never followed. An entry whose parent
 //! path passes through a symlink is rejected, as is any path with `..`. A
 //! leading `/` is dropped, as GNU tar does, so `/etc/passwd` lands in the
 //! layer's `etc/`.

@@ -18,7 +18,7 @@ pub enum UserError {
 
 /// Returns `(uid, gid)` for `user` as a container of `record` runs it.
 ///
-/// A name is looked up in the image; a numeric UID without a group takes
+/// A name is looked up in the image. A numeric UID without a group takes
 /// the primary group of its passwd entry, or the same number when the
 /// image has no entry for it.
 pub fn resolve_user(
