@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use corral_runtime::cgroups::Hierarchy;
@@ -172,9 +172,9 @@ impl Bundle {
             .arg(self.path())
             .stdout(stdout)
             .stderr(stderr);
-        let output = output_within(command, COMMAND_TIMEOUT);
+        let status = status_within(command, COMMAND_TIMEOUT);
         Output {
-            status: output.status,
+            status,
             stdout: fs::read(host.join("container.stdout")).unwrap_or_default(),
             stderr: fs::read(host.join("container.stderr")).unwrap_or_default(),
         }
@@ -322,6 +322,26 @@ pub fn output_within(mut command: Command, timeout: Duration) -> Output {
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// Runs `command` with the stdout and stderr it was given, and SIGKILLs it
+/// when it is still running after `timeout`.
+pub fn status_within(mut command: Command, timeout: Duration) -> ExitStatus {
+    let program = format!("{command:?}");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start {program}: {error}"));
+    let mut status = None;
+    let finished = wait_until(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{program} did not finish within {} s", timeout.as_secs());
+    }
+    status.expect("finished child has a status")
 }
 
 /// Kills what is left in a cgroup and removes its directories.
