@@ -50,16 +50,20 @@ pub struct JobView {
     pub since: i64,
     /// The current or last container.
     pub container_id: Option<String>,
+    #[serde(with = "lossy_path")]
     pub file: PathBuf,
     /// The parse or validation error of the job file.
     pub error: Option<InvalidJob>,
+    #[serde(with = "lossy_path")]
     pub stdout_log: PathBuf,
+    #[serde(with = "lossy_path")]
     pub stderr_log: PathBuf,
 }
 
 /// A job file that failed to parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvalidJob {
+    #[serde(with = "lossy_path")]
     pub file: PathBuf,
     pub line: Option<u64>,
     pub column: Option<u64>,
@@ -164,6 +168,23 @@ pub enum ChangeKind {
     Invalid,
 }
 
+/// Paths as JSON strings. A path that is not UTF-8, such as a job file
+/// whose name is not, is written with U+FFFD in place of the invalid
+/// bytes, as JSON strings cannot carry them.
+mod lossy_path {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&path.to_string_lossy())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PathBuf, D::Error> {
+        String::deserialize(deserializer).map(PathBuf::from)
+    }
+}
+
 impl ChangeKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -172,5 +193,30 @@ impl ChangeKind {
             ChangeKind::Removed => "removed",
             ChangeKind::Invalid => "invalid",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    #[test]
+    fn non_utf8_paths_serialize_lossily() {
+        let file = PathBuf::from(OsStr::from_bytes(b"/jobs/twin\xff.json"));
+        let error = InvalidJob {
+            file: file.clone(),
+            line: None,
+            column: None,
+            field: None,
+            message: "job name is also given by another file".to_string(),
+            text: String::new(),
+        };
+        let json = serde_json::to_value(&error).unwrap();
+        assert_eq!(json["file"], "/jobs/twin\u{FFFD}.json");
+        let back: InvalidJob = serde_json::from_value(json).unwrap();
+        assert_eq!(back.file, PathBuf::from("/jobs/twin\u{FFFD}.json"));
     }
 }

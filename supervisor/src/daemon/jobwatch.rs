@@ -23,6 +23,10 @@ use crate::daemon::Event;
 /// Quiet time after the last change before the reload runs.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// Longest delay between the first change of a burst and its reload, so
+/// that changes apply within a second even while files keep changing.
+pub const MAX_DELAY: Duration = Duration::from_millis(800);
+
 const DROPIN_SUFFIX: &str = ".json.d";
 
 /// An error setting up the watch.
@@ -103,6 +107,8 @@ async fn watch_loop(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let mut deadline: Option<Instant> = None;
+    // The first change of the burst that the next reload applies.
+    let mut burst_start: Option<Instant> = None;
     loop {
         let sleep_until = deadline.unwrap_or_else(Instant::now);
         tokio::select! {
@@ -146,10 +152,13 @@ async fn watch_loop(
                 if let Some(dir) = dirs.get(&event.wd) {
                     tracing::debug!(dir = %dir.display(), name = ?name, mask = ?event.mask, "job files changed");
                 }
-                deadline = Some(Instant::now() + DEBOUNCE);
+                let now = Instant::now();
+                let first = *burst_start.get_or_insert(now);
+                deadline = Some((now + DEBOUNCE).min(first + MAX_DELAY));
             }
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
                 deadline = None;
+                burst_start = None;
                 if events.send(Event::Reload { origin: "inotify" }).is_err() {
                     return;
                 }
@@ -181,6 +190,35 @@ mod tests {
         assert!(next_reload(&mut receiver).await, "no reload after writes");
         let extra = tokio::time::timeout(DEBOUNCE * 2, receiver.recv()).await;
         assert!(extra.is_err(), "a burst caused more than one reload");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn endless_changes_reload_within_max_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(dir.path().to_path_buf(), events).unwrap();
+
+        let started = std::time::Instant::now();
+        let writer = {
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                for index in 0..40 {
+                    std::fs::write(dir.join("web.json"), format!("{{\"n\": {index}}}")).unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload while files keep changing"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited < MAX_DELAY + Duration::from_millis(300),
+            "the first reload came {waited:?} after the first change"
+        );
+        writer.join().unwrap();
         task.abort();
     }
 

@@ -49,11 +49,17 @@ fn routes(events: Events) -> impl Filter<Extract = (Response,), Error = Infallib
     let get = warp::path!("v1" / "jobs" / String)
         .and(warp::get())
         .and(with_events.clone())
-        .and_then(|name, events| dispatch(events, Request::Get { name }));
+        .and_then(|name: String, events| {
+            let name = percent_decode(&name);
+            dispatch(events, Request::Get { name })
+        });
     let spec = warp::path!("v1" / "jobs" / String / "spec")
         .and(warp::get())
         .and(with_events.clone())
-        .and_then(|name, events| dispatch(events, Request::Spec { name }));
+        .and_then(|name: String, events| {
+            let name = percent_decode(&name);
+            dispatch(events, Request::Spec { name })
+        });
     let signal = warp::path!("v1" / "jobs" / String / "signal")
         .and(warp::post())
         .and(warp::body::content_length_limit(MAX_BODY))
@@ -111,6 +117,7 @@ async fn job_action(
     events: Events,
 ) -> Result<Response, Rejection> {
     let wait = query.wait.unwrap_or(true);
+    let name = percent_decode(&name);
     let request = match action.as_str() {
         "start" => Request::Start { name, wait },
         "stop" => Request::Stop { name, wait },
@@ -127,6 +134,7 @@ async fn signal_job(
     body: warp::hyper::body::Bytes,
     events: Events,
 ) -> Result<Response, Rejection> {
+    let name = percent_decode(&name);
     let request: SignalRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -177,6 +185,33 @@ async fn dispatch(events: Events, request: Request) -> Result<Response, Rejectio
         Err(_) => error_reply(&ApiError::unavailable()),
     };
     Ok(response)
+}
+
+/// Decodes `%XX` escapes of a path segment, which warp leaves in path
+/// parameters. Bytes that are not UTF-8 become U+FFFD, as in the job names
+/// that the job list shows for such file names.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = bytes
+            .get(index + 1..index + 3)
+            .filter(|_| bytes[index] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 fn error_reply(error: &ApiError) -> Response {
@@ -306,6 +341,23 @@ mod tests {
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded() {
+        assert_eq!(percent_decode("web"), "web");
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("twin%EF%BF%BD"), "twin\u{FFFD}");
+        assert_eq!(percent_decode("twin%FF"), "twin\u{FFFD}");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[tokio::test]
+    async fn escaped_names_reach_requests() {
+        let (status, json) = call("POST", "/v1/jobs/a%2Eb/stop", "").await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["request"], "Stop { name: \"a.b\", wait: true }");
     }
 
     #[tokio::test]

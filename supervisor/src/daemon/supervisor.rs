@@ -949,6 +949,12 @@ fn clean_up_orphan(config: &DaemonConfig, name: &str, container_id: &str) {
     }
 }
 
+/// Encodes an API body. The API types write paths lossily, but a daemon
+/// configured with a path that is not UTF-8 cannot encode `/v1/info`, so
+/// a failure becomes an error body instead of a panic of the daemon.
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).expect("API types serialize to JSON")
+    serde_json::to_value(value).unwrap_or_else(|error| {
+        tracing::error!(%error, "failed to encode an API reply");
+        serde_json::json!({ "error": format!("failed to encode the reply: {error}") })
+    })
 }

@@ -203,7 +203,15 @@ impl Daemon {
     }
 
     pub fn job(&self, name: &str) -> Result<JobView, ClientError> {
-        self.client().get(&format!("/v1/jobs/{name}"))
+        let mut path = String::from("/v1/jobs/");
+        for byte in name.bytes() {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+                path.push(char::from(byte));
+            } else {
+                path.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        self.client().get(&path)
     }
 
     /// Waits until `name` is in `state` and returns its view.
