@@ -5,16 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus::proto::MetricFamily;
-use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
+use prometheus::{Gauge, IntGauge, Registry, TextEncoder};
 
 use crate::cgroup_root::{CgroupRoot, CgroupRootError};
 use crate::collect::{self, ScrapeContext};
 use crate::discovery::{Discovery, DiscoveryError};
-use crate::families::Exposition;
+use crate::exposition::Exposition;
 use crate::read::{ErrorKind, ReadErrors, Vanished};
 use crate::supervisor::{self, JobStatus};
-use crate::target::Target;
+use crate::target::{ContainerLabels, Target};
 
 /// Time a scrape waits for the supervisor's job list. Prometheus's default
 /// scrape timeout is 10 s, so a hung supervisor still leaves the container
@@ -30,8 +29,14 @@ pub struct Settings {
     pub cgroup_root: Option<PathBuf>,
     /// Export v1 CPU usage per CPU instead of one total.
     pub per_cpu: bool,
+    /// Which labels of the state files become `container_label_*` labels.
+    pub container_labels: ContainerLabels,
     /// The supervisor's control socket, for the `corral_job_*` metrics.
     pub supervisor_socket: Option<PathBuf>,
+    /// Maximum number of threads that read containers during one scrape.
+    /// A scrape uses one thread per 64 containers up to this number; the
+    /// threads end with the scrape.
+    pub scrape_threads: usize,
     /// Mount point of procfs, `/proc` except in tests.
     pub proc_root: PathBuf,
     /// Mount point of sysfs, `/sys` except in tests.
@@ -45,11 +50,22 @@ impl Settings {
             run_dir: run_dir.into(),
             cgroup_root: None,
             per_cpu: false,
+            container_labels: ContainerLabels::All,
             supervisor_socket: None,
+            scrape_threads: default_scrape_threads(),
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
         }
     }
+}
+
+/// Returns the default of [`Settings::scrape_threads`]: the number of CPUs
+/// the agent may run on, at most 4, because more threads gain little on
+/// cgroupfs and would take CPUs from the containers on larger machines.
+pub fn default_scrape_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|count| count.get().min(4))
+        .unwrap_or(1)
 }
 
 /// An error setting up the agent or encoding a scrape.
@@ -108,7 +124,11 @@ impl Agent {
             .transpose()
             .map_err(AgentError::CgroupRoot)?;
 
-        let discovery = Arc::new(Discovery::new(&settings.run_dir, Arc::clone(&errors)));
+        let discovery = Arc::new(Discovery::new(
+            &settings.run_dir,
+            settings.container_labels.clone(),
+            Arc::clone(&errors),
+        ));
         discovery.rescan();
         Ok(Self {
             settings,
@@ -151,22 +171,25 @@ impl Agent {
 
         // Cgroup and /proc reads block, so they run off the async workers.
         let agent = Arc::clone(self);
-        let mut families = tokio::task::spawn_blocking(move || agent.collect(jobs.as_deref()))
-            .await
-            .map_err(AgentError::Task)?;
+        let mut text = tokio::task::spawn_blocking(move || {
+            let mut text = String::new();
+            agent.collect(jobs.as_deref()).write_to(&mut text);
+            text
+        })
+        .await
+        .map_err(AgentError::Task)?;
         self.scrape_duration.set(started.elapsed().as_secs_f64());
-        families.extend(self.registry.gather());
 
-        let mut buffer = Vec::new();
+        // The agent's own families sort after the container and job
+        // families, so appending them keeps the output sorted by name.
         TextEncoder::new()
-            .encode(&families, &mut buffer)
+            .encode_utf8(&self.registry.gather(), &mut text)
             .map_err(AgentError::Encode)?;
-        Ok(String::from_utf8(buffer).expect("the text encoder writes UTF-8"))
+        Ok(text)
     }
 
-    /// Reads every target and the given jobs into metric families. Blocks on
-    /// file reads.
-    pub fn collect(&self, jobs: Option<&[JobStatus]>) -> Vec<MetricFamily> {
+    /// Reads every target and the given jobs. Blocks on file reads.
+    fn collect(&self, jobs: Option<&[JobStatus]>) -> Exposition {
         self.discovery.rescan();
         let mut targets = self.discovery.targets();
         if let Some(root) = &self.cgroup_root {
@@ -187,10 +210,11 @@ impl Agent {
             self.settings.per_cpu,
             now,
         );
+        let collected = collect::collect_targets(&context, &targets, self.settings.scrape_threads);
         let mut exposition = Exposition::default();
         let mut exported = 0;
-        for target in &targets {
-            match collect::collect_target(&context, target) {
+        for (target, samples) in targets.iter().zip(collected) {
+            match samples {
                 Ok(samples) => {
                     exposition.extend(samples);
                     exported += 1;
@@ -202,7 +226,7 @@ impl Agent {
             supervisor::add_job_samples(jobs, &mut exposition);
         }
         self.containers.set(exported);
-        exposition.into_families()
+        exposition
     }
 }
 

@@ -154,6 +154,7 @@ impl CgroupRoot {
             id: cgroup_path.clone(),
             name: cgroup_path,
             image: String::new(),
+            container_labels: Vec::new(),
             // NOTE: cgroupfs records no creation time. A control file's mtime
             // is when its inode was last instantiated in memory and a
             // directory's changes with its children (seen on Linux 6.18), so

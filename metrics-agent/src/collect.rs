@@ -1,16 +1,20 @@
 //! Reading one target at scrape time: the per-scrape context, the steps
 //! shared by cgroup v1 and v2, and the order of the steps.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use corral_runtime::state::CgroupPaths;
+use nix::sys::stat::Mode;
 
-use crate::families::{self, Samples};
+use crate::exposition::Samples;
+use crate::families;
 use crate::parse::{self, DeviceNumber, ParseError};
-use crate::read::{self, ErrorKind, ReadErrors, Vanished};
+use crate::read::{self, CgroupDir, ErrorKind, ReadErrors, Vanished};
 use crate::target::Target;
 use crate::{process, v1, v2};
 
@@ -23,6 +27,8 @@ pub(crate) struct ScrapeContext<'a> {
     pub proc_root: &'a Path,
     pub sys_root: &'a Path,
     pub per_cpu: bool,
+    /// Whether `proc_root` is a procfs mount rather than a fixture tree.
+    pub proc_is_procfs: bool,
     /// USER_HZ, the unit of v1 `cpuacct.stat`.
     pub ticks_per_second: f64,
     pub now_seconds: f64,
@@ -32,7 +38,14 @@ pub(crate) struct ScrapeContext<'a> {
     pub host_network_namespace: Option<NamespaceId>,
     /// Device names looked up during this scrape. The cache lives only as long
     /// as the scrape, so it cannot grow without bound.
-    device_names: RefCell<HashMap<DeviceNumber, String>>,
+    device_names: Mutex<HashMap<DeviceNumber, String>>,
+    /// Parent directories of the cgroups read in this scrape, `None` for
+    /// one that could not be opened.
+    parents: Mutex<HashMap<PathBuf, Option<Arc<OwnedFd>>>>,
+    /// Whether v1 cgroups have `*.pressure` files in their cpuacct
+    /// directory, probed on the first v1 container of the scrape. Every
+    /// cgroup below the root of a v1 hierarchy has the same control files.
+    v1_pressure: OnceLock<bool>,
 }
 
 impl<'a> ScrapeContext<'a> {
@@ -54,21 +67,61 @@ impl<'a> ScrapeContext<'a> {
                 None
             }
         };
+        let proc_is_procfs = nix::sys::statfs::statfs(proc_root)
+            .is_ok_and(|stat| stat.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
         Self {
             errors,
             proc_root,
             sys_root,
             per_cpu,
+            proc_is_procfs,
             ticks_per_second: procfs::ticks_per_second() as f64,
             now_seconds,
             host_network_namespace,
-            device_names: RefCell::new(HashMap::new()),
+            device_names: Mutex::new(HashMap::new()),
+            v1_pressure: OnceLock::new(),
+            parents: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Reads a cgroup file, see [`read::cgroup_file`].
-    pub(crate) fn read(&self, dir: &Path, file: &str) -> Result<Option<String>, Vanished> {
-        read::cgroup_file(self.errors, dir, file)
+    /// Returns whether v1 cgroups have pressure files, probing `cpuacct`,
+    /// a container's cpuacct directory, on the first call of the scrape.
+    pub(crate) fn v1_has_pressure(&self, cpuacct: &CgroupDir) -> Result<bool, Vanished> {
+        if let Some(&present) = self.v1_pressure.get() {
+            return Ok(present);
+        }
+        let present = cpuacct.exists(self.errors, "cpu.pressure")?;
+        Ok(*self.v1_pressure.get_or_init(|| present))
+    }
+
+    /// Opens a cgroup directory, see [`CgroupDir::open`]. Its parent
+    /// directory is opened once per scrape, because the containers of one
+    /// supervisor share it, and opening a directory below it walks one path
+    /// component instead of the whole path.
+    pub(crate) fn open_dir(&self, path: &Path) -> Result<Option<CgroupDir>, Vanished> {
+        match path.parent().and_then(|parent| self.parent_dir(parent)) {
+            Some(parent) => CgroupDir::open_in(self.errors, &parent, path),
+            None => CgroupDir::open(self.errors, path),
+        }
+    }
+
+    /// Returns the open directory `path`, or `None` when it cannot be
+    /// opened, which the caller handles by opening the full path.
+    fn parent_dir(&self, path: &Path) -> Option<Arc<OwnedFd>> {
+        let mut parents = self.parents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(parent) = parents.get(path) {
+            return parent.clone();
+        }
+        let parent = nix::fcntl::open(path, read::DIRECTORY_FLAGS, Mode::empty())
+            .ok()
+            .map(Arc::new);
+        parents.insert(path.to_path_buf(), parent.clone());
+        parent
+    }
+
+    /// Reads a cgroup file, see [`CgroupDir::read`].
+    pub(crate) fn read(&self, dir: &CgroupDir, file: &str) -> Result<Option<String>, Vanished> {
+        dir.read(self.errors, file)
     }
 
     /// Counts and logs a file whose content does not parse.
@@ -79,34 +132,44 @@ impl<'a> ScrapeContext<'a> {
         );
     }
 
-    /// Unwraps a parse result, counting the error and returning `None`.
-    pub(crate) fn parsed<T>(&self, path: &Path, result: Result<T, ParseError>) -> Option<T> {
+    /// Unwraps the parse result of `file` in `dir`, counting the error and
+    /// returning `None`.
+    pub(crate) fn parsed_in<T>(
+        &self,
+        dir: &CgroupDir,
+        file: &str,
+        result: Result<T, ParseError>,
+    ) -> Option<T> {
         result
-            .inspect_err(|error| self.parse_failed(path, error))
+            .inspect_err(|error| self.parse_failed(&dir.path().join(file), error))
             .ok()
     }
 
     /// Reads and parses a single-value file.
-    pub(crate) fn value(&self, dir: &Path, file: &str) -> Result<Option<u64>, Vanished> {
+    pub(crate) fn value(&self, dir: &CgroupDir, file: &str) -> Result<Option<u64>, Vanished> {
         let Some(text) = self.read(dir, file)? else {
             return Ok(None);
         };
-        Ok(self.parsed(&dir.join(file), parse::single_value(&text)))
+        Ok(self.parsed_in(dir, file, parse::single_value(&text)))
     }
 
     /// Reads a flat-keyed file for lookups with [`KeyedFile::get`].
-    pub(crate) fn keyed(&self, dir: &Path, file: &str) -> Result<Option<KeyedFile>, Vanished> {
-        Ok(self.read(dir, file)?.map(|text| KeyedFile {
-            path: dir.join(file),
-            text,
-        }))
+    pub(crate) fn keyed<'d>(
+        &self,
+        dir: &'d CgroupDir,
+        file: &'static str,
+    ) -> Result<Option<KeyedFile<'d>>, Vanished> {
+        Ok(self
+            .read(dir, file)?
+            .map(|text| KeyedFile { dir, file, text }))
     }
 
     /// Returns the `device` label of a block device: `/dev/NAME` from
     /// `/sys/dev/block/MAJ:MIN/uevent`, or `MAJ:MIN` when sysfs does not
     /// name it (a removed device, or a sysfs without that entry).
     pub(crate) fn device_name(&self, device: DeviceNumber) -> String {
-        if let Some(name) = self.device_names.borrow().get(&device) {
+        let mut names = self.device_names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = names.get(&device) {
             return name.clone();
         }
         let number = format!("{}:{}", device.major, device.minor);
@@ -115,23 +178,24 @@ impl<'a> ScrapeContext<'a> {
             .ok()
             .and_then(|text| parse::uevent_device_name(&text).map(|name| format!("/dev/{name}")))
             .unwrap_or(number);
-        self.device_names.borrow_mut().insert(device, name.clone());
+        names.insert(device, name.clone());
         name
     }
 }
 
 /// A flat-keyed cgroup file that was read successfully.
-pub(crate) struct KeyedFile {
-    path: PathBuf,
+pub(crate) struct KeyedFile<'d> {
+    dir: &'d CgroupDir,
+    file: &'static str,
     text: String,
 }
 
-impl KeyedFile {
+impl KeyedFile<'_> {
     /// Returns the value of `key`, or `None` when the file lacks the key or
     /// the value does not parse (which is counted).
     pub(crate) fn get(&self, context: &ScrapeContext, key: &str) -> Option<u64> {
         context
-            .parsed(&self.path, parse::flat_keyed(&self.text, key))
+            .parsed_in(self.dir, self.file, parse::flat_keyed(&self.text, key))
             .flatten()
     }
 }
@@ -141,6 +205,76 @@ pub(crate) fn namespace_id(path: &Path) -> std::io::Result<NamespaceId> {
     Ok((metadata.dev(), metadata.ino()))
 }
 
+/// Containers one scrape thread reads at least. Below this many per
+/// thread, starting a thread costs more than it saves.
+pub const TARGETS_PER_THREAD: usize = 64;
+
+/// Reads every target, on up to `max_threads` threads, and returns the
+/// results in the order of `targets`.
+pub(crate) fn collect_targets(
+    context: &ScrapeContext,
+    targets: &[Target],
+    max_threads: usize,
+) -> Vec<Result<Samples, Vanished>> {
+    let threads = targets
+        .len()
+        .div_ceil(TARGETS_PER_THREAD)
+        .clamp(1, max_threads.max(1));
+    if threads == 1 {
+        return targets
+            .iter()
+            .map(|target| collect_target(context, target))
+            .collect();
+    }
+
+    // Threads take the next unread target, so that a slow container does not
+    // hold up a fixed share of the others.
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(target) = targets.get(index) else {
+                return done;
+            };
+            done.push((index, collect_target(context, target)));
+        }
+    };
+    let mut results: Vec<Option<Result<Samples, Vanished>>> = std::iter::repeat_with(|| None)
+        .take(targets.len())
+        .collect();
+    std::thread::scope(|scope| {
+        let mut helpers = Vec::new();
+        for _ in 1..threads {
+            match std::thread::Builder::new()
+                .name("scrape".to_string())
+                .spawn_scoped(scope, work)
+            {
+                Ok(handle) => helpers.push(handle),
+                Err(error) => {
+                    // The calling thread reads whatever the others leave.
+                    tracing::warn!(%error, "failed to start a scrape thread");
+                    break;
+                }
+            }
+        }
+        let mut finished = vec![work()];
+        for helper in helpers {
+            match helper.join() {
+                Ok(done) => finished.push(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        for (index, result) in finished.into_iter().flatten() {
+            results[index] = Some(result);
+        }
+    });
+    results
+        .into_iter()
+        .map(|result| result.expect("every index below the length is taken once"))
+        .collect()
+}
+
 /// Reads every metric of one target. [`Vanished`] means the target went away
 /// during the scrape and none of its samples may be exported.
 pub(crate) fn collect_target(
@@ -148,13 +282,6 @@ pub(crate) fn collect_target(
     target: &Target,
 ) -> Result<Samples, Vanished> {
     let mut samples = Samples::new(target.labels());
-
-    // The state file can still record `running` after the init has exited.
-    if let Some(pid) = target.pid {
-        if !context.proc_root.join(pid.to_string()).exists() {
-            return Err(Vanished);
-        }
-    }
 
     let processes_dir = match &target.cgroup {
         CgroupPaths::V1 { controllers } => {
@@ -178,7 +305,7 @@ pub(crate) fn collect_target(
 /// Exports the `*.pressure` files of `dir` when they exist.
 pub(crate) fn pressure(
     context: &ScrapeContext,
-    dir: &Path,
+    dir: &CgroupDir,
     samples: &mut Samples,
 ) -> Result<(), Vanished> {
     let files = [
@@ -202,7 +329,7 @@ pub(crate) fn pressure(
         let Some(text) = context.read(dir, file)? else {
             continue;
         };
-        let Some(totals) = context.parsed(&dir.join(file), parse::pressure(&text)) else {
+        let Some(totals) = context.parsed_in(dir, file, parse::pressure(&text)) else {
             continue;
         };
         if let Some(some) = totals.some {
@@ -229,7 +356,7 @@ pub(crate) fn device_io(
     io: &DeviceIo,
     samples: &mut Samples,
 ) {
-    let label = vec![("device", context.device_name(device))];
+    let label = ("device", context.device_name(device));
     samples.push_labeled(
         &families::FS_READS_BYTES,
         label.clone(),

@@ -8,7 +8,7 @@
 //! with one `stat` per container. That rescan picks up an event that inotify
 //! missed, and a directory that did not exist at start and so had no watch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 
 use crate::agent::error_chain;
 use crate::read::{ErrorKind, ReadErrors};
-use crate::target::Target;
+use crate::target::{ContainerLabels, Target};
 
 /// An error starting the inotify watcher.
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +54,13 @@ impl Stamp {
 
 struct Entry {
     stamp: Stamp,
-    /// The parsed state, `None` when this version of the file did not parse.
-    /// The error was counted once, and the file is read again when it changes.
-    state: Option<ContainerState>,
+    /// The container to export, `None` when this version of the file did
+    /// not parse (the error was counted once, and the file is read again
+    /// when it changes) or its container is not exported.
+    target: Option<Target>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Watched {
     RunDir,
     ContainersDir,
@@ -70,11 +71,29 @@ struct WatchSet {
     watches: Watches,
     /// Watches by descriptor id.
     targets: HashMap<i32, (WatchDescriptor, Watched)>,
+    /// Descriptor ids by watched directory, so that a rescan checks each
+    /// container's watch in constant time.
+    ids: HashMap<Watched, i32>,
 }
 
 impl WatchSet {
     fn is_watching(&self, watched: &Watched) -> bool {
-        self.targets.values().any(|(_, target)| target == watched)
+        self.ids.contains_key(watched)
+    }
+
+    fn insert(&mut self, descriptor: WatchDescriptor, watched: Watched) {
+        let id = descriptor.get_watch_descriptor_id();
+        self.ids.insert(watched.clone(), id);
+        self.targets.insert(id, (descriptor, watched));
+    }
+
+    /// Forgets the watch with descriptor id `id`, which the kernel dropped.
+    fn forget(&mut self, id: i32) {
+        if let Some((_, watched)) = self.targets.remove(&id) {
+            if self.ids.get(&watched) == Some(&id) {
+                self.ids.remove(&watched);
+            }
+        }
     }
 }
 
@@ -88,6 +107,7 @@ struct Index {
 pub struct Discovery {
     run_dir: PathBuf,
     containers_dir: PathBuf,
+    container_labels: ContainerLabels,
     errors: Arc<ReadErrors>,
     index: Mutex<Index>,
 }
@@ -109,11 +129,13 @@ const CONTAINER_DIR_MASK: WatchMask = WatchMask::CLOSE_WRITE
     .union(WatchMask::ONLYDIR);
 
 impl Discovery {
-    /// Creates an empty index of `run_dir/containers`.
-    pub fn new(run_dir: &Path, errors: Arc<ReadErrors>) -> Self {
+    /// Creates an empty index of `run_dir/containers` whose targets carry
+    /// the container labels that `container_labels` selects.
+    pub fn new(run_dir: &Path, container_labels: ContainerLabels, errors: Arc<ReadErrors>) -> Self {
         Self {
             run_dir: run_dir.to_path_buf(),
             containers_dir: run_dir.join("containers"),
+            container_labels,
             errors,
             index: Mutex::new(Index::default()),
         }
@@ -133,6 +155,7 @@ impl Discovery {
         self.lock().watch = Some(WatchSet {
             watches: stream.watches(),
             targets: HashMap::new(),
+            ids: HashMap::new(),
         });
         self.rescan();
 
@@ -154,13 +177,13 @@ impl Discovery {
         Ok(())
     }
 
-    /// Returns the exported targets: containers that are `created` or
-    /// `running` and have a PID.
+    /// Returns the exported targets: containers that are `created`,
+    /// `running` or `paused` and have a PID.
     pub fn targets(&self) -> Vec<Target> {
         self.lock()
             .entries
             .values()
-            .filter_map(|entry| entry.state.as_ref().and_then(Target::from_state))
+            .filter_map(|entry| entry.target.clone())
             .collect()
     }
 
@@ -189,7 +212,7 @@ impl Discovery {
             }
         };
 
-        let mut present = Vec::new();
+        let mut present = HashSet::new();
         for entry in listing.flatten() {
             let Some(id) = container_id(entry.file_name()) else {
                 continue;
@@ -199,7 +222,7 @@ impl Discovery {
             }
             self.add_container_watch(&mut index, &id);
             self.refresh(&mut index, &id);
-            present.push(id);
+            present.insert(id);
         }
         index.entries.retain(|id, _| present.contains(id));
 
@@ -207,12 +230,13 @@ impl Discovery {
         // overflowed would otherwise stay mapped and hide a recreated one.
         if let Some(watch) = index.watch.as_mut() {
             let stale: Vec<Watched> = watch
-                .targets
-                .values()
-                .filter_map(|(_, watched)| match watched {
-                    Watched::Container(id) if !present.contains(id) => Some(watched.clone()),
-                    _ => None,
+                .ids
+                .keys()
+                .filter(|watched| match watched {
+                    Watched::Container(id) => !present.contains(id),
+                    _ => false,
                 })
+                .cloned()
                 .collect();
             for watched in stale {
                 remove_watch(watch, &watched);
@@ -247,14 +271,16 @@ impl Discovery {
         }
         // The stamp is taken before the read: if the file is replaced in
         // between, the next rescan finds a newer stamp and reads it again.
-        let state = match ContainerState::load_path(&path) {
-            Ok(state) => Some(state),
+        let target = match ContainerState::load_path(&path) {
+            Ok(state) => Target::from_state(&state, &self.container_labels),
             Err(error) => {
                 self.errors.record(ErrorKind::State, error_chain(&error));
                 None
             }
         };
-        index.entries.insert(id.to_string(), Entry { stamp, state });
+        index
+            .entries
+            .insert(id.to_string(), Entry { stamp, target });
     }
 
     fn add_directory_watches(&self, index: &mut Index) {
@@ -287,10 +313,7 @@ impl Discovery {
 
     fn add_watch(&self, watch: &mut WatchSet, dir: &Path, mask: WatchMask, watched: Watched) {
         match watch.watches.add(dir, mask) {
-            Ok(descriptor) => {
-                let id = descriptor.get_watch_descriptor_id();
-                watch.targets.insert(id, (descriptor, watched));
-            }
+            Ok(descriptor) => watch.insert(descriptor, watched),
             // The directory went away in the meantime, and a rescan handles that.
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => self.errors.record(
@@ -311,7 +334,7 @@ impl Discovery {
         let descriptor = event.wd.get_watch_descriptor_id();
         if event.mask.contains(EventMask::IGNORED) {
             if let Some(watch) = index.watch.as_mut() {
-                watch.targets.remove(&descriptor);
+                watch.forget(descriptor);
             }
             return;
         }
@@ -345,7 +368,7 @@ impl Discovery {
                 {
                     index.entries.clear();
                     if let Some(watch) = index.watch.as_mut() {
-                        watch.targets.remove(&descriptor);
+                        watch.forget(descriptor);
                     }
                     return;
                 }
@@ -374,17 +397,12 @@ impl Discovery {
 /// Stops watching a container directory that was moved away or is no longer
 /// listed. A deleted directory loses its kernel watch by itself (IN_IGNORED).
 fn remove_watch(watch: &mut WatchSet, watched: &Watched) {
-    let descriptors: Vec<i32> = watch
-        .targets
-        .iter()
-        .filter(|(_, (_, target))| target == watched)
-        .map(|(id, _)| *id)
-        .collect();
-    for id in descriptors {
-        if let Some((descriptor, _)) = watch.targets.remove(&id) {
-            // The kernel may have dropped the watch already, which needs no handling.
-            let _ = watch.watches.remove(descriptor);
-        }
+    let Some(id) = watch.ids.remove(watched) else {
+        return;
+    };
+    if let Some((descriptor, _)) = watch.targets.remove(&id) {
+        // The kernel may have dropped the watch already, which needs no handling.
+        let _ = watch.watches.remove(descriptor);
     }
 }
 

@@ -1,13 +1,10 @@
-//! The metric families the agent exports, and the buffers that collect one
-//! scrape's samples into `MetricFamily` values for the text encoder.
+//! The metric families the agent exports: name, help text and type.
 //!
 //! Names, meanings and types follow cAdvisor, so dashboards and alert rules
 //! written for cAdvisor work unchanged. The one type that differs is
 //! `container_memory_failcnt`, see [`MEMORY_FAILCNT`].
 
-use std::collections::BTreeMap;
-
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::MetricType;
 
 /// Name, help text and type of one exported metric family.
 #[derive(Debug)]
@@ -252,103 +249,3 @@ pub static ALL: &[&Family] = &[
     &JOB_RESTARTS,
     &JOB_STATE,
 ];
-
-/// One label name and its value.
-pub type Label = (&'static str, String);
-
-struct Sample {
-    family: &'static Family,
-    labels: Vec<Label>,
-    value: f64,
-}
-
-/// Samples of one container, held back until the whole container has been
-/// read: a container that disappears halfway is dropped as a whole.
-pub(crate) struct Samples {
-    base: Vec<Label>,
-    samples: Vec<Sample>,
-}
-
-impl Samples {
-    /// Starts a buffer whose samples all carry `base` labels.
-    pub(crate) fn new(base: Vec<Label>) -> Self {
-        Self {
-            base,
-            samples: Vec::new(),
-        }
-    }
-
-    /// Adds a sample with the base labels and no others.
-    pub(crate) fn push(&mut self, family: &'static Family, value: f64) {
-        self.push_labeled(family, Vec::new(), value);
-    }
-
-    /// Adds a sample with the base labels plus `extra`.
-    pub(crate) fn push_labeled(&mut self, family: &'static Family, extra: Vec<Label>, value: f64) {
-        let mut labels = self.base.clone();
-        labels.extend(extra);
-        self.samples.push(Sample {
-            family,
-            labels,
-            value,
-        });
-    }
-}
-
-/// The families of one scrape, keyed and therefore sorted by name.
-#[derive(Default)]
-pub(crate) struct Exposition {
-    families: BTreeMap<&'static str, MetricFamily>,
-}
-
-impl Exposition {
-    /// Moves every sample of a finished container into its family.
-    pub(crate) fn extend(&mut self, samples: Samples) {
-        for sample in samples.samples {
-            self.add(sample.family, sample.labels, sample.value);
-        }
-    }
-
-    /// Adds one sample with exactly the given labels.
-    pub(crate) fn add(&mut self, family: &'static Family, mut labels: Vec<Label>, value: f64) {
-        let entry = self.families.entry(family.name).or_insert_with(|| {
-            let mut metric_family = MetricFamily::default();
-            metric_family.set_name(family.name.to_string());
-            metric_family.set_help(family.help.to_string());
-            metric_family.set_field_type(family.kind);
-            metric_family
-        });
-
-        // Sorted label names give the same series the same text in every
-        // scrape, which keeps the output diffable and the tests exact.
-        labels.sort_by(|left, right| left.0.cmp(right.0));
-        let pairs = labels
-            .into_iter()
-            .map(|(name, value)| {
-                let mut pair = LabelPair::default();
-                pair.set_name(name.to_string());
-                pair.set_value(value);
-                pair
-            })
-            .collect();
-
-        let mut metric = Metric::from_label(pairs);
-        match family.kind {
-            MetricType::COUNTER => {
-                let mut counter = Counter::default();
-                counter.set_value(value);
-                metric.set_counter(counter);
-            }
-            _ => {
-                let mut gauge = Gauge::default();
-                gauge.set_value(value);
-                metric.set_gauge(gauge);
-            }
-        }
-        entry.mut_metric().push(metric);
-    }
-
-    pub(crate) fn into_families(self) -> Vec<MetricFamily> {
-        self.families.into_values().collect()
-    }
-}

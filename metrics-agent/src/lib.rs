@@ -11,14 +11,15 @@ pub mod agent;
 pub mod cgroup_root;
 mod collect;
 pub mod discovery;
+mod exposition;
 pub mod families;
 mod parse;
 mod process;
 mod read;
 pub mod supervisor;
-mod target;
+pub mod target;
 mod v1;
 mod v2;
 
 pub use agent::{Agent, AgentError, Settings};
-pub use target::Target;
+pub use target::{ContainerLabels, Target};

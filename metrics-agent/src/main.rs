@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use corral_metrics_agent::{Agent, Settings};
+use corral_metrics_agent::{Agent, ContainerLabels, Settings};
 use tracing_subscriber::EnvFilter;
 use warp::http::{header, Response, StatusCode};
 use warp::Filter;
@@ -35,6 +35,21 @@ struct Args {
     #[arg(long)]
     per_cpu: bool,
 
+    /// Export only this label of the containers' state files as
+    /// `container_label_KEY`. Repeat it for more keys. Without it, every
+    /// label is exported.
+    #[arg(long = "container-label", value_name = "KEY")]
+    container_label: Vec<String>,
+
+    /// Export no `container_label_*` labels.
+    #[arg(long, conflicts_with = "container_label")]
+    no_container_labels: bool,
+
+    /// Maximum number of threads that read containers during one scrape
+    /// (one per 64 containers). Default: the number of CPUs, at most 4.
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..))]
+    scrape_threads: Option<u16>,
+
     /// The supervisor's control socket, for the corral_job_* metrics.
     #[arg(long, value_name = "PATH")]
     supervisor_socket: Option<PathBuf>,
@@ -54,7 +69,17 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = Settings::new(args.run_dir);
     settings.cgroup_root = args.cgroup_root;
     settings.per_cpu = args.per_cpu;
+    settings.container_labels = if args.no_container_labels {
+        ContainerLabels::None
+    } else if args.container_label.is_empty() {
+        ContainerLabels::All
+    } else {
+        ContainerLabels::Only(args.container_label.into_iter().collect())
+    };
     settings.supervisor_socket = args.supervisor_socket;
+    if let Some(threads) = args.scrape_threads {
+        settings.scrape_threads = usize::from(threads);
+    }
 
     let agent = Arc::new(Agent::new(settings)?);
     agent.watch()?;

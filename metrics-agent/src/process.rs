@@ -2,14 +2,18 @@
 //! descriptor counts, and the network counters of its network namespace.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use procfs::process::Process;
+use procfs::net::InterfaceDeviceStatus;
+use procfs::process::Stat;
+use procfs::FromRead;
 
 use crate::collect::{self, ScrapeContext};
-use crate::families::{self, Samples};
+use crate::exposition::Samples;
+use crate::families;
 use crate::parse;
-use crate::read::{proc_result, ErrorKind, ProcRead, Vanished};
+use crate::read::{self, ErrorKind, ProcRead, Records, Vanished};
 
 /// Exports the process metrics of the cgroup rooted at `processes_dir` and
 /// the network counters seen by `init_pid` (or, without one, by the first
@@ -27,6 +31,8 @@ pub(crate) fn collect(
     }
 
     match init_pid {
+        // The state file can still record `running` after the init has
+        // exited, and then its `/proc` entry is gone.
         Some(pid) => match network(context, pid, samples) {
             NetworkOutcome::Exited => return Err(Vanished),
             NetworkOutcome::Done => {}
@@ -41,26 +47,30 @@ pub(crate) fn collect(
     Ok(())
 }
 
-/// Appends the PIDs in `dir/cgroup.procs` and in every descendant cgroup.
+/// Appends the PIDs in `path/cgroup.procs` and in every descendant cgroup.
 fn list_processes(
     context: &ScrapeContext,
-    dir: &Path,
+    path: &Path,
     top: bool,
     pids: &mut Vec<i32>,
 ) -> Result<(), Vanished> {
-    let listing = match context.read(dir, "cgroup.procs") {
+    // A child cgroup removed during the walk takes its processes with it.
+    let gone = || if top { Err(Vanished) } else { Ok(()) };
+    let dir = match context.open_dir(path) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(()),
+        Err(Vanished) => return gone(),
+    };
+    let listing = match context.read(&dir, "cgroup.procs") {
         Ok(listing) => listing,
-        // A child cgroup removed during the walk takes its processes with it.
-        Err(Vanished) if !top => return Ok(()),
-        Err(Vanished) => return Err(Vanished),
+        Err(Vanished) => return gone(),
     };
     if let Some(listing) = listing {
-        let path = dir.join("cgroup.procs");
         for line in listing.lines().filter(|line| !line.trim().is_empty()) {
             match line.trim().parse() {
                 Ok(pid) => pids.push(pid),
                 Err(_) => context.parse_failed(
-                    &path,
+                    &path.join("cgroup.procs"),
                     &parse::ParseError::InvalidNumber {
                         value: line.to_string(),
                     },
@@ -69,15 +79,16 @@ fn list_processes(
         }
     }
 
-    let entries = match std::fs::read_dir(dir) {
+    if !dir.may_have_children() {
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return if top { Err(Vanished) } else { Ok(()) };
-        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return gone(),
         Err(error) => {
             context.errors.record(
                 ErrorKind::Cgroup,
-                format_args!("failed to list {}: {error}", dir.display()),
+                format_args!("failed to list {}: {error}", path.display()),
             );
             return Ok(());
         }
@@ -95,17 +106,11 @@ fn count_processes(context: &ScrapeContext, pids: &[i32], samples: &mut Samples)
     let mut descriptors = 0;
     for &pid in pids {
         let root = context.proc_root.join(pid.to_string());
-        let process = match proc_result(
-            context.errors,
-            "/proc entry",
-            pid,
-            Process::new_with_root(root.clone()),
-        ) {
-            ProcRead::Value(process) => process,
-            ProcRead::Exited | ProcRead::Failed => continue,
-        };
-        match proc_result(context.errors, "status", pid, process.status()) {
-            ProcRead::Value(status) => threads += status.threads,
+        // `stat` is cheaper for the kernel to generate than `status`, and
+        // its parser takes the fields after the last `)`, so a command name
+        // with spaces or parentheses does not shift them.
+        match read_proc::<Stat>(context, &root, "stat", Records::One, pid) {
+            ProcRead::Value(stat) => threads += u64::try_from(stat.num_threads).unwrap_or(0),
             ProcRead::Exited => continue,
             ProcRead::Failed => {}
         }
@@ -118,19 +123,58 @@ fn count_processes(context: &ScrapeContext, pids: &[i32], samples: &mut Samples)
     samples.push(&families::FILE_DESCRIPTORS, descriptors as f64);
 }
 
-/// Counts the entries of `/proc/PID/fd`. Listing the directory works on
-/// every kernel; the size of the directory equals the count only on 6.2 and
-/// later.
+/// Reads and parses the file `name` of process `pid`, whose `/proc`
+/// directory is `root`.
+fn read_proc<T: FromRead>(
+    context: &ScrapeContext,
+    root: &Path,
+    name: &str,
+    records: Records,
+    pid: i32,
+) -> ProcRead<T> {
+    let path = root.join(name);
+    let text = match read::file(&path, records) {
+        Ok(text) => text,
+        Err(error) if is_exited(&error) => return ProcRead::Exited,
+        Err(error) => {
+            context.errors.record(
+                ErrorKind::Proc,
+                format_args!("failed to read {name} of process {pid}: {error}"),
+            );
+            return ProcRead::Failed;
+        }
+    };
+    match T::from_read(text.as_bytes()) {
+        Ok(value) => ProcRead::Value(value),
+        Err(error) => {
+            context.errors.record(
+                ErrorKind::Parse,
+                format_args!("invalid content in {}: {error}", path.display()),
+            );
+            ProcRead::Failed
+        }
+    }
+}
+
+/// Counts the open file descriptors of a process. Since Linux 6.2 the size
+/// of a procfs `/proc/PID/fd` directory is that count, which spares listing
+/// it. Earlier kernels report 0, and other file systems (the test fixtures)
+/// report their own sizes, so the directory is listed then.
 fn count_descriptors(context: &ScrapeContext, root: &Path, pid: i32) -> Option<u64> {
     let dir = root.join("fd");
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => Some(entries.count() as u64),
-        Err(error)
-            if error.kind() == io::ErrorKind::NotFound
-                || error.raw_os_error() == Some(libc::ESRCH) =>
-        {
-            None
-        }
+    let counted = if context.proc_is_procfs {
+        std::fs::metadata(&dir)
+            .map(|metadata| metadata.size())
+            .and_then(|size| match size {
+                0 => list_count(&dir),
+                count => Ok(count),
+            })
+    } else {
+        list_count(&dir)
+    };
+    match counted {
+        Ok(count) => Some(count),
+        Err(error) if is_exited(&error) => None,
         Err(error) => {
             context.errors.record(
                 ErrorKind::Proc,
@@ -139,6 +183,15 @@ fn count_descriptors(context: &ScrapeContext, root: &Path, pid: i32) -> Option<u
             None
         }
     }
+}
+
+fn list_count(dir: &Path) -> io::Result<u64> {
+    Ok(std::fs::read_dir(dir)?.count() as u64)
+}
+
+/// Returns whether a failed `/proc` access means that the process exited.
+fn is_exited(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ESRCH)
 }
 
 enum NetworkOutcome {
@@ -150,20 +203,20 @@ enum NetworkOutcome {
 /// unless that namespace is the agent's own. A job with `network: host`
 /// shares the host's interfaces, whose counters are not the job's traffic.
 fn network(context: &ScrapeContext, pid: i32, samples: &mut Samples) -> NetworkOutcome {
-    let Some(host_namespace) = context.host_network_namespace else {
-        return NetworkOutcome::Done;
-    };
     let root = context.proc_root.join(pid.to_string());
     let namespace_path = root.join("ns/net");
     match collect::namespace_id(&namespace_path) {
-        Ok(namespace) if namespace == host_namespace => return NetworkOutcome::Done,
-        Ok(_) => {}
-        Err(error)
-            if error.kind() == io::ErrorKind::NotFound
-                || error.raw_os_error() == Some(libc::ESRCH) =>
+        // Without the agent's own namespace to compare with, the counters
+        // might be the host's.
+        Ok(namespace)
+            if context
+                .host_network_namespace
+                .is_none_or(|host| host == namespace) =>
         {
-            return NetworkOutcome::Exited;
+            return NetworkOutcome::Done
         }
+        Ok(_) => {}
+        Err(error) if is_exited(&error) => return NetworkOutcome::Exited,
         Err(error) => {
             context.errors.record(
                 ErrorKind::Proc,
@@ -173,21 +226,12 @@ fn network(context: &ScrapeContext, pid: i32, samples: &mut Samples) -> NetworkO
         }
     }
 
-    let process = match proc_result(
-        context.errors,
-        "/proc entry",
-        pid,
-        Process::new_with_root(root),
-    ) {
-        ProcRead::Value(process) => process,
-        ProcRead::Exited => return NetworkOutcome::Exited,
-        ProcRead::Failed => return NetworkOutcome::Done,
-    };
-    let interfaces = match proc_result(context.errors, "net/dev", pid, process.dev_status()) {
-        ProcRead::Value(interfaces) => interfaces,
-        ProcRead::Exited => return NetworkOutcome::Exited,
-        ProcRead::Failed => return NetworkOutcome::Done,
-    };
+    let interfaces =
+        match read_proc::<InterfaceDeviceStatus>(context, &root, "net/dev", Records::Many, pid) {
+            ProcRead::Value(InterfaceDeviceStatus(interfaces)) => interfaces,
+            ProcRead::Exited => return NetworkOutcome::Exited,
+            ProcRead::Failed => return NetworkOutcome::Done,
+        };
 
     let mut interfaces: Vec<_> = interfaces
         .into_values()
@@ -206,11 +250,7 @@ fn network(context: &ScrapeContext, pid: i32, samples: &mut Samples) -> NetworkO
             (&families::NETWORK_TRANSMIT_DROPPED, interface.sent_drop),
         ];
         for (family, value) in counters {
-            samples.push_labeled(
-                family,
-                vec![("interface", interface.name.clone())],
-                value as f64,
-            );
+            samples.push_labeled(family, ("interface", interface.name.clone()), value as f64);
         }
     }
     NetworkOutcome::Done

@@ -12,7 +12,8 @@ use hyper::{Body, Request, StatusCode};
 use serde::Deserialize;
 use tokio::net::UnixStream;
 
-use crate::families::{self, Exposition};
+use crate::exposition::Exposition;
+use crate::families;
 
 /// Supervisor states, each a value of the `state` label of `corral_job_state`.
 pub const STATES: [&str; 8] = [
@@ -142,9 +143,9 @@ pub(crate) fn add_job_samples(jobs: &[JobStatus], exposition: &mut Exposition) {
         let name = || vec![("name", job.name.clone())];
 
         let up = if state == "RUNNING" { 1.0 } else { 0.0 };
-        exposition.add(&families::JOB_UP, name(), up);
+        exposition.add(&families::JOB_UP, &name(), up);
         if let Some(restarts) = job.restarts {
-            exposition.add(&families::JOB_RESTARTS, name(), restarts as f64);
+            exposition.add(&families::JOB_RESTARTS, &name(), restarts as f64);
         }
 
         let mut states: Vec<&str> = STATES.to_vec();
@@ -155,7 +156,7 @@ pub(crate) fn add_job_samples(jobs: &[JobStatus], exposition: &mut Exposition) {
             let mut labels = name();
             labels.push(("state", candidate.to_string()));
             let value = if candidate == state { 1.0 } else { 0.0 };
-            exposition.add(&families::JOB_STATE, labels, value);
+            exposition.add(&families::JOB_STATE, &labels, value);
         }
     }
 }

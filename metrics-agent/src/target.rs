@@ -1,8 +1,36 @@
 //! A cgroup to export, with the labels its series carry.
 
+use std::collections::BTreeSet;
+
 use corral_runtime::state::{CgroupPaths, ContainerState, Status};
 
-use crate::families::Label;
+/// Prefix of the labels made from a container's own labels, as in
+/// cAdvisor: the job label `team` becomes `container_label_team`.
+pub const CONTAINER_LABEL_PREFIX: &str = "container_label_";
+
+/// Which labels of a container's state file (`labels`, copied from the
+/// job file) its series carry as `container_label_KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ContainerLabels {
+    /// Every label, as cAdvisor's default `--store_container_labels` does.
+    #[default]
+    All,
+    /// None.
+    None,
+    /// Only the labels with these keys, as cAdvisor's
+    /// `--whitelisted_container_labels` does.
+    Only(BTreeSet<String>),
+}
+
+impl ContainerLabels {
+    fn exports(&self, key: &str) -> bool {
+        match self {
+            ContainerLabels::All => true,
+            ContainerLabels::None => false,
+            ContainerLabels::Only(keys) => keys.contains(key),
+        }
+    }
+}
 
 /// One exported container: a runtime container or, with `--cgroup-root`, a
 /// plain cgroup directory.
@@ -15,6 +43,8 @@ pub struct Target {
     pub name: String,
     /// The `image` label, empty for plain cgroups.
     pub image: String,
+    /// `container_label_*` label names and their values, sorted by name.
+    pub container_labels: Vec<(String, String)>,
     pub cgroup: CgroupPaths,
     /// Host PID of the container's init. The network counters come from its
     /// network namespace, and a container whose init has exited is skipped.
@@ -25,9 +55,12 @@ pub struct Target {
 
 impl Target {
     /// Builds the target of a runtime container, or `None` unless the
-    /// container is `created` or `running` and has a PID.
-    pub fn from_state(state: &ContainerState) -> Option<Self> {
-        if !matches!(state.status, Status::Created | Status::Running) {
+    /// container is `created`, `running` or `paused` and has a PID.
+    pub fn from_state(state: &ContainerState, labels: &ContainerLabels) -> Option<Self> {
+        if !matches!(
+            state.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
             return None;
         }
         let pid = state.pid?;
@@ -35,17 +68,82 @@ impl Target {
             id: state.cgroup_id.clone(),
             name: state.job.clone().unwrap_or_else(|| state.id.clone()),
             image: state.image.clone(),
+            container_labels: container_labels(state, labels),
             cgroup: state.cgroup_paths.clone(),
             pid: Some(pid),
             start_time: Some(state.created),
         })
     }
 
-    pub(crate) fn labels(&self) -> Vec<Label> {
-        vec![
-            ("id", self.id.clone()),
-            ("name", self.name.clone()),
-            ("image", self.image.clone()),
+    /// Every label of the target's series, in the order they are written.
+    pub(crate) fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        [
+            ("id", self.id.as_str()),
+            ("image", self.image.as_str()),
+            ("name", self.name.as_str()),
         ]
+        .into_iter()
+        .chain(
+            self.container_labels
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        )
+    }
+}
+
+/// Returns the `container_label_*` labels of a container. A key becomes a
+/// label name with every character outside `[a-zA-Z0-9_]` replaced by `_`,
+/// as cAdvisor does. When two keys give the same name, the first key in
+/// byte order keeps it and the other is left out with a warning.
+fn container_labels(state: &ContainerState, policy: &ContainerLabels) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for (key, value) in &state.labels {
+        if !policy.exports(key) {
+            continue;
+        }
+        let name = label_name(key);
+        if let Some((_, kept)) = labels.iter().find(|(existing, _)| *existing == name) {
+            tracing::warn!(
+                container = %state.id,
+                key,
+                label = %name,
+                kept_value = %kept,
+                "container label left out: another key of the container has the same label name"
+            );
+            continue;
+        }
+        labels.push((name, value.clone()));
+    }
+    labels.sort();
+    labels
+}
+
+/// Returns the Prometheus label name of the container label `key`.
+pub fn label_name(key: &str) -> String {
+    let mut name = String::with_capacity(CONTAINER_LABEL_PREFIX.len() + key.len());
+    name.push_str(CONTAINER_LABEL_PREFIX);
+    name.extend(key.chars().map(|character| {
+        if character.is_ascii_alphanumeric() || character == '_' {
+            character
+        } else {
+            '_'
+        }
+    }));
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_name_replaces_invalid_characters() {
+        assert_eq!(label_name("team"), "container_label_team");
+        assert_eq!(
+            label_name("app.kubernetes.io/name"),
+            "container_label_app_kubernetes_io_name"
+        );
+        assert_eq!(label_name("9-lives"), "container_label_9_lives");
+        assert_eq!(label_name("été"), "container_label__t_");
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::collect::{self, nanoseconds, DeviceIo, ScrapeContext};
-use crate::families::{self, Samples};
+use crate::exposition::Samples;
+use crate::families;
 use crate::parse::{self, V1_UNLIMITED_THRESHOLD};
-use crate::read::Vanished;
+use crate::read::{CgroupDir, Vanished};
 
 /// Reads every v1 controller the container has a directory for.
 pub(crate) fn collect(
@@ -15,22 +16,37 @@ pub(crate) fn collect(
     controllers: &BTreeMap<String, PathBuf>,
     samples: &mut Samples,
 ) -> Result<(), Vanished> {
-    if let Some(dir) = controllers.get("cpuacct") {
-        cpuacct(context, dir, samples)?;
+    if let Some(dir) = open(context, controllers, "cpuacct")? {
+        cpuacct(context, &dir, samples)?;
         // Mainline Linux keeps per-cgroup pressure only on the v2 hierarchy;
         // kernels that add it for v1 put the files in the cpuacct directory.
-        collect::pressure(context, dir, samples)?;
+        if context.v1_has_pressure(&dir)? {
+            collect::pressure(context, &dir, samples)?;
+        }
     }
-    if let Some(dir) = controllers.get("cpu") {
-        cpu(context, dir, samples)?;
+    if let Some(dir) = open(context, controllers, "cpu")? {
+        cpu(context, &dir, samples)?;
     }
-    if let Some(dir) = controllers.get("memory") {
-        memory(context, dir, samples)?;
+    if let Some(dir) = open(context, controllers, "memory")? {
+        memory(context, &dir, samples)?;
     }
-    if let Some(dir) = controllers.get("blkio") {
-        blkio(context, dir, samples)?;
+    if let Some(dir) = open(context, controllers, "blkio")? {
+        blkio(context, &dir, samples)?;
     }
     Ok(())
+}
+
+/// Opens the container's directory of `controller`, `Ok(None)` when it has
+/// none or the directory cannot be opened.
+fn open(
+    context: &ScrapeContext,
+    controllers: &BTreeMap<String, PathBuf>,
+    controller: &str,
+) -> Result<Option<CgroupDir>, Vanished> {
+    match controllers.get(controller) {
+        Some(path) => context.open_dir(path),
+        None => Ok(None),
+    }
 }
 
 /// Returns the directory whose `cgroup.procs` files list the container's
@@ -44,18 +60,22 @@ pub(crate) fn processes_dir(controllers: &BTreeMap<String, PathBuf>) -> Option<&
         .map(PathBuf::as_path)
 }
 
-fn cpuacct(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn cpuacct(
+    context: &ScrapeContext,
+    dir: &CgroupDir,
+    samples: &mut Samples,
+) -> Result<(), Vanished> {
     // With --per-cpu the per-CPU series replace the total, as in cAdvisor, so
     // that a sum over the `cpu` label counts every nanosecond once.
     let mut per_cpu_exported = false;
     if context.per_cpu {
         if let Some(text) = context.read(dir, "cpuacct.usage_percpu")? {
-            let path = dir.join("cpuacct.usage_percpu");
-            if let Some(values) = context.parsed(&path, parse::per_cpu(&text)) {
+            let parsed = parse::per_cpu(&text);
+            if let Some(values) = context.parsed_in(dir, "cpuacct.usage_percpu", parsed) {
                 for (cpu, value) in values.into_iter().enumerate() {
                     samples.push_labeled(
                         &families::CPU_USAGE,
-                        vec![("cpu", format!("cpu{cpu:02}"))],
+                        ("cpu", format!("cpu{cpu:02}")),
                         nanoseconds(value),
                     );
                 }
@@ -67,7 +87,7 @@ fn cpuacct(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result
         if let Some(usage) = context.value(dir, "cpuacct.usage")? {
             samples.push_labeled(
                 &families::CPU_USAGE,
-                vec![("cpu", "total".to_string())],
+                ("cpu", "total".to_string()),
                 nanoseconds(usage),
             );
         }
@@ -87,7 +107,7 @@ fn cpuacct(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result
     Ok(())
 }
 
-fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn cpu(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     if let Some(stat) = context.keyed(dir, "cpu.stat")? {
         if let Some(periods) = stat.get(context, "nr_periods") {
             samples.push(&families::CFS_PERIODS, periods as f64);
@@ -103,8 +123,8 @@ fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(),
     // -1 means no quota. cAdvisor reads it as a quota of 0; the agent exports
     // no sample, so `quota / period` has no result instead of 0.
     if let Some(text) = context.read(dir, "cpu.cfs_quota_us")? {
-        let path = dir.join("cpu.cfs_quota_us");
-        if let Some(quota) = context.parsed(&path, parse::single_signed(&text)) {
+        let parsed = parse::single_signed(&text);
+        if let Some(quota) = context.parsed_in(dir, "cpu.cfs_quota_us", parsed) {
             if quota > 0 {
                 samples.push(&families::SPEC_CPU_QUOTA, quota as f64);
             }
@@ -119,7 +139,7 @@ fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(),
     Ok(())
 }
 
-fn memory(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn memory(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     let usage = context.value(dir, "memory.usage_in_bytes")?;
     if let Some(usage) = usage {
         samples.push(&families::MEMORY_USAGE, usage as f64);
@@ -167,7 +187,7 @@ fn memory(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<
     Ok(())
 }
 
-fn blkio(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn blkio(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     let bytes_file = "blkio.throttle.io_service_bytes_recursive";
     let operations_file = "blkio.throttle.io_serviced_recursive";
     let Some(bytes_text) = context.read(dir, bytes_file)? else {
@@ -176,12 +196,13 @@ fn blkio(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(
     let Some(operations_text) = context.read(dir, operations_file)? else {
         return Ok(());
     };
-    let Some(bytes) = context.parsed(&dir.join(bytes_file), parse::blkio_read_write(&bytes_text))
+    let Some(bytes) = context.parsed_in(dir, bytes_file, parse::blkio_read_write(&bytes_text))
     else {
         return Ok(());
     };
-    let Some(operations) = context.parsed(
-        &dir.join(operations_file),
+    let Some(operations) = context.parsed_in(
+        dir,
+        operations_file,
         parse::blkio_read_write(&operations_text),
     ) else {
         return Ok(());

@@ -10,29 +10,33 @@ use std::path::Path;
 use corral_config::convert::weight_to_shares;
 
 use crate::collect::{self, microseconds, DeviceIo, ScrapeContext};
-use crate::families::{self, Samples};
+use crate::exposition::Samples;
+use crate::families;
 use crate::parse;
-use crate::read::Vanished;
+use crate::read::{CgroupDir, Vanished};
 
 /// Reads every metric the v2 directory provides.
 pub(crate) fn collect(
     context: &ScrapeContext,
-    dir: &Path,
+    path: &Path,
     samples: &mut Samples,
 ) -> Result<(), Vanished> {
-    cpu(context, dir, samples)?;
-    memory(context, dir, samples)?;
-    io(context, dir, samples)?;
-    collect::pressure(context, dir, samples)
+    let Some(dir) = context.open_dir(path)? else {
+        return Ok(());
+    };
+    cpu(context, &dir, samples)?;
+    memory(context, &dir, samples)?;
+    io(context, &dir, samples)?;
+    collect::pressure(context, &dir, samples)
 }
 
-fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn cpu(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     // v2 has no per-CPU usage, so --per-cpu still gives the total here.
     if let Some(stat) = context.keyed(dir, "cpu.stat")? {
         if let Some(usage) = stat.get(context, "usage_usec") {
             samples.push_labeled(
                 &families::CPU_USAGE,
-                vec![("cpu", "total".to_string())],
+                ("cpu", "total".to_string()),
                 microseconds(usage),
             );
         }
@@ -56,7 +60,7 @@ fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(),
     // "max" as the quota means no limit: only the period is exported then,
     // as on v1 with a quota of -1.
     if let Some(text) = context.read(dir, "cpu.max")? {
-        if let Some((quota, period)) = context.parsed(&dir.join("cpu.max"), parse::cpu_max(&text)) {
+        if let Some((quota, period)) = context.parsed_in(dir, "cpu.max", parse::cpu_max(&text)) {
             if let Some(quota) = quota {
                 samples.push(&families::SPEC_CPU_QUOTA, quota as f64);
             }
@@ -69,7 +73,7 @@ fn cpu(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(),
     Ok(())
 }
 
-fn memory(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn memory(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     let usage = context.value(dir, "memory.current")?;
     if let Some(usage) = usage {
         samples.push(&families::MEMORY_USAGE, usage as f64);
@@ -106,19 +110,19 @@ fn memory(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<
         samples.push(&families::MEMORY_MAX_USAGE, peak as f64);
     }
     if let Some(text) = context.read(dir, "memory.max")? {
-        let path = dir.join("memory.max");
-        if let Some(limit) = context.parsed(&path, parse::single_value_or_max(&text)) {
+        let parsed = parse::single_value_or_max(&text);
+        if let Some(limit) = context.parsed_in(dir, "memory.max", parsed) {
             samples.push(&families::SPEC_MEMORY_LIMIT, limit.unwrap_or(0) as f64);
         }
     }
     Ok(())
 }
 
-fn io(context: &ScrapeContext, dir: &Path, samples: &mut Samples) -> Result<(), Vanished> {
+fn io(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {
     let Some(text) = context.read(dir, "io.stat")? else {
         return Ok(());
     };
-    let Some(devices) = context.parsed(&dir.join("io.stat"), parse::io_stat(&text)) else {
+    let Some(devices) = context.parsed_in(dir, "io.stat", parse::io_stat(&text)) else {
         return Ok(());
     };
     for (device, values) in devices {

@@ -127,7 +127,8 @@ fn v2_fixture_exposition() {
 }
 
 fn assert_network_lines(text: &str) {
-    let eth0 = r#"id="/corral/web",image="busybox",interface="eth0",name="web""#;
+    // The family's own label comes before the container's labels.
+    let eth0 = r#"interface="eth0",id="/corral/web",image="busybox",name="web""#;
     let expected = [
         ("container_network_receive_bytes_total", 1000),
         ("container_network_receive_packets_total", 10),
@@ -466,7 +467,8 @@ fn cgroup_root_v1_maps_controllers() {
         ..fixture.settings()
     });
 
-    let job = r#"id="/job",image="",name="/job""#;
+    // Plain cgroups have no image, and an empty label is left out.
+    let job = r#"id="/job",name="/job""#;
     assert_line(
         &text,
         &format!("container_memory_usage_bytes{{{job}}} 10485760"),
@@ -485,7 +487,7 @@ fn cgroup_root_v1_maps_controllers() {
     // Without an init PID, the first listed process gives the network.
     assert_line(
         &text,
-        r#"container_network_receive_bytes_total{id="/job",image="",interface="eth0",name="/job"} 1000"#,
+        r#"container_network_receive_bytes_total{interface="eth0",id="/job",name="/job"} 1000"#,
     );
     assert_no_sample(&text, "container_start_time_seconds");
     assert_line(&text, "metrics_agent_containers 1");
@@ -502,19 +504,19 @@ fn cgroup_root_v2_exports_descendants() {
 
     assert_line(
         &text,
-        r#"container_memory_usage_bytes{id="/job",image="",name="/job"} 10485760"#,
+        r#"container_memory_usage_bytes{id="/job",name="/job"} 10485760"#,
     );
     assert_line(
         &text,
-        r#"container_memory_usage_bytes{id="/job/worker",image="",name="/job/worker"} 1048576"#,
+        r#"container_memory_usage_bytes{id="/job/worker",name="/job/worker"} 1048576"#,
     );
     assert_line(
         &text,
-        r#"container_cpu_usage_seconds_total{cpu="total",id="/job/worker",image="",name="/job/worker"} 0.5"#,
+        r#"container_cpu_usage_seconds_total{cpu="total",id="/job/worker",name="/job/worker"} 0.5"#,
     );
     assert_line(
         &text,
-        r#"container_processes{id="/job/worker",image="",name="/job/worker"} 1"#,
+        r#"container_processes{id="/job/worker",name="/job/worker"} 1"#,
     );
     assert_line(&text, "metrics_agent_containers 2");
 }
