@@ -217,10 +217,18 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let plan = RootPlan::from_spec(&spec, &bundle)?;
     if let Some(overlay) = &plan.overlay {
         guard.overlay_dir = Some(overlay.dir.clone());
-        for dir in [&overlay.dir, &overlay.upper, &overlay.work, &plan.rootfs] {
+        // The root of the container takes the upper directory's mode, so it
+        // is 0755; the per-container directory above keeps others out.
+        let modes = [
+            (&overlay.dir, 0o700),
+            (&overlay.upper, 0o755),
+            (&overlay.work, 0o700),
+            (&plan.rootfs, 0o755),
+        ];
+        for (dir, mode) in modes {
             fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(mode)
                 .create(dir)
                 .map_err(io_error("create overlay directory", dir))?;
         }
@@ -240,12 +248,18 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     }
 
     let fifo = state_dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).map_err(|source| {
+    // Writable by all, because the init opens it after switching to the
+    // process's user; only root can reach it by path in the 0700 state
+    // directory, and the init opens it through a descriptor.
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|source| {
         ContainerError::Sys {
             operation: format!("create exec FIFO {}", fifo.display()),
             source,
         }
     })?;
+    // mkfifo applies the umask.
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(io_error("set the mode of", &fifo))?;
 
     let annotations = spec.annotations().clone().unwrap_or_default();
     let mut state = ContainerState {
@@ -631,11 +645,33 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
         });
     }
     let fifo = root.join(id).join(EXEC_FIFO);
-    let mut reader = fs::File::open(&fifo).map_err(io_error("open exec FIFO", &fifo))?;
-    let mut byte = [0u8; 1];
-    reader
-        .read_exact(&mut byte)
-        .map_err(io_error("read exec FIFO", &fifo))?;
+    // Opened without blocking, so that an init that dies before it opens the
+    // FIFO for writing is noticed instead of blocking start forever.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(io_error("open exec FIFO", &fifo))?;
+    let pid = state.pid.unwrap_or(0);
+    loop {
+        let mut byte = [0u8; 1];
+        match reader.read(&mut byte) {
+            Ok(1) => break,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(io_error("read exec FIFO", &fifo)(error)),
+        }
+        if !process_alive(pid, state.created) {
+            return Err(ContainerError::InitFailed {
+                message: format!("the init (pid {pid}) of container {id} exited before start"),
+            });
+        }
+        let mut poll = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&reader),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(50u16));
+    }
     fs::remove_file(&fifo).map_err(io_error("remove exec FIFO", &fifo))?;
     state.status = Status::Running;
     state.save(root)?;
