@@ -772,6 +772,57 @@ fn restart_adopts_running_jobs() {
 }
 
 #[test]
+fn live_restore_leaves_jobs_on_sigterm() {
+    if skip("live_restore_leaves_jobs_on_sigterm") {
+        return;
+    }
+    let mut daemon = Daemon::start_with_args(&[("web", &term_handler())], &["--live-restore"]);
+    let before = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let pid = before.pid.unwrap();
+
+    let started = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", daemon.diagnostics());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "SIGTERM with --live-restore took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the job did not outlive supervisord"
+    );
+    assert!(
+        daemon.daemon_log().contains("left its jobs running"),
+        "{}",
+        daemon.diagnostics()
+    );
+
+    daemon.respawn();
+    let adopted = daemon.job("web").unwrap();
+    assert_eq!(adopted.state, JobState::Running, "{adopted:#?}");
+    assert_eq!(adopted.pid, Some(pid));
+    assert_eq!(adopted.container_id, before.container_id);
+
+    // A shutdown request stops the jobs even with --live-restore, and a
+    // SIGTERM during it does not cut it short.
+    let shutdown = daemon.ctl(&["shutdown"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        daemon.entries(&daemon.run_dir().join("shims")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn published_port_reaches_job() {
     if skip("published_port_reaches_job") {
         return;

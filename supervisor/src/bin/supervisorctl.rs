@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use corral_config::{paths, DurationValue};
+use clap::{CommandFactory, Parser};
+use corral_config::paths;
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
+use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
 use corral_supervisor::status::{self, EXIT_NOT_RUNNING, EXIT_UNKNOWN};
@@ -19,101 +20,6 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "supervisorctl",
-    version,
-    about = "Control supervisord, the corral job daemon"
-)]
-struct Cli {
-    /// Control socket of supervisord [default: /run/corral/supervisor.sock]
-    #[arg(long, global = true, env = "CORRAL_SUPERVISOR_SOCKET")]
-    socket: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Print the state of every job, or of the named ones. Exits 0 when all
-    /// of them are RUNNING, 3 when any is not, 4 for an unknown name.
-    Status {
-        names: Vec<String>,
-        /// Print the API's JSON instead of the table
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start jobs and wait until they are RUNNING or failed to start
-    Start {
-        /// Job names, or `all`
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Stop jobs and wait until their containers ended
-    Stop {
-        /// Job names, or `all`
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Stop jobs, then start them again
-    Restart {
-        /// Job names, or `all`
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Send a signal to the main process of jobs
-    Signal {
-        /// Signal name or number: HUP, SIGUSR1, 15
-        signal: String,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Print the host PID of a job's main process, or supervisord's PID
-    /// without a name. Exits 3 when the job is not running.
-    Pid { name: Option<String> },
-    /// Print the end of a job's stdout (or stderr) log
-    Tail {
-        name: String,
-        /// Keep printing lines as the job writes them
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Read the stderr log instead of stdout
-        #[arg(long)]
-        stderr: bool,
-        /// Number of lines to print from the end
-        #[arg(short = 'n', long = "lines", default_value_t = 10)]
-        lines: usize,
-        /// Read logs below this directory without asking supervisord for the
-        /// path (LOG_DIR/NAME/stdout.log)
-        #[arg(long)]
-        log_dir: Option<PathBuf>,
-    },
-    /// Re-scan the jobs directory and print what `update` would change
-    Reread,
-    /// Re-scan the jobs directory and apply the changes
-    Update,
-    /// Print the OCI config.json generated for a job
-    Spec { name: String },
-    /// Show live CPU, memory against its limit, network and block I/O and
-    /// processes of every job, or of the named ones, refreshing
-    #[command(visible_alias = "stats")]
-    Top {
-        names: Vec<String>,
-        /// Time between refreshes: 500ms, 2s, 1m
-        #[arg(short = 'd', long, default_value = "2s", value_parser = parse_interval)]
-        interval: Duration,
-        /// Print this many tables, then exit
-        #[arg(short = 'n', long)]
-        iterations: Option<u64>,
-        /// Print one table and exit, as `docker stats --no-stream` does
-        #[arg(long)]
-        no_stream: bool,
-    },
-    /// Stop every job and then supervisord
-    Shutdown,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -172,6 +78,11 @@ fn run(client: &Client, command: Command) -> Result<i32> {
         } => {
             let iterations = if no_stream { Some(1) } else { iterations };
             top_command(client, &names, interval, iterations)
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "supervisorctl", &mut io::stdout());
+            Ok(0)
         }
         Command::Shutdown => {
             let reply: Message = client.post("/v1/shutdown", None)?;
@@ -365,16 +276,6 @@ fn tail_command(
     Ok(0)
 }
 
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let duration = DurationValue::parse(text)
-        .map_err(|error| error.to_string())?
-        .as_duration();
-    if duration < Duration::from_millis(100) {
-        return Err(format!("interval {text} is below the minimum of 100ms"));
-    }
-    Ok(duration)
-}
-
 /// Prints a table every `interval`, or `iterations` of them. On a terminal
 /// each table replaces the last, as `top` does; otherwise they follow each
 /// other, separated by a blank line.
@@ -487,58 +388,5 @@ mod tests {
     fn job_path_encodes_name() {
         assert_eq!(job_path("web-1.a_b", "/stop"), "/v1/jobs/web-1.a_b/stop");
         assert_eq!(job_path("a b/c", ""), "/v1/jobs/a%20b%2Fc");
-    }
-
-    #[test]
-    fn cli_parses_tail_flags() {
-        let cli =
-            Cli::try_parse_from(["supervisorctl", "tail", "-f", "--stderr", "-n", "5", "web"])
-                .unwrap();
-        match cli.command {
-            Command::Tail {
-                name,
-                follow,
-                stderr,
-                lines,
-                ..
-            } => {
-                assert_eq!(name, "web");
-                assert!(follow);
-                assert!(stderr);
-                assert_eq!(lines, 5);
-            }
-            other => panic!("parsed {other:?}"),
-        }
-    }
-
-    #[test]
-    fn cli_parses_top_and_its_alias() {
-        for command in ["top", "stats"] {
-            let cli =
-                Cli::try_parse_from(["supervisorctl", command, "-d", "500ms", "-n", "3", "web"])
-                    .unwrap();
-            match cli.command {
-                Command::Top {
-                    names,
-                    interval,
-                    iterations,
-                    no_stream,
-                } => {
-                    assert_eq!(names, ["web"]);
-                    assert_eq!(interval, Duration::from_millis(500));
-                    assert_eq!(iterations, Some(3));
-                    assert!(!no_stream);
-                }
-                other => panic!("parsed {other:?}"),
-            }
-        }
-        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "10ms"]).is_err());
-        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "soon"]).is_err());
-    }
-
-    #[test]
-    fn cli_requires_names_for_actions() {
-        assert!(Cli::try_parse_from(["supervisorctl", "stop"]).is_err());
-        assert!(Cli::try_parse_from(["supervisorctl", "signal", "HUP"]).is_err());
     }
 }

@@ -5,46 +5,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
-use corral_config::paths;
+use clap::Parser;
+use corral_supervisor::cli::daemon::{Cli, LogFormat};
 use corral_supervisor::daemon::{self, DaemonConfig};
 use tracing_subscriber::EnvFilter;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Parser, Debug)]
-#[command(name = "supervisord", version, about = "The corral job daemon")]
-struct Cli {
-    /// Directory of job files (NAME.json, drop-ins in NAME.json.d/)
-    #[arg(long, default_value = paths::JOBS_DIR)]
-    jobs_dir: PathBuf,
-    /// Directory of the control socket, runtime state, exit records and pid files
-    #[arg(long, default_value = paths::RUN_DIR)]
-    run_dir: PathBuf,
-    /// Directory of container bundles and overlay directories
-    #[arg(long, default_value = paths::DATA_DIR)]
-    data_dir: PathBuf,
-    /// Directory of job logs, one subdirectory per job
-    #[arg(long, default_value = paths::LOG_DIR)]
-    log_dir: PathBuf,
-    /// Cgroup, relative to supervisord's own, that contains the containers' cgroups
-    #[arg(long, default_value = "corral")]
-    cgroup_parent: String,
-    /// The corral runtime binary [default: corral beside supervisord, else on PATH]
-    #[arg(long)]
-    runtime: Option<PathBuf>,
-    /// The per-container monitor binary [default: corral-monitor beside
-    /// supervisord, else on PATH]
-    #[arg(long)]
-    monitor: Option<PathBuf>,
-    /// Format of supervisord's own log on stderr; RUST_LOG sets the level
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
 
 fn main() {
     let cli = Cli::parse();
@@ -81,6 +45,7 @@ fn run(cli: Cli) -> Result<()> {
         cgroup_parent: cli.cgroup_parent,
         runtime,
         monitor,
+        live_restore: cli.live_restore,
     };
     let tokio = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;

@@ -401,6 +401,7 @@ mod tests {
             cgroup_parent: "corral-test".to_string(),
             runtime: PathBuf::from("/nonexistent/corral"),
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
+            live_restore: false,
         }
     }
 

@@ -44,6 +44,10 @@ pub struct DaemonConfig {
     pub runtime: PathBuf,
     /// The `corral-monitor` binary, the parent of each container's shim.
     pub monitor: PathBuf,
+    /// SIGTERM and SIGINT end supervisord at once and leave every job
+    /// running, for the next supervisord to adopt. A shutdown request still
+    /// stops every job first.
+    pub live_restore: bool,
 }
 
 impl DaemonConfig {
@@ -235,6 +239,10 @@ pub enum Event {
     Shutdown {
         origin: &'static str,
     },
+    /// Exit at once and leave every job running, for live restore.
+    Detach {
+        origin: &'static str,
+    },
 }
 
 /// Runs supervisord until SIGTERM, SIGINT or a shutdown request, and until
@@ -244,7 +252,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let socket_path = config.socket_path();
     let listener = bind_socket(&socket_path)?;
     let (events, receiver) = mpsc::unbounded_channel();
-    spawn_signal_handlers(events.clone())?;
+    spawn_signal_handlers(events.clone(), config.live_restore)?;
     match jobwatch::spawn(config.jobs_dir.clone(), events.clone()) {
         Ok(_) => tracing::debug!(dir = %config.jobs_dir.display(), "watching jobs directory"),
         Err(error) => tracing::warn!(
@@ -273,7 +281,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         "supervisord started"
     );
 
-    Supervisor::new(config.clone(), events, watching_pids)
+    let outcome = Supervisor::new(config.clone(), events, watching_pids)
         .run(receiver)
         .await;
 
@@ -288,8 +296,15 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     if let Err(error) = std::fs::remove_file(&socket_path) {
         tracing::warn!(path = %socket_path.display(), %error, "failed to remove the control socket");
     }
-    remove_cgroup_parent(&config.cgroup_parent);
-    tracing::info!("supervisord stopped");
+    match outcome {
+        Outcome::Stopped => {
+            remove_cgroup_parent(&config.cgroup_parent);
+            tracing::info!("supervisord stopped");
+        }
+        Outcome::Detached { running } => {
+            tracing::info!(running, "supervisord stopped and left its jobs running");
+        }
+    }
     Ok(())
 }
 
@@ -340,7 +355,21 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> Result<(), DaemonError> {
+/// How the supervisor task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every container was stopped.
+    Stopped,
+    /// supervisord left `running` containers for the next supervisord.
+    Detached { running: usize },
+}
+
+/// Turns SIGTERM and SIGINT into a shutdown, or with `live_restore` into a
+/// detach, and SIGHUP into a reload.
+fn spawn_signal_handlers(
+    events: mpsc::UnboundedSender<Event>,
+    live_restore: bool,
+) -> Result<(), DaemonError> {
     let install = |kind: SignalKind, name: &'static str| {
         signal(kind).map_err(|source| DaemonError::Signal {
             signal: name,
@@ -352,9 +381,13 @@ fn spawn_signal_handlers(events: mpsc::UnboundedSender<Event>) -> Result<(), Dae
     let mut hangup = install(SignalKind::hangup(), "SIGHUP")?;
     tokio::spawn(async move {
         loop {
+            let stop = |origin| match live_restore {
+                true => Event::Detach { origin },
+                false => Event::Shutdown { origin },
+            };
             let event = tokio::select! {
-                _ = terminate.recv() => Event::Shutdown { origin: "SIGTERM" },
-                _ = interrupt.recv() => Event::Shutdown { origin: "SIGINT" },
+                _ = terminate.recv() => stop("SIGTERM"),
+                _ = interrupt.recv() => stop("SIGINT"),
                 _ = hangup.recv() => Event::Reload { origin: "SIGHUP" },
             };
             if events.send(event).is_err() {

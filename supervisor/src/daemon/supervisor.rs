@@ -18,7 +18,7 @@ use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::stats::StatsTarget;
 use crate::daemon::{
-    error_chain, ApiError, DaemonConfig, Event, Reply, Request, ShimStatus, TimerKind,
+    error_chain, ApiError, DaemonConfig, Event, Outcome, Reply, Request, ShimStatus, TimerKind,
 };
 use crate::describe::{LastRun, PendingRestart, StopProgress};
 use crate::machine::{self, Decision, JobState, Termination};
@@ -47,6 +47,8 @@ pub struct Supervisor {
     /// Whether an inotify watch reports new pid files; without one, jobs
     /// check for them on a timer.
     watching_pids: bool,
+    /// Set by a detach: the task ends and leaves the containers running.
+    detached: bool,
 }
 
 impl Supervisor {
@@ -62,12 +64,13 @@ impl Supervisor {
             shutting_down: false,
             autostart: true,
             watching_pids,
+            detached: false,
         }
     }
 
     /// Loads the jobs, starts those with `autostart`, and handles events
-    /// until a shutdown has stopped every container.
-    pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) {
+    /// until a shutdown has stopped every container or a detach.
+    pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) -> Outcome {
         let scan = reload::scan(&self.config.jobs_dir);
         if let Some(error) = &scan.dir_error {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
@@ -86,13 +89,26 @@ impl Supervisor {
             }
         }
 
-        while !(self.shutting_down && self.no_containers_left()) {
+        loop {
+            let stopped_all = self.shutting_down && self.no_containers_left();
+            if stopped_all || self.detached {
+                break;
+            }
             let Some(event) = receiver.recv().await else {
                 break;
             };
             self.handle(event);
             self.answer_settled_waiters();
         }
+        if self.detached {
+            let running = self
+                .jobs
+                .values()
+                .filter(|job| job.container.is_some())
+                .count();
+            return Outcome::Detached { running };
+        }
+        Outcome::Stopped
     }
 
     fn no_containers_left(&self) -> bool {
@@ -118,6 +134,7 @@ impl Supervisor {
                 self.reload(true);
             }
             Event::Shutdown { origin } => self.begin_shutdown(origin),
+            Event::Detach { origin } => self.detach(origin),
         }
     }
 
@@ -795,6 +812,34 @@ impl Supervisor {
                 kind: TimerKind::StopTimeout,
             });
         });
+    }
+
+    /// Ends the task and leaves every container running. A shutdown that
+    /// already stops the jobs goes on.
+    fn detach(&mut self, origin: &str) {
+        if self.shutting_down {
+            tracing::info!(
+                origin,
+                "shutdown in progress; finishing it instead of leaving the jobs running"
+            );
+            return;
+        }
+        let running = self
+            .jobs
+            .values()
+            .filter(|job| job.container.is_some())
+            .count();
+        tracing::info!(
+            origin,
+            running,
+            "leaving the jobs running for the next supervisord"
+        );
+        self.detached = true;
+        for job in self.jobs.values_mut() {
+            for waiter in job.waiters.drain(..) {
+                let _ = waiter.send(Err(ApiError::unavailable()));
+            }
+        }
     }
 
     fn begin_shutdown(&mut self, origin: &str) {

@@ -73,12 +73,19 @@ pub struct Daemon {
     pub cgroup_parent: String,
     child: Option<Child>,
     stderr_path: PathBuf,
+    /// Flags passed to every supervisord started on these directories.
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     /// Writes the jobs and starts supervisord on them, waiting until its
     /// socket responds.
     pub fn start(jobs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_args(jobs, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra supervisord flags.
+    pub fn start_with_args(jobs: &[(&str, &str)], args: &[&str]) -> Daemon {
         let runtime = runtime_binary();
         let dir = tempfile::Builder::new()
             .prefix("corral-sv-test.")
@@ -91,6 +98,7 @@ impl Daemon {
             cgroup_parent,
             child: None,
             stderr_path: PathBuf::new(),
+            extra_args: args.iter().map(|arg| arg.to_string()).collect(),
         };
         fs::create_dir_all(daemon.jobs_dir()).unwrap();
         for (name, body) in jobs {
@@ -123,6 +131,7 @@ impl Daemon {
             .arg(&self.cgroup_parent)
             .arg("--runtime")
             .arg(runtime)
+            .args(&self.extra_args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,82 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_supervisorctl_global_optspecs
+    string join \n socket= h/help V/version
+end
+
+function __fish_supervisorctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_supervisorctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_supervisorctl_using_subcommand
+    set -l cmd (__fish_supervisorctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s V -l version -d 'Print version'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "status" -d 'Print the state of every job, or of the named ones. Exits 0 when all of them are RUNNING, 3 when any is not, 4 for an unknown name'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "start" -d 'Start jobs and wait until they are RUNNING or failed to start'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stop" -d 'Stop jobs and wait until their containers ended'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "restart" -d 'Stop jobs, then start them again'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "signal" -d 'Send a signal to the main process of jobs'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "pid" -d 'Print the host PID of a job\'s main process, or supervisord\'s PID without a name. Exits 3 when the job is not running'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "tail" -d 'Print the end of a job\'s stdout (or stderr) log'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "reread" -d 'Re-scan the jobs directory and print what `update` would change'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "update" -d 'Re-scan the jobs directory and apply the changes'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "spec" -d 'Print the OCI config.json generated for a job'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "top" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stats" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "shutdown" -d 'Stop every job and then supervisord'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "completions" -d 'Print a completion script for this command: `supervisorctl completions bash > /usr/share/bash-completion/completions/supervisorctl`'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l json -d 'Print the API\'s JSON instead of the table'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s n -l lines -d 'Number of lines to print from the end' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l log-dir -d 'Read logs below this directory without asking supervisord for the path (LOG_DIR/NAME/stdout.log)' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s f -l follow -d 'Keep printing lines as the job writes them'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l stderr -d 'Read the stderr log instead of stdout'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s d -l interval -d 'Time between refreshes: 500ms, 2s, 1m' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s n -l iterations -d 'Print this many tables, then exit' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s d -l interval -d 'Time between refreshes: 500ms, 2s, 1m' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s n -l iterations -d 'Print this many tables, then exit' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help'

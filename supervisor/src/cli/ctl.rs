@@ -1,0 +1,187 @@
+//! The command line of `supervisorctl`, shared by the binary and the
+//! generator of its completions and man pages.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use corral_config::DurationValue;
+
+const LONG_ABOUT: &str = "\
+Control supervisord, the corral job daemon, through its control socket.
+
+Exit status: 0 when every listed job is RUNNING or an action succeeded; 1 \
+when an action failed; 3 from status when a listed job is in any other \
+state and from pid when the job is not running; 4 for an unknown job name \
+or when supervisord cannot be reached.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "supervisorctl",
+    version,
+    about = "Control supervisord, the corral job daemon",
+    long_about = LONG_ABOUT
+)]
+pub struct Cli {
+    /// Control socket of supervisord [default: /run/corral/supervisor.sock]
+    #[arg(long, global = true, env = "CORRAL_SUPERVISOR_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the state of every job, or of the named ones. Exits 0 when all
+    /// of them are RUNNING, 3 when any is not, 4 for an unknown name.
+    Status {
+        names: Vec<String>,
+        /// Print the API's JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start jobs and wait until they are RUNNING or failed to start
+    Start {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop jobs and wait until their containers ended
+    Stop {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop jobs, then start them again
+    Restart {
+        /// Job names, or `all`
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to the main process of jobs
+    Signal {
+        /// Signal name or number: HUP, SIGUSR1, 15
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print the host PID of a job's main process, or supervisord's PID
+    /// without a name. Exits 3 when the job is not running.
+    Pid { name: Option<String> },
+    /// Print the end of a job's stdout (or stderr) log
+    Tail {
+        name: String,
+        /// Keep printing lines as the job writes them
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Read the stderr log instead of stdout
+        #[arg(long)]
+        stderr: bool,
+        /// Number of lines to print from the end
+        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        lines: usize,
+        /// Read logs below this directory without asking supervisord for the
+        /// path (LOG_DIR/NAME/stdout.log)
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+    /// Re-scan the jobs directory and print what `update` would change
+    Reread,
+    /// Re-scan the jobs directory and apply the changes
+    Update,
+    /// Print the OCI config.json generated for a job
+    Spec { name: String },
+    /// Show live CPU, memory against its limit, network and block I/O and
+    /// processes of every job, or of the named ones, refreshing
+    #[command(visible_alias = "stats")]
+    Top {
+        names: Vec<String>,
+        /// Time between refreshes: 500ms, 2s, 1m
+        #[arg(short = 'd', long, default_value = "2s", value_parser = parse_interval)]
+        interval: Duration,
+        /// Print this many tables, then exit
+        #[arg(short = 'n', long)]
+        iterations: Option<u64>,
+        /// Print one table and exit, as `docker stats --no-stream` does
+        #[arg(long)]
+        no_stream: bool,
+    },
+    /// Stop every job and then supervisord
+    Shutdown,
+    /// Print a completion script for this command: `supervisorctl
+    /// completions bash > /usr/share/bash-completion/completions/supervisorctl`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Parses `--interval`: a duration of 100ms or more.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = DurationValue::parse(text)
+        .map_err(|error| error.to_string())?
+        .as_duration();
+    if duration < Duration::from_millis(100) {
+        return Err(format!("interval {text} is below the minimum of 100ms"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses_tail_flags() {
+        let cli =
+            Cli::try_parse_from(["supervisorctl", "tail", "-f", "--stderr", "-n", "5", "web"])
+                .unwrap();
+        match cli.command {
+            Command::Tail {
+                name,
+                follow,
+                stderr,
+                lines,
+                ..
+            } => {
+                assert_eq!(name, "web");
+                assert!(follow);
+                assert!(stderr);
+                assert_eq!(lines, 5);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_parses_top_and_its_alias() {
+        for command in ["top", "stats"] {
+            let cli =
+                Cli::try_parse_from(["supervisorctl", command, "-d", "500ms", "-n", "3", "web"])
+                    .unwrap();
+            match cli.command {
+                Command::Top {
+                    names,
+                    interval,
+                    iterations,
+                    no_stream,
+                } => {
+                    assert_eq!(names, ["web"]);
+                    assert_eq!(interval, Duration::from_millis(500));
+                    assert_eq!(iterations, Some(3));
+                    assert!(!no_stream);
+                }
+                other => panic!("parsed {other:?}"),
+            }
+        }
+        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "10ms"]).is_err());
+        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "soon"]).is_err());
+    }
+
+    #[test]
+    fn cli_requires_names_for_actions() {
+        assert!(Cli::try_parse_from(["supervisorctl", "stop"]).is_err());
+        assert!(Cli::try_parse_from(["supervisorctl", "signal", "HUP"]).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The command line of `supervisord`, shared by the binary and the
+//! generator of its completions and man page.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use corral_config::paths;
+
+/// Format of supervisord's own log lines.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
+const LONG_ABOUT: &str = "\
+The corral job daemon. supervisord runs each job of the jobs directory in \
+its own corral container, restarts jobs by their restart policy, keeps \
+their logs through one corral-monitor process per container, and serves \
+the control API that supervisorctl uses on RUN_DIR/supervisor.sock.
+
+supervisord reloads job files by itself when they change; SIGHUP and \
+`supervisorctl update` reload them too. SIGTERM and SIGINT stop every job \
+and then supervisord, or with --live-restore end supervisord at once and \
+leave the jobs to the next supervisord, which adopts them.
+
+Cgroups of the jobs are created below supervisord's own cgroup, which must \
+be delegated to it (systemd's Delegate=yes).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "supervisord",
+    version,
+    about = "The corral job daemon",
+    long_about = LONG_ABOUT
+)]
+pub struct Cli {
+    /// Directory of job files (NAME.json, drop-ins in NAME.json.d/)
+    #[arg(long, default_value = paths::JOBS_DIR)]
+    pub jobs_dir: PathBuf,
+    /// Directory of the control socket, runtime state, exit records and pid files
+    #[arg(long, default_value = paths::RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// Directory of container bundles and overlay directories
+    #[arg(long, default_value = paths::DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Directory of job logs, one subdirectory per job
+    #[arg(long, default_value = paths::LOG_DIR)]
+    pub log_dir: PathBuf,
+    /// Cgroup, relative to supervisord's own, that contains the containers' cgroups
+    #[arg(long, default_value = "corral")]
+    pub cgroup_parent: String,
+    /// The corral runtime binary [default: corral beside supervisord, else on PATH]
+    #[arg(long)]
+    pub runtime: Option<PathBuf>,
+    /// The per-container monitor binary [default: corral-monitor beside
+    /// supervisord, else on PATH]
+    #[arg(long)]
+    pub monitor: Option<PathBuf>,
+    /// Exit at once on SIGTERM and SIGINT and leave every job running, for
+    /// the next supervisord to adopt (`supervisorctl shutdown` still stops
+    /// every job first); the systemd unit sets it, with KillMode=process
+    #[arg(long)]
+    pub live_restore: bool,
+    /// Format of supervisord's own log on stderr; RUST_LOG sets the level
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

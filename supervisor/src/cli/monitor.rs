@@ -1,0 +1,44 @@
+//! The command line of `corral-monitor`, shared by the binary and the
+//! generator of its man page.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+const LONG_ABOUT: &str = "\
+Run a corral shim and write its output to rotated log files. supervisord \
+starts one corral-monitor per container; it is not meant to be run by hand.
+
+The monitor reads the shim's stdout and stderr through pipes and appends \
+them to the log files, renaming a file to NAME.1 (and older ones up to \
+NAME.KEEP) whenever the next write would take it above max_size. When the \
+disk falls behind by 1 MiB of a stream, further output of that stream is \
+dropped, and a notice in the log states how many bytes. SIGTERM, SIGINT, \
+SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the shim, and \
+SIGRTMIN+1 makes the monitor read the settings file again. The monitor \
+exits with the shim's exit status, or is killed by the signal that killed \
+the shim.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "corral-monitor",
+    version,
+    about = "Run a corral shim and write its output to rotated log files",
+    long_about = LONG_ABOUT
+)]
+pub struct Cli {
+    /// Log file for the shim's stdout
+    #[arg(long)]
+    pub stdout: PathBuf,
+    /// Log file for the shim's stderr
+    #[arg(long)]
+    pub stderr: PathBuf,
+    /// JSON file with the rotation limits, {"max_size": BYTES, "keep": N}; read
+    /// again on SIGRTMIN+1
+    #[arg(long)]
+    pub settings: PathBuf,
+    /// The shim's command line, after `--`
+    #[arg(required = true, last = true)]
+    pub command: Vec<OsString>,
+}

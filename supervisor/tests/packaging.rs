@@ -1,0 +1,261 @@
+//! The files in `packaging/`: completion scripts and man pages match the
+//! command-line definitions, the systemd units carry the settings that
+//! live restore needs and pass `systemd-analyze verify`, and install.sh
+//! puts everything in place. They need no root.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use corral_supervisor::cli::{daemon, packaging_files};
+
+fn packaging_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the supervisor crate is inside the workspace")
+        .join("packaging")
+}
+
+/// Files below `dir`, relative to it.
+fn files_below(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn committed_packaging_is_current() {
+    let root = packaging_dir();
+    let generated = packaging_files();
+    if std::env::var_os("UPDATE_PACKAGING").is_some() {
+        for section in ["completions", "man"] {
+            let _ = fs::remove_dir_all(root.join(section));
+        }
+        for file in &generated {
+            let path = root.join(&file.path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &file.content).unwrap();
+        }
+        return;
+    }
+    let regenerate = "regenerate them with \
+         `UPDATE_PACKAGING=1 cargo test -p corral-supervisor --test packaging` and commit the result";
+    for file in &generated {
+        let path = root.join(&file.path);
+        let committed = fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == file.content,
+            "{} differs from what the command-line definitions generate; {regenerate}",
+            path.display()
+        );
+    }
+    let expected: BTreeSet<PathBuf> = generated.into_iter().map(|file| file.path).collect();
+    let mut committed = BTreeSet::new();
+    for section in ["completions", "man"] {
+        for file in files_below(&root.join(section)) {
+            committed.insert(Path::new(section).join(file));
+        }
+    }
+    let stale: Vec<&PathBuf> = committed.difference(&expected).collect();
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}; {regenerate}"
+    );
+}
+
+/// The settings of one unit file, `KEY=VALUE` per line.
+fn unit_settings(name: &str) -> Vec<(String, String)> {
+    let text = fs::read_to_string(packaging_dir().join("systemd").join(name)).unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.starts_with('['))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    settings
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.as_str())
+}
+
+#[test]
+fn supervisord_unit_keeps_jobs_across_restarts() {
+    let settings = unit_settings("supervisord.service");
+    for (key, expected) in [
+        ("Delegate", "yes"),
+        ("KillMode", "process"),
+        ("Restart", "always"),
+        ("TasksMax", "infinity"),
+        ("RuntimeDirectory", "corral"),
+        ("RuntimeDirectoryPreserve", "yes"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("WantedBy", "multi-user.target"),
+    ] {
+        assert_eq!(setting(&settings, key), Some(expected), "{key}");
+    }
+    let exec_start = setting(&settings, "ExecStart").unwrap();
+    let arguments: Vec<&str> = exec_start.split_whitespace().collect();
+    assert_eq!(arguments[0], "/usr/local/bin/supervisord");
+    let cli = daemon::Cli::try_parse_from(&arguments).unwrap();
+    assert!(cli.live_restore, "KillMode=process needs --live-restore");
+    assert_eq!(
+        cli.run_dir,
+        Path::new("/run/corral"),
+        "RuntimeDirectory=corral"
+    );
+    assert_eq!(
+        cli.data_dir,
+        Path::new("/var/lib/corral"),
+        "StateDirectory=corral"
+    );
+    assert_eq!(
+        cli.log_dir,
+        Path::new("/var/log/corral"),
+        "LogsDirectory=corral"
+    );
+    let exec_stop = setting(&settings, "ExecStop").unwrap();
+    assert!(exec_stop.contains("supervisorctl shutdown"), "{exec_stop}");
+}
+
+#[test]
+fn metrics_agent_unit_restarts_and_reads_only() {
+    let settings = unit_settings("metrics-agent.service");
+    assert_eq!(setting(&settings, "Restart"), Some("on-failure"));
+    assert_eq!(setting(&settings, "ProtectSystem"), Some("strict"));
+    assert_eq!(setting(&settings, "After"), Some("supervisord.service"));
+    let exec_start = setting(&settings, "ExecStart").unwrap();
+    assert!(
+        exec_start.starts_with("/usr/local/bin/metrics-agent "),
+        "{exec_start}"
+    );
+    assert!(
+        exec_start.contains("--supervisor-socket /run/corral/supervisor.sock"),
+        "{exec_start}"
+    );
+}
+
+#[test]
+fn units_pass_systemd_analyze() {
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIP units_pass_systemd_analyze: systemd-analyze is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let supervisord = Path::new(env!("CARGO_BIN_EXE_supervisord"));
+    std::os::unix::fs::symlink(supervisord, bin.join("supervisord")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_supervisorctl"),
+        bin.join("supervisorctl"),
+    )
+    .unwrap();
+    // metrics-agent belongs to another crate and may not be built yet;
+    // verify only checks that the file is executable.
+    let agent = supervisord.with_file_name("metrics-agent");
+    if agent.is_file() {
+        std::os::unix::fs::symlink(&agent, bin.join("metrics-agent")).unwrap();
+    } else {
+        fs::copy("/bin/true", bin.join("metrics-agent")).unwrap();
+    }
+    let mut units = Vec::new();
+    for unit in ["supervisord.service", "metrics-agent.service"] {
+        let text = fs::read_to_string(packaging_dir().join("systemd").join(unit)).unwrap();
+        let path = scratch.path().join(unit);
+        fs::write(
+            &path,
+            text.replace("/usr/local/bin", &bin.display().to_string()),
+        )
+        .unwrap();
+        units.push(path);
+    }
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&units)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn install_script_places_everything() {
+    let scratch = tempfile::tempdir().unwrap();
+    let build = scratch.path().join("build");
+    fs::create_dir(&build).unwrap();
+    for binary in [
+        "corral",
+        "supervisord",
+        "supervisorctl",
+        "corral-monitor",
+        "metrics-agent",
+    ] {
+        fs::write(build.join(binary), format!("#!/bin/sh\necho {binary}\n")).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        fs::set_permissions(build.join(binary), mode).unwrap();
+    }
+    let destination = scratch.path().join("root");
+    let output = Command::new("sh")
+        .arg(packaging_dir().join("install.sh"))
+        .arg(&build)
+        .env("DESTDIR", &destination)
+        .env("PREFIX", "/opt/corral")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "install.sh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    for path in [
+        "opt/corral/bin/supervisord",
+        "opt/corral/bin/corral-monitor",
+        "opt/corral/share/bash-completion/completions/supervisorctl",
+        "opt/corral/share/zsh/site-functions/_supervisorctl",
+        "opt/corral/share/fish/vendor_completions.d/supervisord.fish",
+        "opt/corral/share/man/man1/supervisorctl-top.1",
+        "opt/corral/share/man/man8/supervisord.8",
+        "etc/systemd/system/metrics-agent.service",
+    ] {
+        assert!(destination.join(path).is_file(), "{path} was not installed");
+    }
+    assert!(destination.join("etc/corral/jobs.d").is_dir());
+    let unit =
+        fs::read_to_string(destination.join("etc/systemd/system/supervisord.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/opt/corral/bin/supervisord --live-restore"),
+        "{unit}"
+    );
+    assert!(!unit.contains("/usr/local/bin"), "{unit}");
+
+    fs::remove_file(build.join("metrics-agent")).unwrap();
+    let missing = Command::new("sh")
+        .arg(packaging_dir().join("install.sh"))
+        .arg(&build)
+        .env("DESTDIR", &destination)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.contains("metrics-agent is missing"), "{message}");
+    assert!(message.contains("cargo build --release"), "{message}");
+}
