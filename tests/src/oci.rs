@@ -22,7 +22,7 @@ pub const PROBE: &str = "/bin/corral-probe";
 /// scripts in tests and hooks.
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "ls", "sleep", "true", "false", "env", "id", "mkdir", "touch", "kill",
-    "ps", "mount", "hostname", "grep", "readlink", "stat", "chmod", "test", "wc", "tr",
+    "ps", "mount", "hostname", "grep", "readlink", "stat", "chmod", "test", "wc", "tr", "mknod",
 ];
 
 /// The capabilities that runc's default spec grants, as a runtime test
