@@ -399,3 +399,18 @@ fn process_scheduler_policy_and_nice() {
     assert_eq!(values["policy"], libc::SCHED_BATCH.to_string());
     assert_eq!(values["nice"], "7");
 }
+
+#[test]
+fn process_personality_domain() {
+    if !require_root("process_personality_domain") {
+        return;
+    }
+    let mut bundle = Bundle::new("personality");
+    bundle.args(&["/bin/busybox", "uname", "-m"]);
+    bundle.set("/linux/personality", json!({"domain": "LINUX32"}));
+    assert_eq!(
+        bundle.run_ok().trim(),
+        "i686",
+        "LINUX32 reports a 32-bit machine"
+    );
+}

@@ -1,0 +1,310 @@
+//! `linux.resources` read back from the container's cgroup files: memory,
+//! cpu, cpuset, pids, blockIO and hugepageLimits on cgroup v1, `unified`
+//! on cgroup v2, and errors that name a field the host cannot enforce.
+
+use std::fs;
+use std::path::Path;
+
+use corral_runtime::state::CgroupPaths;
+use corral_tests::oci::{describe, text, Bundle, PROBE};
+use corral_tests::require_root;
+use serde_json::json;
+
+fn is_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Starts a sleeping container with `resources` as linux.resources.
+fn with_resources(test: &str, resources: serde_json::Value) -> Bundle {
+    let mut bundle = Bundle::new(test);
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.set("/linux/resources", resources);
+    bundle.start_ok();
+    bundle
+}
+
+/// The `MAJOR:MINOR` of the block device behind `/`.
+fn root_device() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    // A partition's throttle rules go to its whole disk, which
+    // /sys/dev/block/M:m/.. names when the device is a partition.
+    let sys = format!("/sys/dev/block/{major}:{minor}");
+    if Path::new(&sys).join("partition").exists() {
+        let parent = fs::read_to_string(format!("{sys}/../dev")).unwrap();
+        let (ma, mi) = parent.trim().split_once(':').unwrap();
+        return (ma.parse().unwrap(), mi.parse().unwrap());
+    }
+    (major, minor)
+}
+
+#[test]
+fn resources_memory_v1() {
+    if !require_root("resources_memory_v1") {
+        return;
+    }
+    if is_v2() {
+        eprintln!("SKIP resources_memory_v1: the host runs cgroup v2");
+        return;
+    }
+    let bundle = with_resources(
+        "memory",
+        json!({"memory": {"limit": 200 << 20, "reservation": 100 << 20, "swappiness": 10,
+                          "disableOOMKiller": true}}),
+    );
+    assert_eq!(
+        bundle.cgroup_file("memory", "memory.limit_in_bytes"),
+        (200u64 << 20).to_string()
+    );
+    assert_eq!(
+        bundle.cgroup_file("memory", "memory.soft_limit_in_bytes"),
+        (100u64 << 20).to_string()
+    );
+    assert_eq!(bundle.cgroup_file("memory", "memory.swappiness"), "10");
+    let oom = bundle.cgroup_file("memory", "memory.oom_control");
+    assert!(oom.contains("oom_kill_disable 1"), "{oom}");
+}
+
+#[test]
+fn resources_memory_swap_v1() {
+    if !require_root("resources_memory_swap_v1") {
+        return;
+    }
+    if is_v2() {
+        eprintln!("SKIP resources_memory_swap_v1: the host runs cgroup v2");
+        return;
+    }
+    let memsw = corral_tests::host::own_cgroup_dir("memory")
+        .map(|dir| dir.join("memory.memsw.limit_in_bytes"))
+        .is_some_and(|file| file.exists());
+    let mut bundle = Bundle::new("memory-swap");
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 64 << 20, "swap": 96 << 20}}),
+    );
+    if !memsw {
+        let output = bundle.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        assert!(text(&output.stderr).contains("linux.resources.memory.swap"));
+        return;
+    }
+    bundle.start_ok();
+    assert_eq!(
+        bundle.cgroup_file("memory", "memory.memsw.limit_in_bytes"),
+        (96u64 << 20).to_string()
+    );
+    assert_eq!(
+        bundle.cgroup_file("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+}
+
+#[test]
+fn resources_cpu_and_cpuset_v1() {
+    if !require_root("resources_cpu_and_cpuset_v1") {
+        return;
+    }
+    if is_v2() {
+        eprintln!("SKIP resources_cpu_and_cpuset_v1: the host runs cgroup v2");
+        return;
+    }
+    let bundle = with_resources(
+        "cpu",
+        json!({"cpu": {"shares": 256, "quota": 25000, "period": 50000, "cpus": "0", "mems": "0"}}),
+    );
+    assert_eq!(bundle.cgroup_file("cpu", "cpu.shares"), "256");
+    assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_quota_us"), "25000");
+    assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_period_us"), "50000");
+    assert_eq!(bundle.cgroup_file("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(bundle.cgroup_file("cpuset", "cpuset.mems"), "0");
+}
+
+#[test]
+fn resources_cpu_realtime_v1() {
+    if !require_root("resources_cpu_realtime_v1") {
+        return;
+    }
+    if is_v2() || !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        eprintln!("SKIP resources_cpu_realtime_v1: no cpu.rt_runtime_us (CONFIG_RT_GROUP_SCHED)");
+        return;
+    }
+    let bundle = with_resources(
+        "cpu-rt",
+        json!({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 0}}),
+    );
+    assert_eq!(bundle.cgroup_file("cpu", "cpu.rt_period_us"), "1000000");
+    assert_eq!(bundle.cgroup_file("cpu", "cpu.rt_runtime_us"), "0");
+}
+
+#[test]
+fn resources_pids_limit() {
+    if !require_root("resources_pids_limit") {
+        return;
+    }
+    let bundle = with_resources("pids", json!({"pids": {"limit": 5}}));
+    assert_eq!(bundle.cgroup_file("pids", "pids.max"), "5");
+    let output = bundle.corral_output(&[
+        "exec",
+        &bundle.id,
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do sleep 2 & done; wait",
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("can't fork") || stderr.contains("Resource temporarily unavailable"),
+        "the pids limit was not enforced: {}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn resources_block_io_v1() {
+    if !require_root("resources_block_io_v1") {
+        return;
+    }
+    if is_v2() {
+        eprintln!("SKIP resources_block_io_v1: the host runs cgroup v2");
+        return;
+    }
+    let (major, minor) = root_device();
+    let device = |rate: u64| json!([{"major": major, "minor": minor, "rate": rate}]);
+    let bundle = with_resources(
+        "blkio",
+        json!({"blockIO": {
+            "throttleReadBpsDevice": device(1 << 20),
+            "throttleWriteBpsDevice": device(2 << 20),
+            "throttleReadIOPSDevice": device(100),
+            "throttleWriteIOPSDevice": device(200)}}),
+    );
+    for (file, value) in [
+        ("blkio.throttle.read_bps_device", 1u64 << 20),
+        ("blkio.throttle.write_bps_device", 2 << 20),
+        ("blkio.throttle.read_iops_device", 100),
+        ("blkio.throttle.write_iops_device", 200),
+    ] {
+        assert_eq!(
+            bundle.cgroup_file("blkio", file),
+            format!("{major}:{minor} {value}"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn resources_block_io_weight() {
+    if !require_root("resources_block_io_weight") {
+        return;
+    }
+    let (major, minor) = root_device();
+    let mut bundle = Bundle::new("blkio-weight");
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.set(
+        "/linux/resources",
+        json!({"blockIO": {"weight": 300,
+                           "weightDevice": [{"major": major, "minor": minor, "weight": 400}]}}),
+    );
+    let own = corral_tests::host::own_cgroup_dir("blkio");
+    let has_weight = own.is_some_and(|dir| {
+        dir.join("blkio.weight").exists() || dir.join("blkio.bfq.weight").exists()
+    });
+    if is_v2() || has_weight {
+        bundle.start_ok();
+        let dir = bundle.cgroup_dir("blkio");
+        let file = [
+            "blkio.weight",
+            "blkio.bfq.weight",
+            "io.weight",
+            "io.bfq.weight",
+        ]
+        .into_iter()
+        .find(|f| dir.join(f).exists())
+        .expect("a weight file");
+        let value = fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            value.contains("300") || value.contains("default"),
+            "{file}: {value}"
+        );
+    } else {
+        // Without a scheduler that has weights the field cannot be honoured,
+        // and the error must say which field and why.
+        let output = bundle.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("linux.resources.blockIO.weight"),
+            "{stderr}"
+        );
+    }
+}
+
+// NOTE: fails on hybrid hosts until the runtime writes hugepageLimits to
+// the hybrid cgroup2 mount when the v1 hugetlb controller is not mounted.
+#[test]
+fn resources_hugepage_limits() {
+    if !require_root("resources_hugepage_limits") {
+        return;
+    }
+    if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        eprintln!("SKIP resources_hugepage_limits: the kernel has no 2 MB huge pages");
+        return;
+    }
+    let bundle = with_resources(
+        "hugetlb",
+        json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]}),
+    );
+    let state = bundle.state().expect("state");
+    assert_eq!(state["status"], "running");
+    // The v1 hugetlb controller, the hybrid cgroup2 mount or the v2 cgroup.
+    let own_unified = fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .unwrap_or_default();
+    let mut candidates = vec![Path::new("/sys/fs/cgroup/unified")
+        .join(own_unified.trim_start_matches('/'))
+        .join(&bundle.cgroup_path)];
+    match bundle.cgroup_paths() {
+        CgroupPaths::V1 { controllers } => candidates.extend(controllers.get("hugetlb").cloned()),
+        CgroupPaths::V2 { path } => candidates.push(path),
+    }
+    let mut found = Vec::new();
+    for dir in &candidates {
+        for file in ["hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max"] {
+            if let Ok(value) = fs::read_to_string(dir.join(file)) {
+                found.push((dir.join(file), value.trim().to_string()));
+            }
+        }
+    }
+    assert!(
+        found
+            .iter()
+            .any(|(_, value)| value == &(4u64 << 20).to_string()),
+        "no hugetlb limit of 4 MiB in {candidates:?}: {found:?}"
+    );
+}
+
+#[test]
+fn resources_unified_by_version() {
+    if !require_root("resources_unified_by_version") {
+        return;
+    }
+    let mut bundle = Bundle::new("unified");
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.set(
+        "/linux/resources",
+        json!({"unified": {"memory.high": "104857600", "pids.max": "40"}}),
+    );
+    if is_v2() {
+        bundle.start_ok();
+        assert_eq!(bundle.cgroup_file("memory", "memory.high"), "104857600");
+        assert_eq!(bundle.cgroup_file("pids", "pids.max"), "40");
+    } else {
+        let output = bundle.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("linux.resources.unified"), "{stderr}");
+    }
+}
