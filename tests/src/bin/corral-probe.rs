@@ -29,6 +29,27 @@
 //! - `namespaces`: prints `NAME=INODE` for each entry of /proc/self/ns.
 //! - `sched`: prints the scheduling policy, nice value and I/O priority.
 //! - `tty`: prints whether stdin, stdout and stderr are terminals.
+//!
+//! Attempts to escape, each printing `NAME=RESULT` or `NAME!errno=N` lines
+//! (see `attacks.rs`):
+//! - `write-exe PID`: appends to the binary of PID through /proc/PID/exe,
+//!   directly and by reopening an O_PATH descriptor.
+//! - `hijack-exe DIR SECONDS`: as PID 1, waits for another binary to run in
+//!   the container, holds its /proc/PID/exe, kills it and then writes it.
+//! - `fds`: lists the probe's open descriptors and opens `..` of each.
+//! - `fds-of PID`: lists /proc/PID/fd and opens each entry.
+//! - `raw-device MAJOR MINOR`: creates a block device node and reads it.
+//! - `masked PATHS`: counts the entries or bytes readable at each path.
+//! - `open-write PATHS`: opens each path for writing without writing.
+//! - `privileged-call NAME`: one call that needs a capability the job lacks
+//!   (`mount`, `umount2`, `init_module`, `finit_module`, `delete_module`,
+//!   `reboot`, `keyctl`, `add_key`, `bpf`, `perf_event_open`,
+//!   `open_by_handle_at`, `unshare`, `swapon`, `settimeofday`).
+
+// The module sits in a directory named after the probe, which has no
+// main.rs, so cargo does not build it as a binary of its own.
+#[path = "corral-probe/attacks.rs"]
+mod attacks;
 
 use std::time::{Duration, Instant};
 
@@ -106,6 +127,14 @@ fn main() {
                 println!("{name}={is_tty}");
             }
         }
+        "write-exe" => attacks::write_exe(argument(&args, 1)),
+        "hijack-exe" => attacks::hijack_exe(argument(&args, 1), number(2)),
+        "fds" => attacks::own_descriptors(),
+        "fds-of" => attacks::descriptors_of(argument(&args, 1)),
+        "raw-device" => attacks::raw_device(number(1), number(2)),
+        "masked" => attacks::masked(&args[1..]),
+        "open-write" => attacks::open_write(&args[1..]),
+        "privileged-call" => attacks::privileged_call(argument(&args, 1)),
         other => usage(&format!("unknown command {other:?}")),
     }
 }
@@ -114,7 +143,9 @@ fn usage(message: &str) -> ! {
     eprintln!(
         "corral-probe: {message}; commands: identity, env, alloc BYTES, spin THREADS SECONDS, \
          forkloop, exit CODE, sleep SECONDS, args, status, rlimits, mounts, sysctl KEYS, \
-         syscall NAME [ARG], write PATH, read PATH, stat PATHS, namespaces, sched, tty"
+         syscall NAME [ARG], write PATH, read PATH, stat PATHS, namespaces, sched, tty, \
+         write-exe PID, hijack-exe DIR SECONDS, fds, fds-of PID, raw-device MAJOR MINOR, masked PATHS, \
+         open-write PATHS, privileged-call NAME"
     );
     std::process::exit(2)
 }
