@@ -462,9 +462,34 @@ fn mounts(job: &JobSpec) -> Vec<Value> {
     mounts
 }
 
+/// Device cgroup rules of every job, as Docker sets them: every device is
+/// denied, creating a node of any device is allowed (so CAP_MKNOD keeps
+/// its meaning), and only the standard devices may be read and written.
+/// Without these rules a job could create a node for the host's disk and
+/// read it. The runtime enforces them on cgroup v1 only.
+fn device_rules() -> Value {
+    let mut rules = vec![
+        json!({"allow": false, "access": "rwm"}),
+        json!({"allow": true, "type": "c", "access": "m"}),
+        json!({"allow": true, "type": "b", "access": "m"}),
+    ];
+    for (_, major, minor) in crate::rootfs::DEFAULT_DEVICES {
+        rules.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+        );
+    }
+    // /dev/console and /dev/ptmx, then every /dev/pts/N.
+    for minor in [1, 2] {
+        rules
+            .push(json!({"allow": true, "type": "c", "major": 5, "minor": minor, "access": "rwm"}));
+    }
+    rules.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    Value::Array(rules)
+}
+
 fn resources(job: &JobSpec) -> Result<Value, JobSpecError> {
     let limits = &job.resources;
-    let mut resources = json!({});
+    let mut resources = json!({"devices": device_rules()});
     let mut memory = json!({});
     if let Some(limit) = limits.memory {
         memory["limit"] = json!(limit.bytes());
