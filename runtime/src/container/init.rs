@@ -414,6 +414,7 @@ fn run_with_minimal_init(process: Process) -> ! {
             unsafe { libc::_exit(1) }
         }
     };
+    seal_minimal_init(process.main_status.as_ref().map(AsRawFd::as_raw_fd));
     loop {
         let Ok(signal) = all.wait() else { continue };
         if signal != Signal::SIGCHLD {
@@ -439,6 +440,42 @@ fn run_with_minimal_init(process: Process) -> ! {
                 Ok(_) => continue,
             }
         }
+    }
+}
+
+/// Closes every descriptor of the minimal init but stdio and `keep` (the
+/// status file), and makes the init non-dumpable.
+///
+/// The init runs the runtime's binary as PID 1 for as long as the job
+/// lives, and the job's processes share its credentials. Descriptors it
+/// inherited from the runtime and its caller are marked close-on-exec, which
+/// does not close them in a process that never executes; and while the init
+/// is dumpable, any process of the job may reopen them through /proc/1/fd.
+/// Once the init is non-dumpable, opening /proc/1/fd, /proc/1/exe or
+/// /proc/1/mem needs CAP_SYS_PTRACE, which the default capability set lacks.
+fn seal_minimal_init(keep: Option<RawFd>) {
+    let fds: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && Some(fd) != keep {
+            // SAFETY: nothing of the init uses these descriptors after the
+            // fork: it only waits for signals and writes to `keep`. The
+            // read_dir descriptor in the list is already closed, which
+            // makes this call fail harmlessly with EBADF.
+            unsafe { libc::close(fd) };
+        }
+    }
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!(
+            "corral: init failed to become non-dumpable: {}",
+            nix::Error::last()
+        );
     }
 }
 
