@@ -180,11 +180,42 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>, SeccompError> 
 }
 
 /// Installs the compiled filters on the calling thread, first to last.
+///
+/// seccompiler's own `apply_filter` always sets no_new_privs first, which
+/// would ignore a process's `noNewPrivileges: false`. The filters go in
+/// through seccomp(2) directly instead, so the caller decides: without
+/// no_new_privs the kernel requires CAP_SYS_ADMIN.
 pub fn install(filters: &[BpfProgram]) -> Result<(), SeccompError> {
+    // seccompiler's sock_filter is the kernel's struct sock_filter.
+    const _: () = assert!(
+        std::mem::size_of::<seccompiler::sock_filter>() == std::mem::size_of::<libc::sock_filter>()
+    );
     for filter in filters {
-        seccompiler::apply_filter(filter).map_err(|error| SeccompError::Install {
-            message: error.to_string(),
-        })?;
+        let len = u16::try_from(filter.len())
+            .ok()
+            .filter(|len| *len > 0)
+            .ok_or_else(|| SeccompError::Install {
+                message: format!("a filter of {} instructions cannot be loaded", filter.len()),
+            })?;
+        let program = libc::sock_fprog {
+            len,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `program` points to `len` instructions of `filter`, which
+        // outlives the call; the kernel copies them and writes nothing back.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if result != 0 {
+            return Err(SeccompError::Install {
+                message: std::io::Error::last_os_error().to_string(),
+            });
+        }
     }
     Ok(())
 }
