@@ -365,11 +365,12 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
             .as_deref()
             .and_then(|s| fs::metadata(s).ok())
             .is_some_and(|m| !m.is_dir());
-    create_destination(&target, source_is_file)?;
-    // The mount goes onto a descriptor opened with RESOLVE_IN_ROOT, so a
-    // symlink swapped in after the checks above still cannot point the
-    // mount outside the root. `pinned` names that exact inode.
-    let pinned_fd = open_in_root(rootfs, destination)?;
+    // `target` was resolved by path, so a component may have been swapped
+    // for a symlink since. It is created and opened one component at a
+    // time without following symlinks, and the mount goes onto the
+    // resulting descriptor: a swap fails the mount instead of leading the
+    // creation or the mount outside the root. `pinned` names that inode.
+    let pinned_fd = create_in_root(rootfs, &target, source_is_file)?;
     let pinned = PathBuf::from(format!("/proc/self/fd/{}", pinned_fd.as_raw_fd()));
 
     let data = options.data.join(",");
@@ -418,6 +419,12 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
     let mounted_fd = open_in_root(rootfs, destination)?;
     let mounted = PathBuf::from(format!("/proc/self/fd/{}", mounted_fd.as_raw_fd()));
     if is_bind && !options.remount_flags.is_empty() {
+        // The path was resolved again, so a swapped symlink could make it
+        // name another mount, which would then get the flags (read-only)
+        // meant for this one. The root of a bind mount is its source.
+        if let Some(source) = source.as_deref() {
+            check_same_inode(source, &mounted, &target)?;
+        }
         remount_keeping_flags(&mounted, options.remount_flags)?;
     }
     if !options.propagation.is_empty() {
@@ -431,6 +438,94 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
         .map_err(sys("set propagation of", &target))?;
     }
     Ok(())
+}
+
+/// Creates `target`, a path below `rootfs` that [`resolve_in_root`]
+/// returned, and returns it opened with O_PATH.
+///
+/// Each component is opened relative to its parent's descriptor with
+/// RESOLVE_NO_SYMLINKS, and created there when missing: a directory with
+/// mkdirat, or for the last component of a file mount an empty file with an
+/// exclusive, non-following openat. A component that became a symlink
+/// after the resolution fails with ELOOP.
+fn create_in_root(rootfs: &Path, target: &Path, as_file: bool) -> Result<OwnedFd, RootfsError> {
+    use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+
+    let names: Vec<&std::ffi::OsStr> = target
+        .strip_prefix(rootfs)
+        .unwrap_or(target)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name),
+            _ => None,
+        })
+        .collect();
+    let how = || {
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_BENEATH,
+            )
+    };
+    let mut current = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys("open the root", rootfs))?;
+    for (index, name) in names.iter().enumerate() {
+        let creates_file = as_file && index + 1 == names.len();
+        current = match openat2(&current, *name, how()) {
+            Ok(fd) => fd,
+            Err(nix::Error::ENOENT) => {
+                let created = if creates_file {
+                    openat(
+                        &current,
+                        *name,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_WRONLY
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    nix::sys::stat::mkdirat(&current, *name, Mode::from_bits_truncate(0o755))
+                };
+                match created {
+                    // EEXIST: something else created it since the open.
+                    Ok(()) | Err(nix::Error::EEXIST) => {}
+                    Err(error) => return Err(sys("create mount target", target)(error)),
+                }
+                openat2(&current, *name, how()).map_err(sys("open mount target", target))?
+            }
+            Err(error) => return Err(sys("open mount target", target)(error)),
+        };
+    }
+    Ok(current)
+}
+
+/// Fails unless `mounted` (the reopened mount target) is the same inode as
+/// the bind mount's `source`.
+fn check_same_inode(source: &Path, mounted: &Path, target: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let expected = fs::metadata(source).map_err(io("inspect bind source", source))?;
+    let found = fs::metadata(mounted).map_err(io("inspect mount target", target))?;
+    if (expected.dev(), expected.ino()) == (found.dev(), found.ino()) {
+        return Ok(());
+    }
+    Err(RootfsError::Path {
+        operation: "verify mount target",
+        path: target.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "the path no longer names the bind mount of {}: it changed while mounting",
+            source.display()
+        )),
+    })
 }
 
 /// Opens `path` (absolute inside the container) with O_PATH, resolved as if
@@ -1012,5 +1107,40 @@ mod tests {
             resolve_in_root(base, Path::new("/loop1")),
             Err(RootfsError::SymlinkLoop { .. })
         ));
+    }
+
+    #[test]
+    fn create_in_root_makes_dirs_and_file() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path();
+        let target = resolve_in_root(base, Path::new("/a/b/file")).unwrap();
+
+        let fd = create_in_root(base, &target, true).unwrap();
+        let opened = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(opened, base.join("a/b/file"));
+        assert!(base.join("a/b").is_dir());
+        assert!(base.join("a/b/file").is_file());
+        // A second call finds everything in place.
+        create_in_root(base, &target, true).unwrap();
+    }
+
+    #[test]
+    fn create_in_root_rejects_swapped_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let base = root.path();
+        fs::create_dir(base.join("flip")).unwrap();
+        let target = resolve_in_root(base, Path::new("/flip/sub")).unwrap();
+        // The directory becomes a symlink to a host directory after the
+        // path was resolved, as a racing process would make it.
+        fs::remove_dir(base.join("flip")).unwrap();
+        symlink(outside.path(), base.join("flip")).unwrap();
+
+        let error = create_in_root(base, &target, false).unwrap_err();
+        assert!(
+            matches!(&error, RootfsError::Sys { source: nix::Error::ELOOP, .. }),
+            "{error}"
+        );
+        assert!(!outside.path().join("sub").exists());
     }
 }
