@@ -1138,7 +1138,13 @@ mod tests {
 
         let error = create_in_root(base, &target, false).unwrap_err();
         assert!(
-            matches!(&error, RootfsError::Sys { source: nix::Error::ELOOP, .. }),
+            matches!(
+                &error,
+                RootfsError::Sys {
+                    source: nix::Error::ELOOP,
+                    ..
+                }
+            ),
             "{error}"
         );
         assert!(!outside.path().join("sub").exists());
