@@ -29,7 +29,7 @@ pub struct Settings {
     pub cgroup_root: Option<PathBuf>,
     /// Export v1 CPU usage per CPU instead of one total.
     pub per_cpu: bool,
-    /// Which labels of the state files become `container_label_*` labels.
+    /// Selection of the state files' labels exported as `container_label_*`.
     pub container_labels: ContainerLabels,
     /// The supervisor's control socket, for the `corral_job_*` metrics.
     pub supervisor_socket: Option<PathBuf>,

@@ -207,7 +207,7 @@ pub(crate) fn namespace_id(path: &Path) -> std::io::Result<NamespaceId> {
 
 /// Containers one scrape thread reads at least. Below this many per
 /// thread, starting a thread costs more than it saves.
-pub const TARGETS_PER_THREAD: usize = 64;
+pub(crate) const TARGETS_PER_THREAD: usize = 64;
 
 /// Reads every target, on up to `max_threads` threads, and returns the
 /// results in the order of `targets`.

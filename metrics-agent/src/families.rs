@@ -195,6 +195,15 @@ pub static JOB_RESTARTS: Family = counter(
     "corral_job_restarts_total",
     "Number of times the supervisor restarted the job.",
 );
+/// The supervisor sums the OOM kill count that the runtime reads from each
+/// container's cgroup after its init exits and before it removes the cgroup.
+/// Every ended container adds its count once, which a scrape of the
+/// container's own `container_oom_events_total` cannot do: a container killed
+/// by the OOM killer usually ends, and its series with it, between scrapes.
+pub static JOB_OOM_KILLS: Family = counter(
+    "corral_job_oom_kills_total",
+    "Number of processes the OOM killer killed in the job's ended containers.",
+);
 pub static JOB_STATE: Family = gauge(
     "corral_job_state",
     "Supervisor state of the job: 1 for the current state, 0 for the others.",
@@ -247,5 +256,6 @@ pub static ALL: &[&Family] = &[
     &PRESSURE_IO_STALLED,
     &JOB_UP,
     &JOB_RESTARTS,
+    &JOB_OOM_KILLS,
     &JOB_STATE,
 ];

@@ -237,7 +237,7 @@ impl CgroupDir {
         }
         if error.kind() == io::ErrorKind::NotFound {
             // The descriptor of a removed cgroup stays valid but finds no
-            // files, so only the path tells whether the cgroup is gone.
+            // files, so the path shows whether the cgroup is gone.
             return if self.path.is_dir() {
                 Ok(None)
             } else {
@@ -286,8 +286,8 @@ pub(crate) fn file(path: &Path, records: Records) -> io::Result<String> {
 
 /// Reads `file` to its end. Kernel files report a size of 0 or 4096
 /// whatever their content, so the file is not sized with a `stat` call
-/// first, as `std::fs::read_to_string` does, and `records` tells when a
-/// short read ends it.
+/// first, as `std::fs::read_to_string` does, and `records` states whether
+/// a short read ends it.
 fn read_to_end(mut file: File, records: Records) -> io::Result<String> {
     let mut bytes = Vec::with_capacity(READ_CHUNK);
     let mut chunk = [0u8; READ_CHUNK];

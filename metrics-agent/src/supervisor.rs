@@ -1,8 +1,8 @@
 //! Job states from the supervisor's control socket: `GET /v1/jobs` over
 //! HTTP/1.1 on a unix socket, which returns a JSON array of jobs.
 //!
-//! Only `name`, `state` and `restarts` are read and other keys are ignored,
-//! so the agent keeps working while the supervisor's API grows.
+//! Only `name`, `state`, `restarts` and `oom_kills` are read and other keys
+//! are ignored, so the agent keeps working while the supervisor's API grows.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +31,10 @@ pub struct JobStatus {
     pub state: String,
     #[serde(default)]
     pub restarts: Option<u64>,
+    /// OOM kills in the job's ended containers since the supervisor loaded
+    /// the job: the sum of the counts in their exit records.
+    #[serde(default)]
+    pub oom_kills: Option<u64>,
 }
 
 /// An error fetching the job list.
@@ -134,8 +138,9 @@ pub fn parse_jobs(body: &[u8]) -> Result<Vec<JobStatus>, serde_json::Error> {
     })
 }
 
-/// Adds `corral_job_up`, `corral_job_restarts_total` and the one-hot
-/// `corral_job_state` of every job. A state outside [`STATES`] gets its own
+/// Adds `corral_job_up`, `corral_job_restarts_total`,
+/// `corral_job_oom_kills_total` and the one-hot `corral_job_state` of
+/// every job. A state outside [`STATES`] gets its own
 /// series with value 1 beside the known states at 0.
 pub(crate) fn add_job_samples(jobs: &[JobStatus], exposition: &mut Exposition) {
     for job in jobs {
@@ -146,6 +151,9 @@ pub(crate) fn add_job_samples(jobs: &[JobStatus], exposition: &mut Exposition) {
         exposition.add(&families::JOB_UP, &name(), up);
         if let Some(restarts) = job.restarts {
             exposition.add(&families::JOB_RESTARTS, &name(), restarts as f64);
+        }
+        if let Some(kills) = job.oom_kills {
+            exposition.add(&families::JOB_OOM_KILLS, &name(), kills as f64);
         }
 
         let mut states: Vec<&str> = STATES.to_vec();
@@ -176,6 +184,7 @@ mod tests {
                 name: "web".to_string(),
                 state: "RUNNING".to_string(),
                 restarts: Some(2),
+                oom_kills: None,
             }]
         );
     }

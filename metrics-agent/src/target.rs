@@ -8,8 +8,8 @@ use corral_runtime::state::{CgroupPaths, ContainerState, Status};
 /// cAdvisor: the job label `team` becomes `container_label_team`.
 pub const CONTAINER_LABEL_PREFIX: &str = "container_label_";
 
-/// Which labels of a container's state file (`labels`, copied from the
-/// job file) its series carry as `container_label_KEY`.
+/// Selection of the labels of a container's state file (`labels`, copied
+/// from the job file) that its series carry as `container_label_KEY`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ContainerLabels {
     /// Every label, as cAdvisor's default `--store_container_labels` does.
@@ -75,7 +75,8 @@ impl Target {
         })
     }
 
-    /// Every label of the target's series, in the order they are written.
+    /// Returns every label of the target's series, in the order they are
+    /// written.
     pub(crate) fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         [
             ("id", self.id.as_str()),

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{assert_line, assert_no_sample, samples, scrape, state, Fixture};
 use corral_config::convert::weight_to_shares;
-use corral_metrics_agent::families;
+use corral_metrics_agent::{families, ContainerLabels};
 use corral_runtime::state::{CgroupPaths, Status};
 
 /// The base labels of the fixture job `web`, in the agent's sorted order.
@@ -552,4 +552,105 @@ fn every_family_is_documented() {
             family.name
         );
     }
+}
+
+/// A running v2 container `web` with `labels` in its state file.
+fn labeled_fixture(labels: &[(&str, &str)]) -> Fixture {
+    let fixture = Fixture::new();
+    let mut container = state(
+        "web",
+        Some("web"),
+        fixture.v2_paths(),
+        Status::Running,
+        Some(4242),
+    );
+    container.labels = labels
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    fixture.add_state(container);
+    fixture
+}
+
+const LABELS: &[(&str, &str)] = &[
+    ("team", "web"),
+    ("app.kubernetes.io/name", "shop"),
+    ("a-b", "first"),
+    ("a.b", "second"),
+    ("empty", ""),
+];
+
+#[test]
+fn container_labels_are_exported() {
+    let fixture = labeled_fixture(LABELS);
+    let text = scrape(fixture.settings());
+
+    // `a-b` and `a.b` give the same name, and `a-b` comes first in byte
+    // order; `empty` has no value and is left out.
+    let labels = concat!(
+        r#"id="/corral/web",image="busybox",name="web","#,
+        r#"container_label_a_b="first","#,
+        r#"container_label_app_kubernetes_io_name="shop","#,
+        r#"container_label_team="web""#
+    );
+    assert_line(
+        &text,
+        &format!("container_memory_usage_bytes{{{labels}}} 10485760"),
+    );
+    assert_line(
+        &text,
+        &format!(r#"container_cpu_usage_seconds_total{{cpu="total",{labels}}} 2.5"#),
+    );
+    assert!(!text.contains(r#""second""#), "{text}");
+    assert!(!text.contains("container_label_empty"), "{text}");
+    assert_no_read_errors(&text);
+}
+
+#[test]
+fn container_labels_only_selected() {
+    let fixture = labeled_fixture(LABELS);
+    let text = scrape(corral_metrics_agent::Settings {
+        container_labels: ContainerLabels::Only(["team".to_string()].into()),
+        ..fixture.settings()
+    });
+
+    assert_line(
+        &text,
+        r#"container_memory_usage_bytes{id="/corral/web",image="busybox",name="web",container_label_team="web"} 10485760"#,
+    );
+    assert!(!text.contains("container_label_a"), "{text}");
+}
+
+#[test]
+fn container_labels_turned_off() {
+    let fixture = labeled_fixture(LABELS);
+    let text = scrape(corral_metrics_agent::Settings {
+        container_labels: ContainerLabels::None,
+        ..fixture.settings()
+    });
+
+    assert_line(
+        &text,
+        &format!("container_memory_usage_bytes{{{WEB}}} 10485760"),
+    );
+    assert!(!text.contains("container_label_"), "{text}");
+}
+
+#[test]
+fn paused_container_is_exported() {
+    let fixture = Fixture::new();
+    fixture.add_state(state(
+        "web",
+        Some("web"),
+        fixture.v2_paths(),
+        Status::Paused,
+        Some(4242),
+    ));
+    let text = scrape(fixture.settings());
+
+    assert_line(
+        &text,
+        &format!("container_memory_usage_bytes{{{WEB}}} 10485760"),
+    );
+    assert_line(&text, "metrics_agent_containers 1");
 }

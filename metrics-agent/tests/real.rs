@@ -10,15 +10,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{promtool_check, samples, state};
+use common::{free_port, http_get, promtool_check, samples, state, AgentProcess, ChildGuard};
 use corral_runtime::state::{CgroupPaths, Status};
 use procfs::process::MountInfos;
 use procfs::FromRead;
@@ -170,16 +170,6 @@ impl Drop for TestCgroup {
     }
 }
 
-/// A child process killed by PID and reaped on drop.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a shell in `cgroup` that writes 8 MiB to a file, charging page
 /// cache to the cgroup, and then sleeps.
 fn start_workload(cgroup: &TestCgroup, scratch: &Path) -> ChildGuard {
@@ -215,73 +205,6 @@ fn start_workload(cgroup: &TestCgroup, scratch: &Path) -> ChildGuard {
         thread::sleep(Duration::from_millis(20));
     }
     child
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Sends a plain HTTP/1.0 GET and returns the status code and body.
-fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
-}
-
-/// The agent binary on a free port, killed by PID on drop.
-struct AgentProcess {
-    address: SocketAddr,
-    log: PathBuf,
-    _child: ChildGuard,
-}
-
-impl AgentProcess {
-    fn start(run_dir: &Path, log: PathBuf) -> Self {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_metrics-agent"))
-            .arg("--listen")
-            .arg(address.to_string())
-            .arg("--run-dir")
-            .arg(run_dir)
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("start metrics-agent");
-        let agent = Self {
-            address,
-            log,
-            _child: ChildGuard(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(http_get(address, "/healthz"), Ok((200, _))) {
-            assert!(
-                Instant::now() < deadline,
-                "metrics-agent did not answer /healthz:\n{}",
-                fs::read_to_string(&agent.log).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        agent
-    }
-
-    fn scrape(&self) -> String {
-        let (status, body) = http_get(self.address, "/metrics").expect("GET /metrics");
-        assert_eq!(status, 200, "GET /metrics failed:\n{body}");
-        body
-    }
 }
 
 /// Everything one real test sets up, in drop order: processes first, then
@@ -320,7 +243,7 @@ impl Setup {
         container.image = "host".to_string();
         container.save(&containers).unwrap();
 
-        let agent = AgentProcess::start(&run_dir, dir.path().join("agent.log"));
+        let agent = AgentProcess::start(&run_dir, dir.path().join("agent.log"), &[]);
         Some(Self {
             agent,
             _workload: workload,

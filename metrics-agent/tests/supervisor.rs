@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 const JOBS: &str = r#"[
-  {"name": "web", "state": "RUNNING", "restarts": 2, "pid": 4242, "uptime": 61},
-  {"name": "batch", "state": "BACKOFF", "restarts": 5},
+  {"name": "web", "state": "RUNNING", "restarts": 2, "oom_kills": 0, "pid": 4242, "uptime": 61},
+  {"name": "batch", "state": "BACKOFF", "restarts": 5, "oom_kills": 7},
   {"name": "odd", "state": "PAUSED"}
 ]"#;
 
@@ -101,6 +101,12 @@ async fn supervisor_jobs_exported() {
     assert!(
         !text.contains(r#"corral_job_restarts_total{name="odd"}"#),
         "a job without a restart count has no restarts sample:\n{text}"
+    );
+    assert_line(&text, r#"corral_job_oom_kills_total{name="web"} 0"#);
+    assert_line(&text, r#"corral_job_oom_kills_total{name="batch"} 7"#);
+    assert!(
+        !text.contains(r#"corral_job_oom_kills_total{name="odd"}"#),
+        "a job without an OOM kill count has no OOM kills sample:\n{text}"
     );
 
     assert_line(&text, r#"corral_job_state{name="web",state="RUNNING"} 1"#);

@@ -3,10 +3,14 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use corral_metrics_agent::{Agent, Settings};
 use corral_runtime::state::{CgroupPaths, ContainerState, Status, OCI_VERSION};
@@ -176,8 +180,6 @@ pub fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
 /// Runs `promtool check metrics` on `text`; `None` when promtool is not
 /// installed, after printing a SKIP line.
 pub fn promtool_check(text: &str) -> Option<(bool, String)> {
-    use std::io::Write;
-
     let mut child = match Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -204,4 +206,89 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
         String::from_utf8_lossy(&output.stderr)
     );
     Some((output.status.success(), report))
+}
+
+/// A child process killed by PID and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends a plain HTTP/1.0 GET and returns the status code and body.
+pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// The agent binary on a free port, killed by PID on drop.
+pub struct AgentProcess {
+    pub address: SocketAddr,
+    pub log: PathBuf,
+    _child: ChildGuard,
+}
+
+impl AgentProcess {
+    /// Starts the agent on `run_dir` with `args` added, logging to `log`,
+    /// and waits until it answers `/healthz`.
+    pub fn start(run_dir: &Path, log: PathBuf, args: &[&OsStr]) -> Self {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_metrics-agent"))
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--run-dir")
+            .arg(run_dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("start metrics-agent");
+        let agent = Self {
+            address,
+            log,
+            _child: ChildGuard(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(http_get(address, "/healthz"), Ok((200, _))) {
+            assert!(
+                Instant::now() < deadline,
+                "metrics-agent did not answer /healthz:\n{}",
+                fs::read_to_string(&agent.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    pub fn scrape(&self) -> String {
+        let (status, body) = http_get(self.address, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "GET /metrics failed:\n{body}");
+        body
+    }
+
+    /// The agent's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
