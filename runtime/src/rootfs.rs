@@ -428,6 +428,9 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
         remount_keeping_flags(&mounted, options.remount_flags)?;
     }
     if !options.propagation.is_empty() {
+        // NOTE: unlike the read-only remount above, nothing checks that
+        // `mounted` is still this mount, so a symlink swapped in between
+        // can move the propagation change to another mount in the root.
         mount(
             None::<&str>,
             &mounted,
