@@ -72,6 +72,10 @@ pub struct ContainerState {
     /// when the runtime built the root as overlayfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay_dir: Option<PathBuf>,
+    /// Whether config.json has poststart or poststop hooks, which the
+    /// runtime then reads config.json again to run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_hooks: bool,
 }
 
 /// An error reading or writing a state file.

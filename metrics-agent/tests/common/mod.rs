@@ -112,6 +112,7 @@ pub fn state(
             .join(id)
             .join("merged"),
         overlay_dir: None,
+        late_hooks: false,
     }
 }
 
@@ -251,7 +252,7 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts the agent on `run_dir` with `args` added, logging to `log`,
-    /// and waits until it answers `/healthz`.
+    /// and waits until `/healthz` returns 200.
     pub fn start(run_dir: &Path, log: PathBuf, args: &[&OsStr]) -> Self {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_metrics-agent"))
@@ -287,7 +288,7 @@ impl AgentProcess {
         body
     }
 
-    /// The agent's log so far, for failure messages.
+    /// Returns the agent's log so far, for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

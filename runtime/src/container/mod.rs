@@ -283,6 +283,8 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         labels: labels_from(&annotations),
         rootfs: plan.rootfs.clone(),
         overlay_dir: plan.overlay.as_ref().map(|o| o.dir.clone()),
+        late_hooks: hooks::has_hooks(&spec, HookPoint::Poststart)
+            || hooks::has_hooks(&spec, HookPoint::Poststop),
     };
     state.save(&options.root)?;
 
@@ -799,6 +801,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
 /// Runs hooks whose failure the runtime-spec makes a warning (poststart,
 /// poststop), with the config from the container's bundle.
 fn run_hooks_logged(state: &ContainerState, point: HookPoint) {
+    if !state.late_hooks {
+        return;
+    }
     let Ok(spec) = Spec::load(state.bundle.join("config.json")) else {
         return;
     };

@@ -137,6 +137,7 @@ mod tests {
             labels: BTreeMap::new(),
             rootfs: root.path().join("rootfs"),
             overlay_dir: None,
+            late_hooks: false,
         };
         std::fs::create_dir_all(root.path().join("web-00000002")).unwrap();
         state.save(root.path()).unwrap();
