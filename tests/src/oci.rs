@@ -68,12 +68,13 @@ impl Bundle {
         self.path().join("rootfs")
     }
 
-    /// The state root passed as `corral --root`.
+    /// Returns the state root passed as `corral --root`.
     pub fn root(&self) -> PathBuf {
         self.scratch.path().join("state")
     }
 
-    /// A scratch directory on the host for files that tests and hooks share.
+    /// Returns a scratch directory on the host for files that tests and
+    /// hooks share, creating it.
     pub fn host_dir(&self) -> PathBuf {
         let dir = self.scratch.path().join("host");
         fs::create_dir_all(&dir).expect("host scratch directory");

@@ -3,11 +3,11 @@
 //! client's storage, state and sockets in a scratch directory, and its
 //! cgroups below this test process's own memory cgroup.
 //!
-//! The only client options beyond the runtime binary are per-run flags that
-//! keep a test to its own scratch places: storage and state directories,
-//! `--cgroup-manager cgroupfs` with a `--cgroup-parent` (or `ctr --cgroup`)
-//! below the test's cgroup, and `--network none`, so that podman creates no
-//! bridge on the host.
+//! Besides the runtime binary, the tests pass only per-run flags that keep
+//! the clients in the test's own scratch places. These are the storage and
+//! state directories, `--cgroup-manager cgroupfs` with a `--cgroup-parent`
+//! (or `ctr --cgroup`) below the test's cgroup, and `--network none`, so that
+//! podman creates no bridge on the host.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,8 @@ fn require_program(test: &str, program: &str, package: &str) -> bool {
     found
 }
 
-/// The memory controller's cgroup of this process, from its hierarchy root.
+/// Returns this process's cgroup on the memory controller (or in the v2
+/// hierarchy), as a path from the hierarchy root.
 fn own_memory_cgroup() -> String {
     let text = fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
     text.lines()

@@ -21,7 +21,7 @@ fn sleeping(test: &str) -> Bundle {
 
 fn process_exists(pid: i32) -> bool {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // A zombie has exited; only its parent's wait is missing.
+    // A zombie has exited and waits only for its parent to reap it.
     !stat.is_empty() && !stat.contains(") Z ")
 }
 

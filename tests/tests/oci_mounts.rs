@@ -1,8 +1,9 @@
 //! The root filesystem and the spec's `mounts`, checked from inside the
-//! container's mount table: bind and rbind with flags and propagation,
-//! tmpfs, proc, sysfs, mqueue, devpts, cgroup, read-only remounts, created
-//! targets, symlinked targets, root.readonly, rootfsPropagation, the overlay
-//! root, maskedPaths, readonlyPaths and devices.
+//! container's mount table. The tests cover bind and rbind with flags and
+//! propagation, tmpfs, proc, sysfs, mqueue, devpts and cgroup mounts,
+//! read-only remounts, created and symlinked targets, root.readonly,
+//! rootfsPropagation, the overlay root, maskedPaths, readonlyPaths and
+//! devices.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -258,7 +259,7 @@ fn mounts_special_filesystems() {
         assert!(memory.options.iter().any(|o| o == "ro"), "{memory:?}");
         assert!(before.contains("memory"), "{before}");
     }
-    // In its own cgroup namespace the container sees its cgroup as the root.
+    // In its own cgroup namespace, /proc/self/cgroup shows the container's cgroup as the root.
     for line in before.lines().filter(|l| l.contains(":/")) {
         assert!(
             line.ends_with(":/"),

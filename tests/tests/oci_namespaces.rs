@@ -197,10 +197,9 @@ fn namespaces_cgroup_namespace_root() {
     );
 }
 
-// NOTE: fails until the runtime creates time namespaces: it accepts the
-// type but the container stays in the host's. clone(2) cannot take
-// CLONE_NEWTIME, so the init must unshare it before it forks or executes
-// the process (unshare applies it to children only), or use clone3.
+// NOTE: fails until the runtime creates new time namespaces, which it
+// rejects now with a clear message. clone(2) cannot take CLONE_NEWTIME, so the init
+// must unshare it (it applies to children only) or clone with clone3.
 #[test]
 fn namespaces_time() {
     if !require_root("namespaces_time") {

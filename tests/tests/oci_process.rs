@@ -166,9 +166,6 @@ fn process_cwd_created_when_missing() {
     );
 }
 
-// NOTE: fails until the runtime creates the exec FIFO writable by the
-// process's user (runc uses mode 0622): a non-root init cannot open it, and
-// `start` then blocks on the FIFO forever.
 #[test]
 fn process_user_groups_and_umask() {
     if !require_root("process_user_groups_and_umask") {
@@ -231,7 +228,6 @@ fn process_five_capability_sets() {
     assert_eq!(values["CapEff"], capability_mask(&permitted), "effective");
 }
 
-// NOTE: fails for the same exec FIFO mode as process_user_groups_and_umask.
 #[test]
 fn process_capabilities_of_non_root_user() {
     if !require_root("process_capabilities_of_non_root_user") {
@@ -240,18 +236,18 @@ fn process_capabilities_of_non_root_user() {
     let mut bundle = Bundle::new("caps-user");
     bundle.args(&[PROBE, "status"]);
     bundle.set("/process/user", json!({"uid": 1000, "gid": 1000}));
-    let kept = ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"];
+    let granted = ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"];
     bundle.set(
         "/process/capabilities",
         json!({"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-               "permitted": kept, "effective": kept, "inheritable": kept, "ambient": kept}),
+               "permitted": granted, "effective": granted, "inheritable": granted, "ambient": granted}),
     );
     let values = key_values(&bundle.run_ok());
     // A non-root process keeps across execve exactly its ambient set, in
     // permitted and effective.
-    assert_eq!(values["CapPrm"], capability_mask(&kept), "permitted");
-    assert_eq!(values["CapEff"], capability_mask(&kept), "effective");
-    assert_eq!(values["CapAmb"], capability_mask(&kept), "ambient");
+    assert_eq!(values["CapPrm"], capability_mask(&granted), "permitted");
+    assert_eq!(values["CapEff"], capability_mask(&granted), "effective");
+    assert_eq!(values["CapAmb"], capability_mask(&granted), "ambient");
     assert_eq!(
         values["CapBnd"],
         capability_mask(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]),
@@ -317,10 +313,8 @@ fn process_rlimit_above_hard_lowered_with_warning() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into the valid `current`.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) },
-        0
-    );
+    let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) };
+    assert_eq!(result, 0, "getrlimit failed");
     let has_sys_resource = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -329,17 +323,17 @@ fn process_rlimit_above_hard_lowered_with_warning() {
         .is_some_and(|mask| mask & (1 << 24) != 0);
     let mut bundle = Bundle::new("rlimit-high");
     bundle.args(&[PROBE, "rlimits"]);
-    let asked = current.rlim_max + 1000;
+    let requested = current.rlim_max + 1000;
     bundle.set(
         "/process/rlimits",
-        json!([{"type": "RLIMIT_NOFILE", "soft": asked, "hard": asked}]),
+        json!([{"type": "RLIMIT_NOFILE", "soft": requested, "hard": requested}]),
     );
     let output = bundle.run();
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = text(&output.stdout);
     if has_sys_resource {
         assert!(
-            stdout.contains(&format!("RLIMIT_NOFILE {asked} {asked}")),
+            stdout.contains(&format!("RLIMIT_NOFILE {requested} {requested}")),
             "with CAP_SYS_RESOURCE the limit is raised: {stdout}"
         );
     } else {
@@ -364,8 +358,6 @@ fn process_oom_score_adj() {
     assert_eq!(bundle.run_ok().trim(), "500");
 }
 
-// NOTE: fails until the runtime applies process.ioPriority (ioprio_set
-// with IOPRIO_WHO_PROCESS before execve).
 #[test]
 fn process_io_priority() {
     if !require_root("process_io_priority") {
@@ -382,8 +374,6 @@ fn process_io_priority() {
     assert_eq!(values["ioprio_level"], "6");
 }
 
-// NOTE: fails until the runtime applies process.scheduler
-// (sched_setattr before execve).
 #[test]
 fn process_scheduler_policy_and_nice() {
     if !require_root("process_scheduler_policy_and_nice") {
@@ -413,4 +403,77 @@ fn process_personality_domain() {
         "i686",
         "LINUX32 reports a 32-bit machine"
     );
+}
+
+/// Accepts one connection on `socket` and returns the descriptor that
+/// arrives with it (SCM_RIGHTS), as a client's console socket does.
+fn receive_console(listener: std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    let (stream, _) = listener.accept().expect("accept on the console socket");
+    let mut buffer = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buffer)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on the console socket");
+    for control in message.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel installed this descriptor in this
+                // process for the message, and nothing else owns it.
+                return unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) };
+            }
+        }
+    }
+    panic!("no descriptor arrived on the console socket");
+}
+
+#[test]
+fn process_terminal_through_console_socket() {
+    if !require_root("process_terminal_through_console_socket") {
+        return;
+    }
+    let mut bundle = Bundle::new("terminal");
+    bundle.args(&["/bin/sh", "-c", "/bin/corral-probe tty; echo done"]);
+    bundle.set("/process/terminal", json!(true));
+    bundle.write_config();
+    let socket = bundle.host_dir().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind console socket");
+    let receiver = std::thread::spawn(move || receive_console(listener));
+
+    let output = bundle.corral_output(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &bundle.id,
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let master = receiver.join().expect("console receiver");
+    let start = bundle.corral_output(&["start", &bundle.id]);
+    assert!(start.status.success(), "{}", describe(&start));
+
+    let mut terminal = std::fs::File::from(master);
+    let mut seen = String::new();
+    let mut buffer = [0u8; 1024];
+    while !seen.contains("done") {
+        use std::io::Read;
+        match terminal.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => seen.push_str(&String::from_utf8_lossy(&buffer[..read])),
+        }
+    }
+    for stream in ["stdin=true", "stdout=true", "stderr=true"] {
+        assert!(
+            seen.contains(stream),
+            "{stream} missing in terminal output: {seen:?}"
+        );
+    }
 }

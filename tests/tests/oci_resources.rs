@@ -23,7 +23,7 @@ fn with_resources(test: &str, resources: serde_json::Value) -> Bundle {
     bundle
 }
 
-/// The `MAJOR:MINOR` of the block device behind `/`.
+/// Returns the major and minor numbers of the block device behind `/`.
 fn root_device() -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let dev = fs::metadata("/").unwrap().dev();
@@ -228,8 +228,8 @@ fn resources_block_io_weight() {
             "{file}: {value}"
         );
     } else {
-        // Without a scheduler that has weights the field cannot be honoured,
-        // and the error must say which field and why.
+        // Without an I/O scheduler that has weights, the runtime cannot apply
+        // the field, and the error must name it and the reason.
         let output = bundle.create();
         assert!(!output.status.success(), "{}", describe(&output));
         let stderr = text(&output.stderr);

@@ -5,7 +5,7 @@ use corral_tests::oci::{describe, key_values, text, Bundle, PROBE};
 use corral_tests::require_root;
 use serde_json::{json, Value};
 
-/// A profile that allows everything except `rules`.
+/// Returns a profile that allows every system call except those in `rules`.
 fn allow_except(rules: Value) -> Value {
     json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
            "syscalls": rules})
@@ -51,7 +51,7 @@ fn seccomp_argument_conditions() {
         return;
     }
     let mut bundle = Bundle::new("seccomp-args");
-    // personality(0xffffffff) only queries; any other value is blocked.
+    // personality(0xffffffff) only queries the persona, and every other value is blocked.
     bundle.set(
         "/linux/seccomp",
         allow_except(json!([
@@ -148,9 +148,9 @@ fn seccomp_log_allows() {
 }
 
 // NOTE: fails until the runtime installs the filter right before execve, as
-// runc does: it installs it before the exec FIFO wait, so the profile must
-// also allow the calls the init makes while it waits, and the init dies
-// without a message when one is missing.
+// runc does. It installs the filter before the exec FIFO wait, so the profile
+// must also allow every call the init makes while it waits. When one is
+// missing, the init dies without a message.
 #[test]
 fn seccomp_default_errno_action() {
     if !require_root("seccomp_default_errno_action") {
@@ -158,7 +158,7 @@ fn seccomp_default_errno_action() {
     }
     let mut bundle = Bundle::new("seccomp-default");
     // Everything is blocked except what a dynamically linked program needs to
-    // start, print and exit; the test's own calls are left out on purpose.
+    // start, print and exit. getppid, the call under test, is left out.
     let allowed = [
         "execve",
         "brk",
