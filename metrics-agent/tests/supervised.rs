@@ -32,7 +32,7 @@ fn job_value(text: &str, metric: &str, name: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
-/// Sample lines of `metric` whose labels contain `name="NAME"`.
+/// Returns the sample lines of `metric` whose labels contain `name="NAME"`.
 fn job_lines<'a>(text: &'a str, metric: &str, name: &str) -> Vec<&'a str> {
     let label = format!(r#"name="{name}""#);
     samples(text, metric)
@@ -48,7 +48,7 @@ fn label_value(line: &str, label: &str) -> Option<String> {
     Some(line[start..end].to_string())
 }
 
-/// Every `metrics_agent_read_errors_total` sample that is not 0.
+/// Returns every `metrics_agent_read_errors_total` sample that is not 0.
 fn read_errors(text: &str) -> Vec<&str> {
     samples(text, "metrics_agent_read_errors_total")
         .into_iter()
