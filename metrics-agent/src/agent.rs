@@ -60,8 +60,8 @@ impl Settings {
 }
 
 /// Returns the default of [`Settings::scrape_threads`]: the number of CPUs
-/// the agent may run on, at most 4, because more threads gain little on
-/// cgroupfs and would take CPUs from the containers on larger machines.
+/// the agent may run on, at most 4, so that a scrape on a large machine
+/// does not take many CPUs from the containers at once.
 pub fn default_scrape_threads() -> usize {
     std::thread::available_parallelism()
         .map(|count| count.get().min(4))

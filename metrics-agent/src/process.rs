@@ -55,15 +55,15 @@ fn list_processes(
     pids: &mut Vec<i32>,
 ) -> Result<(), Vanished> {
     // A child cgroup removed during the walk takes its processes with it.
-    let gone = || if top { Err(Vanished) } else { Ok(()) };
+    let vanished = || if top { Err(Vanished) } else { Ok(()) };
     let dir = match context.open_dir(path) {
         Ok(Some(dir)) => dir,
         Ok(None) => return Ok(()),
-        Err(Vanished) => return gone(),
+        Err(Vanished) => return vanished(),
     };
     let listing = match context.read(&dir, "cgroup.procs") {
         Ok(listing) => listing,
-        Err(Vanished) => return gone(),
+        Err(Vanished) => return vanished(),
     };
     if let Some(listing) = listing {
         for line in listing.lines().filter(|line| !line.trim().is_empty()) {
@@ -84,7 +84,7 @@ fn list_processes(
     }
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return gone(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return vanished(),
         Err(error) => {
             context.errors.record(
                 ErrorKind::Cgroup,
