@@ -302,6 +302,22 @@ pub(crate) fn collect_target(
     Ok(samples)
 }
 
+/// Exports `pids.max` of `dir` as `container_threads_max`, cAdvisor's name
+/// for the task limit; `max` (no limit) is 0.
+pub(crate) fn pids_limit(
+    context: &ScrapeContext,
+    dir: &CgroupDir,
+    samples: &mut Samples,
+) -> Result<(), Vanished> {
+    if let Some(text) = context.read(dir, "pids.max")? {
+        let parsed = parse::single_value_or_max(&text);
+        if let Some(limit) = context.parsed_in(dir, "pids.max", parsed) {
+            samples.push(&families::THREADS_MAX, limit.unwrap_or(0) as f64);
+        }
+    }
+    Ok(())
+}
+
 /// Exports the `*.pressure` files of `dir` when they exist.
 pub(crate) fn pressure(
     context: &ScrapeContext,

@@ -95,6 +95,10 @@ pub static SPEC_CPU_PERIOD: Family = gauge(
 );
 pub static SPEC_CPU_SHARES: Family =
     gauge("container_spec_cpu_shares", "CPU shares of the container.");
+pub static THREADS_MAX: Family = gauge(
+    "container_threads_max",
+    "Maximum number of tasks (pids.max) of the container, 0 when unlimited.",
+);
 pub static FS_READS_BYTES: Family = counter(
     "container_fs_reads_bytes_total",
     "Cumulative count of bytes read from the block device.",
@@ -231,6 +235,7 @@ pub static ALL: &[&Family] = &[
     &SPEC_CPU_QUOTA,
     &SPEC_CPU_PERIOD,
     &SPEC_CPU_SHARES,
+    &THREADS_MAX,
     &FS_READS_BYTES,
     &FS_WRITES_BYTES,
     &FS_READS,

@@ -33,6 +33,9 @@ pub(crate) fn collect(
     if let Some(dir) = open(context, controllers, "blkio")? {
         blkio(context, &dir, samples)?;
     }
+    if let Some(dir) = open(context, controllers, "pids")? {
+        collect::pids_limit(context, &dir, samples)?;
+    }
     Ok(())
 }
 

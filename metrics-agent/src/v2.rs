@@ -27,6 +27,7 @@ pub(crate) fn collect(
     cpu(context, &dir, samples)?;
     memory(context, &dir, samples)?;
     io(context, &dir, samples)?;
+    collect::pids_limit(context, &dir, samples)?;
     collect::pressure(context, &dir, samples)
 }
 

@@ -46,6 +46,10 @@ pub struct JobView {
     pub oom_killed: bool,
     /// Automatic restarts since supervisord loaded the job.
     pub restarts: u32,
+    /// OOM kills in the job's ended containers since supervisord loaded the
+    /// job: the sum of the `oom_kills` of their exit records.
+    #[serde(default)]
+    pub oom_kills: u64,
     /// When the job entered its current state, in seconds since the Unix epoch.
     pub since: i64,
     /// The current or last container.

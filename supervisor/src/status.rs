@@ -63,6 +63,7 @@ mod tests {
             signal: None,
             oom_killed: false,
             restarts: 0,
+            oom_kills: 0,
             since: 0,
             container_id: None,
             file: PathBuf::from(format!("/etc/corral/jobs.d/{name}.json")),

@@ -9,7 +9,7 @@ use corral_config::JobSpec;
 use tokio::sync::oneshot;
 
 use crate::api::{InvalidJob, JobView};
-use crate::daemon::pidfd::PidFd;
+use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::ports::PortRelay;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
@@ -38,7 +38,7 @@ pub struct Container {
     /// settings apply even after an update replaced the job's spec.
     pub spec: Arc<JobSpec>,
     /// The container's `corral-monitor`, the parent of its shim.
-    pub monitor: PidFd,
+    pub monitor: MonitorHandle,
     pub started_at: SystemTime,
     pub started_instant: Instant,
     /// Host PID of the container's init, once the shim wrote the pid file.
@@ -75,9 +75,14 @@ pub struct Job {
     /// state is recognised as stale when it fires.
     pub epoch: u64,
     pub container: Option<Container>,
+    /// Id of the container whose launch runs on the blocking pool. The job
+    /// is STARTING, or STOPPING when a stop came during the launch.
+    pub launching: Option<String>,
     pub last_run: Option<LastRun>,
     pub last_container_id: Option<String>,
     pub restarts: u32,
+    /// OOM kills counted in the exit records of the job's ended containers.
+    pub oom_kills: u64,
     pub history: RestartHistory,
     pub pending_restart: Option<PendingRestart>,
     /// Restarts and window when the job became FATAL.
@@ -110,9 +115,11 @@ impl Job {
             since: SystemTime::now(),
             epoch: 0,
             container: None,
+            launching: None,
             last_run: None,
             last_container_id: None,
             restarts: 0,
+            oom_kills: 0,
             history: RestartHistory::default(),
             pending_restart: None,
             fatal: None,
@@ -183,6 +190,7 @@ impl Job {
             signal: ended.and_then(|run| run.termination.signal().map(str::to_string)),
             oom_killed: ended.is_some_and(|run| run.oom_killed),
             restarts: self.restarts,
+            oom_kills: self.oom_kills,
             since: unix_seconds(self.since),
             container_id: self
                 .container

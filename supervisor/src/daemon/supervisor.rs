@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{JobList, Message};
 use crate::daemon::job::{AfterStop, Container, Job};
-use crate::daemon::launch::{self, Launched};
+use crate::daemon::launch::{self, LaunchError, Launched};
 use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::stats::StatsTarget;
@@ -36,6 +36,13 @@ const KILL_RETRY: Duration = Duration::from_secs(1);
 /// Interval of pid file checks when no inotify watch reports pid files.
 const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Containers launched at the same time. A launch waits until the new
+/// monitor has executed, which on a machine busy creating other containers
+/// takes several milliseconds of scheduling delay; a few launches in
+/// parallel overlap those waits, and the supervisor task serves requests
+/// meanwhile.
+const LAUNCH_CONCURRENCY: usize = 8;
+
 pub struct Supervisor {
     config: Arc<DaemonConfig>,
     jobs: BTreeMap<String, Job>,
@@ -49,6 +56,8 @@ pub struct Supervisor {
     watching_pids: bool,
     /// Set by a detach: the task ends and leaves the containers running.
     detached: bool,
+    /// Limits the launches that run on the blocking pool at once.
+    launch_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Supervisor {
@@ -65,6 +74,7 @@ impl Supervisor {
             autostart: true,
             watching_pids,
             detached: false,
+            launch_permits: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
         }
     }
 
@@ -112,7 +122,9 @@ impl Supervisor {
     }
 
     fn no_containers_left(&self) -> bool {
-        self.jobs.values().all(|job| job.container.is_none())
+        self.jobs
+            .values()
+            .all(|job| job.container.is_none() && job.launching.is_none())
     }
 
     fn handle(&mut self, event: Event) {
@@ -127,6 +139,12 @@ impl Supervisor {
                 status,
             } => self.on_shim_exited(&name, &container_id, status),
             Event::Timer { name, epoch, kind } => self.on_timer(&name, epoch, kind),
+            Event::ChildExited => self.reap_monitors(),
+            Event::Launched {
+                name,
+                container_id,
+                result,
+            } => self.on_launched(&name, &container_id, *result),
             Event::PidWritten { container_id } => self.on_pid_written(&container_id),
             Event::PidWatchFailed => self.on_pid_watch_failed(),
             Event::Reload { origin } => {
@@ -516,7 +534,7 @@ impl Supervisor {
             return;
         };
         tracing::info!(job = %name, "job file removed");
-        if job.container.is_some() {
+        if job.container.is_some() || job.launching.is_some() {
             job.after_stop = AfterStop::Remove;
             self.stop_job(name);
         } else {
@@ -537,7 +555,6 @@ impl Supervisor {
 
     /// Starts a new container for the job's current spec.
     fn start_container(&mut self, name: &str) {
-        let config = self.config.clone();
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -548,21 +565,65 @@ impl Supervisor {
         job.pending_restart = None;
         job.fatal = None;
         job.last_container_id = Some(id.clone());
+        job.launching = Some(id.clone());
+        job.enter(JobState::Starting);
 
-        let launched = launch::launch(&config, name, &id, &spec, &job.stdout_log, &job.stderr_log);
+        let config = Arc::clone(&self.config);
+        let permits = Arc::clone(&self.launch_permits);
+        let events = self.events.clone();
+        let name = name.to_string();
+        let stdout_log = job.stdout_log.clone();
+        let stderr_log = job.stderr_log.clone();
+        tokio::spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let (job_name, container_id) = (name.clone(), id.clone());
+            let launched = tokio::task::spawn_blocking(move || {
+                launch::launch(&config, &name, &id, &spec, &stdout_log, &stderr_log)
+            })
+            .await
+            .unwrap_or_else(|error| {
+                Err(LaunchError::Task {
+                    id: container_id.clone(),
+                    message: error.to_string(),
+                })
+            });
+            let _ = events.send(Event::Launched {
+                name: job_name,
+                container_id,
+                result: Box::new(launched),
+            });
+        });
+    }
+
+    /// Takes over the container whose launch finished, or records the
+    /// failed start. A stop that came during the launch applies now.
+    fn on_launched(&mut self, name: &str, id: &str, result: Result<Launched, LaunchError>) {
+        let current = self
+            .jobs
+            .get(name)
+            .is_some_and(|job| job.launching.as_deref() == Some(id));
+        if !current {
+            // Jobs with a launch in flight are never forgotten, so this
+            // cannot happen; a monitor that ran would be left unreaped.
+            tracing::error!(job = %name, container_id = %id, "a launch finished for a job that no longer waits for it");
+            return;
+        }
+        let job = self.jobs.get_mut(name).expect("checked above");
+        job.launching = None;
+        let spec = job.spec.clone().expect("a job with a launch has a spec");
         let Launched {
             monitor,
             pid_file,
             stderr_offset,
             ports,
-        } = match launched {
+        } = match result {
             Ok(launched) => launched,
             Err(error) => {
                 let message = error_chain(&error);
                 tracing::error!(job = %name, container_id = %id, error = %message, "failed to start job");
-                job.enter(JobState::Starting);
                 let run = LastRun {
-                    container_id: id,
+                    container_id: id.to_string(),
                     termination: Termination::SetupFailed { message },
                     oom_killed: false,
                     killed_after: None,
@@ -576,11 +637,11 @@ impl Supervisor {
 
         tracing::info!(job = %name, container_id = %id, monitor_pid = monitor.pid(), "started job");
         let relay = (!ports.is_empty())
-            .then(|| ports::start_relay(ports, spec.network, name, &id, &pid_file));
+            .then(|| ports::start_relay(ports, spec.network, name, id, &pid_file));
         job.container = Some(Container {
-            id: id.clone(),
+            id: id.to_string(),
             spec: spec.clone(),
-            monitor: monitor.clone(),
+            monitor,
             started_at: SystemTime::now(),
             started_instant: Instant::now(),
             pid: None,
@@ -590,23 +651,21 @@ impl Supervisor {
             stop: None,
             relay,
         });
-        job.enter(JobState::Starting);
+        // A monitor that exited before this point raised its SIGCHLD before
+        // the container was known, so that scan missed it.
+        self.reap_monitors();
+
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        if job.container.is_none() {
+            return;
+        }
+        if job.state == JobState::Stopping {
+            self.send_stop_signal(name);
+            return;
+        }
         let epoch = job.epoch;
-
-        let events = self.events.clone();
-        let job_name = name.to_string();
-        tokio::spawn(async move {
-            let status = match monitor.wait_exited().await {
-                Ok(()) => ShimStatus::Reaped(monitor.reap()),
-                Err(error) => ShimStatus::Reaped(Err(error)),
-            };
-            let _ = events.send(Event::ShimExited {
-                name: job_name,
-                container_id: id,
-                status,
-            });
-        });
-
         let start_seconds = spec.start_seconds.as_duration();
         if start_seconds.is_zero() {
             self.on_start_seconds_passed(name);
@@ -652,6 +711,24 @@ impl Supervisor {
         if !watching_pids {
             let epoch = job.epoch;
             self.arm_timer(name, epoch, TimerKind::PidCheck, PID_CHECK_INTERVAL);
+        }
+    }
+
+    /// Reaps every child monitor that has exited and handles the end of its
+    /// container. Reaping and forgetting the container happen in this one
+    /// step, so no signal can reach a reused PID.
+    fn reap_monitors(&mut self) {
+        let mut exited = Vec::new();
+        for (name, job) in &self.jobs {
+            let Some(container) = &job.container else {
+                continue;
+            };
+            if let Some(status) = container.monitor.try_reap() {
+                exited.push((name.clone(), container.id.clone(), status));
+            }
+        }
+        for (name, container_id, status) in exited {
+            self.on_shim_exited(&name, &container_id, ShimStatus::Reaped(status));
         }
     }
 
@@ -714,7 +791,6 @@ impl Supervisor {
 
     /// Sends the stop signal, or cancels a pending restart.
     fn stop_job(&mut self, name: &str) {
-        let root = self.config.containers_root();
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -735,6 +811,24 @@ impl Supervisor {
             }
             _ => return,
         }
+        if job.container.is_none() {
+            if job.launching.is_some() {
+                tracing::info!(job = %name, "stop requested during the launch; it applies once the container started");
+                job.enter(JobState::Stopping);
+            }
+            return;
+        }
+        job.enter(JobState::Stopping);
+        self.send_stop_signal(name);
+    }
+
+    /// Sends the stop signal to a container that is STOPPING and arms the
+    /// stop timeout.
+    fn send_stop_signal(&mut self, name: &str) {
+        let root = self.config.containers_root();
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
         let Some(container) = &mut job.container else {
             return;
         };
@@ -769,7 +863,6 @@ impl Supervisor {
             timeout,
             killed: false,
         });
-        job.enter(JobState::Stopping);
         let epoch = job.epoch;
         self.arm_timer(name, epoch, TimerKind::StopTimeout, timeout);
     }
@@ -887,6 +980,7 @@ impl Supervisor {
             &job.stderr_log,
             container.stderr_offset,
         );
+        job.oom_kills += record.as_ref().map_or(0, |record| record.oom_kills);
         if record.is_none() {
             clean_up_orphan(&config, name, container_id);
         }

@@ -15,6 +15,7 @@ use corral_runtime::state::ExitRecord;
 use super::{clean_up_orphan, Supervisor};
 use crate::daemon::job::Container;
 use crate::daemon::launch::{self, ShimRecord};
+use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::ports;
 use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
@@ -71,7 +72,7 @@ impl Supervisor {
         job.container = Some(Container {
             id: id.clone(),
             spec: Arc::clone(&spec),
-            monitor,
+            monitor: MonitorHandle::Adopted(monitor),
             started_at,
             started_instant: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             pid: None,
@@ -104,7 +105,9 @@ impl Supervisor {
         let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
             return;
         };
-        let monitor = container.monitor.clone();
+        let MonitorHandle::Adopted(monitor) = container.monitor.clone() else {
+            return;
+        };
         let events = self.events.clone();
         let name = name.to_string();
         let id = id.to_string();
@@ -161,6 +164,7 @@ impl Supervisor {
             &job.stderr_log,
             record.stderr_offset,
         );
+        job.oom_kills += exit.as_ref().map_or(0, |exit| exit.oom_kills);
         if exit.is_none() {
             clean_up_orphan(&self.config, &record.job, id);
         }
