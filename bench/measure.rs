@@ -64,7 +64,7 @@ fn main() {
 
     let started = Instant::now();
     // SAFETY: this program is single-threaded, so the child may call execvp
-    // after fork; it calls nothing else but _exit.
+    // after fork. The child calls nothing else but _exit.
     let pid = unsafe { fork() };
     if pid == 0 {
         // SAFETY: `pointers` is a NULL-terminated array of pointers into
