@@ -447,12 +447,15 @@ fn run_with_minimal_init(process: Process) -> ! {
 /// status file), and makes the init non-dumpable.
 ///
 /// The init runs the runtime's binary as PID 1 for as long as the job
-/// lives, and the job's processes share its credentials. Descriptors it
-/// inherited from the runtime and its caller are marked close-on-exec, which
-/// does not close them in a process that never executes; and while the init
-/// is dumpable, any process of the job may reopen them through /proc/1/fd.
-/// Once the init is non-dumpable, opening /proc/1/fd, /proc/1/exe or
-/// /proc/1/mem needs CAP_SYS_PTRACE, which the default capability set lacks.
+/// lives, and the job's processes share its credentials. The descriptors it
+/// inherited from the runtime and its caller are only close-on-exec, and the
+/// init never executes, so they stay open in it. While the init is
+/// dumpable, any process of the job may reopen them through /proc/1/fd.
+/// Once it is non-dumpable, opening /proc/1/fd, /proc/1/exe or /proc/1/mem
+/// needs CAP_SYS_PTRACE, which the default capability set lacks.
+///
+/// NOTE: this runs after the seccomp filter is installed, so a profile that
+/// blocks openat, getdents64, close or prctl leaves the init unsealed.
 fn seal_minimal_init(keep: Option<RawFd>) {
     let fds: Vec<RawFd> = fs::read_dir("/proc/self/fd")
         .map(|entries| {
