@@ -125,12 +125,47 @@ pub fn validate_spec(name: &str, spec: &mut JobSpec, host: &HostContext) -> Chec
 
 /// Linux capability names, without the `CAP_` prefix.
 pub const CAPABILITIES: [&str; 41] = [
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 /// Returns the canonical `CAP_NAME` of a capability written with or without
@@ -138,13 +173,14 @@ pub const CAPABILITIES: [&str; 41] = [
 pub fn canonical_capability(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    CAPABILITIES
-        .contains(&bare)
-        .then(|| format!("CAP_{bare}"))
+    CAPABILITIES.contains(&bare).then(|| format!("CAP_{bare}"))
 }
 
 fn check_security(spec: &mut JobSpec) -> Check {
-    for (field, list) in [("cap_add", &mut spec.cap_add), ("cap_drop", &mut spec.cap_drop)] {
+    for (field, list) in [
+        ("cap_add", &mut spec.cap_add),
+        ("cap_drop", &mut spec.cap_drop),
+    ] {
         for (index, name) in list.iter_mut().enumerate() {
             if field == "cap_drop" && name.eq_ignore_ascii_case("ALL") {
                 *name = "ALL".to_string();

@@ -368,8 +368,8 @@ pub fn mount_entry(rootfs: &Path, entry: &Mount) -> Result<(), RootfsError> {
     // `target` was resolved by path, so a component may have been swapped
     // for a symlink since. It is created and opened one component at a
     // time without following symlinks, and the mount goes onto the
-    // resulting descriptor: a swap fails the mount instead of leading the
-    // creation or the mount outside the root. `pinned` names that inode.
+    // resulting descriptor. A swap then fails the mount instead of leading
+    // the creation or the mount outside the root. `pinned` names that inode.
     let pinned_fd = create_in_root(rootfs, &target, source_is_file)?;
     let pinned = PathBuf::from(format!("/proc/self/fd/{}", pinned_fd.as_raw_fd()));
 
@@ -463,7 +463,7 @@ fn create_in_root(rootfs: &Path, target: &Path, as_file: bool) -> Result<OwnedFd
             _ => None,
         })
         .collect();
-    let how = || {
+    let without_symlinks = || {
         OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(
@@ -480,7 +480,7 @@ fn create_in_root(rootfs: &Path, target: &Path, as_file: bool) -> Result<OwnedFd
     .map_err(sys("open the root", rootfs))?;
     for (index, name) in names.iter().enumerate() {
         let creates_file = as_file && index + 1 == names.len();
-        current = match openat2(&current, *name, how()) {
+        current = match openat2(&current, *name, without_symlinks()) {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) => {
                 let created = if creates_file {
@@ -503,7 +503,8 @@ fn create_in_root(rootfs: &Path, target: &Path, as_file: bool) -> Result<OwnedFd
                     Ok(()) | Err(nix::Error::EEXIST) => {}
                     Err(error) => return Err(sys("create mount target", target)(error)),
                 }
-                openat2(&current, *name, how()).map_err(sys("open mount target", target))?
+                openat2(&current, *name, without_symlinks())
+                    .map_err(sys("open mount target", target))?
             }
             Err(error) => return Err(sys("open mount target", target)(error)),
         };

@@ -96,6 +96,12 @@ pub(crate) fn run(mut context: InitContext) -> ! {
                     unsafe { libc::_exit(1) }
                 }
             }
+            if let Err(error) = super::seccomp::install(&prepared.late_seccomp) {
+                eprintln!("corral: {error}");
+                // SAFETY: ends this process without running the runtime's
+                // destructors, as a forked child must.
+                unsafe { libc::_exit(1) }
+            }
             execute(prepared.process)
         }
         Err(error) => {
@@ -133,6 +139,8 @@ pub(crate) struct Process {
 
 struct Prepared {
     fifo: OwnedFd,
+    /// Seccomp filters to install after the start handshake.
+    late_seccomp: Vec<seccompiler::BpfProgram>,
     process: Process,
     spec: Spec,
     /// The state passed to hooks, when the spec has any.
@@ -322,11 +330,16 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         .and_then(|a| a.get(annotations::INIT))
         .is_some_and(|v| v == "true");
     mark_descriptors_cloexec(&[fifo.as_raw_fd()]);
-    if no_new_privileges {
-        super::seccomp::install(&seccomp).map_err(|error| InitError::Process(error.to_string()))?;
-    }
+    // With no_new_privs the filter goes in right before execve, so that a
+    // strict profile need not allow the calls of the start handshake.
+    let late_seccomp = if no_new_privileges {
+        seccomp
+    } else {
+        Vec::new()
+    };
     Ok(Prepared {
         fifo,
+        late_seccomp,
         spec: spec.clone(),
         state_json,
         process: Process {

@@ -63,6 +63,12 @@ pub enum ContainerError {
     },
     #[error("invalid config.json: {message}")]
     InvalidSpec { message: String },
+    #[error("invalid {path}: {field}: {message}")]
+    SpecField {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -116,6 +122,25 @@ pub struct CreateOptions {
     /// Unix socket that receives the terminal's master when
     /// `process.terminal` is set.
     pub console_socket: Option<PathBuf>,
+}
+
+/// Reads config.json; an error names the field (`process.args[0]`) and the
+/// problem with its value.
+pub fn load_spec(path: &Path) -> Result<Spec, ContainerError> {
+    let text = fs::read(path).map_err(io_error("read", path))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        ContainerError::SpecField {
+            path: path.to_path_buf(),
+            field: if field == "." {
+                "(document)".to_string()
+            } else {
+                field
+            },
+            message: error.into_inner().to_string(),
+        }
+    })
 }
 
 /// Rejects ids that could name a path outside the state root.
@@ -186,10 +211,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let bundle =
         fs::canonicalize(&options.bundle).map_err(io_error("resolve bundle", &options.bundle))?;
     let config_path = bundle.join("config.json");
-    let spec = Spec::load(&config_path).map_err(|source| ContainerError::LoadSpec {
-        path: config_path.clone(),
-        source,
-    })?;
+    let spec = load_spec(&config_path)?;
 
     fs::DirBuilder::new()
         .recursive(true)
@@ -244,7 +266,8 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let cgroup = hierarchy.create(&cgroup_path)?;
     guard.cgroup = Some(cgroup.clone());
     if let Some(resources) = linux.resources() {
-        cgroup.apply(&with_default_device_rules(resources))?;
+        let devices = linux.devices().clone().unwrap_or_default();
+        cgroup.apply(&with_default_device_rules(resources, &devices))?;
     }
 
     let fifo = state_dir.join(EXEC_FIFO);
@@ -463,12 +486,29 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
 /// Appends allow rules for the devices every container gets to the spec's
 /// device rules, as runc does, so a spec that denies all devices still
 /// lets the init create and the process use /dev/null, /dev/pts and the rest.
-fn with_default_device_rules(resources: &LinuxResources) -> LinuxResources {
+fn with_default_device_rules(
+    resources: &LinuxResources,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> LinuxResources {
     let mut resources = resources.clone();
     let Some(rules) = resources.devices().clone() else {
         return resources;
     };
     let mut rules = rules;
+    // The init creates the nodes of linux.devices, so they are allowed too.
+    let spec_devices: Vec<(i64, Option<i64>, LinuxDeviceType)> = devices
+        .iter()
+        .map(|device| (device.major(), Some(device.minor()), device.typ()))
+        .collect();
+    for (major, minor, typ) in spec_devices {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(typ));
+        rule.set_major(Some(major));
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".to_string()));
+        rules.push(rule);
+    }
     let defaults = crate::rootfs::DEFAULT_DEVICES
         .iter()
         .map(|(_, major, minor)| (*major as i64, Some(*minor as i64)))
