@@ -201,6 +201,7 @@ fn namespaces_cgroup_namespace_root() {
 // rejects now with a clear message. clone(2) cannot take CLONE_NEWTIME, so the init
 // must unshare it (it applies to children only) or clone with clone3.
 #[test]
+#[ignore = "not supported yet: the runtime rejects a new time namespace"]
 fn namespaces_time() {
     if !require_root("namespaces_time") {
         return;
