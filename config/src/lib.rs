@@ -34,6 +34,5 @@ pub use types::*;
 pub use units::{ByteSize, DurationValue, UnitError};
 pub use validate::{
     canonical_capability, is_valid_job_name, validate_spec, ValidationError, CAPABILITIES,
-    MAX_HOSTNAME_LEN, MIN_CPUS, MIN_LOG_SIZE,
-    MIN_MEMORY,
+    MAX_HOSTNAME_LEN, MIN_CPUS, MIN_LOG_SIZE, MIN_MEMORY,
 };
