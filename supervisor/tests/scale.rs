@@ -1,5 +1,6 @@
-//! End-to-end test of 200 jobs started and stopped together. It runs as
-//! root and skips with a SKIP line otherwise.
+//! End-to-end tests of many jobs at once: 200 jobs started and stopped
+//! together, and a shutdown while launches are in flight. They run as root,
+//! one at a time, and skip with a SKIP line otherwise.
 
 mod harness;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use corral_supervisor::api::JobList;
 use corral_supervisor::machine::JobState;
-use harness::{skip, stdout_of, Daemon};
+use harness::{serial, skip, stdout_of, Daemon};
 use serde_json::json;
 
 const JOBS: usize = 200;
@@ -47,6 +48,7 @@ fn two_hundred_jobs_start_and_stop_together() {
     if skip("two_hundred_jobs_start_and_stop_together") {
         return;
     }
+    let _serial = serial();
     let job = json!({
         "image": "host",
         "command": ["/bin/sleep", "3600"],
@@ -108,4 +110,54 @@ fn two_hundred_jobs_start_and_stop_together() {
         "{JOBS} jobs: all RUNNING {start_took:?} after the daemon started, status {status_took:?}, \
          stop all {stop_took:?}, start all {restart_took:?}, shutdown {shutdown_took:?}"
     );
+}
+
+#[test]
+fn shutdown_during_launches_leaves_nothing() {
+    if skip("shutdown_during_launches_leaves_nothing") {
+        return;
+    }
+    let _serial = serial();
+    let job = json!({
+        "image": "host",
+        "command": ["/bin/sleep", "3600"],
+        "init": true,
+        "start_seconds": "1s",
+        "stop": {"timeout": "10s"},
+    })
+    .to_string();
+    let names: Vec<String> = (0..40).map(|index| format!("early{index:02}")).collect();
+    let jobs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|name| (name.as_str(), job.as_str()))
+        .collect();
+    let mut daemon = Daemon::start(&jobs);
+    // Most launches are still in flight when the socket first answers.
+    let asked = Instant::now();
+    let status = daemon.ctl(&["status"]);
+    let status_took = asked.elapsed();
+    assert_eq!(stdout_of(&status).lines().count(), names.len());
+    assert!(
+        status_took < Duration::from_secs(1),
+        "status took {status_took:?} while jobs launched"
+    );
+
+    let exit = daemon.terminate(Duration::from_secs(60));
+    assert_eq!(exit.code(), Some(0), "{}", daemon.diagnostics());
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(daemon.leftover_mounts(), Vec::<String>::new());
+    for dir in ["shims", "containers", "pids", "exits"] {
+        assert_eq!(
+            daemon.entries(&daemon.run_dir().join(dir)),
+            Vec::<String>::new(),
+            "{dir} is not empty"
+        );
+    }
+    // Every job either started and was stopped, or failed to start.
+    let log = daemon.daemon_log();
+    let started = log.matches("started job job=").count();
+    let failed = log.matches("failed to start job job=").count();
+    let stopped = log.matches("job stopped job=").count();
+    assert_eq!(started + failed, names.len(), "{log}");
+    assert_eq!(stopped, names.len(), "{log}");
 }

@@ -11,8 +11,10 @@ use corral_supervisor::daemon::{self, DaemonConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    daemon::memory::configure_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    raise_open_files_limit();
     if let Err(error) = run(cli) {
         tracing::error!(error = format!("{error:#}"), "supervisord failed");
         eprintln!("supervisord: {error:#}");
@@ -47,9 +49,37 @@ fn run(cli: Cli) -> Result<()> {
         monitor,
         live_restore: cli.live_restore,
     };
-    let tokio = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    // One thread runs every task: the supervisor task handles one event at
+    // a time anyway, and the API and the watchers only wait for it. Blocking
+    // work (cgroup kills, stats reads) goes to tokio's blocking pool.
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit. supervisord keeps
+/// one descriptor per running job, and 1024, a common default soft limit,
+/// would cap it below a thousand jobs.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(error) => {
+            tracing::warn!(%error, "failed to read the open files limit");
+            return;
+        }
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+        Err(error) => tracing::warn!(soft, hard, %error, "failed to raise the open files limit"),
+    }
 }
 
 /// Returns `name` in the directory of this executable when it exists

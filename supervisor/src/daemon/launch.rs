@@ -18,6 +18,7 @@ use corral_runtime::job::{self, JobContainer, JobSpecError};
 use corral_runtime::state::ExitRecord;
 
 use crate::daemon::logs::{self, LogError};
+use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::ports::{self, BoundPorts, PortError};
 use crate::daemon::{DaemonConfig, ShimStatus};
@@ -50,6 +51,8 @@ pub enum LaunchError {
         #[source]
         source: io::Error,
     },
+    #[error("the launch of container {id} failed: {message}")]
+    Task { id: String, message: String },
     #[error("failed to run {monitor} for container {id}")]
     Spawn {
         monitor: PathBuf,
@@ -79,7 +82,7 @@ pub struct ShimRecord {
 #[derive(Debug)]
 pub struct Launched {
     /// The monitor, a child of supervisord that still has to be reaped.
-    pub monitor: PidFd,
+    pub monitor: MonitorHandle,
     pub pid_file: PathBuf,
     pub stderr_offset: u64,
     /// Listeners of the job's published ports, bound before the shim ran.
@@ -181,25 +184,15 @@ pub fn launch(
             return Err(spawn_error(source));
         }
     };
-    let pid = i32::try_from(child.id()).expect("Linux PIDs fit in i32");
-    // Dropping a std Child neither waits nor kills. The monitor is reaped
-    // through its pidfd, which is opened before anything could reap it, so
-    // the PID still names the monitor here.
-    drop(child);
-    let monitor = match PidFd::open(pid) {
-        Ok(monitor) => monitor,
-        Err(source) => {
-            // Without a pidfd the container could not be stopped safely, so
-            // the monitor is killed before its shim creates the container.
-            if let Err(error) = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            ) {
-                tracing::warn!(container_id = %id, %error, "failed to kill the monitor");
-            }
-            return Err(spawn_error(source));
-        }
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return Err(spawn_error(io::Error::other(
+            "the monitor's PID is out of range",
+        )));
     };
+    // Dropping a std Child neither waits nor kills. The supervisor task
+    // reaps the monitor on SIGCHLD.
+    drop(child);
+    let monitor = MonitorHandle::Child { pid };
     let record = ShimRecord {
         job: job_name.to_string(),
         container_id: id.to_string(),
@@ -225,7 +218,7 @@ pub fn launch(
 pub fn update_log_settings(
     config: &DaemonConfig,
     id: &str,
-    monitor: &PidFd,
+    monitor: &MonitorHandle,
     settings: LogSettings,
 ) -> io::Result<()> {
     settings.write(&config.bundle_dir(id).join(LOG_SETTINGS_FILE))?;

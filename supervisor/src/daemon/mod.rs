@@ -6,6 +6,8 @@ mod job;
 mod jobwatch;
 mod launch;
 mod logs;
+pub mod memory;
+mod monitor_handle;
 mod pidfd;
 mod pidwatch;
 mod ports;
@@ -224,6 +226,14 @@ pub enum Event {
         epoch: u64,
         kind: TimerKind,
     },
+    /// SIGCHLD: a child, most likely a monitor, has exited.
+    ChildExited,
+    /// The launch of a container finished, on the blocking pool.
+    Launched {
+        name: String,
+        container_id: String,
+        result: Box<Result<launch::Launched, launch::LaunchError>>,
+    },
     /// A shim wrote the pid file of a container.
     PidWritten {
         container_id: String,
@@ -365,7 +375,9 @@ pub enum Outcome {
 }
 
 /// Turns SIGTERM and SIGINT into a shutdown, or with `live_restore` into a
-/// detach, and SIGHUP into a reload.
+/// detach, SIGHUP into a reload and SIGCHLD into a look for exited monitors.
+/// The handlers are installed before any monitor is spawned, so no exit is
+/// missed.
 fn spawn_signal_handlers(
     events: mpsc::UnboundedSender<Event>,
     live_restore: bool,
@@ -379,6 +391,7 @@ fn spawn_signal_handlers(
     let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
     let mut hangup = install(SignalKind::hangup(), "SIGHUP")?;
+    let mut child = install(SignalKind::child(), "SIGCHLD")?;
     tokio::spawn(async move {
         loop {
             let stop = |origin| match live_restore {
@@ -389,6 +402,7 @@ fn spawn_signal_handlers(
                 _ = terminate.recv() => stop("SIGTERM"),
                 _ = interrupt.recv() => stop("SIGINT"),
                 _ = hangup.recv() => Event::Reload { origin: "SIGHUP" },
+                _ = child.recv() => Event::ChildExited,
             };
             if events.send(event).is_err() {
                 return;

@@ -1,15 +1,10 @@
-//! A process referred to by a pidfd (Linux 5.3 or later, 5.4 for waitid),
-//! so that a signal meant for a monitor never reaches another process that
-//! reused its PID after the monitor was reaped.
+//! A process referred to by a pidfd (Linux 5.3 or later), so that a signal
+//! meant for a monitor adopted from an earlier supervisord never reaches
+//! another process that reused its PID.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
 /// A pidfd and the PID it was opened for. Clones share one descriptor, so
 /// a job costs supervisord one descriptor however many handles it holds.
@@ -65,30 +60,9 @@ impl PidFd {
         Ok(())
     }
 
-    /// Reaps the exited process and returns its status. Fails with ECHILD
-    /// when it is not a child of this process, such as a monitor adopted
-    /// from an earlier supervisord.
-    pub fn reap(&self) -> io::Result<ExitStatus> {
-        let status = waitid(Id::PIDFd(self.fd.as_fd()), WaitPidFlag::WEXITED)?;
-        match status {
-            WaitStatus::Exited(_, code) => Ok(ExitStatus::from_raw((code & 0xff) << 8)),
-            WaitStatus::Signaled(_, signal, core_dumped) => {
-                let core = if core_dumped { 0x80 } else { 0 };
-                Ok(ExitStatus::from_raw(signal as i32 | core))
-            }
-            other => Err(io::Error::other(format!(
-                "unexpected wait status {other:?}"
-            ))),
-        }
-    }
-
-    /// Sends `signal` to the process. Fails with ESRCH once it has exited.
-    pub fn send_signal(&self, signal: Signal) -> io::Result<()> {
-        self.send_raw_signal(signal as libc::c_int)
-    }
-
     /// Sends the signal numbered `signal`, which may be a real-time signal
-    /// that [`Signal`] cannot name.
+    /// that `nix`'s `Signal` cannot name. Fails with ESRCH once the process
+    /// has exited.
     pub fn send_raw_signal(&self, signal: libc::c_int) -> io::Result<()> {
         // SAFETY: the descriptor is a valid pidfd owned by `self`, the info
         // pointer may be null, and the flags must be 0.
@@ -119,44 +93,14 @@ mod tests {
         let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let pidfd = PidFd::open(child.id() as i32).unwrap();
         assert_eq!(pidfd.pid(), child.id() as i32);
-        pidfd.send_signal(Signal::SIGTERM).unwrap();
+        pidfd.send_raw_signal(libc::SIGTERM).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(libc::SIGTERM)
         );
-        let error = pidfd.send_signal(Signal::SIGTERM).unwrap_err();
+        let error = pidfd.send_raw_signal(libc::SIGTERM).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESRCH));
-    }
-
-    #[tokio::test]
-    async fn reap_returns_the_status() {
-        let child = Command::new("/bin/sh")
-            .args(["-c", "exit 7"])
-            .spawn()
-            .unwrap();
-        let pidfd = PidFd::open(child.id() as i32).unwrap();
-        drop(child);
-        pidfd.wait_exited().await.unwrap();
-        assert_eq!(pidfd.reap().unwrap().code(), Some(7));
-        assert!(
-            pidfd.reap().is_err(),
-            "a reaped process cannot be reaped twice"
-        );
-
-        let killed = Command::new("/bin/sleep").arg("30").spawn().unwrap();
-        let pidfd = PidFd::open(killed.id() as i32).unwrap();
-        drop(killed);
-        pidfd.send_signal(Signal::SIGKILL).unwrap();
-        pidfd.wait_exited().await.unwrap();
-        assert_eq!(pidfd.reap().unwrap().signal(), Some(libc::SIGKILL));
-    }
-
-    #[test]
-    fn reap_of_a_foreign_process_fails() {
-        let pidfd = PidFd::open(1).unwrap();
-        let error = pidfd.reap().unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::ECHILD));
     }
 
     #[tokio::test]

@@ -612,6 +612,10 @@ impl Supervisor {
         let job = self.jobs.get_mut(name).expect("checked above");
         job.launching = None;
         let spec = job.spec.clone().expect("a job with a launch has a spec");
+        if self.jobs.values().all(|job| job.launching.is_none()) {
+            crate::daemon::memory::release_free_memory();
+        }
+        let job = self.jobs.get_mut(name).expect("checked above");
         let Launched {
             monitor,
             pid_file,

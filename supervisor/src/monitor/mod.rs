@@ -9,8 +9,9 @@
 //! supervisord reads the pipes, a job that writes without pause costs the
 //! monitor's CPU and never supervisord's. Between the pipe reader and the
 //! file writer sits a [`BoundedQueue`] of [`QUEUE_LIMIT`] bytes per stream:
-//! when the disk falls behind, output is dropped rather than blocking the
-//! job, and a rate-limited notice in the log states how many bytes.
+//! when the disk falls behind for longer than [`QUEUE_PATIENCE`], output is
+//! dropped rather than blocking the job, and a rate-limited notice in the
+//! log states how many bytes.
 //!
 //! Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 go to the
 //! shim, which forwards them to the container. [`reload_signal`] makes the
@@ -40,10 +41,15 @@ pub use self::queue::{BoundedQueue, Item, Stream};
 use crate::daemon::error_chain;
 use crate::logrotate::{RotateError, RotatingLog};
 
-/// Bytes of one stream that may wait for the log writer before further
-/// output is dropped. Docker's non-blocking log mode uses the same default
-/// buffer size.
+/// Bytes of one stream that may wait for the log writer: 20 ms of output
+/// at 50 MB/s, and the most a monitor buffers per stream.
 pub const QUEUE_LIMIT: usize = 1024 * 1024;
+
+/// How long the pipe reader waits for room in a full queue before it drops
+/// output. A busy machine delays the writer thread for moments, which this
+/// rides out by holding the job back; a stalled disk costs the job at most
+/// this delay before output is dropped.
+pub const QUEUE_PATIENCE: Duration = Duration::from_millis(500);
 
 /// Bytes read from a pipe at once.
 const READ_SIZE: usize = 64 * 1024;
@@ -221,7 +227,7 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     drop(command);
     let shim = Pid::from_raw(child.id() as i32);
 
-    let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT));
+    let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT, QUEUE_PATIENCE));
     let writer = {
         let queue = Arc::clone(&queue);
         std::thread::Builder::new()
@@ -529,7 +535,7 @@ mod tests {
     #[test]
     fn dropped_output_leaves_a_notice_at_the_gap() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = BoundedQueue::new(8);
+        let queue = BoundedQueue::new(8, Duration::ZERO);
         assert!(queue.push_data(Stream::Stdout, b"partial"));
         assert!(!queue.push_data(Stream::Stdout, b" line\n"));
         assert!(queue.push_data(Stream::Stderr, b"err\n"));

@@ -1,13 +1,17 @@
 //! The bounded queue between the thread that reads a container's output
 //! pipes and the thread that writes the log files.
 //!
-//! The reader never waits for the writer: a chunk that would take its
-//! stream above the byte limit is dropped, and a [`Item::Dropped`] marker
-//! takes its place in the queue, so a slow disk costs log lines and never
-//! blocks the container's writes, and the writer finds where the gap is.
+//! A chunk that would take its stream above the byte limit waits up to the
+//! queue's patience for the writer to make room, which holds the container
+//! back only as long as its pipe buffer lasts. After that the chunk is
+//! dropped, and a [`Item::Dropped`] marker takes its place in the queue, so
+//! the writer finds where the gap is. Until the writer makes room again,
+//! further chunks of that stream are dropped at once, so a stalled disk
+//! costs log lines and never blocks the container for longer.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::LogSettings;
 
@@ -52,6 +56,8 @@ pub enum Item {
 struct State {
     items: VecDeque<Item>,
     queued: [usize; 2],
+    /// Streams whose last chunk was dropped and that found no room since.
+    dropping: [bool; 2],
     closed: bool,
 }
 
@@ -59,16 +65,23 @@ struct State {
 #[derive(Debug)]
 pub struct BoundedQueue {
     state: Mutex<State>,
+    /// Signalled when an item is queued.
     ready: Condvar,
+    /// Signalled when the writer took an item.
+    room: Condvar,
     limit: usize,
+    /// How long a chunk waits for room before it is dropped.
+    patience: Duration,
 }
 
 impl BoundedQueue {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, patience: Duration) -> Self {
         BoundedQueue {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
+            room: Condvar::new(),
             limit,
+            patience,
         }
     }
 
@@ -80,12 +93,25 @@ impl BoundedQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a copy of `data`, or drops it when the stream already has
-    /// `limit` bytes queued. Returns whether it was queued.
+    /// Queues a copy of `data`, waiting up to the patience for room, or
+    /// drops it. Returns whether it was queued.
     pub fn push_data(&self, stream: Stream, data: &[u8]) -> bool {
         let mut state = self.lock();
         let index = stream.index();
+        let deadline = Instant::now() + self.patience;
+        while state.queued[index] + data.len() > self.limit && !state.dropping[index] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .room
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
         if state.queued[index] + data.len() > self.limit {
+            state.dropping[index] = true;
             let bytes = data.len() as u64;
             match state.items.back_mut() {
                 Some(Item::Dropped(last, count)) if *last == stream => *count += bytes,
@@ -95,6 +121,7 @@ impl BoundedQueue {
             self.ready.notify_one();
             return false;
         }
+        state.dropping[index] = false;
         state.queued[index] += data.len();
         state.items.push_back(Item::Data(stream, data.to_vec()));
         drop(state);
@@ -121,6 +148,7 @@ impl BoundedQueue {
             if let Some(item) = state.items.pop_front() {
                 if let Item::Data(stream, data) = &item {
                     state.queued[stream.index()] -= data.len();
+                    self.room.notify_all();
                 }
                 return Some(item);
             }
@@ -138,7 +166,6 @@ impl BoundedQueue {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
 
@@ -148,7 +175,7 @@ mod tests {
 
     #[test]
     fn full_stream_drops_and_marks_the_gap() {
-        let queue = BoundedQueue::new(8);
+        let queue = BoundedQueue::new(8, Duration::ZERO);
         assert!(queue.push_data(Stream::Stdout, b"12345"));
         assert!(!queue.push_data(Stream::Stdout, b"6789"));
         assert!(!queue.push_data(Stream::Stdout, b"0000"));
@@ -168,8 +195,50 @@ mod tests {
     }
 
     #[test]
+    fn chunk_waits_for_room_within_patience() {
+        let queue = Arc::new(BoundedQueue::new(8, Duration::from_secs(5)));
+        assert!(queue.push_data(Stream::Stdout, b"12345678"));
+        let writer = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                queue.take()
+            })
+        };
+        let started = Instant::now();
+        assert!(
+            queue.push_data(Stream::Stdout, b"next"),
+            "the chunk was dropped"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(writer.join().unwrap(), data(Stream::Stdout, "12345678"));
+        assert_eq!(queue.take(), data(Stream::Stdout, "next"));
+    }
+
+    #[test]
+    fn stalled_writer_costs_one_wait() {
+        let queue = BoundedQueue::new(4, Duration::from_millis(100));
+        assert!(queue.push_data(Stream::Stdout, b"full"));
+        let started = Instant::now();
+        assert!(!queue.push_data(Stream::Stdout, b"a"));
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let again = Instant::now();
+        assert!(!queue.push_data(Stream::Stdout, b"b"));
+        assert!(
+            again.elapsed() < Duration::from_millis(50),
+            "a stream that is dropping waits again"
+        );
+        assert_eq!(queue.take(), data(Stream::Stdout, "full"));
+        assert_eq!(queue.take(), Some(Item::Dropped(Stream::Stdout, 2)));
+        assert!(
+            queue.push_data(Stream::Stdout, b"ok"),
+            "room ends the dropping"
+        );
+    }
+
+    #[test]
     fn drops_of_an_empty_queue_are_marked() {
-        let queue = BoundedQueue::new(2);
+        let queue = BoundedQueue::new(2, Duration::ZERO);
         assert!(!queue.push_data(Stream::Stderr, b"too long"));
         queue.close();
         assert_eq!(queue.take(), Some(Item::Dropped(Stream::Stderr, 8)));
@@ -178,7 +247,7 @@ mod tests {
 
     #[test]
     fn settings_are_never_dropped() {
-        let queue = BoundedQueue::new(1);
+        let queue = BoundedQueue::new(1, Duration::ZERO);
         let settings = LogSettings {
             max_size: 10,
             keep: 2,
@@ -191,7 +260,7 @@ mod tests {
 
     #[test]
     fn take_waits_for_the_reader() {
-        let queue = Arc::new(BoundedQueue::new(1024));
+        let queue = Arc::new(BoundedQueue::new(1024, Duration::ZERO));
         let writer = {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || {
