@@ -61,8 +61,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Raises the soft limit of open files to the hard limit. supervisord keeps
-/// one descriptor per running job, and 1024, a common default soft limit,
-/// would cap it below a thousand jobs.
+/// a descriptor per adopted job, per API connection and per published port,
+/// and 1024, a common default soft limit, would cap those.
 fn raise_open_files_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
 

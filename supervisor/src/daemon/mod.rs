@@ -365,7 +365,7 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// How the supervisor task ended.
+/// The ending of the supervisor task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Every container was stopped.

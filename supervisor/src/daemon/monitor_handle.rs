@@ -1,9 +1,9 @@
 //! supervisord's handle on one container's `corral-monitor`.
 //!
 //! A monitor that this supervisord spawned is its child and is addressed by
-//! PID: the kernel does not reuse the PID of an unreaped child, and only the
-//! supervisor task reaps monitors, on SIGCHLD, and forgets the container in
-//! the same step. So a running job costs no file descriptor. A monitor
+//! PID: the kernel does not reuse the PID of an unreaped child. Only the
+//! supervisor task reaps monitors, on SIGCHLD, and it drops the container
+//! in the same step. So a running job costs no file descriptor. A monitor
 //! adopted from an earlier supervisord is not a child, so it is addressed
 //! through a pidfd instead, which its own wait task watches.
 

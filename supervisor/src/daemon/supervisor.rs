@@ -37,10 +37,9 @@ const KILL_RETRY: Duration = Duration::from_secs(1);
 const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Containers launched at the same time. A launch waits until the new
-/// monitor has executed, which on a machine busy creating other containers
-/// takes several milliseconds of scheduling delay; a few launches in
-/// parallel overlap those waits, and the supervisor task serves requests
-/// meanwhile.
+/// monitor has executed, which takes milliseconds of scheduling delay on a
+/// machine busy creating other containers. Launches in parallel overlap
+/// those waits, and the supervisor task serves requests meanwhile.
 const LAUNCH_CONCURRENCY: usize = 8;
 
 pub struct Supervisor {
@@ -604,8 +603,8 @@ impl Supervisor {
             .get(name)
             .is_some_and(|job| job.launching.as_deref() == Some(id));
         if !current {
-            // Jobs with a launch in flight are never forgotten, so this
-            // cannot happen; a monitor that ran would be left unreaped.
+            // remove_job keeps a job while its launch is in flight, so this
+            // is a bug. A monitor that ran would stay unreaped.
             tracing::error!(job = %name, container_id = %id, "a launch finished for a job that no longer waits for it");
             return;
         }
