@@ -75,7 +75,7 @@ fn committed_packaging_is_current() {
     );
 }
 
-/// The settings of one unit file, `KEY=VALUE` per line.
+/// Reads the settings of one unit file, `KEY=VALUE` per line.
 fn unit_settings(name: &str) -> Vec<(String, String)> {
     let text = fs::read_to_string(packaging_dir().join("systemd").join(name)).unwrap();
     text.lines()

@@ -20,7 +20,7 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     Some(after_name.split(' ').map(str::to_string).collect())
 }
 
-/// Every process on the host as (pid, state, ppid).
+/// Lists every process on the host as (pid, state, ppid).
 fn host_processes() -> Vec<(i32, char, i32)> {
     let mut processes = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -70,8 +70,8 @@ fn sleepers(marker: &str) -> Vec<i32> {
     found
 }
 
-/// A `sleep` duration no other process on the host uses, so the test can
-/// find its own sleepers by command line.
+/// Returns a `sleep` duration no other process on the host uses, so the
+/// test can find its own sleepers by command line.
 fn unique_marker(index: u32) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -22,7 +22,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 /// 200 ms for quiet, and supervisord promises one second.
 const NOTICED: Duration = Duration::from_secs(1);
 
-/// A job whose command prints `version` and then waits for SIGTERM.
+/// Returns a job whose command prints `version` and then waits for SIGTERM.
 fn versioned(version: &str) -> String {
     shell_job(
         &format!("echo version {version}; trap 'exit 0' TERM; while :; do sleep 0.1; done"),

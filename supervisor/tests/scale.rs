@@ -132,7 +132,7 @@ fn shutdown_during_launches_leaves_nothing() {
         .map(|name| (name.as_str(), job.as_str()))
         .collect();
     let mut daemon = Daemon::start(&jobs);
-    // Most launches are still in flight when the socket first answers.
+    // Most launches are still in flight when the socket first responds.
     let asked = Instant::now();
     let status = daemon.ctl(&["status"]);
     let status_took = asked.elapsed();
