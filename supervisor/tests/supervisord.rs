@@ -823,6 +823,41 @@ fn live_restore_leaves_jobs_on_sigterm() {
 }
 
 #[test]
+fn jobs_keep_the_original_open_files_limit() {
+    if skip("jobs_keep_the_original_open_files_limit") {
+        return;
+    }
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap()
+        .1;
+    if hard <= 1024 {
+        eprintln!("SKIP jobs_keep_the_original_open_files_limit: the hard limit {hard} leaves nothing to raise");
+        return;
+    }
+    let job = shell_job(
+        "ulimit -n; exec sleep 300",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "1s"}, "init": true}),
+    );
+    let daemon = Daemon::start_with_open_files_limit(&[("limits", &job)], 1024);
+    daemon.wait_for_state("limits", JobState::Running, SETTLE);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(
+        fields[3],
+        hard.to_string(),
+        "supervisord's soft limit: {open_files}"
+    );
+    daemon.wait_until(SETTLE, "the job printed its limit", |daemon| {
+        !daemon.job_log("limits", "stdout").is_empty()
+    });
+    assert_eq!(daemon.job_log("limits", "stdout").trim(), "1024");
+}
+
+#[test]
 fn published_port_reaches_job() {
     if skip("published_port_reaches_job") {
         return;

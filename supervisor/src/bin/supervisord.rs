@@ -14,7 +14,7 @@ fn main() {
     daemon::memory::configure_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    raise_open_files_limit();
+    daemon::limits::raise_open_files_limit();
     if let Err(error) = run(cli) {
         tracing::error!(error = format!("{error:#}"), "supervisord failed");
         eprintln!("supervisord: {error:#}");
@@ -58,28 +58,6 @@ fn run(cli: Cli) -> Result<()> {
         .context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
     Ok(())
-}
-
-/// Raises the soft limit of open files to the hard limit. supervisord keeps
-/// a descriptor per adopted job, per API connection and per published port,
-/// and 1024, a common default soft limit, would cap those.
-fn raise_open_files_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-
-    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok(limits) => limits,
-        Err(error) => {
-            tracing::warn!(%error, "failed to read the open files limit");
-            return;
-        }
-    };
-    if soft >= hard {
-        return;
-    }
-    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-        Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
-        Err(error) => tracing::warn!(soft, hard, %error, "failed to raise the open files limit"),
-    }
 }
 
 /// Returns `name` in the directory of this executable when it exists

@@ -163,12 +163,13 @@ pub fn launch(
         .arg(&pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // setsid, which is async-signal-safe and touches no memory of the parent.
+    // SAFETY: the closure runs in the forked child before exec. It calls
+    // setsid, getrlimit and setrlimit, which are async-signal-safe, and
+    // reads one atomic, so it touches no lock of the parent.
     unsafe {
         command.pre_exec(|| {
             nix::unistd::setsid().map_err(io::Error::from)?;
-            Ok(())
+            crate::daemon::limits::restore_for_child()
         });
     }
 

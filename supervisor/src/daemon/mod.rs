@@ -5,6 +5,7 @@
 mod job;
 mod jobwatch;
 mod launch;
+pub mod limits;
 mod logs;
 pub mod memory;
 mod monitor_handle;

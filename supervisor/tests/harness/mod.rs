@@ -75,6 +75,8 @@ pub struct Daemon {
     stderr_path: PathBuf,
     /// Flags passed to every supervisord started on these directories.
     extra_args: Vec<String>,
+    /// Soft limit of open files that supervisord starts with, when set.
+    open_files_soft_limit: Option<u64>,
 }
 
 impl Daemon {
@@ -84,8 +86,18 @@ impl Daemon {
         Daemon::start_with_args(jobs, &[])
     }
 
+    /// Like [`Daemon::start`], with supervisord started under a soft limit
+    /// of `soft` open files.
+    pub fn start_with_open_files_limit(jobs: &[(&str, &str)], soft: u64) -> Daemon {
+        Daemon::start_inner(jobs, &[], Some(soft))
+    }
+
     /// Like [`Daemon::start`], with extra supervisord flags.
     pub fn start_with_args(jobs: &[(&str, &str)], args: &[&str]) -> Daemon {
+        Daemon::start_inner(jobs, args, None)
+    }
+
+    fn start_inner(jobs: &[(&str, &str)], args: &[&str], soft_limit: Option<u64>) -> Daemon {
         let runtime = runtime_binary();
         let dir = tempfile::Builder::new()
             .prefix("corral-sv-test.")
@@ -99,6 +111,7 @@ impl Daemon {
             child: None,
             stderr_path: PathBuf::new(),
             extra_args: args.iter().map(|arg| arg.to_string()).collect(),
+            open_files_soft_limit: soft_limit,
         };
         fs::create_dir_all(daemon.jobs_dir()).unwrap();
         for (name, body) in jobs {
@@ -118,7 +131,21 @@ impl Daemon {
             .append(true)
             .open(&self.stderr_path)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_supervisord"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_supervisord"));
+        if let Some(soft) = self.open_files_soft_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls getrlimit and setrlimit, which are async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+                    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+                    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("--jobs-dir")
             .arg(self.jobs_dir())
             .arg("--run-dir")
