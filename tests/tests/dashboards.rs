@@ -1108,9 +1108,11 @@ fn panel_queries_return_live_data() {
     let _serial = serial();
     // A directory on the disk that holds the build, because direct I/O
     // needs a block device below it, which /tmp may not have.
+    let target = workspace_root().join("target");
+    std::fs::create_dir_all(&target).expect("create target/");
     let io_dir = tempfile::Builder::new()
         .prefix("corral-dashboards-io-")
-        .tempdir_in(workspace_root().join("target"))
+        .tempdir_in(&target)
         .expect("create I/O directory below target/");
 
     let mut supervisor = Supervisor::new("dashboards");

@@ -795,8 +795,10 @@ fn images_two_containers_share_layers() {
     let second_state = second.run_detached();
     for state in [&first_state, &second_state] {
         let mine = format!("/proc/{}/root/tmp/mine", state.pid.unwrap());
+        // The file exists before the shell has written its line.
         assert!(
-            wait_until(Duration::from_secs(10), || fs::metadata(&mine).is_ok()),
+            wait_until(Duration::from_secs(10), || fs::read_to_string(&mine)
+                .is_ok_and(|text| text.ends_with('\n'))),
             "container {} did not write {mine}",
             state.id
         );
