@@ -135,9 +135,9 @@ write_etc() {
         'PRETTY_NAME="corral test VM (busybox, cgroup v2)"' >"$etc/os-release"
 }
 
-# Packs the staged root into an uncompressed newc archive, owned by root.
-# Uncompressed, the kernel unpacks it faster under TCG than it inflates a
-# compressed one.
+# Packs the staged root into a newc archive, owned by root. It stays
+# uncompressed, so the kernel copies it at boot without inflating it under
+# TCG.
 pack_initramfs() {
     (cd "$root_dir" && find . -mindepth 1 | "$busybox_host" cpio -o -H newc -R 0:0 2>/dev/null) \
         >"$initramfs"
