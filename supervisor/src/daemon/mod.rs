@@ -101,6 +101,12 @@ impl DaemonConfig {
 /// An error that keeps supervisord from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("failed to prepare the cgroup parent {parent:?}")]
+    CgroupParent {
+        parent: String,
+        #[source]
+        source: corral_runtime::cgroups::CgroupError,
+    },
     #[error("failed to create directory {path}")]
     CreateDir {
         path: PathBuf,
@@ -258,7 +264,17 @@ pub enum Event {
 
 /// Runs supervisord until SIGTERM, SIGINT or a shutdown request, and until
 /// every job's container has ended.
-pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
+    // On cgroup v2 the daemon moves itself into a leaf of its cgroup and
+    // hands the runtime an absolute parent, because the runtime it starts
+    // runs in that leaf; on v1 the parent stays relative.
+    let delegated = corral_runtime::cgroups::Hierarchy::detect()
+        .and_then(|mut hierarchy| hierarchy.delegate(&config.cgroup_parent))
+        .map_err(|source| DaemonError::CgroupParent {
+            parent: config.cgroup_parent.clone(),
+            source,
+        })?;
+    config.cgroup_parent = delegated;
     prepare_dirs(&config)?;
     let socket_path = config.socket_path();
     let listener = bind_socket(&socket_path)?;
