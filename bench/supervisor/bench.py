@@ -16,6 +16,10 @@ measures:
   for both the drop of MemAvailable while the jobs run;
 - the time from SIGTERM until the daemon exited with every job stopped.
 
+Before each measurement the script waits, up to three minutes, for the
+1-minute load average to drop below `--settle-load`, and it records the
+load average at the start of each measurement.
+
 `--soak SECONDS` also runs corral's supervisord for that long with 200
 sleeping jobs, 10 jobs that exit and restart every second, and a status
 and a stats request every second, and samples its memory every 10 seconds.
@@ -118,6 +122,16 @@ def anonymous_memory(pid):
 def load_average():
     with open("/proc/loadavg") as loadavg:
         return float(loadavg.read().split()[0])
+
+
+def settle(threshold, longest):
+    """Waits until the 1-minute load average is below `threshold`, for at
+    most `longest` seconds. Stopping hundreds of containers leaves the kernel
+    work for a while (network namespaces are torn down asynchronously), which
+    would otherwise slow the next daemon measured."""
+    deadline = time.monotonic() + longest
+    while load_average() >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 def open_files(pid):
@@ -442,6 +456,11 @@ def soak(seconds, scratch):
     samples = []
     try:
         daemon.start()
+        deadline = time.monotonic() + 60
+        while daemon.states() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("corral's supervisord did not answer within 60 s")
+            time.sleep(POLL_INTERVAL)
         started = time.monotonic()
         next_sample = started
         while time.monotonic() - started < seconds:
@@ -506,6 +525,12 @@ def main():
     parser.add_argument("--timeout", type=int, default=300, help="seconds before a start or stop fails")
     parser.add_argument("--output", help="write the results as JSON to this file")
     parser.add_argument(
+        "--settle-load",
+        type=float,
+        default=1.5,
+        help="before each measurement, wait up to 3 minutes for the 1-minute load average to drop below this",
+    )
+    parser.add_argument(
         "--only", choices=["corral", "python"], help="measure one daemon instead of both"
     )
     options = parser.parse_args()
@@ -526,12 +551,14 @@ def main():
                 if options.only:
                     order = [CorralDaemon if options.only == "corral" else PythonDaemon]
                 for daemon_class in order:
+                    settle(options.settle_load, 180)
                     label = f"{count}-{round_number}"
                     result = measure(daemon_class, count, scratch, label, options.timeout)
                     result["round"] = round_number
                     results.append(result)
                     print(json.dumps(result), flush=True)
         if options.soak:
+            settle(options.settle_load, 180)
             report["soak"] = soak(options.soak, scratch)
             print(json.dumps(report["soak"]), flush=True)
     finally:
