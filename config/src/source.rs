@@ -198,7 +198,7 @@ fn allowed_range(path: &FieldPath) -> Option<&'static str> {
     let text = path.to_string();
     let range = match text.as_str() {
         "resources.cpu_weight" | "resources.io.weight" => "1 to 10000",
-        "resources.pids" => "1 or more",
+        "resources.pids" => "1 to 4194304",
         "resources.cpus" => "0.01 to the number of online CPUs",
         "restart.max_restarts" | "logs.keep" => "0 to 4294967295",
         _ if text.starts_with("ports[") && text.ends_with("].container") => "1 to 65535",

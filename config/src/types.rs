@@ -145,9 +145,10 @@ pub struct Resources {
     /// CPUs the job may run on, in the kernel's list format (`"0-2,4"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpuset: Option<String>,
-    /// Maximum number of tasks (processes and threads), at least 1.
+    /// Maximum number of tasks (processes and threads), from 1 to the
+    /// kernel's limit of 4194304.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 4_194_304))]
     pub pids: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io: Option<IoLimits>,

@@ -28,16 +28,28 @@ pub enum UnitError {
          suffix (powers of 1024), such as \"512\" or \"64M\""
     )]
     InvalidSize { value: String },
-    #[error("size {value:?} does not fit in 64 bits")]
+    #[error(
+        "size {value:?} is too large: the maximum is {} bytes (2^63 - 1)",
+        ByteSize::MAX
+    )]
     SizeOverflow { value: String },
     #[error(
         "invalid duration {value:?}: expected a number with an ms, s, m or h suffix, such as \
          \"500ms\", \"1.5s\" or \"5m\""
     )]
     InvalidDuration { value: String },
+    #[error(
+        "duration {value:?} is too long: the maximum is {}",
+        DurationValue::MAX
+    )]
+    DurationOverflow { value: String },
 }
 
 impl ByteSize {
+    /// The largest size: the kernel's cgroup files and the OCI runtime spec
+    /// hold limits as signed 64-bit numbers.
+    pub const MAX: u64 = i64::MAX as u64;
+
     pub fn bytes(self) -> u64 {
         self.0
     }
@@ -66,6 +78,7 @@ impl ByteSize {
         })?;
         count
             .checked_mul(multiplier)
+            .filter(|bytes| *bytes <= ByteSize::MAX)
             .map(ByteSize)
             .ok_or_else(|| UnitError::SizeOverflow {
                 value: text.to_string(),
@@ -108,6 +121,11 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
 
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<ByteSize, E> {
+                if value > ByteSize::MAX {
+                    return Err(E::custom(UnitError::SizeOverflow {
+                        value: value.to_string(),
+                    }));
+                }
                 Ok(ByteSize(value))
             }
 
@@ -118,6 +136,12 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
 
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<ByteSize, E> {
+                // serde_json hands integers beyond u64 over as floats.
+                if value.fract() == 0.0 && value >= ByteSize::MAX as f64 {
+                    return Err(E::custom(UnitError::SizeOverflow {
+                        value: value.to_string(),
+                    }));
+                }
                 Err(E::custom(format!(
                     "invalid size {value}: must be a whole number of bytes"
                 )))
@@ -141,7 +165,7 @@ impl JsonSchema for ByteSize {
         json_schema!({
             "description": "A size in bytes, or a string with a K, M, G or T suffix (powers of 1024).",
             "oneOf": [
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807_i64},
                 {"type": "string", "pattern": "^[0-9]+[KkMmGgTtBb]?$"}
             ]
         })
@@ -149,6 +173,11 @@ impl JsonSchema for ByteSize {
 }
 
 impl DurationValue {
+    /// Maximum duration, 365 days. Longer timeouts and windows mean
+    /// nothing to a job, and deadlines computed from them stay far from the
+    /// limits of the clock's arithmetic.
+    pub const MAX: DurationValue = DurationValue(Duration::from_secs(365 * 24 * 3600));
+
     pub fn as_duration(self) -> Duration {
         self.0
     }
@@ -174,6 +203,9 @@ impl DurationValue {
         let invalid = || UnitError::InvalidDuration {
             value: text.to_string(),
         };
+        let too_long = || UnitError::DurationOverflow {
+            value: text.to_string(),
+        };
         let (number, nanos_per_unit) = if let Some(rest) = text.strip_suffix("ms") {
             (rest, NANOS_PER_SECOND / 1000)
         } else if let Some(rest) = text.strip_suffix('s') {
@@ -193,16 +225,20 @@ impl DurationValue {
 
         let fraction = &fraction[..fraction.len().min(MAX_FRACTION_DIGITS)];
         let scale = 10u128.pow(fraction.len() as u32);
-        let whole: u128 = whole.parse().map_err(|_| invalid())?;
+        let whole: u128 = whole.parse().map_err(|_| too_long())?;
         let fraction: u128 = fraction.parse().map_err(|_| invalid())?;
         let fraction_nanos = (fraction * nanos_per_unit + scale / 2) / scale;
         let nanos = whole
             .checked_mul(nanos_per_unit)
             .and_then(|nanos| nanos.checked_add(fraction_nanos))
-            .ok_or_else(invalid)?;
-        let seconds = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| invalid())?;
+            .ok_or_else(too_long)?;
+        let seconds = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| too_long())?;
         let subsec_nanos = (nanos % NANOS_PER_SECOND) as u32;
-        Ok(DurationValue(Duration::new(seconds, subsec_nanos)))
+        let value = DurationValue(Duration::new(seconds, subsec_nanos));
+        if value > DurationValue::MAX {
+            return Err(too_long());
+        }
+        Ok(value)
     }
 }
 
@@ -251,26 +287,24 @@ impl<'de> Deserialize<'de> for DurationValue {
             }
 
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<DurationValue, E> {
-                Ok(DurationValue::from_secs(value))
+                within_max(value.to_string(), DurationValue::from_secs(value))
             }
 
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<DurationValue, E> {
-                u64::try_from(value)
-                    .map(DurationValue::from_secs)
-                    .map_err(|_| {
-                        E::custom(format!("invalid duration {value}: must not be negative"))
-                    })
+                let seconds = u64::try_from(value).map_err(|_| {
+                    E::custom(format!("invalid duration {value}: must not be negative"))
+                })?;
+                within_max(value.to_string(), DurationValue::from_secs(seconds))
             }
 
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<DurationValue, E> {
-                Duration::try_from_secs_f64(value)
-                    .map(DurationValue)
-                    .map_err(|_| {
-                        E::custom(format!(
-                            "invalid duration {value}: must be a number of seconds from 0 to {}",
-                            u64::MAX
-                        ))
-                    })
+                let duration = Duration::try_from_secs_f64(value).map_err(|_| {
+                    E::custom(format!(
+                        "invalid duration {value}: must be a number of seconds from 0 to {}",
+                        DurationValue::MAX.0.as_secs()
+                    ))
+                })?;
+                within_max(value.to_string(), DurationValue(duration))
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
@@ -282,6 +316,15 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// Returns `duration`, or the too-long error naming `text` beyond
+/// [`DurationValue::MAX`].
+fn within_max<E: de::Error>(text: String, duration: DurationValue) -> Result<DurationValue, E> {
+    if duration > DurationValue::MAX {
+        return Err(E::custom(UnitError::DurationOverflow { value: text }));
+    }
+    Ok(duration)
+}
+
 impl JsonSchema for DurationValue {
     fn schema_name() -> Cow<'static, str> {
         "Duration".into()
@@ -291,7 +334,7 @@ impl JsonSchema for DurationValue {
         json_schema!({
             "description": "A number of seconds, or a string with an ms, s, m or h suffix.",
             "oneOf": [
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": 31_536_000},
                 {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$"}
             ]
         })
@@ -333,10 +376,18 @@ mod tests {
             Err(UnitError::SizeOverflow { .. })
         ));
         assert!(matches!(
-            ByteSize::parse("16777216T"),
+            ByteSize::parse("8388608T"),
             Err(UnitError::SizeOverflow { .. })
         ));
-        assert_eq!(ByteSize::parse("16777215T"), Ok(ByteSize(16_777_215 << 40)));
+        assert!(matches!(
+            ByteSize::parse("9223372036854775808"),
+            Err(UnitError::SizeOverflow { .. })
+        ));
+        assert_eq!(ByteSize::parse("8388607T"), Ok(ByteSize(8_388_607 << 40)));
+        assert_eq!(
+            ByteSize::parse("9223372036854775807"),
+            Ok(ByteSize(ByteSize::MAX))
+        );
     }
 
     #[test]
@@ -428,12 +479,21 @@ mod tests {
     #[test]
     fn duration_rejects_overflow() {
         let too_long = format!("{}s", u128::from(u64::MAX) + 1);
-        assert!(DurationValue::parse(&too_long).is_err());
-        assert!(DurationValue::parse("99999999999999999999999999999999999999999h").is_err());
-        assert_eq!(
-            DurationValue::parse(&format!("{}s", u64::MAX)),
-            Ok(DurationValue::from_secs(u64::MAX))
-        );
+        assert!(matches!(
+            DurationValue::parse(&too_long),
+            Err(UnitError::DurationOverflow { .. })
+        ));
+        assert!(matches!(
+            DurationValue::parse("99999999999999999999999999999999999999999h"),
+            Err(UnitError::DurationOverflow { .. })
+        ));
+        assert!(matches!(
+            DurationValue::parse("8760.001h"),
+            Err(UnitError::DurationOverflow { .. })
+        ));
+        assert_eq!(DurationValue::parse("8760h"), Ok(DurationValue::MAX));
+        let number: Result<DurationValue, _> = serde_json::from_str("31536001");
+        assert!(number.unwrap_err().to_string().contains("too long"));
     }
 
     #[test]

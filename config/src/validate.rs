@@ -28,6 +28,10 @@ pub const MIN_LOG_SIZE: u64 = 4 << 10;
 /// Smallest `resources.cpus`: its quota per period is the kernel's minimum.
 pub const MIN_CPUS: f64 = CFS_MIN_QUOTA_US as f64 / CFS_PERIOD_US as f64;
 
+/// The largest `pids` limit: the kernel's PID_MAX_LIMIT on 64-bit, above
+/// which `pids.max` rejects a value.
+pub const MAX_PIDS: u64 = 4_194_304;
+
 /// Maximum host name length that `sethostname(2)` accepts (`HOST_NAME_MAX`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
 
@@ -435,6 +439,12 @@ fn check_resources(resources: &Resources, host: &HostContext) -> Check {
         return Err(ValidationError::new(
             path.key("pids"),
             "pids 0 is below the minimum of 1, because the job's first process counts too",
+        ));
+    }
+    if let Some(pids) = resources.pids.filter(|pids| *pids > MAX_PIDS) {
+        return Err(ValidationError::new(
+            path.key("pids"),
+            format!("pids {pids} is above the kernel's maximum of {MAX_PIDS} (PID_MAX_LIMIT)"),
         ));
     }
 

@@ -276,7 +276,7 @@ fn bad_sizes_and_durations() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"resources\": {\"memory\": ▶\"99999999999G\"}}",
         "resources.memory",
-        "does not fit in 64 bits",
+        "is too large: the maximum is 9223372036854775807 bytes",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"stop\": {\"timeout\": ▶\"10\"}}",

@@ -310,6 +310,35 @@ fn pids_at_least_one() {
 }
 
 #[test]
+fn pids_at_most_kernel_limit() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"resources\": {\"pids\": ▶4194305}}",
+        "resources.pids",
+        "pids 4194305 is above the kernel's maximum of 4194304",
+    );
+    parse_ok(r#"{"command": ["/x"], "resources": {"pids": 4194304}}"#);
+}
+
+#[test]
+fn huge_sizes_and_durations_rejected() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"resources\": {\"memory\": ▶99999999999999999999999}}",
+        "resources.memory",
+        "is too large: the maximum is 9223372036854775807 bytes",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"logs\": {\"max_size\": ▶\"9999999999G\"}}",
+        "logs.max_size",
+        "\"9999999999G\" is too large",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"stop\": {\"timeout\": ▶\"5000000000000h\"}}",
+        "stop.timeout",
+        "duration \"5000000000000h\" is too long: the maximum is 8760h",
+    );
+}
+
+#[test]
 fn io_weight_range() {
     for bad in [0, 10_001] {
         let text =
