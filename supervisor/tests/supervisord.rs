@@ -105,6 +105,47 @@ fn unreachable_daemon_exits_4() {
 }
 
 #[test]
+fn missing_jobs_dir_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("no-such-jobs.d");
+    let run = dir.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
+        .arg("--jobs-dir")
+        .arg(&jobs)
+        .arg("--run-dir")
+        .arg(&run)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--log-dir")
+        .arg(dir.path().join("log"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("supervisord kept running without its jobs directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut message = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut message).unwrap();
+
+    assert_eq!(status.code(), Some(1), "{message}");
+    assert!(message.contains(&jobs.display().to_string()), "{message}");
+    assert!(
+        message.contains("create it or pass --jobs-dir"),
+        "{message}"
+    );
+    assert!(!run.exists(), "the run dir was created before the check");
+}
+
+#[test]
 fn start_stop_restart() {
     if skip("start_stop_restart") {
         return;

@@ -15,9 +15,14 @@ fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     daemon::limits::raise_open_files_limit();
+    let format = cli.log_format;
     if let Err(error) = run(cli) {
-        tracing::error!(error = format!("{error:#}"), "supervisord failed");
-        eprintln!("supervisord: {error:#}");
+        // Both go to stderr, so the chain is printed once: as a JSON event
+        // where stderr carries JSON lines, as a plain line otherwise.
+        match format {
+            LogFormat::Json => tracing::error!(error = format!("{error:#}"), "supervisord failed"),
+            LogFormat::Text => eprintln!("supervisord: {error:#}"),
+        }
         std::process::exit(1);
     }
 }

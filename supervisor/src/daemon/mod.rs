@@ -113,6 +113,14 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
+    #[error("jobs directory {path} is missing or unreadable: create it or pass --jobs-dir")]
+    JobsDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("jobs directory {path} is not a directory")]
+    JobsDirNotDir { path: PathBuf },
     #[error("another supervisord is listening on {path}")]
     AlreadyRunning { path: PathBuf },
     #[error("failed to bind the control socket {path}")]
@@ -265,6 +273,7 @@ pub enum Event {
 /// Runs supervisord until SIGTERM, SIGINT or a shutdown request, and until
 /// every job's container has ended.
 pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
+    check_jobs_dir(&config.jobs_dir)?;
     // On cgroup v2 the daemon moves itself into a leaf of its cgroup and
     // hands the runtime an absolute parent, because the runtime it starts
     // runs in that leaf; on v1 the parent stays relative.
@@ -332,6 +341,25 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
             tracing::info!(running, "supervisord stopped and left its jobs running");
         }
     }
+    Ok(())
+}
+
+/// Checks that the jobs directory exists and can be listed, so that a
+/// mistyped `--jobs-dir` stops the daemon before it changes anything.
+fn check_jobs_dir(path: &Path) -> Result<(), DaemonError> {
+    let metadata = std::fs::metadata(path).map_err(|source| DaemonError::JobsDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !metadata.is_dir() {
+        return Err(DaemonError::JobsDirNotDir {
+            path: path.to_path_buf(),
+        });
+    }
+    std::fs::read_dir(path).map_err(|source| DaemonError::JobsDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 
