@@ -1,6 +1,7 @@
 //! `metrics-agent`: serves corral's container metrics to Prometheus.
 
 use std::convert::Infallible;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,16 +56,46 @@ struct Args {
     supervisor_socket: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let args = Args::parse();
+    let result = tokio::runtime::Runtime::new()
+        .context("failed to start the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(args)));
+    if let Err(error) = result {
+        eprintln!("metrics-agent: {}", error_chain(&error));
+        std::process::exit(1);
+    }
+}
+
+/// Joins an error and its causes with ": ", leaving out a cause whose text
+/// the previous message already contains (hyper repeats its source in its
+/// own message).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !previous.is_empty() && previous.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        previous = message;
+    }
+    text
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let listen = args.listen;
     let mut settings = Settings::new(args.run_dir);
     settings.cgroup_root = args.cgroup_root;
