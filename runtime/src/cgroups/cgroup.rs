@@ -50,8 +50,9 @@ impl Cgroup {
     ///
     /// A limit that this host cannot enforce (a missing controller, no swap
     /// accounting, a v1-only field on v2) is an error that names the field.
-    /// Kernel memory limits are ignored with a warning, and device rules are
-    /// only enforced on v1.
+    /// Kernel memory limits are ignored with a warning. On v2 the device
+    /// rules become a device program that replaces the cgroup's previous one,
+    /// while v1 applies them on top of the current rules.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         match &self.paths {
             CgroupPaths::V1 { controllers } => v1::apply(controllers, resources),

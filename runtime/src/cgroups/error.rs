@@ -67,6 +67,20 @@ pub enum CgroupError {
     #[error("invalid hugepage size {page_size:?} in linux.resources.hugepageLimits")]
     InvalidPageSize { page_size: String },
 
+    #[error("invalid rule {index} ({rule:?}) in linux.resources.devices: {reason}")]
+    InvalidDeviceRule {
+        index: usize,
+        rule: String,
+        reason: &'static str,
+    },
+
+    #[error("applying linux.resources.devices to cgroup {path}")]
+    DeviceProgram {
+        path: PathBuf,
+        #[source]
+        source: super::bpf::BpfError,
+    },
+
     #[error("cgroup {path} has no {controller} controller, needed to {operation}")]
     MissingController {
         operation: &'static str,

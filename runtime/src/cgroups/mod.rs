@@ -10,8 +10,10 @@
 //! A hybrid host (v1 controllers plus a cgroup2 mount with few or no
 //! controllers) counts as v1: every limit goes through the v1 controllers.
 
+mod bpf;
 mod cgroup;
 mod common;
+mod devices;
 mod error;
 mod files;
 mod hierarchy;

@@ -10,7 +10,7 @@ use std::path::Path;
 use corral_config::convert;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::{common, files, CgroupError, SELF_LEAF};
+use super::{common, devices, files, CgroupError, SELF_LEAF};
 
 /// Controllers that containers get when the parent offers them.
 const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
@@ -106,18 +106,12 @@ pub(crate) fn apply(dir: &Path, resources: &LinuxResources) -> Result<(), Cgroup
             files::write(&reserved, &value)?;
         }
     }
-    if resources
+    if let Some(rules) = resources
         .devices()
-        .as_ref()
-        .is_some_and(|rules| !rules.is_empty())
+        .as_deref()
+        .filter(|rules| !rules.is_empty())
     {
-        // NOTE: cgroup v2 filters device access only through an eBPF program
-        // attached to the cgroup, which this library does not load, so the
-        // rules are not enforced here.
-        tracing::warn!(
-            dir = %dir.display(),
-            "linux.resources.devices is not enforced on cgroup v2"
-        );
+        devices::apply_program(dir, rules)?;
     }
     if resources.network().is_some() {
         return Err(CgroupError::Unsupported {
