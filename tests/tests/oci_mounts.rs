@@ -508,18 +508,12 @@ fn devices_default_and_configured() {
     }
 }
 
-// NOTE: fails until the runtime adds an allow rule for every entry of
-// linux.devices, as runc does: with a deny-all rule first, the init cannot
-// create a configured device node that no default rule allows.
+/// With a deny-all rule first, a node listed in linux.devices stays usable
+/// because the runtime allows each listed device after the spec's rules, as
+/// runc does. Runs on v1 (devices controller) and v2 (device program).
 #[test]
 fn devices_cgroup_rules_enforced() {
     if !require_root("devices_cgroup_rules_enforced") {
-        return;
-    }
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        eprintln!(
-            "SKIP devices_cgroup_rules_enforced: the runtime enforces device rules on cgroup v1 only"
-        );
         return;
     }
     let mut bundle = Bundle::new("device-rules");
