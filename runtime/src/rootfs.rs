@@ -50,6 +50,11 @@ pub enum RootfsError {
     CgroupMounts(#[source] crate::cgroups::CgroupError),
     #[error("too many levels of symbolic links resolving {path} inside {root}")]
     SymlinkLoop { root: PathBuf, path: PathBuf },
+    #[error(
+        "invalid linux.rootfsPropagation {value:?}: expected slave, private, shared or \
+         unbindable, optionally with an r prefix"
+    )]
+    InvalidPropagation { value: String },
 }
 
 fn sys<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
@@ -326,6 +331,88 @@ pub fn mount_overlay(
     let result = mount_through_links(&links, lower_dirs, upper, work, merged);
     let removed = fs::remove_dir_all(&links).map_err(io("remove", &links));
     result.and(removed)
+}
+
+/// Propagation of the container's root mount, from `linux.rootfsPropagation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootPropagation {
+    /// One of MS_SLAVE, MS_PRIVATE, MS_SHARED and MS_UNBINDABLE.
+    kind: MsFlags,
+    /// Whether the mounts below the new `/` get a shared or unbindable
+    /// propagation too (the `r` prefix, as in mount(8)'s `--make-rshared`).
+    /// Slave and private apply to every mount in any case.
+    recursive: bool,
+}
+
+impl RootPropagation {
+    /// Parses `linux.rootfsPropagation`. Unset is `rslave`, as with runc, so
+    /// the container receives the host's later mounts and the host receives
+    /// none of the container's.
+    pub fn parse(value: Option<&str>) -> Result<Self, RootfsError> {
+        let Some(value) = value else {
+            return Ok(RootPropagation {
+                kind: MsFlags::MS_SLAVE,
+                recursive: true,
+            });
+        };
+        let (name, recursive) = match value.strip_prefix('r') {
+            Some(rest) => (rest, true),
+            None => (value, false),
+        };
+        let kind = match name {
+            "slave" => MsFlags::MS_SLAVE,
+            "private" => MsFlags::MS_PRIVATE,
+            "shared" => MsFlags::MS_SHARED,
+            "unbindable" => MsFlags::MS_UNBINDABLE,
+            _ => {
+                return Err(RootfsError::InvalidPropagation {
+                    value: value.to_string(),
+                })
+            }
+        };
+        Ok(RootPropagation { kind, recursive })
+    }
+
+    /// Cuts the container's mount namespace off from the host's before the
+    /// root is built. Every mount becomes a slave (private for `private`),
+    /// so no mount of the container reaches the host, while a slave still
+    /// receives the host's. No mount is shared afterwards, as pivot_root
+    /// requires of the parent mounts of the new and the old root (it fails
+    /// with EINVAL otherwise).
+    pub fn isolate(&self) -> Result<(), RootfsError> {
+        let isolation = match self.kind {
+            MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
+            _ => MsFlags::MS_SLAVE,
+        };
+        let root = Path::new("/");
+        mount(
+            None::<&str>,
+            root,
+            None::<&str>,
+            MsFlags::MS_REC | isolation,
+            None::<&str>,
+        )
+        .map_err(sys("set the propagation of", root))
+    }
+
+    /// Gives the new `/` the configured propagation when it is shared or
+    /// unbindable. Slave and private need nothing more, because
+    /// [`RootPropagation::isolate`] has applied them. Call it after pivot_root and after the last bind mount
+    /// from inside the root, which an unbindable root would reject. With the
+    /// `r` prefix the mounts below `/` change too, overriding the propagation
+    /// options of the spec's mounts.
+    pub fn apply(&self) -> Result<(), RootfsError> {
+        if !matches!(self.kind, MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
+            return Ok(());
+        }
+        let mut flags = self.kind;
+        if self.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        let root = Path::new("/");
+        mount(None::<&str>, root, None::<&str>, flags, None::<&str>)
+            .map_err(sys("set the propagation of the container's", root))
+    }
 }
 
 /// Makes `rootfs` a mount point by binding it onto itself, as pivot_root requires.
@@ -1056,6 +1143,30 @@ pub fn attach_mount(mount_fd: &OwnedFd, target: &Path) -> Result<(), RootfsError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_propagation_values() {
+        let cases = [
+            (None, MsFlags::MS_SLAVE, true),
+            (Some("slave"), MsFlags::MS_SLAVE, false),
+            (Some("rprivate"), MsFlags::MS_PRIVATE, true),
+            (Some("shared"), MsFlags::MS_SHARED, false),
+            (Some("rshared"), MsFlags::MS_SHARED, true),
+            (Some("unbindable"), MsFlags::MS_UNBINDABLE, false),
+        ];
+        for (value, kind, recursive) in cases {
+            let parsed = RootPropagation::parse(value).unwrap();
+            assert_eq!(parsed.kind, kind, "{value:?}");
+            assert_eq!(parsed.recursive, recursive, "{value:?}");
+        }
+        for value in ["", "r", "Shared", "rr-shared", "bogus"] {
+            let error = RootPropagation::parse(Some(value)).unwrap_err();
+            assert!(
+                matches!(error, RootfsError::InvalidPropagation { .. }),
+                "{value:?}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn options_split_flags_and_data() {

@@ -367,28 +367,109 @@ fn mounts_root_readonly() {
     assert!(root.options.iter().any(|o| o == "ro"), "{root:?}");
 }
 
-// NOTE: fails until pivot_root works with rootfsPropagation "private" and
-// "shared": both return EINVAL here, while the default "slave" works. For
-// "shared", pivot_root rejects a shared parent mount, so runc makes the
-// rootfs's parent mount private first and applies "shared" to the new "/"
-// after pivot_root.
+/// A bind mount of a host directory onto itself, made a shared mount (its
+/// own peer group) on the host, unmounted on drop.
+struct SharedHostBind {
+    target: PathBuf,
+}
+
+impl SharedHostBind {
+    fn mount(target: &Path) -> Self {
+        mount(
+            Some(target),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap_or_else(|error| panic!("failed to bind {}: {error}", target.display()));
+        let bind = SharedHostBind {
+            target: target.to_path_buf(),
+        };
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap_or_else(|error| panic!("failed to make {} shared: {error}", target.display()));
+        bind
+    }
+}
+
+impl Drop for SharedHostBind {
+    fn drop(&mut self) {
+        let _ = umount2(&self.target, MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mount points of this test process's mount table at or below `dir`.
+fn host_mounts_below(dir: &Path) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_string))
+        .filter(|mount_point| Path::new(mount_point).starts_with(dir))
+        .collect()
+}
+
 #[test]
-#[ignore = "not supported yet: pivot_root fails with rootfsPropagation private or shared"]
 fn mounts_rootfs_propagation() {
     if !require_root("mounts_rootfs_propagation") {
         return;
     }
-    for (propagation, shared) in [("private", false), ("shared", true)] {
+    // The root lies on a shared host mount, so a slave root has a master to
+    // show. Each case lists the propagation tags the root mount must show
+    // inside and those it must not.
+    let cases: [(Option<&str>, &[&str], &[&str]); 6] = [
+        (None, &["master:"], &["shared:", "unbindable"]),
+        (Some("slave"), &["master:"], &["shared:", "unbindable"]),
+        (Some("private"), &[], &["shared:", "master:", "unbindable"]),
+        (Some("shared"), &["shared:"], &["unbindable"]),
+        (Some("rshared"), &["shared:"], &["unbindable"]),
+        (Some("unbindable"), &["unbindable"], &["shared:"]),
+    ];
+    for (propagation, present, absent) in cases {
+        let name = propagation.unwrap_or("unset");
         let mut bundle = Bundle::new("rootfs-propagation");
-        bundle.set("/linux/rootfsPropagation", json!(propagation));
+        let host_bind = SharedHostBind::mount(&bundle.path());
+        if let Some(value) = propagation {
+            bundle.set("/linux/rootfsPropagation", json!(value));
+        }
         let (_, mounts) = mounts_after(&mut bundle, "true");
         let root = mount_at(&mounts, "/").expect("no root mount");
-        assert_eq!(
-            root.tags.iter().any(|t| t.starts_with("shared:")),
-            shared,
-            "rootfsPropagation {propagation}: {root:?}"
+        for tag in present {
+            assert!(
+                root.tags.iter().any(|t| t.starts_with(tag)),
+                "rootfsPropagation {name}: the root lacks {tag}: {root:?}"
+            );
+        }
+        for tag in absent {
+            assert!(
+                !root.tags.iter().any(|t| t.starts_with(tag)),
+                "rootfsPropagation {name}: the root has {tag}: {root:?}"
+            );
+        }
+        // The container's /proc, /dev and the rest must not show up on the
+        // host, even with a shared root.
+        let leaked: Vec<String> = host_mounts_below(&bundle.rootfs());
+        assert!(
+            leaked.is_empty(),
+            "rootfsPropagation {name}: container mounts reached the host: {leaked:?}"
         );
+        drop(host_bind);
     }
+
+    let mut invalid = Bundle::new("rootfs-propagation-invalid");
+    invalid.set("/linux/rootfsPropagation", json!("bogus"));
+    let output = invalid.run();
+    assert!(!output.status.success(), "an invalid value was accepted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("linux.rootfsPropagation") && stderr.contains("bogus"),
+        "the message does not name the field and value: {stderr}"
+    );
 }
 
 #[test]

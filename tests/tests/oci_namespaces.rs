@@ -197,24 +197,247 @@ fn namespaces_cgroup_namespace_root() {
     );
 }
 
-// NOTE: fails until the runtime creates new time namespaces, which it
-// rejects now with a clear message. clone(2) cannot take CLONE_NEWTIME, so the init
-// must unshare it (it applies to children only) or clone with clone3.
+/// Returns the first field of /proc/uptime: seconds on the boot-time clock
+/// of this test process's time namespace.
+fn host_uptime() -> f64 {
+    uptime_seconds(&fs::read_to_string("/proc/uptime").expect("read /proc/uptime"))
+}
+
+fn uptime_seconds(text: &str) -> f64 {
+    text.split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_else(|| panic!("no uptime in {text:?}"))
+}
+
+/// Parses /proc/self/timens_offsets into (clock, seconds, nanoseconds).
+fn offsets(text: &str) -> Vec<(String, i64, i64)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [clock, seconds, nanoseconds] = fields[..] else {
+                return None;
+            };
+            Some((
+                clock.to_string(),
+                seconds.parse().ok()?,
+                nanoseconds.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs a script in the container that prints its timens_offsets, the
+/// line `---`, its /proc/uptime, `---` and the probe's namespaces, and
+/// returns the three parts.
+fn time_view(bundle: &mut Bundle) -> (String, f64, BTreeMap<String, String>) {
+    let script = format!(
+        "cat /proc/self/timens_offsets; echo ---; cat /proc/uptime; echo ---; exec {PROBE} namespaces"
+    );
+    bundle.args(&["/bin/sh", "-c", &script]);
+    let output = bundle.run_ok();
+    let parts: Vec<&str> = output.split("---\n").collect();
+    let [offsets, uptime, namespaces] = parts[..] else {
+        panic!("unexpected output: {output}");
+    };
+    (
+        offsets.to_string(),
+        uptime_seconds(uptime),
+        key_values(namespaces),
+    )
+}
+
+/// Returns whether the kernel has time namespaces, printing a SKIP line for
+/// `test` when it has not.
+fn has_time_namespaces(test: &str) -> bool {
+    if std::path::Path::new("/proc/self/ns/time").exists() {
+        return true;
+    }
+    eprintln!("SKIP {test}: the kernel has no time namespaces (Linux 5.6)");
+    false
+}
+
 #[test]
-#[ignore = "not supported yet: the runtime rejects a new time namespace"]
 fn namespaces_time() {
-    if !require_root("namespaces_time") {
+    if !require_root("namespaces_time") || !has_time_namespaces("namespaces_time") {
         return;
     }
-    if !std::path::Path::new("/proc/self/ns/time").exists() {
-        eprintln!("SKIP namespaces_time: the kernel has no time namespaces");
+    const MONOTONIC: i64 = 86_400;
+    const BOOTTIME: i64 = 10 * 86_400;
+    // Without and with the minimal init, whose child is the process.
+    for with_init in [false, true] {
+        let mut bundle = Bundle::new("timens");
+        bundle.push("/linux/namespaces", json!({"type": "time"}));
+        bundle.set(
+            "/linux/timeOffsets",
+            json!({"monotonic": {"secs": MONOTONIC, "nanosecs": 500},
+                   "boottime": {"secs": BOOTTIME}}),
+        );
+        if with_init {
+            bundle.set("/annotations", json!({"run.corral.init": "true"}));
+        }
+        let before = host_uptime();
+        let (offsets_text, uptime, namespaces) = time_view(&mut bundle);
+        let after = host_uptime();
+
+        assert_ne!(
+            namespaces.get("time"),
+            host_namespaces().get("time"),
+            "init {with_init}: the process is in the host's time namespace"
+        );
+        let offsets = offsets(&offsets_text);
+        assert!(
+            offsets.contains(&("monotonic".to_string(), MONOTONIC, 500)),
+            "init {with_init}: monotonic offset: {offsets_text}"
+        );
+        assert!(
+            offsets.contains(&("boottime".to_string(), BOOTTIME, 0)),
+            "init {with_init}: boottime offset: {offsets_text}"
+        );
+        // The boot-time clock inside runs the offset ahead of the host's.
+        let shifted = BOOTTIME as f64;
+        assert!(
+            uptime >= before + shifted && uptime <= after + shifted + 1.0,
+            "init {with_init}: uptime {uptime} inside, {before}..{after} on the host"
+        );
+    }
+}
+
+#[test]
+fn namespaces_time_joined_by_exec() {
+    let test = "namespaces_time_joined_by_exec";
+    if !require_root(test) || !has_time_namespaces(test) {
         return;
     }
-    let mut bundle = Bundle::new("timens");
-    bundle.push("/linux/namespaces", json!({"type": "time"}));
-    bundle.args(&[PROBE, "namespaces"]);
-    let inside = key_values(&bundle.run_ok());
-    assert_ne!(inside.get("time"), host_namespaces().get("time"));
+    const BOOTTIME: i64 = 5 * 86_400;
+    // With the minimal init, PID 1 stays in the host's time namespace and
+    // only its child runs in the container's.
+    for with_init in [false, true] {
+        let mut bundle = Bundle::new("timens-exec");
+        bundle.push("/linux/namespaces", json!({"type": "time"}));
+        bundle.set(
+            "/linux/timeOffsets",
+            json!({"boottime": {"secs": BOOTTIME}}),
+        );
+        if with_init {
+            bundle.set("/annotations", json!({"run.corral.init": "true"}));
+        }
+        bundle.args(&[PROBE, "sleep", "600"]);
+        bundle.start_ok();
+        let before = host_uptime();
+        let output = bundle.corral_output(&["exec", &bundle.id, "/bin/cat", "/proc/uptime"]);
+        let after = host_uptime();
+        assert!(
+            output.status.success(),
+            "init {with_init}: {}",
+            describe(&output)
+        );
+        let uptime = uptime_seconds(&String::from_utf8_lossy(&output.stdout));
+        let shifted = BOOTTIME as f64;
+        assert!(
+            uptime >= before + shifted && uptime <= after + shifted + 1.0,
+            "init {with_init}: uptime {uptime} in exec, {before}..{after} on the host"
+        );
+    }
+}
+
+/// A process started by the test in a new time namespace, killed on drop.
+struct TimeNamespaceHolder {
+    child: std::process::Child,
+}
+
+impl Drop for TimeNamespaceHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn namespaces_time_joined_by_path() {
+    let test = "namespaces_time_joined_by_path";
+    if !require_root(test) || !has_time_namespaces(test) {
+        return;
+    }
+    const BOOTTIME: i64 = 3 * 86_400;
+    // unshare(1) execs sleep, which the kernel moves into the new namespace.
+    let spawned = std::process::Command::new("unshare")
+        .args(["--time", "--boottime", &BOOTTIME.to_string(), "sleep", "60"])
+        .spawn();
+    let holder = match spawned {
+        Ok(child) => TimeNamespaceHolder { child },
+        Err(error) => {
+            eprintln!("SKIP {test}: failed to start unshare(1) from util-linux: {error}");
+            return;
+        }
+    };
+    let path = format!("/proc/{}/ns/time", holder.child.id());
+    let host = host_namespaces();
+    let joined = corral_tests::wait_until(std::time::Duration::from_secs(5), || {
+        fs::metadata(&path).is_ok_and(|m| Some(&m.ino().to_string()) != host.get("time"))
+    });
+    assert!(joined, "unshare did not enter a new time namespace");
+    let inode = fs::metadata(&path).expect("namespace of unshare").ino();
+
+    let mut bundle = Bundle::new("timens-path");
+    bundle.push("/linux/namespaces", json!({"type": "time", "path": path}));
+    let before = host_uptime();
+    let (_, uptime, namespaces) = time_view(&mut bundle);
+    let after = host_uptime();
+    assert_eq!(
+        namespaces.get("time"),
+        Some(&inode.to_string()),
+        "the process is not in the joined time namespace"
+    );
+    let shifted = BOOTTIME as f64;
+    assert!(
+        uptime >= before + shifted && uptime <= after + shifted + 1.0,
+        "uptime {uptime} inside, {before}..{after} on the host"
+    );
+    drop(holder);
+}
+
+#[test]
+fn namespaces_time_offsets_validated() {
+    let test = "namespaces_time_offsets_validated";
+    if !require_root(test) || !has_time_namespaces(test) {
+        return;
+    }
+    let cases = [
+        (
+            "timens-no-ns",
+            json!({"monotonic": {"secs": 1}}),
+            false,
+            "linux.timeOffsets",
+        ),
+        (
+            "timens-clock",
+            json!({"realtime": {"secs": 1}}),
+            true,
+            "linux.timeOffsets.realtime",
+        ),
+        (
+            "timens-nanos",
+            json!({"boottime": {"secs": 1, "nanosecs": 1_000_000_000u32}}),
+            true,
+            "linux.timeOffsets.boottime.nanosecs",
+        ),
+    ];
+    for (name, offsets, new_namespace, field) in cases {
+        let mut bundle = Bundle::new(name);
+        if new_namespace {
+            bundle.push("/linux/namespaces", json!({"type": "time"}));
+        }
+        bundle.set("/linux/timeOffsets", offsets);
+        let output = bundle.run();
+        assert!(!output.status.success(), "{name}: {}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(field),
+            "{name}: the message does not name {field}: {stderr}"
+        );
+        assert!(bundle.state().is_none(), "{name}: a failed run left state");
+    }
 }
 
 #[test]

@@ -37,13 +37,22 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
 }
 
-/// The namespaces joined, in the order they are joined: the mount namespace
-/// last among those the child joins, because it changes the root.
-const JOINED: [(&str, CloneFlags); 5] = [
+/// The namespaces joined, by their names in /proc/PID/ns, in the order they
+/// are joined: the mount namespace last among those the child joins,
+/// because it changes the root.
+///
+/// The time namespace is the init's `time_for_children`, because a minimal
+/// init stays in the runtime's time namespace while its child runs in the
+/// container's.
+const JOINED: [(&str, CloneFlags); 6] = [
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
+    (
+        "time_for_children",
+        CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    ),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
@@ -76,7 +85,14 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
 
     let namespace = |name: &str| -> Result<Option<OwnedFd>, ContainerError> {
         let path = PathBuf::from(format!("/proc/{init_pid}/ns/{name}"));
-        let theirs = fs::metadata(&path).map_err(super::io_error("inspect namespace", &path))?;
+        let theirs = match fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            // A kernel without time namespaces has no time_for_children.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && name != "mnt" => {
+                return Ok(None)
+            }
+            Err(error) => return Err(super::io_error("inspect namespace", &path)(error)),
+        };
         let ours = fs::metadata(format!("/proc/self/ns/{name}")).ok();
         // A namespace the container shares with the host needs no join.
         if ours.is_some_and(|m| {

@@ -29,7 +29,9 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{
+    Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxTimeOffset, Spec,
+};
 
 use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
 use crate::job::annotations;
@@ -212,6 +214,12 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         fs::canonicalize(&options.bundle).map_err(io_error("resolve bundle", &options.bundle))?;
     let config_path = bundle.join("config.json");
     let spec = load_spec(&config_path)?;
+    // Checked here so that an invalid value fails before anything is built.
+    let rootfs_propagation = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    crate::rootfs::RootPropagation::parse(rootfs_propagation.as_deref())?;
 
     fs::DirBuilder::new()
         .recursive(true)
@@ -324,6 +332,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         (_, false) => None,
     };
     let (flags, mut joins) = namespace_plan(&spec)?;
+    let time_offsets = timens_offsets(&linux, flags)?;
     // Joining a PID namespace takes effect for children only, so the runtime
     // joins it itself and the cloned init starts inside it.
     if let Some(at) = joins
@@ -401,8 +410,10 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     );
     let (mut parent_end, child_end) =
         UnixStream::pair().map_err(io_error("create sync socket", &state_dir))?;
+    let new_time = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
     let context = init::InitContext {
         new_cgroup_namespace: flags.contains(CloneFlags::CLONE_NEWCGROUP),
+        time_offsets: flags.contains(new_time).then_some(time_offsets),
         new_network_namespace: flags.contains(CloneFlags::CLONE_NEWNET),
         spec: spec.clone(),
         rootfs: plan.rootfs.clone(),
@@ -420,8 +431,10 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         joins,
     };
     // The cgroup namespace is created by the init after it joined its
-    // cgroup, so that the namespace's root is the container's cgroup.
-    let clone_flags = flags - CloneFlags::CLONE_NEWCGROUP;
+    // cgroup, so that the namespace's root is the container's cgroup. The
+    // time namespace is created by the init too, because clone(2) has no
+    // flag for it.
+    let clone_flags = flags - CloneFlags::CLONE_NEWCGROUP - new_time;
     let pid = clone_init(clone_flags, context)?;
     guard.init_pid = Some(pid);
 
@@ -629,14 +642,6 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
     for namespace in namespaces {
         let flag = init::namespace_flag(namespace.typ());
         match namespace.path() {
-            // A new time namespace applies only to children of the process
-            // that creates it, so a clone cannot create one for itself.
-            None if namespace.typ() == oci_spec::runtime::LinuxNamespaceType::Time => {
-                return Err(ContainerError::InvalidSpec {
-                    message: "a new time namespace is not supported; join one by path instead"
-                        .to_string(),
-                })
-            }
             None => flags.insert(flag),
             Some(path) => {
                 let file = fs::File::open(path).map_err(io_error("open namespace", path))?;
@@ -645,6 +650,49 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
         }
     }
     Ok((flags, joins))
+}
+
+/// Returns the text to write to `/proc/self/timens_offsets` for
+/// `linux.timeOffsets`, one `CLOCK SECONDS NANOSECONDS` line per clock.
+///
+/// Offsets apply only to a new time namespace: a joined one already has its
+/// offsets, which the kernel freezes once a process has entered it.
+fn timens_offsets(linux: &Linux, flags: CloneFlags) -> Result<String, ContainerError> {
+    let Some(offsets) = linux.time_offsets().as_ref().filter(|map| !map.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !flags.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)) {
+        return Err(ContainerError::InvalidSpec {
+            message: "linux.timeOffsets is set, so linux.namespaces must contain a new time \
+                      namespace (type \"time\" without a path)"
+                .to_string(),
+        });
+    }
+    let mut clocks: Vec<(&String, &LinuxTimeOffset)> = offsets.iter().collect();
+    clocks.sort_by_key(|(clock, _)| clock.as_str());
+    let mut text = String::new();
+    for (clock, offset) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(ContainerError::InvalidSpec {
+                message: format!(
+                    "linux.timeOffsets.{clock} is invalid: only monotonic and boottime have \
+                     offsets"
+                ),
+            });
+        }
+        let nanoseconds = offset.nanosecs().unwrap_or(0);
+        if nanoseconds >= 1_000_000_000 {
+            return Err(ContainerError::InvalidSpec {
+                message: format!(
+                    "linux.timeOffsets.{clock}.nanosecs {nanoseconds} is invalid: it must be \
+                     below 1000000000"
+                ),
+            });
+        }
+        let seconds = offset.secs().unwrap_or(0);
+        text.push_str(&format!("{clock} {seconds} {nanoseconds}\n"));
+    }
+    Ok(text)
 }
 
 /// Clones the init into new namespaces and returns its PID.
