@@ -466,7 +466,8 @@ fn mounts(job: &JobSpec) -> Vec<Value> {
 /// denied, creating a node of any device is allowed (so CAP_MKNOD keeps
 /// its meaning), and only the standard devices may be read and written.
 /// Without these rules a job could create a node for the host's disk and
-/// read it. The runtime enforces them on cgroup v1 only.
+/// read it. cgroup v1 enforces them in the devices controller, v2 through
+/// the device program that `cgroups::devices` compiles from them.
 fn device_rules() -> Value {
     let mut rules = vec![
         json!({"allow": false, "access": "rwm"}),

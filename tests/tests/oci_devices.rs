@@ -15,8 +15,8 @@ const EPERM: &str = "errno=1";
 const ENXIO: &str = "errno=6";
 
 /// Char major 61 is reserved for local and experimental use, so no driver
-/// answers it: an open that the device rules allow fails with ENXIO, and
-/// one they deny fails with EPERM before a driver is looked up.
+/// is registered for it. An open that the device rules allow fails with
+/// ENXIO, and one they deny fails with EPERM before a driver is looked up.
 const FREE_NODE: &str = "/dev/corral-free";
 
 /// Docker's rules: every device denied, nodes of any device may be created,

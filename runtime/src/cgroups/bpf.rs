@@ -150,7 +150,7 @@ struct ProgQueryAttr {
     prog_ids: u64,
     prog_cnt: u32,
     /// Zero, because the kernel rejects nonzero bytes past the fields it
-    /// knows for the command.
+    /// defines for the command.
     padding: u32,
 }
 
@@ -197,7 +197,7 @@ pub(crate) fn load_device_program(program: &[Instruction]) -> Result<OwnedFd, Bp
         Err(first) => {
             let mut log = vec![0u8; LOG_SIZE];
             let log_text = match load(program, Some(&mut log)) {
-                // A load that works with the log on says nothing about the
+                // A load that succeeds with the log on leaves no log of the
                 // first failure.
                 Ok(_) => String::from("(the load with the log on succeeded)"),
                 Err(_) => {

@@ -1,5 +1,5 @@
 //! Device access rules on cgroup v2, where no devices controller exists and
-//! the kernel asks a `BPF_PROG_TYPE_CGROUP_DEVICE` program attached to the
+//! the kernel runs a `BPF_PROG_TYPE_CGROUP_DEVICE` program attached to the
 //! cgroup instead.
 //!
 //! The rules of `linux.resources.devices` are first reduced to the state

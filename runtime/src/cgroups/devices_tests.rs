@@ -14,8 +14,8 @@ fn rules(value: serde_json::Value) -> Vec<LinuxDeviceCgroup> {
     serde_json::from_value(value).expect("device rules")
 }
 
-/// The rules a job gets: every device denied, nodes of any device may be
-/// created, and the standard devices used.
+/// Returns the rules a job gets: every device denied, nodes of any device
+/// may be created, and the standard devices used.
 fn standard_rules() -> Vec<LinuxDeviceCgroup> {
     rules(json!([
         {"allow": false, "access": "rwm"},
@@ -199,7 +199,7 @@ fn deny_default_needs_one_whole_exception() {
     let char = DeviceKind::Char;
     assert!(state.allows(char, 61, 1, ACCESS_READ));
     assert!(state.allows(char, 61, 1, ACCESS_WRITE));
-    // Read and write are granted by two exceptions, and v1 asks for one
+    // Read and write are granted by two exceptions, and v1 requires one
     // exception that grants both.
     assert!(!state.allows(char, 61, 1, ACCESS_READ | ACCESS_WRITE));
     assert!(!state.allows(char, 61, 0, ACCESS_WRITE));
@@ -373,7 +373,7 @@ mod kernel {
     use crate::cgroups::{Cgroup, CgroupPaths};
 
     /// Majors 60 to 63 are reserved for local and experimental use, so no
-    /// driver answers an open of these nodes: an allowed open fails with
+    /// driver is registered for these nodes: an allowed open fails with
     /// ENXIO, and only the device cgroup fails it with EPERM.
     const FREE_MAJOR: u32 = 61;
 
@@ -585,7 +585,7 @@ mod kernel {
     ///
     /// Call only in a child just forked, with `paths` as long as `cases`.
     unsafe fn run_child(procs: i32, results: i32, cases: &[Case], paths: &[CString]) -> ! {
-        // SAFETY: "0" is two readable bytes; writing it moves this process.
+        // SAFETY: b"0" is one readable byte; writing it moves this process.
         if unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) } != 1 {
             // SAFETY: _exit is always safe in a forked child.
             unsafe { libc::_exit(3) };
