@@ -3,8 +3,9 @@
 //! on cgroup v2, and errors that name a field the host cannot enforce.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use corral_runtime::cgroups::UNIFIED_KEY;
 use corral_runtime::state::CgroupPaths;
 use corral_tests::oci::{describe, text, Bundle, PROBE};
 use corral_tests::require_root;
@@ -240,10 +241,30 @@ fn resources_block_io_weight() {
     }
 }
 
-// NOTE: fails on hybrid hosts until the runtime writes hugepageLimits to
-// the hybrid cgroup2 mount when the v1 hugetlb controller is not mounted.
+/// The directory that takes hugetlb limits for `bundle`: the v2 cgroup, the
+/// v1 hugetlb controller's, or on a hybrid host the container's cgroup in
+/// the cgroup2 mount. `None` when the host offers hugetlb nowhere.
+fn hugetlb_dir(bundle: &Bundle) -> Option<(PathBuf, &'static str)> {
+    match bundle.cgroup_paths() {
+        CgroupPaths::V2 { path } => Some((path, "max")),
+        CgroupPaths::V1 { controllers } => match controllers.get("hugetlb") {
+            Some(dir) => Some((dir.clone(), "limit_in_bytes")),
+            None => controllers.get(UNIFIED_KEY).map(|dir| (dir.clone(), "max")),
+        },
+    }
+}
+
+/// Returns the path of `pid`'s cgroup in the unified hierarchy (the `0::`
+/// line of /proc/PID/cgroup).
+fn unified_cgroup_of(pid: i32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    text.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line in {text}"))
+        .to_string()
+}
+
 #[test]
-#[ignore = "not supported yet on hybrid hosts: hugetlb lives only in the cgroup2 mount"]
 fn resources_hugepage_limits() {
     if !require_root("resources_hugepage_limits") {
         return;
@@ -252,39 +273,82 @@ fn resources_hugepage_limits() {
         eprintln!("SKIP resources_hugepage_limits: the kernel has no 2 MB huge pages");
         return;
     }
-    let bundle = with_resources(
-        "hugetlb",
-        json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]}),
-    );
-    let state = bundle.state().expect("state");
-    assert_eq!(state["status"], "running");
-    // The v1 hugetlb controller, the hybrid cgroup2 mount or the v2 cgroup.
-    let own_unified = fs::read_to_string("/proc/self/cgroup")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        .unwrap_or_default();
-    let mut candidates = vec![Path::new("/sys/fs/cgroup/unified")
-        .join(own_unified.trim_start_matches('/'))
-        .join(&bundle.cgroup_path)];
-    match bundle.cgroup_paths() {
-        CgroupPaths::V1 { controllers } => candidates.extend(controllers.get("hugetlb").cloned()),
-        CgroupPaths::V2 { path } => candidates.push(path),
-    }
-    let mut found = Vec::new();
-    for dir in &candidates {
-        for file in ["hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max"] {
-            if let Ok(value) = fs::read_to_string(dir.join(file)) {
-                found.push((dir.join(file), value.trim().to_string()));
-            }
+    let limits = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]});
+    let probe = Bundle::new("hugetlb-layout");
+    let Some((dir, suffix)) = hugetlb_dir(&probe) else {
+        // A hybrid host whose cgroup2 mount has hugetlb but does not enable
+        // it for this process's children: the runtime does not write to a
+        // cgroup it did not create, so it must reject the limit and say how
+        // to enable the controller.
+        eprintln!(
+            "SKIP resources_hugepage_limits: no v1 hugetlb controller, and this process's \
+             cgroup in the cgroup2 mount does not enable hugetlb in cgroup.subtree_control; \
+             only the error is checked"
+        );
+        let mut bundle = Bundle::new("hugetlb-missing");
+        bundle.args(&[PROBE, "sleep", "600"]);
+        bundle.set("/linux/resources", limits);
+        let output = bundle.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("linux.resources.hugepageLimits"),
+            "the message does not name the field: {stderr}"
+        );
+        assert!(
+            stderr.contains("cgroup.subtree_control"),
+            "the message does not say how to enable hugetlb: {stderr}"
+        );
+        assert!(bundle.state().is_none(), "a failed create left state");
+        let CgroupPaths::V1 { controllers } = bundle.cgroup_paths() else {
+            panic!("a v2 host always offers hugetlb paths");
+        };
+        for (name, dir) in controllers {
+            assert!(!dir.exists(), "{name}: {} was left behind", dir.display());
         }
+        return;
+    };
+    drop(probe);
+
+    let bundle = with_resources("hugetlb", limits);
+    let file = dir.join(format!("hugetlb.2MB.{suffix}"));
+    let value = fs::read_to_string(&file)
+        .unwrap_or_else(|error| panic!("failed to read {}: {error}", file.display()));
+    assert_eq!(value.trim(), (4u64 << 20).to_string(), "{}", file.display());
+
+    let hybrid = matches!(bundle.cgroup_paths(), CgroupPaths::V1 { .. }) && suffix == "max";
+    if hybrid {
+        // The init runs in the cgroup2 directory beside its v1 cgroups.
+        let own = unified_cgroup_of(std::process::id() as i32);
+        let expected = Path::new(&own).join(&bundle.cgroup_path);
+        assert_eq!(
+            Path::new(&unified_cgroup_of(bundle.pid())),
+            expected,
+            "the init is not in the container's cgroup2 directory"
+        );
     }
-    assert!(
-        found
-            .iter()
-            .any(|(_, value)| value == &(4u64 << 20).to_string()),
-        "no hugetlb limit of 4 MiB in {candidates:?}: {found:?}"
-    );
+    let delete = bundle.corral_output(&["delete", "--force", &bundle.id]);
+    assert!(delete.status.success(), "{}", describe(&delete));
+    assert!(!dir.exists(), "delete left {}", dir.display());
+
+    if hybrid {
+        // A create that fails after the cgroup exists removes the cgroup2
+        // directory too: 3MB is no huge page size.
+        let mut failing = Bundle::new("hugetlb-invalid");
+        failing.args(&[PROBE, "sleep", "600"]);
+        failing.set(
+            "/linux/resources",
+            json!({"hugepageLimits": [{"pageSize": "3MB", "limit": 4 << 20}]}),
+        );
+        let output = failing.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let (unified, _) = hugetlb_dir(&failing).expect("hybrid cgroup2 directory");
+        assert!(
+            !unified.exists(),
+            "a failed create left {}",
+            unified.display()
+        );
+    }
 }
 
 #[test]

@@ -86,10 +86,25 @@ pub struct Hierarchy {
     /// v1 controllers by name; co-mounted controllers share a mount point.
     /// Empty on v2.
     controllers: BTreeMap<String, Mount>,
-    /// The unified hierarchy on v2 hosts. A hybrid host's cgroup2 mount is
-    /// not used, because limits go through the v1 controllers there.
+    /// The unified hierarchy on v2 hosts.
     unified: Option<Mount>,
+    /// A hybrid host's cgroup2 mount, when it offers controllers that no v1
+    /// hierarchy has. Containers get a cgroup in it for those controllers.
+    hybrid: Option<HybridMount>,
 }
+
+/// A hybrid host's cgroup2 mount whose cgroup of the calling process
+/// enables for its children (`cgroup.subtree_control`) a controller of
+/// [`v2::CONTROLLERS`] that no v1 hierarchy has, such as hugetlb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HybridMount {
+    mount: Mount,
+}
+
+/// Key of a hybrid host's cgroup2 directory in [`CgroupPaths::V1`], beside
+/// the v1 controller names. The directory exists only where the cgroup2
+/// mount offers a controller that no v1 hierarchy has.
+pub const UNIFIED_KEY: &str = "unified";
 
 impl Hierarchy {
     /// Detects the hierarchies from `/proc/self/mountinfo` and
@@ -97,8 +112,11 @@ impl Hierarchy {
     ///
     /// Hybrid hosts (v1 controllers plus a cgroup2 mount with few or no
     /// controllers, such as `/sys/fs/cgroup/unified` with only hugetlb) are
-    /// [`Version::V1`]. Pure v2 is a cgroup2 mount and no v1 controller mount
-    /// (named hierarchies such as `name=systemd` are not controllers).
+    /// [`Version::V1`]. Their cgroup2 mount is used for the controllers that
+    /// the calling process's cgroup there enables for its children and that
+    /// no v1 hierarchy has, read from its `cgroup.subtree_control`. Pure v2
+    /// is a cgroup2 mount and no v1 controller mount (named hierarchies such
+    /// as `name=systemd` are not controllers).
     pub fn detect() -> Result<Self, CgroupError> {
         let read = |path: &str| {
             fs::read_to_string(path).map_err(|source| CgroupError::Read {
@@ -110,7 +128,8 @@ impl Hierarchy {
     }
 
     /// Detects the hierarchies from the given mountinfo and `/proc/self/cgroup`
-    /// texts, with every mount point placed below `root_prefix`.
+    /// texts, with every mount point placed below `root_prefix`. On a hybrid
+    /// host it also reads `cgroup.subtree_control` below `root_prefix`.
     pub fn from_texts(
         mountinfo: &str,
         self_cgroup: &str,
@@ -134,21 +153,30 @@ impl Hierarchy {
                 }
             }
         }
+        let unified_mount = mounts.iter().find(|mount| mount.unified);
+        let membership = memberships.iter().find(|line| line.hierarchy_id == 0);
         if !controllers.is_empty() {
+            let hybrid = match (unified_mount, membership) {
+                (Some(mount), Some(membership)) => {
+                    let mount = Mount::new(UNIFIED_KEY, mount, &membership.path, root_prefix);
+                    HybridMount::offering(mount, &controllers)
+                }
+                _ => None,
+            };
             return Ok(Hierarchy {
                 version: Version::V1,
                 controllers,
                 unified: None,
+                hybrid,
             });
         }
 
-        let unified_mount = mounts.iter().find(|mount| mount.unified);
-        let membership = memberships.iter().find(|line| line.hierarchy_id == 0);
         match (unified_mount, membership) {
             (Some(mount), Some(membership)) => Ok(Hierarchy {
                 version: Version::V2,
                 controllers,
                 unified: Some(Mount::new("unified", mount, &membership.path, root_prefix)),
+                hybrid: None,
             }),
             _ => Err(CgroupError::NoHierarchy {
                 path: PathBuf::from(MOUNTINFO),
@@ -177,6 +205,11 @@ impl Hierarchy {
             // metrics are the ones that monitoring joins on most.
             if name == "memory" || id.is_none() {
                 id = Some(cgroup);
+            }
+        }
+        if let Some(hybrid) = &self.hybrid {
+            if let Some(dir) = hybrid.locate(path)? {
+                dirs.insert(UNIFIED_KEY.to_string(), dir);
             }
         }
         let id = id.unwrap_or_default();
@@ -213,6 +246,9 @@ impl Hierarchy {
             unreachable!("a v1 hierarchy locates v1 paths");
         };
         for (name, dir) in dirs {
+            if name == UNIFIED_KEY {
+                continue;
+            }
             create_dir_all(dir)?;
             if name == "cpuset" {
                 let mount = &self.controllers[name];
@@ -223,7 +259,19 @@ impl Hierarchy {
                 v1::init_cpuset(&start, dir)?;
             }
         }
-        Ok(Cgroup::open(paths, id))
+        let has_unified = dirs.contains_key(UNIFIED_KEY);
+        let cgroup = Cgroup::open(paths, id);
+        if let Some(hybrid) = self.hybrid.as_ref().filter(|_| has_unified) {
+            if let Err(error) = hybrid.create(path) {
+                // The caller gets no cgroup to remove, so the v1 directories
+                // created above go now.
+                if let Err(removal) = cgroup.remove() {
+                    tracing::warn!(cgroup = cgroup.id(), error = %removal, "failed to remove a partly created cgroup");
+                }
+                return Err(error);
+            }
+        }
+        Ok(cgroup)
     }
 
     fn create_v2(&self, mount: &Mount, path: &str) -> Result<Cgroup, CgroupError> {
@@ -307,6 +355,72 @@ impl Hierarchy {
                         source,
                     })
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HybridMount {
+    /// Returns the hybrid mount when the calling process's cgroup in it
+    /// enables for its children a controller of [`v2::CONTROLLERS`] that
+    /// `v1_controllers` lacks. A missing or unreadable `cgroup.subtree_control`
+    /// counts as enabling nothing.
+    fn offering(mount: Mount, v1_controllers: &BTreeMap<String, Mount>) -> Option<Self> {
+        let Ok(own_dir) = mount.dir_of(&mount.own) else {
+            tracing::debug!(
+                cgroup = mount.own,
+                "the cgroup2 mount does not show the own cgroup"
+            );
+            return None;
+        };
+        let control = own_dir.join("cgroup.subtree_control");
+        let enabled = fs::read_to_string(&control).unwrap_or_default();
+        let adds_controller = enabled
+            .split_whitespace()
+            .filter(|name| v2::CONTROLLERS.contains(name))
+            .any(|name| !v1_controllers.contains_key(name));
+        if !adds_controller {
+            tracing::debug!(file = %control.display(), "the cgroup2 mount adds no controller to v1");
+            return None;
+        }
+        Some(HybridMount { mount })
+    }
+
+    /// Returns the directory for `path` in this mount, or `None` for an
+    /// absolute path outside the calling process's cgroup, where the runtime
+    /// creates nothing.
+    fn locate(&self, path: &str) -> Result<Option<PathBuf>, CgroupError> {
+        let cgroup = resolve(path, &self.mount.own)?;
+        if !is_below(&cgroup, &self.mount.own) {
+            return Ok(None);
+        }
+        self.mount.dir_of(&cgroup).map(Some)
+    }
+
+    /// Creates the directories of `path` below the calling process's cgroup
+    /// and enables in each one that gets a child the controllers it has. The
+    /// calling process's own cgroup is never written to: it enables the
+    /// controllers already, or the hybrid mount would not be used.
+    fn create(&self, path: &str) -> Result<(), CgroupError> {
+        let cgroup = resolve(path, &self.mount.own)?;
+        let mut current = self.mount.own.clone();
+        let rest = cgroup[current.len()..].to_string();
+        for component in rest.split('/').filter(|component| !component.is_empty()) {
+            if current != self.mount.own {
+                let parent = self.mount.dir_of(&current)?;
+                v2::enable_controllers(&parent, false)?;
+            }
+            current = join(&current, component);
+            let child = self.mount.dir_of(&current)?;
+            match fs::create_dir(&child) {
+                Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(CgroupError::CreateDir {
+                        path: child,
+                        source: error,
+                    });
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -8,7 +8,9 @@
 //! controller, where a process may be at `/a/b` for memory but at `/` for cpu.
 //!
 //! A hybrid host (v1 controllers plus a cgroup2 mount with few or no
-//! controllers) counts as v1: every limit goes through the v1 controllers.
+//! controllers) counts as v1. A controller that only its cgroup2 mount
+//! offers, such as hugetlb, goes through a container cgroup there, at the
+//! same path below the calling process's cgroup in that mount.
 
 mod bpf;
 mod cgroup;
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub use crate::state::CgroupPaths;
 pub use cgroup::Cgroup;
 pub use error::CgroupError;
-pub use hierarchy::{Hierarchy, SELF_LEAF};
+pub use hierarchy::{Hierarchy, SELF_LEAF, UNIFIED_KEY};
 
 /// Cgroup version that the host's limits go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

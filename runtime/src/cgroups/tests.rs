@@ -837,9 +837,11 @@ fn apply_v1_missing_controller_names_field() {
     let cgroup = v1_cgroup(&tree, &["hugetlb"]);
     let spec = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]});
     let error = cgroup.apply(&resources(spec)).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "linux.resources.hugepageLimits is set but the v1 hugetlb controller is not mounted"
+    assert!(
+        error.to_string().starts_with(
+            "linux.resources.hugepageLimits is set but the v1 hugetlb controller is not mounted"
+        ),
+        "{error}"
     );
 }
 
@@ -1222,4 +1224,181 @@ fn remove_deletes_children_first() {
     assert!(!tree.path("v2/web").exists());
     // Removing again finds nothing and succeeds.
     cgroup.remove().unwrap();
+}
+
+// Hybrid hosts whose cgroup2 mount offers a controller that v1 lacks.
+
+const UNIFIED: &str = "sys/fs/cgroup/unified";
+
+/// The hybrid layout with `enabled` in the cgroup2 root's
+/// `cgroup.subtree_control` and the files the kernel would show in the
+/// `corral` child of the cgroup2 root.
+fn hybrid_unified_tree(tree: &Tree, enabled: &str) {
+    hybrid_cpuset(tree, &["corral", "corral/web"]);
+    tree.file(&format!("{UNIFIED}/cgroup.controllers"), "hugetlb\n");
+    tree.file(&format!("{UNIFIED}/cgroup.subtree_control"), enabled);
+    tree.file(&format!("{UNIFIED}/corral/cgroup.controllers"), "hugetlb\n");
+    tree.file(&format!("{UNIFIED}/corral/cgroup.subtree_control"), "\n");
+    tree.file(&format!("{UNIFIED}/corral/cgroup.procs"), "");
+}
+
+#[test]
+fn detect_hybrid_unified_controller() {
+    let tree = Tree::new();
+    hybrid_unified_tree(&tree, "hugetlb\n");
+    let hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+    assert_eq!(hierarchy.version(), Version::V1);
+
+    let (paths, id) = hierarchy.locate("corral/web").unwrap();
+    assert_eq!(
+        id,
+        "/process_api/956b9a808b4aefcb2ae2edac3954726d/corral/web"
+    );
+    let CgroupPaths::V1 { controllers } = &paths else {
+        panic!("expected v1 paths");
+    };
+    assert_eq!(
+        controllers[UNIFIED_KEY],
+        tree.path(&format!("{UNIFIED}/corral/web"))
+    );
+    assert_eq!(
+        controllers["memory"],
+        tree.path(&format!("{MEMORY_OWN}/corral/web"))
+    );
+    assert_eq!(unique_dirs(&paths).len(), 9);
+}
+
+#[test]
+fn detect_hybrid_without_enabled_controller() {
+    // hugetlb is available in the cgroup2 root but not enabled for its
+    // children, and the runtime does not enable it in a cgroup it did not
+    // create.
+    let tree = Tree::new();
+    hybrid_unified_tree(&tree, "\n");
+    let hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+    let (paths, _) = hierarchy.locate("corral/web").unwrap();
+    let CgroupPaths::V1 { controllers } = &paths else {
+        panic!("expected v1 paths");
+    };
+    assert!(!controllers.contains_key(UNIFIED_KEY), "{controllers:?}");
+}
+
+#[test]
+fn detect_hybrid_absolute_path_outside_own() {
+    let tree = Tree::new();
+    let own = format!("{UNIFIED}/system.slice/x.service");
+    tree.file(&format!("{own}/cgroup.subtree_control"), "hugetlb\n");
+    let hierarchy =
+        Hierarchy::from_texts(COMOUNTED_MOUNTINFO, COMOUNTED_SELF_CGROUP, tree.root()).unwrap();
+
+    let (paths, _) = hierarchy.locate("web").unwrap();
+    let CgroupPaths::V1 { controllers } = &paths else {
+        panic!("expected v1 paths");
+    };
+    assert_eq!(controllers[UNIFIED_KEY], tree.path(&format!("{own}/web")));
+
+    let (paths, _) = hierarchy.locate("/jobs/web").unwrap();
+    let CgroupPaths::V1 { controllers } = &paths else {
+        panic!("expected v1 paths");
+    };
+    assert!(!controllers.contains_key(UNIFIED_KEY), "{controllers:?}");
+    assert!(controllers.contains_key("memory"));
+}
+
+#[test]
+fn create_hybrid_enables_below_own_only() {
+    let tree = Tree::new();
+    hybrid_unified_tree(&tree, "hugetlb\n");
+    let hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+    record::take();
+
+    let cgroup = hierarchy.create("corral/web").unwrap();
+    assert!(v1_dirs(&cgroup)[UNIFIED_KEY].is_dir());
+    let unified_writes: Vec<(String, String)> = tree
+        .relative_writes()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(UNIFIED))
+        .collect();
+    assert_eq!(
+        unified_writes,
+        pairs(&[(
+            "sys/fs/cgroup/unified/corral/cgroup.subtree_control",
+            "+hugetlb"
+        )])
+    );
+}
+
+#[test]
+fn create_hybrid_failure_removes_v1_dirs() {
+    let tree = Tree::new();
+    hybrid_unified_tree(&tree, "hugetlb\n");
+    // The intermediate cgroup2 level has no control files, so enabling
+    // controllers in it fails.
+    fs::remove_file(tree.path(&format!("{UNIFIED}/corral/cgroup.controllers"))).unwrap();
+    let hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+
+    let error = hierarchy.create("corral/web").unwrap_err();
+    assert!(matches!(error, CgroupError::Read { .. }), "{error}");
+    // cpuset holds control files in the temp tree, so only the directories
+    // removed before it are checked.
+    for controller in ["blkio", "cpu", "cpuacct"] {
+        let dir = tree.path(&format!("sys/fs/cgroup/{controller}/corral/web"));
+        assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+}
+
+#[test]
+fn apply_hybrid_hugetlb_in_unified_dir() {
+    let tree = Tree::new();
+    let mut controllers = BTreeMap::new();
+    for controller in ["memory", "pids"] {
+        fs::create_dir_all(tree.path(&format!("v1/{controller}/web"))).unwrap();
+        controllers.insert(
+            controller.to_string(),
+            tree.path(&format!("v1/{controller}/web")),
+        );
+    }
+    tree.file("unified/web/cgroup.controllers", "hugetlb\n");
+    tree.file("unified/web/hugetlb.2MB.max", "max\n");
+    tree.file("unified/web/hugetlb.2MB.rsvd.max", "max\n");
+    tree.file("unified/web/hugetlb.1GB.max", "max\n");
+    controllers.insert(UNIFIED_KEY.to_string(), tree.path("unified/web"));
+    let cgroup = Cgroup::open(CgroupPaths::V1 { controllers }, "/web".to_string());
+    record::take();
+
+    let spec = json!({"hugepageLimits": [
+        {"pageSize": "2MB", "limit": 4194304},
+        {"pageSize": "1GB", "limit": -1}
+    ]});
+    cgroup.apply(&resources(spec)).unwrap();
+    assert_eq!(
+        tree.relative_writes(),
+        pairs(&[
+            ("unified/web/hugetlb.2MB.max", "4194304"),
+            ("unified/web/hugetlb.2MB.rsvd.max", "4194304"),
+            ("unified/web/hugetlb.1GB.max", "max"),
+        ])
+    );
+}
+
+#[test]
+fn apply_v1_hugetlb_missing_everywhere() {
+    let tree = Tree::new();
+    let cgroup = v1_cgroup(&tree, &["hugetlb"]);
+    let spec = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]});
+    let error = cgroup.apply(&resources(spec)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("linux.resources.hugepageLimits"),
+        "{message}"
+    );
+    assert!(message.contains("cgroup.subtree_control"), "{message}");
+    // An empty list needs no controller.
+    cgroup
+        .apply(&resources(json!({"hugepageLimits": []})))
+        .unwrap();
 }

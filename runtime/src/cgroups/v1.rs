@@ -5,10 +5,11 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxResources,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxMemory, LinuxNetwork,
+    LinuxResources,
 };
 
-use super::{common, files, CgroupError};
+use super::{common, files, v2, CgroupError, UNIFIED_KEY};
 
 /// Copies `cpuset.cpus` and `cpuset.mems` from parent to child into every
 /// empty cpuset directory from below `start` down to `dir`. A v1 cpuset
@@ -65,12 +66,7 @@ pub(crate) fn apply(
         apply_blkio(&controllers, block_io)?;
     }
     if let Some(limits) = resources.hugepage_limits() {
-        for limit in limits {
-            let dir = controllers.get("hugetlb", "linux.resources.hugepageLimits")?;
-            let prefix = common::hugetlb_prefix(limit.page_size())?;
-            set(dir, &format!("{prefix}.limit_in_bytes"), limit.limit())?;
-            set_if_present(dir, &format!("{prefix}.rsvd.limit_in_bytes"), limit.limit())?;
-        }
+        apply_hugetlb(&controllers, limits)?;
     }
     if let Some(rules) = resources.devices() {
         apply_devices(&controllers, rules)?;
@@ -103,6 +99,39 @@ impl Controllers<'_> {
                 reason: format!("the v1 {controller} controller is not mounted"),
             })
     }
+}
+
+/// Writes huge page limits through the v1 hugetlb controller or, on a
+/// hybrid host without it, through the container's cgroup in the cgroup2
+/// mount when that offers hugetlb.
+fn apply_hugetlb(
+    controllers: &Controllers,
+    limits: &[LinuxHugepageLimit],
+) -> Result<(), CgroupError> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = controllers.dirs.get("hugetlb") {
+        for limit in limits {
+            let prefix = common::hugetlb_prefix(limit.page_size())?;
+            set(dir, &format!("{prefix}.limit_in_bytes"), limit.limit())?;
+            set_if_present(dir, &format!("{prefix}.rsvd.limit_in_bytes"), limit.limit())?;
+        }
+        return Ok(());
+    }
+    if let Some(dir) = controllers.dirs.get(UNIFIED_KEY) {
+        let offered = files::read(&dir.join("cgroup.controllers"))?;
+        if offered.split_whitespace().any(|name| name == "hugetlb") {
+            return v2::apply_hugepage_limits(dir, limits);
+        }
+    }
+    Err(CgroupError::Unsupported {
+        field: "linux.resources.hugepageLimits".to_string(),
+        reason: "the v1 hugetlb controller is not mounted, and no cgroup2 mount enables \
+                 hugetlb for the children of the calling process's cgroup (add it to that \
+                 cgroup's cgroup.subtree_control in the cgroup2 mount)"
+            .to_string(),
+    })
 }
 
 fn set(dir: &Path, file: &str, value: impl Display) -> Result<(), CgroupError> {

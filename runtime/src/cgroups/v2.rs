@@ -8,12 +8,12 @@ use std::io;
 use std::path::Path;
 
 use corral_config::convert;
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
 use super::{common, devices, files, CgroupError, SELF_LEAF};
 
 /// Controllers that containers get when the parent offers them.
-const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
+pub(crate) const CONTROLLERS: [&str; 6] = ["cpu", "cpuset", "hugetlb", "io", "memory", "pids"];
 
 /// Enables for the children of `dir` each controller of [`CONTROLLERS`] that
 /// `dir` has, by writing to its `cgroup.subtree_control`.
@@ -97,14 +97,8 @@ pub(crate) fn apply(dir: &Path, resources: &LinuxResources) -> Result<(), Cgroup
     if let Some(block_io) = resources.block_io() {
         apply_io(dir, block_io)?;
     }
-    for limit in resources.hugepage_limits().iter().flatten() {
-        let prefix = common::hugetlb_prefix(limit.page_size())?;
-        let value = max_or_value(limit.limit());
-        set(dir, &format!("{prefix}.max"), &value)?;
-        let reserved = dir.join(format!("{prefix}.rsvd.max"));
-        if reserved.exists() {
-            files::write(&reserved, &value)?;
-        }
+    if let Some(limits) = resources.hugepage_limits() {
+        apply_hugepage_limits(dir, limits)?;
     }
     if let Some(rules) = resources
         .devices()
@@ -127,6 +121,25 @@ pub(crate) fn apply(dir: &Path, resources: &LinuxResources) -> Result<(), Cgroup
     // Unified keys go last, so they override the values written above.
     for (key, value) in unified {
         set(dir, key, value)?;
+    }
+    Ok(())
+}
+
+/// Writes `hugetlb.<size>.max`, and `hugetlb.<size>.rsvd.max` where the
+/// kernel has it, for each limit into the cgroup2 directory `dir`. A hybrid
+/// host's cgroup2 mount uses it too.
+pub(crate) fn apply_hugepage_limits(
+    dir: &Path,
+    limits: &[LinuxHugepageLimit],
+) -> Result<(), CgroupError> {
+    for limit in limits {
+        let prefix = common::hugetlb_prefix(limit.page_size())?;
+        let value = max_or_value(limit.limit());
+        set(dir, &format!("{prefix}.max"), &value)?;
+        let reserved = dir.join(format!("{prefix}.rsvd.max"));
+        if reserved.exists() {
+            files::write(&reserved, &value)?;
+        }
     }
     Ok(())
 }
