@@ -264,8 +264,14 @@ fn namespaces_time() {
     }
     const MONOTONIC: i64 = 86_400;
     const BOOTTIME: i64 = 10 * 86_400;
-    // Without and with the minimal init, whose child is the process.
-    for with_init in [false, true] {
+    // The minimal init's child is the process. In a new user namespace,
+    // that namespace owns the time namespace and its root sets the offsets.
+    let cases = [
+        ("plain", false, false),
+        ("minimal init", true, false),
+        ("user namespace", false, true),
+    ];
+    for (case, with_init, with_user_namespace) in cases {
         let mut bundle = Bundle::new("timens");
         bundle.push("/linux/namespaces", json!({"type": "time"}));
         bundle.set(
@@ -276,6 +282,12 @@ fn namespaces_time() {
         if with_init {
             bundle.set("/annotations", json!({"run.corral.init": "true"}));
         }
+        if with_user_namespace {
+            bundle.push("/linux/namespaces", json!({"type": "user"}));
+            let mapping = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            bundle.set("/linux/uidMappings", mapping.clone());
+            bundle.set("/linux/gidMappings", mapping);
+        }
         let before = host_uptime();
         let (offsets_text, uptime, namespaces) = time_view(&mut bundle);
         let after = host_uptime();
@@ -283,22 +295,22 @@ fn namespaces_time() {
         assert_ne!(
             namespaces.get("time"),
             host_namespaces().get("time"),
-            "init {with_init}: the process is in the host's time namespace"
+            "{case}: the process is in the host's time namespace"
         );
         let offsets = offsets(&offsets_text);
         assert!(
             offsets.contains(&("monotonic".to_string(), MONOTONIC, 500)),
-            "init {with_init}: monotonic offset: {offsets_text}"
+            "{case}: monotonic offset: {offsets_text}"
         );
         assert!(
             offsets.contains(&("boottime".to_string(), BOOTTIME, 0)),
-            "init {with_init}: boottime offset: {offsets_text}"
+            "{case}: boottime offset: {offsets_text}"
         );
         // The boot-time clock inside runs the offset ahead of the host's.
         let shifted = BOOTTIME as f64;
         assert!(
             uptime >= before + shifted && uptime <= after + shifted + 1.0,
-            "init {with_init}: uptime {uptime} inside, {before}..{after} on the host"
+            "{case}: uptime {uptime} inside, {before}..{after} on the host"
         );
     }
 }
