@@ -241,9 +241,10 @@ fn resources_block_io_weight() {
     }
 }
 
-/// The directory that takes hugetlb limits for `bundle`: the v2 cgroup, the
-/// v1 hugetlb controller's, or on a hybrid host the container's cgroup in
-/// the cgroup2 mount. `None` when the host offers hugetlb nowhere.
+/// Returns the directory that takes hugetlb limits for `bundle` and the
+/// limit file's suffix. The directory is the v2 cgroup, the v1 hugetlb
+/// controller's, or on a hybrid host the container's cgroup in the cgroup2
+/// mount, and `None` when the host offers hugetlb nowhere.
 fn hugetlb_dir(bundle: &Bundle) -> Option<(PathBuf, &'static str)> {
     match bundle.cgroup_paths() {
         CgroupPaths::V2 { path } => Some((path, "max")),

@@ -400,8 +400,8 @@ impl HybridMount {
 
     /// Creates the directories of `path` below the calling process's cgroup
     /// and enables in each one that gets a child the controllers it has. The
-    /// calling process's own cgroup is never written to: it enables the
-    /// controllers already, or the hybrid mount would not be used.
+    /// calling process's own cgroup is never written to, because it enables
+    /// the controllers already, or the hybrid mount would not be used.
     fn create(&self, path: &str) -> Result<(), CgroupError> {
         let cgroup = resolve(path, &self.mount.own)?;
         let mut current = self.mount.own.clone();

@@ -1230,7 +1230,7 @@ fn remove_deletes_children_first() {
 
 const UNIFIED: &str = "sys/fs/cgroup/unified";
 
-/// The hybrid layout with `enabled` in the cgroup2 root's
+/// Builds the hybrid layout with `enabled` in the cgroup2 root's
 /// `cgroup.subtree_control` and the files the kernel would show in the
 /// `corral` child of the cgroup2 root.
 fn hybrid_unified_tree(tree: &Tree, enabled: &str) {
@@ -1343,7 +1343,7 @@ fn create_hybrid_failure_removes_v1_dirs() {
 
     let error = hierarchy.create("corral/web").unwrap_err();
     assert!(matches!(error, CgroupError::Read { .. }), "{error}");
-    // cpuset holds control files in the temp tree, so only the directories
+    // cpuset contains control files in the temp tree, so only the directories
     // removed before it are checked.
     for controller in ["blkio", "cpu", "cpuacct"] {
         let dir = tree.path(&format!("sys/fs/cgroup/{controller}/corral/web"));
