@@ -32,6 +32,8 @@ pub enum Status {
 pub enum CgroupPaths {
     /// One directory per v1 controller, keyed by controller name
     /// (`memory`, `cpu`, `cpuacct`, `pids`, `blkio`, `cpuset`, `freezer`, ...).
+    /// On a hybrid host the key `unified` (`cgroups::UNIFIED_KEY`) names the
+    /// directory in the cgroup2 mount for controllers that v1 lacks.
     V1 {
         controllers: BTreeMap<String, PathBuf>,
     },

@@ -31,10 +31,8 @@ fn rejects(test: &str, pointer: &str, value: Value, expected: &[&str]) {
     );
 }
 
-// NOTE: the cases marked "field path" fail until the runtime reports where
-// in config.json a value failed to parse (for example with
-// serde_path_to_error over the oci-spec types): serde's message alone names
-// the value but not the field.
+// The cases marked "field path" check that a value that fails to parse is
+// reported with its place in config.json, not only with serde's message.
 #[test]
 fn errors_unknown_namespace_type() {
     if !require_root("errors_unknown_namespace_type") {

@@ -147,10 +147,8 @@ fn seccomp_log_allows() {
     );
 }
 
-// NOTE: fails until the runtime installs the filter right before execve, as
-// runc does. It installs the filter before the exec FIFO wait, so the profile
-// must also allow every call the init makes while it waits. When one is
-// missing, the init dies without a message.
+// With noNewPrivileges the runtime installs the filter right before execve,
+// so the profile needs to allow only what the program itself calls.
 #[test]
 fn seccomp_default_errno_action() {
     if !require_root("seccomp_default_errno_action") {
