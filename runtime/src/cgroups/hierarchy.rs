@@ -293,15 +293,7 @@ impl Hierarchy {
 
             current = join(&current, component);
             let child = mount.dir_of(&current)?;
-            match fs::create_dir(&child) {
-                Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(CgroupError::CreateDir {
-                        path: child,
-                        source: error,
-                    });
-                }
-                _ => {}
-            }
+            v2::create_dir_if_missing(&child)?;
         }
         Ok(Cgroup::open(CgroupPaths::V2 { path: dir }, cgroup))
     }
@@ -413,15 +405,7 @@ impl HybridMount {
             }
             current = join(&current, component);
             let child = self.mount.dir_of(&current)?;
-            match fs::create_dir(&child) {
-                Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(CgroupError::CreateDir {
-                        path: child,
-                        source: error,
-                    });
-                }
-                _ => {}
-            }
+            v2::create_dir_if_missing(&child)?;
         }
         Ok(())
     }

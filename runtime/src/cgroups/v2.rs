@@ -56,19 +56,24 @@ pub(crate) fn enable_controllers(dir: &Path, may_move_self: bool) -> Result<(), 
     })
 }
 
+/// Creates the cgroup directory `dir`, which may exist already.
+pub(crate) fn create_dir_if_missing(dir: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(dir) {
+        Err(source) if source.kind() != io::ErrorKind::AlreadyExists => {
+            Err(CgroupError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Moves the calling process into the leaf [`SELF_LEAF`] below `dir`,
 /// creating it if needed.
 pub(crate) fn move_self_to_leaf(dir: &Path) -> Result<(), CgroupError> {
     let leaf = dir.join(SELF_LEAF);
-    match fs::create_dir(&leaf) {
-        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(CgroupError::CreateDir {
-                path: leaf,
-                source: error,
-            });
-        }
-        _ => {}
-    }
+    create_dir_if_missing(&leaf)?;
     let pid = std::process::id();
     files::write(&leaf.join("cgroup.procs"), &pid.to_string())?;
     tracing::info!(pid, leaf = %leaf.display(), "moved the calling process into a leaf cgroup");
