@@ -1,8 +1,9 @@
 //! The agent: settings, the container index and one scrape from start to the
 //! encoded text.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, IntGauge, Registry, TextEncoder};
@@ -11,6 +12,7 @@ use crate::cgroup_root::{CgroupRoot, CgroupRootError};
 use crate::collect::{self, ScrapeContext};
 use crate::discovery::{Discovery, DiscoveryError};
 use crate::exposition::Exposition;
+use crate::files::{self, Budget, TargetFiles};
 use crate::read::{ErrorKind, ReadErrors, Vanished};
 use crate::supervisor::{self, JobStatus};
 use crate::target::{ContainerLabels, Target};
@@ -37,6 +39,10 @@ pub struct Settings {
     /// A scrape uses one thread per 64 containers up to this number; the
     /// threads end with the scrape.
     pub scrape_threads: usize,
+    /// Maximum number of cgroup and `/proc` descriptors kept open from one
+    /// scrape to the next. Files beyond it are opened and closed on every
+    /// scrape.
+    pub kept_descriptors: usize,
     /// Mount point of procfs, `/proc` except in tests.
     pub proc_root: PathBuf,
     /// Mount point of sysfs, `/sys` except in tests.
@@ -53,6 +59,7 @@ impl Settings {
             container_labels: ContainerLabels::All,
             supervisor_socket: None,
             scrape_threads: default_scrape_threads(),
+            kept_descriptors: files::default_kept_descriptors(),
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
         }
@@ -92,7 +99,15 @@ pub struct Agent {
     registry: Registry,
     scrape_duration: Gauge,
     containers: IntGauge,
+    kept_descriptors: IntGauge,
+    budget: Arc<Budget>,
+    /// Descriptors of the targets of the last scrape, by id and PID.
+    files: Mutex<HashMap<FilesKey, TargetFiles>>,
 }
+
+/// A target's id and init PID. A restarted container has a new PID and so
+/// starts with new descriptors.
+type FilesKey = (String, Option<i32>);
 
 impl Agent {
     /// Creates the agent and loads the containers present now. Call
@@ -113,9 +128,16 @@ impl Agent {
         registry
             .register(Box::new(scrape_duration.clone()))
             .map_err(AgentError::Register)?;
-        registry
-            .register(Box::new(containers.clone()))
-            .map_err(AgentError::Register)?;
+        let kept_descriptors = IntGauge::new(
+            "metrics_agent_kept_descriptors",
+            "Number of cgroup and /proc descriptors kept open between scrapes.",
+        )
+        .map_err(AgentError::Register)?;
+        for gauge in [&containers, &kept_descriptors] {
+            registry
+                .register(Box::new(gauge.clone()))
+                .map_err(AgentError::Register)?;
+        }
 
         let cgroup_root = settings
             .cgroup_root
@@ -130,6 +152,7 @@ impl Agent {
             Arc::clone(&errors),
         ));
         discovery.rescan();
+        let budget = Budget::new(settings.kept_descriptors);
         Ok(Self {
             settings,
             discovery,
@@ -138,6 +161,9 @@ impl Agent {
             registry,
             scrape_duration,
             containers,
+            kept_descriptors,
+            budget,
+            files: Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,6 +214,10 @@ impl Agent {
         Ok(text)
     }
 
+    fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<FilesKey, TargetFiles>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Reads every target and the given jobs. Blocks on file reads.
     fn collect(&self, jobs: Option<&[JobStatus]>) -> Exposition {
         self.discovery.rescan();
@@ -209,25 +239,57 @@ impl Agent {
             &self.settings.sys_root,
             self.settings.per_cpu,
             now,
+            Arc::clone(&self.budget),
         );
-        let collected = collect::collect_targets(&context, &targets, self.settings.scrape_threads);
+
+        // Descriptors of targets that discovery no longer lists are closed
+        // when `kept` is dropped.
+        let mut kept = std::mem::take(&mut *self.lock_files());
+        let mut files: Vec<TargetFiles> = targets
+            .iter()
+            .map(|target| {
+                kept.remove(&files_key(target))
+                    .filter(|files| files.cgroup == target.cgroup)
+                    .unwrap_or_else(|| TargetFiles::new(target.cgroup.clone()))
+            })
+            .collect();
+        drop(kept);
+
+        let collected =
+            collect::collect_targets(&context, &targets, &mut files, self.settings.scrape_threads);
         let mut exposition = Exposition::default();
         let mut exported = 0;
-        for (target, samples) in targets.iter().zip(collected) {
+        let mut next_kept = HashMap::with_capacity(targets.len());
+        for ((target, samples), files) in targets.iter().zip(collected).zip(files) {
             match samples {
                 Ok(samples) => {
                     exposition.extend(samples);
                     exported += 1;
+                    next_kept.insert(files_key(target), files);
                 }
+                // A target that went away keeps no descriptors.
                 Err(Vanished) => log_vanished(target),
             }
         }
+        // A scrape that ran at the same time may have stored descriptors
+        // too; one set per target is kept.
+        let mut stored = self.lock_files();
+        for (key, files) in next_kept {
+            stored.entry(key).or_insert(files);
+        }
+        drop(stored);
+        self.kept_descriptors
+            .set(i64::try_from(self.budget.kept()).unwrap_or(i64::MAX));
         if let Some(jobs) = jobs {
             supervisor::add_job_samples(jobs, &mut exposition);
         }
         self.containers.set(exported);
         exposition
     }
+}
+
+fn files_key(target: &Target) -> FilesKey {
+    (target.id.clone(), target.pid)
 }
 
 fn log_vanished(target: &Target) {

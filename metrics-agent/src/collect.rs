@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use corral_runtime::state::CgroupPaths;
+use nix::errno::Errno;
 use nix::sys::stat::Mode;
 
 use crate::exposition::Samples;
 use crate::families;
+use crate::files::{Budget, TargetFiles};
 use crate::parse::{self, DeviceNumber, ParseError};
 use crate::read::{self, CgroupDir, ErrorKind, ReadErrors, Vanished};
 use crate::target::Target;
@@ -24,7 +26,6 @@ pub(crate) type NamespaceId = (u64, u64);
 /// State of one scrape, shared by every target it reads.
 pub(crate) struct ScrapeContext<'a> {
     pub errors: &'a ReadErrors,
-    pub proc_root: &'a Path,
     pub sys_root: &'a Path,
     pub per_cpu: bool,
     /// Whether `proc_root` is a procfs mount rather than a fixture tree.
@@ -39,6 +40,12 @@ pub(crate) struct ScrapeContext<'a> {
     /// Device names looked up during this scrape. The cache lives only as long
     /// as the scrape, so it cannot grow without bound.
     device_names: Mutex<HashMap<DeviceNumber, String>>,
+    /// Descriptors kept between scrapes draw on this budget.
+    pub budget: Arc<Budget>,
+    /// `proc_root` opened with `O_PATH`, to open `/proc/PID` directories
+    /// below it. `None` when it could not be opened, and then no process
+    /// metrics are exported.
+    pub proc_dir: Option<OwnedFd>,
     /// Parent directories of the cgroups read in this scrape, `None` for
     /// one that could not be opened.
     parents: Mutex<HashMap<PathBuf, Option<Arc<OwnedFd>>>>,
@@ -55,6 +62,7 @@ impl<'a> ScrapeContext<'a> {
         sys_root: &'a Path,
         per_cpu: bool,
         now_seconds: f64,
+        budget: Arc<Budget>,
     ) -> Self {
         let own_namespace = proc_root.join("self/ns/net");
         let host_network_namespace = match namespace_id(&own_namespace) {
@@ -67,11 +75,18 @@ impl<'a> ScrapeContext<'a> {
                 None
             }
         };
+        let proc_dir = nix::fcntl::open(proc_root, read::DIRECTORY_FLAGS, Mode::empty())
+            .inspect_err(|errno| {
+                errors.record(
+                    ErrorKind::Proc,
+                    format_args!("failed to open {}: {errno}", proc_root.display()),
+                )
+            })
+            .ok();
         let proc_is_procfs = nix::sys::statfs::statfs(proc_root)
             .is_ok_and(|stat| stat.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
         Self {
             errors,
-            proc_root,
             sys_root,
             per_cpu,
             proc_is_procfs,
@@ -80,6 +95,8 @@ impl<'a> ScrapeContext<'a> {
             host_network_namespace,
             device_names: Mutex::new(HashMap::new()),
             v1_pressure: OnceLock::new(),
+            budget,
+            proc_dir,
             parents: Mutex::new(HashMap::new()),
         }
     }
@@ -90,18 +107,35 @@ impl<'a> ScrapeContext<'a> {
         if let Some(&present) = self.v1_pressure.get() {
             return Ok(present);
         }
-        let present = cpuacct.exists(self.errors, "cpu.pressure")?;
+        let present = cpuacct.exists(self, "cpu.pressure")?;
         Ok(*self.v1_pressure.get_or_init(|| present))
     }
 
-    /// Opens a cgroup directory, see [`CgroupDir::open`]. Its parent
-    /// directory is opened once per scrape, because the containers of one
-    /// supervisor share it, and opening a directory below it walks one path
-    /// component instead of the whole path.
-    pub(crate) fn open_dir(&self, path: &Path) -> Result<Option<CgroupDir>, Vanished> {
-        match path.parent().and_then(|parent| self.parent_dir(parent)) {
-            Some(parent) => CgroupDir::open_in(self.errors, &parent, path),
-            None => CgroupDir::open(self.errors, path),
+    /// Opens the cgroup directory `path` with `O_PATH`. Its parent directory
+    /// is opened once per scrape, because the containers of one supervisor
+    /// share it, and opening a directory below it walks one path component
+    /// instead of the whole path.
+    ///
+    /// Returns [`Vanished`] when the directory is gone and `Ok(None)` when it
+    /// cannot be opened for another reason, which is counted.
+    pub(crate) fn open_dir_fd(&self, path: &Path) -> Result<Option<OwnedFd>, Vanished> {
+        let parent = path.parent().and_then(|parent| self.parent_dir(parent));
+        let opened = match (&parent, path.file_name()) {
+            (Some(parent), Some(name)) => {
+                nix::fcntl::openat(parent.as_ref(), name, read::DIRECTORY_FLAGS, Mode::empty())
+            }
+            _ => nix::fcntl::open(path, read::DIRECTORY_FLAGS, Mode::empty()),
+        };
+        match opened {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::ENOENT | Errno::ENODEV) => Err(Vanished),
+            Err(errno) => {
+                self.errors.record(
+                    ErrorKind::Cgroup,
+                    format_args!("failed to open {}: {errno}", path.display()),
+                );
+                Ok(None)
+            }
         }
     }
 
@@ -120,8 +154,12 @@ impl<'a> ScrapeContext<'a> {
     }
 
     /// Reads a cgroup file, see [`CgroupDir::read`].
-    pub(crate) fn read(&self, dir: &CgroupDir, file: &str) -> Result<Option<String>, Vanished> {
-        dir.read(self.errors, file)
+    pub(crate) fn read(
+        &self,
+        dir: &CgroupDir,
+        file: &'static str,
+    ) -> Result<Option<String>, Vanished> {
+        dir.read(self, file)
     }
 
     /// Counts and logs a file whose content does not parse.
@@ -146,7 +184,11 @@ impl<'a> ScrapeContext<'a> {
     }
 
     /// Reads and parses a single-value file.
-    pub(crate) fn value(&self, dir: &CgroupDir, file: &str) -> Result<Option<u64>, Vanished> {
+    pub(crate) fn value(
+        &self,
+        dir: &CgroupDir,
+        file: &'static str,
+    ) -> Result<Option<u64>, Vanished> {
         let Some(text) = self.read(dir, file)? else {
             return Ok(None);
         };
@@ -209,11 +251,14 @@ pub(crate) fn namespace_id(path: &Path) -> std::io::Result<NamespaceId> {
 /// thread, starting a thread costs more than it saves.
 pub(crate) const TARGETS_PER_THREAD: usize = 64;
 
-/// Reads every target, on up to `max_threads` threads, and returns the
-/// results in the order of `targets`.
+/// Reads every target, on up to `max_threads` threads, with the
+/// descriptors in `files` (one entry per target, in the same order), and
+/// returns the results in the order of `targets`. Each target's descriptors
+/// are finished for the next scrape.
 pub(crate) fn collect_targets(
     context: &ScrapeContext,
     targets: &[Target],
+    files: &mut [TargetFiles],
     max_threads: usize,
 ) -> Vec<Result<Samples, Vanished>> {
     let threads = targets
@@ -223,21 +268,28 @@ pub(crate) fn collect_targets(
     if threads == 1 {
         return targets
             .iter()
-            .map(|target| collect_target(context, target))
+            .zip(files.iter_mut())
+            .map(|(target, files)| collect_target(context, target, files))
             .collect();
     }
 
     // Threads take the next unread target, so that a slow container does not
-    // hold up a fixed share of the others.
+    // hold up a fixed share of the others. Each target's descriptors move to
+    // the thread that reads it; the mutexes are never contended.
+    let work: Vec<(&Target, Mutex<&mut TargetFiles>)> = targets
+        .iter()
+        .zip(files.iter_mut().map(Mutex::new))
+        .collect();
     let next = AtomicUsize::new(0);
-    let work = || {
+    let run = || {
         let mut done = Vec::new();
         loop {
             let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(target) = targets.get(index) else {
+            let Some((target, files)) = work.get(index) else {
                 return done;
             };
-            done.push((index, collect_target(context, target)));
+            let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
+            done.push((index, collect_target(context, target, &mut files)));
         }
     };
     let mut results: Vec<Option<Result<Samples, Vanished>>> = std::iter::repeat_with(|| None)
@@ -248,7 +300,7 @@ pub(crate) fn collect_targets(
         for _ in 1..threads {
             match std::thread::Builder::new()
                 .name("scrape".to_string())
-                .spawn_scoped(scope, work)
+                .spawn_scoped(scope, run)
             {
                 Ok(handle) => helpers.push(handle),
                 Err(error) => {
@@ -258,7 +310,7 @@ pub(crate) fn collect_targets(
                 }
             }
         }
-        let mut finished = vec![work()];
+        let mut finished = vec![run()];
         for helper in helpers {
             match helper.join() {
                 Ok(done) => finished.push(done),
@@ -280,20 +332,29 @@ pub(crate) fn collect_targets(
 pub(crate) fn collect_target(
     context: &ScrapeContext,
     target: &Target,
+    files: &mut TargetFiles,
 ) -> Result<Samples, Vanished> {
     let mut samples = Samples::new(target.labels());
 
-    let processes_dir = match &target.cgroup {
+    let (processes_dir, tasks) = match &target.cgroup {
         CgroupPaths::V1 { controllers } => {
-            v1::collect(context, controllers, &mut samples)?;
-            v1::processes_dir(controllers)
+            let tasks = v1::collect(context, files, controllers, &mut samples)?;
+            (v1::processes_dir(controllers), tasks)
         }
         CgroupPaths::V2 { path } => {
-            v2::collect(context, path, &mut samples)?;
-            Some(path.as_path())
+            let tasks = v2::collect(context, files, path, &mut samples)?;
+            (Some(path.as_path()), tasks)
         }
     };
-    process::collect(context, processes_dir, target.pid, &mut samples)?;
+    let fresh_pid_lists = matches!(target.cgroup, CgroupPaths::V1 { .. });
+    let processes = process::Processes {
+        dir: processes_dir,
+        fresh_pid_lists,
+        tasks,
+        init_pid: target.pid,
+    };
+    process::collect(context, files, &processes, &mut samples)?;
+    files.finish(&context.budget);
 
     if let Some(start_time) = target.start_time {
         samples.push(&families::START_TIME, start_time);
@@ -303,19 +364,21 @@ pub(crate) fn collect_target(
 }
 
 /// Exports `pids.max` of `dir` as `container_threads_max`, cAdvisor's name
-/// for the task limit; `max` (no limit) is 0.
-pub(crate) fn pids_limit(
+/// for the task limit (`max`, no limit, is 0), and returns `pids.current`,
+/// the number of tasks (threads) in the cgroup and its descendants.
+/// Both files exist only where the pids controller is enabled.
+pub(crate) fn pids(
     context: &ScrapeContext,
     dir: &CgroupDir,
     samples: &mut Samples,
-) -> Result<(), Vanished> {
+) -> Result<Option<u64>, Vanished> {
     if let Some(text) = context.read(dir, "pids.max")? {
         let parsed = parse::single_value_or_max(&text);
         if let Some(limit) = context.parsed_in(dir, "pids.max", parsed) {
             samples.push(&families::THREADS_MAX, limit.unwrap_or(0) as f64);
         }
     }
-    Ok(())
+    context.value(dir, "pids.current")
 }
 
 /// Exports the `*.pressure` files of `dir` when they exist.

@@ -13,6 +13,7 @@ mod collect;
 pub mod discovery;
 mod exposition;
 pub mod families;
+mod files;
 mod parse;
 mod process;
 mod read;
@@ -22,4 +23,5 @@ mod v1;
 mod v2;
 
 pub use agent::{Agent, AgentError, Settings};
+pub use files::{default_kept_descriptors, raise_open_files_limit};
 pub use target::{ContainerLabels, Target};

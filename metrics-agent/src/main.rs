@@ -51,6 +51,13 @@ struct Args {
     #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..))]
     scrape_threads: Option<u16>,
 
+    /// Maximum number of cgroup and /proc descriptors kept open between
+    /// scrapes; files beyond it are opened on every scrape. Each kept cgroup
+    /// file also holds about 4 KiB of kernel memory. Default: the soft limit
+    /// of open files, raised to the hard limit at start, minus 512.
+    #[arg(long, value_name = "COUNT")]
+    kept_descriptors: Option<usize>,
+
     /// The supervisor's control socket, for the corral_job_* metrics.
     #[arg(long, value_name = "PATH")]
     supervisor_socket: Option<PathBuf>,
@@ -108,6 +115,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ContainerLabels::Only(args.container_label.into_iter().collect())
     };
     settings.supervisor_socket = args.supervisor_socket;
+    if let Some(count) = args.kept_descriptors {
+        settings.kept_descriptors = count;
+    }
     if let Some(threads) = args.scrape_threads {
         settings.scrape_threads = usize::from(threads);
     }

@@ -8,19 +8,22 @@
 //! `metrics_agent_read_errors_total{kind}`, logged at most once a minute per
 //! kind, and only the affected metric is left out.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use prometheus::{IntCounterVec, Opts, Registry};
+
+use crate::collect::ScrapeContext;
+use crate::files::{pread_text, Budget, Descriptor};
 
 /// Marker error: the container went away during this scrape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,58 +136,38 @@ fn is_gone(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENODEV) | Some(libc::ESRCH))
 }
 
-/// An open cgroup directory. Its files are opened relative to the
-/// directory's descriptor, which spares the kernel a walk of the whole path
-/// for each of the dozen files a scrape reads from it.
+/// A cgroup directory and the control files of it that stay open between
+/// scrapes. Its files are opened relative to the directory's descriptor,
+/// which spares the kernel a walk of the whole path for each of them.
+///
+/// The methods take `&self` because the directory is borrowed from its
+/// target's [`TargetFiles`](crate::files::TargetFiles) while it is read; one
+/// thread reads a target at a time.
 pub(crate) struct CgroupDir {
     path: PathBuf,
-    fd: OwnedFd,
+    /// `O_PATH` descriptor of the directory. It is kept between scrapes only
+    /// when a scrape needed it for more than opening files (listing PIDs
+    /// on v1, counting subdirectories), and opened again when needed.
+    fd: RefCell<Option<Descriptor>>,
+    /// Control files kept open, by name.
+    files: RefCell<Vec<(&'static str, Descriptor)>>,
+    /// Whether `cgroup.procs` is opened for every read (cgroup v1).
+    fresh_pid_lists: bool,
+    fd_needed: Cell<bool>,
+    used: Cell<bool>,
 }
 
 impl CgroupDir {
-    /// Opens `path`. Returns [`Vanished`] when the directory is gone and
-    /// `Ok(None)` when it cannot be opened for another reason, which is
-    /// counted.
-    pub(crate) fn open(errors: &ReadErrors, path: &Path) -> Result<Option<Self>, Vanished> {
-        Self::opened(
-            errors,
-            path,
-            nix::fcntl::open(path, DIRECTORY_FLAGS, Mode::empty()),
-        )
-    }
-
-    /// Opens `path`, whose parent directory is open as `parent`; see
-    /// [`CgroupDir::open`].
-    pub(crate) fn open_in(
-        errors: &ReadErrors,
-        parent: &OwnedFd,
-        path: &Path,
-    ) -> Result<Option<Self>, Vanished> {
-        let Some(name) = path.file_name() else {
-            return Self::open(errors, path);
-        };
-        let opened = nix::fcntl::openat(parent, name, DIRECTORY_FLAGS, Mode::empty());
-        Self::opened(errors, path, opened)
-    }
-
-    fn opened(
-        errors: &ReadErrors,
-        path: &Path,
-        opened: nix::Result<OwnedFd>,
-    ) -> Result<Option<Self>, Vanished> {
-        match opened {
-            Ok(fd) => Ok(Some(Self {
-                path: path.to_path_buf(),
-                fd,
-            })),
-            Err(Errno::ENOENT | Errno::ENODEV) => Err(Vanished),
-            Err(errno) => {
-                errors.record(
-                    ErrorKind::Cgroup,
-                    format_args!("failed to open {}: {errno}", path.display()),
-                );
-                Ok(None)
-            }
+    /// Wraps the directory `path`, open as `fd`. `fresh_pid_lists` is true
+    /// on cgroup v1, whose `cgroup.procs` must be opened for every read.
+    pub(crate) fn new(path: &Path, fd: OwnedFd, fresh_pid_lists: bool) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            fd: RefCell::new(Some(Descriptor::this_scrape(fd))),
+            files: RefCell::new(Vec::new()),
+            fresh_pid_lists,
+            fd_needed: Cell::new(false),
+            used: Cell::new(true),
         }
     }
 
@@ -192,22 +175,68 @@ impl CgroupDir {
         &self.path
     }
 
+    pub(crate) fn mark_used(&self) {
+        self.used.set(true);
+    }
+
+    /// Ends a scrape: returns false when the scrape did not use the
+    /// directory, which its owner then drops, and otherwise keeps the
+    /// directory's descriptor only if the scrape needed it and the budget
+    /// allows.
+    pub(crate) fn finish(&mut self, budget: &Arc<Budget>) -> bool {
+        if !self.used.replace(false) {
+            return false;
+        }
+        let fd = self.fd.get_mut();
+        if !self.fd_needed.replace(false) || fd.as_mut().is_some_and(|fd| !fd.keep(budget)) {
+            *fd = None;
+        }
+        true
+    }
+
+    /// Calls `f` with the directory's descriptor, opening the directory
+    /// again if its descriptor was closed. `Ok(None)` means that it could
+    /// not be opened, which is counted.
+    fn with_fd<T>(
+        &self,
+        context: &ScrapeContext,
+        f: impl FnOnce(BorrowedFd<'_>) -> T,
+    ) -> Result<Option<T>, Vanished> {
+        let mut fd = self.fd.borrow_mut();
+        if fd.is_none() {
+            match context.open_dir_fd(&self.path)? {
+                Some(opened) => *fd = Some(Descriptor::this_scrape(opened)),
+                None => return Ok(None),
+            }
+        }
+        Ok(fd.as_ref().map(|fd| f(fd.as_fd())))
+    }
+
     /// Returns false when the directory has no subdirectories, which spares
     /// listing it. Cgroupfs, like most file systems, counts a directory's
     /// links as 2 plus its subdirectories. A file system that counts
     /// otherwise, or a failed `fstat`, gives true.
-    pub(crate) fn may_have_children(&self) -> bool {
-        nix::sys::stat::fstat(&self.fd).map_or(true, |stat| stat.st_nlink != 2)
+    pub(crate) fn may_have_children(&self, context: &ScrapeContext) -> bool {
+        self.fd_needed.set(true);
+        self.with_fd(context, |fd| {
+            nix::sys::stat::fstat(fd).map_or(true, |stat| stat.st_nlink != 2)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(true)
     }
 
     /// Returns whether the cgroup has the control file `file`.
-    pub(crate) fn exists(&self, errors: &ReadErrors, file: &str) -> Result<bool, Vanished> {
-        match nix::sys::stat::fstatat(&self.fd, file, nix::fcntl::AtFlags::empty()) {
-            Ok(_) => Ok(true),
-            Err(Errno::ENOENT) if self.path.is_dir() => Ok(false),
-            Err(Errno::ENOENT | Errno::ENODEV) => Err(Vanished),
-            Err(errno) => {
-                errors.record(
+    pub(crate) fn exists(&self, context: &ScrapeContext, file: &str) -> Result<bool, Vanished> {
+        let stat = self.with_fd(context, |fd| {
+            nix::sys::stat::fstatat(fd, file, nix::fcntl::AtFlags::empty())
+        })?;
+        match stat {
+            None | Some(Ok(_)) => Ok(stat.is_some()),
+            Some(Err(Errno::ENOENT)) if self.path.is_dir() => Ok(false),
+            Some(Err(Errno::ENOENT | Errno::ENODEV)) => Err(Vanished),
+            Some(Err(errno)) => {
+                context.errors.record(
                     ErrorKind::Cgroup,
                     format_args!("failed to stat {}: {errno}", self.path.join(file).display()),
                 );
@@ -216,22 +245,68 @@ impl CgroupDir {
         }
     }
 
-    /// Reads a file of this cgroup.
+    /// Reads a file of this cgroup, from its kept descriptor when there is
+    /// one.
     ///
     /// Returns `Ok(None)` when the file does not exist in a cgroup directory
     /// that does (the kernel or the controller does not provide it, such as
     /// `memory.swap.current` without swap accounting), and when the read
     /// failed for another reason, which is counted. Returns [`Vanished`]
     /// when the cgroup itself is gone.
-    pub(crate) fn read(&self, errors: &ReadErrors, file: &str) -> Result<Option<String>, Vanished> {
+    pub(crate) fn read(
+        &self,
+        context: &ScrapeContext,
+        file: &'static str,
+    ) -> Result<Option<String>, Vanished> {
         let records = match file {
             "cgroup.procs" => Records::Many,
             _ => Records::One,
         };
-        let error = match read_at(&self.fd, file, records) {
-            Ok(text) => return Ok(Some(text)),
-            Err(error) => error,
+        let kept = {
+            let files = self.files.borrow();
+            files
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, fd)| pread_text(fd.as_fd(), records))
         };
+        match kept {
+            Some(Ok(text)) => return Ok(Some(text)),
+            Some(Err(error)) => {
+                self.files.borrow_mut().retain(|(name, _)| *name != file);
+                return self.read_failed(context, file, error);
+            }
+            None => {}
+        }
+
+        let opened = self.with_fd(context, |dir| {
+            nix::fcntl::openat(dir, file, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        })?;
+        let fd = match opened {
+            None => return Ok(None),
+            Some(Ok(fd)) => fd,
+            Some(Err(errno)) => return self.read_failed(context, file, io::Error::from(errno)),
+        };
+        let text = match pread_text(fd.as_fd(), records) {
+            Ok(text) => text,
+            Err(error) => return self.read_failed(context, file, error),
+        };
+        if self.fresh_pid_lists && file == "cgroup.procs" {
+            self.fd_needed.set(true);
+        } else {
+            let fd = Descriptor::kept_if_room(fd, &context.budget);
+            if fd.is_kept() {
+                self.files.borrow_mut().push((file, fd));
+            }
+        }
+        Ok(Some(text))
+    }
+
+    fn read_failed(
+        &self,
+        context: &ScrapeContext,
+        file: &str,
+        error: io::Error,
+    ) -> Result<Option<String>, Vanished> {
         if is_gone(&error) {
             return Err(Vanished);
         }
@@ -244,7 +319,7 @@ impl CgroupDir {
                 Err(Vanished)
             };
         }
-        errors.record(
+        context.errors.record(
             ErrorKind::Cgroup,
             format_args!("failed to read {}: {error}", self.path.join(file).display()),
         );
@@ -263,7 +338,8 @@ pub(crate) enum Records {
     /// The kernel shows the file as one record (most cgroup control files,
     /// `/proc/PID/stat`). A seq_file read returns the whole record, growing
     /// its own buffer when needed, so a read shorter than the request has
-    /// reached the end of the file.
+    /// reached the end of the file. Kernel files report a size of 0 or 4096
+    /// whatever their content, so no file is sized with `stat` first.
     One,
     /// The kernel shows the file record by record (`cgroup.procs` lists a
     /// PID per record, `/proc/PID/net/dev` an interface per record). A read
@@ -271,45 +347,6 @@ pub(crate) enum Records {
     /// the file.
     Many,
 }
-
-/// Reads the whole file `name` below the directory `dir` as text.
-fn read_at(dir: &OwnedFd, name: &str, records: Records) -> io::Result<String> {
-    let fd = nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(io::Error::from)?;
-    read_to_end(File::from(fd), records)
-}
-
-/// Reads the whole file at `path` as text.
-pub(crate) fn file(path: &Path, records: Records) -> io::Result<String> {
-    read_to_end(File::open(path)?, records)
-}
-
-/// Reads `file` to its end. Kernel files report a size of 0 or 4096
-/// whatever their content, so the file is not sized with a `stat` call
-/// first, as `std::fs::read_to_string` does, and `records` states whether
-/// a short read ends it.
-fn read_to_end(mut file: File, records: Records) -> io::Result<String> {
-    let mut bytes = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = [0u8; READ_CHUNK];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(count) => {
-                bytes.extend_from_slice(&chunk[..count]);
-                if records == Records::One && count < chunk.len() {
-                    break;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    String::from_utf8(bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
-}
-
-/// Size of one `read` call: every cgroup control file the agent reads,
-/// except long `cgroup.procs` lists, fits in one.
-const READ_CHUNK: usize = 4096;
 
 /// Outcome of reading a file of one process below `/proc`.
 pub(crate) enum ProcRead<T> {

@@ -7,47 +7,52 @@ use std::path::{Path, PathBuf};
 use crate::collect::{self, nanoseconds, DeviceIo, ScrapeContext};
 use crate::exposition::Samples;
 use crate::families;
+use crate::files::TargetFiles;
 use crate::parse::{self, V1_UNLIMITED_THRESHOLD};
 use crate::read::{CgroupDir, Vanished};
 
-/// Reads every v1 controller the container has a directory for.
+/// Reads every v1 controller the container has a directory for, and
+/// returns the container's number of tasks when the pids controller counts
+/// them.
 pub(crate) fn collect(
     context: &ScrapeContext,
+    files: &mut TargetFiles,
     controllers: &BTreeMap<String, PathBuf>,
     samples: &mut Samples,
-) -> Result<(), Vanished> {
-    if let Some(dir) = open(context, controllers, "cpuacct")? {
-        cpuacct(context, &dir, samples)?;
+) -> Result<Option<u64>, Vanished> {
+    if let Some(dir) = open(context, files, controllers, "cpuacct")? {
+        cpuacct(context, dir, samples)?;
         // Mainline Linux keeps per-cgroup pressure only on the v2 hierarchy;
         // kernels that add it for v1 put the files in the cpuacct directory.
-        if context.v1_has_pressure(&dir)? {
-            collect::pressure(context, &dir, samples)?;
+        if context.v1_has_pressure(dir)? {
+            collect::pressure(context, dir, samples)?;
         }
     }
-    if let Some(dir) = open(context, controllers, "cpu")? {
-        cpu(context, &dir, samples)?;
+    if let Some(dir) = open(context, files, controllers, "cpu")? {
+        cpu(context, dir, samples)?;
     }
-    if let Some(dir) = open(context, controllers, "memory")? {
-        memory(context, &dir, samples)?;
+    if let Some(dir) = open(context, files, controllers, "memory")? {
+        memory(context, dir, samples)?;
     }
-    if let Some(dir) = open(context, controllers, "blkio")? {
-        blkio(context, &dir, samples)?;
+    if let Some(dir) = open(context, files, controllers, "blkio")? {
+        blkio(context, dir, samples)?;
     }
-    if let Some(dir) = open(context, controllers, "pids")? {
-        collect::pids_limit(context, &dir, samples)?;
+    match open(context, files, controllers, "pids")? {
+        Some(dir) => collect::pids(context, dir, samples),
+        None => Ok(None),
     }
-    Ok(())
 }
 
-/// Opens the container's directory of `controller`, `Ok(None)` when it has
-/// none or the directory cannot be opened.
-fn open(
+/// Returns the container's directory of `controller`, `Ok(None)` when it
+/// has none or the directory cannot be opened.
+fn open<'f>(
     context: &ScrapeContext,
+    files: &'f mut TargetFiles,
     controllers: &BTreeMap<String, PathBuf>,
     controller: &str,
-) -> Result<Option<CgroupDir>, Vanished> {
+) -> Result<Option<&'f CgroupDir>, Vanished> {
     match controllers.get(controller) {
-        Some(path) => context.open_dir(path),
+        Some(path) => files.dir(context, path, true),
         None => Ok(None),
     }
 }

@@ -12,23 +12,27 @@ use corral_config::convert::weight_to_shares;
 use crate::collect::{self, microseconds, DeviceIo, ScrapeContext};
 use crate::exposition::Samples;
 use crate::families;
+use crate::files::TargetFiles;
 use crate::parse;
 use crate::read::{CgroupDir, Vanished};
 
-/// Reads every metric the v2 directory provides.
+/// Reads every metric the v2 directory provides, and returns the number of
+/// tasks when the pids controller counts them.
 pub(crate) fn collect(
     context: &ScrapeContext,
+    files: &mut TargetFiles,
     path: &Path,
     samples: &mut Samples,
-) -> Result<(), Vanished> {
-    let Some(dir) = context.open_dir(path)? else {
-        return Ok(());
+) -> Result<Option<u64>, Vanished> {
+    let Some(dir) = files.dir(context, path, false)? else {
+        return Ok(None);
     };
-    cpu(context, &dir, samples)?;
-    memory(context, &dir, samples)?;
-    io(context, &dir, samples)?;
-    collect::pids_limit(context, &dir, samples)?;
-    collect::pressure(context, &dir, samples)
+    cpu(context, dir, samples)?;
+    memory(context, dir, samples)?;
+    io(context, dir, samples)?;
+    let tasks = collect::pids(context, dir, samples)?;
+    collect::pressure(context, dir, samples)?;
+    Ok(tasks)
 }
 
 fn cpu(context: &ScrapeContext, dir: &CgroupDir, samples: &mut Samples) -> Result<(), Vanished> {

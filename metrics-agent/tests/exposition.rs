@@ -56,7 +56,10 @@ fn v1_fixture_exposition() {
         format!(r#"container_fs_reads_bytes_total{{device="259:7",{WEB}}} 4096"#),
         format!(r#"container_fs_reads_total{{device="259:7",{WEB}}} 1"#),
         format!("container_processes{{{WEB}}} 3"),
-        format!("container_threads{{{WEB}}} 4"),
+        // pids.current, which still counts PID 4244 that exited during the
+        // scrape.
+        format!("container_threads{{{WEB}}} 5"),
+        format!("container_threads_max{{{WEB}}} 64"),
         format!("container_file_descriptors{{{WEB}}} 7"),
         format!("container_start_time_seconds{{{WEB}}} 1767225600"),
         "metrics_agent_containers 1".to_string(),
@@ -113,7 +116,9 @@ fn v2_fixture_exposition() {
         format!("container_pressure_io_waiting_seconds_total{{{WEB}}} 2"),
         format!("container_pressure_io_stalled_seconds_total{{{WEB}}} 0.7"),
         format!("container_processes{{{WEB}}} 3"),
-        format!("container_threads{{{WEB}}} 4"),
+        format!("container_threads{{{WEB}}} 5"),
+        // pids.max is "max": no limit reads as 0, as in cAdvisor.
+        format!("container_threads_max{{{WEB}}} 0"),
         format!("container_file_descriptors{{{WEB}}} 7"),
         format!("container_start_time_seconds{{{WEB}}} 1767225600"),
         "metrics_agent_containers 1".to_string(),
@@ -301,6 +306,41 @@ fn v1_unlimited_memory_is_zero() {
         &text,
         &format!("container_spec_memory_limit_bytes{{{WEB}}} 0"),
     );
+}
+
+#[test]
+fn v1_unlimited_pids_is_zero() {
+    let fixture = Fixture::new();
+    fixture.write("v1/pids/job/pids.max", "max\n");
+    fixture.add_container("web", "web", fixture.v1_paths());
+    let text = scrape(fixture.settings());
+
+    assert_line(&text, &format!("container_threads_max{{{WEB}}} 0"));
+}
+
+#[test]
+fn v2_pids_limit_is_exported() {
+    let fixture = Fixture::new();
+    fixture.write("v2/job/pids.max", "32\n");
+    fixture.add_container("web", "web", fixture.v2_paths());
+    let text = scrape(fixture.settings());
+
+    assert_line(&text, &format!("container_threads_max{{{WEB}}} 32"));
+}
+
+#[test]
+fn threads_without_pids_controller() {
+    let fixture = Fixture::new();
+    // Without the pids controller the cgroup has neither file, and the
+    // threads are summed over /proc: 3 of PID 4242 and 1 of PID 4243.
+    fs::remove_file(fixture.path("v2/job/pids.current")).unwrap();
+    fs::remove_file(fixture.path("v2/job/pids.max")).unwrap();
+    fixture.add_container("web", "web", fixture.v2_paths());
+    let text = scrape(fixture.settings());
+
+    assert_line(&text, &format!("container_threads{{{WEB}}} 4"));
+    assert_no_sample(&text, "container_threads_max");
+    assert_no_read_errors(&text);
 }
 
 #[test]
@@ -653,4 +693,85 @@ fn paused_container_is_exported() {
         &format!("container_memory_usage_bytes{{{WEB}}} 10485760"),
     );
     assert_line(&text, "metrics_agent_containers 1");
+}
+
+/// Returns the value of the agent's own gauge `name`.
+fn own_value(text: &str, name: &str) -> f64 {
+    samples(text, name)
+        .first()
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} sample:\n{text}"))
+}
+
+#[test]
+fn kept_files_show_new_values() {
+    let fixture = Fixture::new();
+    fixture.add_container("web", "web", fixture.v1_paths());
+    let agent = std::sync::Arc::new(
+        corral_metrics_agent::Agent::new(fixture.settings()).expect("create the agent"),
+    );
+    let first = common::scrape_agent(&agent);
+    assert_line(
+        &first,
+        &format!("container_memory_usage_bytes{{{WEB}}} 10485760"),
+    );
+    assert!(
+        own_value(&first, "metrics_agent_kept_descriptors") > 0.0,
+        "{first}"
+    );
+
+    // The write replaces the content of the same file, which the agent
+    // keeps open.
+    fixture.write("v1/memory/job/memory.usage_in_bytes", "20971520\n");
+    let second = common::scrape_agent(&agent);
+    assert_line(
+        &second,
+        &format!("container_memory_usage_bytes{{{WEB}}} 20971520"),
+    );
+}
+
+#[test]
+fn no_kept_descriptors_same_exposition() {
+    let fixture = Fixture::new();
+    fixture.add_container("web", "web", fixture.v1_paths());
+    fixture.add_container("api", "api", fixture.v2_paths());
+    let kept = scrape(fixture.settings());
+    let reopened = scrape(corral_metrics_agent::Settings {
+        kept_descriptors: 0,
+        ..fixture.settings()
+    });
+
+    assert_eq!(own_value(&reopened, "metrics_agent_kept_descriptors"), 0.0);
+    let comparable = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| {
+                !line.starts_with("container_last_seen")
+                    && !line.starts_with("metrics_agent_")
+                    && !line.starts_with("# HELP metrics_agent_")
+                    && !line.starts_with("# TYPE metrics_agent_")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(comparable(&kept), comparable(&reopened));
+}
+
+#[test]
+fn removed_container_closes_descriptors() {
+    let fixture = Fixture::new();
+    fixture.add_container("web", "web", fixture.v1_paths());
+    fixture.add_container("api", "api", fixture.v2_paths());
+    let agent = std::sync::Arc::new(
+        corral_metrics_agent::Agent::new(fixture.settings()).expect("create the agent"),
+    );
+    let both = own_value(
+        &common::scrape_agent(&agent),
+        "metrics_agent_kept_descriptors",
+    );
+
+    fs::remove_dir_all(fixture.path("run/containers/api")).unwrap();
+    let text = common::scrape_agent(&agent);
+    let one = own_value(&text, "metrics_agent_kept_descriptors");
+    assert!(one > 0.0 && one < both, "kept {both}, then {one}:\n{text}");
+    assert!(!text.contains(r#"name="api""#), "{text}");
 }

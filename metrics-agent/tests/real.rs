@@ -151,13 +151,15 @@ impl TestCgroup {
     }
 }
 
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for dir in self.created.iter().rev() {
+impl TestCgroup {
+    /// Removes the cgroup's directories, waiting for killed processes to
+    /// leave them.
+    fn remove(&mut self) {
+        for dir in self.created.drain(..).rev() {
             // The killed process leaves the cgroup when it is reaped, which
             // the kernel may finish a moment after wait() returns.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while let Err(error) = fs::remove_dir(dir) {
+            while let Err(error) = fs::remove_dir(&dir) {
                 if error.kind() == std::io::ErrorKind::NotFound || Instant::now() > deadline {
                     if error.kind() != std::io::ErrorKind::NotFound {
                         eprintln!("failed to remove cgroup {}: {error}", dir.display());
@@ -167,6 +169,12 @@ impl Drop for TestCgroup {
                 thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -211,7 +219,7 @@ fn start_workload(cgroup: &TestCgroup, scratch: &Path) -> ChildGuard {
 /// the cgroup, then the temporary directory.
 struct Setup {
     agent: AgentProcess,
-    _workload: ChildGuard,
+    workload: ChildGuard,
     cgroup: TestCgroup,
     dir: TempDir,
 }
@@ -246,7 +254,7 @@ impl Setup {
         let agent = AgentProcess::start(&run_dir, dir.path().join("agent.log"), &[]);
         Some(Self {
             agent,
-            _workload: workload,
+            workload,
             cgroup,
             dir,
         })
@@ -442,4 +450,89 @@ fn prometheus_queries_real_container() {
         "{expression} = {value}\n{}",
         setup.diagnostics()
     );
+}
+
+/// Starts `sleep 600` in every directory of `cgroup`.
+fn start_sleeper(cgroup: &TestCgroup) -> ChildGuard {
+    let child = ChildGuard(
+        Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sleep"),
+    );
+    for procs in cgroup.procs_files() {
+        fs::write(&procs, child.0.id().to_string()).unwrap();
+    }
+    child
+}
+
+#[test]
+fn kept_descriptors_follow_real_cgroup() {
+    if !can_run("kept_descriptors_follow_real_cgroup") {
+        return;
+    }
+    let Some(mut setup) = Setup::new("kept_descriptors_follow_real_cgroup") else {
+        return;
+    };
+    let first = setup.agent.scrape();
+    let kept: f64 = first
+        .lines()
+        .find_map(|line| line.strip_prefix("metrics_agent_kept_descriptors "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    assert!(kept > 0.0, "no descriptors kept:\n{first}");
+    assert_eq!(
+        job_value(&first, "container_processes"),
+        Some(1.0),
+        "{first}"
+    );
+
+    // Scrapes right after each other: on v1 the kernel would hand a kept
+    // cgroup.procs the PID list of the previous read.
+    let sleeper = start_sleeper(&setup.cgroup);
+    let second = setup.agent.scrape();
+    let context = || format!("{}\nscrape:\n{second}", setup.diagnostics());
+    assert_eq!(
+        job_value(&second, "container_processes"),
+        Some(2.0),
+        "{}",
+        context()
+    );
+    assert_eq!(
+        job_value(&second, "container_threads"),
+        Some(2.0),
+        "{}",
+        context()
+    );
+    drop(sleeper);
+    let third = setup.agent.scrape();
+    assert_eq!(
+        job_value(&third, "container_processes"),
+        Some(1.0),
+        "{third}"
+    );
+
+    // The container's init exits and its cgroup goes while the state file
+    // still says running: the next scrape skips it without an error and
+    // closes its descriptors.
+    let _ = setup.workload.0.kill();
+    let _ = setup.workload.0.wait();
+    setup.cgroup.remove();
+    let last = setup.agent.scrape();
+    assert!(!last.contains(&format!(r#"name="{JOB}""#)), "{last}");
+    for line in [
+        "metrics_agent_containers 0",
+        "metrics_agent_kept_descriptors 0",
+        r#"metrics_agent_read_errors_total{kind="cgroup"} 0"#,
+        r#"metrics_agent_read_errors_total{kind="proc"} 0"#,
+        r#"metrics_agent_read_errors_total{kind="parse"} 0"#,
+    ] {
+        assert!(
+            last.lines().any(|candidate| candidate == line),
+            "missing {line}:\n{last}"
+        );
+    }
 }
