@@ -64,6 +64,7 @@ struct Args {
 }
 
 fn main() {
+    let one_arena = limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -73,6 +74,19 @@ fn main() {
         .init();
 
     let args = Args::parse();
+    if !one_arena {
+        tracing::warn!("mallopt(M_ARENA_MAX, 1) failed, malloc keeps an arena per thread");
+    }
+    // Kept descriptors make a scrape cheaper, so the agent takes every
+    // descriptor its hard limit allows. Settings::new sizes the budget of
+    // kept descriptors from the raised limit.
+    match corral_metrics_agent::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "raised the soft limit of open files"),
+        Err(errno) => tracing::warn!(
+            %errno,
+            "failed to raise the soft limit of open files, keeping fewer descriptors between scrapes"
+        ),
+    }
     let result = tokio::runtime::Runtime::new()
         .context("failed to start the tokio runtime")
         .and_then(|runtime| runtime.block_on(run(args)));
@@ -80,6 +94,23 @@ fn main() {
         eprintln!("metrics-agent: {}", error_chain(&error));
         std::process::exit(1);
     }
+}
+
+/// Makes glibc's malloc use one arena for every thread. A scrape allocates
+/// its samples on short-lived scrape threads and frees them on another
+/// thread, and with an arena per thread the freed memory stayed spread over
+/// several arenas: at 1000 containers the agent's RSS was about 30 MiB with
+/// the default arenas and 21 MiB with one, at the same CPU time per scrape
+/// (`bench/agent`, 2 CPUs). Returns false when malloc rejected the setting.
+fn limit_malloc_arenas() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only changes malloc's tuning and takes no pointers.
+        // It runs before the process starts a second thread.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) != 0 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    true
 }
 
 /// Joins an error and its causes with ": ", leaving out a cause whose text
