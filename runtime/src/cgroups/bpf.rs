@@ -17,6 +17,7 @@ const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
 const BPF_PROG_DETACH: libc::c_int = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_PROG_QUERY: libc::c_int = 16;
 
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
@@ -29,7 +30,9 @@ const BPF_F_ALLOW_MULTI: u32 = 1 << 1;
 /// fails with ENOSPC when the log does not fit, so this is generous.
 const LOG_SIZE: usize = 1 << 20;
 
-/// Program name in `bpftool prog` listings (at most 15 bytes).
+/// Program name in `bpftool prog` listings (at most 15 bytes). A device
+/// program with another name was attached by someone else, and replacing
+/// the rules leaves it attached.
 const PROGRAM_NAME: &[u8] = b"corral_devices";
 /// License string the kernel records. Device programs call no GPL-only
 /// helper, so any string is accepted.
@@ -65,6 +68,14 @@ pub enum BpfError {
 
     #[error("opening attached program {id} of cgroup {path}")]
     ProgramById {
+        id: u32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("reading the name of attached program {id} of cgroup {path}")]
+    ProgramInfo {
         id: u32,
         path: PathBuf,
         #[source]
@@ -161,13 +172,53 @@ struct GetIdAttr {
     open_flags: u32,
 }
 
+#[repr(C)]
+struct GetInfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The leading fields of `struct bpf_prog_info`, up to the name. The
+/// kernel fills only the `info_len` bytes given, and copies no arrays while
+/// their lengths (`jited_prog_len`, `xlated_prog_len`, `nr_map_ids`) are 0.
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+}
+
+// The kernel reads every byte of an attribute, so none may be implicit
+// padding, whose value Rust leaves undefined. Each size is the sum of the
+// fields' sizes, which rules padding out.
+const _: () = assert!(std::mem::size_of::<Instruction>() == 8);
+const _: () = assert!(std::mem::size_of::<ProgLoadAttr>() == 72);
+const _: () = assert!(std::mem::size_of::<ProgAttachAttr>() == 16);
+const _: () = assert!(std::mem::size_of::<ProgQueryAttr>() == 32);
+const _: () = assert!(std::mem::size_of::<GetIdAttr>() == 12);
+const _: () = assert!(std::mem::size_of::<GetInfoAttr>() == 16);
+const _: () = assert!(std::mem::size_of::<ProgInfo>() == 80);
+
 /// Calls bpf(2) with `attr` and returns its non-negative result.
 fn bpf<T>(command: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, initialized `#[repr(C)]` struct laid out as
-    // the leading fields of `union bpf_attr` for `command`, and the size
-    // passed is its own, so the kernel reads and writes only inside it. The
-    // pointers inside it, if any, are set by the caller to buffers that
-    // outlive this call.
+    // SAFETY: `attr` is a live `#[repr(C)]` struct laid out as the leading
+    // fields of `union bpf_attr` for `command`, with no implicit padding
+    // (the size assertions above), so every byte the kernel reads is
+    // initialized. The size passed is its own, so the kernel reads and
+    // writes only inside it. The pointers inside it, if any, are set by the
+    // caller to buffers of the lengths given beside them, which outlive this
+    // call.
     let result = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -192,11 +243,16 @@ fn owned_fd(raw: libc::c_long) -> OwnedFd {
 /// Loads `program` as a device program. On failure the program is loaded
 /// again with the verifier log on, and the error carries that log.
 pub(crate) fn load_device_program(program: &[Instruction]) -> Result<OwnedFd, BpfError> {
-    match load(program, None) {
+    load_named(program, PROGRAM_NAME)
+}
+
+/// Loads `program` as a device program named `name` (at most 15 bytes).
+pub(crate) fn load_named(program: &[Instruction], name: &[u8]) -> Result<OwnedFd, BpfError> {
+    match load(program, name, None) {
         Ok(fd) => Ok(fd),
         Err(first) => {
             let mut log = vec![0u8; LOG_SIZE];
-            let log_text = match load(program, Some(&mut log)) {
+            let log_text = match load(program, name, Some(&mut log)) {
                 // A load that succeeds with the log on leaves no log of the
                 // first failure.
                 Ok(_) => String::from("(the load with the log on succeeded)"),
@@ -214,9 +270,11 @@ pub(crate) fn load_device_program(program: &[Instruction]) -> Result<OwnedFd, Bp
     }
 }
 
-fn load(program: &[Instruction], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
-    let mut name = [0u8; 16];
-    name[..PROGRAM_NAME.len()].copy_from_slice(PROGRAM_NAME);
+fn load(program: &[Instruction], name: &[u8], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+    // The last byte stays 0, because the kernel expects a NUL-terminated name.
+    let mut prog_name = [0u8; 16];
+    let length = name.len().min(prog_name.len() - 1);
+    prog_name[..length].copy_from_slice(&name[..length]);
     let (log_level, log_size, log_buf) = match log {
         Some(buffer) => (1, buffer.len() as u32, buffer.as_mut_ptr() as u64),
         None => (0, 0, 0),
@@ -231,15 +289,29 @@ fn load(program: &[Instruction], log: Option<&mut [u8]>) -> io::Result<OwnedFd> 
         log_buf,
         kern_version: 0,
         prog_flags: 0,
-        prog_name: name,
+        prog_name,
         prog_ifindex: 0,
         expected_attach_type: BPF_CGROUP_DEVICE,
     };
     bpf(BPF_PROG_LOAD, &mut attr).map(owned_fd)
 }
 
+/// Attaches `program` to the cgroup v2 directory `cgroup` with
+/// `BPF_F_ALLOW_MULTI`, beside the programs attached there already.
+pub(crate) fn attach(cgroup: &File, program: &OwnedFd) -> io::Result<()> {
+    let mut attach = ProgAttachAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+    };
+    bpf(BPF_PROG_ATTACH, &mut attach).map(drop)
+}
+
 /// Attaches `program` to the cgroup v2 directory `dir` and detaches every
-/// device program that was attached there before.
+/// device program that the runtime attached there before, which it recognizes
+/// by the name [`PROGRAM_NAME`]. Device programs of other names stay, so
+/// an access must still pass them too.
 ///
 /// The new program is attached first, so that until the old ones are gone
 /// an access must pass both: the cgroup is never less restricted than by
@@ -258,14 +330,7 @@ pub(crate) fn replace_device_program(dir: &Path, program: &OwnedFd) -> Result<()
     };
 
     let old = attached_programs(&cgroup).map_err(cgroup_error("BPF_PROG_QUERY"))?;
-
-    let mut attach = ProgAttachAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: program.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-    };
-    bpf(BPF_PROG_ATTACH, &mut attach).map_err(cgroup_error("BPF_PROG_ATTACH"))?;
+    attach(&cgroup, program).map_err(cgroup_error("BPF_PROG_ATTACH"))?;
 
     for id in old {
         let mut get = GetIdAttr {
@@ -285,6 +350,20 @@ pub(crate) fn replace_device_program(dir: &Path, program: &OwnedFd) -> Result<()
                 })
             }
         };
+        let info = program_info(&old_program).map_err(|source| BpfError::ProgramInfo {
+            id,
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        if !info.has_name(PROGRAM_NAME) {
+            tracing::debug!(
+                id,
+                name = %String::from_utf8_lossy(info.name()),
+                dir = %dir.display(),
+                "keeping a device program that the runtime did not attach"
+            );
+            continue;
+        }
         let mut detach = ProgAttachAttr {
             target_fd: cgroup.as_raw_fd() as u32,
             attach_bpf_fd: old_program.as_raw_fd() as u32,
@@ -299,6 +378,41 @@ pub(crate) fn replace_device_program(dir: &Path, program: &OwnedFd) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The id and name of a loaded program.
+pub(crate) struct ProgramInfo {
+    #[cfg(test)]
+    pub(crate) id: u32,
+    name: [u8; 16],
+}
+
+impl ProgramInfo {
+    /// Returns the name up to its terminating NUL.
+    pub(crate) fn name(&self) -> &[u8] {
+        let end = self.name.iter().position(|&byte| byte == 0);
+        &self.name[..end.unwrap_or(self.name.len())]
+    }
+
+    fn has_name(&self, name: &[u8]) -> bool {
+        self.name() == name
+    }
+}
+
+/// Reads the id and name of the program behind `program`.
+pub(crate) fn program_info(program: &OwnedFd) -> io::Result<ProgramInfo> {
+    let mut info = ProgInfo::default();
+    let mut attr = GetInfoAttr {
+        bpf_fd: program.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<ProgInfo>() as u32,
+        info: &mut info as *mut ProgInfo as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(ProgramInfo {
+        #[cfg(test)]
+        id: info.id,
+        name: info.name,
+    })
 }
 
 /// Returns the ids of the device programs attached to `cgroup` itself, not

@@ -749,6 +749,48 @@ mod kernel {
     }
 
     #[test]
+    fn v2_update_keeps_foreign_program() {
+        if !is_root() {
+            eprintln!("SKIP v2_update_keeps_foreign_program: needs root");
+            return;
+        }
+        let Some(parent) = own_cgroup("cgroup2", "") else {
+            eprintln!("SKIP v2_update_keeps_foreign_program: no cgroup2 mount");
+            return;
+        };
+        let cgroup = TestCgroup::create(parent, "foreign").unwrap();
+        // A program that another manager attached: it denies char 61:1.
+        let foreign_rules = rules(json!([
+            {"allow": false, "type": "c", "major": FREE_MAJOR, "minor": 1, "access": "rwm"},
+        ]));
+        let foreign_state = DeviceAccess::from_rules(&foreign_rules).unwrap();
+        let foreign = bpf::load_named(&foreign_state.program(), b"other_manager").unwrap();
+        let foreign_id = bpf::program_info(&foreign).unwrap().id;
+        let directory = fs::File::open(&cgroup.dir).unwrap();
+        bpf::attach(&directory, &foreign).unwrap();
+
+        let allow_all = rules(json!([{"allow": true, "type": "a"}]));
+        for round in 0..2 {
+            apply_program(&cgroup.dir, &allow_all).unwrap();
+            let attached = bpf::attached_programs(&directory).unwrap();
+            assert!(
+                attached.contains(&foreign_id),
+                "round {round}: program {foreign_id} is gone from {attached:?}"
+            );
+            assert_eq!(attached.len(), 2, "round {round}: programs {attached:?}");
+        }
+
+        let cases = cases();
+        let kernel = decide_in_cgroup(&cgroup.dir.join("cgroup.procs"), &cases);
+        assert_eq!(
+            kernel,
+            expected(&foreign_state, &cases),
+            "with both programs the kernel decided\n{}",
+            describe(&cases, &kernel)
+        );
+    }
+
+    #[test]
     fn v2_load_error_carries_verifier_log() {
         if !is_root() {
             eprintln!("SKIP v2_load_error_carries_verifier_log: needs root");
