@@ -264,20 +264,46 @@ def remove_cgroup_trees(name):
 
 
 class Accounting:
-    """A cpuacct cgroup (or a v2 cgroup) below this process's own, holding
-    the measured exporter, so that its CPU time is exact and includes
-    threads that have already exited."""
+    """A cpuacct and a memory cgroup (or one v2 cgroup) below this process's
+    own, holding the measured exporter. Its CPU time is then exact and
+    includes threads that have already exited. The kernel memory charged to
+    it, such as the buffers of the files it keeps open, can be read too."""
 
     def __init__(self, name):
         own = own_cgroup_paths()
         if is_cgroup_v2():
             self.dir = CGROUP_ROOT / own[""].lstrip("/") / name
+            self.memory_dir = self.dir
         else:
             self.dir = CGROUP_ROOT / "cpuacct" / own["cpuacct"].lstrip("/") / name
+            self.memory_dir = CGROUP_ROOT / "memory" / own["memory"].lstrip("/") / name
         self.dir.mkdir()
+        if self.memory_dir != self.dir:
+            try:
+                self.memory_dir.mkdir()
+            except BaseException:
+                self.remove()
+                raise
 
     def add(self, pid):
         (self.dir / "cgroup.procs").write_text(str(pid))
+        if self.memory_dir != self.dir:
+            (self.memory_dir / "cgroup.procs").write_text(str(pid))
+
+    def kernel_memory_mib(self):
+        """Kernel memory charged to the exporter since it joined the cgroup,
+        or None when the kernel does not account it here."""
+        if is_cgroup_v2():
+            stat = self.memory_dir / "memory.stat"
+            if not stat.exists():
+                return None
+            for line in stat.read_text().splitlines():
+                key, value = line.split()
+                if key == "kernel":
+                    return int(value) / 2**20
+            return None
+        kmem = self.memory_dir / "memory.kmem.usage_in_bytes"
+        return int(kmem.read_text()) / 2**20 if kmem.exists() else None
 
     def cpu_seconds(self):
         if is_cgroup_v2():
@@ -289,15 +315,18 @@ class Accounting:
         return int((self.dir / "cpuacct.usage").read_text()) / 1e9
 
     def remove(self):
-        for _ in range(250):
-            try:
-                self.dir.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
-        print(f"failed to remove cgroup {self.dir}", file=sys.stderr)
+        directories = [self.dir] if self.memory_dir == self.dir else [self.dir, self.memory_dir]
+        for directory in directories:
+            for _ in range(250):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            else:
+                print(f"failed to remove cgroup {directory}", file=sys.stderr)
 
 
 def free_port():
@@ -412,6 +441,8 @@ def measure(exporter, scrapes, warmup):
         "rss_mib": int(exporter.status("VmRSS")) / 1024,
         "peak_rss_mib": int(exporter.status("VmHWM")) / 1024,
         "threads": int(exporter.status("Threads")),
+        "descriptors": len(os.listdir(f"/proc/{exporter.process.pid}/fd")),
+        "kernel_memory_mib": exporter.accounting.kernel_memory_mib(),
         "load": os.getloadavg()[0],
         "last_body": body.decode(),
     }
@@ -542,9 +573,10 @@ def print_markdown(report):
           f"Linux {m['kernel']}, cgroup {m['cgroup']}, {report['scrapes']} scrapes per row")
     print()
     print("| exporter | containers | kind | min ms | median ms | p90 ms | max ms | bytes | samples "
-          "| CPU ms/scrape | CPU µs/container | RSS MiB | peak RSS MiB | threads | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| CPU ms/scrape | CPU µs/container | RSS MiB | peak RSS MiB | kernel MiB | fds | threads | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in report["results"]:
+        kernel = "-" if row["kernel_memory_mib"] is None else f"{row['kernel_memory_mib']:.1f}"
         per_container = (
             f"{row['cpu_ms_per_scrape'] * 1e3 / row['containers']:.0f}" if row["containers"] else "-"
         )
@@ -553,8 +585,8 @@ def print_markdown(report):
               f"| {row['latency_p90_ms']:.1f} "
               f"| {row['latency_max_ms']:.1f} | {row['bytes']} | {row['samples']} "
               f"| {row['cpu_ms_per_scrape']:.1f} | {per_container} "
-              f"| {row['rss_mib']:.1f} | {row['peak_rss_mib']:.1f} | {row['threads']} "
-              f"| {row['load']:.1f} |")
+              f"| {row['rss_mib']:.1f} | {row['peak_rss_mib']:.1f} | {kernel} "
+              f"| {row['descriptors']} | {row['threads']} | {row['load']:.1f} |")
 
 
 if __name__ == "__main__":
