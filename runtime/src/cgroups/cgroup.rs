@@ -281,25 +281,19 @@ impl Cgroup {
 
     /// Removes the cgroup's directories, descendants first. A directory that
     /// is already gone is fine. A busy one (`EBUSY` while the last processes
-    /// exit) is retried for up to five seconds.
+    /// exit) is retried for up to five seconds. A directory that cannot be
+    /// removed does not stop the removal of the others, and the first such
+    /// error is returned.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + REMOVE_TIMEOUT;
+        let mut first_error = None;
         for dir in unique_dirs(&self.paths) {
-            let cgroups = match walk(dir) {
-                Ok(cgroups) => cgroups,
-                Err(CgroupError::Read { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound =>
-                {
-                    continue
-                }
-                Err(error) => return Err(error),
-            };
-            // `walk` lists parents before children.
-            for cgroup in cgroups.iter().rev() {
-                remove_dir(cgroup, deadline)?;
+            if let Err(error) = remove_tree(dir, deadline) {
+                tracing::debug!(dir = %dir.display(), %error, "failed to remove a cgroup directory");
+                first_error.get_or_insert(error);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Returns the directory that errors name when no particular file failed.
@@ -339,6 +333,22 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
         }
     }
     Ok(found)
+}
+
+/// Removes `dir` and the cgroups below it, descendants first.
+fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
+    let cgroups = match walk(dir) {
+        Ok(cgroups) => cgroups,
+        Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(error) => return Err(error),
+    };
+    // `walk` lists parents before children.
+    for cgroup in cgroups.iter().rev() {
+        remove_dir(cgroup, deadline)?;
+    }
+    Ok(())
 }
 
 fn remove_dir(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {

@@ -245,7 +245,38 @@ impl Hierarchy {
         let CgroupPaths::V1 { controllers: dirs } = &paths else {
             unreachable!("a v1 hierarchy locates v1 paths");
         };
+        // The caller gets no cgroup to remove when a step fails, so the
+        // directories created before it are removed here. Directories that
+        // existed before are left alone.
+        let mut created = BTreeMap::new();
+        let result = self.create_v1_dirs(path, dirs, &mut created);
+        if let Err(error) = result {
+            let partial = Cgroup::open(
+                CgroupPaths::V1 {
+                    controllers: created,
+                },
+                id,
+            );
+            if let Err(removal) = partial.remove() {
+                tracing::warn!(cgroup = partial.id(), error = %removal, "failed to remove a partly created cgroup");
+            }
+            return Err(error);
+        }
+        Ok(Cgroup::open(paths, id))
+    }
+
+    /// Creates the directory of each controller in `dirs`, and the one in
+    /// the hybrid mount, recording in `created` each that did not exist.
+    fn create_v1_dirs(
+        &self,
+        path: &str,
+        dirs: &BTreeMap<String, PathBuf>,
+        created: &mut BTreeMap<String, PathBuf>,
+    ) -> Result<(), CgroupError> {
         for (name, dir) in dirs {
+            if !dir.exists() {
+                created.insert(name.clone(), dir.clone());
+            }
             if name == UNIFIED_KEY {
                 continue;
             }
@@ -259,19 +290,12 @@ impl Hierarchy {
                 v1::init_cpuset(&start, dir)?;
             }
         }
-        let has_unified = dirs.contains_key(UNIFIED_KEY);
-        let cgroup = Cgroup::open(paths, id);
-        if let Some(hybrid) = self.hybrid.as_ref().filter(|_| has_unified) {
-            if let Err(error) = hybrid.create(path) {
-                // The caller gets no cgroup to remove, so the v1 directories
-                // created above go now.
-                if let Err(removal) = cgroup.remove() {
-                    tracing::warn!(cgroup = cgroup.id(), error = %removal, "failed to remove a partly created cgroup");
-                }
-                return Err(error);
+        if let Some(hybrid) = &self.hybrid {
+            if dirs.contains_key(UNIFIED_KEY) {
+                hybrid.create(path)?;
             }
         }
-        Ok(cgroup)
+        Ok(())
     }
 
     fn create_v2(&self, mount: &Mount, path: &str) -> Result<Cgroup, CgroupError> {

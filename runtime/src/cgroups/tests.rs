@@ -1343,12 +1343,50 @@ fn create_hybrid_failure_removes_v1_dirs() {
 
     let error = hierarchy.create("corral/web").unwrap_err();
     assert!(matches!(error, CgroupError::Read { .. }), "{error}");
-    // cpuset contains control files in the temp tree, so only the directories
-    // removed before it are checked.
+    // The cpuset directory existed before the create (the tree contains its
+    // control files), so it stays and is not checked.
     for controller in ["blkio", "cpu", "cpuacct"] {
         let dir = tree.path(&format!("sys/fs/cgroup/{controller}/corral/web"));
         assert!(!dir.exists(), "{} was left behind", dir.display());
     }
+}
+
+#[test]
+fn create_v1_failure_removes_made_dirs() {
+    let tree = Tree::new();
+    // The cpuset parent has no cpuset.cpus to copy, so creation fails at
+    // the cpuset controller, after blkio, cpu and cpuacct.
+    fs::create_dir_all(tree.path("sys/fs/cgroup/cpuset/corral")).unwrap();
+    // A directory that existed before the create stays.
+    fs::create_dir_all(tree.path("sys/fs/cgroup/cpu/corral/web")).unwrap();
+    let hierarchy =
+        Hierarchy::from_texts(HYBRID_MOUNTINFO, HYBRID_SELF_CGROUP, tree.root()).unwrap();
+
+    let error = hierarchy.create("corral/web").unwrap_err();
+    assert!(matches!(error, CgroupError::Read { .. }), "{error}");
+    for controller in ["blkio", "cpuacct", "cpuset", "devices", "pids"] {
+        let dir = tree.path(&format!("sys/fs/cgroup/{controller}/corral/web"));
+        assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+    assert!(tree.path("sys/fs/cgroup/cpu/corral/web").is_dir());
+}
+
+#[test]
+fn remove_continues_past_failed_dir() {
+    let tree = Tree::new();
+    // A regular file makes the first directory impossible to remove.
+    tree.file("a/web/stray", "");
+    fs::create_dir_all(tree.path("b/web")).unwrap();
+    let controllers = BTreeMap::from([
+        ("blkio".to_string(), tree.path("a/web")),
+        ("memory".to_string(), tree.path("b/web")),
+    ]);
+    let cgroup = Cgroup::open(CgroupPaths::V1 { controllers }, "/web".to_string());
+
+    let error = cgroup.remove().unwrap_err();
+    assert!(matches!(error, CgroupError::RemoveDir { .. }), "{error}");
+    assert!(error.to_string().contains("a/web"), "{error}");
+    assert!(!tree.path("b/web").exists(), "b/web was left behind");
 }
 
 #[test]
