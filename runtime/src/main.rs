@@ -216,13 +216,16 @@ enum Command {
     Image(image_cli::ImageArgs),
 }
 
+/// Verbs that start processes inside a container, which must run from a
+/// read-only mount of the binary (see [`corral_runtime::selfexe`]).
+const PROCESS_VERBS: [&str; 4] = ["create", "run", "shim", "exec"];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let starts_processes = matches!(
-        cli.command,
-        Command::Create { .. } | Command::Run { .. } | Command::Shim { .. } | Command::Exec { .. }
-    );
-    if starts_processes && !corral_runtime::selfexe::is_protected() {
+    // The first of the two executions ends here, before clap builds its
+    // parser. clap selects a verb only when an argument equals its name, so
+    // this test matches every invocation of those verbs, and a few others
+    // (a container named "run") that then pay for one needless execve.
+    if names_process_verb(std::env::args_os().skip(1)) && !corral_runtime::selfexe::is_protected() {
         // Returns only when the re-execution failed.
         let error = corral_runtime::selfexe::reexec_read_only();
         eprintln!(
@@ -230,6 +233,7 @@ fn main() -> ExitCode {
              re-executing from a read-only mount failed: {error}"
         );
     }
+    let cli = Cli::parse();
     if let Err(error) = init_logging(&cli) {
         eprintln!("corral: {error:#}");
         return ExitCode::FAILURE;
@@ -252,6 +256,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Returns whether any argument is the name of a verb in [`PROCESS_VERBS`].
+fn names_process_verb(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.any(|arg| PROCESS_VERBS.iter().any(|verb| arg == *verb))
 }
 
 fn init_logging(cli: &Cli) -> Result<()> {
@@ -577,4 +586,64 @@ fn write_default_spec(bundle: &Path) -> Result<()> {
     let body = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, body + "\n")
         .with_context(|| format!("failed to write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command line that clap parses into a process-starting verb
+    /// must be caught by the raw scan that decides the re-execution.
+    #[test]
+    fn process_verbs_found_before_parsing() {
+        let lines: [&[&str]; 9] = [
+            &["corral", "run", "c1"],
+            &["corral", "--root", "/tmp/r", "run", "--bundle", "/b", "c1"],
+            &[
+                "corral",
+                "--root=/tmp/r",
+                "--debug",
+                "create",
+                "-b",
+                "/b",
+                "c1",
+            ],
+            &[
+                "corral",
+                "--log",
+                "/l",
+                "--log-format",
+                "json",
+                "shim",
+                "c1",
+                "--bundle",
+                "/b",
+                "--exit-file",
+                "/e",
+            ],
+            &["corral", "exec", "c1", "--", "sh", "-c", "true"],
+            &["corral", "exec", "-p", "/p.json", "c1"],
+            &["corral", "state", "run"],
+            &["corral", "list"],
+            &["corral", "delete", "--force", "exec"],
+        ];
+        for line in lines {
+            let cli = Cli::try_parse_from(line).expect("command line parses");
+            let starts = matches!(
+                cli.command,
+                Command::Create { .. }
+                    | Command::Run { .. }
+                    | Command::Shim { .. }
+                    | Command::Exec { .. }
+            );
+            let found = names_process_verb(line.iter().skip(1).map(std::ffi::OsString::from));
+            if starts {
+                assert!(found, "{line:?} starts processes but the scan missed it");
+            }
+        }
+        let quiet = ["corral", "--root", "/tmp/r", "state", "c1"];
+        assert!(!names_process_verb(
+            quiet.iter().skip(1).map(std::ffi::OsString::from)
+        ));
+    }
 }

@@ -9,7 +9,30 @@
 //! (open_tree and mount_setattr, Linux 5.12). Every later `/proc/PID/exe` of
 //! these processes then names that mount, where opening the binary for
 //! writing fails with EROFS even for root. No file is copied, so this costs
-//! one execve.
+//! one execve. A binary that already runs from a read-only mount (for
+//! example a read-only bind mount of the installed file onto itself) skips
+//! it.
+//!
+//! Every `create`, `run`, `shim` and `exec` needs the re-execution, including
+//! a container with a new PID namespace and nothing joined, where no
+//! container process can see a runtime process:
+//!
+//! - `exec` forks a child into the container's PID namespace, where every
+//!   process of the container can see it until it executes.
+//! - Without a new PID namespace, or with one joined by path, the container
+//!   shares its PID namespace with the runtime or with other processes, and
+//!   the init is visible while it builds the root.
+//! - createContainer and startContainer hooks run as children of the init
+//!   and see it as PID 1. A startContainer hook is a program of the image.
+//! - The init's own `execve` can land on the runtime's binary: the image may
+//!   make the command, a symlink on its path, its `#!` interpreter or a
+//!   binfmt_misc interpreter resolve to `/proc/self/exe`, which names the
+//!   init's binary. The job then runs the runtime's binary from its
+//!   original mount, and any process of the job reaches it through
+//!   `/proc/1/exe`, keeps an `O_PATH` descriptor, and reopens it for writing
+//!   once no process executes it. A check of the path before `execve` races
+//!   with other writers of a shared volume, and a check after `execve` comes
+//!   too late, so no cheaper test proves this case safe.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;
