@@ -61,6 +61,7 @@ stage_root() {
 
     printf '%s\n' "${test_executables[@]}" >"$root_dir/vm/tests"
     printf '%s' "$test_filter" >"$root_dir/vm/filter"
+    write_env >"$root_dir/vm/env"
     [[ -z $shell_mode ]] || touch "$root_dir/vm/shell"
     {
         printf 'test_timeout=%s\n' "$test_timeout"
@@ -122,6 +123,17 @@ copy_libraries() {
         mkdir -p "$(dirname "$root_dir$library")"
         cp -L "$library" "$root_dir$library"
     done < <(ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+}
+
+# Prints the NAME=VALUE words of CORRAL_VM_ENV one per line, for the guest
+# to export.
+write_env() {
+    local word
+    for word in $vm_env; do
+        [[ $word =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] ||
+            die "CORRAL_VM_ENV holds $word, not NAME=VALUE"
+        printf '%s\n' "$word"
+    done
 }
 
 write_etc() {
