@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +30,8 @@ use nix::sys::signal::{kill as send_signal, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, LinuxTimeOffset, Spec,
+    Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType, LinuxResources,
+    LinuxTimeOffset, Spec,
 };
 
 use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
@@ -100,6 +101,14 @@ pub enum ContainerError {
     },
     #[error("container {id:?} is still running: stop it first or use --force")]
     StillRunning { id: String },
+    #[error("invalid {field}: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("{field} needs {feature}, which this kernel lacks ({path} is missing)")]
+    KernelLacks {
+        field: String,
+        feature: String,
+        path: PathBuf,
+    },
 }
 
 pub(crate) fn io_error<'a>(
@@ -629,8 +638,11 @@ impl RootPlan {
     }
 }
 
+/// Directory of the runtime's own namespaces.
+const OWN_NAMESPACES: &str = "/proc/self/ns";
+
 /// Splits the spec's namespaces into clone flags for new ones and opened
-/// paths for the ones to join.
+/// paths for the ones to join, after [`check_namespaces`].
 fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>), ContainerError> {
     let mut flags = CloneFlags::empty();
     let mut joins = Vec::new();
@@ -639,6 +651,7 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
         .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
+    check_namespaces(&namespaces, Path::new(OWN_NAMESPACES))?;
     for namespace in namespaces {
         let flag = init::namespace_flag(namespace.typ());
         match namespace.path() {
@@ -650,6 +663,74 @@ fn namespace_plan(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, OwnedFd)>
         }
     }
     Ok((flags, joins))
+}
+
+/// Checks `linux.namespaces` against this host, with `own` standing for
+/// `/proc/self/ns`.
+///
+/// The init changes the propagation of `/`, pivots the root and detaches
+/// the old one in its mount namespace, so a spec without a mount namespace,
+/// or one that joins the runtime's own, would do that to the host's. Each
+/// new namespace needs the kernel to have its type, which `own` shows by
+/// its entry (`time` exists since Linux 5.6), so that a missing type fails
+/// here with the field's name rather than in the init with EINVAL.
+fn check_namespaces(namespaces: &[LinuxNamespace], own: &Path) -> Result<(), ContainerError> {
+    let mut has_mount = false;
+    for (index, namespace) in namespaces.iter().enumerate() {
+        let typ = namespace.typ();
+        let field = format!("linux.namespaces[{index}] (type {:?})", typ.to_string());
+        let entry = own.join(proc_namespace_name(typ));
+        match namespace.path() {
+            None if !entry.exists() => {
+                return Err(ContainerError::KernelLacks {
+                    field,
+                    feature: format!("{typ} namespaces"),
+                    path: entry,
+                })
+            }
+            None => {}
+            Some(path) if typ == LinuxNamespaceType::Mount => {
+                let joined = fs::metadata(path).map_err(io_error("inspect namespace", path))?;
+                let runtime =
+                    fs::metadata(&entry).map_err(io_error("inspect namespace", &entry))?;
+                if (joined.dev(), joined.ino()) == (runtime.dev(), runtime.ino()) {
+                    return Err(ContainerError::InvalidField {
+                        field,
+                        message: format!(
+                            "{} is the runtime's own mount namespace, whose root the \
+                             container's setup would replace",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+        has_mount |= typ == LinuxNamespaceType::Mount;
+    }
+    if !has_mount {
+        return Err(ContainerError::InvalidField {
+            field: "linux.namespaces".to_string(),
+            message: "a mount namespace (type \"mount\") is required, because the container's \
+                      root is built by changing the mounts of the init's mount namespace"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Returns the name of `typ`'s entry in `/proc/PID/ns`.
+fn proc_namespace_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Time => "time",
+    }
 }
 
 /// Returns the text to write to `/proc/self/timens_offsets` for
@@ -1010,4 +1091,74 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), C
 /// PIDs of every process in the container's cgroup.
 pub fn processes(state: &ContainerState) -> Result<Vec<i32>, ContainerError> {
     Ok(cgroup_of(state).processes()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespaces(value: serde_json::Value) -> Vec<LinuxNamespace> {
+        serde_json::from_value(value).expect("namespaces")
+    }
+
+    /// Returns a stand-in for /proc/self/ns with an entry for each of `names`.
+    fn own_namespaces(names: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn namespaces_missing_kernel_type_named() {
+        let own = own_namespaces(&["mnt", "pid"]);
+        let list = namespaces(serde_json::json!([
+            {"type": "mount"},
+            {"type": "pid"},
+            {"type": "time"},
+        ]));
+        let error = check_namespaces(&list, own.path()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, ContainerError::KernelLacks { .. }),
+            "{message}"
+        );
+        assert!(message.contains("linux.namespaces[2]"), "{message}");
+        assert!(message.contains("time namespaces"), "{message}");
+
+        let own = own_namespaces(&["mnt", "pid", "time"]);
+        check_namespaces(&list, own.path()).unwrap();
+    }
+
+    #[test]
+    fn namespaces_without_mount_rejected() {
+        let own = own_namespaces(&["mnt", "pid", "net"]);
+        let list = namespaces(serde_json::json!([{"type": "pid"}, {"type": "network"}]));
+        let error = check_namespaces(&list, own.path()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, ContainerError::InvalidField { .. }),
+            "{message}"
+        );
+        assert!(message.contains("linux.namespaces"), "{message}");
+        assert!(message.contains("mount"), "{message}");
+    }
+
+    #[test]
+    fn namespaces_joining_own_mount_rejected() {
+        let own = own_namespaces(&["mnt"]);
+        let own_mount = own.path().join("mnt");
+        let list = namespaces(serde_json::json!([{"type": "mount", "path": own_mount}]));
+        let error = check_namespaces(&list, own.path()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("linux.namespaces[0]"), "{message}");
+        assert!(message.contains("own mount namespace"), "{message}");
+
+        // Another mount namespace may be joined.
+        let other = own.path().join("other-mnt");
+        fs::write(&other, "").unwrap();
+        let list = namespaces(serde_json::json!([{"type": "mount", "path": other}]));
+        check_namespaces(&list, own.path()).unwrap();
+    }
 }
