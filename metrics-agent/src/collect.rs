@@ -329,7 +329,25 @@ pub(crate) fn collect_targets(
 
 /// Reads every metric of one target. [`Vanished`] means the target went away
 /// during the scrape and none of its samples may be exported.
-pub(crate) fn collect_target(
+///
+/// Descriptors kept from an earlier scrape report a removed cgroup even when
+/// a new one took its path, as a plain cgroup of `--cgroup-root` may. The
+/// target is then read once more with new descriptors.
+fn collect_target(
+    context: &ScrapeContext,
+    target: &Target,
+    files: &mut TargetFiles,
+) -> Result<Samples, Vanished> {
+    if files.is_empty() {
+        return collect_target_with(context, target, files);
+    }
+    collect_target_with(context, target, files).or_else(|Vanished| {
+        *files = TargetFiles::new(target.cgroup.clone());
+        collect_target_with(context, target, files)
+    })
+}
+
+fn collect_target_with(
     context: &ScrapeContext,
     target: &Target,
     files: &mut TargetFiles,

@@ -36,9 +36,9 @@ use crate::read::{CgroupDir, Records, Vanished};
 const RESERVED_DESCRIPTORS: u64 = 512;
 
 /// Raises the soft limit of open files (RLIMIT_NOFILE) to the hard limit
-/// and returns the new soft limit. An unprivileged process may raise its
-/// soft limit up to the hard limit, so this fails only where setrlimit is
-/// blocked.
+/// and returns the new soft limit. Any process may raise its soft limit up
+/// to its hard limit. The error is that of getrlimit or setrlimit, which a
+/// seccomp filter or a security module can block.
 pub fn raise_open_files_limit() -> Result<u64, Errno> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
@@ -95,7 +95,7 @@ pub(crate) struct Descriptor {
 }
 
 impl Descriptor {
-    /// A descriptor for this scrape only.
+    /// Wraps `fd` for this scrape only.
     pub(crate) fn this_scrape(fd: OwnedFd) -> Self {
         Self { fd, budget: None }
     }
@@ -136,8 +136,9 @@ impl Drop for Descriptor {
     }
 }
 
-/// What the agent keeps of one process: its `/proc/PID/fd` directory, open
-/// with `O_PATH`, and what it found of the process's network namespace.
+/// Descriptors and state kept for one process: its `/proc/PID/fd`
+/// directory, opened with `O_PATH`, and the last view of its network
+/// namespace.
 pub(crate) struct ProcessDir {
     pub fd_dir: Descriptor,
     pub network: Option<Network>,
@@ -183,6 +184,11 @@ impl TargetFiles {
             dirs: Vec::new(),
             processes: HashMap::new(),
         }
+    }
+
+    /// Returns whether nothing is kept for the target.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && self.processes.is_empty()
     }
 
     /// Returns the cgroup directory `path`, opening it unless it is kept

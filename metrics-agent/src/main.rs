@@ -53,7 +53,7 @@ struct Args {
 
     /// Maximum number of cgroup and /proc descriptors kept open between
     /// scrapes; files beyond it are opened on every scrape. Each kept cgroup
-    /// file also holds about 4 KiB of kernel memory. Default: the soft limit
+    /// file also uses about 4 KiB of kernel memory. Default: the soft limit
     /// of open files, raised to the hard limit at start, minus 512.
     #[arg(long, value_name = "COUNT")]
     kept_descriptors: Option<usize>,
@@ -98,8 +98,8 @@ fn main() {
 
 /// Makes glibc's malloc use one arena for every thread. A scrape allocates
 /// its samples on short-lived scrape threads and frees them on another
-/// thread, and with an arena per thread the freed memory stayed spread over
-/// several arenas: at 1000 containers the agent's RSS was about 30 MiB with
+/// thread. With an arena per thread, the freed memory stayed spread over
+/// several arenas. At 1000 containers the agent's RSS was about 30 MiB with
 /// the default arenas and 21 MiB with one, at the same CPU time per scrape
 /// (`bench/agent`, 2 CPUs). Returns false when malloc rejected the setting.
 fn limit_malloc_arenas() -> bool {

@@ -19,7 +19,7 @@ use crate::files::{pread_all, Descriptor, Network, ProcessDir, TargetFiles};
 use crate::parse;
 use crate::read::{self, ErrorKind, ProcRead, Records, Vanished};
 
-/// What [`collect`] reads of one target.
+/// The processes side of one target, as [`collect`] reads it.
 pub(crate) struct Processes<'a> {
     /// The cgroup directory whose `cgroup.procs`, and those of its
     /// descendants, list the target's processes.
@@ -263,9 +263,9 @@ fn stat_proc(
 }
 
 /// Counts the threads of process `pid`. procfs counts a `task` directory's
-/// links as 2 plus the threads, which spares generating `stat`; other file
-/// systems (the test fixtures) give `num_threads` of `stat`, whose parser
-/// takes the fields after the last `)`, so a command name with spaces or
+/// links as 2 plus the threads, which spares generating `stat`. Other file
+/// systems (the test fixtures) give `num_threads` of `stat`. Its parser takes
+/// the fields after the last `)`, so a command name with spaces or
 /// parentheses does not shift them.
 fn count_threads(context: &ScrapeContext, pid: i32) -> ProcRead<u64> {
     if context.proc_is_procfs {
@@ -326,7 +326,7 @@ enum NetworkOutcome {
 /// unless that namespace is the agent's own. A job with `network: host`
 /// shares the host's interfaces, whose counters are not the job's traffic.
 ///
-/// `listed` tells that the process was in its cgroup's `cgroup.procs` in
+/// `listed` states that the process was in its cgroup's `cgroup.procs` in
 /// this scrape, and so alive. Then what an earlier scrape found of its
 /// namespace is used again, with the `net/dev` it opened. Otherwise
 /// `/proc/PID/ns/net` shows whether the process exited and which namespace

@@ -771,7 +771,8 @@ fn removed_container_closes_descriptors() {
 
     fs::remove_dir_all(fixture.path("run/containers/api")).unwrap();
     let text = common::scrape_agent(&agent);
-    let one = own_value(&text, "metrics_agent_kept_descriptors");
-    assert!(one > 0.0 && one < both, "kept {both}, then {one}:\n{text}");
+    let after = own_value(&text, "metrics_agent_kept_descriptors");
+    assert!(after > 0.0, "kept {both}, then {after}:\n{text}");
+    assert!(after < both, "kept {both}, then {after}:\n{text}");
     assert!(!text.contains(r#"name="api""#), "{text}");
 }

@@ -536,3 +536,71 @@ fn kept_descriptors_follow_real_cgroup() {
         );
     }
 }
+
+/// A cgroup directory without processes, removed on drop.
+struct EmptyCgroup(PathBuf);
+
+impl EmptyCgroup {
+    fn create(path: PathBuf) -> Self {
+        fs::create_dir(&path)
+            .unwrap_or_else(|error| panic!("failed to create {}: {error}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for EmptyCgroup {
+    fn drop(&mut self) {
+        if let Err(error) = fs::remove_dir(&self.0) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("failed to remove cgroup {}: {error}", self.0.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn recreated_cgroup_is_read_again() {
+    if !can_run("recreated_cgroup_is_read_again") {
+        return;
+    }
+    let cgroup = match TestCgroup::create() {
+        Ok(cgroup) => cgroup,
+        Err(reason) => {
+            eprintln!("SKIP recreated_cgroup_is_read_again: {reason}");
+            return;
+        }
+    };
+    let root = match &cgroup.paths {
+        CgroupPaths::V1 { controllers } => controllers["memory"].clone(),
+        CgroupPaths::V2 { path } => path.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(
+        &dir.path().join("run"),
+        dir.path().join("agent.log"),
+        &["--cgroup-root".as_ref(), root.as_os_str()],
+    );
+    let child_id = format!(r#"id="{}/again""#, cgroup.id);
+    let child = EmptyCgroup::create(root.join("again"));
+    let first = agent.scrape();
+    assert!(
+        samples(&first, "container_memory_usage_bytes")
+            .iter()
+            .any(|line| line.contains(&child_id)),
+        "{first}\n{}",
+        agent.log()
+    );
+
+    // A new cgroup under the same path: the descriptors kept for the old one
+    // report it removed, and the agent must read the new one in this scrape.
+    drop(child);
+    let _child = EmptyCgroup::create(root.join("again"));
+    let second = agent.scrape();
+    assert!(
+        samples(&second, "container_memory_usage_bytes")
+            .iter()
+            .any(|line| line.contains(&child_id)),
+        "{second}\n{}",
+        agent.log()
+    );
+}
