@@ -132,3 +132,36 @@ fn devices_update_replaces_rules() {
         "{version}: after the second update"
     );
 }
+
+#[test]
+fn devices_update_adds_to_rules() {
+    if !require_root("devices_update_adds_to_rules") {
+        return;
+    }
+    let mut bundle = Bundle::new("device-update-adds");
+    mknod_capable(&mut bundle);
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.set("/linux/resources/devices", json!(standard_rules()));
+    bundle.start_ok();
+    let version = cgroup_version();
+
+    // A list without a rule of type a applies on top of the rules in force
+    // on both versions: 61:0 opens, and every other device stays denied.
+    let allow_one = [json!({"allow": true, "type": "c", "major": 61, "minor": 0, "access": "r"})];
+    update_devices(&bundle, &allow_one);
+    let script = format!(
+        "mknod {FREE_NODE} c 61 0 && {PROBE} read {FREE_NODE}; \
+         mknod /dev/corral-other c 61 1 && {PROBE} read /dev/corral-other"
+    );
+    let output = bundle.corral_output(&["exec", &bundle.id, "/bin/sh", "-c", &script]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&ENXIO), "{version}: 61:0: {stdout}");
+    assert_eq!(lines.get(1), Some(&EPERM), "{version}: 61:1: {stdout}");
+    assert_eq!(
+        exec_line(&bundle, &format!("{PROBE} read /dev/null")),
+        "bytes=0",
+        "{version}: /dev/null after the update"
+    );
+}

@@ -270,6 +270,51 @@ pub(crate) fn apply_program(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(
     Ok(())
 }
 
+/// Returns the shortest rule list that leaves the state `rules` leave: a
+/// rule of type `a` for the default, then one rule per exception. Appending
+/// rules to it means the same as appending them to `rules`.
+pub(crate) fn compact_rules(
+    rules: &[LinuxDeviceCgroup],
+) -> Result<Vec<LinuxDeviceCgroup>, CgroupError> {
+    let state = DeviceAccess::from_rules(rules)?;
+    let rule = |allow: bool, typ, major: Option<u32>, minor: Option<u32>, access: u8| {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(allow);
+        rule.set_typ(Some(typ));
+        rule.set_major(major.map(i64::from));
+        rule.set_minor(minor.map(i64::from));
+        let letters = [(ACCESS_READ, 'r'), (ACCESS_WRITE, 'w'), (ACCESS_MKNOD, 'm')];
+        let access: String = letters
+            .iter()
+            .filter(|(bit, _)| access & bit != 0)
+            .map(|(_, letter)| letter)
+            .collect();
+        rule.set_access(Some(access));
+        rule
+    };
+    let mut compact = vec![rule(
+        state.default_allow,
+        LinuxDeviceType::A,
+        None,
+        None,
+        ACCESS_ALL,
+    )];
+    for exception in &state.exceptions {
+        let typ = match exception.kind {
+            DeviceKind::Block => LinuxDeviceType::B,
+            DeviceKind::Char => LinuxDeviceType::C,
+        };
+        compact.push(rule(
+            !state.default_allow,
+            typ,
+            exception.major,
+            exception.minor,
+            exception.access,
+        ));
+    }
+    Ok(compact)
+}
+
 fn same_device(a: &Exception, b: &Exception) -> bool {
     a.kind == b.kind && a.major == b.major && a.minor == b.minor
 }

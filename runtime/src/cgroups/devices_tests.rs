@@ -335,6 +335,39 @@ fn invalid_rules_name_index_and_reason() {
 }
 
 #[test]
+fn compact_rules_keep_state() {
+    let lists = [
+        standard_rules(),
+        rules(json!([
+            {"allow": false, "type": "c", "major": 61, "minor": 0, "access": "w"},
+            {"allow": false, "type": "b", "access": "m"},
+            {"allow": false, "type": "c", "major": 61, "minor": 0, "access": "r"},
+        ])),
+        rules(json!([{"allow": true, "type": "c", "major": 61, "minor": 0, "access": "rw"}])),
+        Vec::new(),
+    ];
+    let appended = rules(json!([
+        {"allow": true, "type": "c", "major": 61, "minor": 1, "access": "rw"},
+        {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"},
+    ]));
+    for list in lists {
+        let compact = compact_rules(&list).unwrap();
+        assert_eq!(
+            DeviceAccess::from_rules(&compact).unwrap(),
+            DeviceAccess::from_rules(&list).unwrap(),
+            "{compact:?}"
+        );
+        let longer = [list.clone(), appended.clone()].concat();
+        let compact_longer = [compact, appended.clone()].concat();
+        assert_eq!(
+            DeviceAccess::from_rules(&compact_longer).unwrap(),
+            DeviceAccess::from_rules(&longer).unwrap(),
+            "{list:?} with more rules"
+        );
+    }
+}
+
+#[test]
 fn program_of_many_rules_agrees() {
     // Every combination of a few rules, so that merges, removals and
     // resets meet in every order.

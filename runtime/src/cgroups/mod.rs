@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::state::CgroupPaths;
 pub use cgroup::Cgroup;
+pub(crate) use devices::compact_rules as compact_device_rules;
 pub use error::CgroupError;
 pub use hierarchy::{Hierarchy, SELF_LEAF, UNIFIED_KEY};
 

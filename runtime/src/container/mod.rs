@@ -34,7 +34,7 @@ use oci_spec::runtime::{
     LinuxTimeOffset, Spec,
 };
 
-use crate::cgroups::{Cgroup, CgroupError, Hierarchy};
+use crate::cgroups::{Cgroup, CgroupError, CgroupPaths, Hierarchy};
 use crate::job::annotations;
 use crate::state::{ContainerState, StateError, Status, OCI_VERSION};
 
@@ -47,6 +47,11 @@ pub const EXEC_FIFO: &str = "exec.fifo";
 /// File inside a container's state directory where the minimal init records
 /// the number of the signal that ended the main process.
 pub const MAIN_STATUS: &str = "main-signal";
+
+/// File inside a container's state directory with the device rules in
+/// force on cgroup v2, compacted. An update's rules apply on top of them,
+/// because the update replaces the cgroup's device program.
+pub const DEVICE_RULES: &str = "device-rules.json";
 
 /// Cgroup parent used when config.json has no `linux.cgroupsPath`.
 pub const DEFAULT_CGROUP_PARENT: &str = "corral";
@@ -284,7 +289,11 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     guard.cgroup = Some(cgroup.clone());
     if let Some(resources) = linux.resources() {
         let devices = linux.devices().clone().unwrap_or_default();
-        cgroup.apply(&with_default_device_rules(resources, &devices))?;
+        let resources = with_default_device_rules(resources, &devices);
+        cgroup.apply(&resources)?;
+        if let (CgroupPaths::V2 { .. }, Some(rules)) = (cgroup.paths(), resources.devices()) {
+            save_device_rules(&state_dir.join(DEVICE_RULES), rules)?;
+        }
     }
 
     let fifo = state_dir.join(EXEC_FIFO);
@@ -1085,7 +1094,50 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), C
             expected: "created, running or paused",
         });
     }
-    Ok(cgroup_of(&state).apply(resources)?)
+    let cgroup = cgroup_of(&state);
+    let rules = resources.devices().as_deref().unwrap_or_default();
+    if !matches!(cgroup.paths(), CgroupPaths::V2 { .. }) || rules.is_empty() {
+        return Ok(cgroup.apply(resources)?);
+    }
+    // The v1 controller applies rules on top of the ones in force, but a new
+    // device program replaces the old one, so it must decide the rules in
+    // force followed by the update's.
+    let file = root.join(id).join(DEVICE_RULES);
+    let mut all = load_device_rules(&file)?;
+    all.extend(rules.iter().cloned());
+    let mut merged = resources.clone();
+    merged.set_devices(Some(all.clone()));
+    cgroup.apply(&merged)?;
+    save_device_rules(&file, &all)
+}
+
+/// Reads the device rules in force from `file`; a missing file means none.
+fn load_device_rules(file: &Path) -> Result<Vec<LinuxDeviceCgroup>, ContainerError> {
+    let text = match fs::read(file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("read device rules", file)(error)),
+    };
+    serde_json::from_slice(&text).map_err(|error| ContainerError::InvalidField {
+        field: format!("device rules in {}", file.display()),
+        message: error.to_string(),
+    })
+}
+
+/// Writes the compacted device rules in force to `file`, replacing it whole.
+fn save_device_rules(file: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), ContainerError> {
+    let compact = crate::cgroups::compact_device_rules(rules)?;
+    let text = serde_json::to_vec(&compact).expect("device rules serialize to JSON");
+    let temporary = file.with_extension("tmp");
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut out| out.write_all(&text))
+        .map_err(io_error("write device rules", &temporary))?;
+    fs::rename(&temporary, file).map_err(io_error("write device rules", file))
 }
 
 /// PIDs of every process in the container's cgroup.
@@ -1108,6 +1160,165 @@ mod tests {
             fs::write(dir.path().join(name), "").unwrap();
         }
         dir
+    }
+
+    /// Returns this process's cgroup directory in the cgroup2 mount.
+    fn own_cgroup2() -> Option<PathBuf> {
+        let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+        let mount_point = mounts.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+        })?;
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+        Some(mount_point.join(path.trim_start_matches('/')))
+    }
+
+    /// A cgroup2 directory made by a test, removed on drop.
+    struct TestCgroup(PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            // The child that was in it has been reaped, but the kernel may
+            // need a moment before the directory is empty.
+            for _ in 0..500 {
+                match fs::remove_dir(&self.0) {
+                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    /// Opens each of `nodes` for reading in a child process that first
+    /// moves into the cgroup `dir`, and returns the errno of each open.
+    fn open_errors_in_cgroup(dir: &Path, nodes: &[std::ffi::CString]) -> Vec<u8> {
+        use std::os::fd::AsRawFd;
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .unwrap();
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+
+        // SAFETY: the child calls only async-signal-safe functions (write,
+        // open, close, _exit) on memory prepared before the fork, so locks
+        // that other test threads held at the fork do not matter.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: b"0" is one readable byte; writing it moves this child.
+            if unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+                // SAFETY: _exit ends the forked child without touching its memory.
+                unsafe { libc::_exit(3) };
+            }
+            for node in nodes {
+                let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+                // SAFETY: `node` is a NUL-terminated path.
+                let fd = unsafe { libc::open(node.as_ptr(), flags) };
+                let errno: u8 = if fd < 0 {
+                    // SAFETY: __errno_location returns this thread's errno.
+                    unsafe { *libc::__errno_location() }.clamp(1, 255) as u8
+                } else {
+                    // SAFETY: `fd` was just opened here.
+                    unsafe { libc::close(fd) };
+                    0
+                };
+                // SAFETY: one readable byte on the stack.
+                unsafe { libc::write(writer.as_raw_fd(), (&errno as *const u8).cast(), 1) };
+            }
+            // SAFETY: _exit ends the forked child without touching its memory.
+            unsafe { libc::_exit(0) }
+        }
+
+        drop(writer);
+        let mut errors = Vec::new();
+        std::io::Read::read_to_end(&mut fs::File::from(reader), &mut errors).unwrap();
+        let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 0),
+            "the child failed to join {dir:?}"
+        );
+        errors
+    }
+
+    #[test]
+    fn update_v2_devices_apply_on_top() {
+        let test = "update_v2_devices_apply_on_top";
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP {test}: needs root");
+            return;
+        }
+        let Some(parent) = own_cgroup2() else {
+            eprintln!("SKIP {test}: no cgroup2 mount");
+            return;
+        };
+        let cgroup = TestCgroup(parent.join(format!("corral-update-{}", std::process::id())));
+        fs::create_dir(&cgroup.0).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let id = "update-v2";
+        fs::create_dir(root.path().join(id)).unwrap();
+
+        // Char major 61 is for local and experimental use, so no driver
+        // handles it: an allowed open fails with ENXIO, a denied one EPERM.
+        let nodes_dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for minor in [0, 1] {
+            let node = nodes_dir.path().join(format!("node-{minor}"));
+            nix::sys::stat::mknod(
+                &node,
+                nix::sys::stat::SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o600),
+                nix::sys::stat::makedev(61, minor),
+            )
+            .unwrap();
+            nodes.push(std::ffi::CString::new(node.into_os_string().into_encoded_bytes()).unwrap());
+        }
+
+        let created: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        ]}))
+        .unwrap();
+        let paths = CgroupPaths::V2 {
+            path: cgroup.0.clone(),
+        };
+        Cgroup::open(paths.clone(), String::new())
+            .apply(&created)
+            .unwrap();
+        let rules = created.devices().clone().unwrap();
+        save_device_rules(&root.path().join(id).join(DEVICE_RULES), &rules).unwrap();
+        let state = ContainerState {
+            oci_version: OCI_VERSION.to_string(),
+            id: id.to_string(),
+            status: Status::Running,
+            pid: None,
+            bundle: root.path().to_path_buf(),
+            annotations: BTreeMap::new(),
+            created: now_seconds(),
+            cgroup_id: String::new(),
+            cgroup_paths: paths,
+            job: None,
+            image: String::new(),
+            labels: BTreeMap::new(),
+            rootfs: root.path().to_path_buf(),
+            overlay_dir: None,
+            late_hooks: false,
+        };
+        state.save(root.path()).unwrap();
+        let denied = open_errors_in_cgroup(&cgroup.0, &nodes);
+        assert_eq!(denied, [libc::EPERM as u8; 2], "before the update");
+
+        let opened: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
+            {"allow": true, "type": "c", "major": 61, "minor": 0, "access": "r"},
+        ]}))
+        .unwrap();
+        update(root.path(), id, &opened).unwrap();
+        let errors = open_errors_in_cgroup(&cgroup.0, &nodes);
+        assert_eq!(errors[0], libc::ENXIO as u8, "61:0 after the update");
+        assert_eq!(errors[1], libc::EPERM as u8, "61:1 after the update");
     }
 
     #[test]
