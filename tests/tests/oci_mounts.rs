@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use corral_tests::oci::{mount_at, parse_mounts, Bundle, MountLine, PROBE};
+use corral_tests::oci::{describe, mount_at, parse_mounts, text, Bundle, MountLine, PROBE};
 use corral_tests::{require_root, wait_until};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
@@ -474,6 +474,54 @@ fn mounts_rootfs_propagation() {
         stderr.contains("bogus"),
         "the message does not name the value: {stderr}"
     );
+}
+
+/// Returns whether the running container of `bundle` has a mount at
+/// `target`, from its mount table.
+fn container_has_mount(bundle: &Bundle, target: &str) -> bool {
+    let output = bundle.corral_output(&["exec", &bundle.id, PROBE, "mounts"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    mount_at(&parse_mounts(&text(&output.stdout)), target).is_some()
+}
+
+#[test]
+fn mounts_root_follows_host_mount_events() {
+    if !require_root("mounts_root_follows_host_mount_events") {
+        return;
+    }
+    // Unset and "slave" make the root a slave of the host's mount, so a
+    // mount and an unmount on the host below the root reach the container.
+    // "private" cuts it off from both.
+    for (propagation, follows) in [
+        (None, true),
+        (Some("slave"), true),
+        (Some("private"), false),
+    ] {
+        let name = propagation.unwrap_or("unset");
+        let mut bundle = Bundle::new("root-follows-host");
+        let _host_bind = SharedHostBind::mount(&bundle.path());
+        if let Some(value) = propagation {
+            bundle.set("/linux/rootfsPropagation", json!(value));
+        }
+        bundle.args(&[PROBE, "sleep", "600"]);
+        bundle.start_ok();
+
+        let target = "/mnt/corral-host-event";
+        let host_tmpfs = HostTmpfs::mount(
+            &bundle.rootfs().join(target.trim_start_matches('/')),
+            MsFlags::empty(),
+        );
+        assert_eq!(
+            container_has_mount(&bundle, target),
+            follows,
+            "rootfsPropagation {name}: the host's mount"
+        );
+        drop(host_tmpfs);
+        assert!(
+            !container_has_mount(&bundle, target),
+            "rootfsPropagation {name}: the host's unmount did not reach the container"
+        );
+    }
 }
 
 #[test]
