@@ -374,4 +374,4 @@ const REG_SCRATCH: u8 = 6;
 
 #[cfg(test)]
 #[path = "devices_tests.rs"]
-mod tests;
+pub(crate) mod tests;

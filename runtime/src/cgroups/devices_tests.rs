@@ -392,8 +392,9 @@ fn program_of_many_rules_agrees() {
 }
 
 /// Real-kernel checks, as root. Each case is one access to a device node
-/// by a child process in the cgroup under test.
-mod kernel {
+/// by a child process in the cgroup under test. Container tests use the
+/// helpers too.
+pub(crate) mod kernel {
     use super::*;
     use std::collections::BTreeMap;
     use std::ffi::CString;
@@ -408,20 +409,22 @@ mod kernel {
     /// Majors 60 to 63 are reserved for local and experimental use, so no
     /// driver is registered for these nodes: an allowed open fails with
     /// ENXIO, and only the device cgroup fails it with EPERM.
-    const FREE_MAJOR: u32 = 61;
+    pub(crate) const FREE_MAJOR: u32 = 61;
+
+    pub(crate) use crate::cgroups::devices::DeviceKind;
 
     #[derive(Debug, Clone, Copy)]
-    enum Operation {
+    pub(crate) enum Operation {
         Mknod,
         Open(libc::c_int),
     }
 
     #[derive(Debug, Clone, Copy)]
-    struct Case {
-        kind: DeviceKind,
-        major: u32,
-        minor: u32,
-        operation: Operation,
+    pub(crate) struct Case {
+        pub(crate) kind: DeviceKind,
+        pub(crate) major: u32,
+        pub(crate) minor: u32,
+        pub(crate) operation: Operation,
     }
 
     impl Case {
@@ -499,12 +502,12 @@ mod kernel {
     }
 
     /// A cgroup directory made by a test, removed on drop.
-    struct TestCgroup {
-        dir: PathBuf,
+    pub(crate) struct TestCgroup {
+        pub(crate) dir: PathBuf,
     }
 
     impl TestCgroup {
-        fn create(parent: PathBuf, name: &str) -> std::io::Result<Self> {
+        pub(crate) fn create(parent: PathBuf, name: &str) -> std::io::Result<Self> {
             let dir = parent.join(format!("corral-devices-{name}-{}", std::process::id()));
             fs::create_dir(&dir)?;
             Ok(TestCgroup { dir })
@@ -552,10 +555,24 @@ mod kernel {
         Some(mount_point.join(path))
     }
 
+    /// Returns this process's cgroup in the cgroup2 mount for the root-only
+    /// test `test`, or prints why it skips and returns `None`.
+    pub(crate) fn cgroup2_parent(test: &str) -> Option<PathBuf> {
+        if !is_root() {
+            eprintln!("SKIP {test}: needs root");
+            return None;
+        }
+        let parent = own_cgroup("cgroup2", "");
+        if parent.is_none() {
+            eprintln!("SKIP {test}: no cgroup2 mount");
+        }
+        parent
+    }
+
     /// Runs every case in a child process that first moves into `procs`,
     /// and returns for each whether the kernel allowed it (anything but
     /// EPERM).
-    fn decide_in_cgroup(procs: &std::path::Path, cases: &[Case]) -> Vec<bool> {
+    pub(crate) fn decide_in_cgroup(procs: &std::path::Path, cases: &[Case]) -> Vec<bool> {
         let nodes = tempfile::tempdir().expect("temp dir for device nodes");
         // The nodes to open are made here, outside the cgroup; the child
         // makes the nodes of the mknod cases.
@@ -688,6 +705,19 @@ mod kernel {
             .collect()
     }
 
+    /// Asserts that the kernel decides every case of [`cases`] in the
+    /// cgroup `dir` as `state` does; `context` starts the failure message.
+    fn assert_kernel_decides(dir: &std::path::Path, state: &DeviceAccess, context: &str) {
+        let cases = cases();
+        let kernel = decide_in_cgroup(&dir.join("cgroup.procs"), &cases);
+        assert_eq!(
+            kernel,
+            expected(state, &cases),
+            "{context}: the kernel decided\n{}for {state:?}",
+            describe(&cases, &kernel)
+        );
+    }
+
     #[test]
     fn v1_controller_agrees_with_reduction() {
         if !is_root() {
@@ -698,7 +728,6 @@ mod kernel {
             eprintln!("SKIP v1_controller_agrees_with_reduction: no v1 devices controller");
             return;
         };
-        let cases = cases();
         for (number, list) in rule_lists().into_iter().enumerate() {
             let cgroup = TestCgroup::create(parent.clone(), &format!("v1-{number}")).unwrap();
             let paths = CgroupPaths::V1 {
@@ -710,55 +739,31 @@ mod kernel {
                 .apply(&resources)
                 .unwrap();
 
-            let kernel = decide_in_cgroup(&cgroup.dir.join("cgroup.procs"), &cases);
             let state = DeviceAccess::from_rules(&list).unwrap();
-            assert_eq!(
-                kernel,
-                expected(&state, &cases),
-                "list {number}: the v1 controller decided\n{}for {state:?}",
-                describe(&cases, &kernel)
-            );
+            assert_kernel_decides(&cgroup.dir, &state, &format!("v1, list {number}"));
         }
     }
 
     #[test]
     fn v2_program_decides_in_kernel() {
-        if !is_root() {
-            eprintln!("SKIP v2_program_decides_in_kernel: needs root");
-            return;
-        }
-        let Some(parent) = own_cgroup("cgroup2", "") else {
-            eprintln!("SKIP v2_program_decides_in_kernel: no cgroup2 mount");
+        let Some(parent) = cgroup2_parent("v2_program_decides_in_kernel") else {
             return;
         };
-        let cases = cases();
         for (number, list) in rule_lists().into_iter().enumerate() {
             let cgroup = TestCgroup::create(parent.clone(), &format!("v2-{number}")).unwrap();
             apply_program(&cgroup.dir, &list).unwrap();
 
-            let kernel = decide_in_cgroup(&cgroup.dir.join("cgroup.procs"), &cases);
             let state = DeviceAccess::from_rules(&list).unwrap();
-            assert_eq!(
-                kernel,
-                expected(&state, &cases),
-                "list {number}: the program decided\n{}for {state:?}",
-                describe(&cases, &kernel)
-            );
+            assert_kernel_decides(&cgroup.dir, &state, &format!("v2, list {number}"));
         }
     }
 
     #[test]
     fn v2_program_replaced_on_update() {
-        if !is_root() {
-            eprintln!("SKIP v2_program_replaced_on_update: needs root");
-            return;
-        }
-        let Some(parent) = own_cgroup("cgroup2", "") else {
-            eprintln!("SKIP v2_program_replaced_on_update: no cgroup2 mount");
+        let Some(parent) = cgroup2_parent("v2_program_replaced_on_update") else {
             return;
         };
         let cgroup = TestCgroup::create(parent, "update").unwrap();
-        let cases = cases();
         let lists = rule_lists();
         for list in [&lists[1], &lists[0], &lists[2]] {
             apply_program(&cgroup.dir, list).unwrap();
@@ -770,25 +775,14 @@ mod kernel {
                 cgroup.dir
             );
 
-            let kernel = decide_in_cgroup(&cgroup.dir.join("cgroup.procs"), &cases);
             let state = DeviceAccess::from_rules(list).unwrap();
-            assert_eq!(
-                kernel,
-                expected(&state, &cases),
-                "after the update the kernel decided\n{}for {state:?}",
-                describe(&cases, &kernel)
-            );
+            assert_kernel_decides(&cgroup.dir, &state, "after the update");
         }
     }
 
     #[test]
     fn v2_update_keeps_foreign_program() {
-        if !is_root() {
-            eprintln!("SKIP v2_update_keeps_foreign_program: needs root");
-            return;
-        }
-        let Some(parent) = own_cgroup("cgroup2", "") else {
-            eprintln!("SKIP v2_update_keeps_foreign_program: no cgroup2 mount");
+        let Some(parent) = cgroup2_parent("v2_update_keeps_foreign_program") else {
             return;
         };
         let cgroup = TestCgroup::create(parent, "foreign").unwrap();
@@ -813,14 +807,7 @@ mod kernel {
             assert_eq!(attached.len(), 2, "round {round}: programs {attached:?}");
         }
 
-        let cases = cases();
-        let kernel = decide_in_cgroup(&cgroup.dir.join("cgroup.procs"), &cases);
-        assert_eq!(
-            kernel,
-            expected(&foreign_state, &cases),
-            "with both programs the kernel decided\n{}",
-            describe(&cases, &kernel)
-        );
+        assert_kernel_decides(&cgroup.dir, &foreign_state, "with both programs");
     }
 
     #[test]

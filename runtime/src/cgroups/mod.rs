@@ -26,6 +26,9 @@ mod v2;
 
 #[cfg(test)]
 mod tests;
+/// Helpers for tests that decide device accesses in a real cgroup.
+#[cfg(test)]
+pub(crate) use devices::tests::kernel as device_tests;
 
 use std::path::{Path, PathBuf};
 

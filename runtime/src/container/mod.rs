@@ -1162,120 +1162,25 @@ mod tests {
         dir
     }
 
-    /// Returns this process's cgroup directory in the cgroup2 mount.
-    fn own_cgroup2() -> Option<PathBuf> {
-        let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-        let mount_point = mounts.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
-        })?;
-        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-        let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
-        Some(mount_point.join(path.trim_start_matches('/')))
-    }
-
-    /// A cgroup2 directory made by a test, removed on drop.
-    struct TestCgroup(PathBuf);
-
-    impl Drop for TestCgroup {
-        fn drop(&mut self) {
-            // The child that was in it has been reaped, but the kernel may
-            // need a moment before the directory is empty.
-            for _ in 0..500 {
-                match fs::remove_dir(&self.0) {
-                    Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => return,
-                }
-            }
-        }
-    }
-
-    /// Opens each of `nodes` for reading in a child process that first
-    /// moves into the cgroup `dir`, and returns the errno of each open.
-    fn open_errors_in_cgroup(dir: &Path, nodes: &[std::ffi::CString]) -> Vec<u8> {
-        use std::os::fd::AsRawFd;
-        let procs = fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-            .unwrap();
-        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-
-        // SAFETY: the child calls only async-signal-safe functions (write,
-        // open, close, _exit) on memory prepared before the fork, so locks
-        // that other test threads held at the fork do not matter.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            // SAFETY: b"0" is one readable byte; writing it moves this child.
-            if unsafe { libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
-                // SAFETY: _exit ends the forked child without touching its memory.
-                unsafe { libc::_exit(3) };
-            }
-            for node in nodes {
-                let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-                // SAFETY: `node` is a NUL-terminated path.
-                let fd = unsafe { libc::open(node.as_ptr(), flags) };
-                let errno: u8 = if fd < 0 {
-                    // SAFETY: __errno_location returns this thread's errno.
-                    unsafe { *libc::__errno_location() }.clamp(1, 255) as u8
-                } else {
-                    // SAFETY: `fd` was just opened here.
-                    unsafe { libc::close(fd) };
-                    0
-                };
-                // SAFETY: one readable byte on the stack.
-                unsafe { libc::write(writer.as_raw_fd(), (&errno as *const u8).cast(), 1) };
-            }
-            // SAFETY: _exit ends the forked child without touching its memory.
-            unsafe { libc::_exit(0) }
-        }
-
-        drop(writer);
-        let mut errors = Vec::new();
-        std::io::Read::read_to_end(&mut fs::File::from(reader), &mut errors).unwrap();
-        let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).unwrap();
-        assert_eq!(
-            status,
-            nix::sys::wait::WaitStatus::Exited(Pid::from_raw(pid), 0),
-            "the child failed to join {dir:?}"
-        );
-        errors
-    }
-
     #[test]
     fn update_v2_devices_apply_on_top() {
-        let test = "update_v2_devices_apply_on_top";
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIP {test}: needs root");
-            return;
-        }
-        let Some(parent) = own_cgroup2() else {
-            eprintln!("SKIP {test}: no cgroup2 mount");
+        use crate::cgroups::device_tests::{
+            cgroup2_parent, decide_in_cgroup, Case, DeviceKind, Operation, TestCgroup, FREE_MAJOR,
+        };
+        let Some(parent) = cgroup2_parent("update_v2_devices_apply_on_top") else {
             return;
         };
-        let cgroup = TestCgroup(parent.join(format!("corral-update-{}", std::process::id())));
-        fs::create_dir(&cgroup.0).unwrap();
+        let cgroup = TestCgroup::create(parent, "update-container").unwrap();
+        let procs = cgroup.dir.join("cgroup.procs");
         let root = tempfile::tempdir().unwrap();
         let id = "update-v2";
         fs::create_dir(root.path().join(id)).unwrap();
-
-        // Char major 61 is for local and experimental use, so no driver
-        // handles it: an allowed open fails with ENXIO, a denied one EPERM.
-        let nodes_dir = tempfile::tempdir().unwrap();
-        let mut nodes = Vec::new();
-        for minor in [0, 1] {
-            let node = nodes_dir.path().join(format!("node-{minor}"));
-            nix::sys::stat::mknod(
-                &node,
-                nix::sys::stat::SFlag::S_IFCHR,
-                Mode::from_bits_truncate(0o600),
-                nix::sys::stat::makedev(61, minor),
-            )
-            .unwrap();
-            nodes.push(std::ffi::CString::new(node.into_os_string().into_encoded_bytes()).unwrap());
-        }
+        let cases = [0, 1].map(|minor| Case {
+            kind: DeviceKind::Char,
+            major: FREE_MAJOR,
+            minor,
+            operation: Operation::Open(libc::O_RDONLY),
+        });
 
         let created: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
             {"allow": false, "access": "rwm"},
@@ -1283,7 +1188,7 @@ mod tests {
         ]}))
         .unwrap();
         let paths = CgroupPaths::V2 {
-            path: cgroup.0.clone(),
+            path: cgroup.dir.clone(),
         };
         Cgroup::open(paths.clone(), String::new())
             .apply(&created)
@@ -1308,17 +1213,22 @@ mod tests {
             late_hooks: false,
         };
         state.save(root.path()).unwrap();
-        let denied = open_errors_in_cgroup(&cgroup.0, &nodes);
-        assert_eq!(denied, [libc::EPERM as u8; 2], "before the update");
+        assert_eq!(
+            decide_in_cgroup(&procs, &cases),
+            [false, false],
+            "before the update"
+        );
 
+        // The update's list has no rule of type a, so it applies on top of
+        // the rules in force, as on v1.
         let opened: LinuxResources = serde_json::from_value(serde_json::json!({"devices": [
-            {"allow": true, "type": "c", "major": 61, "minor": 0, "access": "r"},
+            {"allow": true, "type": "c", "major": FREE_MAJOR, "minor": 0, "access": "r"},
         ]}))
         .unwrap();
         update(root.path(), id, &opened).unwrap();
-        let errors = open_errors_in_cgroup(&cgroup.0, &nodes);
-        assert_eq!(errors[0], libc::ENXIO as u8, "61:0 after the update");
-        assert_eq!(errors[1], libc::EPERM as u8, "61:1 after the update");
+        let allowed = decide_in_cgroup(&procs, &cases);
+        assert!(allowed[0], "61:0 stays denied after the update");
+        assert!(!allowed[1], "61:1 is allowed after the update");
     }
 
     #[test]
