@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use corral_tests::oci::{describe, key_values, Bundle, PROBE};
+use corral_tests::oci::{describe, key_values, text, Bundle, PROBE};
 use corral_tests::require_root;
 use serde_json::json;
 
@@ -502,5 +502,41 @@ fn namespaces_user_mappings_validated() {
     assert!(
         stderr.contains("overlap"),
         "message does not say why: {stderr}"
+    );
+}
+
+#[test]
+fn namespaces_user_joined_by_exec() {
+    if !require_root("namespaces_user_joined_by_exec") {
+        return;
+    }
+    let mut bundle = Bundle::new("userns-exec");
+    bundle.push("/linux/namespaces", json!({"type": "user"}));
+    let mapping = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    bundle.set("/linux/uidMappings", mapping.clone());
+    bundle.set("/linux/gidMappings", mapping);
+    bundle.args(&[PROBE, "sleep", "600"]);
+    bundle.start_ok();
+
+    // The process that exec starts must be confined as the container's
+    // own: in its user namespace, as the host UID that its root maps to.
+    let output = bundle.corral_output(&[
+        "exec",
+        &bundle.id,
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/uid_map; touch /tmp/exec-owned",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let map: Vec<String> = text(&output.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(map, ["0", "100000", "65536"], "uid_map seen by exec");
+    let created = fs::metadata(bundle.rootfs().join("tmp/exec-owned")).expect("file made by exec");
+    assert_eq!(
+        created.uid(),
+        100000,
+        "host owner of a file that exec created"
     );
 }

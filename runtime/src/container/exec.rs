@@ -38,13 +38,17 @@ pub struct ExecOptions {
 }
 
 /// The namespaces joined, by their names in /proc/PID/ns, in the order they
-/// are joined: the mount namespace last among those the child joins,
-/// because it changes the root.
+/// are joined. The user namespace comes first, so that the process is
+/// confined by it as the container's own processes are, and so that it
+/// gets the capabilities needed to join the namespaces it owns. The mount
+/// namespace comes last among those the child joins, because it changes the
+/// root.
 ///
 /// The time namespace is the init's `time_for_children`, because a minimal
 /// init stays in the runtime's time namespace while its child runs in the
 /// container's.
-const JOINED: [(&str, CloneFlags); 6] = [
+const JOINED: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
