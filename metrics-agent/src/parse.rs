@@ -46,10 +46,11 @@ pub(crate) fn single_value_or_max(text: &str) -> Result<Option<u64>, ParseError>
 /// (`memory.stat`, `cpu.stat`, `memory.events`, `cpuacct.stat`,
 /// `memory.oom_control`). Returns `Ok(None)` when the file lacks the key.
 pub(crate) fn flat_keyed(text: &str, key: &str) -> Result<Option<u64>, ParseError> {
+    // Matching the key as a prefix compares bytes once per line, where
+    // splitting each line first searched it for the space.
     text.lines()
-        .filter_map(|line| line.split_once(' '))
-        .find(|(name, _)| *name == key)
-        .map(|(_, value)| number(value.trim()))
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+        .map(|value| number(value.trim()))
         .transpose()
 }
 

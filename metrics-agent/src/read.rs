@@ -149,8 +149,12 @@ pub(crate) struct CgroupDir {
     /// when a scrape needed it for more than opening files (listing PIDs
     /// on v1, counting subdirectories), and opened again when needed.
     fd: RefCell<Option<Descriptor>>,
-    /// Control files kept open, by name.
+    /// Control files kept open, by name, in the order of their first read.
     files: RefCell<Vec<(&'static str, Descriptor)>>,
+    /// Index in `files` where the next lookup starts. A scrape reads the
+    /// files in the same order as the scrape before, so the file looked for
+    /// is usually there.
+    next_file: Cell<usize>,
     /// Whether `cgroup.procs` is opened for every read (cgroup v1).
     fresh_pid_lists: bool,
     fd_needed: Cell<bool>,
@@ -165,6 +169,7 @@ impl CgroupDir {
             path: path.to_path_buf(),
             fd: RefCell::new(Some(Descriptor::this_scrape(fd))),
             files: RefCell::new(Vec::new()),
+            next_file: Cell::new(0),
             fresh_pid_lists,
             fd_needed: Cell::new(false),
             used: Cell::new(true),
@@ -264,10 +269,17 @@ impl CgroupDir {
         };
         let kept = {
             let files = self.files.borrow();
-            files
+            let start = self.next_file.get().min(files.len());
+            let (before, after) = files.split_at(start);
+            after
                 .iter()
-                .find(|(name, _)| *name == file)
-                .map(|(_, fd)| pread_text(fd.as_fd(), records))
+                .chain(before)
+                .position(|(name, _)| *name == file)
+                .map(|offset| {
+                    let index = (start + offset) % files.len();
+                    self.next_file.set(index + 1);
+                    pread_text(files[index].1.as_fd(), records)
+                })
         };
         match kept {
             Some(Ok(text)) => return Ok(Some(text)),
