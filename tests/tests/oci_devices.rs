@@ -165,3 +165,24 @@ fn devices_update_adds_to_rules() {
         "{version}: /dev/null after the update"
     );
 }
+
+#[test]
+fn devices_denied_without_rules() {
+    if !require_root("devices_denied_without_rules") {
+        return;
+    }
+    // No linux.resources at all: every device but the defaults is denied,
+    // as with runc, so CAP_MKNOD cannot reach a host device.
+    let mut bundle = Bundle::new("device-no-rules");
+    mknod_capable(&mut bundle);
+    let script = format!(
+        "mknod {FREE_NODE} c 61 0 && echo mknod=ok || echo mknod=denied; \
+         {PROBE} read /dev/null"
+    );
+    bundle.args(&["/bin/sh", "-c", &script]);
+    let output = bundle.run_ok();
+    let lines: Vec<&str> = output.lines().collect();
+    let version = cgroup_version();
+    assert_eq!(lines.first(), Some(&"mknod=denied"), "{version}: {output}");
+    assert_eq!(lines.last(), Some(&"bytes=0"), "{version}: {output}");
+}

@@ -60,6 +60,15 @@ impl Cgroup {
         }
     }
 
+    /// Returns whether the cgroup can enforce device rules: on v2 always,
+    /// through a device program, and on v1 with a devices controller.
+    pub fn enforces_devices(&self) -> bool {
+        match &self.paths {
+            CgroupPaths::V1 { controllers } => controllers.contains_key("devices"),
+            CgroupPaths::V2 { .. } => true,
+        }
+    }
+
     /// Moves process `pid` (all its threads) into the cgroup, in every
     /// controller directory on v1.
     pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {

@@ -287,13 +287,15 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         .unwrap_or_else(|| format!("{DEFAULT_CGROUP_PARENT}/{}", options.id));
     let cgroup = hierarchy.create(&cgroup_path)?;
     guard.cgroup = Some(cgroup.clone());
-    if let Some(resources) = linux.resources() {
-        let devices = linux.devices().clone().unwrap_or_default();
-        let resources = with_default_device_rules(resources, &devices);
-        cgroup.apply(&resources)?;
-        if let (CgroupPaths::V2 { .. }, Some(rules)) = (cgroup.paths(), resources.devices()) {
-            save_device_rules(&state_dir.join(DEVICE_RULES), rules)?;
-        }
+    let devices = linux.devices().clone().unwrap_or_default();
+    let resources = with_default_device_rules(
+        linux.resources().as_ref(),
+        &devices,
+        cgroup.enforces_devices(),
+    );
+    cgroup.apply(&resources)?;
+    if let (CgroupPaths::V2 { .. }, Some(rules)) = (cgroup.paths(), resources.devices()) {
+        save_device_rules(&state_dir.join(DEVICE_RULES), rules)?;
     }
 
     let fifo = state_dir.join(EXEC_FIFO);
@@ -517,15 +519,28 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
 /// Appends allow rules for the devices every container gets to the spec's
 /// device rules, as runc does, so a spec that denies all devices still
 /// lets the init create and the process use /dev/null, /dev/pts and the rest.
+///
+/// A spec without `linux.resources.devices` gets every other device denied,
+/// as with runc, when `enforced` says that the cgroup can enforce device
+/// rules. Otherwise, as on a v1 host without a devices controller, it gets
+/// no rules.
 fn with_default_device_rules(
-    resources: &LinuxResources,
+    resources: Option<&LinuxResources>,
     devices: &[oci_spec::runtime::LinuxDevice],
+    enforced: bool,
 ) -> LinuxResources {
-    let mut resources = resources.clone();
-    let Some(rules) = resources.devices().clone() else {
-        return resources;
+    let mut resources = resources.cloned().unwrap_or_default();
+    let mut rules = match resources.devices().clone() {
+        Some(rules) => rules,
+        None if enforced => {
+            let mut deny_all = LinuxDeviceCgroup::default();
+            deny_all.set_allow(false);
+            deny_all.set_typ(Some(LinuxDeviceType::A));
+            deny_all.set_access(Some("rwm".to_string()));
+            vec![deny_all]
+        }
+        None => return resources,
     };
-    let mut rules = rules;
     // The init creates the nodes of linux.devices, so they are allowed too.
     let spec_devices: Vec<(i64, Option<i64>, LinuxDeviceType)> = devices
         .iter()
