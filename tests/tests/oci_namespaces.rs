@@ -434,6 +434,14 @@ fn namespaces_time_offsets_validated() {
             true,
             "linux.timeOffsets.boottime.nanosecs",
         ),
+        // Valid in form, but the kernel rejects an offset that would take
+        // the clock below zero.
+        (
+            "timens-negative",
+            json!({"monotonic": {"secs": -4_000_000_000i64}}),
+            true,
+            "linux.timeOffsets",
+        ),
     ];
     for (name, offsets, new_namespace, field) in cases {
         let mut bundle = Bundle::new(name);

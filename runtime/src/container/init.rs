@@ -60,12 +60,12 @@ pub(crate) struct Overlay {
 pub(crate) enum InitError {
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
-    #[error("failed to {operation}: {source}")]
+    #[error("failed to {operation}")]
     Sys {
         operation: String,
         source: nix::Error,
     },
-    #[error("failed to {operation}: {source}")]
+    #[error("failed to {operation}")]
     Io {
         operation: String,
         source: std::io::Error,
@@ -359,7 +359,7 @@ fn create_time_namespace(offsets: &str) -> Result<(), InitError> {
     if !offsets.is_empty() {
         fs::write("/proc/self/timens_offsets", offsets).map_err(|source| InitError::Io {
             operation: format!(
-                "write the time offsets {:?} to /proc/self/timens_offsets",
+                "write linux.timeOffsets ({:?}) to /proc/self/timens_offsets",
                 offsets.trim_end()
             ),
             source,
