@@ -56,13 +56,15 @@ enum ImageCommand {
     /// Print an image's record as JSON: layers with their directories,
     /// size, platform and config (entrypoint, cmd, env, working dir, user).
     Inspect { name: String },
-    /// Remove images from the store; their layers stay until `gc`.
+    /// Remove images from the store; their layers stay until `gc`, and
+    /// while containers use them.
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Remove layers that no image lists, except those that containers
-    /// under --root use, and leftovers of interrupted imports.
+    /// Remove layers that no image lists, except those that a container
+    /// holds a lease on (whatever its --root) or that containers under
+    /// --root use, and leftovers of interrupted imports.
     Gc,
 }
 
@@ -80,13 +82,7 @@ pub fn run(args: ImageArgs, state_root: &Path) -> Result<()> {
         } => import(&store, name, platform.as_deref(), &source),
         ImageCommand::Ls { format, quiet } => list(&store, format, quiet),
         ImageCommand::Inspect { name } => inspect(&store, &name),
-        ImageCommand::Rm { names } => {
-            for name in names {
-                store.remove_image(&name)?;
-                println!("removed {name}");
-            }
-            Ok(())
-        }
+        ImageCommand::Rm { names } => remove(&store, &names),
         ImageCommand::Gc => gc(&store, state_root),
     }
 }
@@ -181,6 +177,36 @@ fn layer_views(store: &Store, record: &ImageRecord) -> Result<Vec<serde_json::Va
         }));
     }
     Ok(views)
+}
+
+/// Removes image records, naming the containers that still use their
+/// layers, which stay until those containers are deleted and gc runs.
+fn remove(store: &Store, names: &[String]) -> Result<()> {
+    for name in names {
+        let record = store.remove_image(name)?;
+        let leased = {
+            let _lock = store.lock_exclusive()?;
+            image::lease::live_leases(store)?
+        };
+        let mut users: Vec<&str> = record
+            .layers
+            .iter()
+            .filter_map(|layer| leased.get(layer))
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        if users.is_empty() {
+            println!("removed {name}");
+        } else {
+            println!(
+                "removed {name}; its layers stay while containers {} use them",
+                users.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn gc(store: &Store, state_root: &Path) -> Result<()> {

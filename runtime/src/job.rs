@@ -92,6 +92,38 @@ pub struct JobContainer<'a> {
     pub cgroup_parent: &'a str,
 }
 
+impl JobContainer<'_> {
+    /// Returns the container's own overlay directory, `DATA_DIR/containers/ID`.
+    pub fn overlay_dir(&self) -> PathBuf {
+        self.data_dir.join("containers").join(self.container_id)
+    }
+
+    /// Returns the container's `linux.cgroupsPath`, `PARENT/ID`.
+    pub fn cgroups_path(&self) -> String {
+        format!("{}/{}", self.cgroup_parent, self.container_id)
+    }
+}
+
+/// Gives `spec`, the config of another container of the job, the values
+/// that belong to one container: its overlay directory (annotation and
+/// `root.path`) and `linux.cgroupsPath` become those of `container`. The
+/// result runs beside the container it was copied from, which the runtime
+/// would otherwise reject because the two would share these paths.
+pub fn for_container(spec: &mut Spec, container: &JobContainer<'_>) {
+    let overlay_dir = container.overlay_dir();
+    if let Some(annotations) = spec.annotations_mut() {
+        if let Some(dir) = annotations.get_mut(annotations::OVERLAY_DIR) {
+            *dir = overlay_dir.display().to_string();
+            if let Some(root) = spec.root_mut() {
+                root.set_path(overlay_dir.join("merged"));
+            }
+        }
+    }
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_cgroups_path(Some(PathBuf::from(container.cgroups_path())));
+    }
+}
+
 /// An error translating a job into an OCI config.
 #[derive(Debug, thiserror::Error)]
 pub enum JobSpecError {
@@ -106,7 +138,7 @@ pub enum JobSpecError {
         source: Box<StoreError>,
     },
     #[error("failed to resolve user {user:?} in image {image:?}")]
-    ImageUser {
+    User {
         image: String,
         user: String,
         #[source]
@@ -161,10 +193,7 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
     if command.is_empty() {
         return Err(JobSpecError::NoCommand { image: image.label });
     }
-    let overlay_dir = container
-        .data_dir
-        .join("containers")
-        .join(container.container_id);
+    let overlay_dir = container.overlay_dir();
 
     let mut annotations = BTreeMap::new();
     annotations.insert(
@@ -212,15 +241,24 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         .user
         .as_deref()
         .or(defaults.and_then(|d| d.user.as_deref()));
-    let (uid, gid) = match (&image.stored, user) {
-        (Some((store, record)), Some(user)) => {
-            image::resolve_user(store, record, user).map_err(|source| JobSpecError::ImageUser {
-                image: record.name.clone(),
+    let exec_user = match user {
+        None => image::ExecUser::default(),
+        Some(user) => {
+            let root = match &image.stored {
+                Some((store, record)) => image::AccountRoot::Image { store, record },
+                None => image::AccountRoot::Dir(&image.root_dir),
+            };
+            let field = if job.user.is_some() {
+                "user".to_string()
+            } else {
+                format!("image {:?} config User", image.label)
+            };
+            image::resolve_user(&root, &field, user).map_err(|source| JobSpecError::User {
+                image: image.label.clone(),
                 user: user.to_string(),
                 source: Box::new(source),
             })?
         }
-        _ => parse_numeric_user(user),
     };
     let capabilities = capability_set(job);
     let seccomp = seccomp_profile(job, &capabilities)?;
@@ -232,7 +270,11 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         "ociVersion": crate::state::OCI_VERSION,
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            "user": {
+                "uid": exec_user.uid,
+                "gid": exec_user.gid,
+                "additionalGids": exec_user.additional_gids,
+            },
             "args": command,
             "env": env,
             "cwd": working_dir,
@@ -252,7 +294,7 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         "annotations": annotations,
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": format!("{}/{}", container.cgroup_parent, container.container_id),
+            "cgroupsPath": container.cgroups_path(),
             "resources": resources(job)?,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
@@ -338,6 +380,9 @@ struct ResolvedImage {
     label: String,
     /// Overlay lower directories, top first.
     lower_dirs: Vec<String>,
+    /// Directory whose account files name users when the image is not a
+    /// stored one: `/` for `host`, the directory of a path image.
+    root_dir: PathBuf,
     /// The store and record of a named image, whose config supplies defaults.
     stored: Option<(Store, ImageRecord)>,
 }
@@ -348,6 +393,7 @@ fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<ResolvedImage, JobS
         ImageRef::Host => Ok(ResolvedImage {
             label: "host".to_string(),
             lower_dirs: vec!["/".to_string()],
+            root_dir: PathBuf::from("/"),
             stored: None,
         }),
         ImageRef::Path { path } => {
@@ -357,6 +403,7 @@ fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<ResolvedImage, JobS
             let label = path.display().to_string();
             Ok(ResolvedImage {
                 lower_dirs: vec![label.clone()],
+                root_dir: path.clone(),
                 label,
                 stored: None,
             })
@@ -385,23 +432,11 @@ fn image_layers(image: &ImageRef, data_dir: &Path) -> Result<ResolvedImage, JobS
             Ok(ResolvedImage {
                 label: name.clone(),
                 lower_dirs,
+                root_dir: PathBuf::new(),
                 stored: Some((store, record)),
             })
         }
     }
-}
-
-/// Returns `(uid, gid)` for a numeric `UID[:GID]`. A name resolves to root
-/// here: only a stored image's /etc/passwd is read, by
-/// [`image::resolve_user`].
-fn parse_numeric_user(user: Option<&str>) -> (u32, u32) {
-    let Some(user) = user else {
-        return (0, 0);
-    };
-    let mut parts = user.splitn(2, ':');
-    let uid = parts.next().and_then(|u| u.parse().ok()).unwrap_or(0);
-    let gid = parts.next().and_then(|g| g.parse().ok()).unwrap_or(uid);
-    (uid, gid)
 }
 
 fn mounts(job: &JobSpec) -> Vec<Value> {

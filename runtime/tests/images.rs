@@ -14,8 +14,8 @@ use std::sync::Mutex;
 
 use corral_runtime::image::unpack::{unpack_layer, UnpackError};
 use corral_runtime::image::{
-    collect_garbage, import, resolve_user, ImportError, ImportOptions, LayerOutcome, NoProgress,
-    Platform, Progress, Store,
+    collect_garbage, import, resolve_user, AccountRoot, ImportError, ImportOptions, LayerOutcome,
+    NoProgress, Platform, Progress, Store,
 };
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chown, Gid, Uid};
@@ -733,16 +733,22 @@ fn image_file_lookup_follows_whiteouts() {
     );
     assert!(read("etc/passwd").is_some());
 
-    assert_eq!(resolve_user(&store, &record, "web").unwrap(), (1000, 1001));
-    assert_eq!(
-        resolve_user(&store, &record, "web:staff").unwrap(),
-        (1000, 50)
-    );
-    assert_eq!(resolve_user(&store, &record, "1000").unwrap(), (1000, 1001));
-    assert_eq!(resolve_user(&store, &record, "4242").unwrap(), (4242, 4242));
-    assert_eq!(resolve_user(&store, &record, "0:7").unwrap(), (0, 7));
-    assert!(resolve_user(&store, &record, "nobody").is_err());
-    assert!(resolve_user(&store, &record, "web:nogroup").is_err());
+    let root = AccountRoot::Image {
+        store: &store,
+        record: &record,
+    };
+    let ids = |user: &str| {
+        resolve_user(&root, "user", user)
+            .map(|resolved| (resolved.uid, resolved.gid))
+            .unwrap()
+    };
+    assert_eq!(ids("web"), (1000, 1001));
+    assert_eq!(ids("web:staff"), (1000, 50));
+    assert_eq!(ids("1000"), (1000, 1001));
+    assert_eq!(ids("4242"), (4242, 4242));
+    assert_eq!(ids("0:7"), (0, 7));
+    assert!(resolve_user(&root, "user", "nobody").is_err());
+    assert!(resolve_user(&root, "user", "web:nogroup").is_err());
 }
 
 #[test]

@@ -131,7 +131,11 @@ impl World {
             "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000:web:/srv:/bin/sh\n",
         )
         .expect("write passwd");
-        fs::write(rootfs.join("etc/group"), "root:x:0:\nweb:x:1000:\n").expect("write group");
+        fs::write(
+            rootfs.join("etc/group"),
+            "root:x:0:\nstaff:x:50:web\nweb:x:1000:\n",
+        )
+        .expect("write group");
         fs::write(rootfs.join("data/a"), "lower a\n").expect("write data/a");
         fs::write(rootfs.join("data/sub/x"), "lower x\n").expect("write data/sub/x");
         rootfs
@@ -201,6 +205,26 @@ impl World {
             &tar,
             "localhost/bb:latest",
         ])
+    }
+
+    /// Translates `job_json` as supervisord would, expecting an error, and
+    /// returns the error with its causes.
+    fn spec_error(&self, name: &str, job_json: &str) -> String {
+        let job: JobSpec = serde_json::from_str(job_json).expect("valid job JSON");
+        let container = JobContainer {
+            job_name: name,
+            container_id: name,
+            data_dir: &self.data_dir(),
+            cgroup_parent: "unused",
+        };
+        let error = oci_spec(&job, &container).expect_err("the job translates");
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
     }
 
     /// Builds a bundle for `job_json` with the config supervisord would
@@ -1146,4 +1170,286 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn images_user_names_resolve_in_root() {
+    let Some(world) = World::new("images_user_names_resolve_in_root") else {
+        return;
+    };
+    let host_passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if !host_passwd.contains("\nnobody:x:65534:65534:") {
+        eprintln!("SKIP images_user_names_resolve_in_root: no nobody 65534:65534 in /etc/passwd");
+        return;
+    }
+    // The host image reads the host's /etc/passwd: nobody must not run as
+    // root.
+    let host = world.container(
+        "host-nobody",
+        r#"{"image": "host", "user": "nobody", "command": ["/bin/sh", "-c", "id -u; id -g"]}"#,
+    );
+    assert_eq!(host.config()["process"]["user"]["uid"], 65534);
+    let (stdout, _) = host.run();
+    assert_eq!(stdout, "65534\n65534\n");
+
+    // A path image reads its own, with memberships as supplementary groups.
+    let rootfs = world.busybox_rootfs();
+    let job = |user: &str| {
+        json!({"image": {"path": rootfs}, "user": user,
+               "command": ["/bin/sh", "-c", "id -u; id -g; id -G"]})
+        .to_string()
+    };
+    let web = world.container("path-web", &job("web"));
+    let (stdout, _) = web.run();
+    assert_eq!(stdout, "1000\n1000\n1000 50\n");
+    let staff = world.container("path-web-staff", &job("1000:staff"));
+    let (stdout, _) = staff.run();
+    assert_eq!(stdout, "1000\n50\n50\n");
+
+    let message = world.spec_error(
+        "host-unknown",
+        r#"{"image": "host", "user": "nosuchuser", "command": ["/bin/true"]}"#,
+    );
+    assert!(message.contains("user: "), "{message}");
+    assert!(message.contains("\"nosuchuser\""), "{message}");
+    assert!(message.contains("/etc/passwd"), "{message}");
+    let message = world.spec_error("path-unknown-group", &job("1000:nogroup"));
+    assert!(message.contains("\"nogroup\""), "{message}");
+    let group_file = rootfs.join("etc/group").display().to_string();
+    assert!(message.contains(&group_file), "{message}");
+    assert!(
+        !world
+            .data_dir()
+            .join("containers")
+            .join("path-unknown-group")
+            .exists(),
+        "a failed translation created the overlay directory"
+    );
+}
+
+/// Lease files in the store.
+fn leases(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(store.join("leases"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn images_gc_honours_leases_of_other_roots() {
+    let Some(world) = World::new("images_gc_honours_leases_of_other_roots") else {
+        return;
+    };
+    world.import("bb", &world.busybox_tar());
+    let layer = sha256_hex(&world.busybox_tar());
+    // Both containers use a state root that gc is not told about, as
+    // supervisord's RUN_DIR/containers is for `corral image gc`.
+    let other_root = world.path("other-state");
+    let sleep = r#"{"image": "bb", "command": ["/bin/sleep", "60"]}"#;
+    let mut kept = world.container("kept", sleep);
+    kept.state_root = other_root.clone();
+    let mut killed = world.container("killed", sleep);
+    killed.state_root = other_root.clone();
+    kept.run_detached();
+    let killed_state = killed.run_detached();
+    assert_eq!(leases(&world.store()).len(), 2, "one lease per container");
+
+    let removed = world.image(&["rm", "bb"]);
+    let stdout = String::from_utf8_lossy(&removed.stdout);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(
+        stdout.contains(&kept.id),
+        "rm does not name the users: {stdout}"
+    );
+
+    let gc = world.image(&["gc"]);
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(stdout.contains("removed 0 layers"), "{stdout}");
+    assert!(stdout.contains(&format!("kept sha256:{layer}")), "{stdout}");
+    assert_eq!(store_contents(&world.store()).1, std::slice::from_ref(&layer));
+
+    // A lease whose init has exited is stale: gc drops it.
+    let kill = killed
+        .corral()
+        .args(["kill", &killed.id, "KILL"])
+        .output()
+        .expect("run corral kill");
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let pid = killed_state.pid.expect("running container has a pid");
+    assert!(wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.contains(") Z "))
+    }));
+    let gc = world.image(&["gc"]);
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    assert!(stdout.contains("removed 0 layers"), "{stdout}");
+    assert!(
+        !stdout.contains(&killed.id),
+        "a stale lease kept the layer: {stdout}"
+    );
+    assert_eq!(leases(&world.store()).len(), 1, "the stale lease remains");
+
+    kept.delete();
+    killed.delete();
+    assert_eq!(leases(&world.store()), Vec::<String>::new());
+    let gc = world.image(&["gc"]);
+    let stdout = String::from_utf8_lossy(&gc.stdout);
+    assert!(stdout.contains("removed 1 layer "), "{stdout}");
+    assert_eq!(store_contents(&world.store()), (Vec::new(), Vec::new()));
+}
+
+#[test]
+fn images_spec_runs_beside_job() {
+    let Some(world) = World::new("images_spec_runs_beside_job") else {
+        return;
+    };
+    let mut supervisor = Supervisor::new("spec-beside");
+    let output = Command::new(binary("corral"))
+        .arg("image")
+        .arg("--store")
+        .arg(supervisor.data_dir.join("images"))
+        .args(["import", "--name", "busybox"])
+        .arg(world.busybox_tar())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    supervisor.add_job(
+        "web",
+        r#"{"image": "busybox", "command": ["/bin/sleep", "600"]}"#,
+    );
+    supervisor.start();
+    supervisor.wait_for_status("web", "RUNNING", Duration::from_secs(20));
+    let pid_of_job = || {
+        String::from_utf8_lossy(&supervisor.ctl(&["pid", "web"]).stdout)
+            .trim()
+            .to_string()
+    };
+    let pid = pid_of_job();
+    let running_id = fs::read_dir(supervisor.containers_dir())
+        .expect("supervisord's containers")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a running container");
+    let running_bundle = supervisor.data_dir.join("bundles").join(&running_id);
+    let running: Value =
+        serde_json::from_slice(&fs::read(running_bundle.join("config.json")).unwrap()).unwrap();
+    let running_overlay = running["annotations"][annotations::OVERLAY_DIR]
+        .as_str()
+        .expect("overlay annotation")
+        .to_string();
+
+    let spec = supervisor.ctl(&["spec", "web"]);
+    assert!(
+        spec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spec.stderr)
+    );
+    let config: Value = serde_json::from_slice(&spec.stdout).expect("spec prints JSON");
+    assert_eq!(config["process"]["args"], running["process"]["args"]);
+    assert_ne!(
+        config["annotations"][annotations::OVERLAY_DIR],
+        running_overlay.as_str()
+    );
+    assert_ne!(
+        config["linux"]["cgroupsPath"],
+        running["linux"]["cgroupsPath"]
+    );
+
+    // The printed config runs beside the job, which keeps running.
+    let by_hand = |name: &str, config: &Value| {
+        let container = Container {
+            id: unique_name(name),
+            cgroup_parent: unique_name(&format!("{name}-parent")),
+            bundle: world.path(&format!("bundle-{name}")),
+            exit_file: world.path(&format!("exit-{name}.json")),
+            state_root: world.state_root(),
+        };
+        fs::create_dir_all(&container.bundle).unwrap();
+        fs::write(container.bundle.join("config.json"), config.to_string()).unwrap();
+        container
+    };
+    let beside = by_hand("beside", &config);
+    let state = beside.run_detached();
+    assert!(state.pid.is_some());
+    beside.delete();
+    assert_eq!(pid_of_job(), pid, "the job's init changed");
+    assert!(
+        supervisor.status_line("web").contains("RUNNING"),
+        "{}",
+        supervisor.status_line("web")
+    );
+    assert!(
+        Path::new(&running_overlay).join("upper").is_dir(),
+        "the job's overlay directory is gone"
+    );
+
+    // A copy of the running container's own config is rejected, and so is
+    // one that only shares its cgroup.
+    let copy = by_hand("copy", &running);
+    let output = copy
+        .corral()
+        .args(["run", "--detach", &copy.id, "--bundle"])
+        .arg(&copy.bundle)
+        .output()
+        .expect("run corral");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a copy of the running config ran");
+    assert!(stderr.contains(&running_overlay), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by container \"{running_id}\"")),
+        "{stderr}"
+    );
+
+    let mut shared_cgroup = running.clone();
+    let own_dir = world.path("own-overlay").display().to_string();
+    shared_cgroup["annotations"][annotations::OVERLAY_DIR] = json!(own_dir);
+    shared_cgroup["root"]["path"] = json!(format!("{own_dir}/merged"));
+    let cgroup_copy = by_hand("cgroup-copy", &shared_cgroup);
+    let output = cgroup_copy
+        .corral()
+        .args(["run", "--detach", &cgroup_copy.id, "--bundle"])
+        .arg(&cgroup_copy.bundle)
+        .output()
+        .expect("run corral");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a config sharing the job's cgroup ran"
+    );
+    assert!(stderr.contains("cgroup "), "{stderr}");
+    assert!(stderr.contains("is in use by"), "{stderr}");
+
+    assert_eq!(pid_of_job(), pid, "the job's init changed");
+    assert!(
+        supervisor.status_line("web").contains("RUNNING"),
+        "{}",
+        supervisor.status_line("web")
+    );
+    assert!(
+        Path::new(&running_overlay).join("upper").is_dir(),
+        "the job's overlay directory is gone"
+    );
 }

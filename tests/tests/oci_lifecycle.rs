@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use corral_runtime::cgroups::Hierarchy;
+use corral_runtime::state::CgroupPaths;
 use corral_tests::oci::{describe, key_values, text, Bundle, PROBE};
 use corral_tests::{require_root, wait_until};
 use serde_json::{json, Value};
@@ -607,5 +609,83 @@ fn lifecycle_global_flags() {
     assert!(
         line.to_string().contains("no-such-container"),
         "log line does not name the container: {line}"
+    );
+}
+
+/// Returns the directories of the default cgroup parent `corral` below this
+/// process's cgroups that exist and have no child cgroup, so that a parent
+/// in use by a container of a test running at the same time is not counted.
+fn empty_default_parents() -> Vec<std::path::PathBuf> {
+    let hierarchy = Hierarchy::detect().expect("cgroup hierarchies");
+    let (paths, _) = hierarchy.locate("corral").expect("default parent path");
+    let dirs: Vec<std::path::PathBuf> = match paths {
+        CgroupPaths::V1 { controllers } => controllers.into_values().collect(),
+        CgroupPaths::V2 { path } => vec![path],
+    };
+    dirs.into_iter()
+        .filter(|dir| dir.is_dir())
+        .filter(|dir| {
+            fs::read_dir(dir)
+                .map(|entries| !entries.flatten().any(|e| e.path().is_dir()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Removes the default parent if a failed test left it empty.
+struct DefaultParentGuard;
+
+impl Drop for DefaultParentGuard {
+    fn drop(&mut self) {
+        if let Ok(hierarchy) = Hierarchy::detect() {
+            let _ = hierarchy.remove_if_empty("corral");
+        }
+    }
+}
+
+#[test]
+fn lifecycle_default_cgroup_parent_removed() {
+    if !require_root("lifecycle_default_cgroup_parent_removed") {
+        return;
+    }
+    let _guard = DefaultParentGuard;
+    // Without linux.cgroupsPath the cgroup is corral/ID in every hierarchy.
+    let mut bundle = Bundle::new("default-parent");
+    bundle.args(&[PROBE, "exit", "0"]);
+    bundle.config["linux"]
+        .as_object_mut()
+        .expect("linux object")
+        .remove("cgroupsPath");
+    bundle.cgroup_path = format!("corral/{}", bundle.id);
+    bundle.start_ok();
+    let own = bundle.cgroup_dir("pids");
+    assert!(own.is_dir(), "{} is missing while running", own.display());
+    let delete = bundle.corral_output(&["delete", "--force", &bundle.id]);
+    assert!(delete.status.success(), "{}", describe(&delete));
+    assert!(!own.exists(), "{} remains after delete", own.display());
+    assert_eq!(
+        empty_default_parents(),
+        Vec::<std::path::PathBuf>::new(),
+        "delete left the empty default parent"
+    );
+
+    // A create that fails after making the cgroup removes it and the parent.
+    let mut failing = Bundle::new("default-parent-fails");
+    failing.config["linux"]
+        .as_object_mut()
+        .expect("linux object")
+        .remove("cgroupsPath");
+    failing.cgroup_path = format!("corral/{}", failing.id);
+    failing.set(
+        "/hooks",
+        json!({"createRuntime": [{"path": "/bin/false", "args": ["false"]}]}),
+    );
+    let output = failing.create();
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(!failing.cgroup_dir("pids").exists());
+    assert_eq!(
+        empty_default_parents(),
+        Vec::<std::path::PathBuf>::new(),
+        "a failed create left the empty default parent"
     );
 }

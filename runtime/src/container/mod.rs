@@ -35,6 +35,7 @@ use oci_spec::runtime::{
 };
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupPaths, Hierarchy};
+use crate::image::lease::{self, Holder, Leases};
 use crate::job::annotations;
 use crate::state::{ContainerState, StateError, Status, OCI_VERSION};
 
@@ -108,6 +109,22 @@ pub enum ContainerError {
     StillRunning { id: String },
     #[error("invalid {field}: {message}")]
     InvalidField { field: String, message: String },
+    #[error("overlay directory {path} is in use by container {container:?} (state {state_dir}): give this container its own run.corral.overlay.dir")]
+    OverlayInUse {
+        path: PathBuf,
+        container: String,
+        state_dir: PathBuf,
+    },
+    #[error("invalid owner record {path} of an overlay directory")]
+    OverlayOwner {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cgroup {path} is in use by {holder}: give this container its own linux.cgroupsPath")]
+    CgroupInUse { path: PathBuf, holder: String },
+    #[error("failed to lease the image layers of the container's root")]
+    Lease(#[source] crate::image::StoreError),
     #[error("{field} needs {feature}, which this kernel lacks ({path} is missing)")]
     KernelLacks {
         field: String,
@@ -185,14 +202,17 @@ pub(crate) fn now_seconds() -> f64 {
 /// Removes what a failed create had built so far.
 struct CreateGuard {
     state_dir: Option<PathBuf>,
+    leases: Leases,
     overlay_dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    id: String,
     init_pid: Option<Pid>,
 }
 
 impl CreateGuard {
     fn disarm(&mut self) {
         self.state_dir = None;
+        self.leases = Leases::default();
         self.overlay_dir = None;
         self.cgroup = None;
         self.init_pid = None;
@@ -206,13 +226,17 @@ impl Drop for CreateGuard {
             let _ = nix::sys::wait::waitpid(pid, None);
         }
         if let Some(cgroup) = &self.cgroup {
-            if let Err(error) = cgroup.kill_all().and_then(|()| cgroup.remove()) {
-                tracing::warn!(cgroup = cgroup.id(), %error, "failed to remove the cgroup of a failed create");
+            match cgroup.kill_all().and_then(|()| cgroup.remove()) {
+                Ok(()) => remove_default_parent(cgroup.paths(), &self.id),
+                Err(error) => {
+                    tracing::warn!(cgroup = cgroup.id(), %error, "failed to remove the cgroup of a failed create")
+                }
             }
         }
         if let Some(dir) = &self.overlay_dir {
             let _ = fs::remove_dir_all(dir);
         }
+        self.leases.release();
         if let Some(dir) = &self.state_dir {
             let _ = fs::remove_dir_all(dir);
         }
@@ -254,13 +278,28 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let mut guard = CreateGuard {
         state_dir: Some(state_dir.clone()),
         overlay_dir: None,
+        leases: Leases::default(),
         cgroup: None,
+        id: options.id.clone(),
         init_pid: None,
     };
 
+    let created = now_seconds();
+    let mut holder = Holder {
+        id: options.id.clone(),
+        state_dir: lease::state_dir(&options.root, &options.id),
+        created,
+        init_pid: None,
+        init_start_ticks: None,
+    };
     let plan = RootPlan::from_spec(&spec, &bundle)?;
     if let Some(overlay) = &plan.overlay {
+        // Claimed before the guard owns the directory, so that a failed
+        // create never removes the directory of another container.
+        claim_overlay_dir(&overlay.dir, &holder)?;
         guard.overlay_dir = Some(overlay.dir.clone());
+        guard.leases =
+            Leases::acquire(&overlay.lower_dirs, &holder).map_err(ContainerError::Lease)?;
         // The root of the container takes the upper directory's mode, so it
         // is 0755; the per-container directory above keeps others out.
         let modes = [
@@ -285,7 +324,16 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| format!("{DEFAULT_CGROUP_PARENT}/{}", options.id));
-    let cgroup = hierarchy.create(&cgroup_path)?;
+    check_cgroup_unused(&hierarchy, &cgroup_path, &options.root)?;
+    let cgroup = match hierarchy.create(&cgroup_path) {
+        Ok(cgroup) => cgroup,
+        Err(error) => {
+            if let Ok((paths, _)) = hierarchy.locate(&cgroup_path) {
+                remove_default_parent(&paths, &options.id);
+            }
+            return Err(error.into());
+        }
+    };
     guard.cgroup = Some(cgroup.clone());
     let devices = linux.devices().clone().unwrap_or_default();
     let resources = with_default_device_rules(
@@ -323,7 +371,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        created: now_seconds(),
+        created,
         cgroup_id: cgroup.id().to_string(),
         cgroup_paths: cgroup.paths().clone(),
         job: annotations.get(annotations::JOB).cloned(),
@@ -457,6 +505,11 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
     let clone_flags = flags - CloneFlags::CLONE_NEWCGROUP - new_time;
     let pid = clone_init(clone_flags, context)?;
     guard.init_pid = Some(pid);
+    holder.set_init(pid.as_raw());
+    guard
+        .leases
+        .update(&holder)
+        .map_err(ContainerError::Lease)?;
 
     if let Some(maps) = &id_maps {
         maps.write(pid.as_raw())?;
@@ -1017,12 +1070,18 @@ pub fn destroy(root: &Path, state: &ContainerState) -> Result<(), ContainerError
         wait_for_exit(pid, state.created, Duration::from_secs(10));
     }
     cgroup.remove()?;
+    remove_default_parent(&state.cgroup_paths, &state.id);
     if let Some(dir) = &state.overlay_dir {
         match fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(io_error("remove overlay directory", dir)(error)),
         }
+    }
+    // Before the state directory goes, because the lease names derive
+    // from its resolved path.
+    if let Some(lower_dirs) = state.annotations.get(annotations::OVERLAY_LOWERDIRS) {
+        lease::release(lower_dirs, root, &state.id);
     }
     let mut stopped = state.clone();
     stopped.status = Status::Stopped;
@@ -1032,6 +1091,135 @@ pub fn destroy(root: &Path, state: &ContainerState) -> Result<(), ContainerError
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(io_error("remove state directory", &state_dir)(error)),
+    }
+}
+
+/// File in an overlay directory that names the container using it.
+const OVERLAY_OWNER: &str = "owner.json";
+
+/// Creates the overlay directory `dir` and records `holder` as its user,
+/// unless another container that still exists uses it: that container's
+/// `delete` would remove the directory under this one.
+fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_error("create overlay directory", dir))?;
+    let owner = dir.join(OVERLAY_OWNER);
+    let body = serde_json::to_vec_pretty(holder).expect("holder serializes to JSON");
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&owner);
+    match created {
+        Ok(mut file) => return file.write_all(&body).map_err(io_error("write", &owner)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io_error("create", &owner)(error)),
+    }
+    let text = fs::read(&owner).map_err(io_error("read", &owner))?;
+    let previous: Holder =
+        serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
+            path: owner.clone(),
+            source,
+        })?;
+    if previous.exists() {
+        return Err(ContainerError::OverlayInUse {
+            path: dir.to_path_buf(),
+            container: previous.id,
+            state_dir: previous.state_dir,
+        });
+    }
+    tracing::info!(dir = %dir.display(), previous = %previous.id, "taking over the overlay directory of a deleted container");
+    let temporary = owner.with_extension("tmp");
+    fs::write(&temporary, &body).map_err(io_error("write", &temporary))?;
+    fs::rename(&temporary, &owner).map_err(io_error("write", &owner))
+}
+
+/// Rejects a cgroup that already has processes: they belong to another
+/// container (or to something else), which this container's kill and
+/// delete would reach.
+fn check_cgroup_unused(
+    hierarchy: &Hierarchy,
+    path: &str,
+    root: &Path,
+) -> Result<(), ContainerError> {
+    let (paths, id) = hierarchy.locate(path)?;
+    let dirs: Vec<&PathBuf> = match &paths {
+        CgroupPaths::V1 { controllers } => controllers.values().collect(),
+        CgroupPaths::V2 { path } => vec![path],
+    };
+    for dir in dirs {
+        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+            continue;
+        };
+        let pids: Vec<i32> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.is_empty() {
+            continue;
+        }
+        let owner = list(root)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|state| state.cgroup_id == id);
+        let holder = match owner {
+            Some(state) => format!("container {:?}", state.id),
+            None => format!(
+                "processes {pids:?}, which no container under {} owns",
+                root.display()
+            ),
+        };
+        return Err(ContainerError::CgroupInUse {
+            path: dir.clone(),
+            holder,
+        });
+    }
+    Ok(())
+}
+
+/// Removes the parent directory [`DEFAULT_CGROUP_PARENT`] of container
+/// `id`'s cgroup in each hierarchy once it is empty, so that containers
+/// created without `linux.cgroupsPath` leave no directory behind. A parent
+/// with other children or processes, a parent of another name, and a
+/// cgroup not named `id` are left alone.
+///
+/// NOTE: a create that runs at the same moment may find the parent gone
+/// between its own mkdir of the parent and of its cgroup, and fail.
+fn remove_default_parent(paths: &CgroupPaths, id: &str) {
+    let dirs: Vec<&PathBuf> = match paths {
+        CgroupPaths::V1 { controllers } => controllers.values().collect(),
+        CgroupPaths::V2 { path } => vec![path],
+    };
+    for dir in dirs {
+        if dir.file_name().is_none_or(|name| name != id) {
+            continue;
+        }
+        let Some(parent) = dir.parent() else {
+            continue;
+        };
+        if parent
+            .file_name()
+            .is_none_or(|name| name != DEFAULT_CGROUP_PARENT)
+        {
+            continue;
+        }
+        match fs::remove_dir(parent) {
+            Ok(()) => {
+                tracing::debug!(dir = %parent.display(), "removed the empty default cgroup parent")
+            }
+            // Another container still uses it, or it is gone already.
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EBUSY) | Some(libc::ENOTEMPTY) | Some(libc::ENOENT)
+                ) => {}
+            Err(error) => {
+                tracing::warn!(dir = %parent.display(), %error, "failed to remove the empty default cgroup parent")
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Garbage collection of layers that no image record lists.
 //!
-//! A layer is kept while any container whose runtime state exists uses it,
-//! whatever the container's status. The runtime writes `state.json`, with
-//! the overlay lower directories in its annotations, before it mounts the
-//! root, and removes the state only on `delete`.
+//! A layer is kept while a live lease in the store names it (see
+//! [`super::lease`]), whatever state root its container has, and while any
+//! container under the state roots given to gc stacks it, whatever the
+//! container's status. The runtime writes `state.json`, with the overlay
+//! lower directories in its annotations, and the leases before it mounts
+//! the root, and removes both on `delete`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -28,8 +30,9 @@ pub struct GcReport {
     pub staging_removed: usize,
 }
 
-/// Removes every layer that no image lists and no container under
-/// `state_roots` uses, and the staging directories of interrupted imports.
+/// Removes every layer that no image lists, no live lease names and no
+/// container under `state_roots` uses, and the staging directories of
+/// interrupted imports. Stale leases are removed too.
 ///
 /// Holds the store's exclusive lock, so it waits for running imports and
 /// an import started meanwhile waits for it.
@@ -42,7 +45,15 @@ pub fn collect_garbage(store: &Store, state_roots: &[PathBuf]) -> Result<GcRepor
         .into_iter()
         .flat_map(|record| record.layers)
         .collect();
-    let in_use = layers_in_use(store, state_roots)?;
+    let mut in_use = layers_in_use(store, state_roots)?;
+    for (diff_id, holders) in super::lease::live_leases(store)? {
+        let ids = in_use.entry(diff_id).or_default();
+        for id in holders {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
 
     for diff_id in store.layers()? {
         if listed.contains(&diff_id) {
@@ -159,7 +170,7 @@ pub fn layers_in_use(
 }
 
 /// Returns the diff ID of `path` when it is `PREFIX/ALG/HEX/rootfs`.
-fn layer_of(path: &Path, prefix: &Path) -> Option<Digest> {
+pub(crate) fn layer_of(path: &Path, prefix: &Path) -> Option<Digest> {
     let rest = path.strip_prefix(prefix).ok()?;
     let parts: Vec<_> = rest
         .components()

@@ -1,114 +1,397 @@
 //! Resolution of a container user (`USER`, `UID`, `USER:GROUP`, `UID:GID`)
-//! against the /etc/passwd and /etc/group of an image.
+//! against the /etc/passwd and /etc/group of the root the container sees:
+//! a stored image's layers, or a directory such as the host's `/`.
+//!
+//! Names resolve as Docker resolves them: the passwd entry gives the UID and
+//! the primary GID, an explicit group replaces the primary GID, and every
+//! /etc/group entry that lists the user's name is a supplementary group.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 
 use super::store::{ImageRecord, Store, StoreError};
 
-/// A user or group that the image does not define.
+/// Maximum size of an /etc/passwd or /etc/group that is read, so that a
+/// root whose file is huge cannot make the reader allocate without bound.
+const MAX_ACCOUNT_FILE: u64 = 16 << 20;
+
+/// An error resolving a container user.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("user {user:?} not found in /etc/passwd of image {image:?}: use a numeric UID or add the user to the image")]
-    UnknownUser { user: String, image: String },
-    #[error("group {group:?} not found in /etc/group of image {image:?}: use a numeric GID or add the group to the image")]
-    UnknownGroup { group: String, image: String },
+    #[error("{field}: user {user:?} not found in {file}: use a numeric UID or add the user there")]
+    UnknownUser {
+        field: String,
+        user: String,
+        file: String,
+    },
+    #[error(
+        "{field}: group {group:?} not found in {file}: use a numeric GID or add the group there"
+    )]
+    UnknownGroup {
+        field: String,
+        group: String,
+        file: String,
+    },
+    #[error("failed to {operation} {path}")]
+    Read {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("{path} is larger than {MAX_ACCOUNT_FILE} bytes")]
+    TooLarge { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Returns `(uid, gid)` for `user` as a container of `record` runs it.
+/// The root whose account files name the container's users.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountRoot<'a> {
+    /// A stored image, read through its layers as overlayfs stacks them.
+    Image {
+        store: &'a Store,
+        record: &'a ImageRecord,
+    },
+    /// A directory that is the container's root (the host's `/` for the
+    /// `host` image). Symlinks are followed only inside it.
+    Dir(&'a Path),
+}
+
+impl AccountRoot<'_> {
+    /// Returns how errors name `path` (relative, such as `etc/passwd`).
+    fn describe(&self, path: &str) -> String {
+        match self {
+            AccountRoot::Image { record, .. } => format!("/{path} of image {:?}", record.name),
+            AccountRoot::Dir(dir) => dir.join(path).display().to_string(),
+        }
+    }
+
+    /// Reads `path` (relative); a missing file reads as empty.
+    fn read(&self, path: &str) -> Result<String, UserError> {
+        let body = match self {
+            AccountRoot::Image { store, record } => {
+                store.read_image_file(record, Path::new(path))?
+            }
+            AccountRoot::Dir(dir) => read_in_root(dir, path)?,
+        };
+        Ok(String::from_utf8_lossy(&body.unwrap_or_default()).into_owned())
+    }
+}
+
+/// The IDs a container process runs with: `process.user` of the OCI config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups other than `gid`, in /etc/group order.
+    pub additional_gids: Vec<u32>,
+}
+
+/// Resolves `user` in the account files of `root`. `field` names where the
+/// user was given (`user`, or the image's config) for error messages.
 ///
-/// A name is looked up in the image. A numeric UID without a group takes
-/// the primary group of its passwd entry, or the same number when the
-/// image has no entry for it.
+/// A name that the files do not define is an error. A numeric UID without
+/// a passwd entry runs with the GID of the same number, and a numeric UID
+/// with an entry takes that entry's primary group and memberships.
 pub fn resolve_user(
-    store: &Store,
-    record: &ImageRecord,
+    root: &AccountRoot<'_>,
+    field: &str,
     user: &str,
-) -> Result<(u32, u32), UserError> {
+) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match user.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (user, None),
     };
-    let passwd = read_text(store, record, "etc/passwd")?;
+    let numeric_uid = user_part.parse::<u32>().ok();
+    let passwd = if numeric_uid.is_some() && group_part.is_some_and(is_numeric) {
+        // UID:GID needs no lookup, so a root without /etc/passwd works.
+        String::new()
+    } else {
+        root.read("etc/passwd")?
+    };
     let entry = passwd
         .lines()
         .filter_map(parse_passwd_line)
-        .find(|(name, uid, _)| match user_part.parse::<u32>() {
-            Ok(number) => *uid == number,
-            Err(_) => *name == user_part,
+        .find(|entry| match numeric_uid {
+            Some(uid) => entry.uid == uid,
+            None => entry.name == user_part,
         });
-    let (uid, primary_gid) = match (entry, user_part.parse::<u32>()) {
-        (Some((_, uid, gid)), _) => (uid, gid),
-        (None, Ok(uid)) => (uid, uid),
-        (None, Err(_)) => {
+    let (uid, primary_gid, name) = match (entry, numeric_uid) {
+        (Some(entry), _) => (entry.uid, entry.gid, Some(entry.name)),
+        (None, Some(uid)) => (uid, uid, None),
+        (None, None) => {
             return Err(UserError::UnknownUser {
+                field: field.to_string(),
                 user: user_part.to_string(),
-                image: record.name.clone(),
+                file: root.describe("etc/passwd"),
             })
         }
+    };
+
+    let needs_groups = name.is_some() || group_part.is_some_and(|group| !is_numeric(group));
+    let groups = if needs_groups {
+        root.read("etc/group")?
+    } else {
+        String::new()
     };
     let gid = match group_part {
         None => primary_gid,
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => {
-                let groups = read_text(store, record, "etc/group")?;
-                groups
-                    .lines()
-                    .filter_map(parse_group_line)
-                    .find(|(name, _)| *name == group)
-                    .map(|(_, gid)| gid)
-                    .ok_or_else(|| UserError::UnknownGroup {
-                        group: group.to_string(),
-                        image: record.name.clone(),
-                    })?
-            }
+            Err(_) => groups
+                .lines()
+                .filter_map(parse_group_line)
+                .find(|entry| entry.name == group)
+                .map(|entry| entry.gid)
+                .ok_or_else(|| UserError::UnknownGroup {
+                    field: field.to_string(),
+                    group: group.to_string(),
+                    file: root.describe("etc/group"),
+                })?,
         },
     };
-    Ok((uid, gid))
+    let mut additional_gids = Vec::new();
+    if let Some(name) = name {
+        for entry in groups.lines().filter_map(parse_group_line) {
+            let member = entry.members.split(',').any(|member| member == name);
+            if member && entry.gid != gid && !additional_gids.contains(&entry.gid) {
+                additional_gids.push(entry.gid);
+            }
+        }
+    }
+    Ok(ExecUser {
+        uid,
+        gid,
+        additional_gids,
+    })
 }
 
-fn read_text(store: &Store, record: &ImageRecord, path: &str) -> Result<String, StoreError> {
-    let body = store.read_image_file(record, Path::new(path))?;
-    Ok(String::from_utf8_lossy(&body.unwrap_or_default()).into_owned())
+fn is_numeric(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Reads the regular file `path` (relative) of the root `dir`, with `..`
+/// and symlinks resolved as if `dir` were `/`, so a link in the root cannot
+/// make the runtime read a host file. Returns None when it is missing.
+fn read_in_root(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, UserError> {
+    let full = dir.join(path);
+    let root = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| UserError::Read {
+        operation: "open the root",
+        path: dir.to_path_buf(),
+        source: io::Error::from(errno),
+    })?;
+    // O_NONBLOCK keeps a FIFO planted at the path from blocking the open;
+    // anything but a regular file is rejected below.
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd: OwnedFd = match openat2(&root, path, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(errno) => {
+            return Err(UserError::Read {
+                operation: "open",
+                path: full,
+                source: io::Error::from(errno),
+            })
+        }
+    };
+    let file = File::from(fd);
+    let metadata = file.metadata().map_err(|source| UserError::Read {
+        operation: "inspect",
+        path: full.clone(),
+        source,
+    })?;
+    if !metadata.is_file() {
+        return Err(UserError::NotRegular { path: full });
+    }
+    if metadata.len() > MAX_ACCOUNT_FILE {
+        return Err(UserError::TooLarge { path: full });
+    }
+    let mut body = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_ACCOUNT_FILE)
+        .read_to_end(&mut body)
+        .map_err(|source| UserError::Read {
+            operation: "read",
+            path: full,
+            source,
+        })?;
+    Ok(Some(body))
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
 }
 
 /// Parses `name:password:uid:gid:gecos:home:shell`.
-fn parse_passwd_line(line: &str) -> Option<(&str, u32, u32)> {
+fn parse_passwd_line(line: &str) -> Option<PasswdEntry<'_>> {
     let mut fields = line.split(':');
     let name = fields.next()?;
     let _password = fields.next()?;
     let uid = fields.next()?.parse().ok()?;
     let gid = fields.next()?.parse().ok()?;
-    Some((name, uid, gid))
+    Some(PasswdEntry { name, uid, gid })
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: &'a str,
 }
 
 /// Parses `name:password:gid:members`.
-fn parse_group_line(line: &str) -> Option<(&str, u32)> {
+fn parse_group_line(line: &str) -> Option<GroupEntry<'_>> {
     let mut fields = line.split(':');
     let name = fields.next()?;
     let _password = fields.next()?;
     let gid = fields.next()?.parse().ok()?;
-    Some((name, gid))
+    let members = fields.next().unwrap_or_default();
+    Some(GroupEntry { name, gid, members })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
     fn passwd_and_group_lines_parse() {
+        let entry = parse_passwd_line("www-data:x:33:34:www-data:/var/www:/usr/sbin/nologin")
+            .expect("valid line");
+        assert_eq!((entry.name, entry.uid, entry.gid), ("www-data", 33, 34));
+        assert!(parse_passwd_line("# comment").is_none());
+        assert!(parse_passwd_line("broken:x:notanumber:1").is_none());
+        let group = parse_group_line("staff:x:50:alice,bob").expect("valid line");
         assert_eq!(
-            parse_passwd_line("www-data:x:33:34:www-data:/var/www:/usr/sbin/nologin"),
-            Some(("www-data", 33, 34))
+            (group.name, group.gid, group.members),
+            ("staff", 50, "alice,bob")
         );
-        assert_eq!(parse_passwd_line("# comment"), None);
-        assert_eq!(parse_passwd_line("broken:x:notanumber:1"), None);
-        assert_eq!(
-            parse_group_line("staff:x:50:alice,bob"),
-            Some(("staff", 50))
-        );
-        assert_eq!(parse_group_line(""), None);
+        assert!(parse_group_line("").is_none());
+    }
+
+    /// Returns a root with users root, web (1000:1000) and nobody, where
+    /// web is also in staff and audio.
+    fn root_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/srv:/bin/sh\n\
+             nobody:x:65534:65534::/:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:alice,web\nweb:x:1000:\naudio:x:29:web\n\
+             nogroup:x:65534:\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn resolve(dir: &Path, user: &str) -> Result<ExecUser, UserError> {
+        resolve_user(&AccountRoot::Dir(dir), "user", user)
+    }
+
+    #[test]
+    fn names_resolve_with_memberships() {
+        let dir = root_dir();
+        let web = resolve(dir.path(), "web").unwrap();
+        assert_eq!((web.uid, web.gid), (1000, 1000));
+        assert_eq!(web.additional_gids, [50, 29]);
+        let nobody = resolve(dir.path(), "nobody").unwrap();
+        assert_eq!((nobody.uid, nobody.gid), (65534, 65534));
+        assert!(nobody.additional_gids.is_empty());
+        let by_uid = resolve(dir.path(), "1000").unwrap();
+        assert_eq!(by_uid, web);
+    }
+
+    #[test]
+    fn explicit_group_replaces_primary() {
+        let dir = root_dir();
+        let user = resolve(dir.path(), "1000:nogroup").unwrap();
+        assert_eq!((user.uid, user.gid), (1000, 65534));
+        let user = resolve(dir.path(), "web:staff").unwrap();
+        assert_eq!((user.uid, user.gid), (1000, 50));
+        assert_eq!(user.additional_gids, [29]);
+        let numeric = resolve(dir.path(), "4242:7").unwrap();
+        assert_eq!((numeric.uid, numeric.gid), (4242, 7));
+        let unknown_uid = resolve(dir.path(), "4242").unwrap();
+        assert_eq!((unknown_uid.uid, unknown_uid.gid), (4242, 4242));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let dir = root_dir();
+        let error = resolve(dir.path(), "nosuchuser").unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, UserError::UnknownUser { .. }), "{message}");
+        assert!(message.starts_with("user: "), "{message}");
+        assert!(message.contains("\"nosuchuser\""), "{message}");
+        let passwd = dir.path().join("etc/passwd").display().to_string();
+        assert!(message.contains(&passwd), "{message}");
+
+        let error = resolve(dir.path(), "1000:nosuchgroup").unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, UserError::UnknownGroup { .. }), "{message}");
+        assert!(message.contains("etc/group"), "{message}");
+    }
+
+    #[test]
+    fn symlink_stays_inside_root() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("passwd"), "evil:x:0:0::/:/bin/sh\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        // An absolute link resolves inside the root, where the target is
+        // missing, so the host file is never read.
+        std::os::unix::fs::symlink(host.path().join("passwd"), dir.path().join("etc/passwd"))
+            .unwrap();
+        assert!(matches!(
+            resolve(dir.path(), "evil"),
+            Err(UserError::UnknownUser { .. })
+        ));
+        fs::remove_file(dir.path().join("etc/passwd")).unwrap();
+        let up = "../".repeat(host.path().components().count() + 2);
+        std::os::unix::fs::symlink(
+            format!("{up}{}", host.path().join("passwd").display()),
+            dir.path().join("etc/passwd"),
+        )
+        .unwrap();
+        assert!(matches!(
+            resolve(dir.path(), "evil"),
+            Err(UserError::UnknownUser { .. })
+        ));
+    }
+
+    #[test]
+    fn fifo_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("etc/passwd"),
+            Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert!(matches!(
+            resolve(dir.path(), "web"),
+            Err(UserError::NotRegular { .. })
+        ));
     }
 }

@@ -110,6 +110,23 @@ pub fn build_spec(
     job::oci_spec(spec, &container)
 }
 
+/// Gives `oci`, the config of another container of job `job_name`, the
+/// overlay directory and cgroup of container `container_id`.
+pub fn reassign_spec(
+    config: &DaemonConfig,
+    job_name: &str,
+    container_id: &str,
+    oci: &mut oci_spec::runtime::Spec,
+) {
+    let container = JobContainer {
+        job_name,
+        container_id,
+        data_dir: &config.data_dir,
+        cgroup_parent: &config.cgroup_parent,
+    };
+    job::for_container(oci, &container);
+}
+
 /// Prepares the logs, writes the bundle and spawns the monitor, which runs
 /// the shim, for container `id`.
 pub fn launch(

@@ -352,9 +352,15 @@ impl Supervisor {
         Ok(to_json(&job.view(SystemTime::now())))
     }
 
+    /// Returns the OCI config of the job's running container, or the one a
+    /// start would generate. Either way it carries the overlay directory
+    /// and cgroup of a new container id, so that running it by hand does
+    /// not take over the running container's.
     fn spec_of(&mut self, name: &str) -> Reply {
         let config = self.config.clone();
         let job = self.job_mut(name)?;
+        // The id of a container that would start now; nothing is created.
+        let id = launch::new_container_id(name);
         if let Some(container) = &job.container {
             let path = config.bundle_dir(&container.id).join("config.json");
             let text = std::fs::read(&path).map_err(|error| {
@@ -363,19 +369,22 @@ impl Supervisor {
                     path.display()
                 ))
             })?;
-            return serde_json::from_slice(&text).map_err(|error| {
-                ApiError::internal(format!(
-                    "invalid {} of job {name:?}: {error}",
-                    path.display()
-                ))
+            let mut oci: oci_spec::runtime::Spec =
+                serde_json::from_slice(&text).map_err(|error| {
+                    ApiError::internal(format!(
+                        "invalid {} of job {name:?}: {error}",
+                        path.display()
+                    ))
+                })?;
+            launch::reassign_spec(&config, name, &id, &mut oci);
+            return serde_json::to_value(&oci).map_err(|error| {
+                ApiError::internal(format!("failed to encode the OCI config: {error}"))
             });
         }
         let spec = job
             .spec
             .clone()
             .ok_or_else(|| ApiError::conflict(format!("job {name:?} has no valid job file")))?;
-        // The id of a container that would start now; nothing is created.
-        let id = launch::new_container_id(name);
         let oci = launch::build_spec(&config, name, &id, &spec).map_err(|error| {
             ApiError::conflict(format!(
                 "failed to build the OCI config of job {name:?}: {}",
