@@ -58,6 +58,11 @@ pub struct JobView {
     pub file: PathBuf,
     /// The parse or validation error of the job file.
     pub error: Option<InvalidJob>,
+    /// True while the job stops because its file was removed. The job is
+    /// forgotten once its container ended, and start and restart requests
+    /// are rejected until then.
+    #[serde(default)]
+    pub removing: bool,
     #[serde(with = "lossy_path")]
     pub stdout_log: PathBuf,
     #[serde(with = "lossy_path")]
@@ -155,6 +160,10 @@ pub struct JobChange {
     pub kind: ChangeKind,
     /// Whether applying the change restarts a running container.
     pub restart: bool,
+    /// Dotted paths of the changed fields of a `changed` job, such as
+    /// `command` or `resources.memory`.
+    #[serde(default)]
+    pub fields: Vec<String>,
     /// The validation error, for `invalid`.
     pub error: Option<String>,
 }

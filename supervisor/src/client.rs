@@ -2,9 +2,14 @@
 //! connection (`Connection: close`), so supervisorctl needs no async runtime
 //! and a status call costs one connect, one write and one read.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use corral_config::DurationValue;
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use serde::de::DeserializeOwned;
 
@@ -21,6 +26,12 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "supervisord on {socket} did not respond within {}: it may be stopped or overloaded; \
+         pass a longer --timeout to wait longer",
+        DurationValue(*timeout)
+    )]
+    Timeout { socket: PathBuf, timeout: Duration },
     #[error("failed to exchange a request with supervisord on {socket}")]
     Io {
         socket: PathBuf,
@@ -42,9 +53,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when supervisord could not be reached at all.
+    /// True when supervisord could not be reached at all or did not
+    /// respond in time.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Connect { .. })
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::Timeout { .. }
+        )
     }
 
     /// Returns the HTTP status of an API error.
@@ -78,17 +93,31 @@ impl Response {
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    /// Limit of one whole request: connect, send and the complete response.
+    timeout: Option<Duration>,
 }
 
 impl Client {
+    /// Returns a client whose requests wait as long as supervisord takes.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Client {
             socket: socket.into(),
+            timeout: None,
         }
+    }
+
+    /// Sets the limit of each request; `None` waits without one.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Sends `GET path` and decodes the JSON body, or the API error.
@@ -123,30 +152,115 @@ impl Client {
         })
     }
 
-    /// Sends one request and reads the whole response.
+    /// Sends one request and reads the whole response, within the
+    /// client's timeout when one is set.
     pub fn request(
         &self,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        let mut stream = self.connect(deadline)?;
+        let io_error = |source: io::Error| {
+            if matches!(
+                source.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                return self.timed_out();
+            }
+            ClientError::Io {
+                socket: self.socket.clone(),
+                source,
+            }
+        };
+
+        let request = encode_request(method, path, body);
+        let mut written = 0;
+        while written < request.len() {
+            stream
+                .set_write_timeout(self.remaining(deadline)?)
+                .map_err(io_error)?;
+            match stream.write(&request[written..]) {
+                Ok(0) => return Err(io_error(io::ErrorKind::WriteZero.into())),
+                Ok(count) => written += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(io_error(error)),
+            }
+        }
+
+        let mut raw = Vec::new();
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            stream
+                .set_read_timeout(self.remaining(deadline)?)
+                .map_err(io_error)?;
+            match stream.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(count) => raw.extend_from_slice(&buffer[..count]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(io_error(error)),
+            }
+        }
+        parse_response(&raw)
+    }
+
+    /// Connects to the socket. A listener whose backlog is full, as that of
+    /// a stopped supervisord becomes, makes a blocking connect wait without
+    /// a limit, so the connect is non-blocking and retried until the
+    /// deadline.
+    fn connect(&self, deadline: Option<Instant>) -> Result<UnixStream, ClientError> {
+        let connect_error = |errno: Errno| ClientError::Connect {
+            socket: self.socket.clone(),
+            source: io::Error::from(errno),
+        };
+        let address = UnixAddr::new(self.socket.as_path()).map_err(connect_error)?;
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(connect_error)?;
+        loop {
+            match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &address) {
+                Ok(()) => break,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    self.remaining(deadline)?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(errno) => return Err(connect_error(errno)),
+            }
+        }
+        let stream = UnixStream::from(fd);
+        stream
+            .set_nonblocking(false)
+            .map_err(|source| ClientError::Io {
                 socket: self.socket.clone(),
                 source,
             })?;
-        let io_error = |source| ClientError::Io {
-            socket: self.socket.clone(),
-            source,
+        Ok(stream)
+    }
+
+    /// Returns the time left until `deadline`, `None` without one, or the
+    /// timeout error once it passed.
+    fn remaining(&self, deadline: Option<Instant>) -> Result<Option<Duration>, ClientError> {
+        let Some(deadline) = deadline else {
+            return Ok(None);
         };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timed_out());
+        }
+        Ok(Some(left))
+    }
 
-        stream
-            .write_all(&encode_request(method, path, body))
-            .map_err(io_error)?;
-
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(io_error)?;
-        parse_response(&raw)
+    fn timed_out(&self) -> ClientError {
+        ClientError::Timeout {
+            socket: self.socket.clone(),
+            timeout: self.timeout.unwrap_or_default(),
+        }
     }
 }
 
@@ -372,6 +486,26 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(&socket.display().to_string()), "{message}");
         assert!(message.contains("supervisord is not running"), "{message}");
+    }
+
+    #[test]
+    fn silent_daemon_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        // The kernel completes connects into the backlog, but nothing ever
+        // accepts or answers them, as with a stopped supervisord.
+        let _listener = UnixListener::bind(&socket).unwrap();
+        let client = Client::new(&socket).with_timeout(Some(Duration::from_millis(300)));
+        let started = Instant::now();
+        let error = client.get::<serde_json::Value>("/v1/jobs").unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(error, ClientError::Timeout { .. }), "{error:?}");
+        assert!(error.is_unreachable());
+        assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+        assert!(took < Duration::from_secs(3), "gave up after {took:?}");
+        let message = error.to_string();
+        assert!(message.contains(&socket.display().to_string()), "{message}");
+        assert!(message.contains("within 300ms"), "{message}");
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //! [`RotatingLog`] is the writer of a running container's log, used by
 //! `corral-monitor`. It rotates by renaming, so every file stays at or
 //! below `max_size`, no byte is lost at a rotation, and the writer never
-//! keeps a descriptor to a file it renamed or deleted.
+//! keeps a descriptor to a file it renamed or deleted. A file or directory
+//! that someone else deleted is created again, the file within
+//! [`DELETED_CHECK_INTERVAL`] of the next write.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Longest time a [`RotatingLog`] that keeps writing goes without checking
+/// whether its open file was deleted.
+pub const DELETED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Returns `path` with `.number` appended: `stdout.log.2`.
 pub fn numbered(path: &Path, number: u32) -> PathBuf {
@@ -84,6 +91,20 @@ pub fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens `path` like [`open_append`], first creating its directory with
+/// mode 0700, as supervisord creates it, when it is missing.
+fn open_append_creating_dir(path: &Path) -> io::Result<File> {
+    match open_append(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            open_append(path)
+        }
+        other => other,
+    }
+}
+
 /// An error writing or rotating a log file, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -123,6 +144,8 @@ pub struct RotatingLog {
     keep: u32,
     /// Whether the last byte written ended a line (or nothing was written).
     at_line_start: bool,
+    /// When the open file was last checked for having been deleted.
+    checked_at: Instant,
 }
 
 impl RotatingLog {
@@ -139,6 +162,7 @@ impl RotatingLog {
             max_size,
             keep,
             at_line_start: true,
+            checked_at: Instant::now(),
         };
         log.reopen()?;
         Ok(log)
@@ -195,7 +219,26 @@ impl RotatingLog {
         Ok(())
     }
 
+    /// Closes the file when it no longer has a name, because someone
+    /// deleted it or its directory, so the next write creates it again.
+    /// Returns whether it closed the file.
+    pub fn close_if_deleted(&mut self) -> bool {
+        self.checked_at = Instant::now();
+        let deleted = self
+            .file
+            .as_ref()
+            .and_then(|file| file.metadata().ok())
+            .is_some_and(|meta| meta.nlink() == 0);
+        if deleted {
+            self.file = None;
+        }
+        deleted
+    }
+
     fn append(&mut self, data: &[u8]) -> Result<(), RotateError> {
+        if self.checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
+            self.close_if_deleted();
+        }
         if self.file.is_none() {
             self.reopen()?;
         }
@@ -228,7 +271,7 @@ impl RotatingLog {
     }
 
     fn reopen(&mut self) -> Result<(), RotateError> {
-        let file = open_append(&self.path).map_err(|source| RotateError::Open {
+        let file = open_append_creating_dir(&self.path).map_err(|source| RotateError::Open {
             path: self.path.clone(),
             source,
         })?;
@@ -244,6 +287,57 @@ mod tests {
 
     fn read(path: &Path) -> String {
         fs::read_to_string(path).unwrap_or_else(|_| "<missing>".to_string())
+    }
+
+    #[test]
+    fn deleted_directory_is_created_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("web");
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("stdout.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"before\n").unwrap();
+
+        fs::remove_dir_all(&dir).unwrap();
+        std::thread::sleep(DELETED_CHECK_INTERVAL);
+        log.write(b"after\n").unwrap();
+        assert_eq!(read(&path), "after\n");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&dir).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn deleted_file_is_closed_and_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stderr.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"first\n").unwrap();
+        assert!(
+            !log.close_if_deleted(),
+            "closed a file that still has a name"
+        );
+
+        fs::remove_file(&path).unwrap();
+        assert!(log.close_if_deleted());
+        assert!(
+            !open_fds_name(&path),
+            "the writer keeps the deleted file open"
+        );
+        log.write(b"second\n").unwrap();
+        assert_eq!(read(&path), "second\n");
+        assert_eq!(log.size(), 7);
+    }
+
+    /// Returns whether a descriptor of this process refers to `path`, as
+    /// the kernel names it: with " (deleted)" once the file is gone.
+    fn open_fds_name(path: &Path) -> bool {
+        let wanted = path.display().to_string();
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| fs::read_link(entry.path()).ok())
+            .any(|target| target.display().to_string().starts_with(&wanted))
     }
 
     #[test]

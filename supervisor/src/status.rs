@@ -68,6 +68,7 @@ mod tests {
             container_id: None,
             file: PathBuf::from(format!("/etc/corral/jobs.d/{name}.json")),
             error: None,
+            removing: false,
             stdout_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
         }

@@ -377,3 +377,63 @@ fn duplicate_job_names_are_invalid() {
         "the valid job was affected: {table}"
     );
 }
+
+#[test]
+fn removed_job_rejects_start_and_restart() {
+    if skip("removed_job_rejects_start_and_restart") {
+        return;
+    }
+    // /bin/sleep as PID 1 ignores SIGTERM, so the removal stop lasts the
+    // whole 3 s timeout.
+    let ghost = json!({"image": "host", "command": ["/bin/sleep", "1000"],
+                       "start_seconds": "200ms", "stop": {"timeout": "3s"}})
+    .to_string();
+    let daemon = Daemon::start(&[("ghost", &ghost), ("other", &versioned("1"))]);
+    daemon.wait_for_state("ghost", JobState::Running, SETTLE);
+    daemon.wait_for_state("other", JobState::Running, SETTLE);
+
+    daemon.remove_job("ghost");
+    let stopping = wait_for_view(
+        &daemon,
+        "ghost",
+        NOTICED + Duration::from_secs(1),
+        "the removal stops the job",
+        |view| view.state == JobState::Stopping,
+    );
+    assert!(stopping.removing, "{stopping:#?}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    for action in ["restart", "start"] {
+        let output = daemon.ctl(&[action, "ghost"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stdout_of(&output));
+        assert!(
+            stdout_of(&output).contains("ghost: ERROR (job \"ghost\" is being removed"),
+            "{}",
+            stdout_of(&output)
+        );
+        assert!(
+            stdout_of(&output).contains("ghost.json was removed"),
+            "{}",
+            stdout_of(&output)
+        );
+    }
+    let all = daemon.ctl(&["restart", "all"]);
+    assert_eq!(all.status.code(), Some(0), "{}", stdout_of(&all));
+    assert_eq!(stdout_of(&all), "other: restarted\n");
+
+    daemon.wait_until(SETTLE, "the removed job is forgotten", |daemon| {
+        daemon
+            .job("ghost")
+            .is_err_and(|error| error.status() == Some(404))
+    });
+    assert!(
+        !daemon.jobs_dir().join("ghost.json").exists(),
+        "the job file came back"
+    );
+    let status = daemon.ctl(&["status"]);
+    assert!(
+        !stdout_of(&status).contains("ghost"),
+        "{}",
+        stdout_of(&status)
+    );
+}

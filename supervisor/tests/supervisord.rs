@@ -104,6 +104,49 @@ fn unreachable_daemon_exits_4() {
     );
 }
 
+/// Sends SIGCONT to a stopped supervisord when dropped, so a failed test
+/// leaves no stopped daemon behind for the harness to wait on.
+struct Continue(i32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+}
+
+#[test]
+fn stopped_daemon_times_out() {
+    if skip("stopped_daemon_times_out") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let _resume = Continue(daemon.pid());
+
+    let started = Instant::now();
+    let output = daemon.ctl(&["--timeout", "1", "status"]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+    assert!(took >= Duration::from_secs(1), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+    let message = stderr_of(&output);
+    assert!(
+        message.contains(&daemon.socket().display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("within 1s"), "{message}");
+
+    let stop = daemon.ctl(&["--timeout", "500ms", "stop", "all"]);
+    assert_eq!(stop.status.code(), Some(4), "{}", stderr_of(&stop));
+}
+
 #[test]
 fn missing_jobs_dir_stops_startup() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,6 +280,10 @@ fn ignored_sigterm_gets_sigkill() {
     );
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
 
+    assert_eq!(
+        stdout_of(&stop),
+        "stubborn: stopped by SIGKILL after 1s timeout\n"
+    );
     let view = daemon.job("stubborn").unwrap();
     assert_eq!(view.state, JobState::Stopped);
     assert!(
@@ -442,11 +489,35 @@ fn reload_applies_changes() {
             "keep changed false"
         ]
     );
+    let fields_of = |name: &str| {
+        report
+            .changes
+            .iter()
+            .find(|change| change.name == name)
+            .map(|change| change.fields.clone())
+            .unwrap()
+    };
+    assert_eq!(fields_of("keep"), ["restart.policy"]);
+    assert_eq!(fields_of("edit"), ["command"]);
+    let reread = daemon.ctl(&["reread"]);
+    assert!(
+        stdout_of(&reread).contains("keep: changed restart.policy\n"),
+        "{}",
+        stdout_of(&reread)
+    );
+    assert!(
+        stdout_of(&reread).contains("edit: changed command; needs a restart\n"),
+        "{}",
+        stdout_of(&reread)
+    );
 
     let update = daemon.ctl(&["update"]);
     assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
     let printed = stdout_of(&update);
-    assert!(printed.contains("edit: changed, restarted"), "{printed}");
+    assert!(
+        printed.contains("edit: changed command; restarted"),
+        "{printed}"
+    );
     assert!(printed.contains("fresh: added"), "{printed}");
     assert!(printed.contains("drop: removed"), "{printed}");
 
@@ -946,6 +1017,85 @@ fn published_port_reaches_job() {
         std::net::TcpStream::connect(("127.0.0.1", host_port)).is_err(),
         "the host port stays open after the job stopped"
     );
+}
+
+/// A job whose Python server answers every connection on port 8080 of its
+/// own loopback, published on `host_port` of the host's loopback.
+fn port_server(host_port: u16) -> String {
+    let server = "import socket\n\
+                  s = socket.socket()\n\
+                  s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                  s.bind(('127.0.0.1', 8080))\n\
+                  s.listen()\n\
+                  while True:\n    c, _ = s.accept()\n    c.sendall(b'hello from the job')\n    c.close()\n";
+    json!({
+        "image": "host",
+        "command": ["/usr/bin/python3", "-c", server],
+        "network": "loopback",
+        "ports": [{"host": format!("127.0.0.1:{host_port}"), "container": 8080}],
+        "start_seconds": "300ms",
+        "stop": {"timeout": "2s"},
+    })
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    free.local_addr().unwrap().port()
+}
+
+/// Reads what the job behind `host_port` sends, retrying until it answers.
+fn read_port(daemon: &Daemon, host_port: u16) -> String {
+    let mut reply = String::new();
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        reply.clear();
+        let read = std::net::TcpStream::connect(("127.0.0.1", host_port))
+            .and_then(|mut stream| std::io::Read::read_to_string(&mut stream, &mut reply));
+        if read.is_ok() && !reply.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(reply, "hello from the job", "{}", daemon.diagnostics());
+    reply
+}
+
+#[test]
+fn adopted_job_with_ports_restarts() {
+    if skip("adopted_job_with_ports_restarts") {
+        return;
+    }
+    let host_port = free_port();
+    let mut daemon = Daemon::start(&[("web", &port_server(host_port))]);
+    let before = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    read_port(&daemon, host_port);
+
+    daemon.crash();
+    daemon.respawn();
+    let adopted = daemon.job("web").unwrap();
+    assert_eq!(adopted.container_id, before.container_id);
+    read_port(&daemon, host_port);
+
+    let restart = daemon.ctl(&["restart", "web"]);
+    assert_eq!(
+        restart.status.code(),
+        Some(0),
+        "{}{}",
+        stdout_of(&restart),
+        daemon.diagnostics()
+    );
+    assert_eq!(stdout_of(&restart), "web: restarted\n");
+    let after = daemon.job("web").unwrap();
+    assert_eq!(after.state, JobState::Running);
+    assert_eq!(after.restarts, 0, "{after:#?}");
+    assert_ne!(after.container_id, before.container_id);
+    assert!(
+        !daemon.daemon_log().contains("Address already in use"),
+        "{}",
+        daemon.diagnostics()
+    );
+    read_port(&daemon, host_port);
 }
 
 #[test]

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         .socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(paths::RUN_DIR).join(paths::SOCKET_NAME));
-    let client = Client::new(socket);
+    let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
+    let client = Client::new(socket).with_timeout(timeout);
     match run(&client, cli.command) {
         Ok(code) => exit_code(code),
         Err(error) => {
@@ -164,15 +165,26 @@ impl Action {
 /// Runs one action on each job in parallel, as stopping jobs one after the
 /// other would add their stop timeouts up.
 fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32> {
+    // The first request, limited by --timeout, shows that supervisord
+    // responds. Start, stop and restart then wait as long as the job takes
+    // to settle, which its start_seconds and stop timeout bound.
     let targets: Vec<String> = if names.iter().any(|name| name == "all") {
         let list: JobList = client.get("/v1/jobs")?;
         list.jobs
             .into_iter()
-            .filter(|job| action.applies_to(job.process_state) && job.error.is_none())
+            .filter(|job| {
+                action.applies_to(job.process_state) && job.error.is_none() && !job.removing
+            })
             .map(|job| job.name)
             .collect()
     } else {
+        client.get::<serde_json::Value>("/v1/info")?;
         names.to_vec()
+    };
+    let waiting = client.clone().with_timeout(None);
+    let client = match action {
+        Action::Signal(_) => client,
+        Action::Start | Action::Stop | Action::Restart => &waiting,
     };
 
     let results: Vec<(String, Result<JobView, ClientError>)> = std::thread::scope(|scope| {
@@ -196,7 +208,7 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
                 println!("{name}: ERROR ({} {})", job.state, job.description);
                 code = code.max(EXIT_FAILED);
             }
-            Ok(_) => println!("{name}: {}", action.past_tense()),
+            Ok(job) => println!("{name}: {}", action_result(&action, &job)),
             Err(error) => {
                 println!("{name}: ERROR ({error})");
                 let unknown = error.is_unreachable() || error.status() == Some(404);
@@ -215,6 +227,22 @@ fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, 
             client.post(&path, Some(&body))
         }
         _ => client.post(&path, None),
+    }
+}
+
+/// Returns the text printed after a job's name for a successful action. A
+/// stop that needed SIGKILL says so, as the status does.
+fn action_result(action: &Action, job: &JobView) -> String {
+    let killed = matches!(action, Action::Stop)
+        && job.process_state == JobState::Stopped
+        && job.description.starts_with("stopped by SIGKILL");
+    if !killed {
+        return action.past_tense().to_string();
+    }
+    // The description ends with " at TIME", which the stop output omits.
+    match job.description.rsplit_once(" at ") {
+        Some((what, _)) => what.to_string(),
+        None => job.description.clone(),
     }
 }
 
@@ -337,22 +365,21 @@ fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
     }
     let mut code = 0;
     for change in &report.changes {
+        let changed = if change.fields.is_empty() {
+            "changed".to_string()
+        } else {
+            format!("changed {}", change.fields.join(", "))
+        };
         let what = match (change.kind, applied) {
             (ChangeKind::Added, false) => "available".to_string(),
             (ChangeKind::Added, true) => "added".to_string(),
             (ChangeKind::Removed, false) => "disappeared".to_string(),
             (ChangeKind::Removed, true) => "removed".to_string(),
-            (ChangeKind::Changed, _) if change.restart => {
-                format!(
-                    "changed{}",
-                    if applied {
-                        ", restarted"
-                    } else {
-                        " (needs a restart)"
-                    }
-                )
+            (ChangeKind::Changed, false) if change.restart => {
+                format!("{changed}; needs a restart")
             }
-            (ChangeKind::Changed, _) => "changed".to_string(),
+            (ChangeKind::Changed, true) if change.restart => format!("{changed}; restarted"),
+            (ChangeKind::Changed, _) => changed,
             (ChangeKind::Invalid, _) => {
                 code = EXIT_FAILED;
                 format!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use corral_config::DurationValue;
+use serde::Deserialize;
 
 const LONG_ABOUT: &str = "\
 Control supervisord, the corral job daemon, through its control socket.
@@ -13,7 +14,7 @@ Control supervisord, the corral job daemon, through its control socket.
 Exit status: 0 when every listed job is RUNNING or an action succeeded; 1 \
 when an action failed; 3 from status when a listed job is in any other \
 state and from pid when the job is not running; 4 for an unknown job name \
-or when supervisord cannot be reached.";
+or when supervisord cannot be reached or does not respond within --timeout.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +27,13 @@ pub struct Cli {
     /// Control socket of supervisord [default: /run/corral/supervisor.sock]
     #[arg(long, global = true, env = "CORRAL_SUPERVISOR_SOCKET")]
     pub socket: Option<PathBuf>,
+
+    /// Limit of each request to supervisord: seconds (30) or with a unit
+    /// (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart
+    /// wait past it for the job to settle once supervisord responded, and
+    /// `top` and `tail -f` wait without a limit between requests
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
 
     #[command(subcommand)]
     pub command: Command,
@@ -97,7 +105,8 @@ pub enum Command {
     #[command(visible_alias = "stats")]
     Top {
         names: Vec<String>,
-        /// Time between refreshes: 500ms, 2s, 1m
+        /// Time between refreshes: seconds (2, 0.5) or with a unit (500ms,
+        /// 2s, 1m)
         #[arg(short = 'd', long, default_value = "2s", value_parser = parse_interval)]
         interval: Duration,
         /// Print this many tables, then exit
@@ -117,11 +126,23 @@ pub enum Command {
     },
 }
 
+/// Parses a duration as job files write it: a plain number of seconds
+/// (`2`, `0.5`) or a number with a unit (`500ms`, `2s`, `1m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    // A number goes to the deserializer as a JSON number, as in a job file,
+    // and anything else as a JSON string.
+    let value = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(number @ serde_json::Value::Number(_)) => number,
+        _ => serde_json::Value::String(text.to_string()),
+    };
+    DurationValue::deserialize(value)
+        .map(DurationValue::as_duration)
+        .map_err(|error| error.to_string())
+}
+
 /// Parses `--interval`: a duration of 100ms or more.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let duration = DurationValue::parse(text)
-        .map_err(|error| error.to_string())?
-        .as_duration();
+    let duration = parse_duration(text)?;
     if duration < Duration::from_millis(100) {
         return Err(format!("interval {text} is below the minimum of 100ms"));
     }
@@ -176,7 +197,29 @@ mod tests {
             }
         }
         assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "10ms"]).is_err());
+        assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "0.01"]).is_err());
         assert!(Cli::try_parse_from(["supervisorctl", "top", "-d", "soon"]).is_err());
+    }
+
+    #[test]
+    fn top_interval_accepts_job_file_durations() {
+        for (text, expected) in [
+            ("1", Duration::from_secs(1)),
+            ("0.5", Duration::from_millis(500)),
+            ("2s", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("250ms", Duration::from_millis(250)),
+            ("1m", Duration::from_secs(60)),
+        ] {
+            let cli = Cli::try_parse_from(["supervisorctl", "top", "-d", text]).unwrap();
+            match cli.command {
+                Command::Top { interval, .. } => assert_eq!(interval, expected, "{text}"),
+                other => panic!("parsed {other:?}"),
+            }
+        }
+        for text in ["-1", "1x", "", "s"] {
+            assert!(parse_duration(text).is_err(), "{text:?} parsed");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{InvalidJob, JobView};
 use crate::daemon::monitor_handle::MonitorHandle;
-use crate::daemon::ports::PortRelay;
+use crate::daemon::ports::{ClosingRelay, PortRelay};
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
 use crate::machine::{JobState, RestartHistory};
@@ -51,12 +51,9 @@ pub struct Container {
     /// can be read back from what the shim or the monitor appended.
     pub stderr_offset: u64,
     pub stop: Option<StopProgress>,
-    /// The relay of the job's published ports, closed when the container
-    /// is dropped.
-    #[allow(
-        dead_code,
-        reason = "held only for its Drop, which closes the listeners"
-    )]
+    /// The relay of the job's published ports. Dropping it closes the
+    /// listeners once the runtime polls their tasks, and
+    /// [`PortRelay::close`] tells when that happened.
     pub relay: Option<PortRelay>,
 }
 
@@ -88,6 +85,9 @@ pub struct Job {
     /// Restarts and window when the job became FATAL.
     pub fatal: Option<(u32, Duration)>,
     pub after_stop: AfterStop,
+    /// The relay of the container that ended last, until its listeners are
+    /// closed. The next launch waits for it before it binds the ports.
+    pub closing_relay: Option<ClosingRelay>,
     pub waiters: Vec<Waiter>,
     pub stdout_log: PathBuf,
     pub stderr_log: PathBuf,
@@ -124,6 +124,7 @@ impl Job {
             pending_restart: None,
             fatal: None,
             after_stop: AfterStop::Stay,
+            closing_relay: None,
             waiters: Vec::new(),
             stdout_log: log_dir.join(name).join("stdout.log"),
             stderr_log: log_dir.join(name).join("stderr.log"),
@@ -199,6 +200,7 @@ impl Job {
                 .or_else(|| self.last_container_id.clone()),
             file: self.file.clone(),
             error: self.invalid.clone(),
+            removing: self.after_stop == AfterStop::Remove,
             stdout_log: self.stdout_log.clone(),
             stderr_log: self.stderr_log.clone(),
         }

@@ -6,12 +6,15 @@
 //! veth pair or routable address is needed. A socket stays in the network
 //! namespace it was created in, so the relay copies data from any thread.
 //! Jobs with `"network": "host"` are reached on the host's own loopback.
+//! A connection goes to the loopback address of the listener's family
+//! first, and to the other family's when that one is refused.
 
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_config::{Network, PortMapping};
@@ -86,6 +89,37 @@ impl Drop for PortRelay {
     }
 }
 
+impl PortRelay {
+    /// Stops accepting and returns a handle that completes once every
+    /// listener is closed. Dropping the relay closes them too, but only when
+    /// the runtime next polls the aborted tasks, so a new container that
+    /// binds the same addresses has to wait for this handle first.
+    pub fn close(mut self) -> ClosingRelay {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        ClosingRelay { tasks }
+    }
+}
+
+/// The tasks of a relay being closed; see [`PortRelay::close`].
+#[derive(Debug)]
+pub struct ClosingRelay {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ClosingRelay {
+    /// Waits until every listener of the relay is closed. Tokio drops an
+    /// aborted task's future, and with it the listener, before its join
+    /// handle completes.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// The network namespace outbound connections of a container start from.
 #[derive(Debug, Clone)]
 enum Target {
@@ -138,6 +172,7 @@ async fn accept_loop(
     container_id: String,
 ) {
     let local = listener.local_addr().ok();
+    let warnings = Arc::new(WarnLimit::default());
     // Connections end with the loop, when the relay is dropped.
     let mut connections = JoinSet::new();
     loop {
@@ -149,17 +184,32 @@ async fn accept_loop(
                 continue;
             }
         };
-        let loopback = match local.map(|address| address.ip()) {
-            Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
-        let target = SocketAddr::new(loopback, container_port);
+        let targets = loopback_targets(local, container_port);
         let connector = connector.clone();
         let job = job.clone();
         let container_id = container_id.clone();
+        let warnings = warnings.clone();
         connections.spawn(async move {
-            if let Err(error) = relay(inbound, target, &connector).await {
-                tracing::debug!(job, container_id, %peer, %target, %error, "relayed connection ended with an error");
+            let outbound = match connect_first(&connector, targets).await {
+                Ok(outbound) => outbound,
+                Err(error) => {
+                    if let Some(suppressed) = warnings.allow() {
+                        tracing::warn!(
+                            job,
+                            container_id,
+                            %peer,
+                            host = ?local,
+                            container_port,
+                            suppressed,
+                            %error,
+                            "failed to connect a published port to the job"
+                        );
+                    }
+                    return;
+                }
+            };
+            if let Err(error) = relay(inbound, outbound).await {
+                tracing::debug!(job, container_id, %peer, container_port, %error, "relayed connection ended with an error");
             }
         });
         // Finished connections are collected so the set does not grow.
@@ -167,12 +217,70 @@ async fn accept_loop(
     }
 }
 
-async fn relay(
-    mut inbound: tokio::net::TcpStream,
-    target: SocketAddr,
-    connector: &Connector,
-) -> io::Result<()> {
-    let outbound = connector.connect(target).await?;
+/// Returns the job's loopback addresses to try for a connection accepted
+/// on `local`: the loopback of the same family first, then the other one.
+/// A service bound to 127.0.0.1 then gets connections published on
+/// `[::1]`, and one bound to ::1 those published on 127.0.0.1.
+fn loopback_targets(local: Option<SocketAddr>, container_port: u16) -> [SocketAddr; 2] {
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), container_port);
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), container_port);
+    match local {
+        Some(SocketAddr::V6(_)) => [v6, v4],
+        _ => [v4, v6],
+    }
+}
+
+/// Connects to the first target that accepts. Only a refused connection
+/// (nothing listens there) moves on to the next; other errors, such as a
+/// timeout, end the attempt. The error returned names each target tried.
+async fn connect_first(connector: &Connector, targets: [SocketAddr; 2]) -> io::Result<TcpStream> {
+    let mut failures = Vec::new();
+    for target in targets {
+        match connector.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => {
+                let refused = error.kind() == io::ErrorKind::ConnectionRefused;
+                failures.push(format!("{target}: {error}"));
+                if !refused {
+                    break;
+                }
+            }
+        }
+    }
+    Err(io::Error::other(failures.join("; ")))
+}
+
+/// Minimum time between two warnings about failed connections of one
+/// published port. A client can connect at will, so each warning is
+/// followed by this quiet time.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limit of the warnings of one published port.
+#[derive(Debug, Default)]
+struct WarnLimit {
+    /// When the last warning was logged and how many were suppressed since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl WarnLimit {
+    /// Returns the number of warnings suppressed since the last one when a
+    /// warning may be logged now, or `None` when it is suppressed.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|last| last.elapsed() < WARN_INTERVAL) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(std::mem::take(suppressed))
+    }
+}
+
+async fn relay(mut inbound: tokio::net::TcpStream, outbound: TcpStream) -> io::Result<()> {
     outbound.set_nonblocking(true)?;
     let mut outbound = tokio::net::TcpStream::from_std(outbound)?;
     tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await?;
@@ -334,6 +442,95 @@ mod tests {
             TcpStream::connect(public).is_err(),
             "the listener outlived the relay"
         );
+    }
+
+    #[tokio::test]
+    async fn closed_relay_frees_its_address() {
+        let ports = bind(&[mapping("127.0.0.1:0", 9)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap().to_string();
+        let relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        // Let the accept loop take over the listener.
+        tokio::task::yield_now().await;
+
+        let closing = relay.close();
+        assert!(
+            bind(&[mapping(&public, 9)]).is_err(),
+            "the listener closed before the runtime polled its task"
+        );
+        closing.wait().await;
+        let again = bind(&[mapping(&public, 9)]);
+        assert!(again.is_ok(), "{:?}", again.err());
+    }
+
+    #[tokio::test]
+    async fn ipv6_port_reaches_ipv4_service() {
+        if TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("SKIP ipv6_port_reaches_ipv4_service: no IPv6 loopback");
+            return;
+        }
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend_port = backend.local_addr().unwrap().port();
+        // Nothing may listen on the same port of ::1, or the relay would
+        // rightly connect there.
+        if TcpListener::bind(("::1", backend_port)).is_err() {
+            eprintln!("SKIP ipv6_port_reaches_ipv4_service: port {backend_port} is taken on ::1");
+            return;
+        }
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = backend.accept().unwrap();
+            stream.write_all(b"v4").unwrap();
+        });
+
+        let ports = bind(&[mapping("[::1]:0", backend_port)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap();
+        let _relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        let reply = tokio::task::spawn_blocking(move || {
+            let mut client = TcpStream::connect(public).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).map(|_| reply)
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply.unwrap(), b"v4");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn targets_prefer_the_listener_family() {
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let [first, second] = loopback_targets(Some(v6), 80);
+        assert_eq!(first, "[::1]:80".parse().unwrap());
+        assert_eq!(second, "127.0.0.1:80".parse().unwrap());
+        let [first, second] = loopback_targets(Some(v4), 80);
+        assert_eq!(first, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(second, "[::1]:80".parse().unwrap());
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let limit = WarnLimit::default();
+        assert_eq!(limit.allow(), Some(0));
+        assert_eq!(limit.allow(), None);
+        assert_eq!(limit.allow(), None);
+        limit.state.lock().unwrap().0 =
+            Some(std::time::Instant::now() - WARN_INTERVAL - Duration::from_millis(1));
+        assert_eq!(limit.allow(), Some(2));
     }
 
     #[tokio::test]

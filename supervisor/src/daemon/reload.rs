@@ -89,11 +89,14 @@ pub enum Planned {
         spec: Result<Arc<JobSpec>, InvalidJob>,
     },
     /// A new valid version of a known job. `restart` is true when a field
-    /// that only takes effect in a new container changed.
+    /// that only takes effect in a new container changed. `fields` are the
+    /// paths of the changed fields, empty when no earlier valid version
+    /// exists.
     Update {
         name: String,
         spec: Arc<JobSpec>,
         restart: bool,
+        fields: Vec<String>,
     },
     /// A known job whose file became invalid.
     Invalidate { name: String, error: InvalidJob },
@@ -123,6 +126,7 @@ pub fn plan(current: &BTreeMap<String, Job>, scan: &Scan) -> Vec<Planned> {
                         name: scanned.name.clone(),
                         spec: new.clone(),
                         restart: returned || needs_restart(old, new),
+                        fields: changed_fields(old, new),
                     });
                 }
             }
@@ -130,6 +134,7 @@ pub fn plan(current: &BTreeMap<String, Job>, scan: &Scan) -> Vec<Planned> {
                 name: scanned.name.clone(),
                 spec: new.clone(),
                 restart: false,
+                fields: Vec::new(),
             }),
             (Err(error), _) => {
                 let unchanged = job
@@ -171,6 +176,48 @@ pub fn needs_restart(old: &JobSpec, new: &JobSpec) -> bool {
     comparable != *old
 }
 
+/// Returns the dotted paths of the fields that differ between `old` and
+/// `new`, such as `command` or `resources.memory`, sorted by name. Objects are compared key by key, and an array or a
+/// scalar that differs is one field.
+pub fn changed_fields(old: &JobSpec, new: &JobSpec) -> Vec<String> {
+    let (Ok(old), Ok(new)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        // A spec always serializes. Naming no field still reports the change.
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    diff_values("", &old, &new, &mut fields);
+    fields
+}
+
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+
+    if old == new {
+        return;
+    }
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        out.push(path.to_string());
+        return;
+    };
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let child = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let missing = serde_json::Value::Null;
+        let old_value = old.get(key).unwrap_or(&missing);
+        let new_value = new.get(key).unwrap_or(&missing);
+        diff_values(&child, old_value, new_value, out);
+    }
+}
+
 /// Returns the API's view of a plan.
 pub fn report(plans: &[Planned]) -> ReloadReport {
     let changes = plans
@@ -183,24 +230,33 @@ pub fn report(plans: &[Planned]) -> ReloadReport {
                     Err(_) => ChangeKind::Invalid,
                 },
                 restart: false,
+                fields: Vec::new(),
                 error: spec.as_ref().err().map(|error| error.text.clone()),
             },
-            Planned::Update { name, restart, .. } => JobChange {
+            Planned::Update {
+                name,
+                restart,
+                fields,
+                ..
+            } => JobChange {
                 name: name.clone(),
                 kind: ChangeKind::Changed,
                 restart: *restart,
+                fields: fields.clone(),
                 error: None,
             },
             Planned::Invalidate { name, error } => JobChange {
                 name: name.clone(),
                 kind: ChangeKind::Invalid,
                 restart: false,
+                fields: Vec::new(),
                 error: Some(error.text.clone()),
             },
             Planned::Remove { name } => JobChange {
                 name: name.clone(),
                 kind: ChangeKind::Removed,
                 restart: false,
+                fields: Vec::new(),
                 error: None,
             },
         })
@@ -318,6 +374,51 @@ mod tests {
         );
         let broken = &report.changes[1];
         assert_eq!(broken.error.as_deref(), Some("e3"));
+    }
+
+    #[test]
+    fn changed_fields_name_paths() {
+        let old = spec(
+            r#"{"command": ["/bin/sleep", "1"], "resources": {"memory": "64M", "pids": 10},
+                "env": {"A": "1", "B": "2"}}"#,
+        );
+        let new = spec(
+            r#"{"command": ["/bin/sleep", "2"], "resources": {"memory": "128M", "pids": 10},
+                "env": {"A": "1", "C": "3"}, "stop": {"timeout": "3s"}}"#,
+        );
+        assert_eq!(
+            changed_fields(&old, &new),
+            [
+                "command",
+                "env.B",
+                "env.C",
+                "resources.memory",
+                "stop.timeout"
+            ]
+        );
+        assert!(changed_fields(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn report_lists_changed_fields() {
+        let mut current = BTreeMap::new();
+        current.insert(
+            "web".to_string(),
+            job("web", Some(spec(r#"{"command": ["/x"]}"#)), None),
+        );
+        let scan = Scan {
+            jobs: vec![scanned(
+                "web",
+                Ok(spec(
+                    r#"{"command": ["/x"], "resources": {"memory": "64M"}, "autostart": false}"#,
+                )),
+            )],
+            dir_error: None,
+        };
+        let report = report(&plan(&current, &scan));
+        assert_eq!(report.changes.len(), 1);
+        assert_eq!(report.changes[0].fields, ["autostart", "resources.memory"]);
+        assert!(report.changes[0].restart);
     }
 
     #[test]

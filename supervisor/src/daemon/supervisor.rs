@@ -286,6 +286,13 @@ impl Supervisor {
                 "job {name:?} has no valid job file: {error}"
             )));
         }
+        if job.after_stop == AfterStop::Remove {
+            return Err(ApiError::conflict(format!(
+                "job {name:?} is being removed because its file {} was removed; \
+                 restore the file to keep the job",
+                job.file.display()
+            )));
+        }
         Ok(())
     }
 
@@ -302,7 +309,11 @@ impl Supervisor {
             let _ = reply.send(Err(ApiError::conflict(message)));
             return;
         }
-        job.after_stop = AfterStop::Stay;
+        // A job whose file was removed is forgotten once it stopped, also
+        // when a stop request comes meanwhile.
+        if job.after_stop != AfterStop::Remove {
+            job.after_stop = AfterStop::Stay;
+        }
         self.stop_job(name);
         self.reply_when_settled(name, wait, reply);
     }
@@ -433,6 +444,7 @@ impl Supervisor {
                     name,
                     spec,
                     restart,
+                    ..
                 } => self.update_job(&name, spec, restart),
                 Planned::Invalidate { name, error } => {
                     tracing::warn!(job = %name, error = %error.text, "job file is invalid; the last valid version stays");
@@ -582,7 +594,13 @@ impl Supervisor {
         let name = name.to_string();
         let stdout_log = job.stdout_log.clone();
         let stderr_log = job.stderr_log.clone();
+        let closing_relay = job.closing_relay.take();
         tokio::spawn(async move {
+            // The last container's listeners hold the addresses the launch
+            // binds.
+            if let Some(closing) = closing_relay {
+                closing.wait().await;
+            }
             // The semaphore is never closed, so acquiring only waits.
             let _permit = permits.acquire_owned().await;
             let (job_name, container_id) = (name.clone(), id.clone());
@@ -984,7 +1002,10 @@ impl Supervisor {
             tracing::warn!(job = %name, container_id, "monitor of an earlier container exited");
             return;
         }
-        let container = job.container.take().expect("checked above");
+        let mut container = job.container.take().expect("checked above");
+        if let Some(relay) = container.relay.take() {
+            job.closing_relay = Some(relay.close());
+        }
         let (termination, record) = launch::read_termination(
             &config,
             container_id,

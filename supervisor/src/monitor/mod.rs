@@ -37,9 +37,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
-pub use self::queue::{BoundedQueue, Item, Stream};
+pub use self::queue::{BoundedQueue, Item, Stream, Taken};
 use crate::daemon::error_chain;
-use crate::logrotate::{RotateError, RotatingLog};
+use crate::logrotate::{RotateError, RotatingLog, DELETED_CHECK_INTERVAL};
 
 /// Bytes of one stream that may wait for the log writer: 20 ms of output
 /// at 50 MB/s, and the most a monitor buffers per stream.
@@ -392,7 +392,19 @@ fn reap(shim: Pid) -> Option<ShimExit> {
 /// output at most once per [`DROP_NOTICE_INTERVAL`] per stream.
 fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
     let mut notices = DropNotices::default();
-    while let Some(item) = queue.take() {
+    loop {
+        let item = match queue.take_timeout(DELETED_CHECK_INTERVAL) {
+            Taken::Item(item) => item,
+            Taken::Closed => break,
+            // A stream that writes nothing would otherwise keep a deleted
+            // file open until its next write.
+            Taken::TimedOut => {
+                for log in &mut logs {
+                    log.close_if_deleted();
+                }
+                continue;
+            }
+        };
         match item {
             Item::Data(stream, bytes) => {
                 let log = &mut logs[stream.index()];

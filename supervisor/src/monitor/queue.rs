@@ -143,6 +143,19 @@ impl BoundedQueue {
     /// Waits for the next item. Returns `None` once the queue is closed
     /// and empty.
     pub fn take(&self) -> Option<Item> {
+        loop {
+            match self.take_timeout(Duration::from_secs(3600)) {
+                Taken::Item(item) => return Some(item),
+                Taken::Closed => return None,
+                Taken::TimedOut => {}
+            }
+        }
+    }
+
+    /// Takes the next item like [`take`](Self::take), but waits at most
+    /// `timeout` for one.
+    pub fn take_timeout(&self, timeout: Duration) -> Taken {
+        let deadline = std::time::Instant::now() + timeout;
         let mut state = self.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
@@ -150,17 +163,32 @@ impl BoundedQueue {
                     state.queued[stream.index()] -= data.len();
                     self.room.notify_all();
                 }
-                return Some(item);
+                return Taken::Item(item);
             }
             if state.closed {
-                return None;
+                return Taken::Closed;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Taken::TimedOut;
             }
             state = self
                 .ready
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
     }
+}
+
+/// What [`BoundedQueue::take_timeout`] returns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Item(Item),
+    /// The queue is closed and empty.
+    Closed,
+    /// No item came within the timeout.
+    TimedOut,
 }
 
 #[cfg(test)]
