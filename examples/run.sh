@@ -33,6 +33,12 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
+# Another program on the port would answer in place of this agent.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "run.sh: port $port on 127.0.0.1 is already in use; set CORRAL_METRICS_PORT to a free port" >&2
+  exit 1
+fi
+
 "$bin/supervisord" --jobs-dir examples/jobs.d --run-dir "$work/run" --data-dir "$work/data" \
   --log-dir "$work/log" --cgroup-parent "corral-example-$$" 2>"$work/supervisord.log" &
 supervisor_pid=$!
@@ -40,11 +46,36 @@ supervisor_pid=$!
   --supervisor-socket "$work/run/supervisor.sock" 2>"$work/metrics-agent.log" &
 agent_pid=$!
 
+# The agent is ready when it still runs and its /healthz answers. Its log
+# is printed on failure because the scratch directory goes at exit.
+agent_ready=0
+for _ in $(seq 100); do
+  if ! kill -0 "$agent_pid" 2>/dev/null; then
+    break
+  fi
+  if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+    agent_ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [[ $agent_ready -eq 0 ]] || ! kill -0 "$agent_pid" 2>/dev/null; then
+  echo "run.sh: metrics-agent did not start serving on 127.0.0.1:$port; its log:" >&2
+  cat "$work/metrics-agent.log" >&2
+  exit 1
+fi
+
 ctl() { "$bin/supervisorctl" --socket "$work/run/supervisor.sock" "$@"; }
 for _ in $(seq 50); do
   [[ -S "$work/run/supervisor.sock" ]] && break
   sleep 0.1
 done
+if [[ ! -S "$work/run/supervisor.sock" ]]; then
+  echo "run.sh: supervisord did not create its socket within 5 s; its log:" >&2
+  cat "$work/supervisord.log" >&2
+  exit 1
+fi
+# Let the jobs start and the agent take its first samples.
 sleep 4
 
 echo "== supervisorctl status"
@@ -54,6 +85,12 @@ echo "== part of http://127.0.0.1:$port/metrics"
 curl -fsS "http://127.0.0.1:$port/metrics" |
   grep -E '^container_(memory_usage_bytes|cpu_usage_seconds_total|processes|spec_memory_limit_bytes)\{' | head -n 12 || true
 echo
+# memory-hog allocates after 3 s and is OOM-killed then; on a loaded machine
+# this takes longer, so wait for the kill to show, up to 30 s.
+for _ in $(seq 60); do
+  ctl status --json memory-hog 2>/dev/null | grep -Eq '"oom_kills": [1-9]' && break
+  sleep 0.5
+done
 echo "== OOM kills of memory-hog so far"
 ctl status memory-hog || true
 
