@@ -1283,7 +1283,10 @@ fn images_gc_honours_leases_of_other_roots() {
     );
     assert!(stdout.contains("removed 0 layers"), "{stdout}");
     assert!(stdout.contains(&format!("kept sha256:{layer}")), "{stdout}");
-    assert_eq!(store_contents(&world.store()).1, std::slice::from_ref(&layer));
+    assert_eq!(
+        store_contents(&world.store()).1,
+        std::slice::from_ref(&layer)
+    );
 
     // A lease whose init has exited is stale: gc drops it.
     let kill = killed
