@@ -69,6 +69,8 @@ impl Holder {
             Ok(state) => state.id == self.id && state.created == self.created,
             // The runtime writes the state after its claims and leases, so
             // a create in progress has a state directory without it.
+            // NOTE: so does a runtime killed before it saved the state, and
+            // its lease stays live until that directory is removed by hand.
             Err(_) => self.state_dir.is_dir() && !state_file.exists(),
         }
     }
