@@ -283,3 +283,64 @@ fn flood_does_not_slow_other_jobs() {
         }
     }
 }
+
+/// Returns the targets of the descriptors of `pid` that name a deleted file.
+fn deleted_open_files(pid: i32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.ends_with(" (deleted)"))
+        .collect()
+}
+
+#[test]
+fn deleted_log_dir_is_created_again() {
+    if skip("deleted_log_dir_is_created_again") {
+        return;
+    }
+    // Writes a numbered line to stdout every 100 ms and nothing to stderr
+    // after its first line.
+    let ticker = harness::shell_job(
+        "echo started >&2; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        json!({"start_seconds": "200ms", "stop": {"timeout": "2s"}}),
+    );
+    let daemon = Daemon::start(&[("ticker", &ticker)]);
+    let view = daemon.wait_for_state("ticker", JobState::Running, SETTLE);
+    let dir = daemon.log_dir().join("ticker");
+    daemon.wait_until(SETTLE, "the job wrote to both logs", |daemon| {
+        daemon.job_log("ticker", "stdout").contains("tick 1")
+            && daemon.job_log("ticker", "stderr").contains("started")
+    });
+    let record = daemon
+        .run_dir()
+        .join("shims")
+        .join(format!("{}.json", view.container_id.clone().unwrap()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let monitor = record["monitor_pid"].as_i64().unwrap() as i32;
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    daemon.wait_until(
+        Duration::from_secs(5),
+        "the monitor writes stdout.log again",
+        |daemon| daemon.job_log("ticker", "stdout").contains("tick"),
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700);
+    // The monitor checks once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !deleted_open_files(monitor).is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(deleted_open_files(monitor), Vec::<String>::new());
+    assert!(
+        !daemon.daemon_log().contains("No such file or directory"),
+        "{}",
+        daemon.diagnostics()
+    );
+}

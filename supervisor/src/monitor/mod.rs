@@ -392,18 +392,20 @@ fn reap(shim: Pid) -> Option<ShimExit> {
 /// output at most once per [`DROP_NOTICE_INTERVAL`] per stream.
 fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
     let mut notices = DropNotices::default();
+    let mut checked_at = Instant::now();
     loop {
+        // Both files are checked here, because a stream that writes nothing
+        // would otherwise keep its deleted file open until its next write.
+        if checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
+            for log in &mut logs {
+                log.close_if_deleted();
+            }
+            checked_at = Instant::now();
+        }
         let item = match queue.take_timeout(DELETED_CHECK_INTERVAL) {
             Taken::Item(item) => item,
             Taken::Closed => break,
-            // A stream that writes nothing would otherwise keep a deleted
-            // file open until its next write.
-            Taken::TimedOut => {
-                for log in &mut logs {
-                    log.close_if_deleted();
-                }
-                continue;
-            }
+            Taken::TimedOut => continue,
         };
         match item {
             Item::Data(stream, bytes) => {
