@@ -730,30 +730,51 @@ fn kept_files_show_new_values() {
     );
 }
 
+/// Returns the lines of a scrape that do not change from one scrape to the
+/// next on the fixture tree.
+fn comparable(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| {
+            !line.starts_with("container_last_seen")
+                && !line.starts_with("metrics_agent_")
+                && !line.starts_with("# HELP metrics_agent_")
+                && !line.starts_with("# TYPE metrics_agent_")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn no_kept_descriptors_same_exposition() {
+fn descriptor_budget_keeps_exposition() {
     let fixture = Fixture::new();
     fixture.add_container("web", "web", fixture.v1_paths());
     fixture.add_container("api", "api", fixture.v2_paths());
-    let kept = scrape(fixture.settings());
-    let reopened = scrape(corral_metrics_agent::Settings {
-        kept_descriptors: 0,
-        ..fixture.settings()
-    });
+    let unlimited = scrape(fixture.settings());
 
-    assert_eq!(own_value(&reopened, "metrics_agent_kept_descriptors"), 0.0);
-    let comparable = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|line| {
-                !line.starts_with("container_last_seen")
-                    && !line.starts_with("metrics_agent_")
-                    && !line.starts_with("# HELP metrics_agent_")
-                    && !line.starts_with("# TYPE metrics_agent_")
+    // 0 keeps nothing, and 7 runs out in the middle of the first container,
+    // so some files are kept and the others opened on every scrape.
+    for budget in [0, 7] {
+        let agent = std::sync::Arc::new(
+            corral_metrics_agent::Agent::new(corral_metrics_agent::Settings {
+                kept_descriptors: budget,
+                ..fixture.settings()
             })
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(comparable(&kept), comparable(&reopened));
+            .expect("create the agent"),
+        );
+        for round in ["first", "second"] {
+            let text = common::scrape_agent(&agent);
+            assert_eq!(
+                own_value(&text, "metrics_agent_kept_descriptors"),
+                budget as f64,
+                "{round} scrape with a budget of {budget}"
+            );
+            assert_eq!(
+                comparable(&text),
+                comparable(&unlimited),
+                "{round} scrape with a budget of {budget}"
+            );
+        }
+    }
 }
 
 #[test]
