@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_supervisorctl_global_optspecs
-    string join \n socket= h/help V/version
+    string join \n socket= timeout= h/help V/version
 end
 
 function __fish_supervisorctl_needs_command
@@ -25,6 +25,7 @@ function __fish_supervisorctl_using_subcommand
 end
 
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s V -l version -d 'Print version'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "status" -d 'Print the state of every job, or of the named ones. Exits 0 when all of them are RUNNING, 3 when any is not, 4 for an unknown name'
@@ -42,41 +43,55 @@ complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stats" 
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "shutdown" -d 'Stop every job and then supervisord'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "completions" -d 'Print a completion script for this command: `supervisorctl completions bash > /usr/share/bash-completion/completions/supervisorctl`'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l json -d 'Print the API\'s JSON instead of the table'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s n -l lines -d 'Number of lines to print from the end' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l log-dir -d 'Read logs below this directory without asking supervisord for the path (LOG_DIR/NAME/stdout.log)' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s f -l follow -d 'Keep printing lines as the job writes them'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l stderr -d 'Read the stderr log instead of stdout'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s d -l interval -d 'Time between refreshes: 500ms, 2s, 1m' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s d -l interval -d 'Time between refreshes: seconds (2, 0.5) or with a unit (500ms, 2s, 1m)' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s n -l iterations -d 'Print this many tables, then exit' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s d -l interval -d 'Time between refreshes: 500ms, 2s, 1m' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s d -l interval -d 'Time between refreshes: seconds (2, 0.5) or with a unit (500ms, 2s, 1m)' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s n -l iterations -d 'Print this many tables, then exit' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help'
