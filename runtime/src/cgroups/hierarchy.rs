@@ -234,9 +234,28 @@ impl Hierarchy {
     /// [`CgroupError::InternalProcesses`]. A daemon that starts the runtime
     /// as a child process calls [`Hierarchy::delegate`] first.
     pub fn create(&self, path: &str) -> Result<Cgroup, CgroupError> {
-        match &self.unified {
-            Some(mount) => self.create_v2(mount, path),
-            None => self.create_v1(path),
+        // A parent that another process removes while this one creates below
+        // it (the runtime removes an empty default parent on delete) makes a
+        // mkdir fail with ENOENT, and creating the path again succeeds.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = match &self.unified {
+                Some(mount) => self.create_v2(mount, path),
+                None => self.create_v1(path),
+            };
+            match result {
+                Err(CgroupError::CreateDir { ref source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && attempts < CREATE_ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        path,
+                        attempts,
+                        "a parent cgroup vanished during create, retrying"
+                    );
+                }
+                other => return other,
+            }
         }
     }
 
@@ -434,6 +453,9 @@ impl HybridMount {
         Ok(())
     }
 }
+
+/// Times [`Hierarchy::create`] tries a path whose parent vanishes meanwhile.
+const CREATE_ATTEMPTS: u32 = 5;
 
 /// Name of the leaf cgroup that the calling process moves into on v2 when its
 /// own cgroup must enable controllers for its children.

@@ -1185,9 +1185,9 @@ fn check_cgroup_unused(
 /// created without `linux.cgroupsPath` leave no directory behind. A parent
 /// with other children or processes, a parent of another name, and a
 /// cgroup not named `id` are left alone.
-///
-/// NOTE: a create that runs at the same moment may find the parent gone
-/// between its own mkdir of the parent and of its cgroup, and fail.
+/// A create that runs at the same moment may find the parent gone between
+/// its mkdir of the parent and of its cgroup: [`Hierarchy::create`] then
+/// creates the path again.
 fn remove_default_parent(paths: &CgroupPaths, id: &str) {
     let dirs: Vec<&PathBuf> = match paths {
         CgroupPaths::V1 { controllers } => controllers.values().collect(),
