@@ -615,15 +615,19 @@ fn signal_pid_spec_and_tail() {
     let config: serde_json::Value = serde_json::from_slice(&spec.stdout).unwrap();
     assert_eq!(config["process"]["args"][0], "/bin/sh");
     assert_eq!(config["annotations"]["run.corral.job"], "hup");
+    // The config names a new container's cgroup, so running it by hand
+    // does not take over the running container's.
     let cgroups_path = config["linux"]["cgroupsPath"].as_str().unwrap();
-    assert_eq!(
-        cgroups_path,
-        format!(
-            "{}/{}",
-            daemon.cgroup_parent,
-            view.container_id.clone().unwrap()
-        )
+    let running = format!(
+        "{}/{}",
+        daemon.cgroup_parent,
+        view.container_id.clone().unwrap()
     );
+    assert!(
+        cgroups_path.starts_with(&format!("{}/hup-", daemon.cgroup_parent)),
+        "{cgroups_path}"
+    );
+    assert_ne!(cgroups_path, running);
 
     let tail = daemon.ctl(&["tail", "-n", "1", "hup"]);
     assert_eq!(stdout_of(&tail), "got-hup\n");
@@ -799,7 +803,13 @@ fn all_stops_in_parallel() {
     let stop = daemon.ctl(&["stop", "all"]);
     let took = started.elapsed();
     assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
-    assert_eq!(stdout_of(&stop), "a: stopped\nb: stopped\nc: stopped\n");
+    // The sleeps ignore SIGTERM as PID 1, so each stop needs SIGKILL.
+    assert_eq!(
+        stdout_of(&stop),
+        "a: stopped by SIGKILL after 1s timeout\n\
+         b: stopped by SIGKILL after 1s timeout\n\
+         c: stopped by SIGKILL after 1s timeout\n"
+    );
     assert!(took < Duration::from_secs(3), "stop all took {took:?}");
     let list: JobList = daemon.client().get("/v1/jobs").unwrap();
     assert!(
