@@ -421,6 +421,14 @@ fn removed_job_rejects_start_and_restart() {
     assert_eq!(all.status.code(), Some(0), "{}", stdout_of(&all));
     assert_eq!(stdout_of(&all), "other: restarted\n");
 
+    // A stop during the removal waits for it and keeps it a removal.
+    let stop = daemon.ctl(&["stop", "ghost"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(
+        stdout_of(&stop),
+        "ghost: stopped by SIGKILL after 3s timeout\n"
+    );
+
     daemon.wait_until(SETTLE, "the removed job is forgotten", |daemon| {
         daemon
             .job("ghost")

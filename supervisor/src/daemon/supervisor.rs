@@ -562,10 +562,14 @@ impl Supervisor {
         }
     }
 
+    /// Drops a job whose file was removed. Requests that wait for it get
+    /// its last view, in which `removing` is set.
     fn forget(&mut self, name: &str) {
-        if let Some(job) = self.jobs.remove(name) {
+        if let Some(mut job) = self.jobs.remove(name) {
+            job.enter(JobState::Stopped);
+            let view = to_json(&job.view(SystemTime::now()));
             for waiter in job.waiters {
-                let _ = waiter.send(Err(ApiError::not_found(name)));
+                let _ = waiter.send(Ok(view.clone()));
             }
             tracing::info!(job = %name, "removed job");
         }
