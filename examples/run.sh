@@ -93,6 +93,8 @@ for _ in $(seq 60); do
 done
 echo "== OOM kills of memory-hog so far"
 ctl status memory-hog || true
+# The table shows the last exit only until the restart; the count stays.
+ctl status --json memory-hog 2>/dev/null | sed -nE 's/.*"oom_kills": ([0-9]+).*/oom_kills: \1/p' || true
 
 if [[ $once -eq 1 ]]; then
   exit 0
