@@ -33,7 +33,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-# Another program on the port would answer in place of this agent.
+# Another program on the port would serve the requests meant for this agent.
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "run.sh: port $port on 127.0.0.1 is already in use; set CORRAL_METRICS_PORT to a free port" >&2
   exit 1
@@ -46,8 +46,8 @@ supervisor_pid=$!
   --supervisor-socket "$work/run/supervisor.sock" 2>"$work/metrics-agent.log" &
 agent_pid=$!
 
-# The agent is ready when it still runs and its /healthz answers. Its log
-# is printed on failure because the scratch directory goes at exit.
+# The agent is ready when it still runs and its /healthz returns 200. Its
+# log is printed on failure because the scratch directory goes at exit.
 agent_ready=0
 for _ in $(seq 100); do
   if ! kill -0 "$agent_pid" 2>/dev/null; then
@@ -85,15 +85,15 @@ echo "== part of http://127.0.0.1:$port/metrics"
 curl -fsS "http://127.0.0.1:$port/metrics" |
   grep -E '^container_(memory_usage_bytes|cpu_usage_seconds_total|processes|spec_memory_limit_bytes)\{' | head -n 12 || true
 echo
-# memory-hog allocates after 3 s and is OOM-killed then; on a loaded machine
-# this takes longer, so wait for the kill to show, up to 30 s.
+# memory-hog allocates after 3 s and is OOM-killed then. A loaded machine
+# takes longer, so wait up to 30 s for the kill to show.
 for _ in $(seq 60); do
   ctl status --json memory-hog 2>/dev/null | grep -Eq '"oom_kills": [1-9]' && break
   sleep 0.5
 done
 echo "== OOM kills of memory-hog so far"
 ctl status memory-hog || true
-# The table shows the last exit only until the restart; the count stays.
+# The table shows the last exit only until the restart, but the count stays.
 ctl status --json memory-hog 2>/dev/null | sed -nE 's/.*"oom_kills": ([0-9]+).*/oom_kills: \1/p' || true
 
 if [[ $once -eq 1 ]]; then
