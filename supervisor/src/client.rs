@@ -493,7 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("api.sock");
         // The kernel completes connects into the backlog, but nothing ever
-        // accepts or answers them, as with a stopped supervisord.
+        // accepts or responds to them, as with a stopped supervisord.
         let _listener = UnixListener::bind(&socket).unwrap();
         let client = Client::new(&socket).with_timeout(Some(Duration::from_millis(300)));
         let started = Instant::now();

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Longest time a [`RotatingLog`] that keeps writing goes without checking
+/// Maximum time a [`RotatingLog`] that keeps writing goes without checking
 /// whether its open file was deleted.
 pub const DELETED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -321,7 +321,7 @@ mod tests {
         fs::remove_file(&path).unwrap();
         assert!(log.close_if_deleted());
         assert!(
-            !open_fds_name(&path),
+            !has_open_fd_to(&path),
             "the writer keeps the deleted file open"
         );
         log.write(b"second\n").unwrap();
@@ -331,7 +331,7 @@ mod tests {
 
     /// Returns whether a descriptor of this process refers to `path`, as
     /// the kernel names it: with " (deleted)" once the file is gone.
-    fn open_fds_name(path: &Path) -> bool {
+    fn has_open_fd_to(path: &Path) -> bool {
         let wanted = path.display().to_string();
         fs::read_dir("/proc/self/fd")
             .unwrap()

@@ -1029,8 +1029,9 @@ fn published_port_reaches_job() {
     );
 }
 
-/// A job whose Python server answers every connection on port 8080 of its
-/// own loopback, published on `host_port` of the host's loopback.
+/// A job whose Python server sends a greeting on every connection to port
+/// 8080 of its own loopback, published on `host_port` of the host's
+/// loopback.
 fn port_server(host_port: u16) -> String {
     let server = "import socket\n\
                   s = socket.socket()\n\
@@ -1054,7 +1055,7 @@ fn free_port() -> u16 {
     free.local_addr().unwrap().port()
 }
 
-/// Reads what the job behind `host_port` sends, retrying until it answers.
+/// Reads what the job behind `host_port` sends, retrying until it responds.
 fn read_port(daemon: &Daemon, host_port: u16) -> String {
     let mut reply = String::new();
     let deadline = Instant::now() + SETTLE;

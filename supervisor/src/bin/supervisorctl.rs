@@ -231,7 +231,7 @@ fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, 
 }
 
 /// Returns the text printed after a job's name for a successful action. A
-/// stop that needed SIGKILL says so, as the status does.
+/// stop that needed SIGKILL names it, as the status does.
 fn action_result(action: &Action, job: &JobView) -> String {
     let killed = matches!(action, Action::Stop)
         && job.process_state == JobState::Stopped

@@ -53,7 +53,7 @@ pub struct Container {
     pub stop: Option<StopProgress>,
     /// The relay of the job's published ports. Dropping it closes the
     /// listeners once the runtime polls their tasks, and
-    /// [`PortRelay::close`] tells when that happened.
+    /// [`PortRelay::close`] returns a handle that completes then.
     pub relay: Option<PortRelay>,
 }
 

@@ -181,7 +181,7 @@ impl BoundedQueue {
     }
 }
 
-/// What [`BoundedQueue::take_timeout`] returns.
+/// Result of [`BoundedQueue::take_timeout`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
     Item(Item),
