@@ -417,6 +417,12 @@ fn removed_job_rejects_start_and_restart() {
             stdout_of(&output)
         );
     }
+    let rejected = daemon
+        .client()
+        .post::<JobView>("/v1/jobs/ghost/restart", None)
+        .unwrap_err();
+    assert_eq!(rejected.status(), Some(409), "{rejected}");
+
     let all = daemon.ctl(&["restart", "all"]);
     assert_eq!(all.status.code(), Some(0), "{}", stdout_of(&all));
     assert_eq!(stdout_of(&all), "other: restarted\n");
