@@ -20,7 +20,23 @@ use crate::support::{cgroup_dir, is_v2, metric_value, mib};
 
 const MIB: u64 = 1 << 20;
 
+/// Jobs that `many-jobs` starts at once, unless `CORRAL_LIMITS_MANY_JOBS`
+/// sets another count.
 const MANY_JOBS: usize = 200;
+
+fn many_jobs_count() -> usize {
+    match std::env::var("CORRAL_LIMITS_MANY_JOBS") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|count| *count > 0)
+            .unwrap_or_else(|| {
+                panic!("CORRAL_LIMITS_MANY_JOBS must be a positive count of jobs, not {text:?}")
+            }),
+        Err(_) => MANY_JOBS,
+    }
+}
 
 /// How long the 200 jobs may take to reach RUNNING.
 const MANY_START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -193,15 +209,25 @@ fn read_text(path: &Path) -> String {
 }
 
 pub fn check_many_jobs(report: &mut Report) {
+    let count = many_jobs_count();
     let mut supervisor = Supervisor::new("limits-many");
-    let names: Vec<String> = (0..MANY_JOBS)
-        .map(|index| format!("many-{index:03}"))
-        .collect();
+    let names: Vec<String> = (0..count).map(|index| format!("many-{index:03}")).collect();
     for (index, name) in names.iter().enumerate() {
         supervisor.add_job(name, &JobLimits::of(index).job_file());
     }
-    let requested =
-        format!("{MANY_JOBS} jobs, memory 16-63 MiB, cpus 0.05-0.24, cpu_weight 1-9951, pids 8-39");
+    let requested = format!(
+        "{count} jobs, memory 16-{} MiB, cpus 0.05-{:.2}, cpu_weight 1-{}, pids 8-{}",
+        (0..count)
+            .map(|i| JobLimits::of(i).memory)
+            .max()
+            .unwrap_or(0)
+            / MIB,
+        (0..count)
+            .map(|i| JobLimits::of(i).cpus)
+            .fold(0.0, f64::max),
+        JobLimits::of(count - 1).cpu_weight,
+        (0..count).map(|i| JobLimits::of(i).pids).max().unwrap_or(0),
+    );
 
     let started = Instant::now();
     supervisor.start();
@@ -209,7 +235,7 @@ pub fn check_many_jobs(report: &mut Report) {
     let all_running = wait_until(MANY_START_TIMEOUT, || {
         sleep(Duration::from_millis(500));
         views = job_views(&supervisor);
-        views.len() == MANY_JOBS && views.values().all(|view| view["state"] == "RUNNING")
+        views.len() == count && views.values().all(|view| view["state"] == "RUNNING")
     });
     let start_seconds = started.elapsed().as_secs_f64();
     let running = views
@@ -222,7 +248,7 @@ pub fn check_many_jobs(report: &mut Report) {
     report.check(
         "many jobs: all started",
         requested.clone(),
-        format!("{running} of {MANY_JOBS} RUNNING after {start_seconds:.1} s"),
+        format!("{running} of {count} RUNNING after {start_seconds:.1} s"),
         format!("all within {} s", MANY_START_TIMEOUT.as_secs()),
         all_running,
     );
@@ -261,14 +287,14 @@ pub fn check_many_jobs(report: &mut Report) {
         "many jobs: limits read back from cgroup files",
         requested.clone(),
         format!(
-            "{matching} of {MANY_JOBS} match{}",
+            "{matching} of {count} match{}",
             differences
                 .first()
                 .map(|first| format!("; first difference: {first}"))
                 .unwrap_or_default()
         ),
         "every job, every file",
-        matching == MANY_JOBS,
+        matching == count,
     );
 
     let stop_started = Instant::now();
@@ -312,7 +338,7 @@ pub fn check_many_jobs(report: &mut Report) {
         ),
         "all STOPPED by SIGTERM, nothing left",
         stop.status.success()
-            && stopped == MANY_JOBS
+            && stopped == count
             && killed == 0
             && alive.is_empty()
             && container_cgroups == 0
