@@ -40,10 +40,35 @@ fn examples_run_and_prometheus_scrapes() {
         "broken",
         "{\n  \"command\": [\"/bin/true\"],\n  \"resources\": {\"memory\": \"12X\"}\n}\n",
     );
+    // The examples may do no block I/O at all, because their files can be
+    // in the page cache or on a RAM disk (as in the test VM). On cgroup v2,
+    // io.stat then lists no device and the agent exports no container_fs_*
+    // series. This job writes and reads with O_DIRECT below target/, on the
+    // disk that holds the build.
+    let target = workspace_root().join("target");
+    fs::create_dir_all(&target).expect("create target/");
+    let io_dir = tempfile::Builder::new()
+        .prefix("corral-main-job-io-")
+        .tempdir_in(&target)
+        .expect("create I/O directory below target/");
+    supervisor.add_job(
+        "disk-io",
+        &serde_json::json!({
+            "image": "host",
+            "command": ["/bin/sh", "-c", "while :; do dd if=/dev/zero of=/data/blocks bs=64k count=16 oflag=direct 2>/dev/null; dd if=/data/blocks of=/dev/null bs=64k iflag=direct 2>/dev/null; sleep 1; done"],
+            "network": "none",
+            "init": true,
+            "resources": {"memory": "32M"},
+            "mounts": [{"type": "bind", "source": io_dir.path(), "target": "/data"}],
+            "stop": {"timeout": "2s"},
+        })
+        .to_string(),
+    );
     supervisor.start();
 
     supervisor.wait_for_status("web", "RUNNING", Duration::from_secs(20));
     supervisor.wait_for_status("cpu-burner", "RUNNING", Duration::from_secs(20));
+    supervisor.wait_for_status("disk-io", "RUNNING", Duration::from_secs(20));
     let hog = supervisor.wait_for_status("memory-hog", "OOM killed", Duration::from_secs(30));
     assert!(hog.contains("137"), "the OOM kill shows exit 137: {hog}");
 
@@ -75,6 +100,7 @@ fn examples_run_and_prometheus_scrapes() {
         "supervisorctl pid web printed {web_pid:?}"
     );
     let mut answered = false;
+    let mut last_fetch = String::new();
     for _ in 0..50 {
         let fetch = Command::new("nsenter")
             .args(["--target", &web_pid, "--net", "--"])
@@ -86,12 +112,23 @@ fn examples_run_and_prometheus_scrapes() {
             answered = true;
             break;
         }
+        last_fetch = String::from_utf8_lossy(&fetch.stderr).into_owned();
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(answered, "the web job did not answer on its loopback");
+    assert!(
+        answered,
+        "the web job did not answer on its loopback; status: {}last request: {last_fetch}\nweb's stderr:\n{}",
+        supervisor.status_line("web"),
+        supervisor.job_log("web", "stderr")
+    );
 
     let agent = Agent::start(&supervisor.run_dir, Some(&supervisor.socket()));
-    let metrics = agent.get("/metrics").expect("agent serves /metrics");
+    // The disk-io job's first reads may come after the first scrape.
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(20), || {
+        metrics = agent.get("/metrics").expect("agent serves /metrics");
+        metrics.contains("# TYPE container_fs_reads_bytes_total ")
+    });
     for family in [
         "container_cpu_usage_seconds_total",
         "container_memory_usage_bytes",
