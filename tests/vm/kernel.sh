@@ -2,8 +2,10 @@
 # package and cached under $cache_dir/kernel/PACKAGE. Sourced by tests/vm/run.
 
 # Modules the tests need that Debian builds as modules: overlayfs for
-# container roots, veth for network tests, loop for block-device limits.
-readonly vm_modules=(overlay veth loop)
+# container roots, veth for network tests, loop for block-device limits,
+# and virtio_pci, virtio_blk and ext4 (which needs crc32c) for the scratch
+# disk (tests/vm/run).
+readonly vm_modules=(overlay veth loop virtio_pci virtio_blk crc32c_generic ext4)
 
 # Sets kernel_image and kernel_modules_dir, downloading and unpacking the
 # kernel package on first use.
@@ -16,7 +18,10 @@ prepare_kernel() {
 
     local dir=$cache_dir/kernel/$package
     kernel_modules_dir=$dir/modules
-    if [[ -f $dir/complete ]]; then
+    # A cache made for another module list is made again.
+    local requested=
+    [[ ! -f $kernel_modules_dir/requested ]] || requested=$(<"$kernel_modules_dir/requested")
+    if [[ -f $dir/complete && $requested == "${vm_modules[*]}" ]]; then
         kernel_image=$(<"$dir/complete")
         log "kernel $package (cached in ${dir#"$workspace"/})"
         return
@@ -85,6 +90,7 @@ copy_modules() {
         add_module "$tree" "$dest" "$name"
     done
     printf '%s\n' "${order[@]}" >"$dest/order"
+    printf '%s\n' "${vm_modules[*]}" >"$dest/requested"
 }
 
 # Adds module NAME after its dependencies (found with modinfo) to the

@@ -40,6 +40,7 @@ stage_root() {
         # PATH (pyenv, rustup) is not copied in place of the program.
         if path=$(PATH=$guest_path command -v "$program"); then
             install_program "$path" "$path"
+            [[ $program != python3 ]] || install_python_modules "$path"
         else
             log "warning: $program is not installed; tests that need it skip or fail in the VM"
         fi
@@ -66,6 +67,7 @@ stage_root() {
     {
         printf 'test_timeout=%s\n' "$test_timeout"
         printf 'test_threads=%s\n' "$test_threads"
+        printf 'skip=%q\n' "$vm_skip"
         printf 'workspace=%s\n' "$workspace"
         printf 'bin_dir=%s\n' "$bin_dir"
     } >"$root_dir/vm/settings"
@@ -123,6 +125,40 @@ copy_libraries() {
         mkdir -p "$(dirname "$root_dir$library")"
         cp -L "$library" "$root_dir$library"
     done < <(ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+}
+
+# Copies the standard library modules of CORRAL_VM_PYTHON_MODULES and
+# every module they import, as the host's python3 loads them, with their
+# bytecode and the libraries of extension modules. That is about 6M of
+# modules; the whole standard library would add 60M to the initramfs.
+install_python_modules() {
+    local python=$1 file
+    local list='
+import importlib.util, os, sys, sysconfig
+for name in sys.argv[1:]:
+    __import__(name)
+stdlib = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None)
+    if not path or not os.path.isfile(path) or not path.startswith(stdlib):
+        continue
+    print(path)
+    if path.endswith(".py"):
+        cached = importlib.util.cache_from_source(path)
+        if os.path.isfile(cached):
+            print(cached)
+'
+    local files
+    # shellcheck disable=SC2086 # one module name per word
+    files=$("$python" -c "$list" $vm_python_modules) ||
+        die "$python failed to import CORRAL_VM_PYTHON_MODULES ($vm_python_modules)"
+    while read -r file; do
+        mkdir -p "$root_dir$(dirname "$file")"
+        cp "$file" "$root_dir$file"
+        [[ $file != *.so ]] || copy_libraries "$file"
+    done <<<"$files"
+    # The example job web serves this directory.
+    mkdir -p "$root_dir/usr/share/doc"
 }
 
 # Prints the NAME=VALUE words of CORRAL_VM_ENV one per line, for the guest
