@@ -237,29 +237,7 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         .as_deref()
         .or(defaults.and_then(|d| d.working_dir.as_deref()))
         .unwrap_or("/");
-    let user = job
-        .user
-        .as_deref()
-        .or(defaults.and_then(|d| d.user.as_deref()));
-    let exec_user = match user {
-        None => image::ExecUser::default(),
-        Some(user) => {
-            let root = match &image.stored {
-                Some((store, record)) => image::AccountRoot::Image { store, record },
-                None => image::AccountRoot::Dir(&image.root_dir),
-            };
-            let field = if job.user.is_some() {
-                "user".to_string()
-            } else {
-                format!("image {:?} config User", image.label)
-            };
-            image::resolve_user(&root, &field, user).map_err(|source| JobSpecError::User {
-                image: image.label.clone(),
-                user: user.to_string(),
-                source: Box::new(source),
-            })?
-        }
-    };
+    let exec_user = exec_user(job, &image)?;
     let capabilities = capability_set(job);
     let seccomp = seccomp_profile(job, &capabilities)?;
     if job.user_namespace.is_some() {
@@ -385,6 +363,42 @@ struct ResolvedImage {
     root_dir: PathBuf,
     /// The store and record of a named image, whose config supplies defaults.
     stored: Option<(Store, ImageRecord)>,
+}
+
+/// Resolves the user that the job runs as (its `user`, else its image's) in
+/// the root the job will see, as [`oci_spec`] does, so that an unknown name
+/// can be reported before anything starts. Errors other than
+/// [`JobSpecError::User`] concern the image and come again at start.
+pub fn resolve_job_user(job: &JobSpec, data_dir: &Path) -> Result<image::ExecUser, JobSpecError> {
+    let image = image_layers(&job.image, data_dir)?;
+    exec_user(job, &image)
+}
+
+/// Resolves the job's `user`, or the user of its stored image's config, in
+/// the image's account files. Root when neither names one.
+fn exec_user(job: &JobSpec, image: &ResolvedImage) -> Result<image::ExecUser, JobSpecError> {
+    let defaults = image.stored.as_ref().map(|(_, record)| &record.config);
+    let user = job
+        .user
+        .as_deref()
+        .or(defaults.and_then(|d| d.user.as_deref()));
+    let Some(user) = user else {
+        return Ok(image::ExecUser::default());
+    };
+    let root = match &image.stored {
+        Some((store, record)) => image::AccountRoot::Image { store, record },
+        None => image::AccountRoot::Dir(&image.root_dir),
+    };
+    let field = if job.user.is_some() {
+        "user".to_string()
+    } else {
+        format!("image {:?} config User", image.label)
+    };
+    image::resolve_user(&root, &field, user).map_err(|source| JobSpecError::User {
+        image: image.label.clone(),
+        user: user.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Resolves the job's image: a named image is read from `DATA_DIR/images`.

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use corral_config::{ConfigError, JobSpec};
 
+use corral_runtime::job::JobSpecError;
+
 use crate::api::{ChangeKind, InvalidJob, JobChange, ReloadReport};
+use crate::daemon::error_chain;
 use crate::daemon::job::{AfterStop, Job};
 
 /// One job file as the scan found it.
@@ -27,18 +30,26 @@ pub struct Scan {
     pub dir_error: Option<String>,
 }
 
-/// Loads every job file of `jobs_dir` with its drop-ins.
-pub fn scan(jobs_dir: &Path) -> Scan {
+/// Loads every job file of `jobs_dir` with its drop-ins. A job is invalid
+/// when its user name does not resolve in its root, looked up in the image
+/// store under `data_dir` for a stored image.
+pub fn scan(jobs_dir: &Path, data_dir: &Path) -> Scan {
     let result = corral_config::load_jobs_dir(jobs_dir);
     let jobs = result
         .jobs
         .into_iter()
         .map(|(name, loaded)| match loaded {
-            Ok(job) => ScannedJob {
-                name,
-                file: job.file,
-                spec: Ok(Arc::new(job.spec)),
-            },
+            Ok(job) => {
+                let spec = match unknown_user(&job.spec, &job.file, data_dir) {
+                    Some(invalid) => Err(invalid),
+                    None => Ok(Arc::new(job.spec)),
+                };
+                ScannedJob {
+                    name,
+                    file: job.file,
+                    spec,
+                }
+            }
             Err(error) => ScannedJob {
                 name: name.clone(),
                 file: error.file().to_path_buf(),
@@ -50,6 +61,30 @@ pub fn scan(jobs_dir: &Path) -> Scan {
         jobs,
         dir_error: result.dir_error.map(|error| error.to_string()),
     }
+}
+
+/// Returns the error of a job whose user name does not resolve in the root
+/// the job will see. Image errors are left to the start, which reports them
+/// again, because an image may be imported after the job file is written.
+fn unknown_user(spec: &JobSpec, file: &Path, data_dir: &Path) -> Option<InvalidJob> {
+    let error = match corral_runtime::job::resolve_job_user(spec, data_dir) {
+        Err(error @ JobSpecError::User { .. }) => error,
+        _ => return None,
+    };
+    let message = error_chain(&error);
+    let field = spec.user.is_some().then(|| "user".to_string());
+    let text = match &field {
+        Some(field) => format!("{}: {field}: {message}", file.display()),
+        None => format!("{}: {message}", file.display()),
+    };
+    Some(InvalidJob {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        field,
+        message,
+        text,
+    })
 }
 
 /// Splits a config error into the API's fields. The message is the
@@ -456,6 +491,43 @@ mod tests {
     }
 
     #[test]
+    fn scan_marks_unknown_user_invalid() {
+        let jobs = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:1001:1001::/srv:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\n").unwrap();
+        let job = |user: &str| {
+            serde_json::json!({"image": {"path": root.path()}, "command": ["/bin/true"],
+                               "user": user})
+            .to_string()
+        };
+        std::fs::write(jobs.path().join("known.json"), job("web")).unwrap();
+        std::fs::write(jobs.path().join("unknown.json"), job("nosuchuser")).unwrap();
+
+        let scan = scan(jobs.path(), jobs.path());
+        let known = scan.jobs.iter().find(|job| job.name == "known").unwrap();
+        assert!(known.spec.is_ok(), "{:?}", known.spec);
+        let unknown = scan.jobs.iter().find(|job| job.name == "unknown").unwrap();
+        let error = unknown.spec.as_ref().unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("user"));
+        assert!(
+            error.message.contains("\"nosuchuser\" not found"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains("etc/passwd"), "{}", error.message);
+        assert!(error.text.starts_with(&format!(
+            "{}: user: ",
+            jobs.path().join("unknown.json").display()
+        )));
+    }
+
+    #[test]
     fn scan_reports_positions_of_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -469,7 +541,7 @@ mod tests {
         )
         .unwrap();
 
-        let scan = scan(dir.path());
+        let scan = scan(dir.path(), dir.path());
         assert!(scan.dir_error.is_none());
         let good = scan.jobs.iter().find(|job| job.name == "good").unwrap();
         assert!(good.spec.is_ok());

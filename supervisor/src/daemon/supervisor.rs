@@ -80,7 +80,7 @@ impl Supervisor {
     /// Loads the jobs, starts those with `autostart`, and handles events
     /// until a shutdown has stopped every container or a detach.
     pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) -> Outcome {
-        let scan = reload::scan(&self.config.jobs_dir);
+        let scan = reload::scan(&self.config.jobs_dir, &self.config.data_dir);
         if let Some(error) = &scan.dir_error {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
         }
@@ -424,7 +424,7 @@ impl Supervisor {
     // ---- reload --------------------------------------------------------
 
     fn reload(&mut self, apply: bool) -> crate::api::ReloadReport {
-        let scan = reload::scan(&self.config.jobs_dir);
+        let scan = reload::scan(&self.config.jobs_dir, &self.config.data_dir);
         if let Some(error) = &scan.dir_error {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
         }
