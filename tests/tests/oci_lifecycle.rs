@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use corral_runtime::cgroups::Hierarchy;
 use corral_runtime::state::CgroupPaths;
+use corral_tests::host::is_cgroup_v2;
 use corral_tests::oci::{describe, key_values, text, Bundle, PROBE};
 use corral_tests::{require_root, wait_until};
 use serde_json::{json, Value};
@@ -260,7 +261,7 @@ fn lifecycle_pause_and_resume() {
     let pause = bundle.corral_output(&["pause", &bundle.id]);
     assert!(pause.status.success(), "{}", describe(&pause));
     assert_eq!(bundle.status(), "paused");
-    assert_eq!(bundle.cgroup_file("freezer", "freezer.state"), "FROZEN");
+    assert_eq!(freezer_state(&bundle), "FROZEN");
     let stat = fs::read_to_string(format!("/proc/{}/stat", bundle.pid())).unwrap();
     assert!(
         stat.contains(") D ") || stat.contains(") S "),
@@ -276,7 +277,30 @@ fn lifecycle_pause_and_resume() {
     let resume = bundle.corral_output(&["resume", &bundle.id]);
     assert!(resume.status.success(), "{}", describe(&resume));
     assert_eq!(bundle.status(), "running");
-    assert_eq!(bundle.cgroup_file("freezer", "freezer.state"), "THAWED");
+    assert_eq!(freezer_state(&bundle), "THAWED");
+}
+
+/// Reads the container's freezer state and returns it as v1 names it,
+/// `FROZEN` or `THAWED`. v2 reports it as 1 or 0 in `cgroup.freeze`.
+fn freezer_state(bundle: &Bundle) -> String {
+    if !is_cgroup_v2() {
+        return bundle.cgroup_file("freezer", "freezer.state");
+    }
+    match bundle.cgroup_file("freezer", "cgroup.freeze").as_str() {
+        "1" => "FROZEN".to_string(),
+        "0" => "THAWED".to_string(),
+        other => panic!("cgroup.freeze holds {other:?}"),
+    }
+}
+
+/// Reads the container's memory limit: v1 `memory.limit_in_bytes`, v2
+/// `memory.max`.
+fn memory_limit(bundle: &Bundle) -> String {
+    if is_cgroup_v2() {
+        bundle.cgroup_file("memory", "memory.max")
+    } else {
+        bundle.cgroup_file("memory", "memory.limit_in_bytes")
+    }
 }
 
 #[test]
@@ -291,10 +315,7 @@ fn lifecycle_update_read_back() {
         json!({"memory": {"limit": 128 << 20}, "pids": {"limit": 100}}),
     );
     bundle.start_ok();
-    assert_eq!(
-        bundle.cgroup_file("memory", "memory.limit_in_bytes"),
-        (128u64 << 20).to_string()
-    );
+    assert_eq!(memory_limit(&bundle), (128u64 << 20).to_string());
 
     let update = bundle.corral_output(&[
         "update",
@@ -315,13 +336,20 @@ fn lifecycle_update_read_back() {
         "0",
     ]);
     assert!(update.status.success(), "{}", describe(&update));
-    let memory = bundle.cgroup_file("memory", "memory.limit_in_bytes");
-    assert_eq!(memory, (64u64 << 20).to_string());
-    let reservation = bundle.cgroup_file("memory", "memory.soft_limit_in_bytes");
-    assert_eq!(reservation, (32u64 << 20).to_string());
-    assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_quota_us"), "20000");
-    assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_period_us"), "100000");
-    assert_eq!(bundle.cgroup_file("cpu", "cpu.shares"), "512");
+    assert_eq!(memory_limit(&bundle), (64u64 << 20).to_string());
+    if is_cgroup_v2() {
+        let reservation = bundle.cgroup_file("memory", "memory.low");
+        assert_eq!(reservation, (32u64 << 20).to_string());
+        assert_eq!(bundle.cgroup_file("cpu", "cpu.max"), "20000 100000");
+        let weight = corral_config::convert::shares_to_weight(512);
+        assert_eq!(bundle.cgroup_file("cpu", "cpu.weight"), weight.to_string());
+    } else {
+        let reservation = bundle.cgroup_file("memory", "memory.soft_limit_in_bytes");
+        assert_eq!(reservation, (32u64 << 20).to_string());
+        assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_quota_us"), "20000");
+        assert_eq!(bundle.cgroup_file("cpu", "cpu.cfs_period_us"), "100000");
+        assert_eq!(bundle.cgroup_file("cpu", "cpu.shares"), "512");
+    }
     assert_eq!(bundle.cgroup_file("pids", "pids.max"), "50");
     assert_eq!(bundle.cgroup_file("cpuset", "cpuset.cpus"), "0");
 
@@ -334,10 +362,7 @@ fn lifecycle_update_read_back() {
     let update =
         bundle.corral_output(&["update", &bundle.id, "--resources", file.to_str().unwrap()]);
     assert!(update.status.success(), "{}", describe(&update));
-    assert_eq!(
-        bundle.cgroup_file("memory", "memory.limit_in_bytes"),
-        (96u64 << 20).to_string()
-    );
+    assert_eq!(memory_limit(&bundle), (96u64 << 20).to_string());
     assert_eq!(bundle.cgroup_file("pids", "pids.max"), "70");
 
     let invalid = bundle.corral_output(&["update", &bundle.id, "--memory", "lots"]);

@@ -24,11 +24,21 @@ fn with_resources(test: &str, resources: serde_json::Value) -> Bundle {
     bundle
 }
 
-/// Returns the major and minor numbers of the block device behind `/`.
-fn root_device() -> (u64, u64) {
+/// Returns the major and minor numbers of the block device behind `/`. Where
+/// `/` is no block device (an initramfs root), it returns the device of the
+/// nearest directory above this test binary that has one, such as the test
+/// VM's scratch disk on `target/`.
+fn block_device() -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    let dev = fs::metadata("/").unwrap().dev();
-    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    let exe = std::env::current_exe().unwrap();
+    let (major, minor) = std::iter::once(Path::new("/"))
+        .chain(exe.ancestors().skip(1))
+        .map(|path| {
+            let dev = fs::metadata(path).unwrap().dev();
+            (libc::major(dev) as u64, libc::minor(dev) as u64)
+        })
+        .find(|(major, minor)| Path::new(&format!("/sys/dev/block/{major}:{minor}")).exists())
+        .expect("neither / nor a directory above the test binary is on a block device");
     // A partition's throttle rules go to its whole disk, which
     // /sys/dev/block/M:m/.. names when the device is a partition.
     let sys = format!("/sys/dev/block/{major}:{minor}");
@@ -170,7 +180,7 @@ fn resources_block_io_v1() {
         eprintln!("SKIP resources_block_io_v1: the host runs cgroup v2");
         return;
     }
-    let (major, minor) = root_device();
+    let (major, minor) = block_device();
     let device = |rate: u64| json!([{"major": major, "minor": minor, "rate": rate}]);
     let bundle = with_resources(
         "blkio",
@@ -199,7 +209,7 @@ fn resources_block_io_weight() {
     if !require_root("resources_block_io_weight") {
         return;
     }
-    let (major, minor) = root_device();
+    let (major, minor) = block_device();
     let mut bundle = Bundle::new("blkio-weight");
     bundle.args(&[PROBE, "sleep", "600"]);
     bundle.set(
@@ -211,7 +221,22 @@ fn resources_block_io_weight() {
     let has_weight = own.is_some_and(|dir| {
         dir.join("blkio.weight").exists() || dir.join("blkio.bfq.weight").exists()
     });
-    if is_v2() || has_weight {
+    if is_v2() && !v2_weighs_device(major, minor) {
+        // Without io.cost for the device (or BFQ), the kernel rejects a
+        // device's weight, and the error must name the field and the reason.
+        let output = bundle.create();
+        assert!(!output.status.success(), "{}", describe(&output));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("linux.resources.blockIO.weightDevice"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("device {major}:{minor}")),
+            "{stderr}"
+        );
+        assert!(bundle.state().is_none(), "a failed create left state");
+    } else if is_v2() || has_weight {
         bundle.start_ok();
         let dir = bundle.cgroup_dir("blkio");
         let file = [
@@ -239,6 +264,19 @@ fn resources_block_io_weight() {
             "{stderr}"
         );
     }
+}
+
+/// Returns whether cgroup v2 takes per-device I/O weights for the device:
+/// the io.cost controller is enabled for it, or it uses the BFQ scheduler.
+fn v2_weighs_device(major: u64, minor: u64) -> bool {
+    let device = format!("{major}:{minor}");
+    let iocost = fs::read_to_string("/sys/fs/cgroup/io.cost.qos").unwrap_or_default();
+    let enabled = iocost
+        .lines()
+        .any(|line| line.starts_with(&format!("{device} ")) && line.contains("enable=1"));
+    let scheduler =
+        fs::read_to_string(format!("/sys/dev/block/{device}/queue/scheduler")).unwrap_or_default();
+    enabled || scheduler.contains("[bfq]")
 }
 
 /// Returns the directory that takes hugetlb limits for `bundle` and the
@@ -276,7 +314,7 @@ fn resources_hugepage_limits() {
     }
     let limits = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]});
     let probe = Bundle::new("hugetlb-layout");
-    let Some((dir, suffix)) = hugetlb_dir(&probe) else {
+    let Some((_, suffix)) = hugetlb_dir(&probe) else {
         // A hybrid host whose cgroup2 mount has hugetlb but does not enable
         // it for this process's children: the runtime does not write to a
         // cgroup it did not create, so it must reject the limit and say how
@@ -312,6 +350,7 @@ fn resources_hugepage_limits() {
     drop(probe);
 
     let bundle = with_resources("hugetlb", limits);
+    let (dir, _) = hugetlb_dir(&bundle).expect("the probe found hugetlb");
     let file = dir.join(format!("hugetlb.2MB.{suffix}"));
     let value = fs::read_to_string(&file)
         .unwrap_or_else(|error| panic!("failed to read {}: {error}", file.display()));

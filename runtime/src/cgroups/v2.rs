@@ -316,11 +316,24 @@ fn apply_io(dir: &Path, block_io: &LinuxBlockIo) -> Result<(), CgroupError> {
     for device in block_io.weight_device().iter().flatten() {
         if let Some(blkio_weight) = device.weight() {
             let (file, value) = weight(blkio_weight)?;
-            set(
-                dir,
-                file,
-                format!("{}:{} {value}", device.major(), device.minor()),
-            )?;
+            let (major, minor) = (device.major(), device.minor());
+            match set(dir, file, format!("{major}:{minor} {value}")) {
+                // io.weight takes a device's weight only where the io.cost
+                // controller is enabled for that device.
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                {
+                    return Err(CgroupError::Unsupported {
+                        field: "linux.resources.blockIO.weightDevice".to_string(),
+                        reason: format!(
+                            "the kernel does not weigh I/O to device {major}:{minor} ({file} \
+                             rejects it): enable io.cost for it in the root cgroup's \
+                             io.cost.qos, or use the BFQ scheduler"
+                        ),
+                    });
+                }
+                result => result?,
+            }
         }
     }
 
