@@ -515,9 +515,9 @@ fn kept_descriptors_follow_real_cgroup() {
         "{third}"
     );
 
-    // The container's init exits and its cgroup goes while the state file
-    // still says running: the next scrape skips it without an error and
-    // closes its descriptors.
+    // The container's init exits and its cgroup is removed while the state
+    // file still records it as running. The next scrape skips it without an
+    // error and closes its descriptors.
     let _ = setup.workload.0.kill();
     let _ = setup.workload.0.wait();
     setup.cgroup.remove();

@@ -1029,8 +1029,8 @@ fn published_port_reaches_job() {
     );
 }
 
-/// A job whose Python server sends a greeting on every connection to port
-/// 8080 of its own loopback, published on `host_port` of the host's
+/// Returns a job whose Python server sends a greeting on every connection
+/// to port 8080 of its own loopback, published on `host_port` of the host's
 /// loopback.
 fn port_server(host_port: u16) -> String {
     let server = "import socket\n\

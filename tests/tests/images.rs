@@ -1184,8 +1184,8 @@ fn images_user_names_resolve_in_root() {
         eprintln!("SKIP images_user_names_resolve_in_root: no nobody 65534:65534 in /etc/passwd");
         return;
     }
-    // The host image reads the host's /etc/passwd: nobody must not run as
-    // root.
+    // The host image reads the host's /etc/passwd, so the user `nobody`
+    // must not run as root.
     let host = world.container(
         "host-nobody",
         r#"{"image": "host", "user": "nobody", "command": ["/bin/sh", "-c", "id -u; id -g"]}"#,
@@ -1250,7 +1250,7 @@ fn images_gc_honours_leases_of_other_roots() {
     };
     world.import("bb", &world.busybox_tar());
     let layer = sha256_hex(&world.busybox_tar());
-    // Both containers use a state root that gc is not told about, as
+    // Both containers use a state root that gc is not given, as
     // supervisord's RUN_DIR/containers is for `corral image gc`.
     let other_root = world.path("other-state");
     let sleep = r#"{"image": "bb", "command": ["/bin/sleep", "60"]}"#;

@@ -44,7 +44,7 @@ fn examples_run_and_prometheus_scrapes() {
     // in the page cache or on a RAM disk (as in the test VM). On cgroup v2,
     // io.stat then lists no device and the agent exports no container_fs_*
     // series. This job writes and reads with O_DIRECT below target/, on the
-    // disk that holds the build.
+    // disk that contains the build.
     let target = workspace_root().join("target");
     fs::create_dir_all(&target).expect("create target/");
     let io_dir = tempfile::Builder::new()

@@ -574,8 +574,8 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
 /// lets the init create and the process use /dev/null, /dev/pts and the rest.
 ///
 /// A spec without `linux.resources.devices` gets every other device denied,
-/// as with runc, when `enforced` says that the cgroup can enforce device
-/// rules. Otherwise, as on a v1 host without a devices controller, it gets
+/// as with runc, when `enforced` is true because the cgroup can enforce
+/// device rules. Otherwise, as on a v1 host without a devices controller, it gets
 /// no rules.
 fn with_default_device_rules(
     resources: Option<&LinuxResources>,
@@ -627,9 +627,27 @@ fn with_default_device_rules(
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    replace_file(path, pid.to_string().as_bytes(), 0o644, "write pid file")
+}
+
+/// Writes `body` to `path` through a temporary file with `mode` and a
+/// rename, so that a reader finds the old content or the new, never a part.
+fn replace_file(
+    path: &Path,
+    body: &[u8],
+    mode: u32,
+    operation: &'static str,
+) -> Result<(), ContainerError> {
     let temporary = path.with_extension("tmp");
-    fs::write(&temporary, pid.to_string()).map_err(io_error("write pid file", &temporary))?;
-    fs::rename(&temporary, path).map_err(io_error("write pid file", path))
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(body))
+        .map_err(io_error(operation, &temporary))?;
+    fs::rename(&temporary, path).map_err(io_error(operation, path))
 }
 
 fn labels_from(
@@ -1106,6 +1124,7 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
         .mode(0o700)
         .create(dir)
         .map_err(io_error("create overlay directory", dir))?;
+
     let owner = dir.join(OVERLAY_OWNER);
     let body = serde_json::to_vec_pretty(holder).expect("holder serializes to JSON");
     let created = fs::OpenOptions::new()
@@ -1114,11 +1133,16 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
         .mode(0o600)
         .open(&owner);
     match created {
-        Ok(mut file) => return file.write_all(&body).map_err(io_error("write", &owner)),
+        Ok(mut file) => {
+            return file
+                .write_all(&body)
+                .map_err(io_error("write overlay owner", &owner))
+        }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(io_error("create", &owner)(error)),
+        Err(error) => return Err(io_error("create overlay owner", &owner)(error)),
     }
-    let text = fs::read(&owner).map_err(io_error("read", &owner))?;
+
+    let text = fs::read(&owner).map_err(io_error("read overlay owner", &owner))?;
     let previous: Holder =
         serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
             path: owner.clone(),
@@ -1132,9 +1156,7 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
         });
     }
     tracing::info!(dir = %dir.display(), previous = %previous.id, "taking over the overlay directory of a deleted container");
-    let temporary = owner.with_extension("tmp");
-    fs::write(&temporary, &body).map_err(io_error("write", &temporary))?;
-    fs::rename(&temporary, &owner).map_err(io_error("write", &owner))
+    replace_file(&owner, &body, 0o600, "write overlay owner")
 }
 
 /// Rejects a cgroup that already has processes: they belong to another
@@ -1331,16 +1353,7 @@ fn load_device_rules(file: &Path) -> Result<Vec<LinuxDeviceCgroup>, ContainerErr
 fn save_device_rules(file: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), ContainerError> {
     let compact = crate::cgroups::compact_device_rules(rules)?;
     let text = serde_json::to_vec(&compact).expect("device rules serialize to JSON");
-    let temporary = file.with_extension("tmp");
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut out| out.write_all(&text))
-        .map_err(io_error("write device rules", &temporary))?;
-    fs::rename(&temporary, file).map_err(io_error("write device rules", file))
+    replace_file(file, &text, 0o600, "write device rules")
 }
 
 /// PIDs of every process in the container's cgroup.

@@ -30,14 +30,15 @@ pub struct Holder {
     pub id: String,
     /// Absolute state directory, `ROOT/ID`.
     pub state_dir: PathBuf,
-    /// `created` of the container's state, which tells this container
-    /// from a later one with the same id and state directory.
+    /// `created` of the container's state, which distinguishes this
+    /// container from a later one with the same id and state directory.
     pub created: f64,
     /// PID of the container's init once it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_pid: Option<i32>,
     /// Start time of the init in clock ticks after boot (field 22 of
-    /// `/proc/PID/stat`), which tells it from a later process of that PID.
+    /// `/proc/PID/stat`), which distinguishes it from a later process of that
+    /// PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_start_ticks: Option<u64>,
 }
@@ -61,8 +62,8 @@ impl Holder {
         self.init_start_ticks = process_start_ticks(pid);
     }
 
-    /// Whether the container's state still exists: until `delete`, whatever
-    /// its status.
+    /// Returns whether the container's state still exists: until `delete`,
+    /// whatever its status.
     pub fn exists(&self) -> bool {
         let state_file = self.state_dir.join(STATE_FILE);
         match ContainerState::load_path(&state_file) {
@@ -75,8 +76,8 @@ impl Holder {
         }
     }
 
-    /// Whether the container may still have its root mounted: it exists,
-    /// and its init is still running or has not been started yet.
+    /// Returns whether the container may still have its root mounted: it
+    /// exists, and its init is still running or has not been started yet.
     pub fn is_live(&self) -> bool {
         if !self.exists() {
             return false;
@@ -129,7 +130,7 @@ impl Leases {
     /// Writes a lease for `holder` in every store that a directory of
     /// `lower_dirs` (colon-separated, as in the overlay annotation) belongs
     /// to, and checks under the store's lock that the layers are present,
-    /// so a gc that ran first is noticed here and one that runs later sees
+    /// so a gc that ran first is noticed here and one that runs later finds
     /// the lease. Directories outside any store need no lease.
     pub fn acquire(lower_dirs: &str, holder: &Holder) -> Result<Leases, StoreError> {
         let mut leases = Leases::default();
