@@ -9,9 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use corral_metrics_agent::{Agent, ContainerLabels, Settings};
-use tracing_subscriber::EnvFilter;
-use warp::http::{header, Response, StatusCode};
-use warp::Filter;
+use hyper::header::{self, HeaderValue};
+use hyper::service::{make_service_fn, service_fn};
+use hyper::{Body, Method, Request, Response, Server, StatusCode};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 /// Prometheus exporter of corral's containers, with cAdvisor's metric names.
 #[derive(Debug, Parser)]
@@ -66,11 +68,14 @@ struct Args {
 fn main() {
     let one_arena = limit_malloc_arenas();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(corral_runtime::logfilter::from_env(
+            "metrics-agent",
+            "RUST_LOG",
+            LevelFilter::INFO,
+        ))
         .init();
 
     let args = Args::parse();
@@ -156,49 +161,81 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let agent = Arc::new(Agent::new(settings)?);
     agent.watch()?;
 
-    let (address, server) = warp::serve(routes(Arc::clone(&agent)))
-        .try_bind_with_graceful_shutdown(listen, shutdown_signal())
-        .with_context(|| format!("failed to listen on {listen}"))?;
+    let builder =
+        Server::try_bind(&listen).with_context(|| format!("failed to listen on {listen}"))?;
+    let service_agent = Arc::clone(&agent);
+    let server = builder.http1_only(true).serve(make_service_fn(move |_| {
+        let agent = Arc::clone(&service_agent);
+        async move {
+            Ok::<_, Infallible>(service_fn(move |request| {
+                let agent = Arc::clone(&agent);
+                async move { Ok::<_, Infallible>(respond(&agent, request).await) }
+            }))
+        }
+    }));
+    let address = server.local_addr();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         %address,
         run_dir = %agent.settings().run_dir.display(),
         "metrics agent started"
     );
-    server.await;
+    server
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
     tracing::info!("metrics agent stopped");
     Ok(())
 }
 
-fn routes(
-    agent: Arc<Agent>,
-) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(warp::any().map(move || Arc::clone(&agent)))
-        .and_then(serve_metrics);
-    let health = warp::path!("healthz").and(warp::get()).map(|| {
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body("ok\n".to_string())
-            .expect("a response with constant parts is valid")
-    });
-    metrics.or(health).unify()
-}
-
-async fn serve_metrics(agent: Arc<Agent>) -> Result<Response<String>, Infallible> {
-    let response = match agent.scrape().await {
-        Ok(text) => Response::builder()
-            .header(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
-            .body(text),
+/// Serves `GET /metrics` and `GET /healthz`; other paths are 404 and other
+/// methods 405.
+async fn respond(agent: &Arc<Agent>, request: Request<Body>) -> Response<Body> {
+    let path = request.uri().path();
+    let path = path
+        .strip_suffix('/')
+        .filter(|path| !path.is_empty())
+        .unwrap_or(path);
+    let known = matches!(path, "/metrics" | "/healthz");
+    if !known {
+        return text_reply(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /healthz\n",
+        );
+    }
+    if request.method() != Method::GET {
+        return text_reply(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed here\n");
+    }
+    if path == "/healthz" {
+        return text_reply(StatusCode::OK, "ok\n");
+    }
+    match agent.scrape().await {
+        Ok(text) => {
+            let mut response = Response::new(Body::from(text));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(prometheus::TEXT_FORMAT),
+            );
+            response
+        }
         Err(error) => {
             tracing::error!(error = %format!("{:#}", anyhow::Error::new(error)), "scrape failed");
-            Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .body("scrape failed, see the agent's log\n".to_string())
+            text_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "scrape failed, see the agent's log\n",
+            )
         }
-    };
-    Ok(response.expect("a response with a valid content type is valid"))
+    }
+}
+
+fn text_reply(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,6 +5,8 @@ pub mod cgroups;
 pub mod container;
 pub mod image;
 pub mod job;
+pub mod logfilter;
+pub mod memory;
 pub mod profile;
 pub mod rootfs;
 pub mod selfexe;

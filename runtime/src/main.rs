@@ -12,6 +12,8 @@ use corral_runtime::container::exec::ExecOptions;
 use corral_runtime::container::run::{run, RunOptions};
 use corral_runtime::container::{self, CreateOptions};
 use oci_spec::runtime::LinuxResources;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 /// Exit status of `run` and `shim` when the runtime itself failed before
 /// the container's process ran, distinct from any status of the process.
@@ -264,10 +266,13 @@ fn names_process_verb(mut args: impl Iterator<Item = std::ffi::OsString>) -> boo
 }
 
 fn init_logging(cli: &Cli) -> Result<()> {
-    let level = if cli.debug { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let level = if cli.debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::WARN
+    };
+    let filter = corral_runtime::logfilter::from_env("corral", "CORRAL_LOG", level);
+    let builder = tracing_subscriber::fmt();
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match &cli.log {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -285,8 +290,18 @@ fn init_logging(cli: &Cli) -> Result<()> {
         None => Box::new(|| Box::new(std::io::stderr())),
     };
     match cli.log_format {
-        LogFormat::Text => builder.with_ansi(false).with_writer(writer).init(),
-        LogFormat::Json => builder.json().with_writer(writer).init(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .with_writer(writer)
+            .finish()
+            .with(filter)
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_writer(writer)
+            .finish()
+            .with(filter)
+            .init(),
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::machine::{JobState, Termination};
 pub const EXITED_TOO_QUICKLY: &str = "Exited too quickly (process log may have details)";
 
 /// The ending of a job's last run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LastRun {
     pub container_id: String,
     pub termination: Termination,

@@ -75,7 +75,7 @@ impl fmt::Display for JobState {
 }
 
 /// The ending of one run of a job's container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Termination {
     /// The container's main process exited with this code.
     Exited { code: i32 },

@@ -363,7 +363,14 @@ fn on_failure_restart_recovers() {
                "restart": {"policy": "on-failure", "backoff": {"initial": "100ms", "max": "1s"}}}),
     );
     let daemon = Daemon::start(&[("flaky", &flaky)]);
-    let running = daemon.wait_for_state("flaky", JobState::Running, SETTLE);
+    // On a loaded machine the first run may pass its start time before it
+    // exits, so the test waits for the run after the restart.
+    daemon.wait_until(SETTLE, "the restarted run is RUNNING", |daemon| {
+        daemon
+            .job("flaky")
+            .is_ok_and(|job| job.state == JobState::Running && job.restarts >= 1)
+    });
+    let running = daemon.job("flaky").unwrap();
     assert_eq!(running.restarts, 1, "{running:#?}");
     assert!(state.path().join("marker").exists());
 }
@@ -890,6 +897,86 @@ fn restart_adopts_running_jobs() {
         daemon.entries(&daemon.run_dir().join("shims")),
         Vec::<String>::new()
     );
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn restart_keeps_stopped_exited_and_fatal_jobs() {
+    if skip("restart_keeps_stopped_exited_and_fatal_jobs") {
+        return;
+    }
+    let done = shell_job(
+        "sleep 0.5; exit 3",
+        json!({"start_seconds": "200ms", "restart": {"policy": "never"}}),
+    );
+    let failing = shell_job(
+        "exit 4",
+        json!({"start_seconds": "1s",
+               "restart": {"policy": "on-failure", "max_restarts": 1, "window": "60s",
+                           "backoff": {"initial": "100ms", "max": "100ms"}}}),
+    );
+    let mut daemon = Daemon::start(&[
+        ("held", &term_handler()),
+        ("steady", &term_handler()),
+        ("done", &done),
+        ("failing", &failing),
+    ]);
+    daemon.wait_for_state("held", JobState::Running, SETTLE);
+    let steady = daemon.wait_for_state("steady", JobState::Running, SETTLE);
+    daemon.wait_for_state("done", JobState::Exited, SETTLE);
+    let fatal = daemon.wait_for_state("failing", JobState::Fatal, SETTLE);
+    let stop = daemon.ctl(&["stop", "held"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    let held = daemon.job("held").unwrap();
+    assert_eq!(held.state, JobState::Stopped);
+
+    daemon.crash();
+    daemon.respawn();
+    let kept = daemon.job("held").unwrap();
+    assert_eq!(kept.state, JobState::Stopped, "{}", daemon.diagnostics());
+    assert_eq!(kept.exit_status, Some(0), "{kept:#?}");
+    assert_eq!(kept.container_id, held.container_id);
+    assert_eq!(kept.since, held.since, "the stop time stays");
+    let exited = daemon.job("done").unwrap();
+    assert_eq!(exited.state, JobState::Exited, "{exited:#?}");
+    assert_eq!(exited.exit_status, Some(3));
+    let still_fatal = daemon.job("failing").unwrap();
+    assert_eq!(still_fatal.state, JobState::Fatal, "{still_fatal:#?}");
+    assert_eq!(still_fatal.description, fatal.description);
+    let adopted = daemon.job("steady").unwrap();
+    assert_eq!(adopted.state, JobState::Running);
+    assert_eq!(adopted.pid, steady.pid);
+    assert_eq!(
+        daemon.job_log("failing", "stdout"),
+        "",
+        "the FATAL job did not run again"
+    );
+
+    // A start clears the record, so the next daemon adopts the container.
+    let start = daemon.ctl(&["start", "held"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let mut settled = daemon.entries(&daemon.run_dir().join("settled"));
+    settled.sort();
+    assert_eq!(settled, ["done.json", "failing.json"]);
+    daemon.crash();
+    daemon.respawn();
+    assert_eq!(daemon.job("held").unwrap().state, JobState::Running);
+
+    // A shutdown of the daemon forgets the records: the next one starts
+    // every job by its autostart, as after a reboot.
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        daemon.entries(&daemon.run_dir().join("settled")),
+        Vec::<String>::new()
+    );
+    daemon.respawn();
+    daemon.wait_for_state("held", JobState::Running, SETTLE);
+    daemon.wait_for_state("done", JobState::Exited, SETTLE);
+    let restarted = daemon.wait_for_state("failing", JobState::Fatal, SETTLE);
+    assert_eq!(restarted.exit_status, Some(4));
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
 

@@ -444,6 +444,7 @@ fn run_with_minimal_init(process: Process) -> ! {
         }
     };
     seal_minimal_init(process.main_status.as_ref().map(AsRawFd::as_raw_fd));
+    crate::memory::release_free_memory();
     loop {
         let Ok(signal) = all.wait() else { continue };
         if signal != Signal::SIGCHLD {

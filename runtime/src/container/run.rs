@@ -67,6 +67,7 @@ pub fn run(options: &RunOptions) -> Result<ExitRecord, ContainerError> {
         return Err(error);
     }
     tracing::debug!(container = %state.id, %pid, "container started");
+    crate::memory::release_free_memory();
 
     let (status, mut signal) = wait_forwarding(pid, &waited);
     if signal.is_none() && status > 128 {

@@ -8,10 +8,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use corral_supervisor::cli::daemon::{Cli, LogFormat};
 use corral_supervisor::daemon::{self, DaemonConfig};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 fn main() {
-    daemon::memory::configure_allocator();
+    corral_runtime::memory::configure_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     daemon::limits::raise_open_files_limit();
@@ -28,14 +29,13 @@ fn main() {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = corral_runtime::logfilter::from_env("supervisord", "RUST_LOG", LevelFilter::INFO);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(filter).init(),
+        LogFormat::Json => builder.json().finish().with(filter).init(),
     }
 }
 

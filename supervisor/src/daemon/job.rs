@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use crate::api::{InvalidJob, JobView};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::ports::{ClosingRelay, PortRelay};
+use crate::daemon::settled::SettledRecord;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
 use crate::machine::{JobState, RestartHistory};
@@ -68,6 +69,9 @@ pub struct Job {
     pub invalid: Option<InvalidJob>,
     pub state: JobState,
     pub since: SystemTime,
+    /// Set by every state change; cleared once the settled-state record
+    /// follows it.
+    pub state_changed: bool,
     /// Increases on every state change, so that a timer armed for an earlier
     /// state is recognised as stale when it fires.
     pub epoch: u64,
@@ -113,6 +117,7 @@ impl Job {
             invalid,
             state,
             since: SystemTime::now(),
+            state_changed: false,
             epoch: 0,
             container: None,
             launching: None,
@@ -138,7 +143,29 @@ impl Job {
         }
         self.state = state;
         self.since = SystemTime::now();
+        self.state_changed = true;
         self.epoch += 1;
+    }
+
+    /// The record that keeps this job's state across a restart of
+    /// supervisord, for the states a record keeps.
+    pub fn settled_record(&self) -> Option<SettledRecord> {
+        SettledRecord::keeps(self.state).then(|| SettledRecord {
+            state: self.state,
+            since: self.since,
+            last_run: self.last_run.clone(),
+            last_container_id: self.last_container_id.clone(),
+            fatal: self.fatal,
+        })
+    }
+
+    /// Takes the state that an earlier supervisord recorded.
+    pub fn restore(&mut self, record: SettledRecord) {
+        self.state = record.state;
+        self.since = record.since;
+        self.last_run = record.last_run;
+        self.last_container_id = record.last_container_id;
+        self.fatal = record.fatal;
     }
 
     /// True when a waiting start, stop or restart request can get its reply.

@@ -7,13 +7,13 @@ mod jobwatch;
 mod launch;
 pub mod limits;
 mod logs;
-pub mod memory;
 mod monitor_handle;
 mod pidfd;
 mod pidwatch;
 mod ports;
 mod reload;
 mod server;
+mod settled;
 mod stats;
 mod supervisor;
 
@@ -87,6 +87,13 @@ impl DaemonConfig {
 
     pub fn shim_record(&self, container_id: &str) -> PathBuf {
         self.shims_dir().join(format!("{container_id}.json"))
+    }
+
+    /// Returns the directory of settled-state records, one per job that
+    /// was stopped by a request, exited or went FATAL, so that a restarted
+    /// supervisord keeps it that way.
+    pub fn settled_dir(&self) -> PathBuf {
+        self.run_dir.join("settled")
     }
 
     pub fn bundles_dir(&self) -> PathBuf {
@@ -182,8 +189,13 @@ impl ApiError {
     }
 }
 
-/// The reply to one API request: a JSON body or an error.
-pub type Reply = Result<serde_json::Value, ApiError>;
+/// The reply to one API request: an encoded JSON body or an error.
+pub type Reply = Result<JsonBody, ApiError>;
+
+/// A JSON body, encoded where the supervisor's state is at hand, so that
+/// no intermediate `serde_json::Value` tree is built for a long job list.
+/// Cloning shares the bytes.
+pub type JsonBody = hyper::body::Bytes;
 
 /// A request from the control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,6 +382,7 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
         config.exits_dir(),
         config.pids_dir(),
         config.shims_dir(),
+        config.settled_dir(),
         config.data_dir.clone(),
         config.bundles_dir(),
         config.log_dir.clone(),

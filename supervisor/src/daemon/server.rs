@@ -1,194 +1,262 @@
 //! The control API: HTTP/1.1 with JSON bodies on the unix socket, served by
-//! warp. Each request becomes an [`Event::Request`] for the supervisor task
+//! hyper. Each request becomes an [`Event::Request`] for the supervisor task
 //! and waits for its reply. The routes are listed in [`crate::api`].
 
-use std::convert::Infallible;
+use std::time::Duration;
 
-use serde::Deserialize;
+use hyper::body::HttpBody as _;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::Http;
+use hyper::service::service_fn;
+use hyper::{Body, Method, StatusCode};
+use serde::Serialize;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::UnixListenerStream;
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::{Filter, Rejection, Reply as _};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::api::{ErrorBody, SignalRequest};
-use crate::daemon::{stats, ApiError, Event, Request};
+use crate::daemon::{stats, ApiError, Event, JsonBody, Request};
 
 /// Largest request body accepted; the API's bodies are a few bytes.
 const MAX_BODY: u64 = 64 * 1024;
 
+/// Pause after a failed `accept`, so that a full descriptor table does not
+/// turn the accept loop into a busy loop.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 type Events = mpsc::UnboundedSender<Event>;
+type Response = hyper::Response<Body>;
 
-#[derive(Debug, Deserialize)]
-struct WaitQuery {
-    wait: Option<bool>,
+/// Serves the API on `listener` until `shutdown` fires, then lets each open
+/// connection finish the request it is answering and returns when all have
+/// closed.
+pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot::Receiver<()>) {
+    let (closing, closing_seen) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let events = events.clone();
+                    let mut closing_seen = closing_seen.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |request| {
+                            let events = events.clone();
+                            async move { Ok::<_, std::convert::Infallible>(handle(events, request).await) }
+                        });
+                        let connection = Http::new().http1_only(true).serve_connection(stream, service);
+                        tokio::pin!(connection);
+                        let result = tokio::select! {
+                            result = connection.as_mut() => result,
+                            _ = closing_seen.changed() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        };
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "control connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a control connection failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    }
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
 }
 
-/// Serves the API on `listener` until `shutdown` fires.
-pub async fn serve(listener: UnixListener, events: Events, shutdown: oneshot::Receiver<()>) {
-    let incoming = UnixListenerStream::new(listener);
-    warp::serve(routes(events))
-        .serve_incoming_with_graceful_shutdown(incoming, async {
-            let _ = shutdown.await;
-        })
-        .await;
-}
-
-fn routes(events: Events) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let with_events = warp::any().map(move || events.clone());
-
-    let info = warp::path!("v1" / "info")
-        .and(warp::get())
-        .and(with_events.clone())
-        .and_then(|events| dispatch(events, Request::Info));
-    let list = warp::path!("v1" / "jobs")
-        .and(warp::get())
-        .and(with_events.clone())
-        .and_then(|events| dispatch(events, Request::List));
-    let get = warp::path!("v1" / "jobs" / String)
-        .and(warp::get())
-        .and(with_events.clone())
-        .and_then(|name: String, events| {
-            let name = percent_decode(&name);
-            dispatch(events, Request::Get { name })
-        });
-    let spec = warp::path!("v1" / "jobs" / String / "spec")
-        .and(warp::get())
-        .and(with_events.clone())
-        .and_then(|name: String, events| {
-            let name = percent_decode(&name);
-            dispatch(events, Request::Spec { name })
-        });
-    let signal = warp::path!("v1" / "jobs" / String / "signal")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
-        .and(with_events.clone())
-        .and_then(signal_job);
-    let action = warp::path!("v1" / "jobs" / String / String)
-        .and(warp::post())
-        .and(warp::query::<WaitQuery>())
-        .and(with_events.clone())
-        .and_then(job_action);
-    let reread = warp::path!("v1" / "reread")
-        .and(warp::post())
-        .and(with_events.clone())
-        .and_then(|events| dispatch(events, Request::Reread));
-    let update = warp::path!("v1" / "update")
-        .and(warp::post())
-        .and(with_events.clone())
-        .and_then(|events| dispatch(events, Request::Update));
-    let stats = warp::path!("v1" / "stats")
-        .and(warp::get())
-        .and(with_events.clone())
-        .and_then(job_stats);
-    let shutdown = warp::path!("v1" / "shutdown")
-        .and(warp::post())
-        .and(with_events)
-        .and_then(|events| dispatch(events, Request::Shutdown));
-
-    info.or(list)
-        .unify()
-        .or(get)
-        .unify()
-        .or(spec)
-        .unify()
-        .or(signal)
-        .unify()
-        .or(action)
-        .unify()
-        .or(reread)
-        .unify()
-        .or(update)
-        .unify()
-        .or(stats)
-        .unify()
-        .or(shutdown)
-        .unify()
-        .recover(rejection_reply)
-        .unify()
-}
-
-async fn job_action(
-    name: String,
-    action: String,
-    query: WaitQuery,
-    events: Events,
-) -> Result<Response, Rejection> {
-    let wait = query.wait.unwrap_or(true);
-    let name = percent_decode(&name);
-    let request = match action.as_str() {
-        "start" => Request::Start { name, wait },
-        "stop" => Request::Stop { name, wait },
-        "restart" => Request::Restart { name, wait },
-        _ => return Err(warp::reject::not_found()),
+/// Answers one HTTP request.
+async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let body = if parts.method == Method::POST {
+        match read_body(&parts.headers, body).await {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        }
+    } else {
+        Vec::new()
     };
-    dispatch(events, request).await
+    route(events, &parts.method, &path, &query, &body).await
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes.
+async fn read_body(headers: &hyper::HeaderMap, mut body: Body) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        error_reply(&ApiError {
+            status: 413,
+            message: format!("request body larger than {MAX_BODY} bytes"),
+        })
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|error| {
+            error_reply(&ApiError::bad_request(format!(
+                "failed to read the request body: {error}"
+            )))
+        })?;
+        if bytes.len() as u64 + chunk.len() as u64 > MAX_BODY {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Maps a method and path to the supervisor's request. Paths match with or
+/// without one trailing slash; a path that exists with another method is a
+/// 405.
+async fn route(events: Events, method: &Method, path: &str, query: &str, body: &[u8]) -> Response {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let segments: Vec<&str> = trimmed.split('/').collect();
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let (allowed, request) = match segments.as_slice() {
+        ["v1", "info"] => (get, Some(Request::Info)),
+        ["v1", "jobs"] => (get, Some(Request::List)),
+        ["v1", "reread"] => (post, Some(Request::Reread)),
+        ["v1", "update"] => (post, Some(Request::Update)),
+        ["v1", "shutdown"] => (post, Some(Request::Shutdown)),
+        ["v1", "stats"] => (get, None),
+        ["v1", "jobs", name] if !name.is_empty() => (
+            get,
+            Some(Request::Get {
+                name: percent_decode(name),
+            }),
+        ),
+        ["v1", "jobs", name, "spec"] if !name.is_empty() => (
+            get,
+            Some(Request::Spec {
+                name: percent_decode(name),
+            }),
+        ),
+        ["v1", "jobs", name, "signal"] if !name.is_empty() => {
+            if !post {
+                return method_not_allowed();
+            }
+            return match signal_request(name, body) {
+                Ok(request) => dispatch(events, request).await,
+                Err(error) => error_reply(&error),
+            };
+        }
+        ["v1", "jobs", name, action @ ("start" | "stop" | "restart")] if !name.is_empty() => {
+            if !post {
+                return method_not_allowed();
+            }
+            let wait = match wait_query(query) {
+                Ok(wait) => wait,
+                Err(error) => return error_reply(&error),
+            };
+            let name = percent_decode(name);
+            let request = match *action {
+                "start" => Request::Start { name, wait },
+                "stop" => Request::Stop { name, wait },
+                _ => Request::Restart { name, wait },
+            };
+            (true, Some(request))
+        }
+        _ => {
+            return error_reply(&ApiError {
+                status: 404,
+                message: "no such API path: see /v1/jobs".to_string(),
+            })
+        }
+    };
+    if !allowed {
+        return method_not_allowed();
+    }
+    match request {
+        Some(request) => dispatch(events, request).await,
+        None => job_stats(events).await,
+    }
 }
 
 /// Parses the body as JSON whatever its content type, because
 /// `curl -d` sends JSON labelled as a form.
-async fn signal_job(
-    name: String,
-    body: warp::hyper::body::Bytes,
-    events: Events,
-) -> Result<Response, Rejection> {
-    let name = percent_decode(&name);
-    let request: SignalRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return Ok(error_reply(&ApiError::bad_request(format!(
-                "invalid signal request for job {name:?}: {error}: expected {{\"signal\": \"HUP\"}}"
-            ))))
-        }
-    };
-    dispatch(
-        events,
-        Request::Signal {
+fn signal_request(name: &str, body: &[u8]) -> Result<Request, ApiError> {
+    let name = percent_decode(name);
+    match serde_json::from_slice::<SignalRequest>(body) {
+        Ok(request) => Ok(Request::Signal {
             name,
             signal: request.signal,
-        },
-    )
-    .await
+        }),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "invalid signal request for job {name:?}: {error}: expected {{\"signal\": \"HUP\"}}"
+        ))),
+    }
+}
+
+/// Reads `wait=true` or `wait=false` from a query string; other keys are
+/// ignored and a missing `wait` means true.
+fn wait_query(query: &str) -> Result<bool, ApiError> {
+    let mut wait = true;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(key) != "wait" {
+            continue;
+        }
+        wait = match percent_decode(value).as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid query: wait={other:?}: expected wait=true or wait=false"
+                )))
+            }
+        };
+    }
+    Ok(wait)
 }
 
 /// Gets the containers from the supervisor task and reads their counters
 /// on the blocking pool.
-async fn job_stats(events: Events) -> Result<Response, Rejection> {
+async fn job_stats(events: Events) -> Response {
     let (reply, receiver) = oneshot::channel();
     if events.send(Event::StatsTargets(reply)).is_err() {
-        return Ok(error_reply(&ApiError::unavailable()));
+        return error_reply(&ApiError::unavailable());
     }
     let Ok(targets) = receiver.await else {
-        return Ok(error_reply(&ApiError::unavailable()));
+        return error_reply(&ApiError::unavailable());
     };
     match tokio::task::spawn_blocking(move || stats::read_stats(targets)).await {
-        Ok(list) => Ok(warp::reply::json(&list).into_response()),
+        Ok(list) => json_reply(StatusCode::OK, &list),
         Err(error) => {
             tracing::error!(%error, "reading job stats failed");
-            Ok(error_reply(&ApiError::internal(format!(
+            error_reply(&ApiError::internal(format!(
                 "failed to read job stats: {error}"
-            ))))
+            )))
         }
     }
 }
 
-async fn dispatch(events: Events, request: Request) -> Result<Response, Rejection> {
+async fn dispatch(events: Events, request: Request) -> Response {
     let (reply, receiver) = oneshot::channel();
     if events.send(Event::Request(request, reply)).is_err() {
-        return Ok(error_reply(&ApiError::unavailable()));
+        return error_reply(&ApiError::unavailable());
     }
-    let response = match receiver.await {
-        Ok(Ok(body)) => warp::reply::json(&body).into_response(),
+    match receiver.await {
+        Ok(Ok(body)) => body_reply(StatusCode::OK, body),
         Ok(Err(error)) => error_reply(&error),
         Err(_) => error_reply(&ApiError::unavailable()),
-    };
-    Ok(response)
+    }
 }
 
-/// Decodes `%XX` escapes of a path segment, which warp leaves in path
-/// parameters. Bytes that are not UTF-8 become U+FFFD, as in the job names
+/// Decodes `%XX` escapes of a path segment or query part. Bytes that are not UTF-8 become U+FFFD, as in the job names
 /// that the job list shows for such file names.
 fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
@@ -214,33 +282,44 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+fn json_reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => body_reply(status, JsonBody::from(bytes)),
+        Err(error) => {
+            tracing::error!(%error, "encoding an API reply failed");
+            let fallback = ErrorBody {
+                error: format!("failed to encode the reply: {error}"),
+            };
+            let bytes = serde_json::to_vec(&fallback).unwrap_or_default();
+            body_reply(StatusCode::INTERNAL_SERVER_ERROR, JsonBody::from(bytes))
+        }
+    }
+}
+
+fn body_reply(status: StatusCode, body: JsonBody) -> Response {
+    let mut response = hyper::Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 fn error_reply(error: &ApiError) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ErrorBody {
         error: error.message.clone(),
     };
-    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    json_reply(status, &body)
 }
 
-async fn rejection_reply(rejection: Rejection) -> Result<Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
-        (404, "no such API path: see /v1/jobs".to_string())
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (405, "method not allowed on this API path".to_string())
-    } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
-        (
-            400,
-            format!("invalid query: {error}: expected wait=true or wait=false"),
-        )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (413, format!("request body larger than {MAX_BODY} bytes"))
-    } else {
-        tracing::error!(?rejection, "unhandled API rejection");
-        (500, format!("internal error: {rejection:?}"))
-    };
-    Ok(error_reply(&ApiError { status, message }))
+fn method_not_allowed() -> Response {
+    error_reply(&ApiError {
+        status: 405,
+        message: "method not allowed on this API path".to_string(),
+    })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +339,12 @@ mod tests {
                         Request::Get { name } if name == "missing" => {
                             Err(ApiError::not_found(name))
                         }
-                        _ => Ok(serde_json::json!({ "request": format!("{request:?}") })),
+                        _ => Ok(JsonBody::from(
+                            serde_json::to_vec(
+                                &serde_json::json!({ "request": format!("{request:?}") }),
+                            )
+                            .expect("encodable"),
+                        )),
                     };
                     let _ = reply.send(result);
                 }
@@ -270,14 +354,18 @@ mod tests {
     }
 
     async fn call(method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let response = warp::test::request()
+        let request = hyper::Request::builder()
             .method(method)
-            .path(path)
-            .body(body)
-            .reply(&routes(echo_events()))
-            .await;
-        let json = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
-        (response.status().as_u16(), json)
+            .uri(path)
+            .body(Body::from(body.to_string()))
+            .expect("test request");
+        let response = handle(echo_events(), request).await;
+        let status = response.status().as_u16();
+        let bytes = hyper::body::to_bytes(response.into_body())
+            .await
+            .expect("reply body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
     }
 
     #[tokio::test]
@@ -341,6 +429,43 @@ mod tests {
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
+    }
+
+    #[tokio::test]
+    async fn bad_methods_queries_and_bodies_are_refused() {
+        let (status, json) = call("POST", "/v1/jobs", "").await;
+        assert_eq!(status, 405, "{json}");
+        let (status, json) = call("GET", "/v1/jobs/web/stop", "").await;
+        assert_eq!(status, 405, "{json}");
+        let (status, json) = call("DELETE", "/v1/jobs/web", "").await;
+        assert_eq!(status, 405, "{json}");
+
+        let (status, json) = call("POST", "/v1/jobs/web/stop?wait=maybe", "").await;
+        assert_eq!(status, 400, "{json}");
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("wait=true or wait=false"),
+            "{json}"
+        );
+
+        let large = format!(r#"{{"signal":"HUP","padding":"{}"}}"#, "x".repeat(70_000));
+        let (status, json) = call("POST", "/v1/jobs/web/signal", &large).await;
+        assert_eq!(status, 413, "{json}");
+
+        let (status, json) = call("GET", "/v1/jobs/", "").await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["request"], "List");
+        let (status, json) = call("GET", "/v1/jobs//spec", "").await;
+        assert_eq!(status, 404, "{json}");
+    }
+
+    #[tokio::test]
+    async fn other_query_keys_are_ignored() {
+        let (status, json) = call("POST", "/v1/jobs/web/start?x=1&wait=false", "").await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["request"], "Start { name: \"web\", wait: false }");
     }
 
     #[test]

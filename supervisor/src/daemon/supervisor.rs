@@ -11,14 +11,16 @@ use corral_config::Network;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{JobList, Message};
+use crate::api::Message;
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, LaunchError, Launched};
 use crate::daemon::ports;
 use crate::daemon::reload::{self, Planned};
+use crate::daemon::settled;
 use crate::daemon::stats::StatsTarget;
 use crate::daemon::{
-    error_chain, ApiError, DaemonConfig, Event, Outcome, Reply, Request, ShimStatus, TimerKind,
+    error_chain, ApiError, DaemonConfig, Event, JsonBody, Outcome, Reply, Request, ShimStatus,
+    TimerKind,
 };
 use crate::describe::{LastRun, PendingRestart, StopProgress};
 use crate::machine::{self, Decision, JobState, Termination};
@@ -41,6 +43,10 @@ const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// machine busy creating other containers. Launches in parallel overlap
 /// those waits, and the supervisor task serves requests meanwhile.
 const LAUNCH_CONCURRENCY: usize = 8;
+
+/// Bytes reserved per job for the job list, a little more than a view
+/// with a container takes, so that the buffer rarely grows.
+const LIST_BYTES_PER_JOB: usize = 640;
 
 pub struct Supervisor {
     config: Arc<DaemonConfig>,
@@ -89,14 +95,28 @@ impl Supervisor {
         self.apply(plans);
         self.autostart = true;
         self.adopt_shims();
+        settled::remove_unknown(&self.config, |name| self.jobs.contains_key(name));
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
-            let job = &self.jobs[&name];
+            let job = self.jobs.get_mut(&name).expect("listed above");
+            let untouched = job.state == JobState::Stopped
+                && job.last_run.is_none()
+                && job.container.is_none()
+                && job.launching.is_none();
+            if !untouched || job.spec.is_none() {
+                continue;
+            }
+            if let Some(record) = settled::read(&self.config, &name) {
+                tracing::info!(job = %name, state = %record.state, "job keeps the state it had before supervisord restarted");
+                job.restore(record);
+                continue;
+            }
             let autostart = job.spec.as_ref().is_some_and(|spec| spec.autostart);
-            if autostart && job.state == JobState::Stopped && job.last_run.is_none() {
+            if autostart {
                 self.start_container(&name);
             }
         }
+        self.record_settled_states();
 
         loop {
             let stopped_all = self.shutting_down && self.no_containers_left();
@@ -108,6 +128,7 @@ impl Supervisor {
             };
             self.handle(event);
             self.answer_settled_waiters();
+            self.record_settled_states();
         }
         if self.detached {
             let running = self
@@ -117,7 +138,30 @@ impl Supervisor {
                 .count();
             return Outcome::Detached { running };
         }
+        // Every job was stopped with the daemon, so the next daemon starts
+        // them by their autostart, as after a reboot.
+        settled::remove_unknown(&self.config, |_| false);
         Outcome::Stopped
+    }
+
+    /// Writes or removes the settled-state record of every job whose state
+    /// changed. A stop of the whole daemon records nothing, so the next
+    /// daemon starts those jobs by their `autostart` again.
+    fn record_settled_states(&mut self) {
+        for (name, job) in &mut self.jobs {
+            if !std::mem::take(&mut job.state_changed) || job.spec.is_none() {
+                continue;
+            }
+            match job.settled_record() {
+                Some(record) if !self.shutting_down => {
+                    if let Err(error) = settled::write(&self.config, name, &record) {
+                        tracing::warn!(job = %name, %error, "failed to record the settled state; a restarted supervisord may start the job");
+                    }
+                }
+                Some(_) => {}
+                None => settled::remove(&self.config, name),
+            }
+        }
     }
 
     fn no_containers_left(&self) -> bool {
@@ -179,26 +223,35 @@ impl Supervisor {
         let _ = reply.send(result);
     }
 
-    fn info(&self) -> serde_json::Value {
-        serde_json::json!({
+    fn info(&self) -> JsonBody {
+        to_json(&serde_json::json!({
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
             "config": *self.config,
             "shutting_down": self.shutting_down,
-        })
+        }))
     }
 
-    fn list(&mut self) -> serde_json::Value {
+    /// Encodes the job list one view at a time into a buffer sized for it,
+    /// the body of `GET /v1/jobs` as [`crate::api::JobList`] encodes it.
+    fn list(&mut self) -> JsonBody {
         let now = SystemTime::now();
-        let jobs = self
-            .jobs
-            .values_mut()
-            .map(|job| {
-                job.refresh_pid();
-                job.view(now)
-            })
-            .collect();
-        to_json(&JobList { jobs })
+        let mut body = Vec::with_capacity(LIST_BYTES_PER_JOB * self.jobs.len() + 16);
+        body.extend_from_slice(b"{\"jobs\":[");
+        for (index, job) in self.jobs.values_mut().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            job.refresh_pid();
+            if let Err(error) = serde_json::to_writer(&mut body, &job.view(now)) {
+                tracing::error!(job = %job.name, %error, "failed to encode an API reply");
+                return to_json(&serde_json::json!({
+                    "error": format!("failed to encode the reply: {error}")
+                }));
+            }
+        }
+        body.extend_from_slice(b"]}");
+        JsonBody::from(body)
     }
 
     fn stats_targets(&mut self) -> Vec<StatsTarget> {
@@ -388,9 +441,11 @@ impl Supervisor {
                     ))
                 })?;
             launch::reassign_spec(&config, name, &id, &mut oci);
-            return serde_json::to_value(&oci).map_err(|error| {
-                ApiError::internal(format!("failed to encode the OCI config: {error}"))
-            });
+            return serde_json::to_vec(&oci)
+                .map(JsonBody::from)
+                .map_err(|error| {
+                    ApiError::internal(format!("failed to encode the OCI config: {error}"))
+                });
         }
         let spec = job
             .spec
@@ -402,9 +457,11 @@ impl Supervisor {
                 error_chain(&error)
             ))
         })?;
-        serde_json::to_value(&oci).map_err(|error| {
-            ApiError::internal(format!("failed to encode the OCI config: {error}"))
-        })
+        serde_json::to_vec(&oci)
+            .map(JsonBody::from)
+            .map_err(|error| {
+                ApiError::internal(format!("failed to encode the OCI config: {error}"))
+            })
     }
 
     fn answer_settled_waiters(&mut self) {
@@ -566,6 +623,7 @@ impl Supervisor {
     /// its last view, in which `removing` is set.
     fn forget(&mut self, name: &str) {
         if let Some(mut job) = self.jobs.remove(name) {
+            settled::remove(&self.config, name);
             job.enter(JobState::Stopped);
             let view = to_json(&job.view(SystemTime::now()));
             for waiter in job.waiters {
@@ -642,9 +700,7 @@ impl Supervisor {
         let job = self.jobs.get_mut(name).expect("checked above");
         job.launching = None;
         let spec = job.spec.clone().expect("a job with a launch has a spec");
-        if self.jobs.values().all(|job| job.launching.is_none()) {
-            crate::daemon::memory::release_free_memory();
-        }
+        self.release_memory_when_settled();
         let job = self.jobs.get_mut(name).expect("checked above");
         let Launched {
             monitor,
@@ -739,12 +795,26 @@ impl Supervisor {
             let container_id = container.id.clone();
             job.enter(JobState::Running);
             tracing::info!(job = %name, %container_id, pid, "job is running");
+            self.release_memory_when_settled();
             return;
         }
         tracing::debug!(job = %name, container_id = %container.id, "start_seconds passed before the container was created; waiting for its pid file");
         if !watching_pids {
             let epoch = job.epoch;
             self.arm_timer(name, epoch, TimerKind::PidCheck, PID_CHECK_INTERVAL);
+        }
+    }
+
+    /// Gives the heap's free pages back to the kernel once no launch is in
+    /// flight and no job waits for its start time, which is when a burst of
+    /// starts has freed the most.
+    fn release_memory_when_settled(&self) {
+        let settled = self
+            .jobs
+            .values()
+            .all(|job| job.launching.is_none() && job.state != JobState::Starting);
+        if settled {
+            corral_runtime::memory::release_free_memory();
         }
     }
 
@@ -1128,9 +1198,11 @@ fn clean_up_orphan(config: &DaemonConfig, name: &str, container_id: &str) {
 /// Encodes an API body. The API types write paths lossily, but a daemon
 /// configured with a path that is not UTF-8 cannot encode `/v1/info`, so
 /// a failure becomes an error body instead of a panic of the daemon.
-fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_else(|error| {
+fn to_json<T: serde::Serialize>(value: &T) -> JsonBody {
+    let body = serde_json::to_vec(value).unwrap_or_else(|error| {
         tracing::error!(%error, "failed to encode an API reply");
-        serde_json::json!({ "error": format!("failed to encode the reply: {error}") })
-    })
+        let text = format!("failed to encode the reply: {error}");
+        serde_json::to_vec(&serde_json::json!({ "error": text })).unwrap_or_default()
+    });
+    JsonBody::from(body)
 }

@@ -1,7 +1,7 @@
-//! Keeps supervisord's heap small with glibc's allocator: few arenas, and
-//! the memory that a burst of launches leaves free goes back to the kernel.
+//! Keeps long-lived processes small with glibc's allocator: few arenas,
+//! and memory that a burst of work leaves free goes back to the kernel.
 //!
-//! A launch runs on tokio's blocking pool, and glibc gives each new thread
+//! In supervisord a launch runs on tokio's blocking pool, and glibc gives each new thread
 //! an arena of its own, up to eight per CPU. Those arenas keep their freed
 //! pages after the threads exit, about 2.5 MiB after 500 launches, so
 //! supervisord caps the arenas and trims the heap when a burst ends.
@@ -32,7 +32,9 @@ pub fn configure_allocator() {
     }
 }
 
-/// Returns the free pages of every arena to the kernel.
+/// Returns the free pages of every arena to the kernel. supervisord calls it
+/// after a burst of starts, and a container's shim and minimal init once
+/// their setup is done, since they then live as long as the container.
 pub fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim takes the allocator's own locks and only releases
