@@ -47,6 +47,9 @@ pub(crate) fn apply(
         });
     }
     let controllers = Controllers { dirs };
+    if let Some(blkio) = dirs.get("blkio") {
+        start_io_accounting(blkio);
+    }
     if let Some(memory) = resources.memory() {
         apply_memory(&controllers, memory)?;
     }
@@ -364,6 +367,32 @@ fn apply_blkio(controllers: &Controllers, block_io: &LinuxBlockIo) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Makes the kernel count the container's block I/O in the v1 files
+/// `blkio.throttle.io_service_bytes` and `blkio.throttle.io_serviced`,
+/// which the metrics agent exports as `container_fs_*`.
+///
+/// Those counters are kept by blk-throttle, and recent kernels (seen on
+/// Linux 6.18) set blk-throttle up for a disk only once some cgroup
+/// configures a throttle limit on it. Until then every cgroup's counters
+/// for that disk stay at zero. Writing the limit 0, which means no limit,
+/// for each disk in /sys/block sets it up without limiting anything, and a
+/// limit of the spec, written after this, replaces it. Disks that take no
+/// throttle settings are skipped.
+fn start_io_accounting(dir: &Path) {
+    let Ok(disks) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    let file = dir.join("blkio.throttle.read_bps_device");
+    for disk in disks.flatten() {
+        let Ok(number) = std::fs::read_to_string(disk.path().join("dev")) else {
+            continue;
+        };
+        if let Err(error) = std::fs::write(&file, format!("{} 0", number.trim())) {
+            tracing::debug!(disk = ?disk.file_name(), %error, "the disk takes no blkio throttle settings");
+        }
+    }
 }
 
 /// Writes device access rules in order; the spec's first rule is usually
