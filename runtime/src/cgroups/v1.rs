@@ -377,20 +377,36 @@ fn apply_blkio(controllers: &Controllers, block_io: &LinuxBlockIo) -> Result<(),
 /// Linux 6.18) set blk-throttle up for a disk only once some cgroup
 /// configures a throttle limit on it. Until then every cgroup's counters
 /// for that disk stay at zero. Writing the limit 0, which means no limit,
-/// for each disk in /sys/block sets it up without limiting anything, and a
-/// limit of the spec, written after this, replaces it. Disks that take no
-/// throttle settings are skipped.
+/// sets it up without limiting anything, and a limit of the spec, written
+/// after this, replaces it.
+///
+/// Each write also gives the container's cgroup its own per-disk state,
+/// so only disks that can carry I/O of their own are written: loop and RAM
+/// disks and empty devices are skipped. I/O through a loop device reaches
+/// the disk below it and is counted there.
 fn start_io_accounting(dir: &Path) {
     let Ok(disks) = std::fs::read_dir("/sys/block") else {
         return;
     };
     let file = dir.join("blkio.throttle.read_bps_device");
     for disk in disks.flatten() {
+        let name = disk.file_name();
+        let name = name.to_string_lossy();
+        if ["loop", "ram", "zram"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            continue;
+        }
+        let sectors = std::fs::read_to_string(disk.path().join("size"));
+        if sectors.is_ok_and(|sectors| sectors.trim() == "0") {
+            continue;
+        }
         let Ok(number) = std::fs::read_to_string(disk.path().join("dev")) else {
             continue;
         };
         if let Err(error) = std::fs::write(&file, format!("{} 0", number.trim())) {
-            tracing::debug!(disk = ?disk.file_name(), %error, "the disk takes no blkio throttle settings");
+            tracing::debug!(disk = %name, %error, "the disk takes no blkio throttle settings");
         }
     }
 }
