@@ -1064,6 +1064,24 @@ fn jobs_keep_the_original_open_files_limit() {
         !daemon.job_log("limits", "stdout").is_empty()
     });
     assert_eq!(daemon.job_log("limits", "stdout").trim(), "1024");
+
+    // The monitor leads a session of its own, so that signals to
+    // supervisord's process group do not reach the job.
+    let mut children = String::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap() {
+        let path = task.unwrap().path().join("children");
+        children.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+        children.push(' ');
+    }
+    let monitor: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    assert_eq!(
+        fields[3],
+        monitor.to_string(),
+        "session of the monitor: {stat}"
+    );
 }
 
 #[test]

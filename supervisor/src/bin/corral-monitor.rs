@@ -7,7 +7,21 @@ use corral_supervisor::cli::monitor::Cli;
 use corral_supervisor::monitor::{self, MonitorOptions};
 
 fn main() {
+    // A session of its own keeps signals to supervisord's process group and
+    // the end of supervisord's session away from the monitor and the shim.
+    // supervisord cannot start one for it, because it spawns the monitor
+    // with posix_spawn. A spawned child is not a process group leader, so
+    // setsid succeeds unless the monitor was started some other way.
+    let session = nix::unistd::setsid();
     let cli = Cli::parse();
+    if let Err(error) = session {
+        eprintln!("corral-monitor: failed to start a session of its own: {error}");
+    }
+    if let Some(limit) = cli.open_files {
+        if let Err(error) = corral_supervisor::daemon::limits::set_soft_limit(limit) {
+            eprintln!("corral-monitor: failed to set the open files limit to {limit}: {error}");
+        }
+    }
     let options = MonitorOptions {
         stdout_log: cli.stdout,
         stderr_log: cli.stderr,

@@ -38,6 +38,10 @@ pub struct Cli {
     /// again on SIGRTMIN+1
     #[arg(long)]
     pub settings: PathBuf,
+    /// Soft limit of open files for the shim and the container, which
+    /// inherit it; supervisord passes the limit it started with
+    #[arg(long, value_name = "N")]
+    pub open_files: Option<u64>,
     /// The shim's command line, after `--`
     #[arg(required = true, last = true)]
     pub command: Vec<OsString>,

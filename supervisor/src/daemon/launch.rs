@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -165,7 +165,11 @@ pub fn launch(
         .arg("--stderr")
         .arg(stderr_log)
         .arg("--settings")
-        .arg(&settings_file)
+        .arg(&settings_file);
+    if let Some(limit) = crate::daemon::limits::original_soft_limit() {
+        command.arg("--open-files").arg(limit.to_string());
+    }
+    command
         .arg("--")
         .arg(&config.runtime)
         .arg("--root")
@@ -180,15 +184,9 @@ pub fn launch(
         .arg(&pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: the closure runs in the forked child before exec. It calls
-    // setsid, getrlimit and setrlimit, which are async-signal-safe, and
-    // reads one atomic, so it touches no lock of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            crate::daemon::limits::restore_for_child()
-        });
-    }
+    // Without a pre_exec step std starts the monitor with posix_spawn, which
+    // does not copy supervisord's page tables as fork does. The monitor
+    // starts its own session and sets the open files limit itself.
 
     let spawn_error = |source| LaunchError::Spawn {
         monitor: config.monitor.clone(),

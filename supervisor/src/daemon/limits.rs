@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static ORIGINAL_SOFT_LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Raises the soft limit of open files to the hard limit and remembers the
-/// old one for [`restore_for_child`].
+/// old one for [`original_soft_limit`].
 pub fn raise_open_files_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -36,28 +36,17 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Sets the soft limit back to the one supervisord started with. Meant for a
-/// forked child before exec: it only reads an atomic and makes two system
-/// calls, which is async-signal-safe.
-pub fn restore_for_child() -> std::io::Result<()> {
+/// Returns the soft limit supervisord started with, when it raised its
+/// own, for the monitors to set back for the jobs.
+pub fn original_soft_limit() -> Option<u64> {
     let original = ORIGINAL_SOFT_LIMIT.load(Ordering::Relaxed);
-    if original == u64::MAX {
-        return Ok(());
-    }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into `limit`, which lives on the
-    // stack for the whole call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    limit.rlim_cur = original.min(limit.rlim_max);
-    // SAFETY: setrlimit reads the rlimit, which lives on the stack for the
-    // whole call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    (original != u64::MAX).then_some(original)
+}
+
+/// Sets the soft limit of open files to `soft`, at most the hard limit.
+pub fn set_soft_limit(soft: u64) -> nix::Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)
 }
