@@ -35,7 +35,9 @@
 //!   too late, so no cheaper test proves this case safe.
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStringExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
 /// Returns whether the binary of this process sits on a read-only mount.
 pub fn is_protected() -> bool {
@@ -44,10 +46,11 @@ pub fn is_protected() -> bool {
         .unwrap_or(false)
 }
 
-/// Executes this program again from a read-only bind mount of its binary,
-/// with the same arguments and environment. Returns only on failure, with
-/// the reason; the caller decides whether to continue unprotected.
-pub fn reexec_read_only() -> std::io::Error {
+/// Opens a detached, read-only bind mount of the file at `path`. Executing
+/// it, through the descriptor or through `/proc/PID/fd/N`, runs a binary
+/// that [`is_protected`] finds read-only, because no process can open it
+/// for writing.
+pub fn read_only_tree(path: &Path) -> std::io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const MOUNT_ATTR_RDONLY: u64 = 1;
 
@@ -59,7 +62,8 @@ pub fn reexec_read_only() -> std::io::Error {
         userns_fd: u64,
     }
 
-    let path = CString::new("/proc/self/exe").expect("no NUL");
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: open_tree reads a NUL-terminated path and returns a new
     // descriptor or -1; the result is checked before use.
     let tree = unsafe {
@@ -71,9 +75,10 @@ pub fn reexec_read_only() -> std::io::Error {
         )
     };
     if tree < 0 {
-        return std::io::Error::last_os_error();
+        return Err(std::io::Error::last_os_error());
     }
-    let tree = tree as libc::c_int;
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
     let attributes = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY,
         attr_clr: 0,
@@ -86,7 +91,7 @@ pub fn reexec_read_only() -> std::io::Error {
     let changed = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            tree,
+            tree.as_raw_fd(),
             empty.as_ptr(),
             libc::AT_EMPTY_PATH,
             &attributes as *const MountAttr,
@@ -94,12 +99,20 @@ pub fn reexec_read_only() -> std::io::Error {
         )
     };
     if changed < 0 {
-        let error = std::io::Error::last_os_error();
-        // SAFETY: `tree` is a descriptor this function opened.
-        unsafe { libc::close(tree) };
-        return error;
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(tree)
+}
 
+/// Executes this program again from a read-only bind mount of its binary,
+/// with the same arguments and environment. Returns only on failure, with
+/// the reason; the caller decides whether to continue unprotected.
+pub fn reexec_read_only() -> std::io::Error {
+    let tree = match read_only_tree(Path::new("/proc/self/exe")) {
+        Ok(tree) => tree,
+        Err(error) => return error,
+    };
+    let empty = CString::new("").expect("no NUL");
     let to_c = |value: OsString| CString::new(value.into_vec()).ok();
     let args: Vec<CString> = std::env::args_os().filter_map(to_c).collect();
     let env: Vec<CString> = std::env::vars_os()
@@ -119,15 +132,12 @@ pub fn reexec_read_only() -> std::io::Error {
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            tree,
+            tree.as_raw_fd(),
             empty.as_ptr(),
             argv.as_ptr(),
             envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         )
     };
-    let error = std::io::Error::last_os_error();
-    // SAFETY: `tree` is still owned here because execveat failed.
-    unsafe { libc::close(tree) };
-    error
+    std::io::Error::last_os_error()
 }

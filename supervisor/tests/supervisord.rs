@@ -1067,13 +1067,7 @@ fn jobs_keep_the_original_open_files_limit() {
 
     // The monitor leads a session of its own, so that signals to
     // supervisord's process group do not reach the job.
-    let mut children = String::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap() {
-        let path = task.unwrap().path().join("children");
-        children.push_str(&std::fs::read_to_string(path).unwrap_or_default());
-        children.push(' ');
-    }
-    let monitor: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let monitor = children_of(daemon.pid())[0];
     let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -1081,6 +1075,44 @@ fn jobs_keep_the_original_open_files_limit() {
         fields[3],
         monitor.to_string(),
         "session of the monitor: {stat}"
+    );
+}
+
+/// Returns the PIDs of the children of every thread of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path().join("children");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        children.extend(
+            text.split_whitespace()
+                .map(|pid| pid.parse::<i32>().unwrap()),
+        );
+    }
+    children
+}
+
+#[test]
+fn shim_runs_from_read_only_binary() {
+    if skip("shim_runs_from_read_only_binary") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let monitor = children_of(daemon.pid())[0];
+    let shim = children_of(monitor)[0];
+    let exe = format!("/proc/{shim}/exe");
+    let stat = nix::sys::statvfs::statvfs(exe.as_str()).unwrap();
+    assert!(
+        stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "the shim's binary is on a writable mount"
+    );
+    let command = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
+    let program = command.split(|&byte| byte == 0).next().unwrap();
+    assert!(
+        program.starts_with(format!("/proc/{}/fd/", daemon.pid()).as_bytes()),
+        "the shim runs from supervisord's read-only view: {}",
+        String::from_utf8_lossy(program)
     );
 }
 

@@ -51,6 +51,7 @@ fn run(cli: Cli) -> Result<()> {
         log_dir: cli.log_dir,
         cgroup_parent: cli.cgroup_parent,
         runtime,
+        runtime_exec: None,
         monitor,
         live_restore: cli.live_restore,
     };

@@ -171,7 +171,7 @@ pub fn launch(
     }
     command
         .arg("--")
-        .arg(&config.runtime)
+        .arg(config.runtime_exec.as_ref().unwrap_or(&config.runtime))
         .arg("--root")
         .arg(config.containers_root())
         .arg("shim")
@@ -409,6 +409,7 @@ mod tests {
             log_dir: root.join("log"),
             cgroup_parent: "corral-test".to_string(),
             runtime: PathBuf::from("/nonexistent/corral"),
+            runtime_exec: None,
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
         }

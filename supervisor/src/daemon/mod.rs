@@ -18,6 +18,7 @@ mod stats;
 mod supervisor;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -45,6 +46,10 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The `corral` binary.
     pub runtime: PathBuf,
+    /// The path the monitors execute the runtime from: a read-only view of
+    /// `runtime` that supervisord holds open, or `runtime` itself.
+    #[serde(skip)]
+    pub runtime_exec: Option<PathBuf>,
     /// The `corral-monitor` binary, the parent of each container's shim.
     pub monitor: PathBuf,
     /// SIGTERM and SIGINT end supervisord at once and leave every job
@@ -297,6 +302,21 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
         })?;
     config.cgroup_parent = delegated;
     prepare_dirs(&config)?;
+    // Each shim would otherwise execute itself a second time from a
+    // read-only bind mount of its binary before it creates a container
+    // (see corral_runtime::selfexe). One such mount, held open here and
+    // reached through /proc, spares every shim that execve.
+    let runtime_view = match corral_runtime::selfexe::read_only_tree(&config.runtime) {
+        Ok(view) => {
+            let path = format!("/proc/{}/fd/{}", std::process::id(), view.as_raw_fd());
+            config.runtime_exec = Some(PathBuf::from(path));
+            Some(view)
+        }
+        Err(error) => {
+            tracing::warn!(runtime = %config.runtime.display(), %error, "cannot open a read-only view of the runtime; each shim makes its own");
+            None
+        }
+    };
     let socket_path = config.socket_path();
     let listener = bind_socket(&socket_path)?;
     let (events, receiver) = mpsc::unbounded_channel();
@@ -332,6 +352,8 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     let outcome = Supervisor::new(config.clone(), events, watching_pids)
         .run(receiver)
         .await;
+    // Monitors started from here on would need the view; none are.
+    drop(runtime_view);
 
     let _ = stop_server.send(());
     // Open connections get a moment to receive their replies.

@@ -130,6 +130,7 @@ mod tests {
             log_dir: dir.join("log"),
             cgroup_parent: "corral-test".to_string(),
             runtime: PathBuf::from("/nonexistent/corral"),
+            runtime_exec: None,
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
         };
