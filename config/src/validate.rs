@@ -16,7 +16,7 @@ use crate::convert::{
 use crate::field::FieldPath;
 use crate::host::HostContext;
 use crate::substitute::substitute_spec;
-use crate::types::{ImageRef, IoLimits, JobSpec, MountSpec, Resources};
+use crate::types::{ImageRef, IoLimits, JobSpec, MountSpec, Network, Resources};
 use crate::units::ByteSize;
 
 /// Smallest memory limit, in bytes.
@@ -577,6 +577,25 @@ fn is_device_path(device: &str) -> bool {
 }
 
 fn check_ports(spec: &JobSpec) -> Check {
+    if !spec.ports.is_empty() {
+        let reason = match spec.network {
+            Network::Loopback => None,
+            Network::None => Some(
+                "with \"network\": \"none\" no interface is up inside the job, so no \
+                 connection could reach it",
+            ),
+            Network::Host => Some(
+                "with \"network\": \"host\" the job listens on the host's own addresses \
+                 and needs no relay; remove \"ports\"",
+            ),
+        };
+        if let Some(reason) = reason {
+            return Err(ValidationError::new(
+                FieldPath::of(&["ports"]),
+                format!("published ports need \"network\": \"loopback\": {reason}"),
+            ));
+        }
+    }
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
     for (index, port) in spec.ports.iter().enumerate() {
         let path = FieldPath::of(&["ports"]).index(index);

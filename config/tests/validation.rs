@@ -438,6 +438,22 @@ fn ports_reject_duplicate_host_address() {
 }
 
 #[test]
+fn ports_need_loopback_network() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"network\": \"none\",\n \"ports\": ▶[{\"host\": \"127.0.0.1:80\", \"container\": 80}]}",
+        "ports",
+        "published ports need \"network\": \"loopback\": with \"network\": \"none\" no interface",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"network\": \"host\",\n \"ports\": ▶[{\"host\": \"127.0.0.1:80\", \"container\": 80}]}",
+        "ports",
+        "needs no relay; remove \"ports\"",
+    );
+    parse_ok(r#"{"command": ["/x"], "network": "host"}"#);
+    parse_ok(r#"{"command": ["/x"], "network": "none", "ports": []}"#);
+}
+
+#[test]
 fn mounts_target_must_be_absolute() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"mounts\": [{\"type\": \"tmpfs\", \"target\": ▶\"tmp\"}]}",

@@ -38,6 +38,11 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "supervisord on {socket} closed the connection without a reply: it may have \
+         exited or restarted; check `supervisorctl status`"
+    )]
+    Closed { socket: PathBuf },
     #[error("malformed HTTP response from supervisord: {reason}")]
     Malformed { reason: String },
     #[error("invalid JSON in the response to {method} {path}")]
@@ -201,6 +206,11 @@ impl Client {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(io_error(error)),
             }
+        }
+        if raw.is_empty() {
+            return Err(ClientError::Closed {
+                socket: self.socket.clone(),
+            });
         }
         parse_response(&raw)
     }

@@ -5,7 +5,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use corral_supervisor::api::{JobList, ReloadReport};
+use corral_supervisor::api::{JobList, JobView, ReloadReport};
 use corral_supervisor::machine::JobState;
 use harness::{shell_job, skip, stderr_of, stdout_of, Daemon};
 use serde_json::json;
@@ -976,6 +976,71 @@ fn restart_keeps_stopped_exited_and_fatal_jobs() {
     let restarted = daemon.wait_for_state("failing", JobState::Fatal, SETTLE);
     assert_eq!(restarted.exit_status, Some(4));
     let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn restart_applies_edits_made_while_away() {
+    if skip("restart_applies_edits_made_while_away") {
+        return;
+    }
+    let stubborn = shell_job(
+        "trap '' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "5s"}}),
+    );
+    let mut daemon = Daemon::start(&[
+        ("broken", &term_handler()),
+        ("edited", &term_handler()),
+        ("stubborn", &stubborn),
+    ]);
+    let broken = daemon.wait_for_state("broken", JobState::Running, SETTLE);
+    let edited = daemon.wait_for_state("edited", JobState::Running, SETTLE);
+    daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let stopping: JobView = daemon
+        .client()
+        .post("/v1/jobs/stubborn/stop?wait=false", None)
+        .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+
+    daemon.crash();
+    daemon.write_job(
+        "broken",
+        "{\"command\": [\"/bin/true\"], \"restart\": {\"policy\": \"alway\"}}",
+    );
+    let changed = shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.2; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    daemon.write_job("edited", &changed);
+    daemon.respawn();
+
+    // An invalid file keeps the running container, with the spec it was
+    // started from.
+    let kept = daemon.job("broken").unwrap();
+    assert_eq!(kept.state, JobState::Invalid, "{kept:#?}");
+    assert_eq!(kept.process_state, JobState::Running, "{kept:#?}");
+    assert_eq!(kept.pid, broken.pid);
+
+    // A changed file restarts the job with a new container.
+    daemon.wait_until(SETTLE, "the edited job runs a new container", |daemon| {
+        daemon.job("edited").is_ok_and(|job| {
+            job.state == JobState::Running && job.container_id != edited.container_id
+        })
+    });
+
+    // The stop that the killed daemon had begun ends with SIGKILL after
+    // the timeout; the job does not come back.
+    let stopping = daemon.job("stubborn").unwrap();
+    assert_eq!(stopping.state, JobState::Stopping, "{stopping:#?}");
+    let stopped = daemon.wait_for_state("stubborn", JobState::Stopped, Duration::from_secs(30));
+    assert!(
+        stopped.description.contains("SIGKILL"),
+        "{}",
+        stopped.description
+    );
+
+    let status = daemon.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }

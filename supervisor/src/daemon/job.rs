@@ -148,10 +148,17 @@ impl Job {
     }
 
     /// The record that keeps this job's state across a restart of
-    /// supervisord, for the states a record keeps.
+    /// supervisord, for the states a record keeps and for a stop request
+    /// in progress.
     pub fn settled_record(&self) -> Option<SettledRecord> {
-        SettledRecord::keeps(self.state).then(|| SettledRecord {
-            state: self.state,
+        // A stop request is recorded as soon as it begins, so that a
+        // supervisord that takes over finishes it.
+        let state = match self.state {
+            JobState::Stopping if self.after_stop == AfterStop::Stay => JobState::Stopped,
+            state => state,
+        };
+        SettledRecord::keeps(state).then(|| SettledRecord {
+            state,
             since: self.since,
             last_run: self.last_run.clone(),
             last_container_id: self.last_container_id.clone(),

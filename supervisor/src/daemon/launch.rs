@@ -32,6 +32,10 @@ pub const SHIM_SETUP_FAILED: i32 = 125;
 /// Name of the monitor's log settings file in the bundle directory.
 pub const LOG_SETTINGS_FILE: &str = "logs.json";
 
+/// Name of the file in the bundle directory that keeps the job spec the
+/// container was started from, for a restarted supervisord.
+pub const JOB_SPEC_FILE: &str = "job.json";
+
 /// An error starting a container.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -148,6 +152,15 @@ pub fn launch(
     };
     let oci = build_spec(config, job_name, id, spec).map_err(bundle_error)?;
     job::write_bundle(&oci, &bundle).map_err(bundle_error)?;
+    let spec_file = bundle.join(JOB_SPEC_FILE);
+    let spec_written = serde_json::to_vec(spec)
+        .map_err(io::Error::other)
+        .and_then(|body| fs::write(&spec_file, body));
+    if let Err(error) = spec_written {
+        // The container runs fine without it; a restarted supervisord then
+        // cannot tell whether the job file changed meanwhile.
+        tracing::warn!(job = %job_name, container_id = %id, path = %spec_file.display(), %error, "failed to keep the job spec beside the bundle");
+    }
     let settings_file = bundle.join(LOG_SETTINGS_FILE);
     if let Err(source) = LogSettings::from_config(&spec.logs).write(&settings_file) {
         remove_container_files(config, id);
@@ -377,6 +390,25 @@ fn describe_status(status: ExitStatus) -> String {
 
 /// Removes the bundle, exit record and pid file of a container that ended.
 /// Errors are logged, because a leftover file harms nothing but disk space.
+/// Reads the job spec that container `id` was started from. `None` when
+/// the file is missing (containers of older versions) or unreadable.
+pub fn read_launched_spec(config: &DaemonConfig, id: &str) -> Option<JobSpec> {
+    let path = config.bundle_dir(id).join(JOB_SPEC_FILE);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            tracing::warn!(container_id = %id, path = %path.display(), %error, "failed to read the job spec of an adopted container");
+            return None;
+        }
+    };
+    serde_json::from_slice(&text)
+        .inspect_err(|error| {
+            tracing::warn!(container_id = %id, path = %path.display(), %error, "invalid job spec of an adopted container");
+        })
+        .ok()
+}
+
 pub fn remove_container_files(config: &DaemonConfig, id: &str) {
     let bundle = config.bundle_dir(id);
     if let Err(error) = fs::remove_dir_all(&bundle) {
@@ -413,6 +445,47 @@ mod tests {
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
         }
+    }
+
+    /// A restarted supervisord compares the kept spec with the job file, so
+    /// the kept spec must read back equal to what was written.
+    #[test]
+    fn kept_job_spec_reads_back_equal() {
+        let text = r#"{
+            "image": "host",
+            "command": ["/bin/sh", "-c", "exec sleep 300"],
+            "env": {"GREETING": "hello world"},
+            "working_dir": "/tmp",
+            "user": "0:0",
+            "hostname": "kept",
+            "resources": {"memory": "128M", "memory_swap": "256M", "cpus": 0.5,
+                          "cpu_weight": 100, "pids": 64,
+                          "io": {"weight": 200}},
+            "network": "loopback",
+            "ports": [{"host": "127.0.0.1:18080", "container": 8080}],
+            "mounts": [{"type": "tmpfs", "target": "/scratch", "size": "16M"}],
+            "readonly_rootfs": true,
+            "init": true,
+            "restart": {"policy": "on-failure", "max_restarts": 5, "window": "2m",
+                        "backoff": {"initial": "250ms", "max": "30s"}},
+            "start_seconds": "1500ms",
+            "stop": {"signal": "SIGINT", "timeout": "20s"},
+            "logs": {"max_size": "10M", "keep": 3},
+            "labels": {"team": "web"},
+            "cap_add": ["NET_BIND_SERVICE"],
+            "cap_drop": ["CHOWN"]
+        }"#;
+        let job =
+            corral_config::parse_job_str("kept", Path::new("kept.json"), text).expect("valid job");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let id = "kept-0123abcd";
+        fs::create_dir_all(config.bundle_dir(id)).expect("bundle dir");
+        let body = serde_json::to_vec(&job.spec).expect("encode");
+        fs::write(config.bundle_dir(id).join(JOB_SPEC_FILE), body).expect("write");
+        let kept = read_launched_spec(&config, id).expect("read back");
+        assert_eq!(kept, job.spec);
+        assert!(!crate::daemon::reload::needs_restart(&kept, &job.spec));
     }
 
     #[test]

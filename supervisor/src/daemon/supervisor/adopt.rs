@@ -13,12 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use corral_runtime::state::ExitRecord;
 
 use super::{clean_up_orphan, Supervisor};
-use crate::daemon::job::Container;
+use crate::daemon::job::{AfterStop, Container};
 use crate::daemon::launch::{self, ShimRecord};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
-use crate::daemon::ports;
 use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
+use crate::daemon::{ports, reload, settled};
 use crate::describe::LastRun;
 use crate::machine::{self, JobState};
 
@@ -35,21 +35,29 @@ impl Supervisor {
 
     fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
         let id = record.container_id.clone();
-        let Some(job) = self
-            .jobs
-            .get_mut(&record.job)
-            .filter(|job| job.spec.is_some())
-        else {
+        let launched = launch::read_launched_spec(&self.config, &id).map(Arc::new);
+        let Some(job) = self.jobs.get_mut(&record.job) else {
+            tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job whose file was removed");
+            self.kill_orphan(record, monitor);
+            return;
+        };
+        // A job file that turned invalid meanwhile keeps the container
+        // running with the spec it was started from, as a running daemon
+        // keeps the last valid version.
+        let current = job.spec.clone();
+        let Some(spec) = current.clone().or_else(|| launched.clone()) else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
             self.kill_orphan(record, monitor);
             return;
         };
+        job.spec = Some(Arc::clone(&spec));
 
-        // NOTE: the job file may have changed while no supervisord ran. The
-        // adopted container keeps its old config, and the stop settings of
-        // the current file apply to it.
-        let spec = job.spec.clone().expect("filtered above");
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        // A stop request that the earlier daemon had not finished left a
+        // STOPPED record newer than the container.
+        let stop_pending = settled::read(&self.config, &record.job).is_some_and(|settled| {
+            settled.state == JobState::Stopped && settled.since > started_at
+        });
         let age = SystemTime::now()
             .duration_since(started_at)
             .unwrap_or_default();
@@ -98,6 +106,25 @@ impl Supervisor {
         let pid = job.container.as_ref().and_then(|container| container.pid);
         tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, ?pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
+
+        if stop_pending {
+            tracing::info!(job = %record.job, container_id = %id, "finishing a stop that the earlier supervisord had begun");
+            self.stop_job(&record.job);
+            return;
+        }
+        // The stop settings of the current file apply to the adopted
+        // container, and a change that needs a new container restarts it,
+        // as an edit does while supervisord runs.
+        if let (Some(current), Some(launched)) = (current, launched) {
+            if reload::needs_restart(&launched, &current) {
+                let fields = reload::changed_fields(&launched, &current).join(", ");
+                tracing::info!(job = %record.job, container_id = %id, %fields, "job file changed while no supervisord ran; restarting the job");
+                if let Some(job) = self.jobs.get_mut(&record.job) {
+                    job.after_stop = AfterStop::Start;
+                }
+                self.stop_job(&record.job);
+            }
+        }
     }
 
     /// Sends [`Event::ShimExited`] once the adopted monitor has ended.
@@ -189,13 +216,23 @@ impl Supervisor {
             crate::describe::termination_text(&run)
         );
 
-        let restarts = job
-            .spec
-            .as_ref()
-            .is_some_and(|spec| machine::policy_restarts(spec.restart.policy, &run.termination));
+        // A stop request that the earlier daemon had not finished left a
+        // STOPPED record newer than the container, so the job stays stopped.
+        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        let stop_pending = settled::read(&self.config, &record.job).is_some_and(|settled| {
+            settled.state == JobState::Stopped && settled.since > started_at
+        });
+        let restarts = !stop_pending
+            && job.spec.as_ref().is_some_and(|spec| {
+                machine::policy_restarts(spec.restart.policy, &run.termination)
+            });
         job.last_container_id = Some(id.clone());
         job.last_run = Some(run);
-        job.enter(JobState::Exited);
+        job.enter(if stop_pending {
+            JobState::Stopped
+        } else {
+            JobState::Exited
+        });
 
         if restarts && !self.shutting_down {
             job.restarts += 1;
