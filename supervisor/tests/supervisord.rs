@@ -787,6 +787,11 @@ fn shutdown_request_exits() {
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     let shutdown = daemon.ctl(&["shutdown"]);
     assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    // supervisorctl returns once supervisord has exited; the harness has
+    // not reaped it yet.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
+    let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+    assert_eq!(state, Some('Z'), "{stat}");
     let status = daemon.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
@@ -1046,6 +1051,51 @@ fn restart_applies_edits_made_while_away() {
 }
 
 #[test]
+fn second_daemon_on_same_dirs_is_refused() {
+    if skip("second_daemon_on_same_dirs_is_refused") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let other_run = tempfile::tempdir().unwrap();
+    for (data, log) in [
+        (daemon.data_dir(), other_run.path().join("log")),
+        (other_run.path().join("data"), daemon.log_dir()),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
+            .arg("--jobs-dir")
+            .arg(daemon.jobs_dir())
+            .arg("--run-dir")
+            .arg(other_run.path().join("run"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--log-dir")
+            .arg(&log)
+            .arg("--cgroup-parent")
+            .arg(format!("corral-test-second-{}", std::process::id()))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+        let expected = format!("another supervisord (pid {}) uses", daemon.pid());
+        assert!(
+            stderr_of(&output).contains(&expected),
+            "{}",
+            stderr_of(&output)
+        );
+    }
+    let jobs = daemon.client().get::<JobList>("/v1/jobs").unwrap().jobs;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Running);
+
+    // The lock goes with the process, also after SIGKILL.
+    daemon.crash();
+    daemon.respawn();
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn live_restore_leaves_jobs_on_sigterm() {
     if skip("live_restore_leaves_jobs_on_sigterm") {
         return;
@@ -1080,7 +1130,7 @@ fn live_restore_leaves_jobs_on_sigterm() {
 
     // A shutdown request stops the jobs even with --live-restore, and a
     // SIGTERM during it does not cut it short.
-    let shutdown = daemon.ctl(&["shutdown"]);
+    let shutdown = daemon.ctl(&["shutdown", "--no-wait"]);
     assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.pid()),

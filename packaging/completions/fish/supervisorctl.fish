@@ -40,7 +40,7 @@ complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "update"
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "spec" -d 'Print the OCI config.json generated for a job'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "top" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stats" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
-complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "shutdown" -d 'Stop every job and then supervisord'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "shutdown" -d 'Stop every job and then supervisord, and wait until it exited'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "completions" -d 'Print a completion script for this command: `supervisorctl completions bash > /usr/share/bash-completion/completions/supervisorctl`'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
@@ -91,6 +91,7 @@ complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l no
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l no-wait -d 'Return once supervisord accepted the request'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r

@@ -85,11 +85,36 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             clap_complete::generate(shell, &mut command, "supervisorctl", &mut io::stdout());
             Ok(0)
         }
-        Command::Shutdown => {
+        Command::Shutdown { no_wait } => {
+            let info: serde_json::Value = client.get("/v1/info")?;
+            let pid = info["pid"].as_i64().and_then(|pid| i32::try_from(pid).ok());
             let reply: Message = client.post("/v1/shutdown", None)?;
+            if let Some(pid) = pid.filter(|_| !no_wait) {
+                wait_for_exit(pid);
+            }
             println!("{}", reply.message);
             Ok(0)
         }
+    }
+}
+
+/// Waits until process `pid` has exited, so that a new supervisord can
+/// start on the same directories right after `shutdown`. The jobs' stop
+/// timeouts bound the wait. An exited process that its parent has not
+/// reaped yet counts as exited, and a supervisord in another PID namespace
+/// looks exited at once.
+fn wait_for_exit(pid: i32) {
+    let exited = || {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return true;
+        };
+        let state = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next());
+        matches!(state, Some("Z" | "X"))
+    };
+    while !exited() {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

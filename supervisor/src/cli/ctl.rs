@@ -116,8 +116,12 @@ pub enum Command {
         #[arg(long)]
         no_stream: bool,
     },
-    /// Stop every job and then supervisord
-    Shutdown,
+    /// Stop every job and then supervisord, and wait until it exited
+    Shutdown {
+        /// Return once supervisord accepted the request
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Print a completion script for this command: `supervisorctl
     /// completions bash > /usr/share/bash-completion/completions/supervisorctl`
     Completions {

@@ -135,6 +135,17 @@ pub enum DaemonError {
     JobsDirNotDir { path: PathBuf },
     #[error("another supervisord is listening on {path}")]
     AlreadyRunning { path: PathBuf },
+    #[error(
+        "another supervisord{} uses {dir}: give this one its own --data-dir and --log-dir",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    DirInUse { dir: PathBuf, holder: Option<u32> },
+    #[error("failed to lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to bind the control socket {path}")]
     Bind {
         path: PathBuf,
@@ -302,6 +313,7 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
         })?;
     config.cgroup_parent = delegated;
     prepare_dirs(&config)?;
+    let _locks = [lock_dir(&config.data_dir)?, lock_dir(&config.log_dir)?];
     // Each shim would otherwise execute itself a second time from a
     // read-only bind mount of its binary before it creates a container
     // (see corral_runtime::selfexe). One such mount, held open here and
@@ -421,6 +433,54 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
 
 /// Binds the control socket with mode 0600. A socket file without a
 /// listener is left from a daemon that died, and is replaced.
+/// Name of the lock file that one supervisord holds in its data and log
+/// directories.
+const LOCK_FILE: &str = ".supervisord.lock";
+
+/// Takes the lock that keeps a second supervisord out of `dir`, where both
+/// would start the same jobs and write the same files. The lock file holds
+/// the PID of its holder; the kernel releases the lock when the holder
+/// exits, also by SIGKILL, so a stale file blocks nothing.
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = dir.join(LOCK_FILE);
+    let lock_error = |source| DaemonError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(lock_error)?;
+    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        Ok(lock) => lock,
+        Err((mut file, nix::Error::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(DaemonError::DirInUse {
+                dir: dir.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err((_, errno)) => return Err(lock_error(io::Error::from(errno))),
+    };
+    let written = lock
+        .set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| writeln!(lock, "{}", std::process::id()));
+    if let Err(error) = written {
+        tracing::warn!(path = %path.display(), %error, "failed to write the PID into the lock file");
+    }
+    Ok(lock)
+}
+
 fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
