@@ -121,9 +121,15 @@ fn describe_running(facts: &StatusFacts<'_>) -> String {
     }
 }
 
+/// True when the last run ended before its start time passed. A run whose
+/// setup failed never started its process, so its error stands alone.
+fn exited_too_quickly(run: &LastRun) -> bool {
+    run.failed_start && !matches!(run.termination, Termination::SetupFailed { .. })
+}
+
 fn describe_backoff(facts: &StatusFacts<'_>) -> String {
     let mut text = match facts.last_run {
-        Some(run) if run.failed_start => {
+        Some(run) if exited_too_quickly(run) => {
             format!("{EXITED_TOO_QUICKLY}: {}", termination_text(run))
         }
         Some(run) => ended_at(run),
@@ -168,7 +174,9 @@ fn describe_stopping(facts: &StatusFacts<'_>) -> String {
 
 fn describe_fatal(facts: &StatusFacts<'_>) -> String {
     let mut text = match facts.last_run {
-        Some(run) if run.failed_start => format!("{EXITED_TOO_QUICKLY}: {}", ended_at(run)),
+        Some(run) if exited_too_quickly(run) => {
+            format!("{EXITED_TOO_QUICKLY}: {}", ended_at(run))
+        }
         Some(run) => ended_at(run),
         None => String::new(),
     };
@@ -393,6 +401,28 @@ mod tests {
         assert_eq!(
             describe(&backoff),
             format!("{EXITED_TOO_QUICKLY}: exited 3, restart 2 of 5 in 2s")
+        );
+    }
+
+    #[test]
+    fn setup_failure_is_not_a_quick_exit() {
+        let mut last = run(Termination::SetupFailed {
+            message: "127.0.0.1:8080: Address already in use".to_string(),
+        });
+        last.failed_start = true;
+        let mut backoff = facts(JobState::Backoff);
+        backoff.last_run = Some(&last);
+        assert_eq!(
+            describe(&backoff),
+            "failed to start: 127.0.0.1:8080: Address already in use"
+        );
+        let mut fatal = facts(JobState::Fatal);
+        fatal.last_run = Some(&last);
+        fatal.fatal = Some((5, Duration::from_secs(60)));
+        assert_eq!(
+            describe(&fatal),
+            "failed to start: 127.0.0.1:8080: Address already in use, \
+             gave up after 5 restarts within 1m"
         );
     }
 
