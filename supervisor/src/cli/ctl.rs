@@ -74,8 +74,9 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Print the host PID of a job's main process, or supervisord's PID
-    /// without a name. Exits 3 when the job is not running.
+    /// Print the host PID of PID 1 of a job's container (the job's command,
+    /// or the minimal init with "init": true), or supervisord's PID without
+    /// a name. Exits 3 when the job is not running.
     Pid { name: Option<String> },
     /// Print the end of a job's stdout (or stderr) log
     Tail {
