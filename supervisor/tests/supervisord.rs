@@ -1222,6 +1222,29 @@ fn shim_runs_from_read_only_binary() {
         stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
         "the shim's binary is on a writable mount"
     );
+    // The monitor copies output at a lower priority than the job's.
+    let nice = |stat_path: std::path::PathBuf| -> i32 {
+        let stat = std::fs::read_to_string(stat_path).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        fields[16].parse().unwrap()
+    };
+    let monitor_threads: Vec<i32> = std::fs::read_dir(format!("/proc/{monitor}/task"))
+        .unwrap()
+        .map(|task| nice(task.unwrap().path().join("stat")))
+        .collect();
+    assert_eq!(
+        monitor_threads.len(),
+        2,
+        "monitor threads: {monitor_threads:?}"
+    );
+    assert!(
+        monitor_threads.iter().all(|&value| value == 10),
+        "{monitor_threads:?}"
+    );
+    assert_eq!(nice(format!("/proc/{shim}/stat").into()), 0);
+
     let command = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
     let program = command.split(|&byte| byte == 0).next().unwrap();
     assert!(

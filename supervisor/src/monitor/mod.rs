@@ -226,6 +226,7 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     // shim alone, so the reads end when the shim and container do.
     drop(command);
     let shim = Pid::from_raw(child.id() as i32);
+    lower_priority();
 
     let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT, QUEUE_PATIENCE));
     let writer = {
@@ -245,6 +246,25 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
         warn("the log writer thread panicked");
     }
     Ok(exit)
+}
+
+/// The nice value of the monitor's threads. Copying a job's output costs
+/// CPU outside the job's cgroup, so a job that writes without pause must
+/// not take that CPU from other jobs at equal weight.
+const MONITOR_NICE: libc::c_int = 10;
+
+/// Lowers the CPU priority of the calling thread and of the threads it
+/// starts afterwards. The shim, spawned before, keeps the monitor's
+/// original priority, and so does the job.
+fn lower_priority() {
+    // SAFETY: setpriority takes integers only. On Linux, PRIO_PROCESS with
+    // who 0 names the calling thread, and new threads copy its nice value.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, MONITOR_NICE) } != 0 {
+        warn(&format!(
+            "failed to lower the log copying priority: {}",
+            io::Error::last_os_error()
+        ));
+    }
 }
 
 /// Copies the pipes into the queue and handles signals until the shim has
