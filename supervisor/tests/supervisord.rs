@@ -1095,6 +1095,71 @@ fn second_daemon_on_same_dirs_is_refused() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Runs supervisorctl with `args` as user and group 65534 (nobody), with
+/// `groups` as its supplementary groups.
+fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"));
+    command.arg("--socket").arg(daemon.socket()).args(args);
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only the setgroups, setgid and setuid system calls, which are
+    // async-signal-safe, on values that live in static memory.
+    unsafe {
+        command.pre_exec(move || {
+            let groups: Vec<nix::unistd::Gid> = groups
+                .iter()
+                .map(|&gid| nix::unistd::Gid::from_raw(gid))
+                .collect();
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+            Ok(())
+        });
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn socket_group_members_can_connect() {
+    if skip("socket_group_members_can_connect") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let mut daemon =
+        Daemon::start_with_args(&[("web", &term_handler())], &["--socket-group", "4242"]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let socket = std::fs::metadata(daemon.socket()).unwrap();
+    assert_eq!(socket.gid(), 4242);
+    assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+    let run_dir = std::fs::metadata(daemon.run_dir()).unwrap();
+    assert_eq!(run_dir.gid(), 4242);
+    assert_eq!(run_dir.permissions().mode() & 0o777, 0o710);
+
+    // The scratch directory above the run directory is this test's own.
+    let scratch = daemon.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let member = ctl_as_nobody(&daemon, &[4242], &["status", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("RUNNING"),
+        "{}",
+        stdout_of(&member)
+    );
+    let outsider = ctl_as_nobody(&daemon, &[], &["status", "web"]);
+    assert_eq!(outsider.status.code(), Some(4), "{}", stdout_of(&outsider));
+    assert!(
+        stderr_of(&outsider)
+            .to_lowercase()
+            .contains("permission denied"),
+        "{}",
+        stderr_of(&outsider)
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
 #[test]
 fn live_restore_leaves_jobs_on_sigterm() {
     if skip("live_restore_leaves_jobs_on_sigterm") {

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> Result<()> {
     let monitor = cli
         .monitor
         .unwrap_or_else(|| beside_or_on_path("corral-monitor"));
+    let socket_group = cli.socket_group.as_deref().map(resolve_group).transpose()?;
     let config = DaemonConfig {
         jobs_dir: cli.jobs_dir,
         run_dir: cli.run_dir,
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
         runtime_exec: None,
         monitor,
         live_restore: cli.live_restore,
+        socket_group,
     };
     // One thread runs every task: the supervisor task handles one event at
     // a time anyway, and the API and the watchers only wait for it. Blocking
@@ -64,6 +66,21 @@ fn run(cli: Cli) -> Result<()> {
         .context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
     Ok(())
+}
+
+/// Returns the GID of a group given by number or by name.
+fn resolve_group(group: &str) -> Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(entry)) => Ok(entry.gid.as_raw()),
+        Ok(None) => {
+            anyhow::bail!("unknown group {group:?} for --socket-group: create it or pass a number")
+        }
+        Err(error) => Err(error)
+            .with_context(|| format!("failed to look up group {group:?} for --socket-group")),
+    }
 }
 
 /// Returns `name` in the directory of this executable when it exists

@@ -64,6 +64,11 @@ pub struct Cli {
     /// every job first); the systemd unit sets it, with KillMode=process
     #[arg(long)]
     pub live_restore: bool,
+    /// Group, by name or number, whose members may use the control socket:
+    /// the socket becomes mode 0660 and the run directory 0710, both owned
+    /// by that group [default: root only, mode 0600]
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Format of supervisord's own log on stderr; RUST_LOG sets the level
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -444,6 +444,7 @@ mod tests {
             runtime_exec: None,
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
+            socket_group: None,
         }
     }
 

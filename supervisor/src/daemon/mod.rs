@@ -56,6 +56,8 @@ pub struct DaemonConfig {
     /// running, for the next supervisord to adopt. A shutdown request still
     /// stops every job first.
     pub live_restore: bool,
+    /// GID of the group that may use the control socket.
+    pub socket_group: Option<u32>,
 }
 
 impl DaemonConfig {
@@ -140,6 +142,13 @@ pub enum DaemonError {
         holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
     )]
     DirInUse { dir: PathBuf, holder: Option<u32> },
+    #[error("failed to give {path} to group {gid}")]
+    SocketGroup {
+        path: PathBuf,
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to lock {path}")]
     Lock {
         path: PathBuf,
@@ -330,7 +339,13 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
         }
     };
     let socket_path = config.socket_path();
+    if let Some(gid) = config.socket_group {
+        share_with_group(&config.run_dir, gid, 0o710)?;
+    }
     let listener = bind_socket(&socket_path)?;
+    if let Some(gid) = config.socket_group {
+        share_with_group(&socket_path, gid, 0o660)?;
+    }
     let (events, receiver) = mpsc::unbounded_channel();
     spawn_signal_handlers(events.clone(), config.live_restore)?;
     match jobwatch::spawn(config.jobs_dir.clone(), events.clone()) {
@@ -433,6 +448,18 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
 
 /// Binds the control socket with mode 0600. A socket file without a
 /// listener is left from a daemon that died, and is replaced.
+/// Gives `path` to group `gid` with `mode`, for `--socket-group`.
+fn share_with_group(path: &Path, gid: u32, mode: u32) -> Result<(), DaemonError> {
+    let share_error = |source| DaemonError::SocketGroup {
+        path: path.to_path_buf(),
+        gid,
+        source,
+    };
+    nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+        .map_err(|errno| share_error(io::Error::from(errno)))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(share_error)
+}
+
 /// Name of the lock file that one supervisord holds in its data and log
 /// directories.
 const LOCK_FILE: &str = ".supervisord.lock";

@@ -133,6 +133,7 @@ mod tests {
             runtime_exec: None,
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
+            socket_group: None,
         };
         fs::create_dir_all(config.settled_dir()).expect("settled dir");
         config
