@@ -122,7 +122,8 @@ fn describe_running(facts: &StatusFacts<'_>) -> String {
 }
 
 /// True when the last run ended before its start time passed. A run whose
-/// setup failed never started its process, so its error stands alone.
+/// setup failed never started its process, so its description is the error
+/// alone.
 fn exited_too_quickly(run: &LastRun) -> bool {
     run.failed_start && !matches!(run.termination, Termination::SetupFailed { .. })
 }

@@ -967,7 +967,7 @@ fn restart_keeps_stopped_exited_and_fatal_jobs() {
     daemon.respawn();
     assert_eq!(daemon.job("held").unwrap().state, JobState::Running);
 
-    // A shutdown of the daemon forgets the records: the next one starts
+    // A shutdown of the daemon removes the records: the next one starts
     // every job by its autostart, as after a reboot.
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));

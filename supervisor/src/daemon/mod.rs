@@ -47,7 +47,7 @@ pub struct DaemonConfig {
     /// The `corral` binary.
     pub runtime: PathBuf,
     /// The path the monitors execute the runtime from: a read-only view of
-    /// `runtime` that supervisord holds open, or `runtime` itself.
+    /// `runtime` that supervisord keeps open, or `runtime` itself.
     #[serde(skip)]
     pub runtime_exec: Option<PathBuf>,
     /// The `corral-monitor` binary, the parent of each container's shim.
@@ -465,9 +465,9 @@ fn share_with_group(path: &Path, gid: u32, mode: u32) -> Result<(), DaemonError>
 const LOCK_FILE: &str = ".supervisord.lock";
 
 /// Takes the lock that keeps a second supervisord out of `dir`, where both
-/// would start the same jobs and write the same files. The lock file holds
-/// the PID of its holder; the kernel releases the lock when the holder
-/// exits, also by SIGKILL, so a stale file blocks nothing.
+/// would start the same jobs and write the same files. The lock file
+/// contains the PID of its holder. The kernel releases the lock when the
+/// holder exits, also by SIGKILL, so a stale file blocks nothing.
 fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
