@@ -175,6 +175,15 @@ def command_name(pid):
         return None
 
 
+def is_shim(pid):
+    """Whether `pid` runs `corral ... shim ...`: a shim or a minimal init."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"shim" in cmdline.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+
+
 def wait_exit(process, timeout):
     try:
         return process.wait(timeout=timeout)
@@ -252,11 +261,16 @@ class CorralDaemon:
         return [self.binary("supervisorctl"), "--socket", self.socket, "status"]
 
     def helper_pss(self):
-        """PSS of corral-monitor, the shims and the containers' inits."""
+        """PSS of corral-monitor, the shims and the containers' inits.
+
+        The shims run the runtime through /proc/PID/fd/N, which leaves the
+        descriptor number as their command name, so a shim and the init
+        forked from it are found by the `shim` verb on their command line.
+        """
         total = 0
         count = 0
         for pid in descendants(self.process.pid):
-            if command_name(pid) in ("corral-monitor", "corral"):
+            if command_name(pid) == "corral-monitor" or is_shim(pid):
                 memory = process_memory(pid)
                 if memory:
                     total += memory[1]
