@@ -998,13 +998,20 @@ fn restart_applies_edits_made_while_away() {
         ("broken", &term_handler()),
         ("edited", &term_handler()),
         ("stubborn", &stubborn),
+        ("restarting", &stubborn),
     ]);
     let broken = daemon.wait_for_state("broken", JobState::Running, SETTLE);
     let edited = daemon.wait_for_state("edited", JobState::Running, SETTLE);
     daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let restarting = daemon.wait_for_state("restarting", JobState::Running, SETTLE);
     let stopping: JobView = daemon
         .client()
         .post("/v1/jobs/stubborn/stop?wait=false", None)
+        .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+    let stopping: JobView = daemon
+        .client()
+        .post("/v1/jobs/restarting/restart?wait=false", None)
         .unwrap();
     assert_eq!(stopping.state, JobState::Stopping);
 
@@ -1044,6 +1051,14 @@ fn restart_applies_edits_made_while_away() {
         "{}",
         stopped.description
     );
+
+    // The restart that the killed daemon had begun ends with a new
+    // container.
+    daemon.wait_until(Duration::from_secs(30), "the restart finishes", |daemon| {
+        daemon.job("restarting").is_ok_and(|job| {
+            job.state == JobState::Running && job.container_id != restarting.container_id
+        })
+    });
 
     let status = daemon.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));

@@ -153,8 +153,9 @@ impl Job {
     pub fn settled_record(&self) -> Option<SettledRecord> {
         // A stop request is recorded as soon as it begins, so that a
         // supervisord that takes over finishes it.
+        let restart = self.state == JobState::Stopping && self.after_stop == AfterStop::Start;
         let state = match self.state {
-            JobState::Stopping if self.after_stop == AfterStop::Stay => JobState::Stopped,
+            JobState::Stopping if self.after_stop != AfterStop::Remove => JobState::Stopped,
             state => state,
         };
         SettledRecord::keeps(state).then(|| SettledRecord {
@@ -163,6 +164,7 @@ impl Job {
             last_run: self.last_run.clone(),
             last_container_id: self.last_container_id.clone(),
             fatal: self.fatal,
+            restart,
         })
     }
 

@@ -206,6 +206,19 @@ pub fn launch(
         id: id.to_string(),
         source,
     };
+    // A record without the monitor's PID comes first, so that a
+    // supervisord killed right after the spawn leaves the next one a
+    // record to find the monitor by (see find_live_monitor).
+    let mut record = ShimRecord {
+        job: job_name.to_string(),
+        container_id: id.to_string(),
+        monitor_pid: 0,
+        started_at: unix_now(),
+        stderr_offset,
+    };
+    if let Err(error) = write_shim_record(config, &record) {
+        tracing::warn!(container_id = %id, %error, "failed to write the shim record");
+    }
     let child = match command.spawn() {
         Ok(child) => child,
         Err(source) => {
@@ -222,13 +235,7 @@ pub fn launch(
     // reaps the monitor on SIGCHLD.
     drop(child);
     let monitor = MonitorHandle::Child { pid };
-    let record = ShimRecord {
-        job: job_name.to_string(),
-        container_id: id.to_string(),
-        monitor_pid: pid,
-        started_at: unix_now(),
-        stderr_offset,
-    };
+    record.monitor_pid = pid;
     if let Err(error) = write_shim_record(config, &record) {
         // The container runs fine without it; only adoption after a crash
         // of supervisord needs it.
@@ -311,12 +318,37 @@ pub fn read_shim_records(config: &DaemonConfig) -> Vec<ShimRecord> {
 /// and is that monitor: its command line names `shim` and the container
 /// id, so a reused PID is not mistaken for it.
 pub fn find_live_monitor(record: &ShimRecord) -> Option<PidFd> {
-    let shim = PidFd::open(record.monitor_pid).ok()?;
-    let cmdline = fs::read(format!("/proc/{}/cmdline", record.monitor_pid)).ok()?;
+    let pid = match record.monitor_pid {
+        0 => find_monitor_by_id(&record.container_id)?,
+        pid => pid,
+    };
+    let shim = PidFd::open(pid).ok()?;
+    // Checked after the pidfd is open, so that the PID cannot be reused in
+    // between.
+    runs_monitor_of(pid, &record.container_id, false).then_some(shim)
+}
+
+/// Returns whether process `pid` runs the monitor, or with `monitor_only`
+/// false also the shim or init, of container `id`: its command line has
+/// the `shim` verb and the id, and the monitor's also `--settings`.
+fn runs_monitor_of(pid: i32, id: &str, monitor_only: bool) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let arguments: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
-    let is_shim = arguments.contains(&b"shim".as_slice())
-        && arguments.contains(&record.container_id.as_bytes());
-    is_shim.then_some(shim)
+    arguments.contains(&b"shim".as_slice())
+        && arguments.contains(&id.as_bytes())
+        && (!monitor_only || arguments.contains(&b"--settings".as_slice()))
+}
+
+/// Finds the monitor of container `id` among all processes, for a shim
+/// record written before its monitor's PID was known.
+fn find_monitor_by_id(id: &str) -> Option<i32> {
+    fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| runs_monitor_of(pid, id, true))
 }
 
 /// Works out how a container ended from its exit record, or from the shim's
@@ -487,6 +519,36 @@ mod tests {
         let kept = read_launched_spec(&config, id).expect("read back");
         assert_eq!(kept, job.spec);
         assert!(!crate::daemon::reload::needs_restart(&kept, &job.spec));
+    }
+
+    #[test]
+    fn monitors_are_found_by_container_id() {
+        let id = new_container_id("found");
+        let mut monitor = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30; true", "--settings", "x", "shim", &id])
+            .spawn()
+            .expect("spawn a stand-in monitor");
+        let pid = i32::try_from(monitor.id()).expect("pid");
+        // The child shows its command line once it has executed the shell.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = find_monitor_by_id(&id);
+        while found.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = find_monitor_by_id(&id);
+        }
+        let record = ShimRecord {
+            job: "found".to_string(),
+            container_id: id.clone(),
+            monitor_pid: 0,
+            started_at: 0.0,
+            stderr_offset: 0,
+        };
+        let live = find_live_monitor(&record).is_some();
+        monitor.kill().expect("kill the stand-in");
+        monitor.wait().expect("reap the stand-in");
+        assert_eq!(found, Some(pid));
+        assert!(live);
+        assert_eq!(find_monitor_by_id(&new_container_id("missing")), None);
     }
 
     #[test]

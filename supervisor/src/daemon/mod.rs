@@ -339,8 +339,15 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
         }
     };
     let socket_path = config.socket_path();
-    if let Some(gid) = config.socket_group {
-        share_with_group(&config.run_dir, gid, 0o710)?;
+    match config.socket_group {
+        Some(gid) => share_with_group(&config.run_dir, gid, 0o710)?,
+        // An earlier run with --socket-group left the directory open to
+        // its group.
+        None => std::fs::set_permissions(&config.run_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| DaemonError::CreateDir {
+            path: config.run_dir.clone(),
+            source,
+        })?,
     }
     let listener = bind_socket(&socket_path)?;
     if let Some(gid) = config.socket_group {

@@ -31,6 +31,10 @@ pub struct SettledRecord {
     pub last_container_id: Option<String>,
     /// Restarts and window of the restart limit that made the job FATAL.
     pub fatal: Option<(u32, Duration)>,
+    /// A restart was in progress: the next daemon finishes the stop and
+    /// starts the job.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 impl SettledRecord {
@@ -156,6 +160,7 @@ mod tests {
             }),
             last_container_id: Some("web-1a2b3c4d".to_string()),
             fatal: Some((3, Duration::from_secs(60))),
+            restart: false,
         }
     }
 

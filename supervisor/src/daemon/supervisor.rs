@@ -107,6 +107,11 @@ impl Supervisor {
                 continue;
             }
             if let Some(record) = settled::read(&self.config, &name) {
+                if record.restart {
+                    tracing::info!(job = %name, "finishing a restart that the earlier supervisord had begun");
+                    self.start_container(&name);
+                    continue;
+                }
                 tracing::info!(job = %name, state = %record.state, "job keeps the state it had before supervisord restarted");
                 job.restore(record);
                 continue;

@@ -55,9 +55,10 @@ impl Supervisor {
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
         // A stop request that the earlier daemon had not finished left a
         // STOPPED record newer than the container.
-        let stop_pending = settled::read(&self.config, &record.job).is_some_and(|settled| {
-            settled.state == JobState::Stopped && settled.since > started_at
-        });
+        let pending = settled::read(&self.config, &record.job)
+            .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
+        let stop_pending = pending.is_some();
+        let restart_pending = pending.is_some_and(|settled| settled.restart);
         let age = SystemTime::now()
             .duration_since(started_at)
             .unwrap_or_default();
@@ -108,7 +109,12 @@ impl Supervisor {
         self.watch_adopted(&record.job, &id);
 
         if stop_pending {
-            tracing::info!(job = %record.job, container_id = %id, "finishing a stop that the earlier supervisord had begun");
+            tracing::info!(job = %record.job, container_id = %id, restart = restart_pending, "finishing a stop that the earlier supervisord had begun");
+            if restart_pending {
+                if let Some(job) = self.jobs.get_mut(&record.job) {
+                    job.after_stop = AfterStop::Start;
+                }
+            }
             self.stop_job(&record.job);
             return;
         }
@@ -219,10 +225,12 @@ impl Supervisor {
         // A stop request that the earlier daemon had not finished left a
         // STOPPED record newer than the container, so the job stays stopped.
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
-        let stop_pending = settled::read(&self.config, &record.job).is_some_and(|settled| {
-            settled.state == JobState::Stopped && settled.since > started_at
-        });
+        let pending = settled::read(&self.config, &record.job)
+            .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
+        let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
+        let stop_pending = pending.is_some() && !restart_pending;
         let restarts = !stop_pending
+            && !restart_pending
             && job.spec.as_ref().is_some_and(|spec| {
                 machine::policy_restarts(spec.restart.policy, &run.termination)
             });
@@ -234,8 +242,10 @@ impl Supervisor {
             JobState::Exited
         });
 
-        if restarts && !self.shutting_down {
-            job.restarts += 1;
+        if (restarts || restart_pending) && !self.shutting_down {
+            if restarts {
+                job.restarts += 1;
+            }
             self.start_container(&record.job);
         }
     }
