@@ -147,9 +147,9 @@ impl Job {
         self.epoch += 1;
     }
 
-    /// The record that keeps this job's state across a restart of
-    /// supervisord, for the states a record keeps and for a stop request
-    /// in progress.
+    /// Returns the record that keeps this job's state across a restart of
+    /// supervisord, for the states a record keeps and for a stop or restart
+    /// request in progress.
     pub fn settled_record(&self) -> Option<SettledRecord> {
         // A stop request is recorded as soon as it begins, so that a
         // supervisord that takes over finishes it.

@@ -9,7 +9,7 @@
 //! A crash of supervisord, and its exit with `--live-restore`, keep the
 //! records. A stop of the whole daemon, which stops every job, removes
 //! them, so the next daemon starts every job by its `autostart`, as after
-//! a reboot; `/run` is a tmpfs, so a reboot forgets them too.
+//! a reboot. `/run` is a tmpfs, so a reboot removes them too.
 
 use std::fs;
 use std::io;
