@@ -176,7 +176,7 @@ def command_name(pid):
 
 
 def is_shim(pid):
-    """Whether `pid` runs `corral ... shim ...`: a shim or a minimal init."""
+    """Return whether `pid` runs `corral ... shim ...`: a shim or a minimal init."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             return b"shim" in cmdline.read().split(b"\0")

@@ -462,10 +462,12 @@ pub fn remove_container_files(config: &DaemonConfig, id: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn config(root: &Path) -> DaemonConfig {
+    /// Returns a config with every directory below `root` and binaries
+    /// that do not exist, for tests that start no container.
+    pub(crate) fn config(root: &Path) -> DaemonConfig {
         DaemonConfig {
             jobs_dir: root.join("jobs"),
             run_dir: root.join("run"),

@@ -28,7 +28,7 @@ type Events = mpsc::UnboundedSender<Event>;
 type Response = hyper::Response<Body>;
 
 /// Serves the API on `listener` until `shutdown` fires, then lets each open
-/// connection finish the request it is answering and returns when all have
+/// connection finish the request it is serving and returns when all have
 /// closed.
 pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot::Receiver<()>) {
     let (closing, closing_seen) = watch::channel(false);
@@ -71,7 +71,7 @@ pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot
     while connections.join_next().await.is_some() {}
 }
 
-/// Answers one HTTP request.
+/// Handles one HTTP request.
 async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();

@@ -127,18 +127,7 @@ mod tests {
     use crate::machine::Termination;
 
     fn config(dir: &std::path::Path) -> DaemonConfig {
-        let config = DaemonConfig {
-            jobs_dir: dir.join("jobs"),
-            run_dir: dir.join("run"),
-            data_dir: dir.join("data"),
-            log_dir: dir.join("log"),
-            cgroup_parent: "corral-test".to_string(),
-            runtime: PathBuf::from("/nonexistent/corral"),
-            runtime_exec: None,
-            monitor: PathBuf::from("/nonexistent/corral-monitor"),
-            live_restore: false,
-            socket_group: None,
-        };
+        let config = crate::daemon::launch::tests::config(dir);
         fs::create_dir_all(config.settled_dir()).expect("settled dir");
         config
     }
