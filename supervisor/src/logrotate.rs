@@ -27,13 +27,16 @@ pub fn numbered(path: &Path, number: u32) -> PathBuf {
 }
 
 /// Renames `path` to `path.1`, after shifting `.1` to `.2` and so on up to
-/// `.keep`. Deletes the file that would become `.keep + 1`, and any higher
-/// generations left from a larger `keep`. With `keep` 0 `path` is deleted.
+/// `.keep`; each rename replaces its target in one step, so the old `.keep`
+/// is gone and a reader never finds a kept generation missing. Deletes the
+/// generations above `.keep` left from a larger `keep`. With `keep` 0
+/// `path` and every generation are deleted.
 pub fn rotate(path: &Path, keep: u32) -> io::Result<()> {
-    remove_generations_from(path, keep.max(1))?;
     if keep == 0 {
+        remove_generations_from(path, 1)?;
         return remove_if_exists(path);
     }
+    remove_generations_from(path, keep + 1)?;
     for number in (1..keep).rev() {
         rename_if_exists(&numbered(path, number), &numbered(path, number + 1))?;
     }
@@ -352,6 +355,39 @@ mod tests {
         assert_eq!(read(&numbered(&log, 1)), "generation 4");
         assert_eq!(read(&numbered(&log, 2)), "generation 3");
         assert_eq!(read(&numbered(&log, 3)), "<missing>");
+    }
+
+    #[test]
+    fn kept_generation_never_goes_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        let oldest = numbered(&log, 1);
+        fs::write(&log, "first").unwrap();
+        rotate(&log, 1).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rotator = {
+            let (log, done) = (log.clone(), done.clone());
+            std::thread::spawn(move || {
+                for round in 0..5_000 {
+                    fs::write(&log, format!("round {round}")).unwrap();
+                    rotate(&log, 1).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let mut missing = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            if !oldest.exists() {
+                missing += 1;
+            }
+        }
+        rotator.join().unwrap();
+        assert_eq!(
+            missing,
+            0,
+            "{} was missing {missing} times",
+            oldest.display()
+        );
     }
 
     #[test]
