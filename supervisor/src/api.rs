@@ -44,7 +44,12 @@ pub struct JobView {
     pub signal: Option<String>,
     /// Whether the kernel OOM-killed a process of the last run.
     pub oom_killed: bool,
-    /// Automatic restarts since supervisord loaded the job.
+    /// Whether the stop that ended the last run needed SIGKILL after the
+    /// stop timeout.
+    #[serde(default)]
+    pub killed_after_timeout: bool,
+    /// Automatic restarts since the job was loaded, counted on by a
+    /// supervisord that adopts the job.
     pub restarts: u32,
     /// OOM kills in the job's ended containers since supervisord loaded the
     /// job: the sum of the `oom_kills` of their exit records.

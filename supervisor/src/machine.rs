@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_config::{BackoffConfig, RestartConfig, RestartPolicy};
 use serde::{Deserialize, Serialize};
@@ -189,6 +189,51 @@ impl RestartHistory {
     pub fn clear(&mut self) {
         self.restarts.clear();
     }
+
+    /// Returns the restart times as seconds since the Unix epoch, for a
+    /// record that outlives this process. `now` and `wall_now` are the same
+    /// moment on the monotonic and the wall clock.
+    pub fn to_unix_seconds(&self, now: Instant, wall_now: SystemTime) -> Vec<f64> {
+        self.restarts
+            .iter()
+            .map(|&at| {
+                wall_now
+                    .checked_sub(now.saturating_duration_since(at))
+                    .and_then(|wall| wall.duration_since(UNIX_EPOCH).ok())
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            })
+            .collect()
+    }
+
+    /// Rebuilds a history from [`RestartHistory::to_unix_seconds`]. Times
+    /// in the future count as `now`; times before the monotonic clock's
+    /// start are dropped, as no window reaches back that far.
+    pub fn from_unix_seconds(times: &[f64], now: Instant, wall_now: SystemTime) -> Self {
+        let restarts = times
+            .iter()
+            .filter_map(|&seconds| {
+                let since_epoch = Duration::try_from_secs_f64(seconds).ok()?;
+                let wall = UNIX_EPOCH.checked_add(since_epoch)?;
+                now.checked_sub(wall_now.duration_since(wall).unwrap_or_default())
+            })
+            .collect::<Vec<Instant>>();
+        let mut restarts = VecDeque::from(restarts);
+        restarts.make_contiguous().sort();
+        RestartHistory { restarts }
+    }
+}
+
+/// A job's restarts in the form that the shim record of its container and
+/// its settled-state record store. A restarted supervisord reads them, so
+/// it applies `max_restarts` and the backoff as the one before it would.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeptRestarts {
+    /// Automatic restarts since supervisord loaded the job, as status shows.
+    pub count: u32,
+    /// When the restarts of the current window happened, in seconds since
+    /// the Unix epoch.
+    pub times: Vec<f64>,
 }
 
 /// The next step for a job whose container ended on its own.
@@ -439,6 +484,29 @@ mod tests {
             matches!(decision, Decision::Fatal { restarts: 0, .. }),
             "{decision:?}"
         );
+    }
+
+    #[test]
+    fn history_survives_wall_clock_round_trip() {
+        let now = Instant::now();
+        let wall_now = SystemTime::now();
+        let mut history = RestartHistory::default();
+        for ago in [50, 20, 5] {
+            history.record(now - Duration::from_secs(ago));
+        }
+        let times = history.to_unix_seconds(now, wall_now);
+        assert_eq!(times.len(), 3);
+        // A later daemon reads the record 10 s on, when the restarts are
+        // 60, 30 and 15 s old.
+        let later = now + Duration::from_secs(10);
+        let mut restored =
+            RestartHistory::from_unix_seconds(&times, later, wall_now + Duration::from_secs(10));
+        assert_eq!(restored.count_within(later, Duration::from_secs(61)), 3);
+        assert_eq!(restored.count_within(later, Duration::from_secs(25)), 1);
+
+        let odd = [f64::NAN, -1.0, 1e300, 4e9];
+        let restored = RestartHistory::from_unix_seconds(&odd, now, wall_now);
+        assert_eq!(restored.restarts.len(), 1, "only the time in 2096 is kept");
     }
 
     #[test]

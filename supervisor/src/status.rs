@@ -62,6 +62,7 @@ mod tests {
             exit_status: None,
             signal: None,
             oom_killed: false,
+            killed_after_timeout: false,
             restarts: 0,
             oom_kills: 0,
             since: 0,

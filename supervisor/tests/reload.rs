@@ -429,7 +429,7 @@ fn removed_job_rejects_start_and_restart() {
 
     // A stop during the removal waits for it and keeps it a removal.
     let stop = daemon.ctl(&["stop", "ghost"]);
-    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stop.status.code(), Some(5), "{}", stdout_of(&stop));
     assert_eq!(
         stdout_of(&stop),
         "ghost: stopped by SIGKILL after 3s timeout\n"

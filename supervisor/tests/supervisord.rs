@@ -273,7 +273,7 @@ fn ignored_sigterm_gets_sigkill() {
     let started = Instant::now();
     let stop = daemon.ctl(&["stop", "stubborn"]);
     let took = started.elapsed();
-    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stop.status.code(), Some(5), "{}", stdout_of(&stop));
     assert!(
         took >= Duration::from_secs(1),
         "stop took {took:?}, before the timeout"
@@ -814,8 +814,8 @@ fn all_stops_in_parallel() {
     let started = Instant::now();
     let stop = daemon.ctl(&["stop", "all"]);
     let took = started.elapsed();
-    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
     // The sleeps ignore SIGTERM as PID 1, so each stop needs SIGKILL.
+    assert_eq!(stop.status.code(), Some(5), "{}", stdout_of(&stop));
     assert_eq!(
         stdout_of(&stop),
         "a: stopped by SIGKILL after 1s timeout\n\
@@ -986,6 +986,60 @@ fn restart_keeps_stopped_exited_and_fatal_jobs() {
 }
 
 #[test]
+fn restart_limit_counts_across_daemon_restarts() {
+    if skip("restart_limit_counts_across_daemon_restarts") {
+        return;
+    }
+    // Each run prints one line, so the log counts the runs.
+    let looping = shell_job(
+        "echo run; sleep 2; exit 5",
+        json!({"start_seconds": "300ms",
+               "restart": {"policy": "on-failure", "max_restarts": 3, "window": "2m",
+                           "backoff": {"initial": "3s", "max": "3s"}}}),
+    );
+    let mut daemon = Daemon::start(&[("looping", &looping)]);
+    daemon.wait_until(SETTLE, "the second run is RUNNING", |daemon| {
+        daemon
+            .job("looping")
+            .is_ok_and(|job| job.restarts == 1 && job.state == JobState::Running)
+    });
+
+    // The second run ends while no supervisord runs. The new daemon applies
+    // the backoff from the exit instead of starting the job at once.
+    daemon.crash();
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.respawn();
+    let waiting = daemon.job("looping").unwrap();
+    assert_eq!(waiting.state, JobState::Backoff, "{waiting:#?}");
+    assert_eq!(waiting.restarts, 1, "{waiting:#?}");
+    assert_eq!(waiting.exit_status, Some(5), "{waiting:#?}");
+
+    // A daemon that dies while the job waits in BACKOFF leaves the wait and
+    // the restart count to the next one.
+    daemon.wait_until(SETTLE, "the third run ended", |daemon| {
+        daemon
+            .job("looping")
+            .is_ok_and(|job| job.restarts == 2 && job.state == JobState::Backoff)
+    });
+    daemon.crash();
+    daemon.respawn();
+    let waiting = daemon.job("looping").unwrap();
+    assert_eq!(waiting.state, JobState::Backoff, "{waiting:#?}");
+    assert_eq!(waiting.restarts, 2, "{waiting:#?}");
+
+    // The fourth run is the third restart within the window: its end makes
+    // the job FATAL, as in a daemon that never restarted.
+    let fatal = daemon.wait_for_state("looping", JobState::Fatal, Duration::from_secs(30));
+    assert_eq!(fatal.restarts, 3, "{fatal:#?}");
+    let runs = daemon.job_log("looping", "stdout").lines().count();
+    assert_eq!(runs, 4, "{}", daemon.diagnostics());
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
 fn restart_applies_edits_made_while_away() {
     if skip("restart_applies_edits_made_while_away") {
         return;
@@ -1009,12 +1063,15 @@ fn restart_applies_edits_made_while_away() {
         .post("/v1/jobs/stubborn/stop?wait=false", None)
         .unwrap();
     assert_eq!(stopping.state, JobState::Stopping);
+    let stop_since = stopping.since;
     let stopping: JobView = daemon
         .client()
         .post("/v1/jobs/restarting/restart?wait=false", None)
         .unwrap();
     assert_eq!(stopping.state, JobState::Stopping);
 
+    // Two of the five seconds of the stop timeout pass before the crash.
+    std::thread::sleep(Duration::from_secs(2));
     daemon.crash();
     daemon.write_job(
         "broken",
@@ -1045,6 +1102,19 @@ fn restart_applies_edits_made_while_away() {
     // the timeout; the job does not come back.
     let stopping = daemon.job("stubborn").unwrap();
     assert_eq!(stopping.state, JobState::Stopping, "{stopping:#?}");
+    assert_eq!(stopping.since, stop_since, "the stop keeps its start");
+    let left: f64 = stopping
+        .description
+        .split("SIGKILL in ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix('s'))
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("no kill time in {:?}", stopping.description));
+    assert!(
+        left <= 3.0,
+        "the stop timeout started again: {}",
+        stopping.description
+    );
     let stopped = daemon.wait_for_state("stubborn", JobState::Stopped, Duration::from_secs(30));
     assert!(
         stopped.description.contains("SIGKILL"),

@@ -20,6 +20,25 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
+/// Exit code for a stop that ended the job only by SIGKILL after its stop
+/// timeout, when no action failed otherwise.
+const EXIT_KILLED: i32 = 5;
+
+/// Returns the more severe of two exit codes: an unknown job over a failed
+/// action, a failed action over a stop by SIGKILL, any code over 0.
+fn worse(code: i32, other: i32) -> i32 {
+    let rank = |code: i32| match code {
+        0 => 0,
+        EXIT_KILLED => 1,
+        EXIT_FAILED => 2,
+        _ => 3,
+    };
+    if rank(other) > rank(code) {
+        other
+    } else {
+        code
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -231,13 +250,18 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
         match result {
             Ok(job) if action_failed(&action, &job) => {
                 println!("{name}: ERROR ({} {})", job.state, job.description);
-                code = code.max(EXIT_FAILED);
+                code = worse(code, EXIT_FAILED);
             }
-            Ok(job) => println!("{name}: {}", action_result(&action, &job)),
+            Ok(job) => {
+                println!("{name}: {}", action_result(&action, &job));
+                if stopped_by_kill(&action, &job) {
+                    code = worse(code, EXIT_KILLED);
+                }
+            }
             Err(error) => {
                 println!("{name}: ERROR ({error})");
                 let unknown = error.is_unreachable() || error.status() == Some(404);
-                code = code.max(if unknown { EXIT_UNKNOWN } else { EXIT_FAILED });
+                code = worse(code, if unknown { EXIT_UNKNOWN } else { EXIT_FAILED });
             }
         }
     }
@@ -255,13 +279,18 @@ fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, 
     }
 }
 
+/// Returns whether a stop ended the job only by SIGKILL after its stop
+/// timeout.
+fn stopped_by_kill(action: &Action, job: &JobView) -> bool {
+    matches!(action, Action::Stop)
+        && job.process_state == JobState::Stopped
+        && job.killed_after_timeout
+}
+
 /// Returns the text printed after a job's name for a successful action. A
 /// stop that needed SIGKILL names it, as the status does.
 fn action_result(action: &Action, job: &JobView) -> String {
-    let killed = matches!(action, Action::Stop)
-        && job.process_state == JobState::Stopped
-        && job.description.starts_with("stopped by SIGKILL");
-    if !killed {
+    if !stopped_by_kill(action, job) {
         return action.past_tense().to_string();
     }
     // The description ends with " at TIME", which the stop output omits.

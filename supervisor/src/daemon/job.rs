@@ -14,7 +14,7 @@ use crate::daemon::ports::{ClosingRelay, PortRelay};
 use crate::daemon::settled::SettledRecord;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
-use crate::machine::{JobState, RestartHistory};
+use crate::machine::{JobState, KeptRestarts, RestartHistory};
 
 /// The next step once the current container of a job has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,16 +165,51 @@ impl Job {
             last_container_id: self.last_container_id.clone(),
             fatal: self.fatal,
             restart,
+            restarts: self.kept_restarts(),
+            backoff: self
+                .pending_restart
+                .filter(|_| state == JobState::Backoff)
+                .map(|pending| (pending.attempt, pending.at)),
         })
     }
 
-    /// Takes the state that an earlier supervisord recorded.
+    /// Takes the state that an earlier supervisord recorded. A job in
+    /// BACKOFF gets its pending restart back; the caller arms its timer.
     pub fn restore(&mut self, record: SettledRecord) {
         self.state = record.state;
         self.since = record.since;
         self.last_run = record.last_run;
         self.last_container_id = record.last_container_id;
         self.fatal = record.fatal;
+        self.restore_restarts(&record.restarts);
+        if let (JobState::Backoff, Some((attempt, at))) = (record.state, record.backoff) {
+            self.pending_restart = Some(PendingRestart {
+                attempt,
+                max_restarts: self
+                    .spec
+                    .as_ref()
+                    .map_or(attempt, |spec| spec.restart.max_restarts),
+                at,
+            });
+        }
+    }
+
+    /// Returns the restarts that the restart limit counts, for a record
+    /// that outlives this supervisord.
+    pub fn kept_restarts(&self) -> KeptRestarts {
+        KeptRestarts {
+            count: self.restarts,
+            times: self
+                .history
+                .to_unix_seconds(Instant::now(), SystemTime::now()),
+        }
+    }
+
+    /// Takes the restarts that an earlier supervisord recorded.
+    pub fn restore_restarts(&mut self, kept: &KeptRestarts) {
+        self.restarts = kept.count;
+        self.history =
+            RestartHistory::from_unix_seconds(&kept.times, Instant::now(), SystemTime::now());
     }
 
     /// True when a waiting start, stop or restart request can get its reply.
@@ -226,6 +261,7 @@ impl Job {
             exit_status: ended.and_then(|run| run.termination.exit_status()),
             signal: ended.and_then(|run| run.termination.signal().map(str::to_string)),
             oom_killed: ended.is_some_and(|run| run.oom_killed),
+            killed_after_timeout: ended.is_some_and(|run| run.killed_after.is_some()),
             restarts: self.restarts,
             oom_kills: self.oom_kills,
             since: unix_seconds(self.since),

@@ -22,7 +22,7 @@ use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::ports::{self, BoundPorts, PortError};
 use crate::daemon::{DaemonConfig, ShimStatus};
-use crate::machine::Termination;
+use crate::machine::{KeptRestarts, Termination};
 use crate::monitor::LogSettings;
 
 /// Exit status of the shim, or of its monitor, when it failed before the
@@ -80,6 +80,10 @@ pub struct ShimRecord {
     /// When the shim was spawned, in seconds since the Unix epoch.
     pub started_at: f64,
     pub stderr_offset: u64,
+    /// The job's restarts when the container was launched, so that the
+    /// restart limit still counts them after a restart of supervisord.
+    #[serde(default)]
+    pub restarts: KeptRestarts,
 }
 
 /// A monitor that was just spawned.
@@ -138,8 +142,8 @@ pub fn launch(
     job_name: &str,
     id: &str,
     spec: &JobSpec,
-    stdout_log: &Path,
-    stderr_log: &Path,
+    (stdout_log, stderr_log): (&Path, &Path),
+    restarts: KeptRestarts,
 ) -> Result<Launched, LaunchError> {
     let ports = ports::bind(&spec.ports)?;
     let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
@@ -215,6 +219,7 @@ pub fn launch(
         monitor_pid: 0,
         started_at: unix_now(),
         stderr_offset,
+        restarts,
     };
     if let Err(error) = write_shim_record(config, &record) {
         tracing::warn!(container_id = %id, %error, "failed to write the shim record");
@@ -544,6 +549,7 @@ pub(crate) mod tests {
             monitor_pid: 0,
             started_at: 0.0,
             stderr_offset: 0,
+            restarts: KeptRestarts::default(),
         };
         let live = find_live_monitor(&record).is_some();
         monitor.kill().expect("kill the stand-in");
@@ -650,7 +656,15 @@ pub(crate) mod tests {
         let spec: JobSpec = serde_json::from_str(r#"{"command": ["/bin/true"]}"#).unwrap();
         let stdout = config.log_dir.join("web").join("stdout.log");
         let stderr = config.log_dir.join("web").join("stderr.log");
-        let error = launch(&config, "web", "web-0000000a", &spec, &stdout, &stderr).unwrap_err();
+        let error = launch(
+            &config,
+            "web",
+            "web-0000000a",
+            &spec,
+            (&stdout, &stderr),
+            KeptRestarts::default(),
+        )
+        .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("/nonexistent/corral-monitor"), "{message}");
         assert!(!config.bundle_dir("web-0000000a").exists());

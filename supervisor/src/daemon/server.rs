@@ -124,9 +124,8 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let segments: Vec<&str> = trimmed.split('/').collect();
-    let get = method == Method::GET;
-    let post = method == Method::POST;
-    let (allowed, request) = match segments.as_slice() {
+    let (get, post) = (Method::GET, Method::POST);
+    let (expected, request) = match segments.as_slice() {
         ["v1", "info"] => (get, Some(Request::Info)),
         ["v1", "jobs"] => (get, Some(Request::List)),
         ["v1", "reread"] => (post, Some(Request::Reread)),
@@ -146,8 +145,8 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
             }),
         ),
         ["v1", "jobs", name, "signal"] if !name.is_empty() => {
-            if !post {
-                return method_not_allowed();
+            if method != post {
+                return method_not_allowed(method, path, &post);
             }
             return match signal_request(name, body) {
                 Ok(request) => dispatch(events, request).await,
@@ -155,8 +154,8 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
             };
         }
         ["v1", "jobs", name, action @ ("start" | "stop" | "restart")] if !name.is_empty() => {
-            if !post {
-                return method_not_allowed();
+            if method != post {
+                return method_not_allowed(method, path, &post);
             }
             let wait = match wait_query(query) {
                 Ok(wait) => wait,
@@ -168,7 +167,7 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
                 "stop" => Request::Stop { name, wait },
                 _ => Request::Restart { name, wait },
             };
-            (true, Some(request))
+            (post, Some(request))
         }
         _ => {
             return error_reply(&ApiError {
@@ -177,8 +176,8 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
             })
         }
     };
-    if !allowed {
-        return method_not_allowed();
+    if method != expected {
+        return method_not_allowed(method, path, &expected);
     }
     match request {
         Some(request) => dispatch(events, request).await,
@@ -314,11 +313,17 @@ fn error_reply(error: &ApiError) -> Response {
     json_reply(status, &body)
 }
 
-fn method_not_allowed() -> Response {
-    error_reply(&ApiError {
+/// Returns a 405 reply whose `Allow` header names the one method the path
+/// takes.
+fn method_not_allowed(method: &Method, path: &str, allowed: &Method) -> Response {
+    let mut response = error_reply(&ApiError {
         status: 405,
-        message: "method not allowed on this API path".to_string(),
-    })
+        message: format!("method {method} is not allowed on {path}; use {allowed}"),
+    });
+    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 #[cfg(test)]
 mod tests {
@@ -429,6 +434,37 @@ mod tests {
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
+    }
+
+    #[tokio::test]
+    async fn wrong_method_names_the_allowed_one() {
+        let cases = [
+            ("POST", "/v1/jobs", "GET"),
+            ("GET", "/v1/update", "POST"),
+            ("GET", "/v1/jobs/web/signal", "POST"),
+            ("PUT", "/v1/jobs/web/restart", "POST"),
+        ];
+        for (method, path, allowed) in cases {
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .expect("test request");
+            let response = handle(echo_events(), request).await;
+            assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+            let allow = response.headers().get(header::ALLOW);
+            assert_eq!(
+                allow.and_then(|value| value.to_str().ok()),
+                Some(allowed),
+                "{method} {path}"
+            );
+            let bytes = hyper::body::to_bytes(response.into_body())
+                .await
+                .expect("reply body");
+            let json: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
+            let expected = format!("method {method} is not allowed on {path}; use {allowed}");
+            assert_eq!(json["error"], expected.as_str());
+        }
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! Records of the jobs that do not run, read by a restarted supervisord.
 //!
-//! A job that settles in STOPPED because of a stop request, in EXITED, or
-//! in FATAL gets the record `RUN_DIR/settled/NAME.json`. A supervisord that
-//! starts finds such a job in the recorded state, with the ending of its
-//! last run, instead of starting it by `autostart`. The record is removed
-//! when the job starts again or its file is removed.
+//! A job that settles in STOPPED because of a stop request, in EXITED, in
+//! FATAL, or waits in BACKOFF gets the record `RUN_DIR/settled/NAME.json`.
+//! A supervisord that starts finds such a job in the recorded state, with
+//! the ending of its last run and its restarts, instead of starting it by
+//! `autostart`. A job in BACKOFF restarts when its restart was due. The
+//! record is removed when the job starts again or its file is removed.
 //!
 //! A crash of supervisord, and its exit with `--live-restore`, keep the
 //! records. A stop of the whole daemon, which stops every job, removes
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::DaemonConfig;
 use crate::describe::LastRun;
-use crate::machine::JobState;
+use crate::machine::{JobState, KeptRestarts};
 
 /// The part of a job's state that outlives a restart of supervisord.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,12 @@ pub struct SettledRecord {
     /// starts the job.
     #[serde(default)]
     pub restart: bool,
+    /// The job's restarts, which the restart limit counts.
+    #[serde(default)]
+    pub restarts: KeptRestarts,
+    /// In BACKOFF: the restart number within the window and when it is due.
+    #[serde(default)]
+    pub backoff: Option<(u32, SystemTime)>,
 }
 
 impl SettledRecord {
@@ -42,7 +49,7 @@ impl SettledRecord {
     pub fn keeps(state: JobState) -> bool {
         matches!(
             state,
-            JobState::Stopped | JobState::Exited | JobState::Fatal
+            JobState::Stopped | JobState::Exited | JobState::Fatal | JobState::Backoff
         )
     }
 }
@@ -150,6 +157,11 @@ mod tests {
             last_container_id: Some("web-1a2b3c4d".to_string()),
             fatal: Some((3, Duration::from_secs(60))),
             restart: false,
+            restarts: KeptRestarts {
+                count: 4,
+                times: vec![1_789_999_990.5, 1_789_999_995.25],
+            },
+            backoff: None,
         }
     }
 

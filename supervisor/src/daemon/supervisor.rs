@@ -114,6 +114,15 @@ impl Supervisor {
                 }
                 tracing::info!(job = %name, state = %record.state, "job keeps the state it had before supervisord restarted");
                 job.restore(record);
+                if let Some(pending) = job.pending_restart {
+                    let delay = pending
+                        .at
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    tracing::info!(job = %name, attempt = pending.attempt, delay = ?delay, "restart scheduled by the earlier supervisord");
+                    let epoch = job.epoch;
+                    self.arm_timer(&name, epoch, TimerKind::Restart, delay);
+                }
                 continue;
             }
             let autostart = job.spec.as_ref().is_some_and(|spec| spec.autostart);
@@ -662,6 +671,7 @@ impl Supervisor {
         let stdout_log = job.stdout_log.clone();
         let stderr_log = job.stderr_log.clone();
         let closing_relay = job.closing_relay.take();
+        let restarts = job.kept_restarts();
         tokio::spawn(async move {
             // The last container's listeners hold the addresses the launch
             // binds.
@@ -672,7 +682,8 @@ impl Supervisor {
             let _permit = permits.acquire_owned().await;
             let (job_name, container_id) = (name.clone(), id.clone());
             let launched = tokio::task::spawn_blocking(move || {
-                launch::launch(&config, &name, &id, &spec, &stdout_log, &stderr_log)
+                let logs = (stdout_log.as_path(), stderr_log.as_path());
+                launch::launch(&config, &name, &id, &spec, logs, restarts)
             })
             .await
             .unwrap_or_else(|error| {
@@ -757,7 +768,7 @@ impl Supervisor {
             return;
         }
         if job.state == JobState::Stopping {
-            self.send_stop_signal(name);
+            self.send_stop_signal(name, Duration::ZERO);
             return;
         }
         let epoch = job.epoch;
@@ -900,6 +911,13 @@ impl Supervisor {
 
     /// Sends the stop signal, or cancels a pending restart.
     fn stop_job(&mut self, name: &str) {
+        self.stop_job_after(name, Duration::ZERO);
+    }
+
+    /// Stops the job like [`Supervisor::stop_job`] when `waited` of its
+    /// stop timeout already passed, in a supervisord that ended before it
+    /// finished the stop.
+    pub(super) fn stop_job_after(&mut self, name: &str, waited: Duration) {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -928,12 +946,12 @@ impl Supervisor {
             return;
         }
         job.enter(JobState::Stopping);
-        self.send_stop_signal(name);
+        self.send_stop_signal(name, waited);
     }
 
     /// Sends the stop signal to a container that is STOPPING and arms the
-    /// stop timeout.
-    fn send_stop_signal(&mut self, name: &str) {
+    /// rest of the stop timeout after `waited`.
+    fn send_stop_signal(&mut self, name: &str, waited: Duration) {
         let root = self.config.containers_root();
         let Some(job) = self.jobs.get_mut(name) else {
             return;
@@ -966,14 +984,15 @@ impl Supervisor {
                 tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
             }
         }
+        let left = timeout.saturating_sub(waited);
         container.stop = Some(StopProgress {
             signal: signal.to_string(),
-            kill_at: SystemTime::now() + timeout,
+            kill_at: SystemTime::now() + left,
             timeout,
             killed: false,
         });
         let epoch = job.epoch;
-        self.arm_timer(name, epoch, TimerKind::StopTimeout, timeout);
+        self.arm_timer(name, epoch, TimerKind::StopTimeout, left);
     }
 
     /// Sends SIGKILL to every process of the container's cgroup. The
@@ -1153,15 +1172,24 @@ impl Supervisor {
             return;
         };
         let run = job.last_run.as_ref().expect("set above");
+        // A run that ended while no supervisord ran has waited part of its
+        // backoff already.
+        let ended_ago = SystemTime::now()
+            .duration_since(run.finished_at)
+            .unwrap_or_default();
+        let ended = Instant::now()
+            .checked_sub(ended_ago)
+            .unwrap_or_else(Instant::now);
         let decision = machine::decide_after_exit(
             &spec.restart,
             &run.termination,
             &mut job.history,
-            Instant::now(),
+            ended,
             fastrand::f64(),
         );
         match decision {
             Decision::Restart { delay, attempt } => {
+                let delay = delay.saturating_sub(ended_ago);
                 job.enter(JobState::Backoff);
                 job.pending_restart = Some(PendingRestart {
                     attempt,

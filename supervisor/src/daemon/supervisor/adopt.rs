@@ -20,7 +20,7 @@ use crate::daemon::pidfd::PidFd;
 use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
 use crate::daemon::{ports, reload, settled};
 use crate::describe::LastRun;
-use crate::machine::{self, JobState};
+use crate::machine::JobState;
 
 impl Supervisor {
     /// Adopts or settles every shim record left by an earlier supervisord.
@@ -57,8 +57,8 @@ impl Supervisor {
         // STOPPED record newer than the container.
         let pending = settled::read(&self.config, &record.job)
             .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
-        let stop_pending = pending.is_some();
-        let restart_pending = pending.is_some_and(|settled| settled.restart);
+        let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
+        let stop_began = pending.map(|settled| settled.since);
         let age = SystemTime::now()
             .duration_since(started_at)
             .unwrap_or_default();
@@ -92,6 +92,7 @@ impl Supervisor {
             relay,
         });
         job.last_container_id = Some(id.clone());
+        job.restore_restarts(&record.restarts);
 
         let start_seconds = spec.start_seconds.as_duration();
         job.enter(JobState::Starting);
@@ -108,14 +109,19 @@ impl Supervisor {
         tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, ?pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
 
-        if stop_pending {
-            tracing::info!(job = %record.job, container_id = %id, restart = restart_pending, "finishing a stop that the earlier supervisord had begun");
+        if let Some(began) = stop_began {
+            // The stop timeout counts from the stop request, not from now.
+            let waited = SystemTime::now().duration_since(began).unwrap_or_default();
+            tracing::info!(job = %record.job, container_id = %id, restart = restart_pending, waited = ?waited, "finishing a stop that the earlier supervisord had begun");
             if restart_pending {
                 if let Some(job) = self.jobs.get_mut(&record.job) {
                     job.after_stop = AfterStop::Start;
                 }
             }
-            self.stop_job(&record.job);
+            self.stop_job_after(&record.job, waited);
+            if let Some(job) = self.jobs.get_mut(&record.job) {
+                job.since = began;
+            }
             return;
         }
         // The stop settings of the current file apply to the adopted
@@ -207,12 +213,17 @@ impl Supervisor {
             .as_ref()
             .map(finished_time)
             .unwrap_or_else(SystemTime::now);
+        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        let ran_for = finished_at.duration_since(started_at).unwrap_or_default();
         let run = LastRun {
             container_id: id.clone(),
             termination,
             oom_killed: exit.as_ref().is_some_and(|exit| exit.oom_kills > 0),
             killed_after: None,
-            failed_start: false,
+            failed_start: job
+                .spec
+                .as_ref()
+                .is_some_and(|spec| ran_for < spec.start_seconds.as_duration()),
             finished_at,
         };
         tracing::info!(
@@ -224,30 +235,23 @@ impl Supervisor {
 
         // A stop request that the earlier daemon had not finished left a
         // STOPPED record newer than the container, so the job stays stopped.
-        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
         let pending = settled::read(&self.config, &record.job)
             .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
         let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
         let stop_pending = pending.is_some() && !restart_pending;
-        let restarts = !stop_pending
-            && !restart_pending
-            && job.spec.as_ref().is_some_and(|spec| {
-                machine::policy_restarts(spec.restart.policy, &run.termination)
-            });
         job.last_container_id = Some(id.clone());
-        job.last_run = Some(run);
-        job.enter(if stop_pending {
-            JobState::Stopped
-        } else {
-            JobState::Exited
-        });
-
-        if (restarts || restart_pending) && !self.shutting_down {
-            if restarts {
-                job.restarts += 1;
+        job.restore_restarts(&record.restarts);
+        if stop_pending || restart_pending {
+            job.last_run = Some(run);
+            job.enter(JobState::Stopped);
+            if restart_pending && !self.shutting_down {
+                self.start_container(&record.job);
             }
-            self.start_container(&record.job);
+            return;
         }
+        // The restart policy, the backoff counted from the exit and the
+        // restart limit apply as if this supervisord had seen the exit.
+        self.after_run(&record.job, run);
     }
 }
 
