@@ -73,6 +73,12 @@ fn two_hundred_jobs_start_and_stop_together() {
     let list: JobList = daemon.client().get("/v1/jobs").unwrap();
     let pids: Vec<i32> = list.jobs.iter().map(|job| job.pid.unwrap()).collect();
     assert_eq!(container_cgroups(&daemon).len(), JOBS);
+    // The launches ran on the blocking pool. Its idle threads exit, so the
+    // daemon runs on one thread between bursts of work.
+    let tasks = format!("/proc/{}/task", daemon.pid());
+    daemon.wait_until(Duration::from_secs(5), "one thread is left", |_| {
+        std::fs::read_dir(&tasks).map_or(0, |entries| entries.count()) == 1
+    });
 
     let asked = Instant::now();
     let status = daemon.ctl(&["status"]);

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -10,6 +11,9 @@ use corral_supervisor::cli::daemon::{Cli, LogFormat};
 use corral_supervisor::daemon::{self, DaemonConfig};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
+
+/// Time after which an idle thread of tokio's blocking pool exits.
+const BLOCKING_THREAD_IDLE: Duration = Duration::from_secs(1);
 
 fn main() {
     corral_runtime::memory::configure_allocator();
@@ -59,9 +63,12 @@ fn run(cli: Cli) -> Result<()> {
     };
     // One thread runs every task: the supervisor task handles one event at
     // a time anyway, and the API and the watchers only wait for it. Blocking
-    // work (cgroup kills, stats reads) goes to tokio's blocking pool.
+    // work (launches, cgroup kills, stats reads) goes to tokio's blocking
+    // pool, whose idle threads exit after BLOCKING_THREAD_IDLE instead of
+    // tokio's 10 s, so the stacks of a burst of launches go back soon.
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(BLOCKING_THREAD_IDLE)
         .build()
         .context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
