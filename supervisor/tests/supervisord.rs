@@ -251,7 +251,7 @@ fn start_stop_restart() {
     let missing = daemon.ctl(&["stop", "nosuchjob"]);
     assert_eq!(missing.status.code(), Some(4));
     assert!(
-        stdout_of(&missing).contains("job \"nosuchjob\" not found"),
+        stdout_of(&missing).contains("nosuchjob: ERROR (no such job)"),
         "{}",
         stdout_of(&missing)
     );

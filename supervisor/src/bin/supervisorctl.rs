@@ -258,9 +258,14 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
                     code = worse(code, EXIT_KILLED);
                 }
             }
+            // An unknown name reads as in status.
+            Err(error) if error.status() == Some(404) => {
+                println!("{name}: ERROR (no such job)");
+                code = worse(code, EXIT_UNKNOWN);
+            }
             Err(error) => {
                 println!("{name}: ERROR ({error})");
-                let unknown = error.is_unreachable() || error.status() == Some(404);
+                let unknown = error.is_unreachable();
                 code = worse(code, if unknown { EXIT_UNKNOWN } else { EXIT_FAILED });
             }
         }
