@@ -113,11 +113,17 @@ impl Termination {
     }
 }
 
-/// Returns whether `policy` restarts a container that ended with `termination`.
-pub fn policy_restarts(policy: RestartPolicy, termination: &Termination) -> bool {
+/// Returns whether `policy` restarts a container that ended with
+/// `termination`. A failed start, an ending before `start_seconds` passed,
+/// is a failure under `on-failure` also when it exited 0.
+pub fn policy_restarts(
+    policy: RestartPolicy,
+    termination: &Termination,
+    failed_start: bool,
+) -> bool {
     match policy {
         RestartPolicy::Never => false,
-        RestartPolicy::OnFailure => termination.is_failure(),
+        RestartPolicy::OnFailure => failed_start || termination.is_failure(),
         RestartPolicy::Always => true,
     }
 }
@@ -252,12 +258,12 @@ pub enum Decision {
 /// is one. `random` is a uniform sample from `[0, 1)` for the jitter.
 pub fn decide_after_exit(
     config: &RestartConfig,
-    termination: &Termination,
+    (termination, failed_start): (&Termination, bool),
     history: &mut RestartHistory,
     now: Instant,
     random: f64,
 ) -> Decision {
-    if !policy_restarts(config.policy, termination) {
+    if !policy_restarts(config.policy, termination, failed_start) {
         return Decision::Exit;
     }
     let window = config.window.as_duration();
@@ -318,12 +324,15 @@ mod tests {
         ];
         for (policy, termination, expected) in cases {
             assert_eq!(
-                policy_restarts(policy, termination),
+                policy_restarts(policy, termination, false),
                 expected,
                 "{policy:?} after {termination:?}"
             );
         }
-        assert!(policy_restarts(RestartPolicy::OnFailure, &killed()));
+        assert!(policy_restarts(RestartPolicy::OnFailure, &killed(), false));
+        // An exit 0 before start_seconds passed is a failed start.
+        assert!(policy_restarts(RestartPolicy::OnFailure, &success, true));
+        assert!(!policy_restarts(RestartPolicy::Never, &success, true));
     }
 
     #[test]
@@ -404,7 +413,7 @@ mod tests {
         let mut delays = Vec::new();
         for second in 0..3 {
             let now = start + Duration::from_secs(second);
-            match decide_after_exit(&config, &failure, &mut history, now, 0.5) {
+            match decide_after_exit(&config, (&failure, false), &mut history, now, 0.5) {
                 Decision::Restart { delay, attempt } => {
                     assert_eq!(attempt, second as u32 + 1);
                     delays.push(delay);
@@ -419,7 +428,7 @@ mod tests {
         );
 
         let now = start + Duration::from_secs(3);
-        let decision = decide_after_exit(&config, &failure, &mut history, now, 0.5);
+        let decision = decide_after_exit(&config, (&failure, false), &mut history, now, 0.5);
         assert_eq!(
             decision,
             Decision::Fatal {
@@ -438,18 +447,18 @@ mod tests {
 
         for offset in [0, 1] {
             let now = start + Duration::from_secs(offset);
-            let decision = decide_after_exit(&config, &ending, &mut history, now, 0.5);
+            let decision = decide_after_exit(&config, (&ending, false), &mut history, now, 0.5);
             assert!(matches!(decision, Decision::Restart { .. }), "{decision:?}");
         }
         let within = start + Duration::from_secs(9);
         assert!(matches!(
-            decide_after_exit(&config, &ending, &mut history, within, 0.5),
+            decide_after_exit(&config, (&ending, false), &mut history, within, 0.5),
             Decision::Fatal { restarts: 2, .. }
         ));
 
         // Both earlier restarts are 10 s or more in the past here.
         let later = start + Duration::from_secs(11);
-        let decision = decide_after_exit(&config, &ending, &mut history, later, 0.5);
+        let decision = decide_after_exit(&config, (&ending, false), &mut history, later, 0.5);
         assert_eq!(
             decision,
             Decision::Restart {
@@ -464,7 +473,7 @@ mod tests {
         let config = restart_config(RestartPolicy::Never, 0, 60);
         let mut history = RestartHistory::default();
         let now = Instant::now();
-        let decision = decide_after_exit(&config, &killed(), &mut history, now, 0.5);
+        let decision = decide_after_exit(&config, (&killed(), false), &mut history, now, 0.5);
         assert_eq!(decision, Decision::Exit);
         assert_eq!(history.count_within(now, Duration::from_secs(60)), 0);
     }
@@ -475,7 +484,7 @@ mod tests {
         let mut history = RestartHistory::default();
         let decision = decide_after_exit(
             &config,
-            &Termination::Exited { code: 1 },
+            (&Termination::Exited { code: 1 }, false),
             &mut history,
             Instant::now(),
             0.5,
@@ -516,16 +525,16 @@ mod tests {
         let now = Instant::now();
         let failure = Termination::Exited { code: 1 };
         assert!(matches!(
-            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            decide_after_exit(&config, (&failure, false), &mut history, now, 0.5),
             Decision::Restart { .. }
         ));
         assert!(matches!(
-            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            decide_after_exit(&config, (&failure, false), &mut history, now, 0.5),
             Decision::Fatal { .. }
         ));
         history.clear();
         assert!(matches!(
-            decide_after_exit(&config, &failure, &mut history, now, 0.5),
+            decide_after_exit(&config, (&failure, false), &mut history, now, 0.5),
             Decision::Restart { .. }
         ));
     }

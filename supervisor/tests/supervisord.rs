@@ -390,10 +390,34 @@ fn policies_on_clean_exit() {
                "restart": {"policy": "always", "max_restarts": 2,
                            "backoff": {"initial": "50ms", "max": "100ms"}}}),
     );
-    let daemon = Daemon::start(&[("clean", &on_failure), ("forever", &always)]);
+    // An exit 0 before start_seconds passed is a failed start, which
+    // on-failure restarts.
+    let quick = shell_job(
+        "echo run; exit 0",
+        json!({"start_seconds": "1s",
+               "restart": {"policy": "on-failure", "max_restarts": 1,
+                           "backoff": {"initial": "50ms", "max": "50ms"}}}),
+    );
+    let daemon = Daemon::start(&[
+        ("clean", &on_failure),
+        ("forever", &always),
+        ("quick", &quick),
+    ]);
     let clean = daemon.wait_for_state("clean", JobState::Exited, SETTLE);
     assert_eq!(clean.restarts, 0);
     assert_eq!(clean.exit_status, Some(0));
+    let quick = daemon.wait_for_state("quick", JobState::Fatal, SETTLE);
+    assert_eq!(quick.restarts, 1, "{quick:#?}");
+    assert_eq!(quick.exit_status, Some(0));
+    assert!(
+        quick.description.starts_with("Exited too quickly"),
+        "{}",
+        quick.description
+    );
+    assert_eq!(
+        daemon.job_log("quick", "stdout").matches("run\n").count(),
+        2
+    );
     let forever = daemon.wait_for_state("forever", JobState::Fatal, SETTLE);
     assert_eq!(forever.restarts, 2);
     assert_eq!(

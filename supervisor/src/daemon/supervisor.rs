@@ -1182,7 +1182,7 @@ impl Supervisor {
             .unwrap_or_else(Instant::now);
         let decision = machine::decide_after_exit(
             &spec.restart,
-            &run.termination,
+            (&run.termination, run.failed_start),
             &mut job.history,
             ended,
             fastrand::f64(),
