@@ -1077,8 +1077,10 @@ fn restart_applies_edits_made_while_away() {
         ("edited", &term_handler()),
         ("stubborn", &stubborn),
         ("restarting", &stubborn),
+        ("logged", &term_handler()),
     ]);
     let broken = daemon.wait_for_state("broken", JobState::Running, SETTLE);
+    let logged = daemon.wait_for_state("logged", JobState::Running, SETTLE);
     let edited = daemon.wait_for_state("edited", JobState::Running, SETTLE);
     daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
     let restarting = daemon.wait_for_state("restarting", JobState::Running, SETTLE);
@@ -1106,6 +1108,12 @@ fn restart_applies_edits_made_while_away() {
         json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
     );
     daemon.write_job("edited", &changed);
+    let new_logs = shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"},
+               "logs": {"max_size": "64K", "keep": 7}}),
+    );
+    daemon.write_job("logged", &new_logs);
     daemon.respawn();
 
     // An invalid file keeps the running container, with the spec it was
@@ -1114,6 +1122,19 @@ fn restart_applies_edits_made_while_away() {
     assert_eq!(kept.state, JobState::Invalid, "{kept:#?}");
     assert_eq!(kept.process_state, JobState::Running, "{kept:#?}");
     assert_eq!(kept.pid, broken.pid);
+
+    // New log limits alone go to the running container's monitor.
+    let still = daemon.job("logged").unwrap();
+    assert_eq!(still.container_id, logged.container_id);
+    assert_eq!(still.pid, logged.pid);
+    let settings = daemon
+        .data_dir()
+        .join("bundles")
+        .join(logged.container_id.as_deref().unwrap())
+        .join("logs.json");
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(settings, json!({"max_size": 65536, "keep": 7}));
 
     // A changed file restarts the job with a new container.
     daemon.wait_until(SETTLE, "the edited job runs a new container", |daemon| {

@@ -604,7 +604,7 @@ impl Supervisor {
 
     /// Hands new rotation limits to the monitor of the job's running
     /// container.
-    fn update_log_settings(&self, name: &str, logs: &corral_config::LogConfig) {
+    pub(super) fn update_log_settings(&self, name: &str, logs: &corral_config::LogConfig) {
         let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
             return;
         };

@@ -135,6 +135,10 @@ impl Supervisor {
                     job.after_stop = AfterStop::Start;
                 }
                 self.stop_job(&record.job);
+            } else if launched.logs != current.logs {
+                // The monitor reads its rotation limits from the file that
+                // update_log_settings rewrites.
+                self.update_log_settings(&record.job, &current.logs);
             }
         }
     }
