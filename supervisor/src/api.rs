@@ -44,10 +44,13 @@ pub struct JobView {
     pub signal: Option<String>,
     /// Whether the kernel OOM-killed a process of the last run.
     pub oom_killed: bool,
-    /// Whether the stop that ended the last run needed SIGKILL after the
-    /// stop timeout.
+    /// The stop timeout in seconds after which SIGKILL ended the last run;
+    /// null when the run ended otherwise.
     #[serde(default)]
-    pub killed_after_timeout: bool,
+    pub killed_after_timeout: Option<f64>,
+    /// When the last run ended, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub exited_at: Option<f64>,
     /// Automatic restarts since the job was loaded, counted on by a
     /// supervisord that adopts the job.
     pub restarts: u32,

@@ -53,6 +53,8 @@ pub struct StatusFacts<'a> {
     /// Start of the current container, for the uptime.
     pub started_at: Option<SystemTime>,
     pub now: SystemTime,
+    /// When the job entered its state.
+    pub since: SystemTime,
     pub last_run: Option<&'a LastRun>,
     pub pending_restart: Option<PendingRestart>,
     pub stop: Option<&'a StopProgress>,
@@ -106,7 +108,9 @@ fn describe_stopped(facts: &StatusFacts<'_>) -> String {
             DurationValue(timeout),
             format_local_time(run.finished_at)
         ),
-        None => format!("stopped at {}", format_local_time(run.finished_at)),
+        // A stop of a job in BACKOFF ended no run, so the time is the
+        // stop's own.
+        None => format!("stopped at {}", format_local_time(facts.since)),
     }
 }
 
@@ -282,6 +286,7 @@ mod tests {
             pid: None,
             started_at: None,
             now: at(1_000_000),
+            since: at(999_000),
             last_run: None,
             pending_restart: None,
             stop: None,
@@ -380,6 +385,18 @@ mod tests {
         assert!(
             text.starts_with("stopped by SIGKILL after 10s timeout at "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn stop_in_backoff_shows_its_own_time() {
+        let last = run(Termination::Exited { code: 3 });
+        let mut stopped = facts(JobState::Stopped);
+        stopped.last_run = Some(&last);
+        stopped.since = at(1_000_500);
+        assert_eq!(
+            describe(&stopped),
+            format!("stopped at {}", format_local_time(at(1_000_500)))
         );
     }
 

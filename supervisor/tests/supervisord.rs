@@ -300,6 +300,31 @@ fn ignored_sigterm_gets_sigkill() {
         "{}",
         daemon.diagnostics()
     );
+
+    // A start of the stopped job does not count the earlier kill.
+    let start = daemon.ctl(&["start", "stubborn"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let restart = daemon.ctl(&["restart", "stubborn"]);
+    assert_eq!(restart.status.code(), Some(5), "{}", stdout_of(&restart));
+    assert_eq!(
+        stdout_of(&restart),
+        "stubborn: restarted; the stop needed SIGKILL after 1s timeout\n"
+    );
+
+    // A start while the stop waits for its timeout makes the stop's reply
+    // come once the job runs again; the reply still names the kill.
+    let stopping = std::thread::scope(|scope| {
+        let stop = scope.spawn(|| daemon.ctl(&["stop", "stubborn"]));
+        daemon.wait_for_state("stubborn", JobState::Stopping, SETTLE);
+        let start = daemon.ctl(&["start", "stubborn"]);
+        assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+        stop.join().unwrap()
+    });
+    assert_eq!(stopping.status.code(), Some(5), "{}", stdout_of(&stopping));
+    assert_eq!(
+        stdout_of(&stopping),
+        "stubborn: stopped by SIGKILL after 1s timeout\n"
+    );
 }
 
 #[test]
@@ -1470,6 +1495,8 @@ fn published_port_reaches_job() {
         "command": ["/usr/bin/python3", "-c", server],
         "network": "loopback",
         "ports": [{"host": format!("127.0.0.1:{host_port}"), "container": 8080}],
+        // Under the minimal init the server is not PID 1, so SIGTERM ends it.
+        "init": true,
         "start_seconds": "300ms",
         "stop": {"timeout": "2s"},
     })
@@ -1514,6 +1541,8 @@ fn port_server(host_port: u16) -> String {
         "command": ["/usr/bin/python3", "-c", server],
         "network": "loopback",
         "ports": [{"host": format!("127.0.0.1:{host_port}"), "container": 8080}],
+        // Under the minimal init the server is not PID 1, so SIGTERM ends it.
+        "init": true,
         "start_seconds": "300ms",
         "stop": {"timeout": "2s"},
     })

@@ -6,11 +6,11 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
-use corral_config::paths;
+use corral_config::{paths, DurationValue};
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
 use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
@@ -20,8 +20,8 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
-/// Exit code for a stop that ended the job only by SIGKILL after its stop
-/// timeout, when no action failed otherwise.
+/// Exit code for a stop or restart that ended the job's run only by SIGKILL
+/// after its stop timeout, when no action failed otherwise.
 const EXIT_KILLED: i32 = 5;
 
 /// Returns the more severe of two exit codes: an unknown job over a failed
@@ -231,12 +231,16 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
         Action::Start | Action::Stop | Action::Restart => &waiting,
     };
 
-    let results: Vec<(String, Result<JobView, ClientError>)> = std::thread::scope(|scope| {
+    type Outcome = (String, SystemTime, Result<JobView, ClientError>);
+    let results: Vec<Outcome> = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
             .iter()
             .map(|name| {
                 let action = action.clone();
-                scope.spawn(move || (name.clone(), send_action(client, &action, name)))
+                scope.spawn(move || {
+                    let sent = SystemTime::now();
+                    (name.clone(), sent, send_action(client, &action, name))
+                })
             })
             .collect();
         handles
@@ -246,15 +250,16 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
     });
 
     let mut code = 0;
-    for (name, result) in results {
+    for (name, sent, result) in results {
         match result {
             Ok(job) if action_failed(&action, &job) => {
                 println!("{name}: ERROR ({} {})", job.state, job.description);
                 code = worse(code, EXIT_FAILED);
             }
             Ok(job) => {
-                println!("{name}: {}", action_result(&action, &job));
-                if stopped_by_kill(&action, &job) {
+                let killed = killed_by_stop(&action, &job, sent);
+                println!("{name}: {}", action_result(&action, killed));
+                if killed.is_some() {
                     code = worse(code, EXIT_KILLED);
                 }
             }
@@ -284,24 +289,36 @@ fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, 
     }
 }
 
-/// Returns whether a stop ended the job only by SIGKILL after its stop
-/// timeout.
-fn stopped_by_kill(action: &Action, job: &JobView) -> bool {
-    matches!(action, Action::Stop)
-        && job.process_state == JobState::Stopped
-        && job.killed_after_timeout
+/// Returns the stop timeout after which SIGKILL ended the run that the
+/// stop or restart request sent at `sent` stopped. A run that ended before
+/// `sent` belongs to an earlier request.
+fn killed_by_stop(action: &Action, job: &JobView, sent: SystemTime) -> Option<Duration> {
+    if !matches!(action, Action::Stop | Action::Restart) {
+        return None;
+    }
+    let sent = sent.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    let timeout = job.killed_after_timeout?;
+    if job.exited_at? < sent {
+        return None;
+    }
+    Duration::try_from_secs_f64(timeout).ok()
 }
 
 /// Returns the text printed after a job's name for a successful action. A
 /// stop that needed SIGKILL names it, as the status does.
-fn action_result(action: &Action, job: &JobView) -> String {
-    if !stopped_by_kill(action, job) {
-        return action.past_tense().to_string();
-    }
-    // The description ends with " at TIME", which the stop output omits.
-    match job.description.rsplit_once(" at ") {
-        Some((what, _)) => what.to_string(),
-        None => job.description.clone(),
+fn action_result(action: &Action, killed: Option<Duration>) -> String {
+    match (action, killed) {
+        (Action::Stop, Some(timeout)) => {
+            format!(
+                "stopped by SIGKILL after {} timeout",
+                DurationValue(timeout)
+            )
+        }
+        (Action::Restart, Some(timeout)) => format!(
+            "restarted; the stop needed SIGKILL after {} timeout",
+            DurationValue(timeout)
+        ),
+        _ => action.past_tense().to_string(),
     }
 }
 

@@ -237,6 +237,7 @@ impl Job {
                 .as_ref()
                 .map(|container| container.started_at),
             now,
+            since: self.since,
             last_run: self.last_run.as_ref(),
             pending_restart: self.pending_restart,
             stop: self
@@ -261,7 +262,10 @@ impl Job {
             exit_status: ended.and_then(|run| run.termination.exit_status()),
             signal: ended.and_then(|run| run.termination.signal().map(str::to_string)),
             oom_killed: ended.is_some_and(|run| run.oom_killed),
-            killed_after_timeout: ended.is_some_and(|run| run.killed_after.is_some()),
+            killed_after_timeout: ended
+                .and_then(|run| run.killed_after)
+                .map(|timeout| timeout.as_secs_f64()),
+            exited_at: ended.map(|run| unix_seconds_f64(run.finished_at)),
             restarts: self.restarts,
             oom_kills: self.oom_kills,
             since: unix_seconds(self.since),
@@ -282,6 +286,14 @@ impl Job {
 fn read_pid_file(path: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(path).ok()?;
     text.trim().parse().ok().filter(|&pid: &i32| pid > 0)
+}
+
+/// Returns `time` in seconds since the Unix epoch, negative before it.
+fn unix_seconds_f64(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
 }
 
 pub fn unix_seconds(time: SystemTime) -> i64 {
