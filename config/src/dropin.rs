@@ -72,7 +72,7 @@ fn list_json_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
         // reports the error.
         let is_dir = fs::metadata(entry.path()).is_ok_and(|metadata| metadata.is_dir());
         if is_dir {
-            tracing::debug!(dir = %entry.path().display(), "skipping directory named like a job file");
+            tracing::warn!(dir = %entry.path().display(), "skipping a directory named like a job file");
             continue;
         }
         files.push(entry.path());

@@ -70,7 +70,7 @@ pub enum ConfigError {
     "{}:{line}:{column}: unknown field `{key}` at {}{}",
     file.display(),
     describe_parent(parent),
-    suggest(suggestion.as_deref())
+    suggest(suggestion.as_deref(), expected)
 )]
 pub struct UnknownField {
     pub file: PathBuf,
@@ -83,6 +83,8 @@ pub struct UnknownField {
     pub key: String,
     /// The closest known key, when one is close enough to be a likely typo.
     pub suggestion: Option<String>,
+    /// Every key the containing object takes.
+    pub expected: Vec<String>,
 }
 
 fn describe_parent(parent: &str) -> &str {
@@ -93,10 +95,16 @@ fn describe_parent(parent: &str) -> &str {
     }
 }
 
-fn suggest(suggestion: Option<&str>) -> String {
+/// Returns the closest key as a question, or else the keys that the object
+/// takes.
+fn suggest(suggestion: Option<&str>, expected: &[String]) -> String {
     match suggestion {
         Some(key) => format!(", did you mean `{key}`?"),
-        None => String::new(),
+        None if expected.is_empty() => String::new(),
+        None => {
+            let keys: Vec<String> = expected.iter().map(|key| format!("`{key}`")).collect();
+            format!("; known fields: {}", keys.join(", "))
+        }
     }
 }
 

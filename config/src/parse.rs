@@ -104,8 +104,10 @@ pub(crate) struct Document {
 }
 
 /// Parses the text of a job file or drop-in, which must be one JSON object
-/// without duplicate keys.
+/// without duplicate keys. A leading UTF-8 byte order mark, which some
+/// editors write, is skipped as RFC 8259 allows.
 pub(crate) fn parse_document(file: &Path, text: &str) -> Result<Document, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let syntax = |line: usize, column: usize, message: String| ConfigError::Syntax {
         file: file.to_path_buf(),
         line,

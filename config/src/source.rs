@@ -136,6 +136,7 @@ impl SourceMap {
                 parent: parent.to_string(),
                 suggestion: closest(&key, &expected).map(str::to_string),
                 key,
+                expected,
             }));
         }
 
@@ -153,7 +154,7 @@ impl SourceMap {
             }
             None => match allowed_range(&path) {
                 Some(range) => format!("{message} (allowed: {range})"),
-                None => message,
+                None => name_json_types(&message),
             },
         };
         let (file, position) = self.locate(&path, false);
@@ -164,6 +165,15 @@ impl SourceMap {
             field: path.to_string(),
             message,
         }
+    }
+}
+
+/// Replaces the Rust type that serde names in "expected struct RestartConfig"
+/// with the JSON type a job file needs there.
+fn name_json_types(message: &str) -> String {
+    match message.split_once(", expected struct ") {
+        Some((found, _)) => format!("{found}, expected a JSON object"),
+        None => message.to_string(),
     }
 }
 

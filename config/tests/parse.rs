@@ -144,6 +144,27 @@ fn unknown_field_without_close_match() {
         "unknown field `frobnicate` at the top level",
     );
     assert!(!error.to_string().contains("did you mean"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("; known fields: `image`, `command`, `env`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn byte_order_mark_is_skipped() {
+    let job = parse_ok("\u{feff}{\"command\": [\"/bin/true\"]}");
+    assert_eq!(job.spec.command, ["/bin/true"]);
+}
+
+#[test]
+fn object_given_as_string_names_json_type() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"restart\": ▶\"never\"}",
+        "restart",
+        "invalid type: string \"never\", expected a JSON object",
+    );
 }
 
 #[test]
