@@ -27,6 +27,11 @@ pub enum ClientError {
         source: std::io::Error,
     },
     #[error(
+        "permission denied on {socket}: run supervisorctl as root, or as a member of \
+         the group that supervisord's --socket-group names"
+    )]
+    Denied { socket: PathBuf },
+    #[error(
         "supervisord on {socket} did not respond within {}: it may be stopped or overloaded; \
          pass a longer --timeout to wait longer",
         DurationValue(*timeout)
@@ -63,7 +68,7 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect { .. } | ClientError::Timeout { .. }
+            ClientError::Connect { .. } | ClientError::Denied { .. } | ClientError::Timeout { .. }
         )
     }
 
@@ -220,9 +225,14 @@ impl Client {
     /// a limit, so the connect is non-blocking and retried until the
     /// deadline.
     fn connect(&self, deadline: Option<Instant>) -> Result<UnixStream, ClientError> {
-        let connect_error = |errno: Errno| ClientError::Connect {
-            socket: self.socket.clone(),
-            source: io::Error::from(errno),
+        let connect_error = |errno: Errno| match errno {
+            Errno::EACCES => ClientError::Denied {
+                socket: self.socket.clone(),
+            },
+            errno => ClientError::Connect {
+                socket: self.socket.clone(),
+                source: io::Error::from(errno),
+            },
         };
         let address = UnixAddr::new(self.socket.as_path()).map_err(connect_error)?;
         let fd = socket::socket(

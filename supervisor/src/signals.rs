@@ -6,7 +6,9 @@ use nix::sys::signal::Signal;
 
 /// A signal name or number that names no signal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid signal {value:?}: expected a name such as TERM or SIGHUP, or a number")]
+#[error(
+    "invalid signal {value:?}: expected a name such as TERM or SIGHUP, or a number from 1 to 31"
+)]
 pub struct InvalidSignal {
     pub value: String,
 }
@@ -47,6 +49,7 @@ mod tests {
         for text in ["", "SIG", "NOPE", "0", "99", "-1"] {
             let error = parse_signal(text).unwrap_err();
             assert_eq!(error.value, text);
+            assert!(error.to_string().ends_with("a number from 1 to 31"));
         }
     }
 }

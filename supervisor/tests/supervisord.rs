@@ -1305,9 +1305,12 @@ fn socket_group_members_can_connect() {
     let outsider = ctl_as_nobody(&daemon, &[], &["status", "web"]);
     assert_eq!(outsider.status.code(), Some(4), "{}", stdout_of(&outsider));
     assert!(
+        stderr_of(&outsider).contains("permission denied on "),
+        "{}",
         stderr_of(&outsider)
-            .to_lowercase()
-            .contains("permission denied"),
+    );
+    assert!(
+        stderr_of(&outsider).contains("--socket-group"),
         "{}",
         stderr_of(&outsider)
     );

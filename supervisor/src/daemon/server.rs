@@ -172,7 +172,11 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
         _ => {
             return error_reply(&ApiError {
                 status: 404,
-                message: "no such API path: see /v1/jobs".to_string(),
+                message: format!(
+                    "no such API path {path}: the API serves /v1/info, /v1/jobs, \
+                     /v1/jobs/NAME, /v1/jobs/NAME/{{start,stop,restart,signal,spec}}, \
+                     /v1/stats, /v1/reread, /v1/update and /v1/shutdown"
+                ),
             })
         }
     };
@@ -434,6 +438,11 @@ mod tests {
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
+        let message = json["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("no such API path /v2/nothing: the API serves /v1/info"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

@@ -417,12 +417,16 @@ impl Supervisor {
             }
         };
         corral_runtime::container::kill(&root, &container.id, signal as i32, false).map_err(
-            |error| {
-                ApiError::conflict(format!(
+            |error| match error {
+                // The exit event of a container that just ended is queued.
+                corral_runtime::container::ContainerError::WrongStatus { .. } => {
+                    ApiError::conflict(format!("job {name:?} is not running: its container ended"))
+                }
+                error => ApiError::conflict(format!(
                     "failed to send {signal} to job {name:?} (container {}): {}",
                     container.id,
                     error_chain(&error)
-                ))
+                )),
             },
         )?;
         tracing::info!(job = %name, container_id = %container.id, %signal, "sent signal");
