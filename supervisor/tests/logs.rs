@@ -344,3 +344,49 @@ fn deleted_log_dir_is_created_again() {
         daemon.diagnostics()
     );
 }
+
+#[test]
+fn output_copying_stays_within_cpu_limit() {
+    if skip("output_copying_stays_within_cpu_limit") {
+        return;
+    }
+    let _serial = serial();
+    const CPUS: f64 = 0.2;
+    let flood = json!({
+        "image": "host",
+        "command": ["/usr/bin/yes", "a line of a job that writes without pause"],
+        "init": true,
+        "start_seconds": "200ms",
+        "stop": {"timeout": "2s"},
+        "resources": {"cpus": CPUS},
+        "logs": {"max_size": "1M", "keep": 1},
+    })
+    .to_string();
+    let daemon = Daemon::start(&[("flood", &flood)]);
+    let view = daemon.wait_for_state("flood", JobState::Running, SETTLE);
+    let record = daemon
+        .run_dir()
+        .join("shims")
+        .join(format!("{}.json", view.container_id.clone().unwrap()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let monitor = record["monitor_pid"].as_i64().unwrap() as i32;
+
+    let window = Duration::from_secs(4);
+    let before = cpu_time(monitor);
+    std::thread::sleep(window);
+    let used = cpu_time(monitor) - before;
+    let written: u64 = log_generations(&daemon.log_dir().join("flood"), "stdout")
+        .iter()
+        .map(|file| std::fs::metadata(file).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    eprintln!("the monitor used {used:?} of CPU in {window:?}; {written} bytes in the logs");
+    assert!(written > 0, "the flood wrote nothing");
+    // The budget allows CPUS per second plus a burst of 100 ms; the rest
+    // covers the clock tick of /proc's counters.
+    let allowed = window.mul_f64(CPUS * 1.25) + Duration::from_millis(150);
+    assert!(
+        used <= allowed,
+        "the monitor used {used:?} of CPU in {window:?}, above the job's limit of {CPUS} CPUs"
+    );
+}

@@ -20,7 +20,13 @@ impl Monitor {
     fn start(script: &str, max_size: u64, keep: u32) -> Monitor {
         let dir = tempfile::tempdir().unwrap();
         let settings = dir.path().join("logs.json");
-        LogSettings { max_size, keep }.write(&settings).unwrap();
+        LogSettings {
+            max_size,
+            keep,
+            cpus: None,
+        }
+        .write(&settings)
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
             .arg("--stdout")
             .arg(dir.path().join("stdout.log"))
@@ -159,6 +165,7 @@ fn reload_signal_applies_new_limits() {
     LogSettings {
         max_size: 300,
         keep: 2,
+        cpus: None,
     }
     .write(&monitor.path("logs.json"))
     .unwrap();

@@ -166,7 +166,7 @@ pub fn launch(
         tracing::warn!(job = %job_name, container_id = %id, path = %spec_file.display(), %error, "failed to keep the job spec beside the bundle");
     }
     let settings_file = bundle.join(LOG_SETTINGS_FILE);
-    if let Err(source) = LogSettings::from_config(&spec.logs).write(&settings_file) {
+    if let Err(source) = LogSettings::for_job(spec).write(&settings_file) {
         remove_container_files(config, id);
         return Err(LaunchError::LogSettings {
             path: settings_file,

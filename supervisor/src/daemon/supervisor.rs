@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use corral_config::Network;
+use corral_config::{JobSpec, Network};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
@@ -565,12 +565,11 @@ impl Supervisor {
         let was_valid = job.spec.is_some();
         let autostart = spec.autostart;
         let logs_changed = job.spec.as_ref().is_some_and(|old| old.logs != spec.logs);
-        let logs = spec.logs.clone();
-        job.spec = Some(spec);
+        job.spec = Some(Arc::clone(&spec));
         job.invalid = None;
         tracing::info!(job = %name, restart, "job file changed");
         if logs_changed && !restart {
-            self.update_log_settings(name, &logs);
+            self.update_log_settings(name, &spec);
         }
         let Some(job) = self.jobs.get_mut(name) else {
             return;
@@ -606,13 +605,13 @@ impl Supervisor {
         }
     }
 
-    /// Hands new rotation limits to the monitor of the job's running
-    /// container.
-    pub(super) fn update_log_settings(&self, name: &str, logs: &corral_config::LogConfig) {
+    /// Hands the rotation limits of `spec`, which needs no new container,
+    /// to the monitor of the job's running container.
+    pub(super) fn update_log_settings(&self, name: &str, spec: &JobSpec) {
         let Some(container) = self.jobs.get(name).and_then(|job| job.container.as_ref()) else {
             return;
         };
-        let settings = crate::monitor::LogSettings::from_config(logs);
+        let settings = crate::monitor::LogSettings::for_job(spec);
         match launch::update_log_settings(&self.config, &container.id, &container.monitor, settings)
         {
             Ok(()) => {

@@ -82,21 +82,27 @@ pub fn reload_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
 }
 
-/// Rotation limits of a container's logs, stored as JSON in the file that
-/// `--settings` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Rotation limits of a container's logs and the CPU limit of its copying,
+/// stored as JSON in the file that `--settings` names.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LogSettings {
     /// Rotate when a file would exceed this many bytes; 0 never rotates.
     pub max_size: u64,
     /// Rotated files kept besides the current one.
     pub keep: u32,
+    /// The job's `resources.cpus`, which also bounds the CPU time that
+    /// copying its output may take; none for a job without a CPU limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
 }
 
 impl LogSettings {
-    pub fn from_config(config: &corral_config::LogConfig) -> Self {
+    /// Returns the settings of a container started from `spec`.
+    pub fn for_job(spec: &corral_config::JobSpec) -> Self {
         LogSettings {
-            max_size: config.max_size.bytes(),
-            keep: config.keep,
+            max_size: spec.logs.max_size.bytes(),
+            keep: spec.logs.keep,
+            cpus: spec.resources.cpus,
         }
     }
 
@@ -240,7 +246,8 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
             })?
     };
 
-    let exit = read_until_exit(shim, stdout_read, stderr_read, &signals, &queue, options);
+    let pipes = (stdout_read, stderr_read);
+    let exit = read_until_exit(shim, pipes, &signals, &queue, options, settings.cpus);
     queue.close();
     if writer.join().is_err() {
         warn("the log writer thread panicked");
@@ -267,20 +274,87 @@ fn lower_priority() {
     }
 }
 
+/// CPU time the monitor may use at once before [`CpuBudget`] pauses it,
+/// so short bursts of output are copied without delay.
+const CPU_BURST: Duration = Duration::from_millis(100);
+
+/// A token bucket that keeps the monitor's CPU time at or below the job's
+/// CPU limit: it fills at `cpus` seconds of CPU per second, up to
+/// [`CPU_BURST`], and the monitor's CPU time drains it. While it is empty
+/// the monitor stops reading the pipes, they fill, and the job's writes
+/// block, so a job pays for its output within its own limit.
+#[derive(Debug)]
+struct CpuBudget {
+    cpus: Option<f64>,
+    tokens: f64,
+    checked_at: Instant,
+    cpu_at_check: Duration,
+}
+
+impl CpuBudget {
+    fn new(cpus: Option<f64>, now: Instant, cpu: Duration) -> Self {
+        CpuBudget {
+            cpus,
+            tokens: CPU_BURST.as_secs_f64(),
+            checked_at: now,
+            cpu_at_check: cpu,
+        }
+    }
+
+    /// Counts the CPU time used since the last check, and returns how long
+    /// to pause before reading again when the budget is spent.
+    fn pause(&mut self, now: Instant, cpu: Duration) -> Option<Duration> {
+        let cpus = self.cpus.filter(|cpus| *cpus > 0.0)?;
+        let elapsed = now.saturating_duration_since(self.checked_at).as_secs_f64();
+        let used = cpu.saturating_sub(self.cpu_at_check).as_secs_f64();
+        self.checked_at = now;
+        self.cpu_at_check = cpu;
+        self.tokens = (self.tokens + elapsed * cpus).min(CPU_BURST.as_secs_f64()) - used;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / cpus))
+    }
+}
+
+/// Returns the CPU time of every thread of this process.
+fn process_cpu_time() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `time`, which outlives
+    // the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut time) } != 0 {
+        // Without its CPU time the monitor copies without a limit. The loop
+        // reads the time before every read, so it warns only once.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            warn(&format!(
+                "failed to read the monitor's CPU time, so its CPU limit is off: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        return Duration::ZERO;
+    }
+    let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(time.tv_nsec).unwrap_or(0);
+    Duration::new(seconds, nanos)
+}
+
 /// Copies the pipes into the queue and handles signals until the shim has
 /// exited and both pipes are closed, or [`DRAIN_TIMEOUT`] after the exit.
+/// Reading pauses while [`CpuBudget`] is spent, except while draining.
 fn read_until_exit(
     shim: Pid,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    (stdout, stderr): (OwnedFd, OwnedFd),
     signals: &SignalFd,
     queue: &BoundedQueue,
     options: &MonitorOptions,
+    cpus: Option<f64>,
 ) -> ShimExit {
     let mut pipes = [Some(File::from(stdout)), Some(File::from(stderr))];
     let mut exit = None;
     let mut drain_until: Option<Instant> = None;
     let mut buffer = vec![0u8; READ_SIZE];
+    let mut budget = CpuBudget::new(cpus, Instant::now(), process_cpu_time());
     loop {
         let pipes_open = pipes.iter().any(Option::is_some);
         if let Some(exit) = exit {
@@ -289,18 +363,24 @@ fn read_until_exit(
                 return exit;
             }
         }
-        let timeout = match drain_until {
-            Some(until) => {
+        let pause = match drain_until {
+            None => budget.pause(Instant::now(), process_cpu_time()),
+            Some(_) => None,
+        };
+        let timeout = match (drain_until, pause) {
+            (Some(until), _) => {
                 let left = until.saturating_duration_since(Instant::now());
                 PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
             }
-            None => PollTimeout::NONE,
+            (None, Some(pause)) => PollTimeout::try_from(pause).unwrap_or(PollTimeout::MAX),
+            (None, None) => PollTimeout::NONE,
         };
 
+        // While the budget is spent, only signals wake the monitor.
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let mut streams = Vec::new();
         for stream in Stream::BOTH {
-            if let Some(pipe) = &pipes[stream.index()] {
+            if let Some(pipe) = pipes[stream.index()].as_ref().filter(|_| pause.is_none()) {
                 fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
                 streams.push(stream);
             }
@@ -342,7 +422,7 @@ fn read_until_exit(
             }
         }
         if ready[0] {
-            if let Some(ended) = handle_signals(shim, signals, queue, options) {
+            if let Some(ended) = handle_signals(shim, signals, queue, options, &mut budget) {
                 exit = exit.or(Some(ended));
                 drain_until = drain_until.or_else(|| Some(Instant::now() + DRAIN_TIMEOUT));
             }
@@ -357,6 +437,7 @@ fn handle_signals(
     signals: &SignalFd,
     queue: &BoundedQueue,
     options: &MonitorOptions,
+    budget: &mut CpuBudget,
 ) -> Option<ShimExit> {
     let mut ended = None;
     loop {
@@ -373,7 +454,10 @@ fn handle_signals(
         let number = info.ssi_signo as libc::c_int;
         if number == reload_signal() {
             match LogSettings::read(&options.settings_file) {
-                Ok(settings) => queue.push_settings(settings),
+                Ok(settings) => {
+                    budget.cpus = settings.cpus;
+                    queue.push_settings(settings);
+                }
                 Err(error) => warn(&error_chain(&error)),
             }
             continue;
@@ -559,6 +643,45 @@ fn warn(message: &str) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn budget_without_limit_never_pauses() {
+        let start = Instant::now();
+        let mut budget = CpuBudget::new(None, start, Duration::ZERO);
+        let pause = budget.pause(start + Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(pause, None);
+    }
+
+    #[test]
+    fn budget_pauses_at_the_cpu_limit() {
+        let start = Instant::now();
+        let mut budget = CpuBudget::new(Some(0.5), start, Duration::ZERO);
+        // 100 ms of CPU in 100 ms: the 100 ms burst it starts with pays
+        // for it, so no pause yet.
+        let at = start + Duration::from_millis(100);
+        assert_eq!(budget.pause(at, Duration::from_millis(100)), None);
+        // 100 ms more of CPU at once overdraws by 100 ms, which takes
+        // 200 ms to earn back at half a CPU.
+        let pause = budget.pause(at, Duration::from_millis(200)).unwrap();
+        assert!(
+            pause.abs_diff(Duration::from_millis(200)) < Duration::from_millis(1),
+            "{pause:?}"
+        );
+        // After that pause the budget has recovered.
+        let later = at + pause + Duration::from_millis(1);
+        assert_eq!(budget.pause(later, Duration::from_millis(200)), None);
+    }
+
+    #[test]
+    fn budget_credit_is_capped_at_the_burst() {
+        let start = Instant::now();
+        let mut budget = CpuBudget::new(Some(0.2), start, Duration::ZERO);
+        // An hour idle earns no more than CPU_BURST.
+        let later = start + Duration::from_secs(3600);
+        assert_eq!(budget.pause(later, Duration::ZERO), None);
+        let pause = budget.pause(later, CPU_BURST + Duration::from_millis(20));
+        assert!(pause.is_some(), "idle time became credit");
+    }
+
     fn logs(dir: &Path) -> [RotatingLog; 2] {
         [
             RotatingLog::open(&dir.join("stdout.log"), 0, 1).unwrap(),
@@ -623,6 +746,7 @@ mod tests {
         let settings = LogSettings {
             max_size: 4096,
             keep: 7,
+            cpus: Some(0.25),
         };
         settings.write(&path).unwrap();
         assert_eq!(LogSettings::read(&path).unwrap(), settings);

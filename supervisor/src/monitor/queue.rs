@@ -41,7 +41,7 @@ impl Stream {
 }
 
 /// An entry of the queue, as the writer thread takes it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Item {
     Data(Stream, Vec<u8>),
     /// Bytes of a stream dropped at this point because the queue was full.
@@ -182,7 +182,7 @@ impl BoundedQueue {
 }
 
 /// Result of [`BoundedQueue::take_timeout`].
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Taken {
     Item(Item),
     /// The queue is closed and empty.
@@ -279,6 +279,7 @@ mod tests {
         let settings = LogSettings {
             max_size: 10,
             keep: 2,
+            cpus: None,
         };
         queue.push_settings(settings);
         queue.push_settings(settings);

@@ -138,7 +138,7 @@ impl Supervisor {
             } else if launched.logs != current.logs {
                 // The monitor reads its rotation limits from the file that
                 // update_log_settings rewrites.
-                self.update_log_settings(&record.job, &current.logs);
+                self.update_log_settings(&record.job, &current);
             }
         }
     }
