@@ -7,6 +7,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use corral_supervisor::api::JobView;
 use corral_supervisor::machine::JobState;
 use harness::{serial, skip, stdout_of, Daemon};
 use serde_json::json;
@@ -284,6 +285,18 @@ fn flood_does_not_slow_other_jobs() {
     }
 }
 
+/// Returns the PID of the monitor of the job's container, from its shim
+/// record.
+fn monitor_pid(daemon: &Daemon, view: &JobView) -> i32 {
+    let record = daemon
+        .run_dir()
+        .join("shims")
+        .join(format!("{}.json", view.container_id.clone().unwrap()));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    record["monitor_pid"].as_i64().unwrap() as i32
+}
+
 /// Returns the targets of the descriptors of `pid` that name a deleted file.
 fn deleted_open_files(pid: i32) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -315,13 +328,7 @@ fn deleted_log_dir_is_created_again() {
         daemon.job_log("ticker", "stdout").contains("tick 1")
             && daemon.job_log("ticker", "stderr").contains("started")
     });
-    let record = daemon
-        .run_dir()
-        .join("shims")
-        .join(format!("{}.json", view.container_id.clone().unwrap()));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    let monitor = record["monitor_pid"].as_i64().unwrap() as i32;
+    let monitor = monitor_pid(&daemon, &view);
 
     std::fs::remove_dir_all(&dir).unwrap();
     daemon.wait_until(
@@ -364,13 +371,7 @@ fn output_copying_stays_within_cpu_limit() {
     .to_string();
     let daemon = Daemon::start(&[("flood", &flood)]);
     let view = daemon.wait_for_state("flood", JobState::Running, SETTLE);
-    let record = daemon
-        .run_dir()
-        .join("shims")
-        .join(format!("{}.json", view.container_id.clone().unwrap()));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    let monitor = record["monitor_pid"].as_i64().unwrap() as i32;
+    let monitor = monitor_pid(&daemon, &view);
 
     let window = Duration::from_secs(4);
     let before = cpu_time(monitor);
