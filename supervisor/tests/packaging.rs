@@ -129,6 +129,10 @@ fn supervisord_unit_keeps_jobs_across_restarts() {
     );
     let exec_stop = setting(&settings, "ExecStop").unwrap();
     assert!(exec_stop.contains("supervisorctl shutdown"), "{exec_stop}");
+    assert!(
+        exec_stop.starts_with("-/bin/sh"),
+        "a shutdown that needed SIGKILL would fail the unit: {exec_stop}"
+    );
 }
 
 #[test]

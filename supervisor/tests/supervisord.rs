@@ -832,10 +832,19 @@ fn shutdown_request_exits() {
     if skip("shutdown_request_exits") {
         return;
     }
-    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "1s"}})
+    .to_string();
+    let mut daemon = Daemon::start(&[("web", &term_handler()), ("stubborn", &stubborn)]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    // The output names the job whose stop needed SIGKILL, as stop does.
     let shutdown = daemon.ctl(&["shutdown"]);
-    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    assert_eq!(shutdown.status.code(), Some(5), "{}", stderr_of(&shutdown));
+    assert_eq!(
+        stdout_of(&shutdown),
+        "stubborn: stopped by SIGKILL after 1s timeout\nShut down\n"
+    );
     // supervisorctl returns once supervisord has exited; the harness has
     // not reaped it yet.
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();

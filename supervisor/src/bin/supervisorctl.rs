@@ -104,17 +104,44 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             clap_complete::generate(shell, &mut command, "supervisorctl", &mut io::stdout());
             Ok(0)
         }
-        Command::Shutdown { no_wait } => {
-            let info: serde_json::Value = client.get("/v1/info")?;
-            let pid = info["pid"].as_i64().and_then(|pid| i32::try_from(pid).ok());
+        Command::Shutdown { no_wait: true } => {
             let reply: Message = client.post("/v1/shutdown", None)?;
-            if let Some(pid) = pid.filter(|_| !no_wait) {
-                wait_for_exit(pid);
-            }
             println!("{}", reply.message);
             Ok(0)
         }
+        Command::Shutdown { no_wait: false } => shutdown_command(client),
     }
+}
+
+/// Stops every job and supervisord, names the jobs whose stop needed
+/// SIGKILL, and returns once supervisord has exited.
+fn shutdown_command(client: &Client) -> Result<i32> {
+    let info: serde_json::Value = client.get("/v1/info")?;
+    let pid = info["pid"].as_i64().and_then(|pid| i32::try_from(pid).ok());
+    let sent = SystemTime::now();
+    // The reply comes once every job has stopped, which their stop
+    // timeouts bound.
+    let waiting = client.clone().with_timeout(None);
+    let reply: serde_json::Value = waiting.post("/v1/shutdown?wait=true", None)?;
+    let mut code = 0;
+    // A supervisord that does not know `wait` replies with a message.
+    if let Ok(list) = serde_json::from_value::<JobList>(reply) {
+        for job in &list.jobs {
+            if let Some(timeout) = killed_by_stop(&Action::Stop, job, sent) {
+                println!(
+                    "{}: stopped by SIGKILL after {} timeout",
+                    job.name,
+                    DurationValue(timeout)
+                );
+                code = EXIT_KILLED;
+            }
+        }
+    }
+    if let Some(pid) = pid {
+        wait_for_exit(pid);
+    }
+    println!("Shut down");
+    Ok(code)
 }
 
 /// Waits until process `pid` has exited, so that a new supervisord can

@@ -15,8 +15,8 @@ Exit status: 0 when every listed job is RUNNING or an action succeeded; 1 \
 when an action failed; 3 from status when a listed job is in any other \
 state and from pid when the job is not running; 4 for an unknown job name \
 or when supervisord cannot be reached or does not respond within --timeout; \
-5 from stop and restart when a job stopped only by SIGKILL after its stop \
-timeout.";
+5 from stop, restart and shutdown when a job stopped only by SIGKILL after \
+its stop timeout.";
 
 #[derive(Parser, Debug)]
 #[command(

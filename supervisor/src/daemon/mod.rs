@@ -227,15 +227,35 @@ pub type JsonBody = hyper::body::Bytes;
 pub enum Request {
     Info,
     List,
-    Get { name: String },
-    Start { name: String, wait: bool },
-    Stop { name: String, wait: bool },
-    Restart { name: String, wait: bool },
-    Signal { name: String, signal: String },
-    Spec { name: String },
+    Get {
+        name: String,
+    },
+    Start {
+        name: String,
+        wait: bool,
+    },
+    Stop {
+        name: String,
+        wait: bool,
+    },
+    Restart {
+        name: String,
+        wait: bool,
+    },
+    Signal {
+        name: String,
+        signal: String,
+    },
+    Spec {
+        name: String,
+    },
     Reread,
     Update,
-    Shutdown,
+    /// With `wait`, the reply is the job list once every job has stopped,
+    /// sent just before supervisord exits.
+    Shutdown {
+        wait: bool,
+    },
 }
 
 /// The reason a timer was armed.

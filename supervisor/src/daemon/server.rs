@@ -130,7 +130,13 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
         ["v1", "jobs"] => (get, Some(Request::List)),
         ["v1", "reread"] => (post, Some(Request::Reread)),
         ["v1", "update"] => (post, Some(Request::Update)),
-        ["v1", "shutdown"] => (post, Some(Request::Shutdown)),
+        ["v1", "shutdown"] => {
+            let wait = match wait_query(query, false) {
+                Ok(wait) => wait,
+                Err(error) => return error_reply(&error),
+            };
+            (post, Some(Request::Shutdown { wait }))
+        }
         ["v1", "stats"] => (get, None),
         ["v1", "jobs", name] if !name.is_empty() => (
             get,
@@ -157,7 +163,7 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
             if method != post {
                 return method_not_allowed(method, path, &post);
             }
-            let wait = match wait_query(query) {
+            let wait = match wait_query(query, true) {
                 Ok(wait) => wait,
                 Err(error) => return error_reply(&error),
             };
@@ -206,8 +212,8 @@ fn signal_request(name: &str, body: &[u8]) -> Result<Request, ApiError> {
 
 /// Reads `wait=true` or `wait=false` from a query string; other keys are
 /// ignored and a missing `wait` means true.
-fn wait_query(query: &str) -> Result<bool, ApiError> {
-    let mut wait = true;
+fn wait_query(query: &str, default: bool) -> Result<bool, ApiError> {
+    let mut wait = default;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if percent_decode(key) != "wait" {
@@ -409,7 +415,13 @@ mod tests {
             ),
             ("POST", "/v1/reread", "", "Reread"),
             ("POST", "/v1/update", "", "Update"),
-            ("POST", "/v1/shutdown", "", "Shutdown"),
+            ("POST", "/v1/shutdown", "", "Shutdown { wait: false }"),
+            (
+                "POST",
+                "/v1/shutdown?wait=true",
+                "",
+                "Shutdown { wait: true }",
+            ),
             ("GET", "/v1/info", "", "Info"),
         ];
         for (method, path, body, expected) in cases {

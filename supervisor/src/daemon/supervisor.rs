@@ -53,6 +53,8 @@ pub struct Supervisor {
     jobs: BTreeMap<String, Job>,
     events: mpsc::UnboundedSender<Event>,
     shutting_down: bool,
+    /// Shutdown requests that wait for every job to stop.
+    shutdown_waiters: Vec<oneshot::Sender<Reply>>,
     /// False while the initial scan is applied, so that jobs whose
     /// containers are adopted are not started twice.
     autostart: bool,
@@ -76,6 +78,7 @@ impl Supervisor {
             jobs: BTreeMap::new(),
             events,
             shutting_down: false,
+            shutdown_waiters: Vec::new(),
             autostart: true,
             watching_pids,
             detached: false,
@@ -134,7 +137,15 @@ impl Supervisor {
 
         loop {
             let stopped_all = self.shutting_down && self.no_containers_left();
-            if stopped_all || self.detached {
+            if stopped_all {
+                // The server flushes these replies before supervisord exits.
+                let list = self.list();
+                for waiter in self.shutdown_waiters.drain(..) {
+                    let _ = waiter.send(Ok(list.clone()));
+                }
+                break;
+            }
+            if self.detached {
                 break;
             }
             let Some(event) = receiver.recv().await else {
@@ -227,8 +238,12 @@ impl Supervisor {
             Request::Spec { name } => self.spec_of(&name),
             Request::Reread => Ok(to_json(&self.reload(false))),
             Request::Update => Ok(to_json(&self.reload(true))),
-            Request::Shutdown => {
+            Request::Shutdown { wait } => {
                 self.begin_shutdown("API request");
+                if wait {
+                    self.shutdown_waiters.push(reply);
+                    return;
+                }
                 Ok(to_json(&Message {
                     message: "Shut down".to_string(),
                 }))
