@@ -20,7 +20,7 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
-/// Exit code for a stop or restart that ended the job's run only by SIGKILL
+/// Exit code for a stop, restart or shutdown that ended a job's run only by SIGKILL
 /// after its stop timeout, when no action failed otherwise.
 const EXIT_KILLED: i32 = 5;
 
