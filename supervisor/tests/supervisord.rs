@@ -1222,9 +1222,17 @@ fn second_daemon_on_same_dirs_is_refused() {
     let mut daemon = Daemon::start(&[("web", &term_handler())]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     let other_run = tempfile::tempdir().unwrap();
-    for (data, log) in [
-        (daemon.data_dir(), other_run.path().join("log")),
-        (other_run.path().join("data"), daemon.log_dir()),
+    for (data, log, busy) in [
+        (
+            daemon.data_dir(),
+            other_run.path().join("log"),
+            daemon.data_dir(),
+        ),
+        (
+            other_run.path().join("data"),
+            daemon.log_dir(),
+            daemon.log_dir(),
+        ),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
             .arg("--jobs-dir")
@@ -1240,7 +1248,11 @@ fn second_daemon_on_same_dirs_is_refused() {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
-        let expected = format!("another supervisord (pid {}) uses", daemon.pid());
+        let expected = format!(
+            "another supervisord (pid {}) still uses {} after 2s: stop that one first",
+            daemon.pid(),
+            busy.display()
+        );
         assert!(
             stderr_of(&output).contains(&expected),
             "{}",
@@ -1251,9 +1263,9 @@ fn second_daemon_on_same_dirs_is_refused() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Running);
 
-    // The lock goes with the process, also after SIGKILL.
-    daemon.crash();
-    daemon.respawn();
+    // The lock goes with the process, also after SIGKILL, and a daemon
+    // started right after the kill waits for it.
+    daemon.crash_and_respawn_at_once();
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));

@@ -138,8 +138,10 @@ pub enum DaemonError {
     #[error("another supervisord is listening on {path}")]
     AlreadyRunning { path: PathBuf },
     #[error(
-        "another supervisord{} uses {dir}: give this one its own --data-dir and --log-dir",
-        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+        "another supervisord{} still uses {dir} after {}: stop that one first, \
+         for example with `supervisorctl shutdown`",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        corral_config::DurationValue(LOCK_WAIT)
     )]
     DirInUse { dir: PathBuf, holder: Option<u32> },
     #[error("failed to give {path} to group {gid}")]
@@ -491,6 +493,12 @@ fn share_with_group(path: &Path, gid: u32, mode: u32) -> Result<(), DaemonError>
 /// directories.
 const LOCK_FILE: &str = ".supervisord.lock";
 
+/// How long a starting supervisord waits for the lock. A supervisord killed
+/// by SIGKILL holds it until the kernel has torn the process down, which
+/// takes some milliseconds, so a restart right after the kill waits instead
+/// of failing.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Takes the lock that keeps a second supervisord out of `dir`, where both
 /// would start the same jobs and write the same files. The lock file
 /// contains the PID of its holder. The kernel releases the lock when the
@@ -512,18 +520,25 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError>
         .mode(0o600)
         .open(&path)
         .map_err(lock_error)?;
-    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-    {
-        Ok(lock) => lock,
-        Err((mut file, nix::Error::EWOULDBLOCK)) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(DaemonError::DirInUse {
-                dir: dir.to_path_buf(),
-                holder: text.trim().parse().ok(),
-            });
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    let mut lock = loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((held, nix::Error::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = held;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((mut held, nix::Error::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = held.read_to_string(&mut text);
+                return Err(DaemonError::DirInUse {
+                    dir: dir.to_path_buf(),
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err((_, errno)) => return Err(lock_error(io::Error::from(errno))),
         }
-        Err((_, errno)) => return Err(lock_error(io::Error::from(errno))),
     };
     let written = lock
         .set_len(0)

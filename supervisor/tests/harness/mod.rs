@@ -180,6 +180,15 @@ impl Daemon {
         child.wait().unwrap();
     }
 
+    /// Kills supervisord with SIGKILL and starts the next one at once,
+    /// while the kernel may still be tearing the killed one down.
+    pub fn crash_and_respawn_at_once(&mut self) {
+        let mut killed = self.child.take().expect("daemon running");
+        killed.kill().unwrap();
+        self.spawn(&runtime_binary());
+        killed.wait().unwrap();
+    }
+
     /// Starts a new supervisord on the same directories after [`crash`].
     ///
     /// [`crash`]: Daemon::crash
