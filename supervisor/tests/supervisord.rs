@@ -858,6 +858,41 @@ fn shutdown_request_exits() {
 }
 
 #[test]
+fn shutdown_cut_short_is_finished() {
+    if skip("shutdown_cut_short_is_finished") {
+        return;
+    }
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "4s"}})
+    .to_string();
+    let mut daemon = Daemon::start(&[("polite", &term_handler()), ("stubborn", &stubborn)]);
+    let polite = daemon.wait_for_state("polite", JobState::Running, SETTLE);
+    let stubborn = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let shutdown = daemon.ctl(&["shutdown", "--no-wait"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    daemon.wait_for_state("polite", JobState::Stopped, SETTLE);
+    let stopping = daemon.job("stubborn").unwrap();
+    assert_eq!(stopping.state, JobState::Stopping, "{stopping:#?}");
+
+    // A daemon killed during its shutdown leaves the stops to the next one:
+    // the stopped job stays stopped and the other one gets its SIGKILL.
+    daemon.crash();
+    daemon.respawn();
+    let kept = daemon.job("polite").unwrap();
+    assert_eq!(kept.state, JobState::Stopped, "{kept:#?}");
+    assert_eq!(kept.container_id, polite.container_id);
+    let finishing = daemon.job("stubborn").unwrap();
+    assert_eq!(finishing.state, JobState::Stopping, "{finishing:#?}");
+    assert_eq!(finishing.container_id, stubborn.container_id);
+    let stopped = daemon.wait_for_state("stubborn", JobState::Stopped, SETTLE);
+    assert_eq!(stopped.killed_after_timeout, Some(4.0), "{stopped:#?}");
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
 fn all_stops_in_parallel() {
     if skip("all_stops_in_parallel") {
         return;

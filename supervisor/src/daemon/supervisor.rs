@@ -170,20 +170,20 @@ impl Supervisor {
     }
 
     /// Writes or removes the settled-state record of every job whose state
-    /// changed. A stop of the whole daemon records nothing, so the next
-    /// daemon starts those jobs by their `autostart` again.
+    /// changed. The stops of a shutdown are recorded too, so a supervisord
+    /// killed during one leaves the next one to finish them; a shutdown
+    /// that completes removes every record.
     fn record_settled_states(&mut self) {
         for (name, job) in &mut self.jobs {
             if !std::mem::take(&mut job.state_changed) || job.spec.is_none() {
                 continue;
             }
             match job.settled_record() {
-                Some(record) if !self.shutting_down => {
+                Some(record) => {
                     if let Err(error) = settled::write(&self.config, name, &record) {
                         tracing::warn!(job = %name, %error, "failed to record the settled state; a restarted supervisord may start the job");
                     }
                 }
-                Some(_) => {}
                 None => settled::remove(&self.config, name),
             }
         }
