@@ -153,7 +153,7 @@ impl SourceMap {
                 )
             }
             None => match allowed_range(&path) {
-                Some(range) => format!("{message} (allowed: {range})"),
+                Some(range) => format!("{} (allowed: {range})", name_json_types(&message)),
                 None => name_json_types(&message),
             },
         };
@@ -168,13 +168,22 @@ impl SourceMap {
     }
 }
 
-/// Replaces the Rust type that serde names in "expected struct RestartConfig"
-/// with the JSON type a job file needs there.
+/// Replaces the Rust type that serde names, as in "expected struct
+/// RestartConfig" or "expected u32", with the JSON type a job file needs.
 fn name_json_types(message: &str) -> String {
-    match message.split_once(", expected struct ") {
-        Some((found, _)) => format!("{found}, expected a JSON object"),
-        None => message.to_string(),
+    if let Some((found, _)) = message.split_once(", expected struct ") {
+        return format!("{found}, expected a JSON object");
     }
+    let Some((found, rust_type)) = message.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    let json_type = match rust_type {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        _ => return message.to_string(),
+    };
+    format!("{found}, expected {json_type}")
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" message into

@@ -34,8 +34,8 @@ pub enum UnitError {
     )]
     SizeOverflow { value: String },
     #[error(
-        "invalid duration {value:?}: expected a number with an ms, s, m or h suffix, such as \
-         \"500ms\", \"1.5s\" or \"5m\""
+        "invalid duration {value:?}: expected a string with an ms, s, m or h suffix, such as \
+         \"500ms\", \"1.5s\" or \"5m\", or a JSON number of seconds such as 5"
     )]
     InvalidDuration { value: String },
     #[error(

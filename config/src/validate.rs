@@ -746,7 +746,7 @@ fn check_positive(duration: Duration, keys: &[&str]) -> Check {
     if duration.is_zero() {
         return Err(ValidationError::new(
             FieldPath::of(keys),
-            format!("{} must be greater than 0", keys.join(".")),
+            "0 is not allowed: the duration must be greater than 0".to_string(),
         ));
     }
     Ok(())

@@ -159,6 +159,15 @@ fn byte_order_mark_is_skipped() {
 }
 
 #[test]
+fn number_given_as_string_names_json_type() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"logs\": {\"keep\": ▶\"3\"}}",
+        "logs.keep",
+        "invalid type: string \"3\", expected a whole number, 0 or more",
+    );
+}
+
+#[test]
 fn object_given_as_string_names_json_type() {
     expect_error(
         "{\"command\": [\"/x\"], \"restart\": ▶\"never\"}",
@@ -302,7 +311,7 @@ fn bad_sizes_and_durations() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"stop\": {\"timeout\": ▶\"10\"}}",
         "stop.timeout",
-        "invalid duration \"10\": expected a number with an ms, s, m or h suffix",
+        "invalid duration \"10\": expected a string with an ms, s, m or h suffix",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"restart\": {\"window\": ▶-5}}",

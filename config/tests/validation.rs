@@ -543,7 +543,7 @@ fn stop_timeout_positive() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"stop\": {\"timeout\": ▶\"0s\"}}",
         "stop.timeout",
-        "stop.timeout must be greater than 0",
+        "stop.timeout: 0 is not allowed: the duration must be greater than 0",
     );
 }
 

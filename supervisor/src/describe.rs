@@ -189,8 +189,9 @@ fn describe_fatal(facts: &StatusFacts<'_>) -> String {
         if !text.is_empty() {
             text.push_str(", ");
         }
+        let noun = if restarts == 1 { "restart" } else { "restarts" };
         text.push_str(&format!(
-            "gave up after {restarts} restarts within {}",
+            "gave up after {restarts} {noun} within {}",
             DurationValue(window)
         ));
     }
