@@ -136,8 +136,9 @@ pub struct JobStats {
     pub error: Option<String>,
 }
 
-/// Body of `POST /v1/jobs/NAME/signal`.
+/// Body of `POST /v1/jobs/NAME/signal`; other keys are rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignalRequest {
     /// Name with or without `SIG` (`"HUP"`, `"SIGHUP"`) or number.
     pub signal: String,

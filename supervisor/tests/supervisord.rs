@@ -893,6 +893,35 @@ fn shutdown_cut_short_is_finished() {
 }
 
 #[test]
+fn stop_ended_while_away_keeps_its_time() {
+    if skip("stop_ended_while_away_keeps_its_time") {
+        return;
+    }
+    let slow = shell_job(
+        "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    let mut daemon = Daemon::start(&[("slow", &slow)]);
+    daemon.wait_for_state("slow", JobState::Running, SETTLE);
+    let stopping: JobView = daemon
+        .client()
+        .post("/v1/jobs/slow/stop?wait=false", None)
+        .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+    daemon.crash();
+    // The container ends about a second after the stop signal, while no
+    // supervisord runs.
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.respawn();
+    let stopped = daemon.job("slow").unwrap();
+    assert_eq!(stopped.state, JobState::Stopped, "{stopped:#?}");
+    let exited_at = stopped.exited_at.expect("the exit record's time");
+    assert_eq!(stopped.since, exited_at as i64, "{stopped:#?}");
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn all_stops_in_parallel() {
     if skip("all_stops_in_parallel") {
         return;

@@ -507,6 +507,21 @@ mod tests {
             "{json}"
         );
 
+        let (status, json) = call(
+            "POST",
+            "/v1/jobs/web/signal",
+            r#"{"signal":"HUP","extra":1}"#,
+        )
+        .await;
+        assert_eq!(status, 400, "{json}");
+        assert!(
+            json["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field `extra`"),
+            "{json}"
+        );
+
         let large = format!(r#"{{"signal":"HUP","padding":"{}"}}"#, "x".repeat(70_000));
         let (status, json) = call("POST", "/v1/jobs/web/signal", &large).await;
         assert_eq!(status, 413, "{json}");

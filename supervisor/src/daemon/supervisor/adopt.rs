@@ -246,8 +246,11 @@ impl Supervisor {
         job.last_container_id = Some(id.clone());
         job.restore_restarts(&record.restarts);
         if stop_pending || restart_pending {
+            let finished_at = run.finished_at;
             job.last_run = Some(run);
             job.enter(JobState::Stopped);
+            // The job stopped when its container ended, not now.
+            job.since = finished_at;
             if restart_pending && !self.shutting_down {
                 self.start_container(&record.job);
             }
