@@ -878,9 +878,9 @@ fn shutdown_cut_short_is_finished() {
     // the stopped job stays stopped and the other one gets its SIGKILL.
     daemon.crash();
     daemon.respawn();
-    let kept = daemon.job("polite").unwrap();
-    assert_eq!(kept.state, JobState::Stopped, "{kept:#?}");
-    assert_eq!(kept.container_id, polite.container_id);
+    let still_stopped = daemon.job("polite").unwrap();
+    assert_eq!(still_stopped.state, JobState::Stopped, "{still_stopped:#?}");
+    assert_eq!(still_stopped.container_id, polite.container_id);
     let finishing = daemon.job("stubborn").unwrap();
     assert_eq!(finishing.state, JobState::Stopping, "{finishing:#?}");
     assert_eq!(finishing.container_id, stubborn.container_id);

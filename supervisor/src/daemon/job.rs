@@ -206,10 +206,10 @@ impl Job {
     }
 
     /// Takes the restarts that an earlier supervisord recorded.
-    pub fn restore_restarts(&mut self, kept: &KeptRestarts) {
-        self.restarts = kept.count;
+    pub fn restore_restarts(&mut self, recorded: &KeptRestarts) {
+        self.restarts = recorded.count;
         self.history =
-            RestartHistory::from_unix_seconds(&kept.times, Instant::now(), SystemTime::now());
+            RestartHistory::from_unix_seconds(&recorded.times, Instant::now(), SystemTime::now());
     }
 
     /// True when a waiting start, stop or restart request can get its reply.

@@ -494,9 +494,9 @@ fn share_with_group(path: &Path, gid: u32, mode: u32) -> Result<(), DaemonError>
 const LOCK_FILE: &str = ".supervisord.lock";
 
 /// How long a starting supervisord waits for the lock. A supervisord killed
-/// by SIGKILL holds it until the kernel has torn the process down, which
-/// takes some milliseconds, so a restart right after the kill waits instead
-/// of failing.
+/// by SIGKILL keeps the lock until the kernel has torn the process down,
+/// which takes some milliseconds, so a restart right after the kill waits
+/// instead of failing.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Takes the lock that keeps a second supervisord out of `dir`, where both

@@ -170,9 +170,9 @@ impl Supervisor {
     }
 
     /// Writes or removes the settled-state record of every job whose state
-    /// changed. The stops of a shutdown are recorded too, so a supervisord
-    /// killed during one leaves the next one to finish them; a shutdown
-    /// that completes removes every record.
+    /// changed. The stops of a shutdown are recorded too, so that a
+    /// supervisord killed during one leaves the next one to finish them.
+    /// A shutdown that completes removes every record.
     fn record_settled_states(&mut self) {
         for (name, job) in &mut self.jobs {
             if !std::mem::take(&mut job.state_changed) || job.spec.is_none() {
