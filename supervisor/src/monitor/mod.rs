@@ -91,7 +91,7 @@ pub struct LogSettings {
     /// Rotated files kept besides the current one.
     pub keep: u32,
     /// The job's `resources.cpus`, which also bounds the CPU time that
-    /// copying its output may take; none for a job without a CPU limit.
+    /// copying its output may take. None for a job without a CPU limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
 }
@@ -279,10 +279,10 @@ fn lower_priority() {
 const CPU_BURST: Duration = Duration::from_millis(100);
 
 /// A token bucket that keeps the monitor's CPU time at or below the job's
-/// CPU limit: it fills at `cpus` seconds of CPU per second, up to
+/// CPU limit. It fills at `cpus` seconds of CPU per second, up to
 /// [`CPU_BURST`], and the monitor's CPU time drains it. While it is empty
-/// the monitor stops reading the pipes, they fill, and the job's writes
-/// block, so a job pays for its output within its own limit.
+/// the monitor stops reading the pipes, so they fill and the job's writes
+/// block, and the job pays for its output within its own limit.
 #[derive(Debug)]
 struct CpuBudget {
     cpus: Option<f64>,
