@@ -1338,9 +1338,18 @@ fn second_daemon_on_same_dirs_is_refused() {
 /// Runs supervisorctl with `args` as user and group 65534 (nobody), with
 /// `groups` as its supplementary groups.
 fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
 
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"));
+    // A checkout in a directory that user nobody cannot enter, such as one
+    // that `mktemp -d` made, keeps nobody from running the built binary, so
+    // it runs from a copy in the daemon's scratch directory.
+    let binary = daemon.run_dir().parent().unwrap().join("supervisorctl");
+    if !binary.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_supervisorctl"), &binary).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut command = std::process::Command::new(&binary);
     command.arg("--socket").arg(daemon.socket()).args(args);
     // SAFETY: the closure runs in the forked child before exec and makes
     // only the setgroups, setgid and setuid system calls, which are
