@@ -1807,6 +1807,40 @@ fn log_settings_change_without_restart() {
 }
 
 #[test]
+fn stop_settings_change_without_restart() {
+    if skip("stop_settings_change_without_restart") {
+        return;
+    }
+    // /bin/sleep at PID 1 ignores SIGTERM, so each stop takes its timeout.
+    let job = |timeout: &str| {
+        json!({"image": "host", "command": ["/bin/sleep", "300"],
+               "start_seconds": "300ms", "stop": {"timeout": timeout}})
+        .to_string()
+    };
+    let daemon = Daemon::start(&[("stubborn", &job("30s"))]);
+    let before = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+
+    daemon.write_job("stubborn", &job("1s"));
+    daemon.wait_until(SETTLE, "the edit is loaded", |daemon| {
+        daemon.daemon_log().contains("job file changed")
+    });
+    let started = Instant::now();
+    let stop = daemon.ctl(&["stop", "stubborn"]);
+    let took = started.elapsed();
+    assert_eq!(stop.status.code(), Some(5), "{}", stdout_of(&stop));
+    assert_eq!(
+        stdout_of(&stop),
+        "stubborn: stopped by SIGKILL after 1s timeout\n"
+    );
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    let after = daemon.job("stubborn").unwrap();
+    assert_eq!(
+        after.container_id, before.container_id,
+        "the stop settings change restarted the job"
+    );
+}
+
+#[test]
 fn tail_follow_prints_new_lines() {
     if skip("tail_follow_prints_new_lines") {
         return;

@@ -583,8 +583,16 @@ impl Supervisor {
         job.spec = Some(Arc::clone(&spec));
         job.invalid = None;
         tracing::info!(job = %name, restart, "job file changed");
-        if logs_changed && !restart {
-            self.update_log_settings(name, &spec);
+        if !restart {
+            // Only fields read at the next decision changed, the stop
+            // settings among them, so the running container takes the
+            // new spec: a later stop uses the new signal and timeout.
+            if let Some(container) = job.container.as_mut() {
+                container.spec = Arc::clone(&spec);
+            }
+            if logs_changed {
+                self.update_log_settings(name, &spec);
+            }
         }
         let Some(job) = self.jobs.get_mut(name) else {
             return;
