@@ -160,6 +160,10 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReloadReport {
     pub changes: Vec<JobChange>,
+    /// Why the jobs directory could not be listed. No job is added or
+    /// removed then, as the scan saw none of the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_error: Option<String>,
 }
 
 /// One job whose file differs from what supervisord runs.
@@ -186,7 +190,8 @@ pub enum ChangeKind {
     Changed,
     /// A job file that was deleted.
     Removed,
-    /// A job file that is now invalid. The last valid version keeps running.
+    /// A job file that is invalid, newly or still. The last valid version
+    /// keeps running.
     Invalid,
 }
 

@@ -258,6 +258,15 @@ fn invalid_edit_keeps_previous_version() {
         "{line}"
     );
     assert!(line.contains("previous version RUNNING"), "{line}");
+    // reread and update name the invalid file also after the watcher
+    // showed it, and fail.
+    for command in ["reread", "update"] {
+        let output = daemon.ctl(&[command]);
+        assert_eq!(output.status.code(), Some(1), "{}", stdout_of(&output));
+        let text = stdout_of(&output);
+        assert!(text.starts_with("web: invalid: "), "{command}: {text}");
+        assert!(text.contains("resources.cpus"), "{command}: {text}");
+    }
     assert_eq!(
         daemon.job("other").unwrap().pid,
         other.pid,
@@ -289,6 +298,23 @@ fn invalid_edit_keeps_previous_version() {
     daemon.wait_until(SETTLE, "version 2 runs", |daemon| {
         daemon.job_log("web", "stdout").contains("version 2")
     });
+
+    // A jobs directory that cannot be listed fails reread and update, and
+    // no job is removed for it.
+    let jobs_dir = daemon.jobs_dir();
+    let moved = jobs_dir.with_extension("away");
+    std::fs::rename(&jobs_dir, &moved).unwrap();
+    let update = daemon.ctl(&["update"]);
+    std::fs::rename(&moved, &jobs_dir).unwrap();
+    assert_eq!(update.status.code(), Some(1), "{}", stdout_of(&update));
+    let stderr = String::from_utf8_lossy(&update.stderr);
+    assert!(
+        stderr.contains("cannot read the jobs directory"),
+        "{stderr}"
+    );
+    assert!(!stdout_of(&update).contains("No config updates"));
+    assert_eq!(daemon.job("web").unwrap().state, JobState::Running);
+    assert_eq!(daemon.job("other").unwrap().pid, other.pid);
 }
 
 #[test]

@@ -462,11 +462,17 @@ fn top_command(
 
 fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
     let report: ReloadReport = client.post(path, None)?;
-    if report.changes.is_empty() {
-        println!("No config updates to jobs");
-        return Ok(0);
-    }
     let mut code = 0;
+    if let Some(error) = &report.dir_error {
+        eprintln!("error: cannot read the jobs directory: {error}");
+        code = EXIT_FAILED;
+    }
+    if report.changes.is_empty() {
+        if report.dir_error.is_none() {
+            println!("No config updates to jobs");
+        }
+        return Ok(code);
+    }
     for change in &report.changes {
         let changed = if change.fields.is_empty() {
             "changed".to_string()

@@ -253,9 +253,12 @@ fn diff_values(
     }
 }
 
-/// Returns the API's view of a plan.
-pub fn report(plans: &[Planned]) -> ReloadReport {
-    let changes = plans
+/// Returns the API's view of a plan made from `scan`. Every invalid file of
+/// the scan is listed, also one whose error supervisord already showed, so
+/// that a re-read names each file that needs fixing; so is an error that
+/// kept the directory from being listed.
+pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
+    let mut changes: Vec<JobChange> = plans
         .iter()
         .map(|plan| match plan {
             Planned::Add { name, spec, .. } => JobChange {
@@ -296,7 +299,24 @@ pub fn report(plans: &[Planned]) -> ReloadReport {
             },
         })
         .collect();
-    ReloadReport { changes }
+    for scanned in &scan.jobs {
+        let Err(error) = &scanned.spec else {
+            continue;
+        };
+        if !changes.iter().any(|change| change.name == scanned.name) {
+            changes.push(JobChange {
+                name: scanned.name.clone(),
+                kind: ChangeKind::Invalid,
+                restart: false,
+                fields: Vec::new(),
+                error: Some(error.text.clone()),
+            });
+        }
+    }
+    ReloadReport {
+        changes,
+        dir_error: scan.dir_error.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -391,7 +411,7 @@ mod tests {
             ],
             dir_error: None,
         };
-        let report = report(&plan(&current, &scan));
+        let report = report(&plan(&current, &scan), &scan);
         let summary: Vec<(String, ChangeKind, bool)> = report
             .changes
             .iter()
@@ -405,8 +425,11 @@ mod tests {
                 ("fixed".to_string(), ChangeKind::Changed, false),
                 ("new".to_string(), ChangeKind::Added, false),
                 ("gone".to_string(), ChangeKind::Removed, false),
+                ("still-bad".to_string(), ChangeKind::Invalid, false),
             ]
         );
+        assert_eq!(report.changes[5].error.as_deref(), Some("e2"));
+        assert_eq!(report.dir_error, None);
         let broken = &report.changes[1];
         assert_eq!(broken.error.as_deref(), Some("e3"));
     }
@@ -450,7 +473,7 @@ mod tests {
             )],
             dir_error: None,
         };
-        let report = report(&plan(&current, &scan));
+        let report = report(&plan(&current, &scan), &scan);
         assert_eq!(report.changes.len(), 1);
         assert_eq!(report.changes[0].fields, ["autostart", "resources.memory"]);
         assert!(report.changes[0].restart);

@@ -519,7 +519,7 @@ impl Supervisor {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
         }
         let plans = reload::plan(&self.jobs, &scan);
-        let report = reload::report(&plans);
+        let report = reload::report(&plans, &scan);
         if apply {
             self.apply(plans);
         }
