@@ -1706,6 +1706,51 @@ fn adopted_job_with_ports_restarts() {
 }
 
 #[test]
+fn renamed_job_waits_for_its_port() {
+    if skip("renamed_job_waits_for_its_port") {
+        return;
+    }
+    let host_port = free_port();
+    // The old job ignores SIGTERM, so its stop holds the port for the whole
+    // timeout.
+    let mut stubborn: serde_json::Value = serde_json::from_str(&port_server(host_port)).unwrap();
+    let command = stubborn["command"][2].as_str().unwrap().to_string();
+    stubborn["command"][2] = json!(format!(
+        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n{command}"
+    ));
+    stubborn["stop"] = json!({"timeout": "3s"});
+    let daemon = Daemon::start(&[("web", &stubborn.to_string())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    read_port(&daemon, host_port);
+
+    std::fs::rename(
+        daemon.jobs_dir().join("web.json"),
+        daemon.jobs_dir().join("web2.json"),
+    )
+    .unwrap();
+    let renamed = daemon.wait_for_state("web2", JobState::Running, SETTLE + Duration::from_secs(3));
+    assert_eq!(
+        renamed.restarts,
+        0,
+        "{renamed:#?}\n{}",
+        daemon.diagnostics()
+    );
+    assert!(daemon.job("web").is_err(), "{}", daemon.diagnostics());
+    let log = daemon.daemon_log();
+    assert!(
+        !log.contains("Address already in use"),
+        "{}",
+        daemon.diagnostics()
+    );
+    assert!(
+        log.contains("waiting for another job to release a published port"),
+        "{}",
+        daemon.diagnostics()
+    );
+    read_port(&daemon, host_port);
+}
+
+#[test]
 fn running_job_log_rotates() {
     if skip("running_job_log_rotates") {
         return;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use corral_config::{Network, PortMapping};
 use nix::sched::CloneFlags;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Time allowed for a connection inside the job's network namespace.
@@ -79,6 +79,34 @@ impl BoundPorts {
 #[derive(Debug)]
 pub struct PortRelay {
     tasks: Vec<JoinHandle<()>>,
+    addresses: Vec<SocketAddr>,
+    released: PortsReleased,
+}
+
+/// Completes once every listener of a relay is closed: each accept loop
+/// holds a clone of the sending side, which is dropped with the loop.
+#[derive(Debug, Clone)]
+pub struct PortsReleased(watch::Receiver<()>);
+
+impl PortsReleased {
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
+/// Whether a listener on `a` keeps another from binding `b`: the same port
+/// on the same address, or on any address when either is a wildcard.
+pub fn addresses_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The host addresses of `ports` that parse; an address that does not
+/// fails the launch with its own error.
+pub fn host_addresses(ports: &[PortMapping]) -> Vec<SocketAddr> {
+    ports
+        .iter()
+        .filter_map(|mapping| mapping.host.parse().ok())
+        .collect()
 }
 
 impl Drop for PortRelay {
@@ -99,7 +127,22 @@ impl PortRelay {
         for task in &tasks {
             task.abort();
         }
-        ClosingRelay { tasks }
+        ClosingRelay {
+            tasks,
+            addresses: std::mem::take(&mut self.addresses),
+            released: self.released.clone(),
+        }
+    }
+
+    /// Whether one of the relay's listeners keeps `address` from binding.
+    pub fn holds(&self, address: &SocketAddr) -> bool {
+        self.addresses
+            .iter()
+            .any(|held| addresses_overlap(held, address))
+    }
+
+    pub fn released(&self) -> PortsReleased {
+        self.released.clone()
     }
 }
 
@@ -107,6 +150,8 @@ impl PortRelay {
 #[derive(Debug)]
 pub struct ClosingRelay {
     tasks: Vec<JoinHandle<()>>,
+    addresses: Vec<SocketAddr>,
+    released: PortsReleased,
 }
 
 impl ClosingRelay {
@@ -117,6 +162,18 @@ impl ClosingRelay {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Whether one of the closing listeners may still keep `address` from
+    /// binding.
+    pub fn holds(&self, address: &SocketAddr) -> bool {
+        self.addresses
+            .iter()
+            .any(|held| addresses_overlap(held, address))
+    }
+
+    pub fn released(&self) -> PortsReleased {
+        self.released.clone()
     }
 }
 
@@ -145,8 +202,14 @@ pub fn start_relay(
         },
     };
     let connector = Connector::new(target);
+    let (release, released) = watch::channel(());
+    let release = Arc::new(release);
     let mut tasks = Vec::new();
+    let mut addresses = Vec::new();
     for (listener, container_port) in ports.listeners {
+        if let Ok(address) = listener.local_addr() {
+            addresses.push(address);
+        }
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => listener,
             Err(error) => {
@@ -157,15 +220,33 @@ pub fn start_relay(
         let connector = connector.clone();
         let job = job.to_string();
         let container_id = container_id.to_string();
+        let held = HeldListener {
+            listener,
+            _release: Arc::clone(&release),
+        };
         tasks.push(tokio::spawn(async move {
-            accept_loop(listener, container_port, connector, job, container_id).await;
+            // Moves the whole value in, release signal included; naming only
+            // the listener field would capture just that field.
+            let held = held;
+            accept_loop(&held.listener, container_port, connector, job, container_id).await;
         }));
     }
-    PortRelay { tasks }
+    PortRelay {
+        tasks,
+        addresses,
+        released: PortsReleased(released),
+    }
+}
+
+/// A listener and its share of the relay's release signal. Fields drop in
+/// order, so the socket is closed before a waiter learns that it is.
+struct HeldListener {
+    listener: tokio::net::TcpListener,
+    _release: Arc<watch::Sender<()>>,
 }
 
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: &tokio::net::TcpListener,
     container_port: u16,
     connector: Connector,
     job: String,
@@ -386,6 +467,52 @@ mod tests {
             host: host.to_string(),
             container,
         }
+    }
+
+    #[test]
+    fn overlap_counts_wildcards() {
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(addresses_overlap(
+            &address("127.0.0.1:80"),
+            &address("127.0.0.1:80")
+        ));
+        assert!(addresses_overlap(
+            &address("0.0.0.0:80"),
+            &address("127.0.0.1:80")
+        ));
+        assert!(addresses_overlap(
+            &address("127.0.0.1:80"),
+            &address("[::]:80")
+        ));
+        assert!(!addresses_overlap(
+            &address("127.0.0.1:80"),
+            &address("127.0.0.2:80")
+        ));
+        assert!(!addresses_overlap(
+            &address("127.0.0.1:80"),
+            &address("127.0.0.1:81")
+        ));
+    }
+
+    #[tokio::test]
+    async fn release_completes_once_listeners_close() {
+        let bound = bind(&[mapping("127.0.0.1:0", 8080)]).unwrap();
+        let address = bound.listeners[0].0.local_addr().unwrap();
+        let relay = start_relay(bound, Network::Host, "web", "web-1", Path::new("/none"));
+        assert!(relay.holds(&address));
+        let released = relay.released();
+        let waiting = tokio::spawn(released.wait());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "released while the listener is open"
+        );
+        drop(relay.close());
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the release never came")
+            .unwrap();
+        TcpListener::bind(address).expect("the address is free again");
     }
 
     #[test]

@@ -526,7 +526,11 @@ impl Supervisor {
         report
     }
 
-    fn apply(&mut self, plans: Vec<Planned>) {
+    fn apply(&mut self, mut plans: Vec<Planned>) {
+        // Removals first: their stops begin before any new job starts, so
+        // a new job that publishes a removed job's port (a renamed file)
+        // waits for the port instead of failing to bind it.
+        plans.sort_by_key(|plan| !matches!(plan, Planned::Remove { .. }));
         for plan in plans {
             match plan {
                 Planned::Add { name, file, spec } => self.add_job(name, file, spec),
@@ -677,6 +681,7 @@ impl Supervisor {
 
     /// Starts a new container for the job's current spec.
     fn start_container(&mut self, name: &str) {
+        let blockers = self.port_blockers(name);
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -699,6 +704,9 @@ impl Supervisor {
         let closing_relay = job.closing_relay.take();
         let restarts = job.kept_restarts();
         tokio::spawn(async move {
+            for blocker in blockers {
+                blocker.wait().await;
+            }
             // The last container's listeners hold the addresses the launch
             // binds.
             if let Some(closing) = closing_relay {
@@ -724,6 +732,44 @@ impl Supervisor {
                 result: Box::new(launched),
             });
         });
+    }
+
+    /// The relays of other jobs that hold a host address of `name`'s ports
+    /// and are about to let it go: a container that stops, or listeners
+    /// being closed. A job file renamed while its job publishes a port
+    /// starts the new job only once the old one released the port. A job
+    /// that keeps running keeps its address, and the launch fails to bind.
+    fn port_blockers(&self, name: &str) -> Vec<ports::PortsReleased> {
+        let Some(spec) = self.jobs.get(name).and_then(|job| job.spec.as_ref()) else {
+            return Vec::new();
+        };
+        let wanted = ports::host_addresses(&spec.ports);
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let mut blockers = Vec::new();
+        for (other, job) in &self.jobs {
+            if other == name {
+                continue;
+            }
+            let stopping = job
+                .container
+                .as_ref()
+                .and_then(|container| container.relay.as_ref())
+                .filter(|_| job.state == JobState::Stopping)
+                .filter(|relay| wanted.iter().any(|address| relay.holds(address)))
+                .map(|relay| relay.released());
+            let closing = job
+                .closing_relay
+                .as_ref()
+                .filter(|relay| wanted.iter().any(|address| relay.holds(address)))
+                .map(|relay| relay.released());
+            for released in stopping.into_iter().chain(closing) {
+                tracing::info!(job = %name, holder = %other, "waiting for another job to release a published port");
+                blockers.push(released);
+            }
+        }
+        blockers
     }
 
     /// Takes over the container whose launch finished, or records the
