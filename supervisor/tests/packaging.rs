@@ -200,6 +200,52 @@ fn units_pass_systemd_analyze() {
     );
 }
 
+/// Runs install.sh with `args` and no build directory in place.
+fn run_install_script(args: &[&str]) -> std::process::Output {
+    Command::new("sh")
+        .arg(packaging_dir().join("install.sh"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_script_help_and_bad_options() {
+    for flag in ["--help", "-h"] {
+        let help = run_install_script(&[flag]);
+        assert_eq!(help.status.code(), Some(0), "{flag}");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.starts_with("Usage: install.sh"), "{flag}: {text}");
+        for word in [
+            "BUILD_DIR",
+            "PREFIX",
+            "DESTDIR",
+            "corral, supervisord, supervisorctl",
+            "corral-monitor, metrics-agent",
+            "supervisord.service, metrics-agent.service",
+            "man pages",
+            "completions",
+        ] {
+            assert!(text.contains(word), "{flag} lacks {word}: {text}");
+        }
+        assert!(help.stderr.is_empty(), "{flag}");
+    }
+
+    for args in [&["--bogus"][..], &["-x"], &["a", "b"]] {
+        let output = run_install_script(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains("Usage: install.sh"), "{args:?}: {message}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let unknown = run_install_script(&["--bogus"]);
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.starts_with("install.sh: unknown option --bogus\n"),
+        "{message}"
+    );
+}
+
 #[test]
 fn install_script_places_everything() {
     let scratch = tempfile::tempdir().unwrap();
