@@ -98,7 +98,9 @@ fn supervisord_unit_keeps_jobs_across_restarts() {
     for (key, expected) in [
         ("Delegate", "yes"),
         ("KillMode", "process"),
-        ("Restart", "always"),
+        // A clean exit after `supervisorctl shutdown` must not start the
+        // daemon and its jobs again.
+        ("Restart", "on-failure"),
         ("TasksMax", "infinity"),
         ("RuntimeDirectory", "corral"),
         ("RuntimeDirectoryPreserve", "yes"),
