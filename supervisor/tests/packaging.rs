@@ -75,6 +75,30 @@ fn committed_packaging_is_current() {
     );
 }
 
+#[test]
+fn completions_command_prints_packaged_scripts() {
+    for (shell, file) in [
+        ("bash", "bash/supervisorctl"),
+        ("zsh", "zsh/_supervisorctl"),
+        ("fish", "fish/supervisorctl.fish"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "supervisorctl completions {shell}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let packaged = fs::read(packaging_dir().join("completions").join(file)).unwrap();
+        assert!(
+            output.stdout == packaged,
+            "`supervisorctl completions {shell}` differs from packaging/completions/{file}"
+        );
+    }
+}
+
 /// Reads the settings of one unit file, `KEY=VALUE` per line.
 fn unit_settings(name: &str) -> Vec<(String, String)> {
     let text = fs::read_to_string(packaging_dir().join("systemd").join(name)).unwrap();

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use corral_config::{paths, DurationValue};
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
+use corral_supervisor::cli::completion_script;
 use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
@@ -117,8 +118,10 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             top_command(client, &names, interval, iterations)
         }
         Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "supervisorctl", &mut io::stdout());
+            // The same command definition as the packaged scripts, so the
+            // output equals packaging/completions.
+            let mut command = Cli::command().disable_help_subcommand(true);
+            io::stdout().write_all(&completion_script(shell, &mut command))?;
             Ok(0)
         }
         Command::Shutdown { no_wait: true } => {
