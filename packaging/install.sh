@@ -4,14 +4,75 @@
 #
 #   cargo build --release && sudo packaging/install.sh
 #
-# Arguments: [BUILD_DIR], the directory of the built binaries
-# (default: target/release beside this script's parent).
-# Environment: PREFIX (default /usr/local) is where binaries, completions
-# and man pages go, and what the units name. DESTDIR (default empty) is
-# prepended to every installed path, for staging a package.
+# Run `packaging/install.sh --help` for the arguments and environment.
 set -eu
 
+usage() {
+    cat <<'EOF'
+Usage: install.sh [--help] [BUILD_DIR]
+
+Installs corral from a release build.
+
+Arguments:
+  BUILD_DIR   directory of the built binaries
+              (default: target/release of the workspace that contains this script)
+
+Options:
+  -h, --help  print this help and exit
+
+Environment:
+  PREFIX      where binaries, completions and man pages go, and the path
+              that the systemd units name (default: /usr/local)
+  DESTDIR     prepended to every installed path, to stage a package
+              (default: empty)
+
+Installs:
+  DESTDIR/PREFIX/bin/             corral, supervisord, supervisorctl,
+                                  corral-monitor, metrics-agent
+  DESTDIR/etc/systemd/system/     supervisord.service, metrics-agent.service
+  DESTDIR/PREFIX/share/           bash, zsh and fish completions of
+                                  supervisorctl and supervisord
+  DESTDIR/PREFIX/share/man/       man pages of supervisorctl (section 1),
+                                  supervisord and corral-monitor (section 8)
+  DESTDIR/etc/corral/jobs.d/      the jobs directory, empty
+
+Without DESTDIR, on a system that runs systemd, it also runs
+`systemctl daemon-reload`.
+
+Exit status: 0 on success, 1 when a binary is missing from BUILD_DIR, 2
+for invalid arguments, and the status of the failed command when an
+install step fails.
+EOF
+}
+
+usage_error() {
+    echo "install.sh: $1" >&2
+    usage >&2
+    exit 2
+}
+
 here=$(cd "$(dirname "$0")" && pwd)
+while [ $# -gt 0 ]; do
+    case $1 in
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        --)
+            shift
+            break
+            ;;
+        -*)
+            usage_error "unknown option $1"
+            ;;
+        *)
+            break
+            ;;
+    esac
+done
+if [ $# -gt 1 ]; then
+    usage_error "expected at most one BUILD_DIR argument, got $#: $*"
+fi
 build_dir=${1:-"$here/../target/release"}
 prefix=${PREFIX:-/usr/local}
 destdir=${DESTDIR:-}

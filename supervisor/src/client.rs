@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn api_error_message_from_json() {
-        let body = r#"{"error":"job \"web\" not found"}"#;
+        let body = r#"{"error":"no such job \"web\""}"#;
         let raw = format!(
             "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -492,7 +492,7 @@ mod tests {
         let response = parse_response(raw.as_bytes()).unwrap();
         let error = api_error(&response);
         assert_eq!(error.status(), Some(404));
-        assert_eq!(error.to_string(), "job \"web\" not found");
+        assert_eq!(error.to_string(), "no such job \"web\"");
     }
 
     #[test]

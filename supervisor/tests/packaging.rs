@@ -75,6 +75,30 @@ fn committed_packaging_is_current() {
     );
 }
 
+#[test]
+fn completions_command_prints_packaged_scripts() {
+    for (shell, file) in [
+        ("bash", "bash/supervisorctl"),
+        ("zsh", "zsh/_supervisorctl"),
+        ("fish", "fish/supervisorctl.fish"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "supervisorctl completions {shell}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let packaged = fs::read(packaging_dir().join("completions").join(file)).unwrap();
+        assert!(
+            output.stdout == packaged,
+            "`supervisorctl completions {shell}` differs from packaging/completions/{file}"
+        );
+    }
+}
+
 /// Reads the settings of one unit file, `KEY=VALUE` per line.
 fn unit_settings(name: &str) -> Vec<(String, String)> {
     let text = fs::read_to_string(packaging_dir().join("systemd").join(name)).unwrap();
@@ -98,7 +122,9 @@ fn supervisord_unit_keeps_jobs_across_restarts() {
     for (key, expected) in [
         ("Delegate", "yes"),
         ("KillMode", "process"),
-        ("Restart", "always"),
+        // A clean exit after `supervisorctl shutdown` must not start the
+        // daemon and its jobs again.
+        ("Restart", "on-failure"),
         ("TasksMax", "infinity"),
         ("RuntimeDirectory", "corral"),
         ("RuntimeDirectoryPreserve", "yes"),
@@ -197,6 +223,52 @@ fn units_pass_systemd_analyze() {
         output.status.success() && output.stderr.is_empty(),
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs install.sh with `args` and no build directory in place.
+fn run_install_script(args: &[&str]) -> std::process::Output {
+    Command::new("sh")
+        .arg(packaging_dir().join("install.sh"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_script_help_and_bad_options() {
+    for flag in ["--help", "-h"] {
+        let help = run_install_script(&[flag]);
+        assert_eq!(help.status.code(), Some(0), "{flag}");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.starts_with("Usage: install.sh"), "{flag}: {text}");
+        for word in [
+            "BUILD_DIR",
+            "PREFIX",
+            "DESTDIR",
+            "corral, supervisord, supervisorctl",
+            "corral-monitor, metrics-agent",
+            "supervisord.service, metrics-agent.service",
+            "man pages",
+            "completions",
+        ] {
+            assert!(text.contains(word), "{flag} lacks {word}: {text}");
+        }
+        assert!(help.stderr.is_empty(), "{flag}");
+    }
+
+    for args in [&["--bogus"][..], &["-x"], &["a", "b"]] {
+        let output = run_install_script(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains("Usage: install.sh"), "{args:?}: {message}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let unknown = run_install_script(&["--bogus"]);
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.starts_with("install.sh: unknown option --bogus\n"),
+        "{message}"
     );
 }
 

@@ -702,6 +702,51 @@ fn signal_pid_spec_and_tail() {
 }
 
 #[test]
+fn unknown_job_and_missing_log() {
+    if skip("unknown_job_and_missing_log") {
+        return;
+    }
+    let idle = json!({"image": "host", "command": ["/bin/true"], "autostart": false}).to_string();
+    let daemon = Daemon::start(&[("idle", &idle)]);
+    daemon.wait_for_state("idle", JobState::Stopped, SETTLE);
+
+    for args in [
+        &["tail", "nosuchjob"][..],
+        &["tail", "-f", "nosuchjob"],
+        &["spec", "nosuchjob"],
+        &["pid", "nosuchjob"],
+        &["start", "nosuchjob"],
+    ] {
+        let output = daemon.ctl(args);
+        assert_eq!(output.status.code(), Some(4), "{args:?}");
+        let message = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        assert_eq!(message, "nosuchjob: ERROR (no such job)\n", "{args:?}");
+    }
+
+    // A job that has never started has no log files yet.
+    for args in [&["tail", "idle"][..], &["tail", "--stderr", "idle"]] {
+        let output = daemon.ctl(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+        assert_eq!(stdout_of(&output), "", "{args:?}");
+        assert_eq!(stderr_of(&output), "", "{args:?}");
+    }
+
+    let log_dir = daemon.log_dir();
+    let direct = daemon.ctl(&["tail", "--log-dir", log_dir.to_str().unwrap(), "nosuchjob"]);
+    assert_eq!(direct.status.code(), Some(4));
+    assert!(
+        stderr_of(&direct).starts_with("nosuchjob: ERROR (no log directory "),
+        "{}",
+        stderr_of(&direct)
+    );
+}
+
+#[test]
 fn curl_over_unix_socket() {
     if skip("curl_over_unix_socket") {
         return;
@@ -736,7 +781,7 @@ fn curl_over_unix_socket() {
     let list = curl(&["http://localhost/v1/jobs"]);
     assert_eq!(list["jobs"][0]["name"], "web");
     let missing = curl(&["http://localhost/v1/jobs/nope"]);
-    assert_eq!(missing["error"], "job \"nope\" not found");
+    assert_eq!(missing["error"], "no such job \"nope\"");
     let signalled = curl(&[
         "-d",
         "{\"signal\":\"USR1\"}",

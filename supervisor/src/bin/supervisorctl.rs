@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use corral_config::{paths, DurationValue};
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
+use corral_supervisor::cli::completion_script;
 use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
@@ -40,6 +41,19 @@ fn worse(code: i32, other: i32) -> i32 {
     }
 }
 
+/// An unknown job name, printed without the `supervisorctl:` prefix so
+/// that it reads as in `status`, `start` and `stop`.
+#[derive(Debug, thiserror::Error)]
+enum UnknownJob {
+    #[error("{name}: ERROR (no such job)")]
+    NotFound { name: String },
+    #[error(
+        "{name}: ERROR (no log directory {}: the job does not exist or has never started)",
+        dir.display()
+    )]
+    NoLogDirectory { name: String, dir: PathBuf },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = cli
@@ -50,6 +64,10 @@ fn main() -> ExitCode {
     let client = Client::new(socket).with_timeout(timeout);
     match run(&client, cli.command) {
         Ok(code) => exit_code(code),
+        Err(error) if error.is::<UnknownJob>() => {
+            eprintln!("{error}");
+            exit_code(EXIT_UNKNOWN)
+        }
         Err(error) => {
             eprintln!("supervisorctl: {error:#}");
             let unreachable = error
@@ -86,7 +104,7 @@ fn run(client: &Client, command: Command) -> Result<i32> {
         Command::Reread => reload_command(client, "/v1/reread", false),
         Command::Update => reload_command(client, "/v1/update", true),
         Command::Spec { name } => {
-            let spec: serde_json::Value = client.get(&job_path(&name, "/spec"))?;
+            let spec: serde_json::Value = get_job(client, &name, "/spec")?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
             Ok(0)
         }
@@ -100,8 +118,10 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             top_command(client, &names, interval, iterations)
         }
         Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "supervisorctl", &mut io::stdout());
+            // The same command definition as the packaged scripts, so the
+            // output equals packaging/completions.
+            let mut command = Cli::command().disable_help_subcommand(true);
+            io::stdout().write_all(&completion_script(shell, &mut command))?;
             Ok(0)
         }
         Command::Shutdown { no_wait: true } => {
@@ -364,7 +384,7 @@ fn pid_command(client: &Client, name: Option<&str>) -> Result<i32> {
         println!("{}", info["pid"]);
         return Ok(0);
     };
-    let job: JobView = client.get(&job_path(name, ""))?;
+    let job: JobView = get_job(client, name, "")?;
     match job.pid {
         Some(pid) => {
             println!("{pid}");
@@ -387,9 +407,19 @@ fn tail_command(
 ) -> Result<i32> {
     let file_name = if stderr { "stderr.log" } else { "stdout.log" };
     let path = match log_dir {
-        Some(dir) => dir.join(name).join(file_name),
+        Some(dir) => {
+            let job_dir = dir.join(name);
+            if !job_dir.is_dir() {
+                return Err(UnknownJob::NoLogDirectory {
+                    name: name.to_string(),
+                    dir: job_dir,
+                }
+                .into());
+            }
+            job_dir.join(file_name)
+        }
         None => {
-            let job: JobView = client.get(&job_path(name, ""))?;
+            let job: JobView = get_job(client, name, "")?;
             if stderr {
                 job.stderr_log
             } else {
@@ -500,6 +530,21 @@ fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
         println!("{}: {what}", change.name);
     }
     Ok(code)
+}
+
+/// Sends `GET /v1/jobs/NAME` plus `suffix` and decodes the reply. A 404
+/// becomes [`UnknownJob::NotFound`].
+fn get_job<T: serde::de::DeserializeOwned>(client: &Client, name: &str, suffix: &str) -> Result<T> {
+    client.get(&job_path(name, suffix)).map_err(|error| {
+        if error.status() == Some(404) {
+            UnknownJob::NotFound {
+                name: name.to_string(),
+            }
+            .into()
+        } else {
+            anyhow::Error::from(error)
+        }
+    })
 }
 
 /// `/v1/jobs/NAME` plus `suffix`, with the name percent-encoded.

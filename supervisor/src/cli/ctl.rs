@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use corral_config::DurationValue;
-use serde::Deserialize;
+use corral_config::{DurationValue, UnitError};
 
 const LONG_ABOUT: &str = "\
 Control supervisord, the corral job daemon, through its control socket.
 
 Exit status: 0 when every listed job is RUNNING or an action succeeded; 1 \
-when an action failed; 3 from status when a listed job is in any other \
+when an action failed; 2 for invalid command-line usage; 3 from status when a listed job is in any other \
 state and from pid when the job is not running; 4 for an unknown job name \
 or when supervisord cannot be reached or does not respond within --timeout; \
 5 from stop, restart and shutdown when a job stopped only by SIGKILL after \
@@ -46,6 +45,7 @@ pub enum Command {
     /// Print the state of every job, or of the named ones. Exits 0 when all
     /// of them are RUNNING, 3 when any is not, 4 for an unknown name.
     Status {
+        /// Job names, or `all` [default: all]
         names: Vec<String>,
         /// Print the API's JSON instead of the table
         #[arg(long)]
@@ -73,15 +73,20 @@ pub enum Command {
     Signal {
         /// Signal name or number: HUP, SIGUSR1, 15
         signal: String,
+        /// Job names, or `all`
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Print the host PID of PID 1 of a job's container (the job's command,
     /// or the minimal init with "init": true), or supervisord's PID without
     /// a name. Exits 3 when the job is not running.
-    Pid { name: Option<String> },
+    Pid {
+        /// Job name, or none for supervisord's own PID
+        name: Option<String>,
+    },
     /// Print the end of a job's stdout (or stderr) log
     Tail {
+        /// Job name
         name: String,
         /// Keep printing lines as the job writes them
         #[arg(short = 'f', long)]
@@ -102,11 +107,15 @@ pub enum Command {
     /// Re-scan the jobs directory and apply the changes
     Update,
     /// Print the OCI config.json generated for a job
-    Spec { name: String },
+    Spec {
+        /// Job name
+        name: String,
+    },
     /// Show live CPU, memory against its limit, network and block I/O and
     /// processes of every job, or of the named ones, refreshing
     #[command(visible_alias = "stats")]
     Top {
+        /// Job names [default: every job]
         names: Vec<String>,
         /// Time between refreshes: seconds (2, 0.5) or with a unit (500ms,
         /// 2s, 1m)
@@ -128,23 +137,34 @@ pub enum Command {
     /// Print a completion script for this command: `supervisorctl
     /// completions bash > /usr/share/bash-completion/completions/supervisorctl`
     Completions {
+        /// Shell to print the script for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
 }
 
 /// Parses a duration as job files write it: a plain number of seconds
-/// (`2`, `0.5`) or a number with a unit (`500ms`, `2s`, `1m`).
+/// (`2`, `0.5`) or a number with an `ms`, `s`, `m` or `h` suffix (`500ms`,
+/// `2s`, `1m`). clap prefixes the error with the option's name.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    // A number goes to the deserializer as a JSON number, as in a job file,
-    // and anything else as a JSON string.
-    let value = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(number @ serde_json::Value::Number(_)) => number,
-        _ => serde_json::Value::String(text.to_string()),
+    let is_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let with_unit = if is_digits(whole) && is_digits(fraction) {
+        format!("{text}s")
+    } else {
+        text.to_string()
     };
-    DurationValue::deserialize(value)
-        .map(DurationValue::as_duration)
-        .map_err(|error| error.to_string())
+    match DurationValue::parse(&with_unit) {
+        Ok(value) => Ok(value.as_duration()),
+        Err(UnitError::DurationOverflow { .. }) => Err(format!(
+            "duration {text:?} is too long: the maximum is {}",
+            DurationValue::MAX
+        )),
+        Err(_) => Err(format!(
+            "invalid duration {text:?}: expected seconds (30, 0.5) or a number with an \
+             ms, s, m or h suffix (500ms, 30s, 2m)"
+        )),
+    }
 }
 
 /// Parses `--interval`: a duration of 100ms or more.
@@ -227,6 +247,49 @@ mod tests {
         for text in ["-1", "1x", "", "s"] {
             assert!(parse_duration(text).is_err(), "{text:?} parsed");
         }
+    }
+
+    #[test]
+    fn timeout_error_names_option_and_forms() {
+        let error = Cli::try_parse_from(["supervisorctl", "--timeout", "soon", "status"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--timeout"), "{error}");
+        assert!(error.contains("\"soon\""), "{error}");
+        assert!(error.contains("seconds (30, 0.5)"), "{error}");
+        assert!(error.contains("500ms"), "{error}");
+        assert!(!error.contains("JSON"), "{error}");
+
+        let too_long = parse_duration("99999999999999999999").unwrap_err();
+        assert!(too_long.contains("too long"), "{too_long}");
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn every_positional_has_help() {
+        use clap::CommandFactory;
+
+        let command = Cli::command();
+        for subcommand in command.get_subcommands() {
+            for argument in subcommand.get_positionals() {
+                assert!(
+                    argument.get_help().is_some(),
+                    "{} {} has no help text",
+                    subcommand.get_name(),
+                    argument.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_help_lists_usage_exit_code() {
+        assert!(
+            LONG_ABOUT.contains("2 for invalid command-line usage"),
+            "{LONG_ABOUT}"
+        );
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl ApiError {
     pub fn not_found(name: &str) -> Self {
         ApiError {
             status: 404,
-            message: format!("job {name:?} not found"),
+            message: format!("no such job {name:?}"),
         }
     }
 

@@ -435,7 +435,7 @@ mod tests {
     async fn errors_are_json() {
         let (status, json) = call("GET", "/v1/jobs/missing", "").await;
         assert_eq!(status, 404);
-        assert_eq!(json["error"], "job \"missing\" not found");
+        assert_eq!(json["error"], "no such job \"missing\"");
 
         let (status, json) = call("POST", "/v1/jobs/web/explode", "").await;
         assert_eq!(status, 404, "{json}");
