@@ -477,7 +477,7 @@ fn check_weight(weight: u64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "weight {weight} is out of range: must be {WEIGHT_MIN} to {WEIGHT_MAX} (100 is the \
+            "weight {weight} is out of range: allowed {WEIGHT_MIN} to {WEIGHT_MAX} (100 is the \
              kernel default)"
         ))
     }
@@ -612,13 +612,16 @@ fn check_ports(spec: &JobSpec) -> Check {
         if address.port() == 0 {
             return Err(ValidationError::new(
                 path.key("host"),
-                format!("invalid host port 0 in {:?}: must be 1 to 65535", port.host),
+                format!(
+                    "host port 0 in {:?} is out of range: allowed 1 to 65535",
+                    port.host
+                ),
             ));
         }
         if port.container == 0 {
             return Err(ValidationError::new(
                 path.key("container"),
-                "invalid container port 0: must be 1 to 65535",
+                "container port 0 is out of range: allowed 1 to 65535",
             ));
         }
         if let Some(first) = seen.insert(address, index) {

@@ -260,7 +260,11 @@ fn cpus_at_most_host_count() {
 fn cpu_weight_range() {
     for bad in [0, 10_001] {
         let text = format!("{{\"command\": [\"/x\"], \"resources\": {{\"cpu_weight\": ▶{bad}}}}}");
-        expect_error(&text, "resources.cpu_weight", "must be 1 to 10000");
+        expect_error(
+            &text,
+            "resources.cpu_weight",
+            &format!("weight {bad} is out of range: allowed 1 to 10000"),
+        );
     }
     parse_ok(r#"{"command": ["/x"], "resources": {"cpu_weight": 1}}"#);
     parse_ok(r#"{"command": ["/x"], "resources": {"cpu_weight": 10000}}"#);
@@ -271,7 +275,7 @@ fn cpu_weight_negative_names_range() {
     expect_error(
         "{\"command\": [\"/x\"], \"resources\": {\"cpu_weight\": ▶-5}}",
         "resources.cpu_weight",
-        "(allowed: 1 to 10000)",
+        "cpu_weight -5 is out of range: allowed 1 to 10000",
     );
 }
 
@@ -343,7 +347,11 @@ fn io_weight_range() {
     for bad in [0, 10_001] {
         let text =
             format!("{{\"command\": [\"/x\"], \"resources\": {{\"io\": {{\"weight\": ▶{bad}}}}}}}");
-        expect_error(&text, "resources.io.weight", "must be 1 to 10000");
+        expect_error(
+            &text,
+            "resources.io.weight",
+            "is out of range: allowed 1 to 10000",
+        );
     }
 }
 
@@ -405,7 +413,7 @@ fn ports_host_port_nonzero() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": ▶\"127.0.0.1:0\", \"container\": 80}]}",
         "ports[0].host",
-        "invalid host port 0 in \"127.0.0.1:0\": must be 1 to 65535",
+        "host port 0 in \"127.0.0.1:0\" is out of range: allowed 1 to 65535",
     );
 }
 
@@ -414,12 +422,12 @@ fn ports_container_port_nonzero() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶0}]}",
         "ports[0].container",
-        "invalid container port 0: must be 1 to 65535",
+        "container port 0 is out of range: allowed 1 to 65535",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶70000}]}",
         "ports[0].container",
-        "(allowed: 1 to 65535)",
+        "container port 70000 is out of range: allowed 1 to 65535",
     );
 }
 
