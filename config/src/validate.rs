@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::convert::{
@@ -609,6 +609,18 @@ fn check_ports(spec: &JobSpec) -> Check {
                 ),
             )
         })?;
+        if !can_accept_tcp(address.ip()) {
+            return Err(ValidationError::new(
+                path.key("host"),
+                format!(
+                    "invalid host address {:?}: {} is a multicast or broadcast address, which \
+                     never receives TCP connections. Use a local address such as \"127.0.0.1\", \
+                     or \"0.0.0.0\" for every interface",
+                    port.host,
+                    address.ip()
+                ),
+            ));
+        }
         if address.port() == 0 {
             return Err(ValidationError::new(
                 path.key("host"),
@@ -632,6 +644,19 @@ fn check_ports(spec: &JobSpec) -> Check {
         }
     }
     Ok(())
+}
+
+/// Returns whether TCP can deliver connections to `ip`. TCP is unicast only,
+/// so a multicast or limited broadcast address never receives a connection.
+///
+/// NOTE: Whether a unicast address belongs to one of the host's interfaces
+/// is not checked here, because addresses can be assigned after the job file
+/// loads. An address that is not local fails when the job starts.
+fn can_accept_tcp(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => !ip.is_multicast() && !ip.is_broadcast(),
+        IpAddr::V6(ip) => !ip.is_multicast(),
+    }
 }
 
 fn check_mounts(mounts: &[MountSpec]) -> Check {

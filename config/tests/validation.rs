@@ -409,6 +409,40 @@ fn ports_host_must_parse() {
 }
 
 #[test]
+fn ports_host_rejects_multicast_and_broadcast() {
+    for bad in [
+        "224.0.0.1:80",
+        "239.255.255.250:80",
+        "255.255.255.255:80",
+        "[ff02::1]:80",
+    ] {
+        let text = format!(
+            "{{\"command\": [\"/x\"],\n \"ports\": [{{\"host\": ▶{bad:?}, \"container\": 80}}]}}"
+        );
+        expect_error(
+            &text,
+            "ports[0].host",
+            "is a multicast or broadcast address, which never receives TCP connections",
+        );
+    }
+}
+
+#[test]
+fn ports_host_accepts_unicast_addresses() {
+    for host in [
+        "0.0.0.0:8080",
+        "[::]:8080",
+        "192.0.2.10:8080",
+        "[2001:db8::1]:8080",
+    ] {
+        let text =
+            format!(r#"{{"command": ["/x"], "ports": [{{"host": {host:?}, "container": 80}}]}}"#);
+        let job = parse_ok(&text);
+        assert_eq!(job.spec.ports[0].host, host);
+    }
+}
+
+#[test]
 fn ports_host_port_nonzero() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": ▶\"127.0.0.1:0\", \"container\": 80}]}",
