@@ -16,6 +16,7 @@ pub mod paths;
 mod position;
 mod schema;
 mod source;
+mod strict;
 mod substitute;
 pub mod types;
 pub mod units;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ConfigError, UnknownField};
 use crate::field::{FieldPath, Segment};
 use crate::position::{Position, PositionIndex};
+use crate::strict::describe_names;
 use crate::validate::ValidationError;
 
 /// Largest edit distance at which an unknown key or value gets a suggestion.
@@ -143,19 +144,14 @@ impl SourceMap {
         let message = match split_unknown(&message, "unknown variant `") {
             Some((value, expected)) => {
                 let hint = closest(&value, &expected)
-                    .map(|name| format!(", did you mean `{name}`?"))
+                    .map(|name| format!(", did you mean {name:?}?"))
                     .unwrap_or_default();
-                let choices: Vec<String> =
-                    expected.iter().map(|name| format!("`{name}`")).collect();
                 format!(
-                    "invalid value {value:?}: expected one of {}{hint}",
-                    choices.join(", ")
+                    "invalid value {value:?}: expected {}{hint}",
+                    describe_names(&expected)
                 )
             }
-            None => match allowed_range(&path) {
-                Some(range) => format!("{} (allowed: {range})", name_json_types(&message)),
-                None => name_json_types(&message),
-            },
+            None => describe_serde_error(&message, &path),
         };
         let (file, position) = self.locate(&path, false);
         ConfigError::Invalid {
@@ -168,22 +164,154 @@ impl SourceMap {
     }
 }
 
-/// Replaces the Rust type that serde names, as in "expected struct
-/// RestartConfig" or "expected u32", with the JSON type a job file needs.
-fn name_json_types(message: &str) -> String {
-    if let Some((found, _)) = message.split_once(", expected struct ") {
-        return format!("{found}, expected a JSON object");
+/// Rewrites serde's type and value errors in JSON terms. Serde names Rust
+/// types and its own data model, as in "invalid type: map, expected a
+/// sequence" or "invalid value: integer `-1`, expected u16". Other messages
+/// are returned unchanged.
+fn describe_serde_error(message: &str, path: &FieldPath) -> String {
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        // The expected part is ours or serde's, but the found part may quote
+        // a string from the job file, so split at the last separator.
+        if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+            return format!(
+                "expected {}, found {}",
+                describe_expected(expected, path),
+                describe_found(found)
+            );
+        }
     }
-    let Some((found, rust_type)) = message.rsplit_once(", expected ") else {
-        return message.to_string();
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+            let number = found
+                .strip_prefix("integer `")
+                .and_then(|rest| rest.strip_suffix('`'));
+            if let (Some(number), Some(range)) = (number, numeric_range(expected, path)) {
+                return format!(
+                    "{} {number} is out of range: allowed {}",
+                    range.label, range.allowed
+                );
+            }
+            return format!(
+                "invalid value {}: expected {}",
+                describe_found(found),
+                describe_expected(expected, path)
+            );
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid length ") {
+        if let Some((length, expected)) = rest.split_once(", expected ") {
+            return format!(
+                "expected {}, found a JSON array of {length} elements",
+                describe_expected(expected, path)
+            );
+        }
+    }
+    message.to_string()
+}
+
+/// Names the JSON type or value that serde's "expected" part describes.
+fn describe_expected(expected: &str, path: &FieldPath) -> String {
+    if let Some(range) = numeric_range(expected, path) {
+        let kind = if range.whole {
+            "a whole number"
+        } else {
+            "a number"
+        };
+        return format!("{kind} from {}", range.allowed);
+    }
+    let json = match expected {
+        "a sequence" => "a JSON array",
+        "a map" => "a JSON object",
+        "a string" | "a borrowed string" | "path string" | "string or map" => "a string",
+        "unit" | "unit variant" => "null",
+        "map with a single key" => "a JSON object with one key",
+        _ if expected.starts_with("struct ") => "a JSON object",
+        _ if expected.starts_with("enum ") => "a string",
+        _ => expected,
     };
-    let json_type = match rust_type {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
-        "f32" | "f64" => "a number",
-        _ => return message.to_string(),
+    json.to_string()
+}
+
+/// Names the JSON value that serde's "invalid type" or "invalid value" part
+/// describes, such as ``integer `5` `` or ``string "x"``.
+fn describe_found(found: &str) -> String {
+    let quoted = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix('`'))
     };
-    format!("{found}, expected {json_type}")
+    if let Some(number) = quoted("integer `").or_else(|| quoted("floating point `")) {
+        return format!("the number {number}");
+    }
+    if let Some(boolean) = quoted("boolean `") {
+        return format!("the boolean {boolean}");
+    }
+    if let Some(string) = found.strip_prefix("string ") {
+        return format!("the string {string}");
+    }
+    let json = match found {
+        "null" | "unit value" => "null",
+        "sequence" => "a JSON array",
+        "map" => "a JSON object",
+        _ => found,
+    };
+    json.to_string()
+}
+
+/// The allowed values of a numeric field.
+struct NumericRange {
+    /// Name of the value in messages, such as `container port`.
+    label: String,
+    allowed: String,
+    /// Whether only whole numbers are allowed.
+    whole: bool,
+}
+
+/// Returns the allowed values of the numeric field at `path`, for serde's
+/// errors that name only the Rust type, such as "expected u16". Returns None
+/// when `expected` is not a Rust number type.
+fn numeric_range(expected: &str, path: &FieldPath) -> Option<NumericRange> {
+    let type_range = match expected {
+        "u8" => "0 to 255",
+        "u16" => "0 to 65535",
+        "u32" => "0 to 4294967295",
+        "u64" | "usize" => "0 to 18446744073709551615",
+        "i32" => "-2147483648 to 2147483647",
+        "i64" | "isize" => "-9223372036854775808 to 9223372036854775807",
+        "f32" | "f64" => "",
+        _ => return None,
+    };
+    let text = path.to_string();
+    let (label, allowed) = match text.as_str() {
+        "resources.cpu_weight" | "resources.io.weight" => (None, "1 to 10000"),
+        "resources.pids" => (None, "1 to 4194304"),
+        "resources.cpus" => (None, "0.01 to the number of online CPUs"),
+        "user_namespace.uid" | "user_namespace.gid" | "user_namespace.size" => {
+            (None, "1 to 4294967295")
+        }
+        _ if text.starts_with("ports[") && text.ends_with("].container") => {
+            (Some("container port".to_string()), "1 to 65535")
+        }
+        _ if text.starts_with("resources.io.read_iops[") => {
+            (Some("read_iops limit".to_string()), "1 or more")
+        }
+        _ if text.starts_with("resources.io.write_iops[") => {
+            (Some("write_iops limit".to_string()), "1 or more")
+        }
+        _ => (None, type_range),
+    };
+    if allowed.is_empty() {
+        return None;
+    }
+    let label = label.unwrap_or_else(|| match path.last() {
+        Some(Segment::Key(key)) => key.clone(),
+        _ => "value".to_string(),
+    });
+    Some(NumericRange {
+        label,
+        allowed: allowed.to_string(),
+        whole: !expected.starts_with('f'),
+    })
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" message into
@@ -209,26 +337,6 @@ fn closest<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str> {
         .filter(|&(distance, _)| distance <= MAX_SUGGESTION_DISTANCE)
         .min_by_key(|&(distance, _)| distance)
         .map(|(_, candidate)| candidate.as_str())
-}
-
-/// Returns the allowed values of a numeric field, for serde's type errors such
-/// as "invalid value: integer `-5`, expected u64" that do not state them.
-fn allowed_range(path: &FieldPath) -> Option<&'static str> {
-    let text = path.to_string();
-    let range = match text.as_str() {
-        "resources.cpu_weight" | "resources.io.weight" => "1 to 10000",
-        "resources.pids" => "1 to 4194304",
-        "resources.cpus" => "0.01 to the number of online CPUs",
-        "restart.max_restarts" | "logs.keep" => "0 to 4294967295",
-        _ if text.starts_with("ports[") && text.ends_with("].container") => "1 to 65535",
-        _ if text.starts_with("resources.io.read_iops")
-            || text.starts_with("resources.io.write_iops") =>
-        {
-            "1 or more"
-        }
-        _ => return None,
-    };
-    Some(range)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::strict;
 use crate::units::{ByteSize, DurationValue};
 
 /// One job: what to run, in which sandbox, with which limits and policies.
@@ -34,12 +35,12 @@ pub struct JobSpec {
     /// Host name inside the container's UTS namespace; the job name when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::object")]
     pub resources: Resources,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::name")]
     pub network: Network,
     /// Host addresses relayed to ports inside the job's network namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::object_list")]
     pub ports: Vec<PortMapping>,
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
@@ -49,17 +50,17 @@ pub struct JobSpec {
     /// Runs a minimal init as PID 1 that forwards signals and reaps zombies.
     #[serde(default)]
     pub init: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_restart")]
     pub restart: RestartConfig,
     /// A start that exits sooner than this counts as a failed start.
     #[serde(default = "default_start_seconds")]
     pub start_seconds: DurationValue,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::object")]
     pub stop: StopConfig,
     /// Starts the job when supervisord starts or when its file appears.
     #[serde(default = "default_autostart")]
     pub autostart: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::object")]
     pub logs: LogConfig,
     /// Free-form labels, exported with the job's metrics and state.
     #[serde(default)]
@@ -80,7 +81,11 @@ pub struct JobSpec {
     pub no_new_privileges: bool,
     /// Runs the job in its own user namespace: container IDs 0 to size-1 map
     /// to host IDs from `uid` and `gid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::optional_object"
+    )]
     pub user_namespace: Option<UserNamespace>,
 }
 
@@ -150,7 +155,11 @@ pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4_194_304))]
     pub pids: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict::optional_object"
+    )]
     pub io: Option<IoLimits>,
 }
 
@@ -249,15 +258,55 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::name")]
     pub policy: RestartPolicy,
     /// Restarts allowed within `window` before the job becomes FATAL.
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
     #[serde(default = "default_restart_window")]
     pub window: DurationValue,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::object")]
     pub backoff: BackoffConfig,
+}
+
+/// Deserializes `restart` from a JSON object only. A policy name given in
+/// place of the object gets an error that shows the object to write.
+fn deserialize_restart<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RestartConfig, D::Error> {
+    struct RestartVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for RestartVisitor {
+        type Value = RestartConfig;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let keys = strict::serde_names::<RestartConfig>();
+            f.write_str(&strict::describe_object(keys))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RestartConfig, E> {
+            use serde::de::IntoDeserializer;
+
+            let policy: Result<RestartPolicy, E> =
+                RestartPolicy::deserialize(value.into_deserializer());
+            if policy.is_err() {
+                return Err(E::invalid_type(serde::de::Unexpected::Str(value), &self));
+            }
+            Err(E::custom(format!(
+                "expected a JSON object, found the string {value:?}: the policy is one key of \
+                 the restart object, so write \"restart\": {{\"policy\": {value:?}}}"
+            )))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> Result<RestartConfig, A::Error> {
+            RestartConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer.deserialize_any(RestartVisitor)
 }
 
 /// Delay before a restart: doubles from `initial` up to `max`, with jitter.
@@ -456,8 +505,8 @@ enum MountKind {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMount {
-    #[serde(rename = "type")]
-    kind: MountKind,
+    #[serde(rename = "type", default, deserialize_with = "strict::present_name")]
+    kind: Option<MountKind>,
     #[serde(default)]
     source: Option<PathBuf>,
     target: String,
@@ -474,8 +523,14 @@ impl<'de> Deserialize<'de> for MountSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
 
-        let raw = RawMount::deserialize(deserializer)?;
-        match raw.kind {
+        let raw: RawMount = strict::object(deserializer)?;
+        let Some(kind) = raw.kind else {
+            return Err(D::Error::custom(format!(
+                "missing field `type`: expected {}",
+                strict::describe_names(strict::serde_names::<MountKind>())
+            )));
+        };
+        match kind {
             MountKind::Bind => {
                 if raw.size.is_some() {
                     return Err(D::Error::custom(

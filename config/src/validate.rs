@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::convert::{
@@ -477,7 +477,7 @@ fn check_weight(weight: u64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "weight {weight} is out of range: must be {WEIGHT_MIN} to {WEIGHT_MAX} (100 is the \
+            "weight {weight} is out of range: allowed {WEIGHT_MIN} to {WEIGHT_MAX} (100 is the \
              kernel default)"
         ))
     }
@@ -609,16 +609,31 @@ fn check_ports(spec: &JobSpec) -> Check {
                 ),
             )
         })?;
+        if !can_accept_tcp(address.ip()) {
+            return Err(ValidationError::new(
+                path.key("host"),
+                format!(
+                    "invalid host address {:?}: {} is a multicast or broadcast address, which \
+                     never receives TCP connections. Use a local address such as \"127.0.0.1\", \
+                     or \"0.0.0.0\" for every interface",
+                    port.host,
+                    address.ip()
+                ),
+            ));
+        }
         if address.port() == 0 {
             return Err(ValidationError::new(
                 path.key("host"),
-                format!("invalid host port 0 in {:?}: must be 1 to 65535", port.host),
+                format!(
+                    "host port 0 in {:?} is out of range: allowed 1 to 65535",
+                    port.host
+                ),
             ));
         }
         if port.container == 0 {
             return Err(ValidationError::new(
                 path.key("container"),
-                "invalid container port 0: must be 1 to 65535",
+                "container port 0 is out of range: allowed 1 to 65535",
             ));
         }
         if let Some(first) = seen.insert(address, index) {
@@ -629,6 +644,19 @@ fn check_ports(spec: &JobSpec) -> Check {
         }
     }
     Ok(())
+}
+
+/// Returns whether TCP can deliver connections to `ip`. TCP is unicast only,
+/// so a multicast or limited broadcast address never receives a connection.
+///
+/// NOTE: Whether a unicast address belongs to one of the host's interfaces
+/// is not checked here, because addresses can be assigned after the job file
+/// loads. An address that is not local fails when the job starts.
+fn can_accept_tcp(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => !ip.is_multicast() && !ip.is_broadcast(),
+        IpAddr::V6(ip) => !ip.is_multicast(),
+    }
 }
 
 fn check_mounts(mounts: &[MountSpec]) -> Check {

@@ -163,16 +163,250 @@ fn number_given_as_string_names_json_type() {
     expect_error(
         "{\"command\": [\"/x\"], \"logs\": {\"keep\": ▶\"3\"}}",
         "logs.keep",
-        "invalid type: string \"3\", expected a whole number, 0 or more",
+        "expected a whole number from 0 to 4294967295, found the string \"3\"",
     );
 }
 
 #[test]
 fn object_given_as_string_names_json_type() {
     expect_error(
-        "{\"command\": [\"/x\"], \"restart\": ▶\"never\"}",
+        "{\"command\": [\"/x\"], \"restart\": ▶\"sometimes\"}",
         "restart",
-        "invalid type: string \"never\", expected a JSON object",
+        "expected a JSON object with the keys `policy`, `max_restarts`, `window` and `backoff`, \
+         found the string \"sometimes\"",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"restart\": ▶5}",
+        "restart",
+        "expected a JSON object with the keys `policy`, `max_restarts`, `window` and `backoff`, \
+         found the number 5",
+    );
+}
+
+#[test]
+fn restart_policy_name_shows_object() {
+    for policy in ["always", "never", "on-failure"] {
+        let text = format!("{{\"command\": [\"/x\"], \"restart\": ▶{policy:?}}}");
+        let error = expect_error(&text, "restart", &format!("found the string {policy:?}"));
+        let expected = format!("write \"restart\": {{\"policy\": {policy:?}}}");
+        assert!(error.to_string().ends_with(&expected), "{error}");
+    }
+}
+
+#[test]
+fn array_types_named_in_json() {
+    expect_error(
+        "{\"command\": ▶\"/bin/true\"}",
+        "command",
+        "expected a JSON array, found the string \"/bin/true\"",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"cap_add\": ▶{\"NET_ADMIN\": true}}",
+        "cap_add",
+        "expected a JSON array, found a JSON object",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"mounts\": ▶{}}",
+        "mounts",
+        "expected a JSON array, found a JSON object",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"ports\": ▶\"127.0.0.1:80\"}",
+        "ports",
+        "expected a JSON array of objects with the keys `host` and `container`, found the string \
+         \"127.0.0.1:80\"",
+    );
+}
+
+#[test]
+fn object_types_named_in_json() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"env\": ▶[\"A=B\"]}",
+        "env",
+        "expected a JSON object, found a JSON array",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"labels\": ▶5}",
+        "labels",
+        "expected a JSON object, found the number 5",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"],\n \"resources\": {\"io\": {\"read_bps\": ▶[]}}}",
+        "resources.io.read_bps",
+        "expected a JSON object, found a JSON array",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"ports\": [▶\"127.0.0.1:80\"]}",
+        "ports[0]",
+        "expected a JSON object with the keys `host` and `container`, found the string",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"mounts\": [▶\"/a:/b\"]}",
+        "mounts[0]",
+        "expected a JSON object with the keys `type`, `source`, `target`, `readonly` and `size`",
+    );
+}
+
+#[test]
+fn array_in_place_of_object_rejected() {
+    let cases = [
+        ("\"restart\": ▶[\"always\"]", "restart"),
+        ("\"resources\": ▶[]", "resources"),
+        ("\"resources\": {\"io\": ▶[100]}", "resources.io"),
+        ("\"stop\": ▶[\"SIGINT\"]", "stop"),
+        ("\"logs\": ▶[]", "logs"),
+        (
+            "\"restart\": {\"backoff\": ▶[\"1s\", \"2s\"]}",
+            "restart.backoff",
+        ),
+        ("\"user_namespace\": ▶[1000, 1000]", "user_namespace"),
+        ("\"ports\": [▶[\"127.0.0.1:80\", 80]]", "ports[0]"),
+        ("\"mounts\": [▶[\"tmpfs\", \"/tmp\"]]", "mounts[0]"),
+    ];
+    for (member, field) in cases {
+        let text = format!("{{\"command\": [\"/x\"], {member}}}");
+        expect_error(&text, field, "found a JSON array");
+    }
+}
+
+#[test]
+fn enum_given_as_object_rejected() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"network\": ▶{\"host\": null}}",
+        "network",
+        "expected one of \"none\", \"loopback\", \"host\", found a JSON object",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"restart\": {\"policy\": ▶{\"always\": null}}}",
+        "restart.policy",
+        "expected one of \"never\", \"on-failure\", \"always\", found a JSON object",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"], \"mounts\": [{\"type\": ▶null, \"target\": \"/b\"}]}",
+        "mounts[0].type",
+        "expected \"bind\" or \"tmpfs\", found null",
+    );
+}
+
+#[test]
+fn optional_objects_accept_null() {
+    let job = parse_ok(r#"{"command": ["/x"], "user_namespace": null, "resources": {"io": null}}"#);
+    assert_eq!(job.spec.user_namespace, None);
+    assert_eq!(job.spec.resources.io, None);
+}
+
+#[test]
+fn integer_range_errors_read_correctly() {
+    let cases = [
+        (
+            "\"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶70000}]",
+            "ports[0].container",
+            "container port 70000 is out of range: allowed 1 to 65535",
+        ),
+        (
+            "\"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶-1}]",
+            "ports[0].container",
+            "container port -1 is out of range: allowed 1 to 65535",
+        ),
+        (
+            "\"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶8.5}]",
+            "ports[0].container",
+            "expected a whole number from 1 to 65535, found the number 8.5",
+        ),
+        (
+            "\"resources\": {\"pids\": ▶-1}",
+            "resources.pids",
+            "pids -1 is out of range: allowed 1 to 4194304",
+        ),
+        (
+            "\"resources\": {\"cpus\": ▶\"2\"}",
+            "resources.cpus",
+            "expected a number from 0.01 to the number of online CPUs, found the string \"2\"",
+        ),
+        (
+            "\"logs\": {\"keep\": ▶-1}",
+            "logs.keep",
+            "keep -1 is out of range: allowed 0 to 4294967295",
+        ),
+        (
+            "\"restart\": {\"max_restarts\": ▶99999999999}",
+            "restart.max_restarts",
+            "max_restarts 99999999999 is out of range: allowed 0 to 4294967295",
+        ),
+        (
+            "\"user_namespace\": {\"uid\": ▶-1, \"gid\": 1}",
+            "user_namespace.uid",
+            "uid -1 is out of range: allowed 1 to 4294967295",
+        ),
+        (
+            "\"resources\": {\"io\": {\"write_iops\": {\"/dev/vda\": ▶-1}}}",
+            "resources.io.write_iops[\"/dev/vda\"]",
+            "write_iops limit -1 is out of range: allowed 1 or more",
+        ),
+    ];
+    for (member, field, message) in cases {
+        let text = format!("{{\"command\": [\"/x\"], {member}}}");
+        let error = expect_error(&text, field, message);
+        assert!(error.to_string().ends_with(message), "{error}");
+    }
+}
+
+#[test]
+fn type_errors_use_no_rust_terms() {
+    let members = [
+        "\"command\": {}",
+        "\"command\": [1]",
+        "\"env\": []",
+        "\"env\": {\"A\": []}",
+        "\"ports\": {}",
+        "\"ports\": [{\"host\": 1, \"container\": 80}]",
+        "\"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": 1e3}]",
+        "\"mounts\": [{\"type\": \"bind\", \"source\": [], \"target\": \"/b\"}]",
+        "\"network\": 5",
+        "\"network\": {\"a\": 1, \"b\": 2}",
+        "\"restart\": {\"policy\": 5}",
+        "\"restart\": {\"max_restarts\": true}",
+        "\"resources\": {\"cpus\": []}",
+        "\"resources\": {\"cpu_weight\": {}}",
+        "\"resources\": {\"memory\": []}",
+        "\"stop\": {\"timeout\": {}}",
+        "\"user_namespace\": 5",
+        "\"image\": {\"path\": 5}",
+        "\"init\": null",
+    ];
+    let rust_terms = [
+        "sequence",
+        "map",
+        "struct",
+        "enum",
+        "unit",
+        "integer",
+        "floating point",
+        "u16",
+        "u32",
+        "u64",
+        "f64",
+        "path string",
+        "0 or more",
+    ];
+    for member in members {
+        let text = format!("{{\"command\": [\"/x\"], {member}}}");
+        let message = match parse(&text) {
+            Err(ConfigError::Invalid { message, .. }) => message,
+            other => panic!("{member}: expected an invalid value, got {other:?}"),
+        };
+        for term in rust_terms {
+            assert!(!message.contains(term), "{member}: {term:?} in: {message}");
+        }
+    }
+}
+
+#[test]
+fn missing_mount_type_lists_values() {
+    expect_error(
+        "{\"command\": [\"/x\"],\n \"mounts\": [▶{\"target\": \"/b\"}]}",
+        "mounts[0]",
+        "missing field `type`: expected \"bind\" or \"tmpfs\"",
     );
 }
 
@@ -214,18 +448,18 @@ fn unknown_variant_suggests_closest() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"restart\": {\"policy\": ▶\"alwyas\"}}",
         "restart.policy",
-        "invalid value \"alwyas\": expected one of `never`, `on-failure`, `always`, did you mean \
-         `always`?",
+        "invalid value \"alwyas\": expected one of \"never\", \"on-failure\", \"always\", did you \
+         mean \"always\"?",
     );
     expect_error(
         "{\"command\": [\"/x\"], \"network\": ▶\"bridge\"}",
         "network",
-        "expected one of `none`, `loopback`, `host`",
+        "expected one of \"none\", \"loopback\", \"host\"",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"mounts\": [{\"type\": ▶\"bnd\", \"target\": \"/b\"}]}",
         "mounts[0].type",
-        "did you mean `bind`?",
+        "invalid value \"bnd\": expected \"bind\" or \"tmpfs\", did you mean \"bind\"?",
     );
 }
 
@@ -234,27 +468,27 @@ fn wrong_type_names_field() {
     expect_error(
         "{\"command\": ▶\"/bin/true\"}",
         "command",
-        "invalid type: string \"/bin/true\", expected a sequence",
+        "expected a JSON array, found the string \"/bin/true\"",
     );
     expect_error(
         "{\"command\": [\"/x\"], \"init\": ▶\"yes\"}",
         "init",
-        "invalid type: string \"yes\", expected a boolean",
+        "expected a boolean, found the string \"yes\"",
     );
     expect_error(
         "{\"command\": [\"/x\"], \"env\": {\"A\": ▶1}}",
         "env.A",
-        "invalid type: integer `1`, expected a string",
+        "expected a string, found the number 1",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"mounts\": [{\"type\": \"bind\", \"source\": ▶5, \"target\": \"/b\"}]}",
         "mounts[0].source",
-        "invalid type: integer `5`",
+        "expected a string, found the number 5",
     );
     expect_error(
         "{\"command\": [\"/x\"], \"image\": ▶5}",
         "image",
-        "expected \"host\", an image name, or {\"path\": \"/absolute/dir\"}",
+        "expected \"host\", an image name, or {\"path\": \"/absolute/dir\"}, found the number 5",
     );
 }
 
@@ -268,7 +502,7 @@ fn missing_required_key_names_object() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"mounts\": [▶{\"target\": \"/b\"}]}",
         "mounts[0]",
-        "missing field `type`",
+        "missing field `type`: expected \"bind\" or \"tmpfs\"",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"mounts\": [▶{\"type\": \"bind\", \"target\": \"/b\"}]}",

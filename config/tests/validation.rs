@@ -260,7 +260,11 @@ fn cpus_at_most_host_count() {
 fn cpu_weight_range() {
     for bad in [0, 10_001] {
         let text = format!("{{\"command\": [\"/x\"], \"resources\": {{\"cpu_weight\": ▶{bad}}}}}");
-        expect_error(&text, "resources.cpu_weight", "must be 1 to 10000");
+        expect_error(
+            &text,
+            "resources.cpu_weight",
+            &format!("weight {bad} is out of range: allowed 1 to 10000"),
+        );
     }
     parse_ok(r#"{"command": ["/x"], "resources": {"cpu_weight": 1}}"#);
     parse_ok(r#"{"command": ["/x"], "resources": {"cpu_weight": 10000}}"#);
@@ -271,7 +275,7 @@ fn cpu_weight_negative_names_range() {
     expect_error(
         "{\"command\": [\"/x\"], \"resources\": {\"cpu_weight\": ▶-5}}",
         "resources.cpu_weight",
-        "(allowed: 1 to 10000)",
+        "cpu_weight -5 is out of range: allowed 1 to 10000",
     );
 }
 
@@ -343,7 +347,11 @@ fn io_weight_range() {
     for bad in [0, 10_001] {
         let text =
             format!("{{\"command\": [\"/x\"], \"resources\": {{\"io\": {{\"weight\": ▶{bad}}}}}}}");
-        expect_error(&text, "resources.io.weight", "must be 1 to 10000");
+        expect_error(
+            &text,
+            "resources.io.weight",
+            "is out of range: allowed 1 to 10000",
+        );
     }
 }
 
@@ -401,11 +409,45 @@ fn ports_host_must_parse() {
 }
 
 #[test]
+fn ports_host_rejects_multicast_and_broadcast() {
+    for bad in [
+        "224.0.0.1:80",
+        "239.255.255.250:80",
+        "255.255.255.255:80",
+        "[ff02::1]:80",
+    ] {
+        let text = format!(
+            "{{\"command\": [\"/x\"],\n \"ports\": [{{\"host\": ▶{bad:?}, \"container\": 80}}]}}"
+        );
+        expect_error(
+            &text,
+            "ports[0].host",
+            "is a multicast or broadcast address, which never receives TCP connections",
+        );
+    }
+}
+
+#[test]
+fn ports_host_accepts_unicast_addresses() {
+    for host in [
+        "0.0.0.0:8080",
+        "[::]:8080",
+        "192.0.2.10:8080",
+        "[2001:db8::1]:8080",
+    ] {
+        let text =
+            format!(r#"{{"command": ["/x"], "ports": [{{"host": {host:?}, "container": 80}}]}}"#);
+        let job = parse_ok(&text);
+        assert_eq!(job.spec.ports[0].host, host);
+    }
+}
+
+#[test]
 fn ports_host_port_nonzero() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": ▶\"127.0.0.1:0\", \"container\": 80}]}",
         "ports[0].host",
-        "invalid host port 0 in \"127.0.0.1:0\": must be 1 to 65535",
+        "host port 0 in \"127.0.0.1:0\" is out of range: allowed 1 to 65535",
     );
 }
 
@@ -414,12 +456,12 @@ fn ports_container_port_nonzero() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶0}]}",
         "ports[0].container",
-        "invalid container port 0: must be 1 to 65535",
+        "container port 0 is out of range: allowed 1 to 65535",
     );
     expect_error(
         "{\"command\": [\"/x\"],\n \"ports\": [{\"host\": \"127.0.0.1:80\", \"container\": ▶70000}]}",
         "ports[0].container",
-        "(allowed: 1 to 65535)",
+        "container port 70000 is out of range: allowed 1 to 65535",
     );
 }
 
