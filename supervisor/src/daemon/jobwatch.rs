@@ -37,6 +37,11 @@ pub const MAX_DELAY: Duration = Duration::from_millis(800);
 
 const DROPIN_SUFFIX: &str = ".json.d";
 
+/// The symbolic link that the kubelet renames into place to update a
+/// ConfigMap or Secret volume at once. The visible files are symbolic links
+/// through it (`pkg/volume/util/atomic_writer.go` in Kubernetes).
+const KUBERNETES_DATA_LINK: &str = "..data";
+
 /// An error setting up the watch.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -317,17 +322,30 @@ impl Watcher {
     /// directory when `is_root` is set and a drop-in directory otherwise.
     fn handle_entry(&mut self, is_root: bool, dir: &Path, name: &OsStr, mask: EventMask) -> bool {
         let appeared = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+        if is_root && appeared && name == KUBERNETES_DATA_LINK {
+            // The job files and drop-in directories now resolve into
+            // another directory.
+            self.rewatch_dropin_dirs();
+            tracing::debug!(dir = %dir.display(), ?name, "job files replaced");
+            return true;
+        }
         if corral_config::is_ignored_file_name(name) {
             return false;
         }
 
         let is_dir = mask.contains(EventMask::ISDIR);
-        if is_root && is_dir && appeared {
-            self.watch_dropin_dir(dir.join(name));
+        let path = dir.join(name);
+        if is_root && appeared {
+            // A symbolic link to a drop-in directory has no ISDIR flag.
+            self.watch_dropin_dir(path.clone());
         }
-        // A created file is empty or half-written until its close; only
-        // directories count on creation.
-        if mask.contains(EventMask::CREATE) && !is_dir {
+        // A created file is empty or half-written until its close. A
+        // created directory or symbolic link is complete.
+        let is_symlink = || {
+            path.symlink_metadata()
+                .is_ok_and(|metadata| metadata.is_symlink())
+        };
+        if mask.contains(EventMask::CREATE) && !is_dir && !is_symlink() {
             return false;
         }
         tracing::debug!(dir = %dir.display(), ?name, ?mask, "job files changed");
@@ -624,6 +642,47 @@ mod tests {
         );
 
         assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn kubernetes_volume_update_reloads() {
+        // The layout that the kubelet writes for a ConfigMap volume: the
+        // visible names are symbolic links through `..data`.
+        let jobs = tempfile::tempdir().unwrap();
+        let first = jobs.path().join("..2026_01_01_00_00_00.1");
+        std::fs::create_dir_all(first.join("web.json.d")).unwrap();
+        std::fs::write(first.join("web.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(first.file_name().unwrap(), jobs.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/web.json", jobs.path().join("web.json")).unwrap();
+        std::os::unix::fs::symlink("..data/web.json.d", jobs.path().join("web.json.d")).unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.path().to_path_buf(), events).unwrap();
+
+        let second = jobs.path().join("..2026_01_01_00_01_00.2");
+        std::fs::create_dir_all(second.join("web.json.d")).unwrap();
+        std::fs::write(second.join("web.json"), "{}").unwrap();
+        std::fs::write(second.join("db.json"), "{}").unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "staging a new version in a hidden directory caused a reload"
+        );
+        let staged = jobs.path().join("..data_tmp");
+        std::os::unix::fs::symlink(second.file_name().unwrap(), &staged).unwrap();
+        std::fs::rename(&staged, jobs.path().join("..data")).unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after `..data` was replaced"
+        );
+
+        std::os::unix::fs::symlink("..data/db.json", jobs.path().join("db.json")).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after a symbolic link was created"
+        );
+
+        assert_write_reloads(&mut receiver, &second.join("web.json.d/10-env.json")).await;
         task.abort();
     }
 }
