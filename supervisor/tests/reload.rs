@@ -1,6 +1,7 @@
 //! End-to-end tests of job file reloads: supervisord notices created,
-//! edited, renamed, half-written, invalid and deleted job files by itself,
-//! applies a burst of edits once, and prints specs that `corral run` runs.
+//! edited, renamed, half-written, invalid and deleted job files and a
+//! replaced jobs directory by itself, applies a burst of edits once, and
+//! prints specs that `corral run` runs.
 //! They run as root and skip with a SKIP line otherwise, one at a time,
 //! because the timing of reloads is part of what they check.
 
@@ -475,5 +476,74 @@ fn removed_job_rejects_start_and_restart() {
         !stdout_of(&status).contains("ghost"),
         "{}",
         stdout_of(&status)
+    );
+}
+
+#[test]
+fn replaced_jobs_dir_is_watched() {
+    if skip("replaced_jobs_dir_is_watched") {
+        return;
+    }
+    let _serial = serial();
+    let daemon = Daemon::start(&[("web", &versioned("1"))]);
+    let first = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let jobs = daemon.jobs_dir();
+
+    // An atomic deploy: edit a copy, then rename it over the original.
+    let staged = jobs.with_file_name("jobs.new");
+    let old = jobs.with_file_name("jobs.old");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(staged.join("web.json"), versioned("2")).unwrap();
+    std::fs::rename(&jobs, &old).unwrap();
+    std::fs::rename(&staged, &jobs).unwrap();
+    let second = wait_for_view(
+        &daemon,
+        "web",
+        NOTICED + SETTLE,
+        "the swap restarts the job",
+        |view| view.state == JobState::Running && view.container_id != first.container_id,
+    );
+    daemon.wait_until(SETTLE, "version 2 runs", |daemon| {
+        daemon.job_log("web", "stdout").contains("version 2")
+    });
+
+    // Files written after the swap are noticed, and the old copy is not
+    // watched any more.
+    std::fs::write(old.join("stale.json"), versioned("stale")).unwrap();
+    let written = Instant::now();
+    std::fs::write(jobs.join("db.json"), versioned("db")).unwrap();
+    wait_for_view(&daemon, "db", NOTICED, "the new file is loaded", |_| true);
+    eprintln!(
+        "swapped: new file loaded {:?} after the write",
+        written.elapsed()
+    );
+    assert!(
+        daemon.job("stale").is_err(),
+        "a file written in the old directory was loaded"
+    );
+
+    // Deleted and created again: running jobs stay while it is missing.
+    std::fs::remove_dir_all(&jobs).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        daemon.job("web").unwrap().container_id,
+        second.container_id,
+        "the job changed while the jobs directory was missing"
+    );
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(jobs.join("web.json"), versioned("3")).unwrap();
+    daemon.wait_until(NOTICED + SETTLE, "version 3 runs", |daemon| {
+        daemon.job_log("web", "stdout").contains("version 3")
+    });
+
+    let log = daemon.daemon_log();
+    assert!(
+        log.contains("watching the replaced jobs directory"),
+        "no log line for the replaced directory:\n{log}"
+    );
+    assert_eq!(
+        log.matches("the jobs directory is missing").count(),
+        1,
+        "expected one log line for the deletion:\n{log}"
     );
 }

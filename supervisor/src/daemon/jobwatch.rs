@@ -6,9 +6,17 @@
 //! delete), so a reload never reads a file an editor is still writing.
 //! Names the config loader ignores (dot files, `~`, `.swp`, `.tmp`) are
 //! skipped here too.
+//!
+//! An inotify watch follows the directory inode, not its path. Deploys that
+//! replace the jobs directory as a whole (`mv jobs.new jobs`, delete and
+//! recreate, or repoint a symbolic link with `ln -sfn`) would leave the
+//! watch on the old directory. So the parent directory is watched too, for
+//! entries named like the jobs directory, and a replaced jobs directory is
+//! watched afresh and reloaded.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +37,11 @@ pub const MAX_DELAY: Duration = Duration::from_millis(800);
 
 const DROPIN_SUFFIX: &str = ".json.d";
 
+/// The symbolic link that the kubelet renames into place to update a
+/// ConfigMap or Secret volume at once. The visible files are symbolic links
+/// through it (`pkg/volume/util/atomic_writer.go` in Kubernetes).
+const KUBERNETES_DATA_LINK: &str = "..data";
+
 /// An error setting up the watch.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -42,6 +55,7 @@ pub enum WatchError {
     },
 }
 
+/// Events of the jobs directory and its drop-in directories.
 fn mask() -> WatchMask {
     WatchMask::CLOSE_WRITE
         | WatchMask::MOVED_TO
@@ -51,6 +65,42 @@ fn mask() -> WatchMask {
         | WatchMask::ATTRIB
 }
 
+/// Events of the jobs directory itself being deleted or renamed away.
+fn self_mask() -> WatchMask {
+    WatchMask::DELETE_SELF | WatchMask::MOVE_SELF
+}
+
+/// Events of the parent directory that replace or remove the jobs directory
+/// entry, whether that entry is a directory or a symbolic link.
+fn parent_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::DELETE
+        | WatchMask::ONLYDIR
+}
+
+/// Device and inode number of a directory, which differ once a directory
+/// is replaced even though its path stays the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DirIdentity {
+    device: u64,
+    inode: u64,
+}
+
+/// Returns the identity of the directory at `path`, following symbolic
+/// links, or `None` when the path is missing or not a directory.
+fn dir_identity(path: &Path) -> Option<DirIdentity> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_dir() {
+        return None;
+    }
+    Some(DirIdentity {
+        device: metadata.dev(),
+        inode: metadata.ino(),
+    })
+}
+
 /// Starts watching `jobs_dir`. The task sends [`Event::Reload`] once per
 /// burst of changes and ends when the supervisor task is gone.
 pub fn spawn(
@@ -58,33 +108,21 @@ pub fn spawn(
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<JoinHandle<()>, WatchError> {
     let inotify = Inotify::init().map_err(WatchError::Init)?;
-    let mut watches = inotify.watches();
-    let mut dirs = HashMap::new();
-    let root = add_watch(&mut watches, &jobs_dir)?;
-    dirs.insert(root.clone(), jobs_dir.clone());
-    if let Ok(entries) = std::fs::read_dir(&jobs_dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if is_dropin_dir(&path) {
-                match add_watch(&mut watches, &path) {
-                    Ok(descriptor) => {
-                        dirs.insert(descriptor, path);
-                    }
-                    Err(error) => tracing::warn!(%error, "failed to watch a drop-in directory"),
-                }
-            }
-        }
-    }
+    let mut watcher = Watcher::new(inotify.watches(), jobs_dir);
+    watcher.watch_parent();
+    watcher.watch_jobs_dir()?;
     let stream = inotify
         .into_event_stream(vec![0u8; 16 * 1024])
         .map_err(WatchError::Init)?;
-    Ok(tokio::spawn(watch_loop(
-        stream, watches, root, jobs_dir, dirs, events,
-    )))
+    Ok(tokio::spawn(watch_loop(stream, watcher, events)))
 }
 
-fn add_watch(watches: &mut Watches, path: &Path) -> Result<WatchDescriptor, WatchError> {
-    watches.add(path, mask()).map_err(|source| WatchError::Add {
+fn add_watch(
+    watches: &mut Watches,
+    path: &Path,
+    mask: WatchMask,
+) -> Result<WatchDescriptor, WatchError> {
+    watches.add(path, mask).map_err(|source| WatchError::Add {
         path: path.to_path_buf(),
         source,
     })
@@ -98,12 +136,242 @@ fn is_dropin_dir(path: &Path) -> bool {
             .is_some_and(|name| name.ends_with(DROPIN_SUFFIX))
 }
 
+/// The watches of one jobs directory: its parent, the directory itself and
+/// its drop-in directories.
+struct Watcher {
+    watches: Watches,
+    jobs_dir: PathBuf,
+    /// The parent directory of `jobs_dir` and the name of `jobs_dir` in it.
+    /// `None` for a path without a final name, such as `/`.
+    parent: Option<(PathBuf, OsString)>,
+    parent_watch: Option<WatchDescriptor>,
+    /// The watch on the jobs directory and the identity of the directory
+    /// it is on, or `None` while the jobs directory is missing.
+    root: Option<(WatchDescriptor, DirIdentity)>,
+    dropins: HashMap<WatchDescriptor, PathBuf>,
+}
+
+impl Watcher {
+    fn new(watches: Watches, jobs_dir: PathBuf) -> Self {
+        let parent = jobs_dir.file_name().map(|name| {
+            let parent = match jobs_dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (parent, name.to_os_string())
+        });
+        Self {
+            watches,
+            jobs_dir,
+            parent,
+            parent_watch: None,
+            root: None,
+            dropins: HashMap::new(),
+        }
+    }
+
+    /// Watches the parent directory, so that a replaced jobs directory is
+    /// noticed. Without it, changes still apply until the jobs directory is
+    /// replaced, so a failure is logged and not returned.
+    // NOTE: only the entry of the jobs directory in its parent is watched.
+    // A replaced parent, or a repointed symbolic link elsewhere on the path,
+    // goes unnoticed unless the old jobs directory is moved or deleted.
+    fn watch_parent(&mut self) {
+        let Some((parent, _)) = &self.parent else {
+            return;
+        };
+        match add_watch(&mut self.watches, parent, parent_mask()) {
+            Ok(descriptor) => self.parent_watch = Some(descriptor),
+            Err(error) => tracing::warn!(
+                %error,
+                "failed to watch the parent of the jobs directory; a replaced jobs directory is not noticed"
+            ),
+        }
+    }
+
+    /// Watches the jobs directory and its drop-in directories.
+    fn watch_jobs_dir(&mut self) -> Result<(), WatchError> {
+        // The identity is read before the watch is added. A directory
+        // swapped in between is then watched under the old identity, and
+        // the parent event of the swap finds the mismatch and watches the
+        // directory again.
+        let identity = dir_identity(&self.jobs_dir).ok_or_else(|| WatchError::Add {
+            path: self.jobs_dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing or not a directory"),
+        })?;
+        let descriptor = add_watch(
+            &mut self.watches,
+            &self.jobs_dir,
+            mask() | self_mask() | WatchMask::ONLYDIR,
+        )?;
+        self.root = Some((descriptor, identity));
+        self.rewatch_dropin_dirs();
+        Ok(())
+    }
+
+    fn watch_dropin_dir(&mut self, path: PathBuf) {
+        if !is_dropin_dir(&path) {
+            return;
+        }
+        match add_watch(&mut self.watches, &path, mask()) {
+            Ok(descriptor) => {
+                self.dropins.insert(descriptor, path);
+            }
+            Err(error) => tracing::warn!(%error, "failed to watch a drop-in directory"),
+        }
+    }
+
+    fn rewatch_dropin_dirs(&mut self) {
+        for (descriptor, _) in self.dropins.drain() {
+            let _ = self.watches.remove(descriptor);
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.jobs_dir) {
+            for entry in entries.flatten() {
+                self.watch_dropin_dir(entry.path());
+            }
+        }
+    }
+
+    /// Removes the watches of the jobs directory and its drop-in
+    /// directories, so that edits of a directory moved away do not count.
+    fn unwatch_jobs_dir(&mut self) {
+        // Removing the watch of a deleted directory fails, because the
+        // kernel removed that watch already.
+        if let Some((descriptor, _)) = self.root.take() {
+            let _ = self.watches.remove(descriptor);
+        }
+        for (descriptor, _) in self.dropins.drain() {
+            let _ = self.watches.remove(descriptor);
+        }
+    }
+
+    /// Compares the directory at the jobs directory path with the watched
+    /// one, and watches it afresh when it was replaced. Returns whether a
+    /// new directory is watched, which needs a reload.
+    fn refresh(&mut self) -> bool {
+        let current = dir_identity(&self.jobs_dir);
+        let watched = self.root.as_ref().map(|(_, identity)| *identity);
+        if current.is_some() && current == watched {
+            return false;
+        }
+        let was_watched = watched.is_some();
+        self.unwatch_jobs_dir();
+        let dir = self.jobs_dir.display().to_string();
+        if current.is_none() {
+            if was_watched {
+                tracing::warn!(%dir, "the jobs directory is missing; waiting for it to reappear");
+            }
+            return false;
+        }
+        match self.watch_jobs_dir() {
+            Ok(()) => {
+                tracing::info!(%dir, "watching the replaced jobs directory");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to watch the replaced jobs directory; changes apply on SIGHUP or update only");
+                false
+            }
+        }
+    }
+
+    /// Handles one event and returns whether it changes the job files.
+    fn handle(&mut self, event: inotify::Event<OsString>) -> bool {
+        if event.mask.contains(EventMask::Q_OVERFLOW) {
+            // Events were lost, possibly one that replaced the directory.
+            tracing::warn!("the inotify queue overflowed; reloading job files");
+            if !self.refresh() && self.root.is_some() {
+                self.rewatch_dropin_dirs();
+            }
+            return true;
+        }
+
+        if self.parent_watch.as_ref() == Some(&event.wd) {
+            return self.handle_parent(event);
+        }
+
+        let is_root = self
+            .root
+            .as_ref()
+            .is_some_and(|(descriptor, _)| *descriptor == event.wd);
+        let self_events = EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED;
+        if is_root && event.mask.intersects(self_events) {
+            return self.refresh();
+        }
+        if event.mask.contains(EventMask::IGNORED) {
+            self.dropins.remove(&event.wd);
+            return false;
+        }
+
+        // Events still queued for watches removed by `unwatch_jobs_dir`
+        // come from a directory that is no longer the jobs directory.
+        let dir = if is_root {
+            self.jobs_dir.clone()
+        } else if let Some(dir) = self.dropins.get(&event.wd) {
+            dir.clone()
+        } else {
+            return false;
+        };
+        match event.name.as_deref() {
+            Some(name) => self.handle_entry(is_root, &dir, name, event.mask),
+            None => false,
+        }
+    }
+
+    /// Handles an event of the entry `name` in `dir`, which is the jobs
+    /// directory when `is_root` is set and a drop-in directory otherwise.
+    fn handle_entry(&mut self, is_root: bool, dir: &Path, name: &OsStr, mask: EventMask) -> bool {
+        let appeared = mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
+        if is_root && appeared && name == KUBERNETES_DATA_LINK {
+            // The job files and drop-in directories now resolve into
+            // another directory.
+            self.rewatch_dropin_dirs();
+            tracing::debug!(dir = %dir.display(), ?name, "job files replaced");
+            return true;
+        }
+        if corral_config::is_ignored_file_name(name) {
+            return false;
+        }
+
+        let is_dir = mask.contains(EventMask::ISDIR);
+        let path = dir.join(name);
+        if is_root && appeared {
+            // A symbolic link to a drop-in directory has no ISDIR flag.
+            self.watch_dropin_dir(path.clone());
+        }
+        // A created file is empty or half-written until its close. A
+        // created directory or symbolic link is complete.
+        let is_symlink = || {
+            path.symlink_metadata()
+                .is_ok_and(|metadata| metadata.is_symlink())
+        };
+        if mask.contains(EventMask::CREATE) && !is_dir && !is_symlink() {
+            return false;
+        }
+        tracing::debug!(dir = %dir.display(), ?name, ?mask, "job files changed");
+        true
+    }
+
+    fn handle_parent(&mut self, event: inotify::Event<OsString>) -> bool {
+        if event.mask.contains(EventMask::IGNORED) {
+            self.parent_watch = None;
+            tracing::warn!(
+                dir = %self.jobs_dir.display(),
+                "the parent of the jobs directory is gone; a replaced jobs directory is not noticed"
+            );
+            return false;
+        }
+        let is_jobs_dir = match (&self.parent, event.name.as_deref()) {
+            (Some((_, jobs_name)), Some(name)) => name == jobs_name.as_os_str(),
+            _ => false,
+        };
+        is_jobs_dir && self.refresh()
+    }
+}
+
 async fn watch_loop(
     mut stream: inotify::EventStream<Vec<u8>>,
-    mut watches: Watches,
-    root: WatchDescriptor,
-    jobs_dir: PathBuf,
-    mut dirs: HashMap<WatchDescriptor, PathBuf>,
+    mut watcher: Watcher,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let mut deadline: Option<Instant> = None;
@@ -121,36 +389,8 @@ async fn watch_loop(
                     }
                     None => return,
                 };
-                if event.mask.contains(EventMask::IGNORED) {
-                    dirs.remove(&event.wd);
+                if !watcher.handle(event) {
                     continue;
-                }
-                let Some(name) = event.name.as_deref() else {
-                    continue;
-                };
-                if corral_config::is_ignored_file_name(name) {
-                    continue;
-                }
-                let is_dir = event.mask.contains(EventMask::ISDIR);
-                let appeared = event.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO);
-                if event.wd == root && is_dir && appeared {
-                    let path = jobs_dir.join(name);
-                    if is_dropin_dir(&path) {
-                        match add_watch(&mut watches, &path) {
-                            Ok(descriptor) => {
-                                dirs.insert(descriptor, path);
-                            }
-                            Err(error) => tracing::warn!(%error, "failed to watch a drop-in directory"),
-                        }
-                    }
-                }
-                // A created file is empty or half-written until its
-                // close; only directories count on creation.
-                if event.mask.contains(EventMask::CREATE) && !is_dir {
-                    continue;
-                }
-                if let Some(dir) = dirs.get(&event.wd) {
-                    tracing::debug!(dir = %dir.display(), name = ?name, mask = ?event.mask, "job files changed");
                 }
                 let now = Instant::now();
                 let first = *burst_start.get_or_insert(now);
@@ -159,6 +399,11 @@ async fn watch_loop(
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
                 deadline = None;
                 burst_start = None;
+                // A scan of a missing directory only logs an error. The
+                // directory's return schedules the reload.
+                if dir_identity(&watcher.jobs_dir).is_none() {
+                    continue;
+                }
                 if events.send(Event::Reload { origin: "inotify" }).is_err() {
                     return;
                 }
@@ -176,6 +421,36 @@ mod tests {
             Ok(Some(Event::Reload { origin })) => origin == "inotify",
             _ => false,
         }
+    }
+
+    /// Returns whether no event arrives within three debounce periods.
+    async fn no_reload(receiver: &mut mpsc::UnboundedReceiver<Event>) -> bool {
+        tokio::time::timeout(DEBOUNCE * 3, receiver.recv())
+            .await
+            .is_err()
+    }
+
+    /// Writes `file` and checks that one reload follows within
+    /// [`MAX_DELAY`].
+    async fn assert_write_reloads(receiver: &mut mpsc::UnboundedReceiver<Event>, file: &Path) {
+        let written = std::time::Instant::now();
+        std::fs::write(file, "{}").unwrap();
+        assert!(
+            next_reload(receiver).await,
+            "no reload after writing {}",
+            file.display()
+        );
+        let waited = written.elapsed();
+        assert!(
+            waited <= MAX_DELAY,
+            "the reload came {waited:?} after writing {}",
+            file.display()
+        );
+        assert!(
+            no_reload(receiver).await,
+            "writing {} caused more than one reload",
+            file.display()
+        );
     }
 
     #[tokio::test]
@@ -251,6 +526,163 @@ mod tests {
         std::fs::write(dir.path().join(".web.json.swp"), "x").unwrap();
         let ignored = tokio::time::timeout(DEBOUNCE * 2, receiver.recv()).await;
         assert!(ignored.is_err(), "an editor swap file caused a reload");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn renamed_jobs_dir_is_watched_again() {
+        let scratch = tempfile::tempdir().unwrap();
+        let jobs = scratch.path().join("jobs");
+        let staged = scratch.path().join("jobs.new");
+        let old = scratch.path().join("jobs.old");
+        std::fs::create_dir(&jobs).unwrap();
+        std::fs::create_dir_all(staged.join("web.json.d")).unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.clone(), events).unwrap();
+
+        std::fs::rename(&jobs, &old).unwrap();
+        std::fs::rename(&staged, &jobs).unwrap();
+        assert!(next_reload(&mut receiver).await, "no reload after the swap");
+        assert!(
+            no_reload(&mut receiver).await,
+            "the swap caused more than one reload"
+        );
+
+        assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        assert_write_reloads(&mut receiver, &jobs.join("web.json.d/10-env.json")).await;
+
+        std::fs::write(old.join("db.json"), "{}").unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "a write in the directory moved away caused a reload"
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn recreated_jobs_dir_is_watched_again() {
+        let scratch = tempfile::tempdir().unwrap();
+        let jobs = scratch.path().join("jobs");
+        std::fs::create_dir(&jobs).unwrap();
+        std::fs::write(jobs.join("web.json"), "{}").unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.clone(), events).unwrap();
+
+        std::fs::remove_dir_all(&jobs).unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "a reload ran while the jobs directory was missing"
+        );
+        assert!(!task.is_finished(), "the watch ended with the directory");
+
+        std::fs::create_dir(&jobs).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after the directory came back"
+        );
+        assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn repointed_jobs_symlink_is_watched_again() {
+        let scratch = tempfile::tempdir().unwrap();
+        let first = scratch.path().join("release-1");
+        let second = scratch.path().join("release-2");
+        let jobs = scratch.path().join("jobs");
+        std::fs::create_dir(&first).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        std::os::unix::fs::symlink("release-1", &jobs).unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.clone(), events).unwrap();
+
+        // GNU `ln -sfn` creates the new link under a temporary name and
+        // renames it over the old one (gnulib `force_symlinkat`).
+        let staged = scratch.path().join("jobs.link");
+        std::os::unix::fs::symlink("release-2", &staged).unwrap();
+        std::fs::rename(&staged, &jobs).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after renaming a new link over the old one"
+        );
+        assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        std::fs::write(first.join("db.json"), "{}").unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "a write in the old link target caused a reload"
+        );
+
+        // Deleted and created again, as `rm` followed by `ln -s` does.
+        std::fs::remove_file(&jobs).unwrap();
+        std::os::unix::fs::symlink("release-1", &jobs).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after replacing the link"
+        );
+        assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn parent_dir_events_of_other_names_are_ignored() {
+        let scratch = tempfile::tempdir().unwrap();
+        let jobs = scratch.path().join("jobs");
+        std::fs::create_dir(&jobs).unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.clone(), events).unwrap();
+
+        let other = scratch.path().join("jobs2");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::rename(&other, scratch.path().join("jobs.old")).unwrap();
+        std::fs::write(scratch.path().join("web.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("jobs", scratch.path().join("link")).unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "a change of another name in the parent caused a reload"
+        );
+
+        assert_write_reloads(&mut receiver, &jobs.join("web.json")).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn kubernetes_volume_update_reloads() {
+        // The layout that the kubelet writes for a ConfigMap volume: the
+        // visible names are symbolic links through `..data`.
+        let jobs = tempfile::tempdir().unwrap();
+        let first = jobs.path().join("..2026_01_01_00_00_00.1");
+        std::fs::create_dir_all(first.join("web.json.d")).unwrap();
+        std::fs::write(first.join("web.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(first.file_name().unwrap(), jobs.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/web.json", jobs.path().join("web.json")).unwrap();
+        std::os::unix::fs::symlink("..data/web.json.d", jobs.path().join("web.json.d")).unwrap();
+        let (events, mut receiver) = mpsc::unbounded_channel();
+        let task = spawn(jobs.path().to_path_buf(), events).unwrap();
+
+        let second = jobs.path().join("..2026_01_01_00_01_00.2");
+        std::fs::create_dir_all(second.join("web.json.d")).unwrap();
+        std::fs::write(second.join("web.json"), "{}").unwrap();
+        std::fs::write(second.join("db.json"), "{}").unwrap();
+        assert!(
+            no_reload(&mut receiver).await,
+            "staging a new version in a hidden directory caused a reload"
+        );
+        let staged = jobs.path().join("..data_tmp");
+        std::os::unix::fs::symlink(second.file_name().unwrap(), &staged).unwrap();
+        std::fs::rename(&staged, jobs.path().join("..data")).unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after `..data` was replaced"
+        );
+
+        std::os::unix::fs::symlink("..data/db.json", jobs.path().join("db.json")).unwrap();
+        assert!(
+            next_reload(&mut receiver).await,
+            "no reload after a symbolic link was created"
+        );
+
+        assert_write_reloads(&mut receiver, &second.join("web.json.d/10-env.json")).await;
         task.abort();
     }
 }
