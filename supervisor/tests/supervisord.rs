@@ -609,7 +609,20 @@ fn reload_applies_changes() {
         invalid.description
     );
 
+    // A re-read names the file that is still invalid, and fails.
+    let again = daemon.ctl(&["reread"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stdout_of(&again).starts_with("keep: invalid: "),
+        "{}",
+        stdout_of(&again)
+    );
+
+    daemon.write_job("keep", &term_handler());
+    let update = daemon.ctl(&["update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
     let nothing = daemon.ctl(&["reread"]);
+    assert_eq!(nothing.status.code(), Some(0));
     assert_eq!(stdout_of(&nothing), "No config updates to jobs\n");
 }
 
