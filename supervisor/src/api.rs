@@ -160,8 +160,8 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReloadReport {
     pub changes: Vec<JobChange>,
-    /// Why the jobs directory could not be listed. No job is added or
-    /// removed then, as the scan saw none of the files.
+    /// The error that kept the jobs directory from being listed. No job is
+    /// added or removed then, as the scan saw none of the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir_error: Option<String>,
 }

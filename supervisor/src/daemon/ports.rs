@@ -83,8 +83,8 @@ pub struct PortRelay {
     released: PortsReleased,
 }
 
-/// Completes once every listener of a relay is closed: each accept loop
-/// holds a clone of the sending side, which is dropped with the loop.
+/// A signal that completes once every listener of a relay is closed. Each
+/// accept loop owns a clone of the sending side, dropped with the loop.
 #[derive(Debug, Clone)]
 pub struct PortsReleased(watch::Receiver<()>);
 
@@ -94,14 +94,15 @@ impl PortsReleased {
     }
 }
 
-/// Whether a listener on `a` keeps another from binding `b`: the same port
-/// on the same address, or on any address when either is a wildcard.
+/// Returns whether a listener on `a` keeps another from binding `b`: the
+/// same port on the same address, or on any address when either is a
+/// wildcard.
 pub fn addresses_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-/// The host addresses of `ports` that parse; an address that does not
-/// fails the launch with its own error.
+/// Returns the host addresses of `ports` that parse. An address that does
+/// not parse fails the launch with its own error.
 pub fn host_addresses(ports: &[PortMapping]) -> Vec<SocketAddr> {
     ports
         .iter()
@@ -134,8 +135,9 @@ impl PortRelay {
         }
     }
 
-    /// Whether one of the relay's listeners keeps `address` from binding.
-    pub fn holds(&self, address: &SocketAddr) -> bool {
+    /// Returns whether one of the relay's listeners keeps `address` from
+    /// binding.
+    pub fn blocks(&self, address: &SocketAddr) -> bool {
         self.addresses
             .iter()
             .any(|held| addresses_overlap(held, address))
@@ -164,9 +166,9 @@ impl ClosingRelay {
         }
     }
 
-    /// Whether one of the closing listeners may still keep `address` from
-    /// binding.
-    pub fn holds(&self, address: &SocketAddr) -> bool {
+    /// Returns whether one of the closing listeners may still keep
+    /// `address` from binding.
+    pub fn blocks(&self, address: &SocketAddr) -> bool {
         self.addresses
             .iter()
             .any(|held| addresses_overlap(held, address))
@@ -220,15 +222,22 @@ pub fn start_relay(
         let connector = connector.clone();
         let job = job.to_string();
         let container_id = container_id.to_string();
-        let held = HeldListener {
+        let owned = HeldListener {
             listener,
             _release: Arc::clone(&release),
         };
         tasks.push(tokio::spawn(async move {
-            // Moves the whole value in, release signal included; naming only
+            // Moves the whole value in, release signal included. Naming only
             // the listener field would capture just that field.
-            let held = held;
-            accept_loop(&held.listener, container_port, connector, job, container_id).await;
+            let owned = owned;
+            accept_loop(
+                &owned.listener,
+                container_port,
+                connector,
+                job,
+                container_id,
+            )
+            .await;
         }));
     }
     PortRelay {
@@ -499,7 +508,7 @@ mod tests {
         let bound = bind(&[mapping("127.0.0.1:0", 8080)]).unwrap();
         let address = bound.listeners[0].0.local_addr().unwrap();
         let relay = start_relay(bound, Network::Host, "web", "web-1", Path::new("/none"));
-        assert!(relay.holds(&address));
+        assert!(relay.blocks(&address));
         let released = relay.released();
         let waiting = tokio::spawn(released.wait());
         tokio::time::sleep(Duration::from_millis(50)).await;

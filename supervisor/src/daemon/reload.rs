@@ -253,10 +253,10 @@ fn diff_values(
     }
 }
 
-/// Returns the API's view of a plan made from `scan`. Every invalid file of
-/// the scan is listed, also one whose error supervisord already showed, so
-/// that a re-read names each file that needs fixing; so is an error that
-/// kept the directory from being listed.
+/// Returns the API's view of a plan made from `scan`. The view lists every
+/// invalid file of the scan, also one whose error supervisord already
+/// showed, so that a re-read names each file that needs fixing. It also
+/// carries the error that kept the directory from being listed.
 pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
     let mut changes: Vec<JobChange> = plans
         .iter()

@@ -734,17 +734,16 @@ impl Supervisor {
         });
     }
 
-    /// The relays of other jobs that hold a host address of `name`'s ports
-    /// and are about to let it go: a container that stops, or listeners
-    /// being closed. A job file renamed while its job publishes a port
-    /// starts the new job only once the old one released the port. A job
-    /// that keeps running keeps its address, and the launch fails to bind.
+    /// Returns the release signals of other jobs' relays that listen on a
+    /// host address of `name`'s ports and are about to close: those of a
+    /// stopping container, or listeners being closed. A job that keeps
+    /// running keeps its address, and the launch fails to bind it.
     fn port_blockers(&self, name: &str) -> Vec<ports::PortsReleased> {
         let Some(spec) = self.jobs.get(name).and_then(|job| job.spec.as_ref()) else {
             return Vec::new();
         };
-        let wanted = ports::host_addresses(&spec.ports);
-        if wanted.is_empty() {
+        let addresses = ports::host_addresses(&spec.ports);
+        if addresses.is_empty() {
             return Vec::new();
         }
         let mut blockers = Vec::new();
@@ -757,12 +756,12 @@ impl Supervisor {
                 .as_ref()
                 .and_then(|container| container.relay.as_ref())
                 .filter(|_| job.state == JobState::Stopping)
-                .filter(|relay| wanted.iter().any(|address| relay.holds(address)))
+                .filter(|relay| addresses.iter().any(|address| relay.blocks(address)))
                 .map(|relay| relay.released());
             let closing = job
                 .closing_relay
                 .as_ref()
-                .filter(|relay| wanted.iter().any(|address| relay.holds(address)))
+                .filter(|relay| addresses.iter().any(|address| relay.blocks(address)))
                 .map(|relay| relay.released());
             for released in stopping.into_iter().chain(closing) {
                 tracing::info!(job = %name, holder = %other, "waiting for another job to release a published port");
