@@ -79,8 +79,28 @@ impl BoundPorts {
 #[derive(Debug)]
 pub struct PortRelay {
     tasks: Vec<JoinHandle<()>>,
+    listening: Listening,
+}
+
+/// The addresses a relay listens on, and the signal of their release.
+#[derive(Debug, Clone)]
+pub struct Listening {
     addresses: Vec<SocketAddr>,
     released: PortsReleased,
+}
+
+impl Listening {
+    /// Returns whether one of the listeners keeps `address` from binding,
+    /// until the release signal completes.
+    pub fn blocks(&self, address: &SocketAddr) -> bool {
+        self.addresses
+            .iter()
+            .any(|held| addresses_overlap(held, address))
+    }
+
+    pub fn released(&self) -> PortsReleased {
+        self.released.clone()
+    }
 }
 
 /// A signal that completes once every listener of a relay is closed. Each
@@ -130,21 +150,12 @@ impl PortRelay {
         }
         ClosingRelay {
             tasks,
-            addresses: std::mem::take(&mut self.addresses),
-            released: self.released.clone(),
+            listening: self.listening.clone(),
         }
     }
 
-    /// Returns whether one of the relay's listeners keeps `address` from
-    /// binding.
-    pub fn blocks(&self, address: &SocketAddr) -> bool {
-        self.addresses
-            .iter()
-            .any(|held| addresses_overlap(held, address))
-    }
-
-    pub fn released(&self) -> PortsReleased {
-        self.released.clone()
+    pub fn listening(&self) -> &Listening {
+        &self.listening
     }
 }
 
@@ -152,8 +163,7 @@ impl PortRelay {
 #[derive(Debug)]
 pub struct ClosingRelay {
     tasks: Vec<JoinHandle<()>>,
-    addresses: Vec<SocketAddr>,
-    released: PortsReleased,
+    listening: Listening,
 }
 
 impl ClosingRelay {
@@ -166,16 +176,8 @@ impl ClosingRelay {
         }
     }
 
-    /// Returns whether one of the closing listeners may still keep
-    /// `address` from binding.
-    pub fn blocks(&self, address: &SocketAddr) -> bool {
-        self.addresses
-            .iter()
-            .any(|held| addresses_overlap(held, address))
-    }
-
-    pub fn released(&self) -> PortsReleased {
-        self.released.clone()
+    pub fn listening(&self) -> &Listening {
+        &self.listening
     }
 }
 
@@ -242,8 +244,10 @@ pub fn start_relay(
     }
     PortRelay {
         tasks,
-        addresses,
-        released: PortsReleased(released),
+        listening: Listening {
+            addresses,
+            released: PortsReleased(released),
+        },
     }
 }
 
@@ -508,8 +512,8 @@ mod tests {
         let bound = bind(&[mapping("127.0.0.1:0", 8080)]).unwrap();
         let address = bound.listeners[0].0.local_addr().unwrap();
         let relay = start_relay(bound, Network::Host, "web", "web-1", Path::new("/none"));
-        assert!(relay.blocks(&address));
-        let released = relay.released();
+        assert!(relay.listening().blocks(&address));
+        let released = relay.listening().released();
         let waiting = tokio::spawn(released.wait());
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(

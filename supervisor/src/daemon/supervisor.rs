@@ -756,14 +756,13 @@ impl Supervisor {
                 .as_ref()
                 .and_then(|container| container.relay.as_ref())
                 .filter(|_| job.state == JobState::Stopping)
-                .filter(|relay| addresses.iter().any(|address| relay.blocks(address)))
-                .map(|relay| relay.released());
-            let closing = job
-                .closing_relay
-                .as_ref()
-                .filter(|relay| addresses.iter().any(|address| relay.blocks(address)))
-                .map(|relay| relay.released());
-            for released in stopping.into_iter().chain(closing) {
+                .map(|relay| relay.listening());
+            let closing = job.closing_relay.as_ref().map(|relay| relay.listening());
+            let releasing = stopping
+                .into_iter()
+                .chain(closing)
+                .filter(|listening| addresses.iter().any(|address| listening.blocks(address)));
+            for released in releasing.map(|listening| listening.released()) {
                 tracing::info!(job = %name, holder = %other, "waiting for another job to release a published port");
                 blockers.push(released);
             }
