@@ -1809,6 +1809,36 @@ fn renamed_job_waits_for_its_port() {
 }
 
 #[test]
+fn port_conflict_names_the_holder() {
+    if skip("port_conflict_names_the_holder") {
+        return;
+    }
+    let host_port = free_port();
+    let daemon = Daemon::start(&[("first", &port_server(host_port))]);
+    daemon.wait_for_state("first", JobState::Running, SETTLE);
+
+    daemon.write_job("second", &port_server(host_port));
+    daemon.wait_until(SETTLE, "the second job failed to start", |daemon| {
+        daemon
+            .job("second")
+            .is_ok_and(|view| view.state == JobState::Backoff)
+    });
+    let view = daemon.job("second").unwrap();
+    assert!(
+        view.description.contains("Address already in use"),
+        "{}",
+        view.description
+    );
+    assert!(
+        view.description
+            .contains("job \"first\" publishes that address"),
+        "{}",
+        view.description
+    );
+    read_port(&daemon, host_port);
+}
+
+#[test]
 fn running_job_log_rotates() {
     if skip("running_job_log_rotates") {
         return;

@@ -770,6 +770,35 @@ impl Supervisor {
         blockers
     }
 
+    /// Returns the name of the other job whose relay listens on the address
+    /// that `error` failed to bind, when the address was in use.
+    fn address_holder(&self, name: &str, error: &LaunchError) -> Option<String> {
+        let LaunchError::Ports(ports::PortError::Bind {
+            address, source, ..
+        }) = error
+        else {
+            return None;
+        };
+        if source.kind() != std::io::ErrorKind::AddrInUse {
+            return None;
+        }
+        self.jobs
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .find(|(_, job)| {
+                let open = job
+                    .container
+                    .as_ref()
+                    .and_then(|container| container.relay.as_ref())
+                    .map(|relay| relay.listening());
+                let closing = job.closing_relay.as_ref().map(|relay| relay.listening());
+                open.into_iter()
+                    .chain(closing)
+                    .any(|listening| listening.blocks(address))
+            })
+            .map(|(other, _)| other.clone())
+    }
+
     /// Takes over the container whose launch finished, or records the
     /// failed start. A stop that came during the launch applies now.
     fn on_launched(&mut self, name: &str, id: &str, result: Result<Launched, LaunchError>) {
@@ -796,7 +825,10 @@ impl Supervisor {
         } = match result {
             Ok(launched) => launched,
             Err(error) => {
-                let message = error_chain(&error);
+                let mut message = error_chain(&error);
+                if let Some(holder) = self.address_holder(name, &error) {
+                    message.push_str(&format!("; job {holder:?} publishes that address"));
+                }
                 tracing::error!(job = %name, container_id = %id, error = %message, "failed to start job");
                 let run = LastRun {
                     container_id: id.to_string(),
