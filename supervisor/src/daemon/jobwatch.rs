@@ -259,7 +259,7 @@ impl Watcher {
         let dir = self.jobs_dir.display().to_string();
         if current.is_none() {
             if was_watched {
-                tracing::warn!(%dir, "the jobs directory is missing; waiting for it to reappear");
+                tracing::warn!(%dir, "the jobs directory is missing or not a directory; waiting for a directory at its path");
             }
             return false;
         }
