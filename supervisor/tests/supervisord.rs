@@ -1769,8 +1769,8 @@ fn renamed_job_waits_for_its_port() {
         return;
     }
     let host_port = free_port();
-    // The old job ignores SIGTERM, so its stop holds the port for the whole
-    // timeout.
+    // The old job ignores SIGTERM, so its stop keeps the port bound for the
+    // whole timeout.
     let mut stubborn: serde_json::Value = serde_json::from_str(&port_server(host_port)).unwrap();
     let command = stubborn["command"][2].as_str().unwrap().to_string();
     stubborn["command"][2] = json!(format!(

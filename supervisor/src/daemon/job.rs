@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::api::{InvalidJob, JobView};
 use crate::daemon::monitor_handle::MonitorHandle;
-use crate::daemon::ports::{ClosingRelay, PortRelay};
+use crate::daemon::ports::{ClosingRelay, Listening, PortRelay};
 use crate::daemon::settled::SettledRecord;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
@@ -134,6 +134,19 @@ impl Job {
             stdout_log: log_dir.join(name).join("stdout.log"),
             stderr_log: log_dir.join(name).join("stderr.log"),
         }
+    }
+
+    /// Returns the listeners of the relay being closed, and with `with_open`
+    /// also those of the running container's relay.
+    pub fn listening(&self, with_open: bool) -> impl Iterator<Item = &Listening> {
+        let open = self
+            .container
+            .as_ref()
+            .and_then(|container| container.relay.as_ref())
+            .filter(|_| with_open)
+            .map(PortRelay::listening);
+        let closing = self.closing_relay.as_ref().map(ClosingRelay::listening);
+        open.into_iter().chain(closing)
     }
 
     /// Moves to `state` and invalidates the timers of the previous one.

@@ -751,20 +751,12 @@ impl Supervisor {
             if other == name {
                 continue;
             }
-            let stopping = job
-                .container
-                .as_ref()
-                .and_then(|container| container.relay.as_ref())
-                .filter(|_| job.state == JobState::Stopping)
-                .map(|relay| relay.listening());
-            let closing = job.closing_relay.as_ref().map(|relay| relay.listening());
-            let releasing = stopping
-                .into_iter()
-                .chain(closing)
+            let releasing = job
+                .listening(job.state == JobState::Stopping)
                 .filter(|listening| addresses.iter().any(|address| listening.blocks(address)));
-            for released in releasing.map(|listening| listening.released()) {
+            for listening in releasing {
                 tracing::info!(job = %name, holder = %other, "waiting for another job to release a published port");
-                blockers.push(released);
+                blockers.push(listening.released());
             }
         }
         blockers
@@ -786,14 +778,7 @@ impl Supervisor {
             .iter()
             .filter(|(other, _)| other.as_str() != name)
             .find(|(_, job)| {
-                let open = job
-                    .container
-                    .as_ref()
-                    .and_then(|container| container.relay.as_ref())
-                    .map(|relay| relay.listening());
-                let closing = job.closing_relay.as_ref().map(|relay| relay.listening());
-                open.into_iter()
-                    .chain(closing)
+                job.listening(true)
                     .any(|listening| listening.blocks(address))
             })
             .map(|(other, _)| other.clone())
