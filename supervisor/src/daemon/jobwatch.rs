@@ -39,7 +39,7 @@ const DROPIN_SUFFIX: &str = ".json.d";
 
 /// The symbolic link that the kubelet renames into place to update a
 /// ConfigMap or Secret volume at once. The visible files are symbolic links
-/// through it (`pkg/volume/util/atomic_writer.go` in Kubernetes).
+/// through it.
 const KUBERNETES_DATA_LINK: &str = "..data";
 
 /// An error setting up the watch.
@@ -596,8 +596,8 @@ mod tests {
         let (events, mut receiver) = mpsc::unbounded_channel();
         let task = spawn(jobs.clone(), events).unwrap();
 
-        // GNU `ln -sfn` creates the new link under a temporary name and
-        // renames it over the old one (gnulib `force_symlinkat`).
+        // GNU `ln -sfn` (coreutils 9.1) creates the new link under a
+        // temporary name and renames it over the old one.
         let staged = scratch.path().join("jobs.link");
         std::os::unix::fs::symlink("release-2", &staged).unwrap();
         std::fs::rename(&staged, &jobs).unwrap();
