@@ -159,11 +159,15 @@ fn shutdown_during_launches_leaves_nothing() {
             "{dir} is not empty"
         );
     }
-    // Every job either started and was stopped, or failed to start.
+    // Every job started, failed to start, or had its launch cancelled
+    // while it waited for a launch slot, and then counts as stopped.
     let log = daemon.daemon_log();
     let started = log.matches("started job job=").count();
     let failed = log.matches("failed to start job job=").count();
+    let cancelled = log
+        .matches("launch cancelled before the container was created job=")
+        .count();
     let stopped = log.matches("job stopped job=").count();
-    assert_eq!(started + failed, names.len(), "{log}");
+    assert_eq!(started + failed + cancelled, names.len(), "{log}");
     assert_eq!(stopped, names.len(), "{log}");
 }

@@ -1769,15 +1769,7 @@ fn renamed_job_waits_for_its_port() {
         return;
     }
     let host_port = free_port();
-    // The old job ignores SIGTERM, so its stop keeps the port bound for the
-    // whole timeout.
-    let mut stubborn: serde_json::Value = serde_json::from_str(&port_server(host_port)).unwrap();
-    let command = stubborn["command"][2].as_str().unwrap().to_string();
-    stubborn["command"][2] = json!(format!(
-        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n{command}"
-    ));
-    stubborn["stop"] = json!({"timeout": "3s"});
-    let daemon = Daemon::start(&[("web", &stubborn.to_string())]);
+    let daemon = Daemon::start(&[("web", &stubborn_port_server(host_port, "3s"))]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     read_port(&daemon, host_port);
 
@@ -1806,6 +1798,78 @@ fn renamed_job_waits_for_its_port() {
         daemon.diagnostics()
     );
     read_port(&daemon, host_port);
+}
+
+/// Returns a [`port_server`] job that ignores SIGTERM, so its stop keeps
+/// the port bound for the whole `stop_timeout`.
+fn stubborn_port_server(host_port: u16, stop_timeout: &str) -> String {
+    let mut stubborn: serde_json::Value = serde_json::from_str(&port_server(host_port)).unwrap();
+    let command = stubborn["command"][2].as_str().unwrap().to_string();
+    stubborn["command"][2] = json!(format!(
+        "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n{command}"
+    ));
+    stubborn["stop"] = json!({ "timeout": stop_timeout });
+    stubborn.to_string()
+}
+
+#[test]
+fn stop_cancels_a_start_that_waits_for_a_port() {
+    if skip("stop_cancels_a_start_that_waits_for_a_port") {
+        return;
+    }
+    let host_port = free_port();
+    let daemon = Daemon::start(&[("web", &stubborn_port_server(host_port, "8s"))]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    read_port(&daemon, host_port);
+
+    // The renamed job waits for the port until the old one's stop ends.
+    std::fs::rename(
+        daemon.jobs_dir().join("web.json"),
+        daemon.jobs_dir().join("web2.json"),
+    )
+    .unwrap();
+    daemon.wait_until(SETTLE, "the renamed job waits for its port", |daemon| {
+        daemon
+            .daemon_log()
+            .contains("waiting for another job to release a published port")
+    });
+    let stop = daemon.ctl(&["stop", "web2"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}{}",
+        stdout_of(&stop),
+        daemon.diagnostics()
+    );
+    assert_eq!(stdout_of(&stop), "web2: stopped\n");
+    // The stop did not wait for the old job, which still holds the port.
+    let old = daemon.job("web").unwrap();
+    assert_eq!(old.state, JobState::Stopping, "{}", daemon.diagnostics());
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("launch cancelled before the container was created"),
+        "{}",
+        daemon.diagnostics()
+    );
+
+    // No container starts once the old job is gone.
+    daemon.wait_until(
+        SETTLE + Duration::from_secs(8),
+        "the old job is removed",
+        |daemon| daemon.job("web").is_err(),
+    );
+    let view = daemon.job("web2").unwrap();
+    assert_eq!(view.state, JobState::Stopped, "{}", daemon.diagnostics());
+    let started_web2 = daemon
+        .daemon_log()
+        .lines()
+        .any(|line| line.contains("started job") && line.contains("web2"));
+    assert!(!started_web2, "{}", daemon.diagnostics());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", host_port)).is_err(),
+        "the port is still published"
+    );
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct Job {
     /// Id of the container whose launch runs on the blocking pool. The job
     /// is STARTING, or STOPPING when a stop came during the launch.
     pub launching: Option<String>,
+    /// Cancels the launch while it waits for published ports or a launch
+    /// slot; sending fails once the container is being created.
+    pub cancel_launch: Option<oneshot::Sender<()>>,
     pub last_run: Option<LastRun>,
     pub last_container_id: Option<String>,
     pub restarts: u32,
@@ -121,6 +124,7 @@ impl Job {
             epoch: 0,
             container: None,
             launching: None,
+            cancel_launch: None,
             last_run: None,
             last_container_id: None,
             restarts: 0,
@@ -286,6 +290,7 @@ impl Job {
                 .container
                 .as_ref()
                 .map(|container| container.id.clone())
+                .or_else(|| self.launching.clone())
                 .or_else(|| self.last_container_id.clone()),
             file: self.file.clone(),
             error: self.invalid.clone(),

@@ -308,6 +308,12 @@ pub enum Event {
         container_id: String,
         result: Box<Result<launch::Launched, launch::LaunchError>>,
     },
+    /// A stop came while the launch still waited for published ports or
+    /// for a launch slot, so no container was created.
+    LaunchCancelled {
+        name: String,
+        container_id: String,
+    },
     /// A shim wrote the pid file of a container.
     PidWritten {
         container_id: String,

@@ -139,17 +139,16 @@ impl Drop for PortRelay {
 }
 
 impl PortRelay {
-    /// Stops accepting and returns a handle that completes once every
-    /// listener is closed. Dropping the relay closes them too, but only when
-    /// the runtime next polls the aborted tasks, so a new container that
-    /// binds the same addresses has to wait for this handle first.
+    /// Stops accepting and returns a handle whose release signal completes
+    /// once every listener is closed. Dropping the relay closes them too,
+    /// but only when the runtime next polls the aborted tasks, so a new
+    /// container that binds the same addresses has to wait for that signal
+    /// first.
     pub fn close(mut self) -> ClosingRelay {
-        let tasks = std::mem::take(&mut self.tasks);
-        for task in &tasks {
+        for task in std::mem::take(&mut self.tasks) {
             task.abort();
         }
         ClosingRelay {
-            tasks,
             listening: self.listening.clone(),
         }
     }
@@ -159,21 +158,18 @@ impl PortRelay {
     }
 }
 
-/// The tasks of a relay being closed; see [`PortRelay::close`].
+/// A relay being closed; see [`PortRelay::close`].
 #[derive(Debug)]
 pub struct ClosingRelay {
-    tasks: Vec<JoinHandle<()>>,
     listening: Listening,
 }
 
 impl ClosingRelay {
-    /// Waits until every listener of the relay is closed. Tokio drops an
-    /// aborted task's future, and with it the listener, before its join
-    /// handle completes.
-    pub async fn wait(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+    /// Returns a signal that completes once every listener of the relay is
+    /// closed. Tokio drops an aborted task's future, with its listener and
+    /// its clone of the sending side, when the runtime polls the task.
+    pub fn released(&self) -> PortsReleased {
+        self.listening.released()
     }
 
     pub fn listening(&self) -> &Listening {
@@ -603,7 +599,7 @@ mod tests {
             bind(&[mapping(&public, 9)]).is_err(),
             "the listener closed before the runtime polled its task"
         );
-        closing.wait().await;
+        closing.released().wait().await;
         let again = bind(&[mapping(&public, 9)]);
         assert!(again.is_ok(), "{:?}", again.err());
     }

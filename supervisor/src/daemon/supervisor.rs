@@ -213,6 +213,9 @@ impl Supervisor {
                 container_id,
                 result,
             } => self.on_launched(&name, &container_id, *result),
+            Event::LaunchCancelled { name, container_id } => {
+                self.on_launch_cancelled(&name, &container_id)
+            }
             Event::PidWritten { container_id } => self.on_pid_written(&container_id),
             Event::PidWatchFailed => self.on_pid_watch_failed(),
             Event::Reload { origin } => {
@@ -691,8 +694,9 @@ impl Supervisor {
         let id = launch::new_container_id(name);
         job.pending_restart = None;
         job.fatal = None;
-        job.last_container_id = Some(id.clone());
         job.launching = Some(id.clone());
+        let (cancel_launch, cancelled) = oneshot::channel();
+        job.cancel_launch = Some(cancel_launch);
         job.enter(JobState::Starting);
 
         let config = Arc::clone(&self.config);
@@ -701,19 +705,35 @@ impl Supervisor {
         let name = name.to_string();
         let stdout_log = job.stdout_log.clone();
         let stderr_log = job.stderr_log.clone();
-        let closing_relay = job.closing_relay.take();
+        // The last container's listeners hold the addresses the launch
+        // binds. The job keeps the closing relay until the launch ends, so
+        // a cancelled launch leaves it for the next one.
+        let own_release = job
+            .closing_relay
+            .as_ref()
+            .map(ports::ClosingRelay::released);
         let restarts = job.kept_restarts();
         tokio::spawn(async move {
-            for blocker in blockers {
-                blocker.wait().await;
-            }
-            // The last container's listeners hold the addresses the launch
-            // binds.
-            if let Some(closing) = closing_relay {
-                closing.wait().await;
-            }
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = permits.acquire_owned().await;
+            let ready = async {
+                for blocker in blockers.into_iter().chain(own_release) {
+                    blocker.wait().await;
+                }
+                // The semaphore is never closed, so acquiring only waits.
+                permits.acquire_owned().await
+            };
+            // A dropped sender only means no stop can come any more.
+            let cancelled = async {
+                if cancelled.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let _permit = tokio::select! {
+                permit = ready => permit,
+                () = cancelled => {
+                    let _ = events.send(Event::LaunchCancelled { name, container_id: id });
+                    return;
+                }
+            };
             let (job_name, container_id) = (name.clone(), id.clone());
             let launched = tokio::task::spawn_blocking(move || {
                 let logs = (stdout_log.as_path(), stderr_log.as_path());
@@ -799,6 +819,10 @@ impl Supervisor {
         }
         let job = self.jobs.get_mut(name).expect("checked above");
         job.launching = None;
+        job.cancel_launch = None;
+        job.last_container_id = Some(id.to_string());
+        // The launch waited for the listeners of the job's last container.
+        job.closing_relay = None;
         let spec = job.spec.clone().expect("a job with a launch has a spec");
         self.release_memory_when_settled();
         let job = self.jobs.get_mut(name).expect("checked above");
@@ -865,6 +889,23 @@ impl Supervisor {
         } else {
             self.arm_timer(name, epoch, TimerKind::Started, start_seconds);
         }
+    }
+
+    /// Ends a launch that a stop cancelled before it created the container,
+    /// and moves the job on as if its container had stopped.
+    fn on_launch_cancelled(&mut self, name: &str, id: &str) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        if job.launching.as_deref() != Some(id) {
+            tracing::error!(job = %name, container_id = %id, "a cancelled launch belongs to no launching job");
+            return;
+        }
+        job.launching = None;
+        job.cancel_launch = None;
+        tracing::info!(job = %name, container_id = %id, "launch cancelled before the container was created");
+        self.release_memory_when_settled();
+        self.finish_stop(name);
     }
 
     /// Marks that the container has run for `start_seconds` and enters
@@ -1027,7 +1068,18 @@ impl Supervisor {
         }
         if job.container.is_none() {
             if job.launching.is_some() {
-                tracing::info!(job = %name, "stop requested during the launch; it applies once the container started");
+                // The launch task answers a cancel it still waits for with
+                // LaunchCancelled; once it creates the container, the stop
+                // applies when the launch ends.
+                let cancelled = job
+                    .cancel_launch
+                    .take()
+                    .is_some_and(|cancel| cancel.send(()).is_ok());
+                if cancelled {
+                    tracing::info!(job = %name, "stop requested while the launch waits; cancelling it");
+                } else {
+                    tracing::info!(job = %name, "stop requested during the launch; it applies once the container started");
+                }
                 job.enter(JobState::Stopping);
             }
             return;
@@ -1231,6 +1283,23 @@ impl Supervisor {
         self.after_run(name, run);
     }
 
+    /// Moves a stopped job to the state its stop asked for: STOPPED, a new
+    /// start, or removed.
+    fn finish_stop(&mut self, name: &str) {
+        let shutting_down = self.shutting_down;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        match std::mem::take(&mut job.after_stop) {
+            AfterStop::Remove => self.forget(name),
+            AfterStop::Start if !shutting_down => self.start_container(name),
+            _ => {
+                job.enter(JobState::Stopped);
+                tracing::info!(job = %name, "job stopped");
+            }
+        }
+    }
+
     /// Moves a job whose run ended to its next state: the one a stop asked
     /// for, or the one the restart policy decides.
     fn after_run(&mut self, name: &str, run: LastRun) {
@@ -1242,15 +1311,7 @@ impl Supervisor {
         job.last_run = Some(run);
 
         if stopping || shutting_down {
-            let after_stop = std::mem::take(&mut job.after_stop);
-            match after_stop {
-                AfterStop::Remove => self.forget(name),
-                AfterStop::Start if !shutting_down => self.start_container(name),
-                _ => {
-                    job.enter(JobState::Stopped);
-                    tracing::info!(job = %name, "job stopped");
-                }
-            }
+            self.finish_stop(name);
             return;
         }
 
