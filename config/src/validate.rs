@@ -599,16 +599,10 @@ fn check_ports(spec: &JobSpec) -> Check {
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
     for (index, port) in spec.ports.iter().enumerate() {
         let path = FieldPath::of(&["ports"]).index(index);
-        let address: SocketAddr = port.host.parse().map_err(|_| {
-            ValidationError::new(
-                path.key("host"),
-                format!(
-                    "invalid host address {:?}: expected IP:PORT, such as \"127.0.0.1:8080\" or \
-                     \"[::1]:8080\"",
-                    port.host
-                ),
-            )
-        })?;
+        let address: SocketAddr = port
+            .host
+            .parse()
+            .map_err(|_| ValidationError::new(path.key("host"), bad_host_address(&port.host)))?;
         if !can_accept_tcp(address.ip()) {
             return Err(ValidationError::new(
                 path.key("host"),
@@ -644,6 +638,41 @@ fn check_ports(spec: &JobSpec) -> Check {
         }
     }
     Ok(())
+}
+
+/// Explains why `host` is not an `IP:PORT` address, naming the part that is
+/// wrong when the rest is fine.
+fn bad_host_address(host: &str) -> String {
+    const EXPECTED: &str = "expected IP:PORT, such as \"127.0.0.1:8080\" or \"[::1]:8080\"";
+    let bracketed = host
+        .strip_prefix('[')
+        .and_then(|ip| ip.strip_suffix(']'))
+        .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    if bracketed || host.parse::<IpAddr>().is_ok() {
+        return format!("invalid host address {host:?}: the port is missing; {EXPECTED}");
+    }
+    if let Some((ip, port)) = host.rsplit_once(':') {
+        let bare_ip = ip
+            .strip_prefix('[')
+            .and_then(|ip| ip.strip_suffix(']'))
+            .unwrap_or(ip);
+        let valid_ip = match bare_ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => ip.starts_with('['),
+            Ok(IpAddr::V4(_)) => true,
+            Err(_) => false,
+        };
+        let digits = !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit());
+        if valid_ip && digits {
+            return format!("host port {port} in {host:?} is out of range: allowed 1 to 65535");
+        }
+        if !valid_ip && digits && !ip.is_empty() && !ip.contains(':') {
+            return format!(
+                "invalid host address {host:?}: {ip:?} is not an IP address (host names are \
+                 not resolved); {EXPECTED}"
+            );
+        }
+    }
+    format!("invalid host address {host:?}: {EXPECTED}")
 }
 
 /// Returns whether TCP can deliver connections to `ip`. TCP is unicast only,

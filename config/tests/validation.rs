@@ -391,13 +391,7 @@ fn io_limits_must_be_positive() {
 
 #[test]
 fn ports_host_must_parse() {
-    for bad in [
-        "8080",
-        "localhost:8080",
-        "127.0.0.1",
-        "::1:8080",
-        "127.0.0.1:99999",
-    ] {
+    for bad in ["8080", "localhost:8080", "127.0.0.1", "::1:8080"] {
         let text = format!(
             "{{\"command\": [\"/x\"],\n \"ports\": [{{\"host\": ▶{bad:?}, \"container\": 80}}]}}"
         );
@@ -449,6 +443,47 @@ fn ports_host_port_nonzero() {
         "ports[0].host",
         "host port 0 in \"127.0.0.1:0\" is out of range: allowed 1 to 65535",
     );
+}
+
+#[test]
+fn ports_host_errors_name_the_wrong_part() {
+    let cases = [
+        (
+            "127.0.0.1:70000",
+            "host port 70000 in \"127.0.0.1:70000\" is out of range: allowed 1 to 65535",
+        ),
+        (
+            "[::1]:65536",
+            "host port 65536 in \"[::1]:65536\" is out of range: allowed 1 to 65535",
+        ),
+        (
+            "127.0.0.1",
+            "invalid host address \"127.0.0.1\": the port is missing; expected IP:PORT, such as \
+             \"127.0.0.1:8080\" or \"[::1]:8080\"",
+        ),
+        (
+            "[::1]",
+            "invalid host address \"[::1]\": the port is missing; expected IP:PORT, such as \
+             \"127.0.0.1:8080\" or \"[::1]:8080\"",
+        ),
+        (
+            "localhost:8080",
+            "invalid host address \"localhost:8080\": \"localhost\" is not an IP address (host \
+             names are not resolved); expected IP:PORT, such as \"127.0.0.1:8080\" or \
+             \"[::1]:8080\"",
+        ),
+        (
+            "127.0.0.1:http",
+            "invalid host address \"127.0.0.1:http\": expected IP:PORT, such as \
+             \"127.0.0.1:8080\" or \"[::1]:8080\"",
+        ),
+    ];
+    for (host, message) in cases {
+        let text = format!(
+            "{{\"command\": [\"/x\"],\n \"ports\": [{{\"host\": ▶{host:?}, \"container\": 80}}]}}"
+        );
+        expect_error(&text, "ports[0].host", message);
+    }
 }
 
 #[test]
