@@ -42,6 +42,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -117,6 +118,28 @@ def anonymous_memory(pid):
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"RssAnon missing from /proc/{pid}/status")
+
+
+def memory_by_mapping(pid):
+    """Splits a process's RSS into its executable's pages, the pages of
+    other files (shared libraries) and anonymous memory, in bytes."""
+    executable = os.readlink(f"/proc/{pid}/exe")
+    split = {"executable": 0, "other_files": 0, "anonymous": 0}
+    kind = "anonymous"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                path = fields[5] if len(fields) > 5 else ""
+                if path == executable:
+                    kind = "executable"
+                elif path.startswith("/"):
+                    kind = "other_files"
+                else:
+                    kind = "anonymous"
+            elif fields[0] == "Rss:":
+                split[kind] += int(fields[1]) * 1024
+    return split
 
 
 def load_average():
@@ -213,6 +236,8 @@ class CorralDaemon:
     """corral's supervisord on its own temporary directories."""
 
     name = "corral"
+    # Where supervisord, supervisorctl, corral and corral-monitor are; --bin-dir.
+    bin_dir = os.path.join(WORKSPACE, "target", "release")
 
     def __init__(self, jobs, scratch, label):
         self.dir = tempfile.mkdtemp(prefix="corral-bench-", dir=scratch)
@@ -227,7 +252,7 @@ class CorralDaemon:
                 json.dump(job, file)
 
     def binary(self, name):
-        path = os.path.join(WORKSPACE, "target", "release", name)
+        path = os.path.join(self.bin_dir, name)
         if not os.access(path, os.X_OK):
             sys.exit(f"bench.py: {path} is missing: run `cargo build --release` first")
         return path
@@ -431,6 +456,7 @@ def measure(daemon_class, count, scratch, label, timeout):
         status = time_command(daemon.status_argv(), STATUS_CALLS, 0)
         rss, pss = process_memory(daemon.process.pid)
         anonymous = anonymous_memory(daemon.process.pid)
+        mappings = memory_by_mapping(daemon.process.pid)
         files = open_files(daemon.process.pid)
         helper_pss, helpers = daemon.helper_pss()
         available_drop = available_before - mem_available()
@@ -447,6 +473,7 @@ def measure(daemon_class, count, scratch, label, timeout):
             "daemon_rss_mib": rss / 2**20,
             "daemon_pss_mib": pss / 2**20,
             "daemon_anon_mib": anonymous / 2**20,
+            "daemon_rss_split_mib": {kind: size / 2**20 for kind, size in mappings.items()},
             "daemon_fds": files,
             "helper_pss_mib_per_job": helper_pss / 2**20 / count if helpers else None,
             "mem_available_drop_mib": available_drop / 2**20,
@@ -547,7 +574,13 @@ def main():
     parser.add_argument(
         "--only", choices=["corral", "python"], help="measure one daemon instead of both"
     )
+    parser.add_argument(
+        "--bin-dir",
+        default=CorralDaemon.bin_dir,
+        help="directory of corral's binaries, to measure another build (default: target/release)",
+    )
     options = parser.parse_args()
+    CorralDaemon.bin_dir = os.path.abspath(options.bin_dir)
     if os.geteuid() != 0:
         sys.exit("bench.py: containers need root: rerun with sudo")
 

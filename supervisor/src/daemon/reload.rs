@@ -140,7 +140,7 @@ pub enum Planned {
 }
 
 /// Compares a scan with the jobs supervisord runs.
-pub fn plan(current: &BTreeMap<String, Job>, scan: &Scan) -> Vec<Planned> {
+pub fn plan(current: &BTreeMap<String, Box<Job>>, scan: &Scan) -> Vec<Planned> {
     let mut plans = Vec::new();
     for scanned in &scan.jobs {
         let Some(job) = current.get(&scanned.name) else {
@@ -338,14 +338,14 @@ mod tests {
         }
     }
 
-    fn job(name: &str, spec: Option<Arc<JobSpec>>, error: Option<InvalidJob>) -> Job {
-        Job::new(
+    fn job(name: &str, spec: Option<Arc<JobSpec>>, error: Option<InvalidJob>) -> Box<Job> {
+        Box::new(Job::new(
             name,
             PathBuf::from(format!("{name}.json")),
             spec,
             error,
             Path::new("/log"),
-        )
+        ))
     }
 
     fn scanned(name: &str, spec: Result<Arc<JobSpec>, InvalidJob>) -> ScannedJob {

@@ -50,7 +50,9 @@ const LIST_BYTES_PER_JOB: usize = 640;
 
 pub struct Supervisor {
     config: Arc<DaemonConfig>,
-    jobs: BTreeMap<String, Job>,
+    /// Boxed, so that the map's nodes hold pointers and the free slots of
+    /// a node cost 8 bytes each instead of a whole job.
+    jobs: BTreeMap<String, Box<Job>>,
     events: mpsc::UnboundedSender<Event>,
     shutting_down: bool,
     /// Shutdown requests that wait for every job to stop.
@@ -314,6 +316,7 @@ impl Supervisor {
     fn job_mut(&mut self, name: &str) -> Result<&mut Job, ApiError> {
         self.jobs
             .get_mut(name)
+            .map(|job| &mut **job)
             .ok_or_else(|| ApiError::not_found(name))
     }
 
@@ -573,7 +576,7 @@ impl Supervisor {
         let autostart = spec.as_ref().is_some_and(|spec| spec.autostart);
         tracing::info!(job = %name, file = %file.display(), "added job");
         let job = Job::new(&name, file, spec, invalid, &self.config.log_dir);
-        self.jobs.insert(name.clone(), job);
+        self.jobs.insert(name.clone(), Box::new(job));
         if autostart && self.autostart && !self.shutting_down {
             self.start_container(&name);
         }
