@@ -31,9 +31,12 @@ Installs:
                                   corral-monitor, metrics-agent
   DESTDIR/etc/systemd/system/     supervisord.service, metrics-agent.service
   DESTDIR/PREFIX/share/           bash, zsh and fish completions of
-                                  supervisorctl and supervisord
+                                  corral, supervisord, supervisorctl and
+                                  metrics-agent
   DESTDIR/PREFIX/share/man/       man pages of supervisorctl (section 1),
-                                  supervisord and corral-monitor (section 8)
+                                  corral, supervisord, corral-monitor and
+                                  metrics-agent (section 8), with a page
+                                  per subcommand of corral and supervisorctl
   DESTDIR/etc/corral/jobs.d/      the jobs directory, empty
 
 Without DESTDIR, on a system that runs systemd, it also runs
@@ -100,7 +103,7 @@ done
 install -d -m 0755 "$destdir$prefix/share/bash-completion/completions" \
     "$destdir$prefix/share/zsh/site-functions" \
     "$destdir$prefix/share/fish/vendor_completions.d"
-for command in supervisorctl supervisord; do
+for command in corral supervisord supervisorctl metrics-agent; do
     install -m 0644 "$here/completions/bash/$command" \
         "$destdir$prefix/share/bash-completion/completions/$command"
     install -m 0644 "$here/completions/zsh/_$command" \

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cgroup_root;
+pub mod cli;
 mod collect;
 pub mod discovery;
 mod exposition;

@@ -2,68 +2,17 @@
 
 use std::convert::Infallible;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use corral_metrics_agent::cli::Cli;
 use corral_metrics_agent::{Agent, ContainerLabels, Settings};
 use hyper::header::{self, HeaderValue};
 use hyper::service::{make_service_fn, service_fn};
 use hyper::{Body, Method, Request, Response, Server, StatusCode};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
-
-/// Prometheus exporter of corral's containers, with cAdvisor's metric names.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// Address to serve /metrics and /healthz on.
-    #[arg(long, default_value = "127.0.0.1:9102")]
-    listen: SocketAddr,
-
-    /// Runtime state root; containers are found in RUN_DIR/containers.
-    #[arg(long, default_value = "/run/corral")]
-    run_dir: PathBuf,
-
-    /// Also export every cgroup from this directory down. On cgroup v1 give
-    /// the directory in one controller's hierarchy, such as
-    /// /sys/fs/cgroup/memory/corral.
-    #[arg(long, value_name = "PATH")]
-    cgroup_root: Option<PathBuf>,
-
-    /// Export v1 CPU usage per CPU (`cpu="cpu00"`, ...) instead of one
-    /// `cpu="total"` series.
-    #[arg(long)]
-    per_cpu: bool,
-
-    /// Export only this label of the containers' state files as
-    /// `container_label_KEY`. Repeat it for more keys. Without it, every
-    /// label is exported.
-    #[arg(long = "container-label", value_name = "KEY")]
-    container_label: Vec<String>,
-
-    /// Export no `container_label_*` labels.
-    #[arg(long, conflicts_with = "container_label")]
-    no_container_labels: bool,
-
-    /// Maximum number of threads that read containers during one scrape
-    /// (one per 64 containers). Default: the number of CPUs, at most 4.
-    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..))]
-    scrape_threads: Option<u16>,
-
-    /// Maximum number of cgroup and /proc descriptors kept open between
-    /// scrapes; files beyond it are opened on every scrape. Each kept cgroup
-    /// file also uses about 4 KiB of kernel memory. Default: the soft limit
-    /// of open files, raised to the hard limit at start, minus 512.
-    #[arg(long, value_name = "COUNT")]
-    kept_descriptors: Option<usize>,
-
-    /// The supervisor's control socket, for the corral_job_* metrics.
-    #[arg(long, value_name = "PATH")]
-    supervisor_socket: Option<PathBuf>,
-}
 
 fn main() {
     let one_arena = limit_malloc_arenas();
@@ -78,7 +27,7 @@ fn main() {
         ))
         .init();
 
-    let args = Args::parse();
+    let args = Cli::parse();
     if !one_arena {
         tracing::warn!("mallopt(M_ARENA_MAX, 1) failed, malloc keeps an arena per thread");
     }
@@ -138,7 +87,7 @@ fn error_chain(error: &anyhow::Error) -> String {
     text
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Cli) -> anyhow::Result<()> {
     let listen = args.listen;
     let mut settings = Settings::new(args.run_dir);
     settings.cgroup_root = args.cgroup_root;

@@ -3,70 +3,16 @@
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use corral_runtime::cli::image::{Format, ImageArgs, ImageCommand};
 use corral_runtime::image::{
     self, collect_garbage, ImageRecord, ImportOptions, LayerOutcome, NoProgress, Platform,
     Progress, Store,
 };
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-#[derive(Args)]
-pub struct ImageArgs {
-    /// Image store directory; supervisord reads DATA_DIR/images.
-    #[arg(long, default_value = image::DEFAULT_STORE)]
-    store: PathBuf,
-    #[command(subcommand)]
-    command: ImageCommand,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Table,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum ImageCommand {
-    /// Import an image from a rootfs directory, a rootfs tarball (plain,
-    /// gzip or zstd), an OCI layout directory, an oci-archive or a
-    /// `docker save` archive.
-    Import {
-        /// Name in the store [default: the source's own image name, else
-        /// its file name without extensions].
-        #[arg(long)]
-        name: Option<String>,
-        /// Platform to take from a multi-platform image, as
-        /// OS/ARCHITECTURE[/VARIANT] [default: this host's].
-        #[arg(long)]
-        platform: Option<String>,
-        source: PathBuf,
-    },
-    /// List the images of the store.
-    Ls {
-        #[arg(long, short, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Print only the image names.
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// Print an image's record as JSON: layers with their directories,
-    /// size, platform and config (entrypoint, cmd, env, working dir, user).
-    Inspect { name: String },
-    /// Remove images from the store; their layers stay until `gc`, and
-    /// while containers use them.
-    Rm {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove layers that no image lists, except those that a container
-    /// holds a lease on (whatever its --root) or that containers under
-    /// --root use, and leftovers of interrupted imports.
-    Gc,
-}
 
 /// Runs `corral image`; `state_root` is the runtime's `--root`, whose
 /// containers gc leaves alone.

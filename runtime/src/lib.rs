@@ -2,6 +2,7 @@
 //! pivot_root, driven by an OCI runtime-spec `config.json`.
 
 pub mod cgroups;
+pub mod cli;
 pub mod container;
 pub mod image;
 pub mod job;

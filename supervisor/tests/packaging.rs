@@ -8,8 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use clap::Parser;
-use corral_supervisor::cli::{daemon, packaging_files};
+use clap::{CommandFactory, Parser};
+use corral_supervisor::cli::{
+    ctl, daemon, monitor, packaging_files, GeneratedFile, PackagedBinary,
+};
 
 fn packaging_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,10 +37,49 @@ fn files_below(dir: &Path) -> BTreeSet<PathBuf> {
     files
 }
 
+/// Returns every binary whose man pages are in `packaging/man`, with its
+/// man section, and whether its completions are in `packaging/completions`.
+fn packaged_binaries() -> Vec<PackagedBinary> {
+    vec![
+        PackagedBinary {
+            command: ctl::Cli::command(),
+            section: "1",
+            completions: true,
+        },
+        PackagedBinary {
+            command: daemon::Cli::command(),
+            section: "8",
+            completions: true,
+        },
+        PackagedBinary {
+            command: monitor::Cli::command(),
+            section: "8",
+            completions: false,
+        },
+        PackagedBinary {
+            command: corral_runtime::cli::Cli::command(),
+            section: "8",
+            completions: true,
+        },
+        PackagedBinary {
+            // clap names the command after the package, corral-metrics-agent,
+            // which `metrics-agent --version` prints. Pages and completions
+            // carry the name of the installed binary.
+            command: corral_metrics_agent::cli::Cli::command().name("metrics-agent"),
+            section: "8",
+            completions: true,
+        },
+    ]
+}
+
+fn generated_files() -> Vec<GeneratedFile> {
+    packaging_files(packaged_binaries())
+}
+
 #[test]
 fn committed_packaging_is_current() {
     let root = packaging_dir();
-    let generated = packaging_files();
+    let generated = generated_files();
     if std::env::var_os("UPDATE_PACKAGING").is_some() {
         for section in ["completions", "man"] {
             let _ = fs::remove_dir_all(root.join(section));
@@ -73,6 +114,64 @@ fn committed_packaging_is_current() {
         stale.is_empty(),
         "stale generated files {stale:?}; {regenerate}"
     );
+}
+
+#[test]
+fn every_binary_gets_a_page() {
+    let paths: Vec<String> = generated_files()
+        .iter()
+        .map(|file| file.path.display().to_string())
+        .collect();
+    for expected in [
+        "completions/bash/supervisorctl",
+        "completions/bash/supervisord",
+        "completions/bash/corral",
+        "completions/zsh/_corral",
+        "completions/fish/corral.fish",
+        "completions/bash/metrics-agent",
+        "completions/zsh/_metrics-agent",
+        "completions/fish/metrics-agent.fish",
+        "man/supervisorctl.1",
+        "man/supervisorctl-top.1",
+        "man/supervisord.8",
+        "man/corral-monitor.8",
+        "man/corral.8",
+        "man/corral-run.8",
+        "man/corral-exec.8",
+        "man/corral-image.8",
+        "man/corral-image-import.8",
+        "man/metrics-agent.8",
+    ] {
+        assert!(
+            paths.iter().any(|path| path == expected),
+            "{expected} missing: {paths:?}"
+        );
+    }
+    let monitor_completions = paths
+        .iter()
+        .any(|path| path.starts_with("completions/") && path.contains("corral-monitor"));
+    assert!(
+        !monitor_completions,
+        "corral-monitor is started only by supervisord: {paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|path| path.contains("shim")),
+        "`corral shim` is hidden: {paths:?}"
+    );
+    assert!(!paths.iter().any(|path| path.contains("help")), "{paths:?}");
+}
+
+#[test]
+fn agent_page_names_the_binary() {
+    let files = generated_files();
+    let page = files
+        .iter()
+        .find(|file| file.path == Path::new("man/metrics-agent.8"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&page.content);
+    assert!(text.contains(".TH metrics-agent 8"), "{text:.400}");
+    assert!(text.contains("\\fBmetrics\\-agent\\fR"), "{text:.800}");
+    assert!(!text.contains("corral\\-metrics\\-agent"), "{text}");
 }
 
 #[test]
@@ -226,6 +325,24 @@ fn units_pass_systemd_analyze() {
     );
 }
 
+/// Returns where install.sh puts a generated file, relative to
+/// PREFIX/share: the directories that bash-completion, zsh and fish load
+/// completions from, and the man directory of the page's section.
+fn install_path(generated: &Path) -> PathBuf {
+    let file_name = generated.file_name().unwrap();
+    let directory = match generated.parent().unwrap().to_str().unwrap() {
+        "completions/bash" => PathBuf::from("bash-completion/completions"),
+        "completions/zsh" => PathBuf::from("zsh/site-functions"),
+        "completions/fish" => PathBuf::from("fish/vendor_completions.d"),
+        "man" => {
+            let section = generated.extension().unwrap().to_str().unwrap();
+            Path::new("man").join(format!("man{section}"))
+        }
+        other => panic!("no install directory for packaging/{other}"),
+    };
+    directory.join(file_name)
+}
+
 /// Runs install.sh with `args` and no build directory in place.
 fn run_install_script(args: &[&str]) -> std::process::Output {
     Command::new("sh")
@@ -249,6 +366,8 @@ fn install_script_help_and_bad_options() {
             "corral, supervisord, supervisorctl",
             "corral-monitor, metrics-agent",
             "supervisord.service, metrics-agent.service",
+            "completions of\n                                  corral, supervisord, supervisorctl and",
+            "metrics-agent (section 8)",
             "man pages",
             "completions",
         ] {
@@ -310,9 +429,27 @@ fn install_script_places_everything() {
         "opt/corral/share/fish/vendor_completions.d/supervisord.fish",
         "opt/corral/share/man/man1/supervisorctl-top.1",
         "opt/corral/share/man/man8/supervisord.8",
+        "opt/corral/share/bash-completion/completions/corral",
+        "opt/corral/share/zsh/site-functions/_metrics-agent",
+        "opt/corral/share/fish/vendor_completions.d/metrics-agent.fish",
+        "opt/corral/share/man/man8/corral.8",
+        "opt/corral/share/man/man8/corral-image-import.8",
+        "opt/corral/share/man/man8/metrics-agent.8",
         "etc/systemd/system/metrics-agent.service",
     ] {
         assert!(destination.join(path).is_file(), "{path} was not installed");
+    }
+    for file in generated_files() {
+        let installed = destination
+            .join("opt/corral/share")
+            .join(install_path(&file.path));
+        let content = fs::read(&installed).unwrap_or_default();
+        assert!(
+            content == file.content,
+            "packaging/{} was not installed as {}",
+            file.path.display(),
+            installed.display()
+        );
     }
     assert!(destination.join("etc/corral/jobs.d").is_dir());
     let unit =

@@ -1,8 +1,10 @@
 //! Command lines of `supervisorctl`, `supervisord` and `corral-monitor`,
-//! and the completion scripts and man pages generated from them.
+//! and the generator of completion scripts and man pages.
 //!
 //! `packaging/completions/` and `packaging/man/` are committed copies of
-//! [`packaging_files`]. A test compares them with the definitions, and
+//! [`packaging_files`] for the binaries that `supervisor/tests/packaging.rs`
+//! lists: these three, `corral` and `metrics-agent`. That test compares the
+//! committed files with the definitions, and
 //! `UPDATE_PACKAGING=1 cargo test -p corral-supervisor --test packaging`
 //! rewrites them.
 
@@ -12,7 +14,6 @@ pub mod monitor;
 
 use std::path::PathBuf;
 
-use clap::CommandFactory;
 use clap_complete::{Generator, Shell};
 
 /// Shells whose completion scripts are packaged.
@@ -25,32 +26,16 @@ pub struct GeneratedFile {
     pub content: Vec<u8>,
 }
 
-/// A binary and the man section of its page: 1 for user commands, 8 for
-/// daemons and tools that only administrators or supervisord run.
-struct Binary {
-    command: clap::Command,
-    section: &'static str,
-    completions: bool,
-}
-
-fn binaries() -> [Binary; 3] {
-    [
-        Binary {
-            command: ctl::Cli::command(),
-            section: "1",
-            completions: true,
-        },
-        Binary {
-            command: daemon::Cli::command(),
-            section: "8",
-            completions: true,
-        },
-        Binary {
-            command: monitor::Cli::command(),
-            section: "8",
-            completions: false,
-        },
-    ]
+/// A binary whose man pages, and optionally completion scripts, are
+/// packaged.
+pub struct PackagedBinary {
+    /// The command line; its name names the generated files.
+    pub command: clap::Command,
+    /// Man section of its pages: 1 for user commands, 8 for daemons and
+    /// tools that only administrators or supervisord run.
+    pub section: &'static str,
+    /// Whether bash, zsh and fish completion scripts are generated.
+    pub completions: bool,
 }
 
 /// Returns the completion script of `command` for `shell`.
@@ -61,16 +46,19 @@ pub fn completion_script(shell: Shell, command: &mut clap::Command) -> Vec<u8> {
     script
 }
 
-/// Returns every completion script and man page, in a stable order:
-/// `completions/SHELL/FILE` in the place each shell looks for it, and
-/// `man/NAME.SECTION`, with one page per `supervisorctl` subcommand.
-pub fn packaging_files() -> Vec<GeneratedFile> {
+/// Returns the completion scripts and man pages of `binaries`, in a stable
+/// order: `completions/SHELL/FILE` in the place each shell looks for it,
+/// and `man/NAME.SECTION`, with one page per visible subcommand at every
+/// level (`supervisorctl-top`, `corral-image-import`).
+pub fn packaging_files(binaries: impl IntoIterator<Item = PackagedBinary>) -> Vec<GeneratedFile> {
     let mut files = Vec::new();
-    for binary in binaries() {
+    for binary in binaries {
         let mut command = binary.command.disable_help_subcommand(true);
         command.build();
         let name = command.get_name().to_string();
         if binary.completions {
+            // NOTE: the bash, zsh and fish generators of clap_complete 4.6
+            // also complete hidden subcommands, such as `corral shim`.
             for shell in SHELLS {
                 files.push(GeneratedFile {
                     path: PathBuf::from("completions")
@@ -81,19 +69,26 @@ pub fn packaging_files() -> Vec<GeneratedFile> {
             }
         }
         files.push(man_page(&command, &name, binary.section));
-        // After `build`, each subcommand's display name is `parent-sub`.
-        for subcommand in command.get_subcommands() {
-            if subcommand.is_hide_set() {
-                continue;
-            }
-            let page_name = subcommand
-                .get_display_name()
-                .unwrap_or_else(|| subcommand.get_name())
-                .to_string();
-            files.push(man_page(subcommand, &page_name, binary.section));
-        }
+        push_subcommand_pages(&command, binary.section, &mut files);
     }
     files
+}
+
+/// Appends a man page for each visible subcommand of `command` and, after
+/// it, the pages of that subcommand's own subcommands.
+fn push_subcommand_pages(command: &clap::Command, section: &str, files: &mut Vec<GeneratedFile>) {
+    // After `build`, each subcommand's display name is `parent-sub`.
+    for subcommand in command.get_subcommands() {
+        if subcommand.is_hide_set() {
+            continue;
+        }
+        let page_name = subcommand
+            .get_display_name()
+            .unwrap_or_else(|| subcommand.get_name())
+            .to_string();
+        files.push(man_page(subcommand, &page_name, section));
+        push_subcommand_pages(subcommand, section, files);
+    }
 }
 
 /// Returns the file name that `shell` loads completions of `name` from:
@@ -122,25 +117,32 @@ fn man_page(command: &clap::Command, name: &str, section: &str) -> GeneratedFile
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    #[test]
-    fn every_binary_gets_a_page() {
-        let files = packaging_files();
-        let paths: Vec<String> = files
+    fn paths_of(files: &[GeneratedFile]) -> Vec<String> {
+        files
             .iter()
             .map(|file| file.path.display().to_string())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn subcommands_get_pages() {
+        let files = packaging_files([PackagedBinary {
+            command: ctl::Cli::command(),
+            section: "1",
+            completions: true,
+        }]);
+        let paths = paths_of(&files);
         for expected in [
             "completions/bash/supervisorctl",
             "completions/zsh/_supervisorctl",
             "completions/fish/supervisorctl.fish",
-            "completions/bash/supervisord",
             "man/supervisorctl.1",
             "man/supervisorctl-top.1",
             "man/supervisorctl-status.1",
-            "man/supervisord.8",
-            "man/corral-monitor.8",
         ] {
             assert!(
                 paths.iter().any(|path| path == expected),
@@ -148,6 +150,27 @@ mod tests {
             );
         }
         assert!(!paths.iter().any(|path| path.contains("help")), "{paths:?}");
+    }
+
+    #[test]
+    fn nested_subcommands_get_pages() {
+        let image = clap::Command::new("image")
+            .about("Manage images")
+            .subcommand(clap::Command::new("import").about("Import an image"))
+            .subcommand(clap::Command::new("internal").hide(true));
+        let tool = clap::Command::new("tool")
+            .subcommand(image)
+            .subcommand(clap::Command::new("secret").hide(true));
+        let files = packaging_files([PackagedBinary {
+            command: tool,
+            section: "8",
+            completions: false,
+        }]);
+        let paths = paths_of(&files);
+        assert_eq!(
+            paths,
+            ["man/tool.8", "man/tool-image.8", "man/tool-image-import.8"],
+        );
     }
 
     #[test]
@@ -161,7 +184,11 @@ mod tests {
 
     #[test]
     fn man_page_has_the_description() {
-        let files = packaging_files();
+        let files = packaging_files([PackagedBinary {
+            command: daemon::Cli::command(),
+            section: "8",
+            completions: false,
+        }]);
         let page = files
             .iter()
             .find(|file| file.path == std::path::Path::new("man/supervisord.8"))
