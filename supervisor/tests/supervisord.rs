@@ -1355,6 +1355,12 @@ fn second_daemon_on_same_dirs_is_refused() {
             daemon.log_dir(),
             daemon.log_dir(),
         ),
+        // Directories of its own but the same jobs would run every job twice.
+        (
+            other_run.path().join("data"),
+            other_run.path().join("log"),
+            daemon.jobs_dir(),
+        ),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
             .arg("--jobs-dir")

@@ -351,6 +351,9 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     config.cgroup_parent = delegated;
     prepare_dirs(&config)?;
     let _locks = [lock_dir(&config.data_dir)?, lock_dir(&config.log_dir)?];
+    // Two daemons on one jobs directory would run every job twice, also
+    // with run, data and log directories of their own.
+    let _jobs_lock = lock_jobs_dir(&config.jobs_dir)?;
     // Each shim would otherwise execute itself a second time from a
     // read-only bind mount of its binary before it creates a container
     // (see corral_runtime::selfexe). One such mount, held open here and
@@ -526,24 +529,15 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError>
         .mode(0o600)
         .open(&path)
         .map_err(lock_error)?;
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    let mut file = file;
-    let mut lock = loop {
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => break lock,
-            Err((held, nix::Error::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                file = held;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((mut held, nix::Error::EWOULDBLOCK)) => {
-                let mut text = String::new();
-                let _ = held.read_to_string(&mut text);
-                return Err(DaemonError::DirInUse {
-                    dir: dir.to_path_buf(),
-                    holder: text.trim().parse().ok(),
-                });
-            }
-            Err((_, errno)) => return Err(lock_error(io::Error::from(errno))),
+    let mut lock = match lock_waiting(file).map_err(lock_error)? {
+        Ok(lock) => lock,
+        Err(mut held) => {
+            let mut text = String::new();
+            let _ = held.read_to_string(&mut text);
+            return Err(DaemonError::DirInUse {
+                dir: dir.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
         }
     };
     let written = lock
@@ -554,6 +548,75 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError>
         tracing::warn!(path = %path.display(), %error, "failed to write the PID into the lock file");
     }
     Ok(lock)
+}
+
+/// Locks the jobs directory itself, which may be read-only, so no lock file
+/// is written there. The holder's PID comes from /proc/locks. The lock is
+/// on the directory opened at start; a directory put in its place later is
+/// watched but not locked.
+fn lock_jobs_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let lock_error = |source| DaemonError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(lock_error)?;
+    match lock_waiting(file).map_err(lock_error)? {
+        Ok(lock) => Ok(lock),
+        Err(held) => Err(DaemonError::DirInUse {
+            dir: dir.to_path_buf(),
+            holder: flock_holder(&held),
+        }),
+    }
+}
+
+/// Takes an exclusive flock on `file`, waiting up to [`LOCK_WAIT`] for a
+/// holder that is exiting. Gives the file back when the lock is still held
+/// then.
+fn lock_waiting(
+    file: std::fs::File,
+) -> io::Result<Result<nix::fcntl::Flock<std::fs::File>, std::fs::File>> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Ok(lock)),
+            Err((held, nix::Error::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = held;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((held, nix::Error::EWOULDBLOCK)) => return Ok(Err(held)),
+            Err((_, errno)) => return Err(io::Error::from(errno)),
+        }
+    }
+}
+
+/// Returns the PID that holds a flock on `file`, from the FLOCK lines of
+/// /proc/locks: `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`, with the
+/// device in hexadecimal and the inode in decimal.
+fn flock_holder(file: &std::fs::File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+
+    let metadata = file.metadata().ok()?;
+    let device = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(metadata.dev()),
+        libc::minor(metadata.dev()),
+        metadata.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, id, ..] if *id == device => pid.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
