@@ -1733,6 +1733,55 @@ fn read_port(daemon: &Daemon, host_port: u16) -> String {
 }
 
 #[test]
+fn restart_removes_files_of_interrupted_launches() {
+    if skip("restart_removes_files_of_interrupted_launches") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    let before = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let kept = before.container_id.clone().unwrap();
+    daemon.crash();
+
+    // What a supervisord killed between writing a bundle and the shim
+    // record, or during a record's write, leaves behind.
+    let ghost = "ghost-0badcafe";
+    let bundle = daemon.data_dir().join("bundles").join(ghost);
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), "{}").unwrap();
+    let leftovers = [
+        daemon
+            .run_dir()
+            .join("shims")
+            .join(format!("{ghost}.json.tmp")),
+        daemon.run_dir().join("pids").join(format!("{ghost}.pid")),
+        daemon.run_dir().join("exits").join(format!("{ghost}.json")),
+    ];
+    for path in &leftovers {
+        std::fs::write(path, "x").unwrap();
+    }
+
+    daemon.respawn();
+    let adopted = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    assert_eq!(adopted.container_id.as_deref(), Some(kept.as_str()));
+    assert!(!bundle.exists(), "{}", daemon.diagnostics());
+    for path in &leftovers {
+        assert!(
+            !path.exists(),
+            "{} is left\n{}",
+            path.display(),
+            daemon.diagnostics()
+        );
+    }
+    // The adopted container keeps its files.
+    assert!(daemon.data_dir().join("bundles").join(&kept).is_dir());
+    assert!(daemon
+        .run_dir()
+        .join("shims")
+        .join(format!("{kept}.json"))
+        .is_file());
+}
+
+#[test]
 fn adopted_job_with_ports_restarts() {
     if skip("adopted_job_with_ports_restarts") {
         return;

@@ -25,10 +25,66 @@ use crate::machine::JobState;
 impl Supervisor {
     /// Adopts or settles every shim record left by an earlier supervisord.
     pub(super) fn adopt_shims(&mut self) {
+        let mut live = Vec::new();
         for record in launch::read_shim_records(&self.config) {
             match launch::find_live_monitor(&record) {
-                Some(monitor) => self.adopt_live(record, monitor),
+                Some(monitor) => {
+                    live.push(record.container_id.clone());
+                    self.adopt_live(record, monitor);
+                }
                 None => self.settle_ended(&record),
+            }
+        }
+        self.remove_stale_launch_files(&live);
+    }
+
+    /// Removes what a supervisord killed during a launch left behind without
+    /// a shim record: a bundle written before the record, a half-written
+    /// record, and pid, exit and runtime state files of containers whose
+    /// monitor is not in `live`. Runs before any launch of this supervisord,
+    /// so no other container has a monitor.
+    fn remove_stale_launch_files(&self, live: &[String]) {
+        let belongs_to_live = |name: &str| {
+            live.iter().any(|id| {
+                name == id
+                    || name
+                        .strip_prefix(id.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        let root = self.config.containers_root();
+        for name in dir_entries(&root) {
+            if !belongs_to_live(&name) {
+                tracing::warn!(container_id = %name, "deleting a container that no shim record names");
+                if let Err(error) = corral_runtime::container::delete(&root, &name, true) {
+                    tracing::error!(container_id = %name, error = %error_chain(&error), "failed to delete a container that no shim record names");
+                }
+            }
+        }
+        for dir in [
+            self.config.bundles_dir(),
+            self.config.shims_dir(),
+            self.config.pids_dir(),
+            self.config.exits_dir(),
+        ] {
+            for name in dir_entries(&dir) {
+                if belongs_to_live(&name) {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed a file left by an interrupted launch")
+                    }
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "failed to remove a file left by an interrupted launch")
+                    }
+                }
             }
         }
     }
@@ -264,4 +320,20 @@ impl Supervisor {
 
 fn finished_time(exit: &ExitRecord) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
+}
+
+/// Returns the names in `dir`, or none when it cannot be listed.
+fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect(),
+        Err(error) => {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), %error, "failed to list a directory of container files");
+            }
+            Vec::new()
+        }
+    }
 }
