@@ -159,6 +159,58 @@ fn reload_on_create_edit_rename_delete() {
 }
 
 #[test]
+fn edit_keeps_stopped_and_exited_jobs() {
+    if skip("edit_keeps_stopped_and_exited_jobs") {
+        return;
+    }
+    let _serial = serial();
+    let once = |version: &str| {
+        shell_job(
+            &format!("echo version {version}"),
+            json!({"start_seconds": "0s", "restart": {"policy": "never"}}),
+        )
+    };
+    let daemon = Daemon::start(&[("stopped", &versioned("1")), ("done", &once("1"))]);
+    daemon.wait_for_state("stopped", JobState::Running, SETTLE);
+    daemon.wait_for_state("done", JobState::Exited, SETTLE);
+    let stop = daemon.ctl(&["stop", "stopped"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+
+    let reloads = inotify_reloads(&daemon);
+    daemon.write_job("stopped", &versioned("2"));
+    daemon.write_job("done", &once("2"));
+    daemon.wait_until(NOTICED + NOTICED, "the edits are reloaded", |daemon| {
+        inotify_reloads(daemon) > reloads
+            && daemon
+                .daemon_log()
+                .matches("the new spec applies at the next start")
+                .count()
+                == 2
+    });
+    // Give a start that should not happen the time to show.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        daemon.job("stopped").unwrap().state,
+        JobState::Stopped,
+        "{}",
+        daemon.diagnostics()
+    );
+    assert_eq!(
+        daemon.job("done").unwrap().state,
+        JobState::Exited,
+        "{}",
+        daemon.diagnostics()
+    );
+
+    // The next start runs the new spec.
+    let start = daemon.ctl(&["start", "stopped"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    daemon.wait_until(SETTLE, "version 2 runs", |daemon| {
+        daemon.job_log("stopped", "stdout").contains("version 2")
+    });
+}
+
+#[test]
 fn burst_of_edits_reloads_once() {
     if skip("burst_of_edits_reloads_once") {
         return;

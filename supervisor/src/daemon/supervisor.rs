@@ -630,11 +630,17 @@ impl Supervisor {
             }
             JobState::Stopping => job.after_stop = AfterStop::Start,
             JobState::Backoff => self.start_container(name),
-            _ if autostart => {
+            // A job that never ran starts as a new file would. One that was
+            // stopped, exited or went FATAL stays so, as it does when the
+            // file changes while no supervisord runs: the new spec applies
+            // at the next start.
+            JobState::Stopped if autostart && job.last_run.is_none() => {
                 job.history.clear();
                 self.start_container(name);
             }
-            _ => {}
+            state => {
+                tracing::info!(job = %name, %state, "the new spec applies at the next start");
+            }
         }
     }
 
