@@ -951,6 +951,40 @@ fn shutdown_cut_short_is_finished() {
 }
 
 #[test]
+fn adopted_stop_sends_no_second_signal() {
+    if skip("adopted_stop_sends_no_second_signal") {
+        return;
+    }
+    // The shell at PID 1 notes each SIGTERM and keeps running.
+    let noting = shell_job(
+        "trap 'echo got TERM' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "4s"}}),
+    );
+    let mut daemon = Daemon::start(&[("noting", &noting)]);
+    daemon.wait_for_state("noting", JobState::Running, SETTLE);
+    let stopping: JobView = daemon
+        .client()
+        .post("/v1/jobs/noting/stop?wait=false", None)
+        .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+    daemon.wait_until(SETTLE, "the job got the stop signal", |daemon| {
+        daemon.job_log("noting", "stdout").contains("got TERM")
+    });
+    daemon.crash();
+    daemon.respawn();
+
+    let stopped = daemon.wait_for_state("noting", JobState::Stopped, SETTLE);
+    assert_eq!(stopped.killed_after_timeout, Some(4.0), "{stopped:#?}");
+    let log = daemon.job_log("noting", "stdout");
+    assert_eq!(
+        log.matches("got TERM").count(),
+        1,
+        "{log}\n{}",
+        daemon.diagnostics()
+    );
+}
+
+#[test]
 fn stop_ended_while_away_keeps_its_time() {
     if skip("stop_ended_while_away_keeps_its_time") {
         return;

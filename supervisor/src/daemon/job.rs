@@ -187,6 +187,11 @@ impl Job {
                 .pending_restart
                 .filter(|_| state == JobState::Backoff)
                 .map(|pending| (pending.attempt, pending.at)),
+            stop_signal_sent: self.state == JobState::Stopping
+                && self
+                    .container
+                    .as_ref()
+                    .is_some_and(|container| container.stop.is_some()),
         })
     }
 

@@ -42,6 +42,10 @@ pub struct SettledRecord {
     /// In BACKOFF: the restart number within the window and when it is due.
     #[serde(default)]
     pub backoff: Option<(u32, SystemTime)>,
+    /// A stop in progress has sent its stop signal, so the next daemon
+    /// only waits out the rest of the timeout instead of signalling again.
+    #[serde(default)]
+    pub stop_signal_sent: bool,
 }
 
 impl SettledRecord {
@@ -162,6 +166,7 @@ mod tests {
                 times: vec![1_789_999_990.5, 1_789_999_995.25],
             },
             backoff: None,
+            stop_signal_sent: true,
         }
     }
 

@@ -888,7 +888,7 @@ impl Supervisor {
             return;
         }
         if job.state == JobState::Stopping {
-            self.send_stop_signal(name, Duration::ZERO);
+            self.send_stop_signal(name, Duration::ZERO, false);
             return;
         }
         let epoch = job.epoch;
@@ -1048,13 +1048,14 @@ impl Supervisor {
 
     /// Sends the stop signal, or cancels a pending restart.
     fn stop_job(&mut self, name: &str) {
-        self.stop_job_after(name, Duration::ZERO);
+        self.stop_job_after(name, Duration::ZERO, false);
     }
 
     /// Stops the job like [`Supervisor::stop_job`] when `waited` of its
     /// stop timeout already passed, in a supervisord that ended before it
-    /// finished the stop.
-    pub(super) fn stop_job_after(&mut self, name: &str, waited: Duration) {
+    /// finished the stop, and that had sent the stop signal when
+    /// `signal_sent` is set.
+    pub(super) fn stop_job_after(&mut self, name: &str, waited: Duration, signal_sent: bool) {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
@@ -1094,12 +1095,12 @@ impl Supervisor {
             return;
         }
         job.enter(JobState::Stopping);
-        self.send_stop_signal(name, waited);
+        self.send_stop_signal(name, waited, signal_sent);
     }
 
     /// Sends the stop signal to a container that is STOPPING and arms the
     /// rest of the stop timeout after `waited`.
-    fn send_stop_signal(&mut self, name: &str, waited: Duration) {
+    fn send_stop_signal(&mut self, name: &str, waited: Duration, signal_sent: bool) {
         let root = self.config.containers_root();
         let Some(job) = self.jobs.get_mut(name) else {
             return;
@@ -1114,7 +1115,12 @@ impl Supervisor {
             tracing::warn!(job = %name, %error, "invalid stop signal; using SIGTERM");
             Signal::SIGTERM
         });
-        let sent = if FORWARDED_SIGNALS.contains(&signal) {
+        let sent = if signal_sent {
+            // Many programs take a second SIGTERM as a request to quit at
+            // once, so the earlier daemon's signal is not repeated.
+            tracing::info!(job = %name, container_id = %container.id, %signal, "the earlier supervisord sent the stop signal; waiting for the rest of the timeout");
+            Ok(())
+        } else if FORWARDED_SIGNALS.contains(&signal) {
             container
                 .monitor
                 .send_signal(signal)
@@ -1124,6 +1130,7 @@ impl Supervisor {
                 .map_err(|error| error_chain(&error))
         };
         match sent {
+            Ok(()) if signal_sent => {}
             Ok(()) => {
                 tracing::info!(job = %name, container_id = %container.id, %signal, timeout = ?timeout, "stopping job")
             }

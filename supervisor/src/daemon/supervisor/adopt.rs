@@ -114,6 +114,9 @@ impl Supervisor {
         let pending = settled::read(&self.config, &record.job)
             .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
         let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
+        let signal_sent = pending
+            .as_ref()
+            .is_some_and(|settled| settled.stop_signal_sent);
         let stop_began = pending.map(|settled| settled.since);
         let age = SystemTime::now()
             .duration_since(started_at)
@@ -174,7 +177,7 @@ impl Supervisor {
                     job.after_stop = AfterStop::Start;
                 }
             }
-            self.stop_job_after(&record.job, waited);
+            self.stop_job_after(&record.job, waited, signal_sent);
             if let Some(job) = self.jobs.get_mut(&record.job) {
                 job.since = began;
             }
