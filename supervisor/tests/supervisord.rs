@@ -951,6 +951,33 @@ fn shutdown_cut_short_is_finished() {
 }
 
 #[test]
+fn signal_stop_pauses_the_whole_job() {
+    if skip("signal_stop_pauses_the_whole_job") {
+        return;
+    }
+    let ticking = shell_job(
+        "trap 'echo got TERM; exit 0' TERM; while :; do echo tick; sleep 0.1; done",
+        json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    let daemon = Daemon::start(&[("ticking", &ticking)]);
+    daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let ticks = || daemon.job_log("ticking", "stdout").matches("tick").count();
+
+    let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+    std::thread::sleep(Duration::from_millis(300));
+    let paused_at = ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(ticks(), paused_at, "the job's command kept running");
+
+    // The stop signal reaches the paused command, which ends in time.
+    let stop = daemon.ctl(&["stop", "ticking"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stdout_of(&stop), "ticking: stopped\n");
+    assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
+}
+
+#[test]
 fn adopted_stop_sends_no_second_signal() {
     if skip("adopted_stop_sends_no_second_signal") {
         return;

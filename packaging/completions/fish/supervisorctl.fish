@@ -32,7 +32,7 @@ complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "status"
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "start" -d 'Start jobs and wait until they are RUNNING or failed to start'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stop" -d 'Stop jobs and wait until their containers ended'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "restart" -d 'Stop jobs, then start them again'
-complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "signal" -d 'Send a signal to the main process of jobs'
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "signal" -d 'Send a signal to the main process of jobs; STOP and CONT pause and resume every process of the job'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "pid" -d 'Print the host PID of PID 1 of a job\'s container (the job\'s command, or the minimal init with "init": true), or supervisord\'s PID without a name. Exits 3 when the job is not running'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "tail" -d 'Print the end of a job\'s stdout (or stderr) log'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "reread" -d 'Re-scan the jobs directory and print what `update` would change'

@@ -69,7 +69,8 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Send a signal to the main process of jobs
+    /// Send a signal to the main process of jobs; STOP and CONT pause and
+    /// resume every process of the job
     Signal {
         /// Signal name or number: HUP, SIGUSR1, 15
         signal: String,

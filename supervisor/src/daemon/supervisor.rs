@@ -437,8 +437,12 @@ impl Supervisor {
                 )))
             }
         };
-        corral_runtime::container::kill(&root, &container.id, signal as i32, false).map_err(
-            |error| match error {
+        // A stopped init could neither pass signals on nor reap, and SIGSTOP
+        // cannot be passed on, so STOP and CONT pause and resume the whole
+        // job.
+        let every_process = matches!(signal, Signal::SIGSTOP | Signal::SIGCONT);
+        corral_runtime::container::kill(&root, &container.id, signal as i32, every_process)
+            .map_err(|error| match error {
                 // The exit event of a container that just ended is queued.
                 corral_runtime::container::ContainerError::WrongStatus { .. } => {
                     ApiError::conflict(format!("job {name:?} is not running: its container ended"))
@@ -448,9 +452,8 @@ impl Supervisor {
                     container.id,
                     error_chain(&error)
                 )),
-            },
-        )?;
-        tracing::info!(job = %name, container_id = %container.id, %signal, "sent signal");
+            })?;
+        tracing::info!(job = %name, container_id = %container.id, %signal, every_process, "sent signal");
         job.refresh_pid();
         Ok(to_json(&job.view(SystemTime::now())))
     }
@@ -1137,6 +1140,14 @@ impl Supervisor {
             // The exit event of a monitor that just ended is already queued.
             Err(error) => {
                 tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
+            }
+        }
+        // A paused process handles the stop signal only once it runs again.
+        if signal != Signal::SIGCONT {
+            if let Err(error) =
+                corral_runtime::container::kill(&root, &container.id, Signal::SIGCONT as i32, true)
+            {
+                tracing::debug!(job = %name, container_id = %container.id, error = %error_chain(&error), "failed to send SIGCONT after the stop signal");
             }
         }
         let left = timeout.saturating_sub(waited);
