@@ -34,7 +34,8 @@ Installs:
                                   corral, supervisord, supervisorctl and
                                   metrics-agent
   DESTDIR/PREFIX/share/man/       man pages of supervisorctl (section 1),
-                                  corral, supervisord, corral-monitor and
+                                  the job file format corral-job (section 5),
+                                  and corral, supervisord, corral-monitor and
                                   metrics-agent (section 8), with a page
                                   per subcommand of corral and supervisorctl
   DESTDIR/etc/corral/jobs.d/      the jobs directory, empty
@@ -112,7 +113,7 @@ for command in corral supervisord supervisorctl metrics-agent; do
         "$destdir$prefix/share/fish/vendor_completions.d/$command.fish"
 done
 
-for page in "$here"/man/*.[18]; do
+for page in "$here"/man/*.[158]; do
     section=${page##*.}
     install -d -m 0755 "$destdir$prefix/share/man/man$section"
     install -m 0644 "$page" "$destdir$prefix/share/man/man$section/"

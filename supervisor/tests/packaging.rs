@@ -73,7 +73,9 @@ fn packaged_binaries() -> Vec<PackagedBinary> {
 }
 
 fn generated_files() -> Vec<GeneratedFile> {
-    packaging_files(packaged_binaries())
+    let mut files = packaging_files(packaged_binaries());
+    files.push(corral_supervisor::cli::jobpage::job_file_page());
+    files
 }
 
 #[test]

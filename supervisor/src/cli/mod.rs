@@ -1,5 +1,6 @@
 //! Command lines of `supervisorctl`, `supervisord` and `corral-monitor`,
-//! and the generator of completion scripts and man pages.
+//! and the generator of completion scripts and man pages, the job file
+//! format's page among them ([`jobpage`]).
 //!
 //! `packaging/completions/` and `packaging/man/` are committed copies of
 //! [`packaging_files`] for the binaries that `supervisor/tests/packaging.rs`
@@ -10,6 +11,7 @@
 
 pub mod ctl;
 pub mod daemon;
+pub mod jobpage;
 pub mod monitor;
 
 use std::path::PathBuf;
