@@ -491,6 +491,31 @@ fn invalid_file_shows_position() {
 }
 
 #[test]
+fn reserved_job_name_is_invalid() {
+    if skip("reserved_job_name_is_invalid") {
+        return;
+    }
+    let daemon = Daemon::start(&[("good", &sleeper()), ("all", &sleeper())]);
+    daemon.wait_for_state("good", JobState::Running, SETTLE);
+
+    let view = daemon.job("all").unwrap();
+    assert_eq!(view.state, JobState::Invalid, "{view:#?}");
+    assert_eq!(view.pid, None);
+    let error = view.error.expect("an invalid job has an error");
+    assert_eq!(error.file, daemon.jobs_dir().join("all.json"));
+    assert!(
+        error.message.contains("job name \"all\" is reserved"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("rename the file"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
 fn reload_applies_changes() {
     if skip("reload_applies_changes") {
         return;
