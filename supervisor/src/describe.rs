@@ -366,6 +366,14 @@ mod tests {
     }
 
     #[test]
+    fn starting_shows_pid_once_known() {
+        let mut starting = facts(JobState::Starting);
+        assert_eq!(describe(&starting), "starting");
+        starting.pid = Some(1234);
+        assert_eq!(describe(&starting), "pid 1234, starting");
+    }
+
+    #[test]
     fn exited_with_oom_kill() {
         let mut last = run(Termination::Signaled {
             signal: "SIGKILL".to_string(),
