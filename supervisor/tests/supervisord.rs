@@ -852,6 +852,35 @@ fn oom_kill_is_reported() {
 }
 
 #[test]
+fn oom_kill_of_child_names_another_process() {
+    if skip("oom_kill_of_child_names_another_process") {
+        return;
+    }
+    // `tail` keeps a whole line in memory, and /dev/zero has no newline,
+    // so the OOM killer ends `tail` and the shell exits 0 afterwards.
+    let parent = shell_job(
+        "head -c 200000000 /dev/zero | tail -n 1 >/dev/null; exit 0",
+        json!({"start_seconds": "0s", "resources": {"memory": "32M", "memory_swap": "32M"},
+               "restart": {"policy": "never"}}),
+    );
+    let daemon = Daemon::start(&[("parent", &parent)]);
+    let view = daemon.wait_for_state("parent", JobState::Exited, Duration::from_secs(60));
+    assert_eq!(view.exit_status, Some(0), "{view:#?}");
+    assert!(view.oom_killed, "{view:#?}\n{}", daemon.diagnostics());
+    assert!(
+        view.description
+            .starts_with("exited 0 (the OOM killer ended another process of the job) at "),
+        "{}",
+        view.description
+    );
+    assert!(
+        !view.description.contains("(OOM killed)"),
+        "{}",
+        view.description
+    );
+}
+
+#[test]
 fn sigterm_stops_everything() {
     if skip("sigterm_stops_everything") {
         return;
