@@ -30,6 +30,14 @@ pub enum ConfigError {
     )]
     InvalidName { file: PathBuf, name: String },
 
+    /// The file name gives a job name that supervisorctl reserves.
+    #[error(
+        "{}: job name {name:?} is reserved: supervisorctl commands take `{name}` to mean every \
+         job, so they could not address this job by name; rename the file",
+        file.display()
+    )]
+    ReservedName { file: PathBuf, name: String },
+
     /// Two files in one jobs directory give the same job name.
     #[error("{}: job name {name:?} is also given by {}", file.display(), other.display())]
     DuplicateName {
@@ -130,6 +138,7 @@ impl ConfigError {
         match self {
             ConfigError::Io { file, .. }
             | ConfigError::InvalidName { file, .. }
+            | ConfigError::ReservedName { file, .. }
             | ConfigError::DuplicateName { file, .. }
             | ConfigError::Syntax { file, .. }
             | ConfigError::Invalid { file, .. } => file,

@@ -12,7 +12,7 @@ use crate::host::HostContext;
 use crate::position::PositionIndex;
 use crate::source::SourceMap;
 use crate::types::JobSpec;
-use crate::validate::{is_valid_job_name, validate_spec};
+use crate::validate::{is_reserved_job_name, is_valid_job_name, validate_spec};
 
 /// A validated job.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,7 @@ pub struct Job {
 }
 
 /// Returns the job name of a job file: its file name without `.json`, which
-/// must match `[a-z0-9][a-z0-9_.-]{0,62}`.
+/// must match `[a-z0-9][a-z0-9_.-]{0,62}` and must not be reserved (`all`).
 pub fn job_name_from_path(path: &Path) -> Result<String, ConfigError> {
     let invalid = |name: String| ConfigError::InvalidName {
         file: path.to_path_buf(),
@@ -44,11 +44,21 @@ pub fn job_name_from_path(path: &Path) -> Result<String, ConfigError> {
         ));
     };
     let name = file_name.strip_suffix(".json").unwrap_or(file_name);
-    if file_name.ends_with(".json") && is_valid_job_name(name) {
-        Ok(name.to_string())
-    } else {
-        Err(invalid(name.to_string()))
+    if !file_name.ends_with(".json") || !is_valid_job_name(name) {
+        return Err(invalid(name.to_string()));
     }
+    check_not_reserved(path, name)?;
+    Ok(name.to_string())
+}
+
+fn check_not_reserved(file: &Path, name: &str) -> Result<(), ConfigError> {
+    if is_reserved_job_name(name) {
+        return Err(ConfigError::ReservedName {
+            file: file.to_path_buf(),
+            name: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads, merges and validates a job file and the drop-ins in `PATH.d/`,
@@ -88,6 +98,7 @@ pub fn parse_job_str_with(
             name: name.to_string(),
         });
     }
+    check_not_reserved(file, name)?;
     let document = parse_document(file, text)?;
     let sources = SourceMap::new(file, document.index);
     build_job(name, file, &document.value, &sources, Vec::new(), host)

@@ -99,6 +99,15 @@ pub fn is_valid_job_name(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
+/// Job names that match the job name syntax but are not allowed, because
+/// supervisorctl gives them another meaning: `all` selects every job.
+pub const RESERVED_JOB_NAMES: [&str; 1] = ["all"];
+
+/// Returns whether `name` is one of [`RESERVED_JOB_NAMES`].
+pub fn is_reserved_job_name(name: &str) -> bool {
+    RESERVED_JOB_NAMES.contains(&name)
+}
+
 /// Substitutes `${VAR}` references in `spec`, checks every field and stores
 /// `stop.signal` in its canonical form (`SIGTERM`).
 ///
@@ -111,6 +120,15 @@ pub fn validate_spec(name: &str, spec: &mut JobSpec, host: &HostContext) -> Chec
             format!(
                 "invalid job name {name:?}: must match [a-z0-9][a-z0-9_.-]{{0,62}} (lower-case \
                  letters, digits, '_', '.' and '-', starting with a letter or digit)"
+            ),
+        ));
+    }
+    if is_reserved_job_name(name) {
+        return Err(ValidationError::new(
+            FieldPath::root(),
+            format!(
+                "job name {name:?} is reserved: supervisorctl commands take `{name}` to mean \
+                 every job; rename the file"
             ),
         ));
     }

@@ -346,6 +346,21 @@ fn jobs_dir_invalid_name_keyed_by_stem() {
 }
 
 #[test]
+fn jobs_dir_rejects_reserved_name() {
+    let jobs = JobsDir::new();
+    jobs.write("all.json", r#"{"command": ["/x"]}"#);
+    jobs.write("web.json", r#"{"command": ["/x"]}"#);
+    let scan = load_jobs_dir_with(jobs.path(), &host());
+    assert!(scan.jobs["web"].is_ok());
+    let error = scan.jobs["all"].as_ref().unwrap_err();
+    assert!(matches!(error, ConfigError::ReservedName { .. }), "{error}");
+    assert_eq!(error.file(), jobs.path().join("all.json"));
+    let text = error.to_string();
+    assert!(text.contains("job name \"all\" is reserved"), "{text}");
+    assert!(text.contains("rename the file"), "{text}");
+}
+
+#[test]
 fn jobs_dir_symlink_gives_second_name() {
     let jobs = JobsDir::new();
     let target = jobs.write("web.json", r#"{"command": ["/x"]}"#);

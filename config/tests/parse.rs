@@ -667,6 +667,8 @@ fn job_name_from_file_stem() {
         );
         assert_eq!(error.file(), Path::new(bad));
     }
+    let error = job_name_from_path(Path::new("/x/all.json")).unwrap_err();
+    assert!(matches!(error, ConfigError::ReservedName { .. }), "{error}");
 }
 
 #[test]

@@ -32,6 +32,20 @@ fn job_name_must_match_syntax() {
 }
 
 #[test]
+fn job_name_all_is_reserved() {
+    let text = r#"{"command": ["/bin/true"]}"#;
+    let error = parse_job_str_with("all", Path::new(FILE), text, &common::host()).unwrap_err();
+    assert!(matches!(error, ConfigError::ReservedName { .. }), "{error}");
+    assert!(error.to_string().contains("is reserved"), "{error}");
+    for name in ["all.web", "allx", "web-all"] {
+        assert!(
+            parse_job_str_with(name, Path::new(FILE), text, &common::host()).is_ok(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn command_required_for_host_image() {
     expect_error(
         "▶{\"image\": \"host\"}",

@@ -138,7 +138,7 @@ pub struct JobStats {
 
 /// Body of `POST /v1/jobs/NAME/signal`; other keys are rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an object with a \"signal\" key")]
 pub struct SignalRequest {
     /// Name with or without `SIG` (`"HUP"`, `"SIGHUP"`) or number.
     pub signal: String,

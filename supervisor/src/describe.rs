@@ -210,24 +210,50 @@ fn ended_at(run: &LastRun) -> String {
     }
 }
 
-/// `exited 3`, `exited 143 (SIGTERM)`, `exited 137 (OOM killed)`, or the
+/// Exit status of a process that SIGKILL ended. A shell, and the init of a
+/// job with `"init": true`, also exit with it when SIGKILL ended their child.
+const SIGKILL_STATUS: i32 = 128 + libc::SIGKILL;
+
+/// The note for a run whose cgroup counted an OOM kill although the
+/// container's init did not end by SIGKILL, so another process was killed.
+const OOM_KILLED_OTHER: &str = "the OOM killer ended another process of the job";
+
+/// `exited 3`, `exited 143 (SIGTERM)`, `exited 137 (OOM killed)`,
+/// `exited 0 (the OOM killer ended another process of the job)`, or the
 /// setup error.
+///
+/// `(OOM killed)` needs both an OOM kill in the exit record and an ending
+/// by SIGKILL, because the OOM killer ends processes with SIGKILL. Another
+/// ending with an OOM kill counted means that the OOM killer ended some
+/// other process in the container's cgroup.
 pub fn termination_text(run: &LastRun) -> String {
-    match &run.termination {
-        Termination::Exited { code } if run.oom_killed => format!("exited {code} (OOM killed)"),
-        Termination::Exited { code } => format!("exited {code}"),
-        Termination::Signaled { status, .. } if run.oom_killed => {
-            format!("exited {status} (OOM killed)")
-        }
-        Termination::Signaled { status, .. } if run.killed_after.is_some() => format!(
-            "exited {status} (SIGKILL after {} timeout)",
-            DurationValue(run.killed_after.unwrap_or_default())
-        ),
-        Termination::Signaled { signal, status } => format!("exited {status} ({signal})"),
-        Termination::SetupFailed { message } => format!("failed to start: {message}"),
+    let (status, reason) = match &run.termination {
+        Termination::SetupFailed { message } => return format!("failed to start: {message}"),
         Termination::ShimLost { status } => {
-            format!("shim ended without an exit record ({status})")
+            return format!("shim ended without an exit record ({status})")
         }
+        Termination::Exited { code } if run.oom_killed && *code == SIGKILL_STATUS => {
+            return format!("exited {code} (OOM killed)")
+        }
+        Termination::Signaled { signal, status } if run.oom_killed && signal == "SIGKILL" => {
+            return format!("exited {status} (OOM killed)")
+        }
+        Termination::Exited { code } => (*code, None),
+        Termination::Signaled { status, .. } if run.killed_after.is_some() => (
+            *status,
+            Some(format!(
+                "SIGKILL after {} timeout",
+                DurationValue(run.killed_after.unwrap_or_default())
+            )),
+        ),
+        Termination::Signaled { signal, status } => (*status, Some(signal.clone())),
+    };
+    let oom_note = run.oom_killed.then(|| OOM_KILLED_OTHER.to_string());
+    let notes: Vec<String> = reason.into_iter().chain(oom_note).collect();
+    if notes.is_empty() {
+        format!("exited {status}")
+    } else {
+        format!("exited {status} ({})", notes.join(", "))
     }
 }
 
@@ -340,6 +366,14 @@ mod tests {
     }
 
     #[test]
+    fn starting_shows_pid_once_known() {
+        let mut starting = facts(JobState::Starting);
+        assert_eq!(describe(&starting), "starting");
+        starting.pid = Some(1234);
+        assert_eq!(describe(&starting), "pid 1234, starting");
+    }
+
+    #[test]
     fn exited_with_oom_kill() {
         let mut last = run(Termination::Signaled {
             signal: "SIGKILL".to_string(),
@@ -353,6 +387,50 @@ mod tests {
             format_local_time(at(999_000))
         );
         assert_eq!(describe(&exited), expected);
+    }
+
+    #[test]
+    fn oom_kill_of_another_process() {
+        let mut clean_exit = run(Termination::Exited { code: 0 });
+        clean_exit.oom_killed = true;
+        assert_eq!(
+            termination_text(&clean_exit),
+            "exited 0 (the OOM killer ended another process of the job)"
+        );
+        let mut exited = facts(JobState::Exited);
+        exited.last_run = Some(&clean_exit);
+        let expected = format!(
+            "exited 0 (the OOM killer ended another process of the job) at {}",
+            format_local_time(at(999_000))
+        );
+        assert_eq!(describe(&exited), expected);
+
+        let mut failure = run(Termination::Exited { code: 1 });
+        failure.oom_killed = true;
+        assert_eq!(
+            termination_text(&failure),
+            "exited 1 (the OOM killer ended another process of the job)"
+        );
+
+        let mut crashed = run(Termination::Signaled {
+            signal: "SIGSEGV".to_string(),
+            status: 139,
+        });
+        crashed.oom_killed = true;
+        assert_eq!(
+            termination_text(&crashed),
+            "exited 139 (SIGSEGV, the OOM killer ended another process of the job)"
+        );
+    }
+
+    #[test]
+    fn oom_kill_of_init_child() {
+        // With "init": true the init exits 137 when SIGKILL ended its child.
+        let mut child_killed = run(Termination::Exited { code: 137 });
+        child_killed.oom_killed = true;
+        assert_eq!(termination_text(&child_killed), "exited 137 (OOM killed)");
+        child_killed.oom_killed = false;
+        assert_eq!(termination_text(&child_killed), "exited 137");
     }
 
     #[test]

@@ -129,7 +129,8 @@ pub fn policy_restarts(
 }
 
 /// Share of the base delay by which the backoff jitter moves a delay up or
-/// down, so jobs that failed together do not restart in lockstep.
+/// down, so jobs that failed together do not restart in lockstep. A base
+/// delay at `max` moves only down, within this share below `max`.
 pub const BACKOFF_JITTER: f64 = 0.2;
 
 /// Exponential backoff: `initial` before the first restart in a window,
@@ -157,12 +158,20 @@ impl Backoff {
             .map_or(self.max, |delay| delay.min(self.max))
     }
 
-    /// Returns the base delay moved by up to [`BACKOFF_JITTER`] in either direction
-    /// and capped at `max`. `random` is a uniform sample from `[0, 1)`.
+    /// Returns a delay drawn uniformly from the base delay moved by up to
+    /// [`BACKOFF_JITTER`] in either direction, with the upper end cut at
+    /// `max`. `random` is a uniform sample from `[0, 1)`.
+    ///
+    /// The range is cut before the sample is mapped onto it, so a base delay
+    /// at `max` still spreads over the lower [`BACKOFF_JITTER`] share below
+    /// `max`. Capping after the jitter would instead map every sample above
+    /// `max` to `max` itself.
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
         let base = self.base_delay(attempt);
-        let scale = 1.0 - BACKOFF_JITTER + 2.0 * BACKOFF_JITTER * random.clamp(0.0, 1.0);
-        base.mul_f64(scale).min(self.max)
+        let low = base.mul_f64(1.0 - BACKOFF_JITTER);
+        let high = base.mul_f64(1.0 + BACKOFF_JITTER).min(self.max);
+        let spread = high.saturating_sub(low);
+        (low + spread.mul_f64(random.clamp(0.0, 1.0))).min(self.max)
     }
 }
 
@@ -386,6 +395,32 @@ mod tests {
         assert_eq!(backoff.delay(0, 0.0), Duration::from_millis(800));
         assert_eq!(backoff.delay(0, 1.0), Duration::from_millis(1200));
         assert_eq!(backoff.delay(10, 1.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_capped_delays() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        };
+        // Attempt 2 has the base delay 4 s and attempt 10 is long capped.
+        for attempt in [2, 10] {
+            assert_eq!(backoff.delay(attempt, 0.0), Duration::from_millis(3200));
+            assert_eq!(backoff.delay(attempt, 0.5), Duration::from_millis(3600));
+            assert_eq!(backoff.delay(attempt, 1.0), Duration::from_secs(4));
+            let delays: std::collections::BTreeSet<Duration> = (0..100)
+                .map(|step| backoff.delay(attempt, f64::from(step) / 100.0))
+                .collect();
+            assert_eq!(delays.len(), 100, "attempt {attempt}: samples collapse");
+        }
+        // A base delay of 3.5 s spreads from 2.8 s up to the cap.
+        let partly_capped = Backoff {
+            initial: Duration::from_millis(1750),
+            max: Duration::from_secs(4),
+        };
+        assert_eq!(partly_capped.delay(1, 0.0), Duration::from_millis(2800));
+        assert_eq!(partly_capped.delay(1, 0.5), Duration::from_millis(3400));
+        assert!(partly_capped.delay(1, 0.99) < Duration::from_secs(4));
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! The `supervisorctl status` table and its exit code.
 
+use std::borrow::Cow;
+
+use corral_config::MAX_JOB_NAME_LEN;
+
 use crate::api::JobView;
 use crate::machine::JobState;
 
 /// Minimum width of the name column, as supervisord lays it out.
 pub const MIN_NAME_WIDTH: usize = 32;
+/// Maximum width of the name column: the longest valid job name and one
+/// space. Only invalid file names are longer, and the table cuts them.
+pub const MAX_NAME_WIDTH: usize = MAX_JOB_NAME_LEN + 1;
+/// Marks a name cut to fit [`MAX_NAME_WIDTH`].
+const ELLIPSIS: char = '\u{2026}';
 /// Width of the state column.
 pub const STATE_WIDTH: usize = 10;
 
@@ -18,15 +27,22 @@ pub const EXIT_UNKNOWN: i32 = 4;
 
 /// Formats one line per job: the name padded to at least
 /// [`MIN_NAME_WIDTH`] or the longest name plus one, the state padded to
-/// [`STATE_WIDTH`], then the description.
+/// [`STATE_WIDTH`], then the description. A name longer than
+/// [`MAX_NAME_WIDTH`] minus one is cut and ends with an ellipsis, so one
+/// long invalid file name does not widen every line.
 pub fn format_table(jobs: &[JobView]) -> String {
-    let longest = jobs.iter().map(|job| job.name.len()).max().unwrap_or(0);
+    let names: Vec<Cow<'_, str>> = jobs.iter().map(|job| name_cell(&job.name)).collect();
+    let longest = names
+        .iter()
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(0);
     let name_width = MIN_NAME_WIDTH.max(longest + 1);
     let mut table = String::new();
-    for job in jobs {
+    for (job, name) in jobs.iter().zip(&names) {
         let line = format!(
             "{:<name_width$}{:<STATE_WIDTH$}{}",
-            job.name,
+            name,
             job.state.as_str(),
             job.description
         );
@@ -34,6 +50,18 @@ pub fn format_table(jobs: &[JobView]) -> String {
         table.push('\n');
     }
     table
+}
+
+/// Returns `name`, or its start and an ellipsis in [`MAX_NAME_WIDTH`] minus
+/// one characters when it is longer.
+fn name_cell(name: &str) -> Cow<'_, str> {
+    let limit = MAX_NAME_WIDTH - 1;
+    if name.chars().count() <= limit {
+        return Cow::Borrowed(name);
+    }
+    let mut cut: String = name.chars().take(limit - 1).collect();
+    cut.push(ELLIPSIS);
+    Cow::Owned(cut)
 }
 
 /// Returns [`EXIT_ALL_RUNNING`] when every job is RUNNING, else
@@ -110,6 +138,35 @@ mod tests {
             lines[1],
             format!("b{}STOPPED   Not started", " ".repeat(40))
         );
+    }
+
+    #[test]
+    fn table_caps_name_column() {
+        let longest_valid = "v".repeat(63);
+        let too_long = "x".repeat(200);
+        let jobs = [
+            job(&too_long, JobState::Invalid, "invalid job name"),
+            job("web", JobState::Running, "pid 7, uptime 0:00:01"),
+        ];
+        let table = format_table(&jobs);
+        let lines: Vec<&str> = table.lines().collect();
+        let cut = format!("{}\u{2026}", "x".repeat(62));
+        assert_eq!(lines[0], format!("{cut} INVALID   invalid job name"));
+        assert_eq!(
+            lines[1],
+            format!("web{}RUNNING   pid 7, uptime 0:00:01", " ".repeat(61))
+        );
+
+        let valid = format_table(&[job(&longest_valid, JobState::Stopped, "")]);
+        assert_eq!(valid, format!("{longest_valid} STOPPED\n"));
+    }
+
+    #[test]
+    fn table_cuts_names_by_character() {
+        let name = "\u{fffd}".repeat(70);
+        let table = format_table(&[job(&name, JobState::Invalid, "bad")]);
+        let cut = format!("{}\u{2026}", "\u{fffd}".repeat(62));
+        assert_eq!(table, format!("{cut} INVALID   bad\n"));
     }
 
     #[test]

@@ -393,10 +393,10 @@ fn install_script_help_and_bad_options() {
     );
 }
 
-#[test]
-fn install_script_places_everything() {
-    let scratch = tempfile::tempdir().unwrap();
-    let build = scratch.path().join("build");
+/// Writes a stand-in script for each binary that install.sh installs into
+/// `dir/build` and returns that directory.
+fn fake_build_dir(dir: &Path) -> PathBuf {
+    let build = dir.join("build");
     fs::create_dir(&build).unwrap();
     for binary in [
         "corral",
@@ -409,6 +409,53 @@ fn install_script_places_everything() {
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         fs::set_permissions(build.join(binary), mode).unwrap();
     }
+    build
+}
+
+#[test]
+fn completions_help_names_installed_paths() {
+    let scratch = tempfile::tempdir().unwrap();
+    let build = fake_build_dir(scratch.path());
+    let destination = scratch.path().join("root");
+    let output = Command::new("sh")
+        .arg(packaging_dir().join("install.sh"))
+        .arg(&build)
+        .env("DESTDIR", &destination)
+        .env_remove("PREFIX")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "install.sh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut command = ctl::Cli::command();
+    let completions = command
+        .find_subcommand_mut("completions")
+        .expect("supervisorctl has a completions command");
+    let help = completions.render_long_help().to_string();
+    // Each example redirects the script to a file: `... > PATH`.
+    let words: Vec<&str> = help.split_whitespace().collect();
+    let paths: Vec<&str> = words
+        .windows(2)
+        .filter(|pair| pair[0] == ">")
+        .map(|pair| pair[1])
+        .collect();
+    assert_eq!(paths.len(), 3, "{help}");
+    for path in paths {
+        let installed = destination.join(path.trim_start_matches('/'));
+        assert!(
+            installed.is_file(),
+            "completions --help names {path}, which install.sh does not install"
+        );
+    }
+}
+
+#[test]
+fn install_script_places_everything() {
+    let scratch = tempfile::tempdir().unwrap();
+    let build = fake_build_dir(scratch.path());
     let destination = scratch.path().join("root");
     let output = Command::new("sh")
         .arg(packaging_dir().join("install.sh"))

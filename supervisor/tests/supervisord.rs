@@ -491,6 +491,31 @@ fn invalid_file_shows_position() {
 }
 
 #[test]
+fn reserved_job_name_is_invalid() {
+    if skip("reserved_job_name_is_invalid") {
+        return;
+    }
+    let daemon = Daemon::start(&[("good", &sleeper()), ("all", &sleeper())]);
+    daemon.wait_for_state("good", JobState::Running, SETTLE);
+
+    let view = daemon.job("all").unwrap();
+    assert_eq!(view.state, JobState::Invalid, "{view:#?}");
+    assert_eq!(view.pid, None);
+    let error = view.error.expect("an invalid job has an error");
+    assert_eq!(error.file, daemon.jobs_dir().join("all.json"));
+    assert!(
+        error.message.contains("job name \"all\" is reserved"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("rename the file"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
 fn reload_applies_changes() {
     if skip("reload_applies_changes") {
         return;
@@ -821,6 +846,35 @@ fn oom_kill_is_reported() {
     assert!(view.oom_killed, "{view:#?}\n{}", daemon.diagnostics());
     assert!(
         view.description.contains("(OOM killed) at "),
+        "{}",
+        view.description
+    );
+}
+
+#[test]
+fn oom_kill_of_child_names_another_process() {
+    if skip("oom_kill_of_child_names_another_process") {
+        return;
+    }
+    // `tail` keeps a whole line in memory, and /dev/zero has no newline,
+    // so the OOM killer ends `tail` and the shell exits 0 afterwards.
+    let parent = shell_job(
+        "head -c 200000000 /dev/zero | tail -n 1 >/dev/null; exit 0",
+        json!({"start_seconds": "0s", "resources": {"memory": "32M", "memory_swap": "32M"},
+               "restart": {"policy": "never"}}),
+    );
+    let daemon = Daemon::start(&[("parent", &parent)]);
+    let view = daemon.wait_for_state("parent", JobState::Exited, Duration::from_secs(60));
+    assert_eq!(view.exit_status, Some(0), "{view:#?}");
+    assert!(view.oom_killed, "{view:#?}\n{}", daemon.diagnostics());
+    assert!(
+        view.description
+            .starts_with("exited 0 (the OOM killer ended another process of the job) at "),
+        "{}",
+        view.description
+    );
+    assert!(
+        !view.description.contains("(OOM killed)"),
         "{}",
         view.description
     );

@@ -24,7 +24,7 @@ function __fish_supervisorctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -s V -l version -d 'Print version'
@@ -41,58 +41,58 @@ complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "spec" -
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "top" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "stats" -d 'Show live CPU, memory against its limit, network and block I/O and processes of every job, or of the named ones, refreshing'
 complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "shutdown" -d 'Stop every job and then supervisord, and wait until it exited'
-complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "completions" -d 'Print a completion script for this command: `supervisorctl completions bash > /usr/share/bash-completion/completions/supervisorctl`'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_needs_command" -f -a "completions" -d 'Print a completion script for this command'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -l json -d 'Print the API\'s JSON instead of the table'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand status" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand start" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stop" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand restart" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand signal" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand pid" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s n -l lines -d 'Number of lines to print from the end' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l log-dir -d 'Read logs below this directory without asking supervisord for the path (LOG_DIR/NAME/stdout.log)' -r -F
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s f -l follow -d 'Keep printing lines as the job writes them'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -l stderr -d 'Read the stderr log instead of stdout'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand tail" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand reread" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand update" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand spec" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s d -l interval -d 'Time between refreshes: seconds (2, 0.5) or with a unit (500ms, 2s, 1m)' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s n -l iterations -d 'Print this many tables, then exit' -r
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand top" -s h -l help -d 'Print help'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s d -l interval -d 'Time between refreshes: seconds (2, 0.5) or with a unit (500ms, 2s, 1m)' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s n -l iterations -d 'Print this many tables, then exit' -r
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -l no-stream -d 'Print one table and exit, as `docker stats --no-stream` does'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand stats" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -l no-wait -d 'Return once supervisord accepted the request'
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -s h -l help -d 'Print help'
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: /run/corral/supervisor.sock]' -r -F
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
-complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
-use corral_config::{paths, DurationValue};
+use corral_config::DurationValue;
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
 use corral_supervisor::cli::completion_script;
 use corral_supervisor::cli::ctl::{Cli, Command};
@@ -56,10 +56,7 @@ enum UnknownJob {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(paths::RUN_DIR).join(paths::SOCKET_NAME));
+    let socket = cli.socket_path();
     let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
     let client = Client::new(socket).with_timeout(timeout);
     match run(&client, cli.command) {

@@ -1,11 +1,12 @@
 //! The command line of `supervisorctl`, shared by the binary and the
 //! generator of its completions and man pages.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use corral_config::{DurationValue, UnitError};
+use corral_config::{paths, DurationValue, UnitError};
 
 const LONG_ABOUT: &str = "\
 Control supervisord, the corral job daemon, through its control socket.
@@ -25,8 +26,12 @@ its stop timeout.";
     long_about = LONG_ABOUT
 )]
 pub struct Cli {
-    /// Control socket of supervisord [default: /run/corral/supervisor.sock]
-    #[arg(long, global = true, env = "CORRAL_SUPERVISOR_SOCKET")]
+    /// Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if
+    /// not empty, else /run/corral/supervisor.sock]
+    // The variable is read in `socket_path`, not through clap's `env`,
+    // because clap lists an option set from the environment in the usage
+    // line of a subcommand's error as if the option were required.
+    #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
 
     /// Limit of each request to supervisord: seconds (30) or with a unit
@@ -38,6 +43,28 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Environment variable that sets the control socket when `--socket` is
+/// absent.
+pub const SOCKET_ENV: &str = "CORRAL_SUPERVISOR_SOCKET";
+
+impl Cli {
+    /// Returns the control socket: `--socket`, else a non-empty
+    /// [`SOCKET_ENV`], else `RUN_DIR/supervisor.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        resolve_socket(self.socket.as_deref(), std::env::var_os(SOCKET_ENV))
+    }
+}
+
+fn resolve_socket(option: Option<&Path>, env_value: Option<OsString>) -> PathBuf {
+    if let Some(path) = option {
+        return path.to_path_buf();
+    }
+    match env_value {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => Path::new(paths::RUN_DIR).join(paths::SOCKET_NAME),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,8 +162,17 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Print a completion script for this command: `supervisorctl
-    /// completions bash > /usr/share/bash-completion/completions/supervisorctl`
+    /// Print a completion script for this command
+    ///
+    /// packaging/install.sh installs the bash, zsh and fish scripts below
+    /// PREFIX/share, which is /usr/local/share by default. To install one
+    /// by hand to the same place:
+    ///
+    ///   supervisorctl completions bash > /usr/local/share/bash-completion/completions/supervisorctl
+    ///
+    ///   supervisorctl completions zsh > /usr/local/share/zsh/site-functions/_supervisorctl
+    ///
+    ///   supervisorctl completions fish > /usr/local/share/fish/vendor_completions.d/supervisorctl.fish
     Completions {
         /// Shell to print the script for
         #[arg(value_enum)]
@@ -291,6 +327,37 @@ mod tests {
             LONG_ABOUT.contains("2 for invalid command-line usage"),
             "{LONG_ABOUT}"
         );
+    }
+
+    #[test]
+    fn socket_option_then_env_then_default() {
+        let default = Path::new("/run/corral/supervisor.sock");
+        let option = Path::new("/tmp/option.sock");
+        let from_env = || Some(OsString::from("/tmp/env.sock"));
+        assert_eq!(resolve_socket(Some(option), from_env()), option);
+        assert_eq!(resolve_socket(None, from_env()), Path::new("/tmp/env.sock"));
+        assert_eq!(resolve_socket(None, Some(OsString::new())), default);
+        assert_eq!(resolve_socket(None, None), default);
+    }
+
+    #[test]
+    fn socket_option_has_no_clap_env() {
+        // clap shows an option that `env` set in the usage line of a
+        // subcommand's error, `supervisorctl stop --socket <SOCKET>
+        // <NAMES>...`, as if it were required.
+        use clap::CommandFactory;
+
+        let command = Cli::command();
+        let socket = command
+            .get_arguments()
+            .find(|argument| argument.get_id() == "socket")
+            .expect("--socket is defined");
+        assert_eq!(socket.get_env(), None);
+        let help = socket
+            .get_help()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(help.contains(SOCKET_ENV), "{help}");
     }
 
     #[test]

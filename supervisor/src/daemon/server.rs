@@ -10,6 +10,7 @@ use hyper::server::conn::Http;
 use hyper::service::service_fn;
 use hyper::{Body, Method, StatusCode};
 use serde::Serialize;
+use serde_json::error::Category;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -154,7 +155,7 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
             if method != post {
                 return method_not_allowed(method, path, &post);
             }
-            return match signal_request(name, body) {
+            return match signal_request(path, name, body) {
                 Ok(request) => dispatch(events, request).await,
                 Err(error) => error_reply(&error),
             };
@@ -197,17 +198,45 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
 
 /// Parses the body as JSON whatever its content type, because
 /// `curl -d` sends JSON labelled as a form.
-fn signal_request(name: &str, body: &[u8]) -> Result<Request, ApiError> {
+fn signal_request(path: &str, name: &str, body: &[u8]) -> Result<Request, ApiError> {
     let name = percent_decode(name);
     match serde_json::from_slice::<SignalRequest>(body) {
         Ok(request) => Ok(Request::Signal {
             name,
             signal: request.signal,
         }),
-        Err(error) => Err(ApiError::bad_request(format!(
-            "invalid signal request for job {name:?}: {error}: expected {{\"signal\": \"HUP\"}}"
-        ))),
+        Err(error) => Err(body_error(
+            &format!("POST {path} (job {name:?})"),
+            "a JSON object with the signal name or number, such as {\"signal\": \"HUP\"}",
+            &error,
+        )),
     }
+}
+
+/// Builds the 400 error for a request body that `endpoint` could not parse.
+/// serde's text alone names JSON tokens, so the message states whether the
+/// body is empty, not JSON or JSON of the wrong shape, keeps the line and
+/// column, and ends with what the endpoint `expected`.
+fn body_error(endpoint: &str, expected: &str, error: &serde_json::Error) -> ApiError {
+    let position = format!("line {}, column {}", error.line(), error.column());
+    let problem = match error.classify() {
+        Category::Eof if error.line() == 1 && error.column() == 0 => {
+            "the body is empty".to_string()
+        }
+        Category::Eof => format!("the body is not valid JSON (it ends early at {position})"),
+        Category::Syntax => format!("the body is not valid JSON (syntax error at {position})"),
+        Category::Data => {
+            // serde_json appends " at line L column C" to its message.
+            let text = error.to_string();
+            let suffix = format!(" at line {} column {}", error.line(), error.column());
+            let detail = text.strip_suffix(&suffix).unwrap_or(&text);
+            format!("the body is valid JSON of the wrong shape ({detail} at {position})")
+        }
+        Category::Io => format!("failed to read the body: {error}"),
+    };
+    ApiError::bad_request(format!(
+        "invalid request body for {endpoint}: {problem}. Expected {expected}"
+    ))
 }
 
 /// Reads `wait=true` or `wait=false` from a query string; other keys are
@@ -447,6 +476,45 @@ mod tests {
             json["error"].as_str().unwrap().contains("job \"web\""),
             "{json}"
         );
+    }
+
+    #[tokio::test]
+    async fn body_errors_name_endpoint_and_position() {
+        let expected = "Expected a JSON object with the signal name or number, \
+                        such as {\"signal\": \"HUP\"}";
+        let prefix = "invalid request body for POST /v1/jobs/web/signal (job \"web\"): ";
+        let cases = [
+            (
+                "HUP",
+                "the body is not valid JSON (syntax error at line 1, column 1)",
+            ),
+            ("", "the body is empty"),
+            (
+                "{\"signal\":",
+                "the body is not valid JSON (it ends early at line 1, column 10)",
+            ),
+            (
+                "\"HUP\"",
+                "the body is valid JSON of the wrong shape (invalid type: string \"HUP\", \
+                 expected an object with a \"signal\" key at line 1, column 5)",
+            ),
+            (
+                "{}",
+                "the body is valid JSON of the wrong shape (missing field `signal` \
+                 at line 1, column 2)",
+            ),
+            (
+                "{\"signal\":\"HUP\",\"extra\":1}",
+                "the body is valid JSON of the wrong shape (unknown field `extra`, \
+                 expected `signal` at line 1, column 23)",
+            ),
+        ];
+        for (body, problem) in cases {
+            let (status, json) = call("POST", "/v1/jobs/web/signal", body).await;
+            assert_eq!(status, 400, "{body}: {json}");
+            let message = json["error"].as_str().unwrap();
+            assert_eq!(message, format!("{prefix}{problem}. {expected}"), "{body}");
+        }
 
         let (status, json) = call("GET", "/v2/nothing", "").await;
         assert_eq!(status, 404, "{json}");
