@@ -280,6 +280,27 @@ fn metrics_agent_unit_restarts_and_reads_only() {
 }
 
 #[test]
+fn completion_scripts_parse() {
+    let root = packaging_dir().join("completions");
+    for (shell, dir) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+        if Command::new(shell).arg("-c").arg("true").output().is_err() {
+            eprintln!("SKIP completion_scripts_parse for {shell}: {shell} is not installed");
+            continue;
+        }
+        for file in files_below(&root.join(dir)) {
+            let path = root.join(dir).join(&file);
+            let output = Command::new(shell).arg("-n").arg(&path).output().unwrap();
+            assert!(
+                output.status.success(),
+                "{shell} -n {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+#[test]
 fn units_pass_systemd_analyze() {
     let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
         eprintln!("SKIP units_pass_systemd_analyze: systemd-analyze is not installed");

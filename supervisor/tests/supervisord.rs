@@ -1031,6 +1031,119 @@ fn signal_stop_pauses_the_whole_job() {
     assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
 }
 
+/// Runs the packaged bash completion for the words of `line`, the last
+/// one being completed, and returns the candidates.
+fn bash_candidates(line: &[&str]) -> Vec<String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/completions/bash/supervisorctl");
+    let words: Vec<String> = line.iter().map(|word| format!("'{word}'")).collect();
+    let probe = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; \
+         _supervisorctl_jobs supervisorctl '{}' '{}' 2>/dev/null; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.join(" "),
+        line.len() - 1,
+        line[line.len() - 1],
+        line[line.len() - 2],
+    );
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .env("PATH", path)
+        .env_remove("CORRAL_SUPERVISOR_SOCKET")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    stdout_of(&output)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_offers_job_names() {
+    if skip("bash_completion_offers_job_names") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler()), ("worker", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let socket = daemon.socket().display().to_string();
+
+    let stop = bash_candidates(&["supervisorctl", "--socket", &socket, "stop", "w"]);
+    assert!(stop.contains(&"web".to_string()), "{stop:?}");
+    assert!(stop.contains(&"worker".to_string()), "{stop:?}");
+    assert!(!stop.contains(&"all".to_string()), "{stop:?}");
+
+    let tail = bash_candidates(&["supervisorctl", "--socket", &socket, "tail", ""]);
+    for name in ["web", "worker", "all"] {
+        assert!(tail.contains(&name.to_string()), "{tail:?}");
+    }
+    // Commands without job names get none.
+    let reread = bash_candidates(&["supervisorctl", "--socket", &socket, "reread", ""]);
+    assert!(!reread.contains(&"web".to_string()), "{reread:?}");
+}
+
+#[test]
+fn fish_completion_offers_job_names() {
+    if skip("fish_completion_offers_job_names") {
+        return;
+    }
+    if std::process::Command::new("fish")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP fish_completion_offers_job_names: fish is not installed");
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/completions/fish/supervisorctl.fish");
+    let home = tempfile::tempdir().unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .parent()
+        .unwrap();
+    let complete = |line: &str| {
+        let output = std::process::Command::new("fish")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; complete -C '{line}'",
+                script.display()
+            ))
+            .env("HOME", home.path())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env_remove("CORRAL_SUPERVISOR_SOCKET")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        stdout_of(&output)
+    };
+    let socket = daemon.socket().display().to_string();
+    let stop = complete(&format!("supervisorctl --socket {socket} stop "));
+    assert!(stop.lines().any(|line| line == "web"), "{stop}");
+    assert!(stop.lines().any(|line| line == "all"), "{stop}");
+    let reread = complete(&format!("supervisorctl --socket {socket} reread "));
+    assert!(!reread.lines().any(|line| line == "web"), "{reread}");
+}
+
 #[test]
 fn adopted_stop_sends_no_second_signal() {
     if skip("adopted_stop_sends_no_second_signal") {

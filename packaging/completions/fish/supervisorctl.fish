@@ -96,3 +96,20 @@ complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand shutdown" -s
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l socket -d 'Control socket of supervisord [default: $CORRAL_SUPERVISOR_SOCKET if not empty, else /run/corral/supervisor.sock]' -r -F
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+
+# Job names from the running supervisord, after the commands that take them.
+function __supervisorctl_jobs
+    set -l socket
+    set -l words (commandline -opc)
+    for index in (seq 2 (count $words))
+        switch $words[$index]
+            case --socket
+                set socket --socket $words[(math $index + 1)]
+            case '--socket=*'
+                set socket $words[$index]
+        end
+    end
+    supervisorctl $socket status 2>/dev/null | string replace -r '\s.*' ''
+    echo all
+end
+complete -c supervisorctl -n "__fish_seen_subcommand_from status start stop restart signal pid tail spec top" -f -a "(__supervisorctl_jobs)"

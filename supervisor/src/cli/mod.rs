@@ -11,6 +11,7 @@
 
 pub mod ctl;
 pub mod daemon;
+pub mod jobnames;
 pub mod jobpage;
 pub mod monitor;
 
@@ -40,11 +41,15 @@ pub struct PackagedBinary {
     pub completions: bool,
 }
 
-/// Returns the completion script of `command` for `shell`.
+/// Returns the completion script of `command` for `shell`; supervisorctl's
+/// also completes the names of the running supervisord's jobs.
 pub fn completion_script(shell: Shell, command: &mut clap::Command) -> Vec<u8> {
     let name = command.get_name().to_string();
     let mut script = Vec::new();
-    clap_complete::generate(shell, command, name, &mut script);
+    clap_complete::generate(shell, command, name.clone(), &mut script);
+    if name == "supervisorctl" {
+        script = jobnames::with_job_names(shell, script);
+    }
     script
 }
 
