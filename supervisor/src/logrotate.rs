@@ -5,9 +5,11 @@
 //! [`RotatingLog`] is the writer of a running container's log, used by
 //! `corral-monitor`. It rotates by renaming, so every file stays at or
 //! below `max_size`, no byte is lost at a rotation, and the writer never
-//! keeps a descriptor to a file it renamed or deleted. A file or directory
-//! that someone else deleted is created again, the file within
-//! [`DELETED_CHECK_INTERVAL`] of the next write.
+//! keeps a descriptor to a file it renamed or deleted. When someone else
+//! deletes or renames the file or its directory, the writer notices within
+//! [`PATH_CHECK_INTERVAL`] that the path no longer names its open file, and
+//! the next write opens the path again, creating the file and directory
+//! when they are missing.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Maximum time a [`RotatingLog`] that keeps writing goes without checking
-/// whether its open file was deleted.
-pub const DELETED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// whether its path still names its open file. Each check costs one stat
+/// and one fstat.
+pub const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Returns `path` with `.number` appended: `stdout.log.2`.
 pub fn numbered(path: &Path, number: u32) -> PathBuf {
@@ -147,7 +150,7 @@ pub struct RotatingLog {
     keep: u32,
     /// Whether the last byte written ended a line (or nothing was written).
     at_line_start: bool,
-    /// When the open file was last checked for having been deleted.
+    /// When the path was last compared with the open file.
     checked_at: Instant,
 }
 
@@ -222,25 +225,32 @@ impl RotatingLog {
         Ok(())
     }
 
-    /// Closes the file when it no longer has a name, because someone
-    /// deleted it or its directory, so the next write creates it again.
-    /// Returns whether it closed the file.
-    pub fn close_if_deleted(&mut self) -> bool {
+    /// Closes the file when its path no longer names it, because someone
+    /// deleted or renamed the file or its directory, so the next write
+    /// opens the path again and creates it when it is missing. The path
+    /// and the open file are compared by device and inode. Returns whether
+    /// it closed the file.
+    pub fn close_if_moved(&mut self) -> bool {
         self.checked_at = Instant::now();
-        let deleted = self
-            .file
-            .as_ref()
-            .and_then(|file| file.metadata().ok())
-            .is_some_and(|meta| meta.nlink() == 0);
-        if deleted {
+        let Some(file) = self.file.as_ref() else {
+            return false;
+        };
+        let Ok(open) = file.metadata() else {
+            return false;
+        };
+        let moved = match fs::metadata(&self.path) {
+            Ok(named) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
+            Err(error) => error.kind() == io::ErrorKind::NotFound || open.nlink() == 0,
+        };
+        if moved {
             self.file = None;
         }
-        deleted
+        moved
     }
 
     fn append(&mut self, data: &[u8]) -> Result<(), RotateError> {
-        if self.checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
-            self.close_if_deleted();
+        if self.checked_at.elapsed() >= PATH_CHECK_INTERVAL {
+            self.close_if_moved();
         }
         if self.file.is_none() {
             self.reopen()?;
@@ -302,7 +312,7 @@ mod tests {
         log.write(b"before\n").unwrap();
 
         fs::remove_dir_all(&dir).unwrap();
-        std::thread::sleep(DELETED_CHECK_INTERVAL);
+        std::thread::sleep(PATH_CHECK_INTERVAL);
         log.write(b"after\n").unwrap();
         assert_eq!(read(&path), "after\n");
         let mode =
@@ -316,13 +326,10 @@ mod tests {
         let path = dir.path().join("stderr.log");
         let mut log = RotatingLog::open(&path, 0, 1).unwrap();
         log.write(b"first\n").unwrap();
-        assert!(
-            !log.close_if_deleted(),
-            "closed a file that still has a name"
-        );
+        assert!(!log.close_if_moved(), "closed a file that still has a name");
 
         fs::remove_file(&path).unwrap();
-        assert!(log.close_if_deleted());
+        assert!(log.close_if_moved());
         assert!(
             !has_open_fd_to(&path),
             "the writer keeps the deleted file open"
@@ -330,6 +337,38 @@ mod tests {
         log.write(b"second\n").unwrap();
         assert_eq!(read(&path), "second\n");
         assert_eq!(log.size(), 7);
+    }
+
+    #[test]
+    fn renamed_file_is_closed_and_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stderr.log");
+        let moved = dir.path().join("moved.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"first\n").unwrap();
+
+        fs::rename(&path, &moved).unwrap();
+        assert!(log.close_if_moved(), "kept writing into the renamed file");
+        log.write(b"second\n").unwrap();
+        assert_eq!(read(&moved), "first\n");
+        assert_eq!(read(&path), "second\n");
+        assert_eq!(log.size(), 7);
+    }
+
+    #[test]
+    fn replaced_file_is_reopened_by_the_periodic_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"old\n").unwrap();
+
+        // logrotate's create mode: rename, then create an empty file.
+        fs::rename(&path, numbered(&path, 1)).unwrap();
+        fs::write(&path, b"").unwrap();
+        std::thread::sleep(PATH_CHECK_INTERVAL);
+        log.write(b"new\n").unwrap();
+        assert_eq!(read(&numbered(&path, 1)), "old\n");
+        assert_eq!(read(&path), "new\n");
     }
 
     /// Returns whether a descriptor of this process refers to `path`, as

@@ -127,6 +127,28 @@ fn stop_signal_reaches_the_command() {
 }
 
 #[test]
+fn renamed_log_is_created_again() {
+    let mut monitor = Monitor::start(
+        "n=0; while :; do n=$((n+1)); echo \"line $n\" >&2; sleep 0.05; done",
+        0,
+        1,
+    );
+    monitor.wait_for("stderr.log", "line 2\n");
+    std::fs::rename(monitor.path("stderr.log"), monitor.path("moved.log")).unwrap();
+    // The monitor compares the path with its open file once a second.
+    monitor.wait_for("stderr.log", "line");
+    let moved_size = std::fs::metadata(monitor.path("moved.log")).unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(monitor.path("moved.log")).unwrap().len(),
+        moved_size,
+        "the monitor still writes into the renamed file"
+    );
+    kill(monitor.pid(), Signal::SIGTERM).unwrap();
+    monitor.wait();
+}
+
+#[test]
 fn output_rotates_without_loss() {
     let mut monitor = Monitor::start(
         "i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done",

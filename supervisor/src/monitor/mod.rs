@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::queue::{BoundedQueue, Item, Stream, Taken};
 use crate::daemon::error_chain;
-use crate::logrotate::{RotateError, RotatingLog, DELETED_CHECK_INTERVAL};
+use crate::logrotate::{RotateError, RotatingLog, PATH_CHECK_INTERVAL};
 
 /// Bytes of one stream that may wait for the log writer: 20 ms of output
 /// at 50 MB/s, and the most a monitor buffers per stream.
@@ -499,14 +499,15 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
     let mut checked_at = Instant::now();
     loop {
         // Both files are checked here, because a stream that writes nothing
-        // would otherwise keep its deleted file open until its next write.
-        if checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
+        // would otherwise keep its deleted or renamed file open until its
+        // next write.
+        if checked_at.elapsed() >= PATH_CHECK_INTERVAL {
             for log in &mut logs {
-                log.close_if_deleted();
+                log.close_if_moved();
             }
             checked_at = Instant::now();
         }
-        let item = match queue.take_timeout(DELETED_CHECK_INTERVAL) {
+        let item = match queue.take_timeout(PATH_CHECK_INTERVAL) {
             Taken::Item(item) => item,
             Taken::Closed => break,
             Taken::TimedOut => continue,
