@@ -2083,6 +2083,102 @@ fn tail_follow_prints_new_lines() {
     }
 }
 
+/// Returns a buffer that a thread fills with everything read from `source`.
+fn collect_in_background(
+    mut source: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&collected);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 65536];
+        while let Ok(count) = source.read(&mut buffer) {
+            if count == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buffer[..count]);
+        }
+    });
+    collected
+}
+
+/// Needs no daemon and no root: with `--log-dir`, supervisorctl reads the
+/// files without the socket.
+#[test]
+fn tail_follow_reports_rotated_away_output() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let job_dir = dir.path().join("web");
+    std::fs::create_dir(&job_dir).unwrap();
+    let path = job_dir.join("stdout.log");
+    std::fs::write(&path, b"").unwrap();
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(dir.path().join("missing.sock"))
+        .args(["tail", "-f", "-n", "0", "--log-dir"])
+        .arg(dir.path())
+        .arg("web")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The follower opens the file for following after its inotify watch
+    // exists, and keeps it open.
+    let opened = || {
+        std::fs::read_dir(format!("/proc/{}/fd", follower.id()))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|entry| std::fs::read_link(entry.path()).ok().as_deref() == Some(&path))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + SETTLE;
+    while !opened() {
+        assert!(
+            Instant::now() < deadline,
+            "supervisorctl never opened the log"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // More than the pipe buffer takes, so the follower blocks in its write while
+    // two rotations take a whole file away unread.
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let filler = "a".repeat(99) + "\n";
+    for _ in 0..2000 {
+        writer.write_all(filler.as_bytes()).unwrap();
+    }
+    drop(writer);
+    corral_supervisor::logrotate::rotate(&path, 5).unwrap();
+    std::fs::write(&path, "b".repeat(999) + "\n").unwrap();
+    corral_supervisor::logrotate::rotate(&path, 5).unwrap();
+    std::fs::write(&path, b"last\n").unwrap();
+
+    let printed = collect_in_background(follower.stdout.take().unwrap());
+    let notices = collect_in_background(follower.stderr.take().unwrap());
+    let deadline = Instant::now() + SETTLE;
+    while !printed.lock().unwrap().ends_with(b"last\n") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+
+    let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
+    assert_eq!(printed.len(), 200_000 + "last\n".len());
+    assert!(printed.ends_with("\nlast\n"));
+    assert!(!printed.contains('b'), "printed the rotated-away file");
+    let notices = String::from_utf8(notices.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        notices,
+        "supervisorctl: web: skipped 1000 bytes of stdout.log that were rotated away \
+         before they were read\n"
+    );
+}
+
 #[test]
 fn unforwarded_stop_signal_works() {
     if skip("unforwarded_stop_signal_works") {
