@@ -1620,13 +1620,57 @@ fn shim_runs_from_read_only_binary() {
     );
     assert_eq!(nice(format!("/proc/{shim}/stat").into()), 0);
 
-    let command = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
-    let program = command.split(|&byte| byte == 0).next().unwrap();
+    let monitor_command =
+        String::from_utf8(std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap()).unwrap();
+    let monitor_arguments: Vec<&str> = monitor_command.split('\0').collect();
+    let separator = monitor_arguments
+        .iter()
+        .position(|&argument| argument == "--");
+    let program = monitor_arguments[separator.unwrap() + 1];
     assert!(
-        program.starts_with(format!("/proc/{}/fd/", daemon.pid()).as_bytes()),
-        "the shim runs from supervisord's read-only view: {}",
-        String::from_utf8_lossy(program)
+        program.starts_with(&format!("/proc/{}/fd/", daemon.pid())),
+        "the shim runs from supervisord's read-only view: {monitor_arguments:?}"
     );
+}
+
+/// Returns the process name (comm) and the command line of `pid`.
+fn name_and_arguments(pid: i32) -> (String, Vec<String>) {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let arguments = String::from_utf8_lossy(&cmdline)
+        .split_terminator('\0')
+        .map(str::to_string)
+        .collect();
+    (comm.trim_end().to_string(), arguments)
+}
+
+#[test]
+fn shim_and_init_are_named_corral() {
+    if skip("shim_and_init_are_named_corral") {
+        return;
+    }
+    let with_init = shell_job(
+        "exec sleep 300",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "1s"}, "init": true}),
+    );
+    let daemon = Daemon::start(&[("named", &with_init)]);
+    daemon.wait_for_state("named", JobState::Running, SETTLE);
+    let monitor = children_of(daemon.pid())[0];
+    let shim = children_of(monitor)[0];
+    let (shim_name, shim_arguments) = name_and_arguments(shim);
+    assert_eq!(shim_name, "corral", "shim command line: {shim_arguments:?}");
+    assert_eq!(shim_arguments[0], "corral");
+    // Tools such as bench/supervisor/bench.py find shims by this verb.
+    assert!(
+        shim_arguments.iter().any(|argument| argument == "shim"),
+        "{shim_arguments:?}"
+    );
+
+    // The minimal init is a fork of the shim that does not execute.
+    let init = children_of(shim)[0];
+    let (init_name, init_arguments) = name_and_arguments(init);
+    assert_eq!(init_name, "corral", "init command line: {init_arguments:?}");
+    assert_eq!(init_arguments[0], "corral");
 }
 
 #[test]

@@ -27,6 +27,7 @@ fn main() {
         stderr_log: cli.stderr,
         settings_file: cli.settings,
         command: cli.command,
+        arg0: cli.arg0,
     };
     match monitor::run(&options) {
         Ok(exit) => monitor::exit_like(exit),

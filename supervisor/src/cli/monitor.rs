@@ -42,6 +42,12 @@ pub struct Cli {
     /// inherit it; supervisord passes the limit it started with
     #[arg(long, value_name = "N")]
     pub open_files: Option<u64>,
+    /// argv[0] of the shim in place of the program path after `--`, which
+    /// ps shows and corral names its process after. supervisord passes the
+    /// runtime's file name, because that path is a /proc/PID/fd/N path
+    /// of supervisord
+    #[arg(long, value_name = "NAME")]
+    pub arg0: Option<OsString>,
     /// The shim's command line, after `--`
     #[arg(required = true, last = true)]
     pub command: Vec<OsString>,

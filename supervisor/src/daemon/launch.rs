@@ -186,6 +186,12 @@ pub fn launch(
     if let Some(limit) = crate::daemon::limits::original_soft_limit() {
         command.arg("--open-files").arg(limit.to_string());
     }
+    // The shim runs from runtime_exec, a /proc/PID/fd/N path that would
+    // otherwise be its argv[0]. corral also names its process after the
+    // file name of argv[0].
+    if let Some(name) = config.runtime.file_name() {
+        command.arg("--arg0").arg(name);
+    }
     command
         .arg("--")
         .arg(config.runtime_exec.as_ref().unwrap_or(&config.runtime))

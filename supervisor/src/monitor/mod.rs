@@ -135,6 +135,8 @@ pub struct MonitorOptions {
     pub settings_file: PathBuf,
     /// The shim command line: program and arguments.
     pub command: Vec<OsString>,
+    /// argv[0] of the shim in place of the program path.
+    pub arg0: Option<OsString>,
 }
 
 /// An error that ends the monitor before or while it runs the shim.
@@ -210,6 +212,9 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     let (stderr_read, stderr_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stderr pipe"))?;
     let mut command = Command::new(program);
+    if let Some(arg0) = &options.arg0 {
+        command.arg0(arg0);
+    }
     command
         .args(arguments)
         .stdin(Stdio::inherit())
