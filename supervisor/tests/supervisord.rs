@@ -1633,6 +1633,58 @@ fn shim_runs_from_read_only_binary() {
     );
 }
 
+#[test]
+fn monitor_logs_follow_json_format() {
+    if skip("monitor_logs_follow_json_format") {
+        return;
+    }
+    let mut daemon =
+        Daemon::start_with_args(&[("web", &term_handler())], &["--log-format", "json"]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let monitor = children_of(daemon.pid())[0];
+    let (_, arguments) = name_and_arguments(monitor);
+    let value_of = |flag: &str| {
+        let position = arguments.iter().position(|argument| argument == flag);
+        arguments[position.unwrap_or_else(|| panic!("no {flag}: {arguments:?}")) + 1].clone()
+    };
+    assert_eq!(value_of("--log-format"), "json");
+    assert_eq!(value_of("--job"), "web");
+    let container_id = value_of("--container-id");
+
+    // Invalid settings make the monitor log a warning when it rereads them.
+    let settings = daemon
+        .data_dir()
+        .join("bundles")
+        .join(&container_id)
+        .join("logs.json");
+    std::fs::write(&settings, "not json").unwrap();
+    // SAFETY: kill only sends a signal to the monitor this test's daemon
+    // started.
+    let sent = unsafe { libc::kill(monitor, corral_supervisor::monitor::reload_signal()) };
+    assert_eq!(sent, 0);
+    daemon.wait_until(
+        SETTLE,
+        "the monitor logged the invalid settings",
+        |daemon| daemon.daemon_log().contains("failed to read log settings"),
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+
+    let log = daemon.daemon_log();
+    let mut warnings = Vec::new();
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        let message = event["fields"]["message"].as_str().unwrap_or_default();
+        if message.contains("failed to read log settings") {
+            warnings.push(event);
+        }
+    }
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert_eq!(warnings[0]["fields"]["job"], "web", "{log}");
+    assert_eq!(warnings[0]["fields"]["container_id"], container_id.as_str());
+}
+
 /// Returns the process name (comm) and the command line of `pid`.
 fn name_and_arguments(pid: i32) -> (String, Vec<String>) {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();

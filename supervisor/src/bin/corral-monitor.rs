@@ -14,12 +14,15 @@ fn main() {
     // setsid succeeds unless the monitor was started some other way.
     let session = nix::unistd::setsid();
     let cli = Cli::parse();
+    monitor::init_logging(cli.log_format, cli.job.clone(), cli.container_id.clone());
     if let Err(error) = session {
-        eprintln!("corral-monitor: failed to start a session of its own: {error}");
+        monitor::warn(&format!("failed to start a session of its own: {error}"));
     }
     if let Some(limit) = cli.open_files {
         if let Err(error) = corral_supervisor::daemon::limits::set_soft_limit(limit) {
-            eprintln!("corral-monitor: failed to set the open files limit to {limit}: {error}");
+            monitor::warn(&format!(
+                "failed to set the open files limit to {limit}: {error}"
+            ));
         }
     }
     let options = MonitorOptions {

@@ -182,7 +182,13 @@ pub fn launch(
         .arg("--stderr")
         .arg(stderr_log)
         .arg("--settings")
-        .arg(&settings_file);
+        .arg(&settings_file)
+        .arg("--log-format")
+        .arg(config.log_format.name())
+        .arg("--job")
+        .arg(job_name)
+        .arg("--container-id")
+        .arg(id);
     if let Some(limit) = crate::daemon::limits::original_soft_limit() {
         command.arg("--open-files").arg(limit.to_string());
     }
@@ -490,6 +496,7 @@ pub(crate) mod tests {
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
             socket_group: None,
+            log_format: crate::cli::daemon::LogFormat::Text,
         }
     }
 

@@ -58,6 +58,10 @@ pub struct DaemonConfig {
     pub live_restore: bool,
     /// GID of the group that may use the control socket.
     pub socket_group: Option<u32>,
+    /// Format of supervisord's log lines, which each monitor follows in its
+    /// own.
+    #[serde(skip)]
+    pub log_format: crate::cli::daemon::LogFormat,
 }
 
 impl DaemonConfig {

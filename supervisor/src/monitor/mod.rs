@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -38,6 +38,7 @@ use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
 pub use self::queue::{BoundedQueue, Item, Stream, Taken};
+pub use crate::cli::daemon::LogFormat;
 use crate::daemon::error_chain;
 use crate::logrotate::{RotateError, RotatingLog, PATH_CHECK_INTERVAL};
 
@@ -638,11 +639,64 @@ pub fn report_setup_error(stderr_log: &Path, error: &MonitorError) {
     }
 }
 
-/// Writes one line to the monitor's stderr, which is supervisord's. A
-/// write error is ignored: that stream may be gone after supervisord
-/// restarted, and the monitor has no other place to report to.
-fn warn(message: &str) {
-    let _ = writeln!(io::stderr(), "corral-monitor: {message}");
+/// Format and fields of the monitor's own log lines, set once by
+/// [`init_logging`].
+#[derive(Debug)]
+struct LogContext {
+    format: LogFormat,
+    job: Option<String>,
+    container_id: Option<String>,
+}
+
+static LOG_CONTEXT: OnceLock<LogContext> = OnceLock::new();
+
+/// Sets the format of the monitor's log lines on stderr. JSON lines are
+/// written by tracing-subscriber, as supervisord writes its own, and carry
+/// `job` and `container_id` fields when those are given. Text lines stay
+/// `corral-monitor: MESSAGE`, and so do all lines before the first call.
+/// Later calls change nothing.
+pub fn init_logging(format: LogFormat, job: Option<String>, container_id: Option<String>) {
+    if LOG_CONTEXT.get().is_some() {
+        return;
+    }
+    let mut format = format;
+    let mut installed = true;
+    if let LogFormat::Json = format {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        installed = tracing::subscriber::set_global_default(subscriber).is_ok();
+        if !installed {
+            format = LogFormat::Text;
+        }
+    }
+    let _ = LOG_CONTEXT.set(LogContext {
+        format,
+        job,
+        container_id,
+    });
+    if !installed {
+        warn("failed to install the JSON log writer, so log lines are text");
+    }
+}
+
+/// Writes one warning line to the monitor's stderr, which is supervisord's,
+/// in the format that [`init_logging`] set. A write error is ignored: that
+/// stream may be gone after supervisord restarted, and the monitor has no
+/// other place to report to.
+pub fn warn(message: &str) {
+    match LOG_CONTEXT.get() {
+        Some(context) if matches!(context.format, LogFormat::Json) => {
+            let job = context.job.as_deref();
+            let container_id = context.container_id.as_deref();
+            tracing::warn!(job, container_id, "{message}");
+        }
+        _ => {
+            let _ = writeln!(io::stderr(), "corral-monitor: {message}");
+        }
+    }
 }
 
 #[cfg(test)]
