@@ -1428,6 +1428,78 @@ fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std:
 }
 
 #[test]
+fn socket_group_members_can_tail_logs() {
+    if skip("socket_group_members_can_tail_logs") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let job = shell_job(
+        "echo hello from stdout; echo hello from stderr >&2; \
+         trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    let mut daemon = Daemon::start_with_args(&[("web", &job)], &["--socket-group", "4242"]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job wrote both logs", |daemon| {
+        daemon
+            .job_log("web", "stderr")
+            .contains("hello from stderr")
+    });
+    let job_dir = daemon.log_dir().join("web");
+    let expected = [
+        (daemon.log_dir(), 0o750),
+        (job_dir.clone(), 0o750),
+        (job_dir.join("stdout.log"), 0o640),
+        (job_dir.join("stderr.log"), 0o640),
+    ];
+    for (path, mode) in &expected {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.gid(), 4242, "{}", path.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            *mode,
+            "{}",
+            path.display()
+        );
+    }
+
+    // The scratch directory above the run and log directories is this
+    // test's own.
+    let scratch = daemon.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("hello from stdout"),
+        "{}",
+        stdout_of(&member)
+    );
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "--stderr", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("hello from stderr"),
+        "{}",
+        stdout_of(&member)
+    );
+
+    // --log-dir reads the files without the socket, so only the log
+    // permissions keep a user outside the group out.
+    let log_dir = daemon.log_dir().display().to_string();
+    let outsider = ctl_as_nobody(&daemon, &[], &["tail", "--log-dir", &log_dir, "web"]);
+    assert_ne!(outsider.status.code(), Some(0), "{}", stdout_of(&outsider));
+    assert!(
+        !stdout_of(&outsider).contains("hello"),
+        "{}",
+        stdout_of(&outsider)
+    );
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "--log-dir", &log_dir, "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn socket_group_members_can_connect() {
     if skip("socket_group_members_can_connect") {
         return;

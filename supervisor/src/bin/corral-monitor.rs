@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use corral_supervisor::cli::monitor::Cli;
+use corral_supervisor::logrotate::LogPermissions;
 use corral_supervisor::monitor::{self, MonitorOptions};
 
 fn main() {
@@ -31,11 +32,14 @@ fn main() {
         settings_file: cli.settings,
         command: cli.command,
         arg0: cli.arg0,
+        log_permissions: LogPermissions {
+            group: cli.log_group,
+        },
     };
     match monitor::run(&options) {
         Ok(exit) => monitor::exit_like(exit),
         Err(error) => {
-            monitor::report_setup_error(&options.stderr_log, &error);
+            monitor::report_setup_error(&options.stderr_log, options.log_permissions, &error);
             std::process::exit(monitor::SETUP_FAILED);
         }
     }

@@ -55,6 +55,11 @@ pub struct Cli {
     /// field
     #[arg(long, value_name = "ID")]
     pub container_id: Option<String>,
+    /// GID of the group that may read the log files: files the monitor
+    /// opens or creates get mode 0640 and that group, a directory it
+    /// creates 0750 [default: root only, files 0600, directories 0700]
+    #[arg(long, value_name = "GID")]
+    pub log_group: Option<u32>,
     /// argv[0] of the shim in place of the program path after `--`, which
     /// ps shows and corral names its process after. supervisord passes the
     /// runtime's file name, because that path is a /proc/PID/fd/N path

@@ -147,7 +147,9 @@ pub fn launch(
 ) -> Result<Launched, LaunchError> {
     let ports = ports::bind(&spec.ports)?;
     let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
-    let stderr_offset = logs::prepare_job_logs(log_dir, stdout_log, stderr_log, &spec.logs)?;
+    let permissions = config.log_permissions();
+    let stderr_offset =
+        logs::prepare_job_logs(log_dir, stdout_log, stderr_log, &spec.logs, permissions)?;
 
     let bundle = config.bundle_dir(id);
     let bundle_error = |source| LaunchError::Bundle {
@@ -189,6 +191,9 @@ pub fn launch(
         .arg(job_name)
         .arg("--container-id")
         .arg(id);
+    if let Some(group) = config.socket_group {
+        command.arg("--log-group").arg(group.to_string());
+    }
     if let Some(limit) = crate::daemon::limits::original_soft_limit() {
         command.arg("--open-files").arg(limit.to_string());
     }

@@ -65,6 +65,14 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// Returns the permissions of the job logs: readable by the socket group
+    /// when there is one, so its members can run `supervisorctl tail`.
+    pub fn log_permissions(&self) -> crate::logrotate::LogPermissions {
+        crate::logrotate::LogPermissions {
+            group: self.socket_group,
+        }
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.run_dir.join(corral_config::paths::SOCKET_NAME)
     }
@@ -152,6 +160,12 @@ pub enum DaemonError {
     SocketGroup {
         path: PathBuf,
         gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to set the group or mode of the log directory {path}")]
+    LogDirPermissions {
+        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -370,6 +384,13 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
             None
         }
     };
+    let log_permissions = config.log_permissions();
+    log_permissions
+        .apply_to_path(&config.log_dir, true)
+        .map_err(|source| DaemonError::LogDirPermissions {
+            path: config.log_dir.clone(),
+            source,
+        })?;
     let socket_path = config.socket_path();
     match config.socket_group {
         Some(gid) => share_with_group(&config.run_dir, gid, 0o710)?,

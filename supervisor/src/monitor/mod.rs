@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use self::queue::{BoundedQueue, Item, Stream, Taken};
 pub use crate::cli::daemon::LogFormat;
 use crate::daemon::error_chain;
-use crate::logrotate::{RotateError, RotatingLog, PATH_CHECK_INTERVAL};
+use crate::logrotate::{LogPermissions, RotateError, RotatingLog, PATH_CHECK_INTERVAL};
 
 /// Bytes of one stream that may wait for the log writer: 20 ms of output
 /// at 50 MB/s, and the most a monitor buffers per stream.
@@ -138,6 +138,8 @@ pub struct MonitorOptions {
     pub command: Vec<OsString>,
     /// argv[0] of the shim in place of the program path.
     pub arg0: Option<OsString>,
+    /// Group and modes of the log files and directory the monitor creates.
+    pub log_permissions: LogPermissions,
 }
 
 /// An error that ends the monitor before or while it runs the shim.
@@ -186,8 +188,16 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
         .split_first()
         .ok_or(MonitorError::NoCommand)?;
     let settings = LogSettings::read(&options.settings_file)?;
-    let stdout_log = RotatingLog::open(&options.stdout_log, settings.max_size, settings.keep)?;
-    let stderr_log = RotatingLog::open(&options.stderr_log, settings.max_size, settings.keep)?;
+    let open_log = |path: &Path| {
+        RotatingLog::open_with_permissions(
+            path,
+            settings.max_size,
+            settings.keep,
+            options.log_permissions,
+        )
+    };
+    let stdout_log = open_log(&options.stdout_log)?;
+    let stderr_log = open_log(&options.stderr_log)?;
 
     // Blocked before the spawn so that no signal is lost. The child gets an
     // empty mask again before it executes the shim.
@@ -532,6 +542,11 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
                 }
             }
         }
+        for log in &mut logs {
+            if let Some(error) = log.take_permission_error() {
+                warn(&error_chain(&error));
+            }
+        }
         notices.write_due(&mut logs, false);
     }
     notices.write_due(&mut logs, true);
@@ -625,12 +640,19 @@ pub fn exit_like(exit: ShimExit) -> ! {
 /// Writes a setup error where supervisord reads the shim's setup errors:
 /// the end of the stderr log. The file is opened, appended to and closed
 /// at once.
-pub fn report_setup_error(stderr_log: &Path, error: &MonitorError) {
+pub fn report_setup_error(stderr_log: &Path, permissions: LogPermissions, error: &MonitorError) {
     let message = error_chain(error);
     warn(&message);
     let line = format!("corral-monitor: {message}\n");
-    let appended = crate::logrotate::open_append(stderr_log)
-        .and_then(|mut file| file.write_all(line.as_bytes()));
+    let appended = crate::logrotate::open_append(stderr_log, permissions).and_then(|mut file| {
+        if let Err(error) = permissions.apply_to_file(&file) {
+            warn(&format!(
+                "failed to set the group or mode of {}: {error}",
+                stderr_log.display()
+            ));
+        }
+        file.write_all(line.as_bytes())
+    });
     if let Err(append_error) = appended {
         warn(&format!(
             "failed to write the error to {}: {append_error}",
