@@ -288,9 +288,10 @@ class CorralDaemon:
     def helper_pss(self):
         """PSS of corral-monitor, the shims and the containers' inits.
 
-        The shims run the runtime through /proc/PID/fd/N, which leaves the
-        descriptor number as their command name, so a shim and the init
-        forked from it are found by the `shim` verb on their command line.
+        The shims run the runtime through /proc/PID/fd/N. Under supervisord
+        versions whose monitor lacks --arg0, their command name is the
+        descriptor number. So a shim and the init forked from it are found
+        by the `shim` verb on their command line.
         """
         total = 0
         count = 0

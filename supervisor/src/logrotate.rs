@@ -5,19 +5,22 @@
 //! [`RotatingLog`] is the writer of a running container's log, used by
 //! `corral-monitor`. It rotates by renaming, so every file stays at or
 //! below `max_size`, no byte is lost at a rotation, and the writer never
-//! keeps a descriptor to a file it renamed or deleted. A file or directory
-//! that someone else deleted is created again, the file within
-//! [`DELETED_CHECK_INTERVAL`] of the next write.
+//! keeps a descriptor to a file it renamed or deleted. When someone else
+//! deletes or renames the file or its directory, the writer notices within
+//! [`PATH_CHECK_INTERVAL`] that the path no longer names its open file, and
+//! the next write opens the path again, creating the file and directory
+//! when they are missing.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Maximum time a [`RotatingLog`] that keeps writing goes without checking
-/// whether its open file was deleted.
-pub const DELETED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// whether its path still names its open file. Each check costs one stat
+/// and one fstat.
+pub const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Returns `path` with `.number` appended: `stdout.log.2`.
 pub fn numbered(path: &Path, number: u32) -> PathBuf {
@@ -85,26 +88,91 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// Opens `path` for appending, creating it with mode 0600.
-pub fn open_append(path: &Path) -> io::Result<File> {
+/// Access to job logs besides root's. With a group (supervisord's
+/// `--socket-group`), directories are mode 0750 and files 0640, owned by
+/// that group. Without one, directories are 0700 and files 0600.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogPermissions {
+    /// GID of the group that may read the logs.
+    pub group: Option<u32>,
+}
+
+impl LogPermissions {
+    /// Logs that only root may read.
+    pub const PRIVATE: LogPermissions = LogPermissions { group: None };
+
+    pub fn dir_mode(self) -> u32 {
+        match self.group {
+            Some(_) => 0o750,
+            None => 0o700,
+        }
+    }
+
+    pub fn file_mode(self) -> u32 {
+        match self.group {
+            Some(_) => 0o640,
+            None => 0o600,
+        }
+    }
+
+    /// Sets the group, when there is one, and the mode of the open `file`.
+    /// The mode is set after the open because the umask may have cleared
+    /// bits of the mode that the file was created with, and because the
+    /// file may come from a run with other permissions.
+    pub fn apply_to_file(self, file: &File) -> io::Result<()> {
+        if let Some(group) = self.group {
+            std::os::unix::fs::fchown(file, None, Some(group))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(self.file_mode()))
+    }
+
+    /// Sets the group, when there is one, and the directory or file mode of
+    /// `path`.
+    pub fn apply_to_path(self, path: &Path, is_dir: bool) -> io::Result<()> {
+        if let Some(group) = self.group {
+            std::os::unix::fs::chown(path, None, Some(group))?;
+        }
+        let mode = if is_dir {
+            self.dir_mode()
+        } else {
+            self.file_mode()
+        };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+}
+
+/// Opens `path` for appending, creating it with the file mode of
+/// `permissions`. The caller applies the group and the exact mode with
+/// [`LogPermissions::apply_to_file`].
+pub fn open_append(path: &Path, permissions: LogPermissions) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o600)
+        .mode(permissions.file_mode())
         .open(path)
 }
 
 /// Opens `path` like [`open_append`], first creating its directory with
-/// mode 0700, as supervisord creates it, when it is missing.
-fn open_append_creating_dir(path: &Path) -> io::Result<File> {
-    match open_append(path) {
+/// the permissions that supervisord gives it, when it is missing. Returns
+/// the file and the error of setting the directory's permissions, which
+/// leaves the file usable.
+fn open_append_creating_dir(
+    path: &Path,
+    permissions: LogPermissions,
+) -> io::Result<(File, Option<io::Error>)> {
+    match open_append(path, permissions) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let mut dir_error = None;
             if let Some(dir) = path.parent() {
-                DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(permissions.dir_mode())
+                    .create(dir)?;
+                dir_error = permissions.apply_to_path(dir, true).err();
             }
-            open_append(path)
+            Ok((open_append(path, permissions)?, dir_error))
         }
-        other => other,
+        other => other.map(|file| (file, None)),
     }
 }
 
@@ -129,6 +197,12 @@ pub enum RotateError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to set the group or mode of {path}")]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// The log file of one output stream of a running container, rotated
@@ -147,13 +221,29 @@ pub struct RotatingLog {
     keep: u32,
     /// Whether the last byte written ended a line (or nothing was written).
     at_line_start: bool,
-    /// When the open file was last checked for having been deleted.
+    /// When the path was last compared with the open file.
     checked_at: Instant,
+    permissions: LogPermissions,
+    /// The last failure to set the permissions of a file or directory that
+    /// this writer opened, which it kept writing to.
+    permission_error: Option<RotateError>,
 }
 
 impl RotatingLog {
-    /// Opens `path` for appending, rotating it first when it is already full.
+    /// Opens `path` for appending, rotating it first when it is already
+    /// full, with files that only root may read.
     pub fn open(path: &Path, max_size: u64, keep: u32) -> Result<Self, RotateError> {
+        Self::open_with_permissions(path, max_size, keep, LogPermissions::PRIVATE)
+    }
+
+    /// Opens `path` like [`RotatingLog::open`], giving the file and every
+    /// file and directory this writer creates later `permissions`.
+    pub fn open_with_permissions(
+        path: &Path,
+        max_size: u64,
+        keep: u32,
+        permissions: LogPermissions,
+    ) -> Result<Self, RotateError> {
         rotate_if_full(path, max_size, keep).map_err(|source| RotateError::Rotate {
             path: path.to_path_buf(),
             source,
@@ -166,6 +256,8 @@ impl RotatingLog {
             keep,
             at_line_start: true,
             checked_at: Instant::now(),
+            permissions,
+            permission_error: None,
         };
         log.reopen()?;
         Ok(log)
@@ -183,6 +275,12 @@ impl RotatingLog {
     /// Whether the last byte written ended a line.
     pub fn at_line_start(&self) -> bool {
         self.at_line_start
+    }
+
+    /// Takes the last failure to set the group or mode of a file or
+    /// directory, after which this writer kept writing to it.
+    pub fn take_permission_error(&mut self) -> Option<RotateError> {
+        self.permission_error.take()
     }
 
     /// Applies new limits from the next write on. A smaller `keep` deletes
@@ -222,25 +320,32 @@ impl RotatingLog {
         Ok(())
     }
 
-    /// Closes the file when it no longer has a name, because someone
-    /// deleted it or its directory, so the next write creates it again.
-    /// Returns whether it closed the file.
-    pub fn close_if_deleted(&mut self) -> bool {
+    /// Closes the file when its path no longer names it, because someone
+    /// deleted or renamed the file or its directory, so the next write
+    /// opens the path again and creates it when it is missing. The path
+    /// and the open file are compared by device and inode. Returns whether
+    /// it closed the file.
+    pub fn close_if_moved(&mut self) -> bool {
         self.checked_at = Instant::now();
-        let deleted = self
-            .file
-            .as_ref()
-            .and_then(|file| file.metadata().ok())
-            .is_some_and(|meta| meta.nlink() == 0);
-        if deleted {
+        let Some(file) = self.file.as_ref() else {
+            return false;
+        };
+        let Ok(open) = file.metadata() else {
+            return false;
+        };
+        let moved = match fs::metadata(&self.path) {
+            Ok(named) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
+            Err(error) => error.kind() == io::ErrorKind::NotFound || open.nlink() == 0,
+        };
+        if moved {
             self.file = None;
         }
-        deleted
+        moved
     }
 
     fn append(&mut self, data: &[u8]) -> Result<(), RotateError> {
-        if self.checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
-            self.close_if_deleted();
+        if self.checked_at.elapsed() >= PATH_CHECK_INTERVAL {
+            self.close_if_moved();
         }
         if self.file.is_none() {
             self.reopen()?;
@@ -274,10 +379,26 @@ impl RotatingLog {
     }
 
     fn reopen(&mut self) -> Result<(), RotateError> {
-        let file = open_append_creating_dir(&self.path).map_err(|source| RotateError::Open {
-            path: self.path.clone(),
-            source,
-        })?;
+        let (file, dir_error) =
+            open_append_creating_dir(&self.path, self.permissions).map_err(|source| {
+                RotateError::Open {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
+        if let Some(source) = dir_error {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            self.permission_error = Some(RotateError::Permissions {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        if let Err(source) = self.permissions.apply_to_file(&file) {
+            self.permission_error = Some(RotateError::Permissions {
+                path: self.path.clone(),
+                source,
+            });
+        }
         self.size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
         self.file = Some(file);
         Ok(())
@@ -302,7 +423,7 @@ mod tests {
         log.write(b"before\n").unwrap();
 
         fs::remove_dir_all(&dir).unwrap();
-        std::thread::sleep(DELETED_CHECK_INTERVAL);
+        std::thread::sleep(PATH_CHECK_INTERVAL);
         log.write(b"after\n").unwrap();
         assert_eq!(read(&path), "after\n");
         let mode =
@@ -316,13 +437,10 @@ mod tests {
         let path = dir.path().join("stderr.log");
         let mut log = RotatingLog::open(&path, 0, 1).unwrap();
         log.write(b"first\n").unwrap();
-        assert!(
-            !log.close_if_deleted(),
-            "closed a file that still has a name"
-        );
+        assert!(!log.close_if_moved(), "closed a file that still has a name");
 
         fs::remove_file(&path).unwrap();
-        assert!(log.close_if_deleted());
+        assert!(log.close_if_moved());
         assert!(
             !has_open_fd_to(&path),
             "the writer keeps the deleted file open"
@@ -330,6 +448,87 @@ mod tests {
         log.write(b"second\n").unwrap();
         assert_eq!(read(&path), "second\n");
         assert_eq!(log.size(), 7);
+    }
+
+    #[test]
+    fn renamed_file_is_closed_and_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stderr.log");
+        let moved = dir.path().join("moved.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"first\n").unwrap();
+
+        fs::rename(&path, &moved).unwrap();
+        assert!(log.close_if_moved(), "kept writing into the renamed file");
+        log.write(b"second\n").unwrap();
+        assert_eq!(read(&moved), "first\n");
+        assert_eq!(read(&path), "second\n");
+        assert_eq!(log.size(), 7);
+    }
+
+    #[test]
+    fn replaced_file_is_reopened_by_the_periodic_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"old\n").unwrap();
+
+        // logrotate's create mode: rename, then create an empty file.
+        fs::rename(&path, numbered(&path, 1)).unwrap();
+        fs::write(&path, b"").unwrap();
+        std::thread::sleep(PATH_CHECK_INTERVAL);
+        log.write(b"new\n").unwrap();
+        assert_eq!(read(&numbered(&path, 1)), "old\n");
+        assert_eq!(read(&path), "new\n");
+    }
+
+    fn mode_and_group(path: &Path) -> (u32, u32) {
+        let meta = fs::metadata(path).unwrap();
+        (meta.permissions().mode() & 0o777, meta.gid())
+    }
+
+    #[test]
+    fn group_permissions_cover_new_and_rotated_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("web");
+        let path = dir.join("stdout.log");
+        // Any group works for root; 4242 need not exist.
+        let group = if nix::unistd::geteuid().is_root() {
+            4242
+        } else {
+            nix::unistd::getegid().as_raw()
+        };
+        let permissions = LogPermissions { group: Some(group) };
+        let mut log = RotatingLog::open_with_permissions(&path, 8, 2, permissions).unwrap();
+        log.write(b"1234567\nabc\n").unwrap();
+        assert_eq!(mode_and_group(&dir), (0o750, group));
+        assert_eq!(mode_and_group(&path), (0o640, group));
+        assert_eq!(mode_and_group(&numbered(&path, 1)), (0o640, group));
+
+        // A file that an earlier run left private is opened to the group.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut log = RotatingLog::open_with_permissions(&path, 8, 2, permissions).unwrap();
+        assert_eq!(mode_and_group(&path), (0o640, group));
+
+        // The monitor creates a deleted file and directory again.
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(log.close_if_moved());
+        log.write(b"again\n").unwrap();
+        assert_eq!(mode_and_group(&dir), (0o750, group));
+        assert_eq!(mode_and_group(&path), (0o640, group));
+        assert!(log.take_permission_error().is_none());
+    }
+
+    #[test]
+    fn private_permissions_close_a_group_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        fs::write(&path, b"").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let _log = RotatingLog::open(&path, 0, 1).unwrap();
+        assert_eq!(mode_and_group(&path).0, 0o600);
     }
 
     /// Returns whether a descriptor of this process refers to `path`, as

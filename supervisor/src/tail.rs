@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use inotify::{EventMask, Inotify, WatchMask};
@@ -66,14 +67,36 @@ fn start_of_last_lines(file: &mut File, size: u64, lines: usize) -> io::Result<u
     Ok(0)
 }
 
+/// Output that [`follow`] did not print, because rotation renamed the files
+/// that contained it away from the followed path before they were opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// Exactly this many bytes: the skipped files are all kept generations.
+    Exactly(u64),
+    /// At least this many bytes in kept generations. More may have been in
+    /// files that rotation already deleted.
+    AtLeast(u64),
+}
+
+/// Maximum number of kept generations (`.1`, `.2`, ...) that [`follow`]
+/// looks at to count skipped output.
+const MAX_GENERATIONS: u32 = 1000;
+
 /// Copies what is appended to `path` from `offset` on to `out` until an
 /// error or the end of `out`. When rotation renames the file and creates a
 /// new one, the rest of the renamed file is copied before the new file
-/// from its start, so no line is skipped. A file truncated in place is
-/// read again from its start. When the file or its directory is missing,
-/// it waits for them and reads the file from its start. A missing parent
-/// of that directory is an error.
-pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<()> {
+/// from its start. When rotation was faster than this reader, so that
+/// files came and went between the renamed file and the new one,
+/// `on_skip` receives the size of their content, which is not printed. A file
+/// truncated in place is read again from its start. When the file or its
+/// directory is missing, it waits for them and reads the file from its
+/// start. A missing parent of that directory is an error.
+pub fn follow(
+    path: &Path,
+    mut offset: u64,
+    out: &mut impl Write,
+    on_skip: &mut impl FnMut(Skipped),
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or(OsStr::new(""));
     let mut inotify = Inotify::init()?;
@@ -92,9 +115,15 @@ pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<
         None => 0,
     };
     loop {
-        let mut reopen = false;
+        let mut check_path = false;
         let mut grew = false;
         for event in inotify.read_events_blocking(&mut buffer)? {
+            // After an overflow the kernel dropped events, maybe the
+            // CREATE of a new file.
+            if event.mask.contains(EventMask::Q_OVERFLOW) {
+                check_path = true;
+                continue;
+            }
             if event.name != Some(name) {
                 continue;
             }
@@ -102,25 +131,97 @@ pub fn follow(path: &Path, mut offset: u64, out: &mut impl Write) -> io::Result<
                 .mask
                 .intersects(EventMask::CREATE | EventMask::MOVED_TO)
             {
-                reopen = true;
+                check_path = true;
             } else {
                 grew = true;
             }
         }
-        if reopen {
-            // The old handle still reads the renamed file, which its writer
-            // closed before the rename.
-            if let Some(old) = file.as_mut() {
-                copy_new_bytes(old, offset, out)?;
+        if check_path {
+            if let Some(new) = open_if_replaced(path, file.as_ref())? {
+                // The old handle still reads the renamed file, which its
+                // writer closed before the rename.
+                if let Some(old) = file.as_mut() {
+                    copy_new_bytes(old, offset, out)?;
+                    if let Some(skipped) = skipped_between(path, old, &new) {
+                        on_skip(skipped);
+                    }
+                }
+                file = Some(new);
+                offset = 0;
             }
-            file = open_if_present(path)?;
-            offset = 0;
         }
-        if reopen || grew {
+        if check_path || grew {
             if let Some(current) = file.as_mut() {
                 offset = copy_new_bytes(current, offset, out)?;
             }
         }
+    }
+}
+
+/// Opens `path` when it names a file other than `current`, compared by
+/// device and inode. Returns `None` when it names `current` or nothing, as
+/// after an event for a file that this reader already opened.
+fn open_if_replaced(path: &Path, current: Option<&File>) -> io::Result<Option<File>> {
+    let Some(new) = open_if_present(path)? else {
+        return Ok(None);
+    };
+    let Some(current) = current else {
+        return Ok(Some(new));
+    };
+    let (new_meta, current_meta) = (new.metadata()?, current.metadata()?);
+    let same = (new_meta.dev(), new_meta.ino()) == (current_meta.dev(), current_meta.ino());
+    Ok((!same).then_some(new))
+}
+
+/// Returns the size of the files that rotation created after `old` and
+/// before `new` and that this reader never opened, or `None` when it finds
+/// none. Rotation renames `path` to `path.1` and shifts older files up, so
+/// the kept generations between `new` (or `path`) and `old` are the
+/// skipped ones. When `old` is no longer among them, the generations
+/// written after `old`'s last write are counted as a lower bound, because
+/// rotation may have deleted more.
+///
+/// NOTE: a rotation that runs while this scans the generations shifts
+/// them under it, which can count one file twice or miss it. With `keep` 0
+/// rotation deletes every file, so skipped output goes unreported.
+fn skipped_between(path: &Path, old: &File, new: &File) -> Option<Skipped> {
+    let identity = |meta: &std::fs::Metadata| (meta.dev(), meta.ino());
+    let old_meta = old.metadata().ok()?;
+    let new_meta = new.metadata().ok()?;
+    // Newest first: generations[0] is path.1.
+    let mut generations = Vec::new();
+    for number in 1..=MAX_GENERATIONS {
+        match std::fs::metadata(crate::logrotate::numbered(path, number)) {
+            Ok(meta) => generations.push(meta),
+            Err(_) => break,
+        }
+    }
+    // Files newer than `new` were rotated after it and are read later.
+    let first = generations
+        .iter()
+        .position(|meta| identity(meta) == identity(&new_meta))
+        .map_or(0, |position| position + 1);
+    let candidates = generations.get(first..).unwrap_or_default();
+    let skipped = match candidates
+        .iter()
+        .position(|meta| identity(meta) == identity(&old_meta))
+    {
+        Some(position) => {
+            Skipped::Exactly(candidates[..position].iter().map(|meta| meta.len()).sum())
+        }
+        None => {
+            // File times may be as coarse as a timer tick, so a generation
+            // written in the same tick as `old`'s last write is left out.
+            let old_end = (old_meta.mtime(), old_meta.mtime_nsec());
+            let later = candidates
+                .iter()
+                .filter(|meta| (meta.mtime(), meta.mtime_nsec()) > old_end);
+            Skipped::AtLeast(later.map(|meta| meta.len()).sum())
+        }
+    };
+    match skipped {
+        Skipped::Exactly(0) | Skipped::AtLeast(0) => None,
+        found => Some(found),
     }
 }
 
@@ -236,7 +337,11 @@ mod tests {
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
         let follower = {
             let path = path.clone();
-            std::thread::spawn(move || follow(&path, 6, &mut Channel(sender)))
+            std::thread::spawn(move || {
+                follow(&path, 6, &mut Channel(sender), &mut |_| {
+                    panic!("unexpected skip notice")
+                })
+            })
         };
         std::thread::sleep(std::time::Duration::from_millis(200));
 
@@ -259,6 +364,93 @@ mod tests {
         assert!(follower.join().unwrap().is_err());
     }
 
+    /// A writer like [`Channel`] that blocks in its first write until the
+    /// test sends on `gate`, so the test can rotate files while `follow`
+    /// cannot read them.
+    struct GatedChannel {
+        sender: std::sync::mpsc::Sender<Vec<u8>>,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Write for GatedChannel {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.sender
+                .send(bytes.to_vec())
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv();
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Follows `path`, which contains "a1\n", runs `rotate` while the follower
+    /// is blocked in its first write, and returns what it printed after
+    /// that and the skips it reported.
+    fn follow_through(path: &Path, rotate: impl FnOnce()) -> (String, Vec<Skipped>) {
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (open_gate, gate) = std::sync::mpsc::channel::<()>();
+        let (skip_sender, skips) = std::sync::mpsc::channel::<Skipped>();
+        let follower = {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || {
+                let mut out = GatedChannel {
+                    sender,
+                    gate: Some(gate),
+                };
+                follow(&path, 0, &mut out, &mut |skipped| {
+                    let _ = skip_sender.send(skipped);
+                })
+            })
+        };
+        assert_eq!(receive_until(&receiver, b"a1\n"), "a1\n");
+        rotate();
+        open_gate.send(()).unwrap();
+        let printed = receive_until(&receiver, b"c1\n");
+        let reported = skips.try_iter().collect();
+        drop(receiver);
+        std::fs::write(path, b"x\n").unwrap();
+        assert!(follower.join().unwrap().is_err());
+        (printed, reported)
+    }
+
+    #[test]
+    fn follow_reports_skipped_generation_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"a1\n").unwrap();
+        let (printed, skips) = follow_through(&path, || {
+            crate::logrotate::rotate(&path, 5).unwrap();
+            std::fs::write(&path, b"b1\nb2\n").unwrap();
+            crate::logrotate::rotate(&path, 5).unwrap();
+            std::fs::write(&path, b"c1\n").unwrap();
+        });
+        assert_eq!(printed, "c1\n");
+        assert_eq!(skips, [Skipped::Exactly(6)]);
+    }
+
+    #[test]
+    fn follow_reports_a_lower_bound_after_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"a1\n").unwrap();
+        let (printed, skips) = follow_through(&path, || {
+            // Later than any timer tick that file times are taken from.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // With keep 1 the second rotation deletes the followed file.
+            crate::logrotate::rotate(&path, 1).unwrap();
+            std::fs::write(&path, b"b1\nb2\n").unwrap();
+            crate::logrotate::rotate(&path, 1).unwrap();
+            std::fs::write(&path, b"c1\n").unwrap();
+        });
+        assert_eq!(printed, "c1\n");
+        assert_eq!(skips, [Skipped::AtLeast(6)]);
+    }
+
     #[test]
     fn missing_file_prints_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -278,7 +470,11 @@ mod tests {
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
         let follower = {
             let path = path.clone();
-            std::thread::spawn(move || follow(&path, 0, &mut Channel(sender)))
+            std::thread::spawn(move || {
+                follow(&path, 0, &mut Channel(sender), &mut |_| {
+                    panic!("unexpected skip notice")
+                })
+            })
         };
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(!follower.is_finished(), "follow returned without a file");
@@ -304,7 +500,7 @@ mod tests {
     fn follow_rejects_missing_parent_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing").join("web").join("stdout.log");
-        let error = follow(&path, 0, &mut Vec::new()).unwrap_err();
+        let error = follow(&path, 0, &mut Vec::new(), &mut |_| {}).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
     }
 

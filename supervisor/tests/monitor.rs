@@ -127,6 +127,28 @@ fn stop_signal_reaches_the_command() {
 }
 
 #[test]
+fn renamed_log_is_created_again() {
+    let mut monitor = Monitor::start(
+        "n=0; while :; do n=$((n+1)); echo \"line $n\" >&2; sleep 0.05; done",
+        0,
+        1,
+    );
+    monitor.wait_for("stderr.log", "line 2\n");
+    std::fs::rename(monitor.path("stderr.log"), monitor.path("moved.log")).unwrap();
+    // The monitor compares the path with its open file once a second.
+    monitor.wait_for("stderr.log", "line");
+    let moved_size = std::fs::metadata(monitor.path("moved.log")).unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(monitor.path("moved.log")).unwrap().len(),
+        moved_size,
+        "the monitor still writes into the renamed file"
+    );
+    kill(monitor.pid(), Signal::SIGTERM).unwrap();
+    monitor.wait();
+}
+
+#[test]
 fn output_rotates_without_loss() {
     let mut monitor = Monitor::start(
         "i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done",
@@ -208,6 +230,67 @@ fn settings_error_is_reported_in_stderr_log() {
         "{logged}"
     );
     assert!(logged.contains("missing.json"), "{logged}");
+}
+
+#[test]
+fn json_log_lines_carry_job_and_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_log = dir.path().join("stderr.log");
+    let output = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+        .arg("--stdout")
+        .arg(dir.path().join("stdout.log"))
+        .arg("--stderr")
+        .arg(&stderr_log)
+        .arg("--settings")
+        .arg(dir.path().join("missing.json"))
+        .args(["--log-format", "json", "--job", "web"])
+        .args(["--container-id", "web-0000abcd"])
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(lines[0])
+        .unwrap_or_else(|error| panic!("not a JSON line ({error}): {}", lines[0]));
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["fields"]["job"], "web", "{line}");
+    assert_eq!(line["fields"]["container_id"], "web-0000abcd", "{line}");
+    let message = line["fields"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("failed to read log settings "),
+        "{line}"
+    );
+
+    // supervisord reads the reason of a failed start from the stderr log,
+    // which keeps the text line.
+    let logged = std::fs::read_to_string(&stderr_log).unwrap();
+    assert!(
+        logged.starts_with("corral-monitor: failed to read log settings "),
+        "{logged}"
+    );
+}
+
+#[test]
+fn text_log_lines_are_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+        .arg("--stdout")
+        .arg(dir.path().join("stdout.log"))
+        .arg("--stderr")
+        .arg(dir.path().join("stderr.log"))
+        .arg("--settings")
+        .arg(dir.path().join("missing.json"))
+        .args(["--job", "web", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("corral-monitor: failed to read log settings "),
+        "{stderr}"
+    );
 }
 
 /// Returns the PID of the shell the monitor started.

@@ -1662,6 +1662,78 @@ fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std:
 }
 
 #[test]
+fn socket_group_members_can_tail_logs() {
+    if skip("socket_group_members_can_tail_logs") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let job = shell_job(
+        "echo hello from stdout; echo hello from stderr >&2; \
+         trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    let mut daemon = Daemon::start_with_args(&[("web", &job)], &["--socket-group", "4242"]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job wrote both logs", |daemon| {
+        daemon
+            .job_log("web", "stderr")
+            .contains("hello from stderr")
+    });
+    let job_dir = daemon.log_dir().join("web");
+    let expected = [
+        (daemon.log_dir(), 0o750),
+        (job_dir.clone(), 0o750),
+        (job_dir.join("stdout.log"), 0o640),
+        (job_dir.join("stderr.log"), 0o640),
+    ];
+    for (path, mode) in &expected {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.gid(), 4242, "{}", path.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            *mode,
+            "{}",
+            path.display()
+        );
+    }
+
+    // The scratch directory above the run and log directories is this
+    // test's own.
+    let scratch = daemon.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("hello from stdout"),
+        "{}",
+        stdout_of(&member)
+    );
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "--stderr", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("hello from stderr"),
+        "{}",
+        stdout_of(&member)
+    );
+
+    // --log-dir reads the files without the socket, so only the log
+    // permissions keep a user outside the group out.
+    let log_dir = daemon.log_dir().display().to_string();
+    let outsider = ctl_as_nobody(&daemon, &[], &["tail", "--log-dir", &log_dir, "web"]);
+    assert_ne!(outsider.status.code(), Some(0), "{}", stdout_of(&outsider));
+    assert!(
+        !stdout_of(&outsider).contains("hello"),
+        "{}",
+        stdout_of(&outsider)
+    );
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "--log-dir", &log_dir, "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn socket_group_members_can_connect() {
     if skip("socket_group_members_can_connect") {
         return;
@@ -1854,13 +1926,109 @@ fn shim_runs_from_read_only_binary() {
     );
     assert_eq!(nice(format!("/proc/{shim}/stat").into()), 0);
 
-    let command = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap();
-    let program = command.split(|&byte| byte == 0).next().unwrap();
+    let monitor_command =
+        String::from_utf8(std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap()).unwrap();
+    let monitor_arguments: Vec<&str> = monitor_command.split('\0').collect();
+    let separator = monitor_arguments
+        .iter()
+        .position(|&argument| argument == "--");
+    let program = monitor_arguments[separator.unwrap() + 1];
     assert!(
-        program.starts_with(format!("/proc/{}/fd/", daemon.pid()).as_bytes()),
-        "the shim runs from supervisord's read-only view: {}",
-        String::from_utf8_lossy(program)
+        program.starts_with(&format!("/proc/{}/fd/", daemon.pid())),
+        "the shim runs from supervisord's read-only view: {monitor_arguments:?}"
     );
+}
+
+#[test]
+fn monitor_logs_follow_json_format() {
+    if skip("monitor_logs_follow_json_format") {
+        return;
+    }
+    let mut daemon =
+        Daemon::start_with_args(&[("web", &term_handler())], &["--log-format", "json"]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let monitor = children_of(daemon.pid())[0];
+    let (_, arguments) = name_and_arguments(monitor);
+    let value_of = |flag: &str| {
+        let position = arguments.iter().position(|argument| argument == flag);
+        arguments[position.unwrap_or_else(|| panic!("no {flag}: {arguments:?}")) + 1].clone()
+    };
+    assert_eq!(value_of("--log-format"), "json");
+    assert_eq!(value_of("--job"), "web");
+    let container_id = value_of("--container-id");
+
+    // Invalid settings make the monitor log a warning when it rereads them.
+    let settings = daemon
+        .data_dir()
+        .join("bundles")
+        .join(&container_id)
+        .join("logs.json");
+    std::fs::write(&settings, "not json").unwrap();
+    // SAFETY: kill only sends a signal to the monitor this test's daemon
+    // started.
+    let sent = unsafe { libc::kill(monitor, corral_supervisor::monitor::reload_signal()) };
+    assert_eq!(sent, 0);
+    daemon.wait_until(
+        SETTLE,
+        "the monitor logged the invalid settings",
+        |daemon| daemon.daemon_log().contains("failed to read log settings"),
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+
+    let log = daemon.daemon_log();
+    let mut warnings = Vec::new();
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        let message = event["fields"]["message"].as_str().unwrap_or_default();
+        if message.contains("failed to read log settings") {
+            warnings.push(event);
+        }
+    }
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert_eq!(warnings[0]["fields"]["job"], "web", "{log}");
+    assert_eq!(warnings[0]["fields"]["container_id"], container_id.as_str());
+}
+
+/// Returns the process name (comm) and the command line of `pid`.
+fn name_and_arguments(pid: i32) -> (String, Vec<String>) {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let arguments = String::from_utf8_lossy(&cmdline)
+        .split_terminator('\0')
+        .map(str::to_string)
+        .collect();
+    (comm.trim_end().to_string(), arguments)
+}
+
+#[test]
+fn shim_and_init_are_named_corral() {
+    if skip("shim_and_init_are_named_corral") {
+        return;
+    }
+    let with_init = shell_job(
+        "exec sleep 300",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "1s"}, "init": true}),
+    );
+    let daemon = Daemon::start(&[("named", &with_init)]);
+    daemon.wait_for_state("named", JobState::Running, SETTLE);
+    let monitor = children_of(daemon.pid())[0];
+    let shim = children_of(monitor)[0];
+    let (shim_name, shim_arguments) = name_and_arguments(shim);
+    assert_eq!(shim_name, "corral", "shim command line: {shim_arguments:?}");
+    assert_eq!(shim_arguments[0], "corral");
+    // Tools such as bench/supervisor/bench.py find shims by this verb.
+    assert!(
+        shim_arguments.iter().any(|argument| argument == "shim"),
+        "{shim_arguments:?}"
+    );
+
+    // The minimal init is a fork of the shim that does not execute.
+    let init = children_of(shim)[0];
+    let (init_name, init_arguments) = name_and_arguments(init);
+    assert_eq!(init_name, "corral", "init command line: {init_arguments:?}");
+    assert_eq!(init_arguments[0], "corral");
 }
 
 #[test]
@@ -2364,6 +2532,102 @@ fn tail_follow_prints_new_lines() {
     for pair in numbers.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "lines skipped or repeated: {lines:?}");
     }
+}
+
+/// Returns a buffer that a thread fills with everything read from `source`.
+fn collect_in_background(
+    mut source: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&collected);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 65536];
+        while let Ok(count) = source.read(&mut buffer) {
+            if count == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buffer[..count]);
+        }
+    });
+    collected
+}
+
+/// Needs no daemon and no root: with `--log-dir`, supervisorctl reads the
+/// files without the socket.
+#[test]
+fn tail_follow_reports_rotated_away_output() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let job_dir = dir.path().join("web");
+    std::fs::create_dir(&job_dir).unwrap();
+    let path = job_dir.join("stdout.log");
+    std::fs::write(&path, b"").unwrap();
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(dir.path().join("missing.sock"))
+        .args(["tail", "-f", "-n", "0", "--log-dir"])
+        .arg(dir.path())
+        .arg("web")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The follower opens the file for following after its inotify watch
+    // exists, and keeps it open.
+    let opened = || {
+        std::fs::read_dir(format!("/proc/{}/fd", follower.id()))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|entry| std::fs::read_link(entry.path()).ok().as_deref() == Some(&path))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + SETTLE;
+    while !opened() {
+        assert!(
+            Instant::now() < deadline,
+            "supervisorctl never opened the log"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // More than the pipe buffer takes, so the follower blocks in its write while
+    // two rotations take a whole file away unread.
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let filler = "a".repeat(99) + "\n";
+    for _ in 0..2000 {
+        writer.write_all(filler.as_bytes()).unwrap();
+    }
+    drop(writer);
+    corral_supervisor::logrotate::rotate(&path, 5).unwrap();
+    std::fs::write(&path, "b".repeat(999) + "\n").unwrap();
+    corral_supervisor::logrotate::rotate(&path, 5).unwrap();
+    std::fs::write(&path, b"last\n").unwrap();
+
+    let printed = collect_in_background(follower.stdout.take().unwrap());
+    let notices = collect_in_background(follower.stderr.take().unwrap());
+    let deadline = Instant::now() + SETTLE;
+    while !printed.lock().unwrap().ends_with(b"last\n") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+
+    let printed = String::from_utf8(printed.lock().unwrap().clone()).unwrap();
+    assert_eq!(printed.len(), 200_000 + "last\n".len());
+    assert!(printed.ends_with("\nlast\n"));
+    assert!(!printed.contains('b'), "printed the rotated-away file");
+    let notices = String::from_utf8(notices.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        notices,
+        "supervisorctl: web: skipped 1000 bytes of stdout.log that were rotated away \
+         before they were read\n"
+    );
 }
 
 #[test]

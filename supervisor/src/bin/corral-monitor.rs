@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use corral_supervisor::cli::monitor::Cli;
+use corral_supervisor::logrotate::LogPermissions;
 use corral_supervisor::monitor::{self, MonitorOptions};
 
 fn main() {
@@ -14,12 +15,15 @@ fn main() {
     // setsid succeeds unless the monitor was started some other way.
     let session = nix::unistd::setsid();
     let cli = Cli::parse();
+    monitor::init_logging(cli.log_format, cli.job.clone(), cli.container_id.clone());
     if let Err(error) = session {
-        eprintln!("corral-monitor: failed to start a session of its own: {error}");
+        monitor::warn(&format!("failed to start a session of its own: {error}"));
     }
     if let Some(limit) = cli.open_files {
         if let Err(error) = corral_supervisor::daemon::limits::set_soft_limit(limit) {
-            eprintln!("corral-monitor: failed to set the open files limit to {limit}: {error}");
+            monitor::warn(&format!(
+                "failed to set the open files limit to {limit}: {error}"
+            ));
         }
     }
     let options = MonitorOptions {
@@ -27,11 +31,15 @@ fn main() {
         stderr_log: cli.stderr,
         settings_file: cli.settings,
         command: cli.command,
+        arg0: cli.arg0,
+        log_permissions: LogPermissions {
+            group: cli.log_group,
+        },
     };
     match monitor::run(&options) {
         Ok(exit) => monitor::exit_like(exit),
         Err(error) => {
-            monitor::report_setup_error(&options.stderr_log, &error);
+            monitor::report_setup_error(&options.stderr_log, options.log_permissions, &error);
             std::process::exit(monitor::SETUP_FAILED);
         }
     }

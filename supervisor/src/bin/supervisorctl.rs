@@ -428,7 +428,19 @@ fn tail_command(
     let offset = tail::print_last_lines(&path, lines, &mut out)
         .with_context(|| format!("failed to read log {}", path.display()))?;
     if follow {
-        tail::follow(&path, offset, &mut out)
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut report_skip = |skipped: tail::Skipped| {
+            let prefix = format!("supervisorctl: {name}: skipped");
+            let rest = format!("of {file} that were rotated away before they were read");
+            match skipped {
+                tail::Skipped::Exactly(bytes) => eprintln!("{prefix} {bytes} bytes {rest}"),
+                tail::Skipped::AtLeast(bytes) => eprintln!(
+                    "{prefix} at least {bytes} bytes {rest}; the exact amount is unknown \
+                     because rotation may have deleted more unread"
+                ),
+            }
+        };
+        tail::follow(&path, offset, &mut out, &mut report_skip)
             .with_context(|| format!("failed to follow log {}", path.display()))?;
     }
     Ok(0)

@@ -60,6 +60,7 @@ fn run(cli: Cli) -> Result<()> {
         monitor,
         live_restore: cli.live_restore,
         socket_group,
+        log_format: cli.log_format,
     };
     // One thread runs every task: the supervisor task handles one event at
     // a time anyway, and the API and the watchers only wait for it. Blocking

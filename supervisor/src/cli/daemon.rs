@@ -15,6 +15,16 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// Returns the value of `--log-format` that selects this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 const LONG_ABOUT: &str = "\
 The corral job daemon. supervisord runs each job of the jobs directory in \
 its own corral container, restarts jobs by their restart policy, keeps \

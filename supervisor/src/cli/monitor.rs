@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::cli::daemon::LogFormat;
+
 const LONG_ABOUT: &str = "\
 Run a corral shim and write its output to rotated log files. supervisord \
 starts one corral-monitor per container; it is not meant to be run by hand.
@@ -42,6 +44,28 @@ pub struct Cli {
     /// inherit it; supervisord passes the limit it started with
     #[arg(long, value_name = "N")]
     pub open_files: Option<u64>,
+    /// Format of the monitor's own log lines on stderr, which is
+    /// supervisord's stderr. supervisord passes its own --log-format
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Job name that each JSON log line carries in its `job` field
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Container id that each JSON log line carries in its `container_id`
+    /// field
+    #[arg(long, value_name = "ID")]
+    pub container_id: Option<String>,
+    /// GID of the group that may read the log files: files the monitor
+    /// opens or creates get mode 0640 and that group, a directory it
+    /// creates 0750 [default: root only, files 0600, directories 0700]
+    #[arg(long, value_name = "GID")]
+    pub log_group: Option<u32>,
+    /// argv[0] of the shim in place of the program path after `--`, which
+    /// ps shows and corral names its process after. supervisord passes the
+    /// runtime's file name, because that path is a /proc/PID/fd/N path
+    /// of supervisord
+    #[arg(long, value_name = "NAME")]
+    pub arg0: Option<OsString>,
     /// The shim's command line, after `--`
     #[arg(required = true, last = true)]
     pub command: Vec<OsString>,

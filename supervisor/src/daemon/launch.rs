@@ -147,7 +147,9 @@ pub fn launch(
 ) -> Result<Launched, LaunchError> {
     let ports = ports::bind(&spec.ports)?;
     let log_dir = stdout_log.parent().unwrap_or(&config.log_dir);
-    let stderr_offset = logs::prepare_job_logs(log_dir, stdout_log, stderr_log, &spec.logs)?;
+    let permissions = config.log_permissions();
+    let stderr_offset =
+        logs::prepare_job_logs(log_dir, stdout_log, stderr_log, &spec.logs, permissions)?;
 
     let bundle = config.bundle_dir(id);
     let bundle_error = |source| LaunchError::Bundle {
@@ -182,9 +184,24 @@ pub fn launch(
         .arg("--stderr")
         .arg(stderr_log)
         .arg("--settings")
-        .arg(&settings_file);
+        .arg(&settings_file)
+        .arg("--log-format")
+        .arg(config.log_format.name())
+        .arg("--job")
+        .arg(job_name)
+        .arg("--container-id")
+        .arg(id);
+    if let Some(group) = config.socket_group {
+        command.arg("--log-group").arg(group.to_string());
+    }
     if let Some(limit) = crate::daemon::limits::original_soft_limit() {
         command.arg("--open-files").arg(limit.to_string());
+    }
+    // The shim runs from runtime_exec, a /proc/PID/fd/N path that would
+    // otherwise be its argv[0]. corral also names its process after the
+    // file name of argv[0].
+    if let Some(name) = config.runtime.file_name() {
+        command.arg("--arg0").arg(name);
     }
     command
         .arg("--")
@@ -484,6 +501,7 @@ pub(crate) mod tests {
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
             socket_group: None,
+            log_format: crate::cli::daemon::LogFormat::Text,
         }
     }
 

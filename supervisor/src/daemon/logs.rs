@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use corral_config::LogConfig;
 
-use crate::logrotate;
+use crate::logrotate::{self, LogPermissions};
 
 /// An error preparing a job's log files.
 #[derive(Debug, thiserror::Error)]
@@ -35,23 +35,37 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to set the group or mode of {path}")]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Creates `dir` (mode 0700), rotates the files that reached
-/// `config.max_size`, creates both files (mode 0600) and returns the size
-/// of the stderr file, after which a setup error of the new container
-/// starts.
+/// Creates `dir`, rotates the files that reached `config.max_size`,
+/// creates both files and returns the size of the stderr file, after which
+/// a setup error of the new container starts. The directory, both files and
+/// their kept generations get `permissions`, also when they exist from a
+/// run with other permissions.
 pub fn prepare_job_logs(
     dir: &Path,
     stdout_path: &Path,
     stderr_path: &Path,
     config: &LogConfig,
+    permissions: LogPermissions,
 ) -> Result<u64, LogError> {
     DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(permissions.dir_mode())
         .create(dir)
         .map_err(|source| LogError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    permissions
+        .apply_to_path(dir, true)
+        .map_err(|source| LogError::Permissions {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -63,17 +77,48 @@ pub fn prepare_job_logs(
                 source,
             },
         )?;
-        let file = open_append(path)?;
+        let file = open_append(path, permissions)?;
         stderr_offset = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        apply_to_generations(path, config.keep, permissions)?;
     }
     Ok(stderr_offset)
 }
 
-fn open_append(path: &Path) -> Result<File, LogError> {
-    logrotate::open_append(path).map_err(|source| LogError::Open {
+/// Applies `permissions` to each existing kept generation `.1` to `.keep`
+/// of `path`.
+fn apply_to_generations(
+    path: &Path,
+    keep: u32,
+    permissions: LogPermissions,
+) -> Result<(), LogError> {
+    for number in 1..=keep {
+        let generation = logrotate::numbered(path, number);
+        match permissions.apply_to_path(&generation, false) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => break,
+            Err(source) => {
+                return Err(LogError::Permissions {
+                    path: generation,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_append(path: &Path, permissions: LogPermissions) -> Result<File, LogError> {
+    let file = logrotate::open_append(path, permissions).map_err(|source| LogError::Open {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    permissions
+        .apply_to_file(&file)
+        .map_err(|source| LogError::Permissions {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(file)
 }
 
 /// Reads the setup error the shim or its monitor printed to stderr after
@@ -129,22 +174,78 @@ mod tests {
             keep: 1,
         };
         assert_eq!(
-            prepare_job_logs(&dir, &stdout, &stderr, &config).unwrap(),
+            prepare_job_logs(&dir, &stdout, &stderr, &config, LogPermissions::PRIVATE).unwrap(),
             0
         );
         fs::write(&stderr, "first\n").unwrap();
         assert_eq!(
-            prepare_job_logs(&dir, &stdout, &stderr, &config).unwrap(),
+            prepare_job_logs(&dir, &stdout, &stderr, &config, LogPermissions::PRIVATE).unwrap(),
             6
         );
         fs::write(&stdout, "0123456789").unwrap();
-        prepare_job_logs(&dir, &stdout, &stderr, &config).unwrap();
+        prepare_job_logs(&dir, &stdout, &stderr, &config, LogPermissions::PRIVATE).unwrap();
         assert_eq!(read(&stdout), "");
         assert_eq!(read(&logrotate::numbered(&stdout, 1)), "0123456789");
         let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let file_mode = fs::metadata(&stdout).unwrap().permissions().mode() & 0o777;
         assert_eq!(file_mode, 0o600);
+    }
+
+    #[test]
+    fn prepare_opens_logs_to_the_group_and_back() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("web");
+        let stdout = dir.join("stdout.log");
+        let stderr = dir.join("stderr.log");
+        let config = LogConfig {
+            max_size: corral_config::ByteSize(8),
+            keep: 2,
+        };
+        // Any group works for root; 4242 need not exist.
+        let group = if nix::unistd::geteuid().is_root() {
+            4242
+        } else {
+            nix::unistd::getegid().as_raw()
+        };
+        let shared = LogPermissions { group: Some(group) };
+        prepare_job_logs(&dir, &stdout, &stderr, &config, LogPermissions::PRIVATE).unwrap();
+        fs::write(&stdout, "0123456789").unwrap();
+        prepare_job_logs(&dir, &stdout, &stderr, &config, shared).unwrap();
+        let rotated = logrotate::numbered(&stdout, 1);
+        for (path, mode) in [
+            (&dir, 0o750),
+            (&stdout, 0o640),
+            (&stderr, 0o640),
+            (&rotated, 0o640),
+        ] {
+            let meta = fs::metadata(path).unwrap();
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                mode,
+                "{}",
+                path.display()
+            );
+            assert_eq!(meta.gid(), group, "{}", path.display());
+        }
+
+        prepare_job_logs(&dir, &stdout, &stderr, &config, LogPermissions::PRIVATE).unwrap();
+        for (path, mode) in [
+            (&dir, 0o700),
+            (&stdout, 0o600),
+            (&stderr, 0o600),
+            (&rotated, 0o600),
+        ] {
+            let meta = fs::metadata(path).unwrap();
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                mode,
+                "{}",
+                path.display()
+            );
+        }
     }
 
     #[test]

@@ -58,9 +58,21 @@ pub struct DaemonConfig {
     pub live_restore: bool,
     /// GID of the group that may use the control socket.
     pub socket_group: Option<u32>,
+    /// Format of supervisord's log lines, which each monitor follows in its
+    /// own.
+    #[serde(skip)]
+    pub log_format: crate::cli::daemon::LogFormat,
 }
 
 impl DaemonConfig {
+    /// Returns the permissions of the job logs: readable by the socket group
+    /// when there is one, so its members can run `supervisorctl tail`.
+    pub fn log_permissions(&self) -> crate::logrotate::LogPermissions {
+        crate::logrotate::LogPermissions {
+            group: self.socket_group,
+        }
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.run_dir.join(corral_config::paths::SOCKET_NAME)
     }
@@ -148,6 +160,12 @@ pub enum DaemonError {
     SocketGroup {
         path: PathBuf,
         gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to set the group or mode of the log directory {path}")]
+    LogDirPermissions {
+        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -369,6 +387,13 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
             None
         }
     };
+    let log_permissions = config.log_permissions();
+    log_permissions
+        .apply_to_path(&config.log_dir, true)
+        .map_err(|source| DaemonError::LogDirPermissions {
+            path: config.log_dir.clone(),
+            source,
+        })?;
     let socket_path = config.socket_path();
     match config.socket_group {
         Some(gid) => share_with_group(&config.run_dir, gid, 0o710)?,

@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -38,8 +38,9 @@ use nix::unistd::{pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
 pub use self::queue::{BoundedQueue, Item, Stream, Taken};
+pub use crate::cli::daemon::LogFormat;
 use crate::daemon::error_chain;
-use crate::logrotate::{RotateError, RotatingLog, DELETED_CHECK_INTERVAL};
+use crate::logrotate::{LogPermissions, RotateError, RotatingLog, PATH_CHECK_INTERVAL};
 
 /// Bytes of one stream that may wait for the log writer: 20 ms of output
 /// at 50 MB/s, and the most a monitor buffers per stream.
@@ -135,6 +136,10 @@ pub struct MonitorOptions {
     pub settings_file: PathBuf,
     /// The shim command line: program and arguments.
     pub command: Vec<OsString>,
+    /// argv[0] of the shim in place of the program path.
+    pub arg0: Option<OsString>,
+    /// Group and modes of the log files and directory the monitor creates.
+    pub log_permissions: LogPermissions,
 }
 
 /// An error that ends the monitor before or while it runs the shim.
@@ -183,8 +188,16 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
         .split_first()
         .ok_or(MonitorError::NoCommand)?;
     let settings = LogSettings::read(&options.settings_file)?;
-    let stdout_log = RotatingLog::open(&options.stdout_log, settings.max_size, settings.keep)?;
-    let stderr_log = RotatingLog::open(&options.stderr_log, settings.max_size, settings.keep)?;
+    let open_log = |path: &Path| {
+        RotatingLog::open_with_permissions(
+            path,
+            settings.max_size,
+            settings.keep,
+            options.log_permissions,
+        )
+    };
+    let stdout_log = open_log(&options.stdout_log)?;
+    let stderr_log = open_log(&options.stderr_log)?;
 
     // Blocked before the spawn so that no signal is lost. The child gets an
     // empty mask again before it executes the shim.
@@ -210,6 +223,9 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     let (stderr_read, stderr_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stderr pipe"))?;
     let mut command = Command::new(program);
+    if let Some(arg0) = &options.arg0 {
+        command.arg0(arg0);
+    }
     command
         .args(arguments)
         .stdin(Stdio::inherit())
@@ -499,14 +515,15 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
     let mut checked_at = Instant::now();
     loop {
         // Both files are checked here, because a stream that writes nothing
-        // would otherwise keep its deleted file open until its next write.
-        if checked_at.elapsed() >= DELETED_CHECK_INTERVAL {
+        // would otherwise keep its deleted or renamed file open until its
+        // next write.
+        if checked_at.elapsed() >= PATH_CHECK_INTERVAL {
             for log in &mut logs {
-                log.close_if_deleted();
+                log.close_if_moved();
             }
             checked_at = Instant::now();
         }
-        let item = match queue.take_timeout(DELETED_CHECK_INTERVAL) {
+        let item = match queue.take_timeout(PATH_CHECK_INTERVAL) {
             Taken::Item(item) => item,
             Taken::Closed => break,
             Taken::TimedOut => continue,
@@ -523,6 +540,11 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
                 for log in &mut logs {
                     log.set_limits(settings.max_size, settings.keep);
                 }
+            }
+        }
+        for log in &mut logs {
+            if let Some(error) = log.take_permission_error() {
+                warn(&error_chain(&error));
             }
         }
         notices.write_due(&mut logs, false);
@@ -618,12 +640,19 @@ pub fn exit_like(exit: ShimExit) -> ! {
 /// Writes a setup error where supervisord reads the shim's setup errors:
 /// the end of the stderr log. The file is opened, appended to and closed
 /// at once.
-pub fn report_setup_error(stderr_log: &Path, error: &MonitorError) {
+pub fn report_setup_error(stderr_log: &Path, permissions: LogPermissions, error: &MonitorError) {
     let message = error_chain(error);
     warn(&message);
     let line = format!("corral-monitor: {message}\n");
-    let appended = crate::logrotate::open_append(stderr_log)
-        .and_then(|mut file| file.write_all(line.as_bytes()));
+    let appended = crate::logrotate::open_append(stderr_log, permissions).and_then(|mut file| {
+        if let Err(error) = permissions.apply_to_file(&file) {
+            warn(&format!(
+                "failed to set the group or mode of {}: {error}",
+                stderr_log.display()
+            ));
+        }
+        file.write_all(line.as_bytes())
+    });
     if let Err(append_error) = appended {
         warn(&format!(
             "failed to write the error to {}: {append_error}",
@@ -632,11 +661,64 @@ pub fn report_setup_error(stderr_log: &Path, error: &MonitorError) {
     }
 }
 
-/// Writes one line to the monitor's stderr, which is supervisord's. A
-/// write error is ignored: that stream may be gone after supervisord
-/// restarted, and the monitor has no other place to report to.
-fn warn(message: &str) {
-    let _ = writeln!(io::stderr(), "corral-monitor: {message}");
+/// Format and fields of the monitor's own log lines, set once by
+/// [`init_logging`].
+#[derive(Debug)]
+struct LogContext {
+    format: LogFormat,
+    job: Option<String>,
+    container_id: Option<String>,
+}
+
+static LOG_CONTEXT: OnceLock<LogContext> = OnceLock::new();
+
+/// Sets the format of the monitor's log lines on stderr. JSON lines are
+/// written by tracing-subscriber, as supervisord writes its own, and carry
+/// `job` and `container_id` fields when those are given. Text lines stay
+/// `corral-monitor: MESSAGE`, and so do all lines before the first call.
+/// Later calls change nothing.
+pub fn init_logging(format: LogFormat, job: Option<String>, container_id: Option<String>) {
+    if LOG_CONTEXT.get().is_some() {
+        return;
+    }
+    let mut format = format;
+    let mut installed = true;
+    if let LogFormat::Json = format {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(io::stderr)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        installed = tracing::subscriber::set_global_default(subscriber).is_ok();
+        if !installed {
+            format = LogFormat::Text;
+        }
+    }
+    let _ = LOG_CONTEXT.set(LogContext {
+        format,
+        job,
+        container_id,
+    });
+    if !installed {
+        warn("failed to install the JSON log writer, so log lines are text");
+    }
+}
+
+/// Writes one warning line to the monitor's stderr, which is supervisord's,
+/// in the format that [`init_logging`] set. A write error is ignored: that
+/// stream may be gone after supervisord restarted, and the monitor has no
+/// other place to report to.
+pub fn warn(message: &str) {
+    match LOG_CONTEXT.get() {
+        Some(context) if matches!(context.format, LogFormat::Json) => {
+            let job = context.job.as_deref();
+            let container_id = context.container_id.as_deref();
+            tracing::warn!(job, container_id, "{message}");
+        }
+        _ => {
+            let _ = writeln!(io::stderr(), "corral-monitor: {message}");
+        }
+    }
 }
 
 #[cfg(test)]
