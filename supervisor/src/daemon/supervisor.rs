@@ -1143,12 +1143,17 @@ impl Supervisor {
             }
         }
         // A paused process handles the stop signal only once it runs again.
+        // Reading the container's state and cgroup runs on the blocking
+        // pool, so a shutdown of many jobs does not wait for it.
         if signal != Signal::SIGCONT {
-            if let Err(error) =
-                corral_runtime::container::kill(&root, &container.id, Signal::SIGCONT as i32, true)
-            {
-                tracing::debug!(job = %name, container_id = %container.id, error = %error_chain(&error), "failed to send SIGCONT after the stop signal");
-            }
+            let (job_name, id) = (name.to_string(), container.id.clone());
+            tokio::task::spawn_blocking(move || {
+                let resumed =
+                    corral_runtime::container::kill(&root, &id, Signal::SIGCONT as i32, true);
+                if let Err(error) = resumed {
+                    tracing::debug!(job = %job_name, container_id = %id, error = %error_chain(&error), "failed to send SIGCONT after the stop signal");
+                }
+            });
         }
         let left = timeout.saturating_sub(waited);
         container.stop = Some(StopProgress {
