@@ -80,9 +80,13 @@ fn sandbox_writes_land_in_upper_dir() {
     let upper_marker = overlay_dir
         .join("upper")
         .join(marker.trim_start_matches('/'));
+    // The shell creates the file before it writes the line, so the test
+    // waits for the content, not for the file.
     assert!(
-        wait_until(Duration::from_secs(10), || upper_marker.exists()),
-        "{} never appeared",
+        wait_until(Duration::from_secs(10), || {
+            fs::read_to_string(&upper_marker).is_ok_and(|text| !text.is_empty())
+        }),
+        "{} never appeared with content",
         upper_marker.display()
     );
     assert_eq!(fs::read_to_string(&upper_marker).unwrap(), "container\n");
