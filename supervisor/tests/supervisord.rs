@@ -1031,11 +1031,41 @@ fn signal_stop_pauses_the_whole_job() {
     assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
 }
 
+/// Returns PATH with the directory of the supervisorctl under test first,
+/// as the completion scripts run `supervisorctl` by name.
+fn path_with_supervisorctl() -> String {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .parent()
+        .unwrap();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Returns the packaged completion script `file` of `shell`.
+fn completion_file(shell: &str, file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/completions")
+        .join(shell)
+        .join(file)
+}
+
+/// Requests a stop of `name` without waiting, and checks that it began.
+fn stop_without_waiting(daemon: &Daemon, name: &str) -> JobView {
+    let stopping: JobView = daemon
+        .client()
+        .post(&format!("/v1/jobs/{name}/stop?wait=false"), None)
+        .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+    stopping
+}
+
 /// Runs the packaged bash completion for the words of `line`, the last
 /// one being completed, and returns the candidates.
 fn bash_candidates(line: &[&str]) -> Vec<String> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../packaging/completions/bash/supervisorctl");
+    let script = completion_file("bash", "supervisorctl");
     let words: Vec<String> = line.iter().map(|word| format!("'{word}'")).collect();
     let probe = format!(
         "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; \
@@ -1047,18 +1077,10 @@ fn bash_candidates(line: &[&str]) -> Vec<String> {
         line[line.len() - 1],
         line[line.len() - 2],
     );
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let output = std::process::Command::new("bash")
         .arg("-c")
         .arg(&probe)
-        .env("PATH", path)
+        .env("PATH", path_with_supervisorctl())
         .env_remove("CORRAL_SUPERVISOR_SOCKET")
         .output()
         .unwrap();
@@ -1108,12 +1130,8 @@ fn fish_completion_offers_job_names() {
     }
     let daemon = Daemon::start(&[("web", &term_handler())]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../packaging/completions/fish/supervisorctl.fish");
+    let script = completion_file("fish", "supervisorctl.fish");
     let home = tempfile::tempdir().unwrap();
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
-        .parent()
-        .unwrap();
     let complete = |line: &str| {
         let output = std::process::Command::new("fish")
             .arg("-c")
@@ -1122,14 +1140,7 @@ fn fish_completion_offers_job_names() {
                 script.display()
             ))
             .env("HOME", home.path())
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
+            .env("PATH", path_with_supervisorctl())
             .env_remove("CORRAL_SUPERVISOR_SOCKET")
             .output()
             .unwrap();
@@ -1156,11 +1167,7 @@ fn adopted_stop_sends_no_second_signal() {
     );
     let mut daemon = Daemon::start(&[("noting", &noting)]);
     daemon.wait_for_state("noting", JobState::Running, SETTLE);
-    let stopping: JobView = daemon
-        .client()
-        .post("/v1/jobs/noting/stop?wait=false", None)
-        .unwrap();
-    assert_eq!(stopping.state, JobState::Stopping);
+    stop_without_waiting(&daemon, "noting");
     daemon.wait_until(SETTLE, "the job got the stop signal", |daemon| {
         daemon.job_log("noting", "stdout").contains("got TERM")
     });
@@ -1189,11 +1196,7 @@ fn stop_ended_while_away_keeps_its_time() {
     );
     let mut daemon = Daemon::start(&[("slow", &slow)]);
     daemon.wait_for_state("slow", JobState::Running, SETTLE);
-    let stopping: JobView = daemon
-        .client()
-        .post("/v1/jobs/slow/stop?wait=false", None)
-        .unwrap();
-    assert_eq!(stopping.state, JobState::Stopping);
+    stop_without_waiting(&daemon, "slow");
     daemon.crash();
     // The container ends about a second after the stop signal, while no
     // supervisord runs.
@@ -1468,12 +1471,7 @@ fn restart_applies_edits_made_while_away() {
     let edited = daemon.wait_for_state("edited", JobState::Running, SETTLE);
     daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
     let restarting = daemon.wait_for_state("restarting", JobState::Running, SETTLE);
-    let stopping: JobView = daemon
-        .client()
-        .post("/v1/jobs/stubborn/stop?wait=false", None)
-        .unwrap();
-    assert_eq!(stopping.state, JobState::Stopping);
-    let stop_since = stopping.since;
+    let stop_since = stop_without_waiting(&daemon, "stubborn").since;
     let stopping: JobView = daemon
         .client()
         .post("/v1/jobs/restarting/restart?wait=false", None)
