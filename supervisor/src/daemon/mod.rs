@@ -601,8 +601,8 @@ fn lock_jobs_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonE
 }
 
 /// Takes an exclusive flock on `file`, waiting up to [`LOCK_WAIT`] for a
-/// holder that is exiting. Gives the file back when the lock is still held
-/// then.
+/// holder that is exiting. Returns the file unlocked when another process
+/// still holds the lock after that wait.
 fn lock_waiting(
     file: std::fs::File,
 ) -> io::Result<Result<nix::fcntl::Flock<std::fs::File>, std::fs::File>> {

@@ -1081,8 +1081,8 @@ impl Supervisor {
         }
         if job.container.is_none() {
             if job.launching.is_some() {
-                // The launch task answers a cancel it still waits for with
-                // LaunchCancelled; once it creates the container, the stop
+                // While the launch task still waits, a cancel ends it with
+                // LaunchCancelled. Once it creates the container, the stop
                 // applies when the launch ends.
                 let cancelled = job
                     .cancel_launch
