@@ -1110,9 +1110,28 @@ fn bash_completion_offers_job_names() {
     for name in ["web", "worker", "all"] {
         assert!(tail.contains(&name.to_string()), "{tail:?}");
     }
+    assert_eq!(
+        tail.iter().filter(|name| name.as_str() == "all").count(),
+        1,
+        "{tail:?}"
+    );
     // Commands without job names get none.
     let reread = bash_candidates(&["supervisorctl", "--socket", &socket, "reread", ""]);
     assert!(!reread.contains(&"web".to_string()), "{reread:?}");
+
+    // Another program of that name, such as Python's supervisorctl, whose
+    // status lists programs as text, yields no names.
+    let scratch = tempfile::tempdir().unwrap();
+    let other = scratch.path().join("supervisorctl");
+    std::fs::write(
+        &other,
+        "#!/bin/sh\necho 'web RUNNING pid 1, uptime 0:01:00'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other = other.display().to_string();
+    let python = bash_candidates(&[&other, "stop", ""]);
+    assert_eq!(python, vec!["all".to_string()]);
 }
 
 #[test]

@@ -109,7 +109,7 @@ function __supervisorctl_jobs
                 set socket $words[$index]
         end
     end
-    supervisorctl $socket status 2>/dev/null | string replace -r '\s.*' ''
+    $words[1] $socket status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
     echo all
 end
 complete -c supervisorctl -n "__fish_seen_subcommand_from status start stop restart signal pid tail spec top" -f -a "(__supervisorctl_jobs)"

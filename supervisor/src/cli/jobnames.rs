@@ -1,10 +1,11 @@
 //! Job name completion for supervisorctl's scripts. clap_complete generates
 //! completions from the static command line only, so each script gets a
-//! function that lists the running supervisord's jobs (`supervisorctl
-//! status`, first column) and offers them, and `all`, wherever a command
-//! takes job names.
-//! The `--socket` on the line being completed is passed on. With no
-//! supervisord to ask, only `all` is offered.
+//! function that lists the running supervisord's jobs and offers them, and
+//! `all`, wherever a command takes job names. It runs the supervisorctl
+//! being completed, as typed, with `status --json` and the line's
+//! `--socket`, and takes the `name` of each job from the pretty-printed
+//! list, so that another program named supervisorctl (Python's) yields no
+//! names. With no supervisord to ask, only `all` is offered.
 
 use clap_complete::Shell;
 
@@ -49,8 +50,12 @@ _supervisorctl_jobs() {{
     esac
     [[ -z "$command" || "$cur" == -* ]] && return 0
     local jobs
-    jobs="$(supervisorctl "${{socket[@]}}" status 2>/dev/null | awk '{{print $1}}')"
+    jobs="$("${{COMP_WORDS[0]}}" "${{socket[@]}}" status --json 2>/dev/null |
+        sed -n 's/^    "name": "\(.*\)",$/\1/p')"
     COMPREPLY+=($(compgen -W "$jobs all" -- "$cur"))
+    local unique
+    unique="$(printf '%s\n' "${{COMPREPLY[@]}}" | sort -u)"
+    COMPREPLY=($unique)
 }}
 "#
     );
@@ -78,7 +83,9 @@ _supervisorctl_jobs() {
             --socket=*) socket=("${words[index]}") ;;
         esac
     done
-    jobs=(${(f)"$(supervisorctl $socket status 2>/dev/null | awk '{print $1}')"} all)
+    jobs=(${(f)"$(${words[1]} $socket status --json 2>/dev/null |
+        sed -n 's/^    "name": "\(.*\)",$/\1/p')"} all)
+    jobs=(${(u)jobs})
     _describe -t jobs 'job' jobs
 }
 
@@ -122,7 +129,7 @@ function __supervisorctl_jobs
                 set socket $words[$index]
         end
     end
-    supervisorctl $socket status 2>/dev/null | string replace -r '\s.*' ''
+    $words[1] $socket status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
     echo all
 end
 complete -c supervisorctl -n "__fish_seen_subcommand_from {COMMANDS}" -f -a "(__supervisorctl_jobs)"
