@@ -202,6 +202,24 @@ fn edit_keeps_stopped_and_exited_jobs() {
         daemon.diagnostics()
     );
 
+    // Turning autostart on starts a job that never ran.
+    let later = |autostart: bool| {
+        shell_job(
+            "echo later; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+            json!({"start_seconds": "200ms", "autostart": autostart}),
+        )
+    };
+    daemon.write_job("later", &later(false));
+    wait_for_view(
+        &daemon,
+        "later",
+        NOTICED + NOTICED,
+        "the job is added",
+        |view| view.state == JobState::Stopped,
+    );
+    daemon.write_job("later", &later(true));
+    daemon.wait_for_state("later", JobState::Running, SETTLE);
+
     // The next start runs the new spec.
     let start = daemon.ctl(&["start", "stopped"]);
     assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));

@@ -441,8 +441,19 @@ impl Supervisor {
         // cannot be passed on, so STOP and CONT pause and resume the whole
         // job.
         let every_process = matches!(signal, Signal::SIGSTOP | Signal::SIGCONT);
+        let starting = job.state == JobState::Starting;
         corral_runtime::container::kill(&root, &container.id, signal as i32, every_process)
             .map_err(|error| match error {
+                // The shim has not created the container yet.
+                corral_runtime::container::ContainerError::WrongStatus { .. }
+                | corral_runtime::container::ContainerError::State(_)
+                    if starting =>
+                {
+                    ApiError::conflict(format!(
+                        "job {name:?} is starting and its container does not exist yet: send \
+                         the signal once status shows its pid"
+                    ))
+                }
                 // The exit event of a container that just ended is queued.
                 corral_runtime::container::ContainerError::WrongStatus { .. } => {
                     ApiError::conflict(format!("job {name:?} is not running: its container ended"))
@@ -591,6 +602,7 @@ impl Supervisor {
             return;
         };
         let was_valid = job.spec.is_some();
+        let was_autostart = job.spec.as_ref().is_some_and(|old| old.autostart);
         let autostart = spec.autostart;
         let logs_changed = job.spec.as_ref().is_some_and(|old| old.logs != spec.logs);
         job.spec = Some(Arc::clone(&spec));
@@ -620,7 +632,16 @@ impl Supervisor {
             }
             return;
         }
+        let never_ran = job.state == JobState::Stopped
+            && job.last_run.is_none()
+            && job.container.is_none()
+            && job.launching.is_none();
         if !restart {
+            // Turning autostart on starts a job that never ran, as a new
+            // file with it would.
+            if autostart && !was_autostart && never_ran {
+                self.start_container(name);
+            }
             return;
         }
         match job.state {
@@ -1304,8 +1325,8 @@ impl Supervisor {
         tracing::info!(
             job = %name,
             container_id,
-            status = ?run.termination.exit_status(),
-            signal = ?run.termination.signal(),
+            status = run.termination.exit_status(),
+            signal = run.termination.signal(),
             oom_killed = run.oom_killed,
             killed_after_timeout = killed_after.is_some(),
             ran_for = ?container.started_instant.elapsed(),

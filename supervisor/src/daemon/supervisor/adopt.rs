@@ -165,7 +165,7 @@ impl Supervisor {
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid();
         let pid = job.container.as_ref().and_then(|container| container.pid);
-        tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, ?pid, "adopted a running container");
+        tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
 
         if let Some(began) = stop_began {
