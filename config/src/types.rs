@@ -258,13 +258,17 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
+    /// When a job that ended starts again: `never`, `on-failure` (a non-zero
+    /// exit, a signal, or an end before `start_seconds`) or `always`.
     #[serde(default, deserialize_with = "strict::name")]
     pub policy: RestartPolicy,
     /// Restarts allowed within `window` before the job becomes FATAL.
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
+    /// The sliding time span in which `max_restarts` restarts are counted.
     #[serde(default = "default_restart_window")]
     pub window: DurationValue,
+    /// Delay before each restart.
     #[serde(default, deserialize_with = "strict::object")]
     pub backoff: BackoffConfig,
 }
@@ -313,8 +317,10 @@ fn deserialize_restart<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {
+    /// Delay before the first restart within the window.
     #[serde(default = "default_backoff_initial")]
     pub initial: DurationValue,
+    /// Longest delay; the doubling stops there.
     #[serde(default = "default_backoff_max")]
     pub max: DurationValue,
 }
@@ -328,6 +334,7 @@ pub struct StopConfig {
     /// a job stores it in canonical form, such as `SIGTERM`.
     #[serde(default = "default_stop_signal")]
     pub signal: String,
+    /// Time between the stop signal and SIGKILL to every process of the job.
     #[serde(default = "default_stop_timeout")]
     pub timeout: DurationValue,
 }

@@ -169,12 +169,22 @@ impl Walk<'_> {
             if let Some(properties) = item.get("properties").and_then(Value::as_object) {
                 self.fields(properties, &format!("{path}[]."), page);
             }
-            for variant in item
-                .get("oneOf")
-                .and_then(Value::as_array)
+            let variants = item.get("oneOf").and_then(Value::as_array);
+            let tags: Vec<String> = variants
                 .into_iter()
                 .flatten()
-            {
+                .filter_map(|variant| variant.pointer("/properties/type/const")?.as_str())
+                .map(|tag| format!("\"{tag}\""))
+                .collect();
+            if !tags.is_empty() {
+                let _ = writeln!(
+                    page,
+                    ".TP\n\\fB{}[].type\\fR (one of {})\nThe kind of entry, which decides the fields below.",
+                    escape(path),
+                    tags.join(", ")
+                );
+            }
+            for variant in variants.into_iter().flatten() {
                 let Some(properties) = variant.get("properties").and_then(Value::as_object) else {
                     continue;
                 };
@@ -345,6 +355,7 @@ mod tests {
             "\\fBrestart.policy\\fR (one of \"never\", \"on\\-failure\", \"always\")",
             "\\fBports[].host\\fR (string)",
             "\\fBmounts[] with type bind: source\\fR",
+            "\\fBmounts[].type\\fR (one of \"bind\", \"tmpfs\")",
             "\\fBuser_namespace.uid\\fR",
             "\\fBnetwork\\fR (string)",
         ] {
