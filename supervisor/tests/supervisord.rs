@@ -1679,6 +1679,55 @@ fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std:
 }
 
 #[test]
+fn socket_group_applies_to_existing_logs() {
+    if skip("socket_group_applies_to_existing_logs") {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let job = shell_job(
+        "echo hello; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    );
+    let mut daemon = Daemon::start(&[("web", &job)]);
+    let before = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job wrote its log", |daemon| {
+        daemon.job_log("web", "stdout").contains("hello")
+    });
+    let stdout = daemon.log_dir().join("web").join("stdout.log");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&stdout), 0o600);
+
+    // The adopted job keeps running; its existing logs join the group.
+    daemon.crash();
+    daemon.respawn_with_args(&["--socket-group", "4242"]);
+    let adopted = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    assert_eq!(adopted.container_id, before.container_id);
+    for (path, expected) in [
+        (daemon.log_dir().join("web"), 0o750),
+        (stdout.clone(), 0o640),
+    ] {
+        assert_eq!(mode(&path), expected, "{}", path.display());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().gid(),
+            4242,
+            "{}",
+            path.display()
+        );
+    }
+    let scratch = daemon.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let member = ctl_as_nobody(&daemon, &[4242], &["tail", "web"]);
+    assert_eq!(member.status.code(), Some(0), "{}", stderr_of(&member));
+    assert!(
+        stdout_of(&member).contains("hello"),
+        "{}",
+        stdout_of(&member)
+    );
+}
+
+#[test]
 fn socket_group_members_can_tail_logs() {
     if skip("socket_group_members_can_tail_logs") {
         return;

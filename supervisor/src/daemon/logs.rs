@@ -5,7 +5,7 @@
 //! deleted. While the container runs, its `corral-monitor` writes and
 //! rotates them (see [`crate::monitor`]).
 
-use std::fs::{DirBuilder, File};
+use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,43 @@ pub enum LogError {
 /// a setup error of the new container starts. The directory, both files and
 /// their kept generations get `permissions`, also when they exist from a
 /// run with other permissions.
+/// Gives every job's log directory below `log_dir`, and the log files in
+/// it, the group and modes of `permissions`. Dot files, such as the lock
+/// file, and symbolic links are left alone. Failures are logged.
+pub fn apply_to_existing_logs(log_dir: &Path, permissions: LogPermissions) {
+    let apply = |path: &Path, is_dir: bool| {
+        if let Err(error) = permissions.apply_to_path(path, is_dir) {
+            tracing::warn!(path = %path.display(), %error, "failed to set the group or mode of a log");
+        }
+    };
+    for job_dir in visible_entries(log_dir) {
+        let Ok(metadata) = fs::symlink_metadata(&job_dir) else {
+            continue;
+        };
+        if !metadata.is_dir() {
+            continue;
+        }
+        apply(&job_dir, true);
+        for file in visible_entries(&job_dir) {
+            if fs::symlink_metadata(&file).is_ok_and(|metadata| metadata.is_file()) {
+                apply(&file, false);
+            }
+        }
+    }
+}
+
+/// Returns the paths in `dir` whose names do not start with a dot.
+fn visible_entries(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| !entry.file_name().as_encoded_bytes().starts_with(b"."))
+        .map(|entry| entry.path())
+        .collect()
+}
+
 pub fn prepare_job_logs(
     dir: &Path,
     stdout_path: &Path,

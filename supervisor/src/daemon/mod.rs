@@ -394,6 +394,9 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
             path: config.log_dir.clone(),
             source,
         })?;
+    // Logs of jobs that are adopted or not started yet keep the group and
+    // modes of the run that wrote them until their next start otherwise.
+    logs::apply_to_existing_logs(&config.log_dir, log_permissions);
     let socket_path = config.socket_path();
     match config.socket_group {
         Some(gid) => share_with_group(&config.run_dir, gid, 0o710)?,

@@ -197,6 +197,15 @@ impl Daemon {
         self.spawn(&runtime_binary());
     }
 
+    /// Starts a new supervisord with `args` in place of the earlier extra
+    /// arguments, after [`crash`].
+    ///
+    /// [`crash`]: Daemon::crash
+    pub fn respawn_with_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|arg| arg.to_string()).collect();
+        self.respawn();
+    }
+
     pub fn jobs_dir(&self) -> PathBuf {
         self.dir.path().join("jobs")
     }
