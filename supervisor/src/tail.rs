@@ -78,6 +78,54 @@ pub enum Skipped {
     AtLeast(u64),
 }
 
+/// Shortest time between two notices of skipped output, so that a reader
+/// that falls behind a fast writer prints one line a second, not one per
+/// rotation.
+pub const SKIP_NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sums the skips that [`follow`] reports between two notices.
+#[derive(Debug, Default)]
+pub struct SkipNotices {
+    bytes: u64,
+    at_least: bool,
+    pending: bool,
+    last: Option<std::time::Instant>,
+}
+
+impl SkipNotices {
+    /// Adds `skipped` and returns the total to report when the last notice
+    /// is [`SKIP_NOTICE_INTERVAL`] old, or there was none. What comes later
+    /// waits for the next skip.
+    // NOTE: skips after the last notice are never reported when no later
+    // rotation skips output again.
+    pub fn add(&mut self, skipped: Skipped, now: std::time::Instant) -> Option<Skipped> {
+        match skipped {
+            Skipped::Exactly(bytes) => self.bytes += bytes,
+            Skipped::AtLeast(bytes) => {
+                self.bytes += bytes;
+                self.at_least = true;
+            }
+        }
+        self.pending = true;
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= SKIP_NOTICE_INTERVAL);
+        if !due {
+            return None;
+        }
+        let total = if self.at_least {
+            Skipped::AtLeast(self.bytes)
+        } else {
+            Skipped::Exactly(self.bytes)
+        };
+        *self = SkipNotices {
+            last: Some(now),
+            ..SkipNotices::default()
+        };
+        Some(total)
+    }
+}
+
 /// Maximum number of kept generations (`.1`, `.2`, ...) that [`follow`]
 /// looks at to count skipped output.
 const MAX_GENERATIONS: u32 = 1000;
@@ -416,6 +464,26 @@ mod tests {
         std::fs::write(path, b"x\n").unwrap();
         assert!(follower.join().unwrap().is_err());
         (printed, reported)
+    }
+
+    #[test]
+    fn skip_notices_come_once_a_second() {
+        let start = std::time::Instant::now();
+        let mut notices = SkipNotices::default();
+        assert_eq!(
+            notices.add(Skipped::Exactly(10), start),
+            Some(Skipped::Exactly(10))
+        );
+        for _ in 0..100 {
+            assert_eq!(notices.add(Skipped::Exactly(10), start), None);
+        }
+        assert_eq!(notices.add(Skipped::AtLeast(5), start), None);
+        let later = start + SKIP_NOTICE_INTERVAL;
+        assert_eq!(
+            notices.add(Skipped::Exactly(1), later),
+            Some(Skipped::AtLeast(1006))
+        );
+        assert_eq!(notices.add(Skipped::Exactly(1), later), None);
     }
 
     #[test]

@@ -429,7 +429,11 @@ fn tail_command(
         .with_context(|| format!("failed to read log {}", path.display()))?;
     if follow {
         let file = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut notices = tail::SkipNotices::default();
         let mut report_skip = |skipped: tail::Skipped| {
+            let Some(skipped) = notices.add(skipped, std::time::Instant::now()) else {
+                return;
+            };
             let prefix = format!("supervisorctl: {name}: skipped");
             let rest = format!("of {file} that were rotated away before they were read");
             match skipped {
