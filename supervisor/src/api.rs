@@ -140,8 +140,33 @@ pub struct JobStats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an object with a \"signal\" key")]
 pub struct SignalRequest {
-    /// Name with or without `SIG` (`"HUP"`, `"SIGHUP"`) or number.
+    /// Name with or without `SIG` (`"HUP"`, `"SIGHUP"`), or number, as a
+    /// JSON string (`"1"`) or number (`1`).
+    #[serde(deserialize_with = "name_or_number")]
     pub signal: String,
+}
+
+/// Reads a signal given as a JSON string or a non-negative integer.
+fn name_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct NameOrNumber;
+
+    impl serde::de::Visitor<'_> for NameOrNumber {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a signal name or number")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+    }
+
+    deserializer.deserialize_any(NameOrNumber)
 }
 
 /// Body of every error response.

@@ -442,6 +442,12 @@ mod tests {
                 r#"{"signal":"HUP"}"#,
                 "Signal { name: \"web\", signal: \"HUP\" }",
             ),
+            (
+                "POST",
+                "/v1/jobs/web/signal",
+                r#"{"signal":1}"#,
+                "Signal { name: \"web\", signal: \"1\" }",
+            ),
             ("POST", "/v1/reread", "", "Reread"),
             ("POST", "/v1/update", "", "Update"),
             ("POST", "/v1/shutdown", "", "Shutdown { wait: false }"),
