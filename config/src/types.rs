@@ -320,7 +320,7 @@ pub struct BackoffConfig {
     /// Delay before the first restart within the window.
     #[serde(default = "default_backoff_initial")]
     pub initial: DurationValue,
-    /// Longest delay; the doubling stops there.
+    /// Maximum delay, at which the doubling stops.
     #[serde(default = "default_backoff_max")]
     pub max: DurationValue,
 }

@@ -5,11 +5,11 @@
 //! [`RotatingLog`] is the writer of a running container's log, used by
 //! `corral-monitor`. It rotates by renaming, so every file stays at or
 //! below `max_size`, no byte is lost at a rotation, and the writer never
-//! keeps a descriptor to a file it renamed or deleted. When someone else
-//! deletes or renames the file or its directory, the writer notices within
-//! [`PATH_CHECK_INTERVAL`] that the path no longer names its open file, and
-//! the next write opens the path again, creating the file and directory
-//! when they are missing.
+//! keeps a descriptor to a file it renamed or deleted. Another process may
+//! delete or rename the file or its directory. Within
+//! [`PATH_CHECK_INTERVAL`] the writer then finds that the path no longer
+//! names its open file, and the next write opens the path again, creating
+//! the file and directory when they are missing.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};

@@ -1149,6 +1149,7 @@ fn fish_completion_offers_job_names() {
     }
     let daemon = Daemon::start(&[("web", &term_handler())]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
+
     let script = completion_file("fish", "supervisorctl.fish");
     let home = tempfile::tempdir().unwrap();
     let complete = |line: &str| {
@@ -1166,6 +1167,7 @@ fn fish_completion_offers_job_names() {
         assert!(output.status.success(), "{}", stderr_of(&output));
         stdout_of(&output)
     };
+
     let socket = daemon.socket().display().to_string();
     let stop = complete(&format!("supervisorctl --socket {socket} stop "));
     assert!(stop.lines().any(|line| line == "web"), "{stop}");
@@ -2330,8 +2332,8 @@ fn stubborn_port_server(host_port: u16, stop_timeout: &str) -> String {
 }
 
 #[test]
-fn stop_cancels_a_start_that_waits_for_a_port() {
-    if skip("stop_cancels_a_start_that_waits_for_a_port") {
+fn stop_cancels_start_waiting_for_port() {
+    if skip("stop_cancels_start_waiting_for_port") {
         return;
     }
     let host_port = free_port();
@@ -2359,7 +2361,7 @@ fn stop_cancels_a_start_that_waits_for_a_port() {
         daemon.diagnostics()
     );
     assert_eq!(stdout_of(&stop), "web2: stopped\n");
-    // The stop did not wait for the old job, which still holds the port.
+    // The stop did not wait for the old job, which still has the port bound.
     let old = daemon.job("web").unwrap();
     assert_eq!(old.state, JobState::Stopping, "{}", daemon.diagnostics());
     assert!(
