@@ -1177,6 +1177,62 @@ fn fish_completion_offers_job_names() {
 }
 
 #[test]
+fn zsh_completion_offers_job_names() {
+    if skip("zsh_completion_offers_job_names") {
+        return;
+    }
+    if std::process::Command::new("zsh")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP zsh_completion_offers_job_names: zsh is not installed");
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler()), ("worker", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let socket = daemon.socket().display().to_string();
+
+    // Outside compinit, the completion system's functions are missing:
+    // compdef is a no-op here and _describe prints the array it is given.
+    let script = completion_file("zsh", "_supervisorctl");
+    let candidates = |words: &[&str]| {
+        let quoted: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
+        let probe = format!(
+            "compdef() {{ : }}; _describe() {{ print -rl -- \"${{(@P)4}}\" }}; \
+             source '{}'; words=({}); CURRENT={}; _supervisorctl_jobs",
+            script.display(),
+            quoted.join(" "),
+            words.len(),
+        );
+        let output = std::process::Command::new("zsh")
+            .arg("-f")
+            .arg("-c")
+            .arg(&probe)
+            .env("PATH", path_with_supervisorctl())
+            .env_remove("CORRAL_SUPERVISOR_SOCKET")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        stdout_of(&output)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    let stop = candidates(&["supervisorctl", "--socket", &socket, "stop", ""]);
+    let mut sorted = stop.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["all", "web", "worker"], "{stop:?}");
+    let joined = format!("--socket={socket}");
+    let tail = candidates(&["supervisorctl", &joined, "tail", "w"]);
+    assert!(tail.contains(&"worker".to_string()), "{tail:?}");
+    // Without a reachable daemon only `all` is left.
+    let missing = candidates(&["supervisorctl", "--socket", "/nonexistent.sock", "stop", ""]);
+    assert_eq!(missing, ["all"]);
+}
+
+#[test]
 fn adopted_stop_sends_no_second_signal() {
     if skip("adopted_stop_sends_no_second_signal") {
         return;

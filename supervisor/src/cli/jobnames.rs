@@ -70,8 +70,8 @@ _supervisorctl_jobs() {{
 
 /// Points the job name arguments at `_supervisorctl_jobs`, defined before
 /// the script's final dispatch.
-// NOTE: the tests run this script through `zsh -n` only; the bash and fish
-// functions are also run against a live supervisord.
+// NOTE: the tests run this script with stand-ins for compdef and
+// _describe, outside the completion system, against a live supervisord.
 fn zsh(text: String) -> String {
     let function = r#"(( $+functions[_supervisorctl_jobs] )) ||
 _supervisorctl_jobs() {
