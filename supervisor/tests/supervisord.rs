@@ -1031,6 +1031,85 @@ fn signal_stop_pauses_the_whole_job() {
     assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
 }
 
+#[test]
+fn missing_executable_named_in_status() {
+    if skip("missing_executable_named_in_status") {
+        return;
+    }
+    let missing = json!({"image": "host", "command": ["/nope"], "start_seconds": "1s",
+        "restart": {"policy": "on-failure", "max_restarts": 2, "window": "60s",
+                    "backoff": {"initial": "100ms", "max": "200ms"}}})
+    .to_string();
+    // The check applies to the main command behind the minimal init too.
+    let denied = json!({"image": "host", "command": ["/etc/passwd"], "init": true,
+        "restart": {"policy": "never"}})
+    .to_string();
+    let not_in_path = json!({"image": "host", "command": ["no-such-program-anywhere"],
+        "env": {"PATH": "/usr/bin:/bin"}, "restart": {"policy": "never"}})
+    .to_string();
+    let daemon = Daemon::start(&[
+        ("missing", &missing),
+        ("denied", &denied),
+        ("not-in-path", &not_in_path),
+    ]);
+
+    let fatal = daemon.wait_for_state("missing", JobState::Fatal, Duration::from_secs(30));
+    assert_eq!(fatal.restarts, 2);
+    assert_eq!(fatal.exit_status, None, "{fatal:#?}");
+    assert!(
+        fatal
+            .description
+            .starts_with("failed to start: corral: exec \"/nope\": no such file in the container"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        fatal.description.contains("gave up after 2 restarts"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        !fatal.description.contains("exited 127"),
+        "{}",
+        fatal.description
+    );
+
+    let status = daemon.ctl(&["status", "missing"]);
+    assert_eq!(status.status.code(), Some(3));
+    let line = stdout_of(&status);
+    assert!(line.contains("FATAL"), "{line}");
+    assert!(
+        line.contains("exec \"/nope\": no such file in the container"),
+        "{line}"
+    );
+    let json = daemon.ctl(&["status", "--json", "missing"]);
+    let text = stdout_of(&json);
+    assert!(
+        text.contains(r#"exec \"/nope\": no such file in the container"#),
+        "{text}"
+    );
+
+    let denied = daemon.wait_for_state("denied", JobState::Exited, SETTLE);
+    assert!(
+        denied.description.starts_with(
+            "failed to start: corral: exec \"/etc/passwd\": permission denied: the process's \
+             user may not execute /etc/passwd in the container"
+        ),
+        "{}",
+        denied.description
+    );
+
+    let not_in_path = daemon.wait_for_state("not-in-path", JobState::Exited, SETTLE);
+    assert!(
+        not_in_path.description.contains(
+            "exec \"no-such-program-anywhere\": not found in the container's PATH \
+             \"/usr/bin:/bin\""
+        ),
+        "{}",
+        not_in_path.description
+    );
+}
+
 /// Returns PATH with the directory of the supervisorctl under test first,
 /// as the completion scripts run `supervisorctl` by name.
 fn path_with_supervisorctl() -> String {
