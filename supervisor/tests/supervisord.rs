@@ -1014,7 +1014,8 @@ fn signal_stop_pauses_the_whole_job() {
         json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "10s"}}),
     );
     let daemon = Daemon::start(&[("ticking", &ticking)]);
-    daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let running = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    assert!(!running.paused);
     let ticks = || daemon.job_log("ticking", "stdout").matches("tick").count();
 
     let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
@@ -1024,11 +1025,57 @@ fn signal_stop_pauses_the_whole_job() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(ticks(), paused_at, "the job's command kept running");
 
+    // A paused job stays RUNNING, so status keeps its exit code 0.
+    let status = daemon.ctl(&["status", "ticking"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+    let line = stdout_of(&status);
+    assert!(line.contains("RUNNING"), "{line}");
+    assert!(line.trim_end().ends_with(", paused (SIGSTOP)"), "{line}");
+    let json = daemon.ctl(&["status", "--json", "ticking"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stdout_of(&json));
+    let listed: serde_json::Value = serde_json::from_str(&stdout_of(&json)).unwrap();
+    let text = listed.to_string();
+    assert!(text.contains("\"paused\":true"), "{text}");
+    assert!(text.contains("paused (SIGSTOP)"), "{text}");
+
+    // CONT resumes the job and clears the mark.
+    let resume = daemon.ctl(&["signal", "CONT", "ticking"]);
+    assert_eq!(resume.status.code(), Some(0), "{}", stderr_of(&resume));
+    let resumed = daemon.job("ticking").unwrap();
+    assert!(!resumed.paused, "{resumed:#?}");
+    assert!(
+        !resumed.description.contains("paused"),
+        "{}",
+        resumed.description
+    );
+    daemon.wait_until(SETTLE, "the job ticks again", |_| ticks() > paused_at);
+
+    // Another signal leaves the mark alone. The shell ignores SIGWINCH, so
+    // the job keeps running.
+    let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+    let winch = daemon.ctl(&["signal", "WINCH", "ticking"]);
+    assert_eq!(winch.status.code(), Some(0), "{}", stderr_of(&winch));
+    assert!(daemon.job("ticking").unwrap().paused);
+
     // The stop signal reaches the paused command, which ends in time.
     let stop = daemon.ctl(&["stop", "ticking"]);
     assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
     assert_eq!(stdout_of(&stop), "ticking: stopped\n");
     assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
+    let stopped = daemon.job("ticking").unwrap();
+    assert!(!stopped.paused, "{stopped:#?}");
+
+    // A new container starts unpaused.
+    let start = daemon.ctl(&["start", "ticking"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let started = daemon.job("ticking").unwrap();
+    assert!(!started.paused, "{started:#?}");
+    assert!(
+        !started.description.contains("paused"),
+        "{}",
+        started.description
+    );
 }
 
 #[test]
