@@ -71,6 +71,11 @@ pub struct JobView {
     /// are rejected until then.
     #[serde(default)]
     pub removing: bool,
+    /// True while `signal STOP` has paused every process of the job and no
+    /// `CONT`, stop or exit of the container followed. The state stays
+    /// RUNNING meanwhile.
+    #[serde(default)]
+    pub paused: bool,
     #[serde(with = "lossy_path")]
     pub stdout_log: PathBuf,
     #[serde(with = "lossy_path")]

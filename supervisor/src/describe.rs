@@ -62,6 +62,8 @@ pub struct StatusFacts<'a> {
     pub fatal: Option<(u32, Duration)>,
     /// The job file's error while it is invalid.
     pub invalid: Option<&'a str>,
+    /// Whether `signal STOP` paused every process of the container.
+    pub paused: bool,
 }
 
 /// Builds the description column for one job.
@@ -69,7 +71,7 @@ pub fn describe(facts: &StatusFacts<'_>) -> String {
     if let Some(error) = facts.invalid {
         return describe_invalid(error, facts);
     }
-    match facts.state {
+    let mut text = match facts.state {
         JobState::Stopped => describe_stopped(facts),
         JobState::Starting => match facts.pid {
             Some(pid) => format!("pid {pid}, starting"),
@@ -85,7 +87,11 @@ pub fn describe(facts: &StatusFacts<'_>) -> String {
         JobState::Fatal => describe_fatal(facts),
         // A job without a valid version has nothing else to show.
         JobState::Invalid => String::new(),
+    };
+    if facts.paused && matches!(facts.state, JobState::Starting | JobState::Running) {
+        text.push_str(", paused (SIGSTOP)");
     }
+    text
 }
 
 fn describe_invalid(error: &str, facts: &StatusFacts<'_>) -> String {
@@ -319,6 +325,7 @@ mod tests {
             stop: None,
             fatal: None,
             invalid: None,
+            paused: false,
         }
     }
 
@@ -363,6 +370,28 @@ mod tests {
         running.pid = Some(1234);
         running.started_at = Some(at(1_000_000 - 723));
         assert_eq!(describe(&running), "pid 1234, uptime 0:12:03");
+    }
+
+    #[test]
+    fn paused_job_description() {
+        let mut running = facts(JobState::Running);
+        running.pid = Some(1234);
+        running.started_at = Some(at(1_000_000 - 723));
+        running.paused = true;
+        assert_eq!(
+            describe(&running),
+            "pid 1234, uptime 0:12:03, paused (SIGSTOP)"
+        );
+
+        let mut starting = facts(JobState::Starting);
+        starting.pid = Some(1234);
+        starting.paused = true;
+        assert_eq!(describe(&starting), "pid 1234, starting, paused (SIGSTOP)");
+
+        // A stop resumes the job, so STOPPING never shows a pause.
+        let mut stopping = facts(JobState::Stopping);
+        stopping.paused = true;
+        assert!(!describe(&stopping).contains("paused"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ mod tests {
             file: PathBuf::from(format!("/etc/corral/jobs.d/{name}.json")),
             error: None,
             removing: false,
+            paused: false,
             stdout_log: PathBuf::new(),
             stderr_log: PathBuf::new(),
         }

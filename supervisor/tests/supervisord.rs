@@ -1014,7 +1014,8 @@ fn signal_stop_pauses_the_whole_job() {
         json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "10s"}}),
     );
     let daemon = Daemon::start(&[("ticking", &ticking)]);
-    daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let running = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    assert!(!running.paused);
     let ticks = || daemon.job_log("ticking", "stdout").matches("tick").count();
 
     let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
@@ -1024,11 +1025,136 @@ fn signal_stop_pauses_the_whole_job() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(ticks(), paused_at, "the job's command kept running");
 
+    // A paused job stays RUNNING, so status keeps its exit code 0.
+    let status = daemon.ctl(&["status", "ticking"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+    let line = stdout_of(&status);
+    assert!(line.contains("RUNNING"), "{line}");
+    assert!(line.trim_end().ends_with(", paused (SIGSTOP)"), "{line}");
+    let json = daemon.ctl(&["status", "--json", "ticking"]);
+    assert_eq!(json.status.code(), Some(0), "{}", stdout_of(&json));
+    let listed: serde_json::Value = serde_json::from_str(&stdout_of(&json)).unwrap();
+    let text = listed.to_string();
+    assert!(text.contains("\"paused\":true"), "{text}");
+    assert!(text.contains("paused (SIGSTOP)"), "{text}");
+
+    // CONT resumes the job and clears the mark.
+    let resume = daemon.ctl(&["signal", "CONT", "ticking"]);
+    assert_eq!(resume.status.code(), Some(0), "{}", stderr_of(&resume));
+    let resumed = daemon.job("ticking").unwrap();
+    assert!(!resumed.paused, "{resumed:#?}");
+    assert!(
+        !resumed.description.contains("paused"),
+        "{}",
+        resumed.description
+    );
+    daemon.wait_until(SETTLE, "the job ticks again", |_| ticks() > paused_at);
+
+    // Another signal leaves the mark alone. The shell ignores SIGWINCH, so
+    // the job keeps running.
+    let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+    let winch = daemon.ctl(&["signal", "WINCH", "ticking"]);
+    assert_eq!(winch.status.code(), Some(0), "{}", stderr_of(&winch));
+    assert!(daemon.job("ticking").unwrap().paused);
+
     // The stop signal reaches the paused command, which ends in time.
     let stop = daemon.ctl(&["stop", "ticking"]);
     assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
     assert_eq!(stdout_of(&stop), "ticking: stopped\n");
     assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
+    let stopped = daemon.job("ticking").unwrap();
+    assert!(!stopped.paused, "{stopped:#?}");
+
+    // A new container starts unpaused.
+    let start = daemon.ctl(&["start", "ticking"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let started = daemon.job("ticking").unwrap();
+    assert!(!started.paused, "{started:#?}");
+    assert!(
+        !started.description.contains("paused"),
+        "{}",
+        started.description
+    );
+}
+
+#[test]
+fn missing_executable_named_in_status() {
+    if skip("missing_executable_named_in_status") {
+        return;
+    }
+    let missing = json!({"image": "host", "command": ["/nope"], "start_seconds": "1s",
+        "restart": {"policy": "on-failure", "max_restarts": 2, "window": "60s",
+                    "backoff": {"initial": "100ms", "max": "200ms"}}})
+    .to_string();
+    // The check applies to the main command behind the minimal init too.
+    let denied = json!({"image": "host", "command": ["/etc/passwd"], "init": true,
+        "restart": {"policy": "never"}})
+    .to_string();
+    let not_in_path = json!({"image": "host", "command": ["no-such-program-anywhere"],
+        "env": {"PATH": "/usr/bin:/bin"}, "restart": {"policy": "never"}})
+    .to_string();
+    let daemon = Daemon::start(&[
+        ("missing", &missing),
+        ("denied", &denied),
+        ("not-in-path", &not_in_path),
+    ]);
+
+    let fatal = daemon.wait_for_state("missing", JobState::Fatal, Duration::from_secs(30));
+    assert_eq!(fatal.restarts, 2);
+    assert_eq!(fatal.exit_status, None, "{fatal:#?}");
+    assert!(
+        fatal
+            .description
+            .starts_with("failed to start: corral: exec \"/nope\": no such file in the container"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        fatal.description.contains("gave up after 2 restarts"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        !fatal.description.contains("exited 127"),
+        "{}",
+        fatal.description
+    );
+
+    let status = daemon.ctl(&["status", "missing"]);
+    assert_eq!(status.status.code(), Some(3));
+    let line = stdout_of(&status);
+    assert!(line.contains("FATAL"), "{line}");
+    assert!(
+        line.contains("exec \"/nope\": no such file in the container"),
+        "{line}"
+    );
+    let json = daemon.ctl(&["status", "--json", "missing"]);
+    let text = stdout_of(&json);
+    assert!(
+        text.contains(r#"exec \"/nope\": no such file in the container"#),
+        "{text}"
+    );
+
+    let denied = daemon.wait_for_state("denied", JobState::Exited, SETTLE);
+    assert!(
+        denied.description.starts_with(
+            "failed to start: corral: exec \"/etc/passwd\": permission denied: the process's \
+             user may not execute /etc/passwd in the container"
+        ),
+        "{}",
+        denied.description
+    );
+
+    let not_in_path = daemon.wait_for_state("not-in-path", JobState::Exited, SETTLE);
+    assert!(
+        not_in_path.description.contains(
+            "exec \"no-such-program-anywhere\": not found in the container's PATH \
+             \"/usr/bin:/bin\""
+        ),
+        "{}",
+        not_in_path.description
+    );
 }
 
 /// Returns PATH with the directory of the supervisorctl under test first,

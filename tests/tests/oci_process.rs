@@ -1,11 +1,12 @@
 //! The spec's `process` object, checked from inside the container: args,
 //! env, cwd, user, umask, capabilities, rlimits, noNewPrivileges,
-//! oomScoreAdj, ioPriority, scheduler and the exit codes of a process that
-//! cannot be executed.
+//! oomScoreAdj, ioPriority, scheduler, and the errors and exit codes of a
+//! process that cannot be executed.
 
 use corral_tests::oci::{capability_mask, describe, key_values, text, Bundle, PROBE};
 use corral_tests::require_root;
 use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 #[test]
@@ -63,55 +64,104 @@ fn process_env_passed_exactly() {
 }
 
 #[test]
-fn process_missing_command_exits_127() {
-    if !require_root("process_missing_command_exits_127") {
+fn process_missing_command_fails_create() {
+    if !require_root("process_missing_command_fails_create") {
         return;
     }
     let mut bundle = Bundle::new("enoent");
     bundle.args(&["/bin/no-such-program", "x"]);
     let output = bundle.run();
-    assert_eq!(output.status.code(), Some(127), "{}", describe(&output));
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("/bin/no-such-program"),
-        "message does not name the path: {stderr}"
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/bin/no-such-program\": no such file in the container"
     );
+
+    // create fails as runc's does: an error on stderr, a non-zero status,
+    // and no container left behind.
+    let output = bundle.create();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text(&output.stderr)
+            .contains("exec \"/bin/no-such-program\": no such file in the container"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(bundle.state(), None, "the failed create left a container");
 
     let mut bundle = Bundle::new("enoent-path");
     bundle.args(&["no-such-program-on-path"]);
+    bundle.set("/process/env", json!(["PATH=/usr/bin:/bin"]));
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"no-such-program-on-path\": not found in the container's PATH \
+         \"/usr/bin:/bin\""
+    );
+}
+
+#[test]
+fn process_missing_interpreter_exits_127() {
+    if !require_root("process_missing_interpreter_exits_127") {
+        return;
+    }
+    // The script itself passes the check at create, so only execve finds
+    // that its interpreter is missing.
+    let mut bundle = Bundle::new("interpreter");
+    let script = bundle.rootfs().join("bin/no-interpreter");
+    std::fs::write(&script, "#!/bin/no-such-interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bundle.args(&["/bin/no-interpreter"]);
     let output = bundle.run();
     assert_eq!(output.status.code(), Some(127), "{}", describe(&output));
     assert!(
-        text(&output.stderr).contains("no-such-program-on-path"),
-        "message does not name the program: {}",
+        text(&output.stderr).contains("/bin/no-interpreter"),
+        "message does not name the path: {}",
         text(&output.stderr)
     );
 }
 
 #[test]
-fn process_not_executable_exits_126() {
-    if !require_root("process_not_executable_exits_126") {
+fn process_not_executable_fails_create() {
+    if !require_root("process_not_executable_fails_create") {
         return;
     }
     let mut bundle = Bundle::new("eacces");
     std::fs::write(bundle.rootfs().join("bin/not-executable"), "#!/bin/sh\n").unwrap();
     bundle.args(&["/bin/not-executable"]);
     let output = bundle.run();
-    assert_eq!(output.status.code(), Some(126), "{}", describe(&output));
-    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/bin/not-executable\": permission denied: the process's user may \
+         not execute /bin/not-executable in the container"
+    );
+
+    // A name found in PATH only as a file without execute permission is
+    // denied too, and the message names that file.
+    let mut bundle = Bundle::new("eacces-path");
+    std::fs::write(bundle.rootfs().join("bin/not-executable"), "#!/bin/sh\n").unwrap();
+    bundle.args(&["not-executable"]);
+    bundle.set("/process/env", json!(["PATH=/bin"]));
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
     assert!(
-        stderr.contains("/bin/not-executable"),
-        "message does not name the path: {stderr}"
+        text(&output.stderr).contains(
+            "exec \"not-executable\": permission denied: the process's user may not execute \
+             /bin/not-executable"
+        ),
+        "{}",
+        describe(&output)
     );
 
     let mut bundle = Bundle::new("eisdir");
     bundle.args(&["/tmp"]);
     let output = bundle.run();
-    assert_eq!(output.status.code(), Some(126), "{}", describe(&output));
-    assert!(
-        text(&output.stderr).contains("/tmp"),
-        "message does not name the path: {}",
-        text(&output.stderr)
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/tmp\": /tmp is a directory"
     );
 }
 

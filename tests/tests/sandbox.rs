@@ -130,8 +130,6 @@ fn sandbox_exit_statuses() {
             137,
             None,
         ),
-        (r#"["/no/such/program"]"#, 127, None),
-        (r#"["/etc/passwd"]"#, 126, None),
     ];
     for (index, (command, expected, signal)) in cases.into_iter().enumerate() {
         let sandbox = Sandbox::new(
@@ -172,19 +170,44 @@ fn sandbox_exit_statuses() {
 }
 
 #[test]
-fn sandbox_missing_program_message() {
-    if !require_root("sandbox_missing_program_message") {
+fn sandbox_unexecutable_program_fails_create() {
+    if !require_root("sandbox_unexecutable_program_fails_create") {
         return;
     }
     let _serial = serial();
-    let sandbox = Sandbox::new("missing", r#"{"command": ["no-such-program-anywhere"]}"#);
-    let (output, record) = sandbox.run();
-    assert_eq!(record.status, 127);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("no-such-program-anywhere"),
-        "message names the program: {stderr}"
-    );
+    let cases = [
+        (
+            r#"{"command": ["no-such-program-anywhere"]}"#,
+            "exec \"no-such-program-anywhere\": not found in the container's PATH",
+        ),
+        (
+            r#"{"command": ["/no/such/program"], "init": true}"#,
+            "exec \"/no/such/program\": no such file in the container",
+        ),
+        (
+            r#"{"command": ["/etc/passwd"]}"#,
+            "exec \"/etc/passwd\": permission denied: the process's user may not execute \
+             /etc/passwd",
+        ),
+    ];
+    for (index, (job, expected)) in cases.into_iter().enumerate() {
+        let sandbox = Sandbox::new(&format!("unexecutable{index}"), job);
+        let output = sandbox
+            .corral()
+            .args(["run", &sandbox.id, "--bundle"])
+            .arg(sandbox.bundle())
+            .arg("--exit-file")
+            .arg(sandbox.exit_file())
+            .output()
+            .expect("run corral");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "job {job}: {stderr}");
+        assert!(stderr.contains(expected), "job {job}: {stderr}");
+        assert!(
+            !sandbox.exit_file().exists(),
+            "job {job}: a process that never ran got an exit record"
+        );
+    }
 }
 
 #[test]

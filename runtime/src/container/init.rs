@@ -72,6 +72,8 @@ pub(crate) enum InitError {
     },
     #[error("invalid process: {0}")]
     Process(String),
+    #[error(transparent)]
+    Executable(#[from] super::executable::ExecutableError),
 }
 
 fn sys(operation: impl Into<String>) -> impl FnOnce(nix::Error) -> InitError {
@@ -105,6 +107,12 @@ pub(crate) fn run(mut context: InitContext) -> ! {
                 unsafe { libc::_exit(1) }
             }
             execute(prepared.process)
+        }
+        Err(InitError::Executable(error)) => {
+            sync::send_executable_failure(&mut context.sync, &error);
+            // SAFETY: as below, a forked child that failed ends without
+            // running the runtime's atexit handlers and destructors.
+            unsafe { libc::_exit(1) }
         }
         Err(error) => {
             sync::send_failure(&mut context.sync, &error_chain(&error));
@@ -316,7 +324,10 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     }
     super::process::switch_user(&process)?;
     chdir(cwd).map_err(sys(format!("chdir to {}", cwd.display())))?;
-    let resolved = super::process::resolve(&process)?;
+    // Checked here, as the process's user, in its working directory and
+    // after every mount, so that create fails with the reason instead of
+    // the process exiting 127 or 126 after start.
+    let resolved = super::process::resolve(&process, true)?;
     let with_init = spec
         .annotations()
         .as_ref()

@@ -9,6 +9,7 @@
 mod console;
 pub mod events;
 pub mod exec;
+mod executable;
 pub mod hooks;
 mod init;
 mod process;
@@ -39,6 +40,7 @@ use crate::image::lease::{self, Holder, Leases};
 use crate::job::annotations;
 use crate::state::{ContainerState, StateError, Status, OCI_VERSION};
 
+pub use executable::{ExecutableError, ExecutableReason};
 use hooks::HookPoint;
 pub use sync::InitReport;
 
@@ -99,6 +101,8 @@ pub enum ContainerError {
     },
     #[error("container init failed: {message}")]
     InitFailed { message: String },
+    #[error(transparent)]
+    Executable(#[from] ExecutableError),
     #[error("container {id:?} is {status:?}, expected {expected}")]
     WrongStatus {
         id: String,
@@ -551,6 +555,7 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
             Some(sync::Record::Failed(message)) => {
                 return Err(ContainerError::InitFailed { message })
             }
+            Some(sync::Record::Executable(error)) => return Err(error.into()),
             None => {
                 return Err(ContainerError::InitFailed {
                     message: "the init exited during setup without a message".to_string(),

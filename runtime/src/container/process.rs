@@ -3,12 +3,13 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
 use oci_spec::runtime::Process;
 
+use super::executable;
 use super::init::InitError;
 use crate::job::DEFAULT_PATH;
 
@@ -30,27 +31,22 @@ fn c_string(value: &str, what: &str) -> Result<CString, InitError> {
 /// Finds the executable: `args[0]` as given when it has a `/`, else the
 /// first match in the process's `PATH`, or in the default search path when
 /// the environment has none.
-pub(crate) fn resolve(process: &Process) -> Result<Resolved, InitError> {
+///
+/// With `check`, an executable that cannot be executed fails with
+/// [`InitError::Executable`]. Without it, a missing program keeps its bare
+/// name, so execve fails with ENOENT and the message names what was asked
+/// for.
+pub(crate) fn resolve(process: &Process, check: bool) -> Result<Resolved, InitError> {
     let args = process.args().clone().unwrap_or_default();
     let Some(program) = args.first() else {
         return Err(invalid("process.args is empty".to_string()));
     };
     let env = process.env().clone().unwrap_or_default();
-    let search_path = env
-        .iter()
-        .find_map(|entry| entry.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    let path = if program.contains('/') {
-        PathBuf::from(program)
-    } else {
-        search_path
-            .split(':')
-            .filter(|dir| !dir.is_empty())
-            .map(|dir| Path::new(dir).join(program))
-            .find(|candidate| is_executable_file(candidate))
-            // A missing program keeps its bare name, so execve fails with
-            // ENOENT and the message names what was asked for.
-            .unwrap_or_else(|| PathBuf::from(program))
+    let search_path = executable::search_path(&env, DEFAULT_PATH);
+    let path = match executable::locate(program, search_path) {
+        Ok(path) => path,
+        Err(error) if check => return Err(InitError::Executable(error)),
+        Err(_) => PathBuf::from(program),
     };
     Ok(Resolved {
         path: CString::new(path.as_os_str().as_bytes())
@@ -64,11 +60,6 @@ pub(crate) fn resolve(process: &Process) -> Result<Resolved, InitError> {
             .map(|e| c_string(e, "environment entry"))
             .collect::<Result<_, _>>()?,
     })
-}
-
-fn is_executable_file(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Applies the spec's rlimits to the init, which the process inherits, and

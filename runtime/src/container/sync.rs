@@ -4,17 +4,21 @@
 //! answers with newline-terminated records: `W` warnings; `H` when it
 //! reached the point where the runtime's createRuntime hooks run, after
 //! which it waits for a `G` line carrying the state JSON; then `R` when its
-//! root is ready or `E` and a message when setup failed. EOF without a
-//! final record means the init died.
+//! root is ready, `E` and a message when setup failed, or `X` and an
+//! [`ExecutableError`] as JSON when the process's executable cannot be
+//! executed. EOF without a final record means the init died.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+
+use super::executable::ExecutableError;
 
 pub const GO: u8 = b'G';
 const READY: u8 = b'R';
 const FAILED: u8 = b'E';
 const WARNING: u8 = b'W';
 const HOOKS: u8 = b'H';
+const EXECUTABLE_FAILED: u8 = b'X';
 
 /// One record sent by the init.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +28,7 @@ pub enum Record {
     Hooks,
     Ready,
     Failed(String),
+    Executable(ExecutableError),
 }
 
 /// Reads the next record; None at EOF.
@@ -39,6 +44,12 @@ pub fn read_record(reader: &mut impl BufRead) -> std::io::Result<Option<Record>>
         Some(&HOOKS) => Some(Record::Hooks),
         Some(&READY) => Some(Record::Ready),
         Some(&FAILED) => Some(Record::Failed(body.to_string())),
+        Some(&EXECUTABLE_FAILED) => Some(match serde_json::from_str(body) {
+            Ok(error) => Record::Executable(error),
+            Err(error) => Record::Failed(format!(
+                "invalid executable error from the init ({error}): {body}"
+            )),
+        }),
         _ => None,
     })
 }
@@ -63,6 +74,7 @@ pub fn read_report(stream: &mut UnixStream) -> std::io::Result<InitReport> {
             Some(Record::Warning(warning)) => warnings.push(warning),
             Some(Record::Ready) => return Ok(InitReport::Ready { warnings }),
             Some(Record::Failed(message)) => return Ok(InitReport::Failed(message)),
+            Some(Record::Executable(error)) => return Ok(InitReport::Failed(error.to_string())),
             Some(Record::Hooks) | None => return Ok(InitReport::Vanished),
         }
     }
@@ -87,6 +99,13 @@ pub fn send_ready(stream: &mut UnixStream) {
 
 pub fn send_failure(stream: &mut UnixStream, message: &str) {
     send(stream, FAILED, message);
+}
+
+pub fn send_executable_failure(stream: &mut UnixStream, error: &ExecutableError) {
+    match serde_json::to_string(error) {
+        Ok(json) => send(stream, EXECUTABLE_FAILED, &json),
+        Err(_) => send(stream, FAILED, &error.to_string()),
+    }
 }
 
 /// Asks the runtime to run its hooks and returns the state JSON it sends back.
@@ -115,4 +134,29 @@ pub fn answer_hooks(stream: &mut UnixStream, state_json: &str) -> std::io::Resul
     bytes.extend_from_slice(state_json.replace('\n', " ").as_bytes());
     bytes.push(b'\n');
     stream.write_all(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::ExecutableReason;
+
+    #[test]
+    fn executable_failure_round_trips() {
+        let (mut init, mut runtime) = UnixStream::pair().unwrap();
+        let error = ExecutableError {
+            program: "web\nserver".to_string(),
+            reason: ExecutableReason::NotInPath {
+                search_path: "/usr/bin:/bin".to_string(),
+            },
+        };
+        send_executable_failure(&mut init, &error);
+        drop(init);
+        let mut reader = BufReader::new(&mut runtime);
+        assert_eq!(
+            read_record(&mut reader).unwrap(),
+            Some(Record::Executable(error))
+        );
+        assert_eq!(read_record(&mut reader).unwrap(), None);
+    }
 }

@@ -52,6 +52,9 @@ pub struct Container {
     /// can be read back from what the shim or the monitor appended.
     pub stderr_offset: u64,
     pub stop: Option<StopProgress>,
+    /// Whether a SIGSTOP from the signal endpoint paused every process of
+    /// the container and no SIGCONT or stop followed.
+    pub paused: bool,
     /// The relay of the job's published ports. Dropping it closes the
     /// listeners once the runtime polls their tasks, and
     /// [`PortRelay::close`] returns a handle that completes then.
@@ -251,6 +254,10 @@ impl Job {
 
     pub fn view(&self, now: SystemTime) -> JobView {
         let pid = self.container.as_ref().and_then(|container| container.pid);
+        let paused = self
+            .container
+            .as_ref()
+            .is_some_and(|container| container.paused);
         let facts = StatusFacts {
             state: self.state,
             pid,
@@ -268,6 +275,7 @@ impl Job {
                 .and_then(|container| container.stop.as_ref()),
             fatal: self.fatal,
             invalid: self.invalid.as_ref().map(|error| error.text.as_str()),
+            paused,
         };
         let displayed_state = if self.invalid.is_some() {
             JobState::Invalid
@@ -300,6 +308,7 @@ impl Job {
             file: self.file.clone(),
             error: self.invalid.clone(),
             removing: self.after_stop == AfterStop::Remove,
+            paused,
             stdout_log: self.stdout_log.clone(),
             stderr_log: self.stderr_log.clone(),
         }

@@ -465,6 +465,11 @@ impl Supervisor {
                 )),
             })?;
         tracing::info!(job = %name, container_id = %container.id, %signal, every_process, "sent signal");
+        if every_process {
+            if let Some(container) = &mut job.container {
+                container.paused = signal == Signal::SIGSTOP;
+            }
+        }
         job.refresh_pid();
         Ok(to_json(&job.view(SystemTime::now())))
     }
@@ -899,6 +904,7 @@ impl Supervisor {
             pid_file,
             stderr_offset,
             stop: None,
+            paused: false,
             relay,
         });
         // A monitor that exited before this point raised its SIGCHLD before
@@ -1177,6 +1183,7 @@ impl Supervisor {
             });
         }
         let left = timeout.saturating_sub(waited);
+        container.paused = false;
         container.stop = Some(StopProgress {
             signal: signal.to_string(),
             kill_at: SystemTime::now() + left,

@@ -148,6 +148,9 @@ impl Supervisor {
             pid_file,
             stderr_offset: record.stderr_offset,
             stop: None,
+            // NOTE: a job that an earlier supervisord paused shows as not
+            // paused here, because the pause is not part of the shim record.
+            paused: false,
             relay,
         });
         job.last_container_id = Some(id.clone());
