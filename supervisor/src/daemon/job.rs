@@ -164,6 +164,17 @@ impl Job {
         self.epoch += 1;
     }
 
+    /// Returns the description of the job file's error. A job with an
+    /// invalid name cannot have another error, and the name column shows
+    /// the name, so its description is the message without the file.
+    fn invalid_description<'a>(&self, error: &'a InvalidJob) -> &'a str {
+        if corral_config::is_valid_job_name(&self.name) {
+            &error.text
+        } else {
+            &error.message
+        }
+    }
+
     /// Returns the record that keeps this job's state across a restart of
     /// supervisord, for the states a record keeps and for a stop or restart
     /// request in progress.
@@ -267,7 +278,10 @@ impl Job {
                 .as_ref()
                 .and_then(|container| container.stop.as_ref()),
             fatal: self.fatal,
-            invalid: self.invalid.as_ref().map(|error| error.text.as_str()),
+            invalid: self
+                .invalid
+                .as_ref()
+                .map(|error| self.invalid_description(error)),
         };
         let displayed_state = if self.invalid.is_some() {
             JobState::Invalid
@@ -377,6 +391,22 @@ mod tests {
             view.description,
             "bad.json:1:2: invalid JSON: expected value"
         );
+    }
+
+    #[test]
+    fn invalid_name_not_in_description() {
+        let name = "x".repeat(200);
+        let file = PathBuf::from(format!("/etc/corral/jobs.d/{name}.json"));
+        let error = corral_config::job_name_from_path(&file).unwrap_err();
+        let invalid = crate::daemon::reload::invalid_job(&error);
+        assert!(invalid.text.contains(&name), "{}", invalid.text);
+        let job = Job::new(&name, file, None, Some(invalid), Path::new("/tmp"));
+        let description = job.view(SystemTime::now()).description;
+        assert!(
+            description.starts_with("invalid job name: a job name is the file name"),
+            "{description}"
+        );
+        assert!(!description.contains("xxxx"), "{description}");
     }
 
     #[test]
