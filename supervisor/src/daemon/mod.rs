@@ -6,6 +6,7 @@ mod job;
 mod jobwatch;
 mod launch;
 pub mod limits;
+mod listing;
 mod logs;
 mod monitor_handle;
 mod pidfd;

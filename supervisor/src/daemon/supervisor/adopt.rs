@@ -15,6 +15,7 @@ use corral_runtime::state::ExitRecord;
 use super::{clean_up_orphan, Supervisor};
 use crate::daemon::job::{AfterStop, Container};
 use crate::daemon::launch::{self, ShimRecord};
+use crate::daemon::listing::{self, DotFiles};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
@@ -53,7 +54,7 @@ impl Supervisor {
             })
         };
         let root = self.config.containers_root();
-        for name in dir_entries(&root) {
+        for name in file_names(&root) {
             if !belongs_to_live(&name) {
                 tracing::warn!(container_id = %name, "deleting a container that no shim record names");
                 if let Err(error) = corral_runtime::container::delete(&root, &name, true) {
@@ -67,7 +68,7 @@ impl Supervisor {
             self.config.pids_dir(),
             self.config.exits_dir(),
         ] {
-            for name in dir_entries(&dir) {
+            for name in file_names(&dir) {
                 if belongs_to_live(&name) {
                     continue;
                 }
@@ -321,22 +322,16 @@ impl Supervisor {
     }
 }
 
-fn finished_time(exit: &ExitRecord) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
+/// Returns the names in `dir`, dot files included, because no file there
+/// belongs to anything but a container. Names that are not UTF-8 are left
+/// out, since no container id has one.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    listing::list_dir(dir, DotFiles::Include)
+        .into_iter()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
 }
 
-/// Returns the names in `dir`, or none when it cannot be listed.
-fn dir_entries(dir: &std::path::Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect(),
-        Err(error) => {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), %error, "failed to list a directory of container files");
-            }
-            Vec::new()
-        }
-    }
+fn finished_time(exit: &ExitRecord) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
 }
