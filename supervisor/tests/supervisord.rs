@@ -1683,6 +1683,66 @@ fn second_daemon_on_same_dirs_is_refused() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// True while process `pid` exists and is not a zombie.
+fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !state.is_some_and(|rest| rest.starts_with('Z'))
+}
+
+#[test]
+fn removed_job_stop_survives_crash() {
+    if skip("removed_job_stop_survives_crash") {
+        return;
+    }
+    let timeout = Duration::from_secs(8);
+    let stubborn = shell_job(
+        "trap '' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "8s"}}),
+    );
+    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let pid = running.pid.expect("pid of a running job");
+
+    // The stop signal goes out after the file is removed and before the
+    // job shows STOPPING.
+    let removed = Instant::now();
+    daemon.remove_job("stubborn");
+    let stopping = daemon.wait_for_state("stubborn", JobState::Stopping, SETTLE);
+    let seen_stopping = Instant::now();
+    assert!(stopping.removing, "{stopping:#?}");
+
+    daemon.crash();
+    daemon.respawn();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        process_alive(pid),
+        "the next supervisord killed the container before the stop timeout"
+    );
+
+    let deadline = seen_stopping + timeout + Duration::from_secs(10);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "the container outlived its stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_after = removed.elapsed();
+    assert!(
+        killed_after >= timeout,
+        "killed {killed_after:?} after the file was removed, before the {timeout:?} timeout"
+    );
+    daemon.wait_until(SETTLE, "the container's files are removed", |daemon| {
+        daemon.entries(&daemon.run_dir().join("shims")).is_empty()
+    });
+    assert!(daemon.job("stubborn").is_err(), "the removed job came back");
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
 /// Runs supervisorctl with `args` as user and group 65534 (nobody), with
 /// `groups` as its supplementary groups.
 fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std::process::Output {

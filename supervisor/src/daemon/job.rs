@@ -180,12 +180,21 @@ impl Job {
     /// request in progress.
     pub fn settled_record(&self) -> Option<SettledRecord> {
         // A stop request is recorded as soon as it begins, so that a
-        // supervisord that takes over finishes it.
-        let restart = self.state == JobState::Stopping && self.after_stop == AfterStop::Start;
+        // supervisord that takes over finishes it. That includes the stop
+        // of a job whose file was removed, whose container the next
+        // supervisord still stops with the rest of the timeout.
+        let stopping = self.state == JobState::Stopping;
+        let restart = stopping && self.after_stop == AfterStop::Start;
         let state = match self.state {
-            JobState::Stopping if self.after_stop != AfterStop::Remove => JobState::Stopped,
+            JobState::Stopping => JobState::Stopped,
             state => state,
         };
+        // kill_at is the time of the stop signal plus the stop timeout.
+        let stop = self
+            .container
+            .as_ref()
+            .and_then(|container| container.stop.as_ref())
+            .filter(|_| stopping);
         SettledRecord::keeps(state).then(|| SettledRecord {
             state,
             since: self.since,
@@ -198,11 +207,9 @@ impl Job {
                 .pending_restart
                 .filter(|_| state == JobState::Backoff)
                 .map(|pending| (pending.attempt, pending.at)),
-            stop_signal_sent: self.state == JobState::Stopping
-                && self
-                    .container
-                    .as_ref()
-                    .is_some_and(|container| container.stop.is_some()),
+            stop_signal_sent: stop.is_some(),
+            stop_signal_sent_at: stop.and_then(|stop| stop.kill_at.checked_sub(stop.timeout)),
+            removing: stopping && self.after_stop == AfterStop::Remove,
         })
     }
 
