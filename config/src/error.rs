@@ -23,10 +23,9 @@ pub enum ConfigError {
 
     /// The file name does not give a valid job name.
     #[error(
-        "{}: invalid job name {name:?}: a job name is the file name without `.json` and must \
-         match [a-z0-9][a-z0-9_.-]{{0,62}} (lower-case letters, digits, '_', '.' and '-', \
-         starting with a letter or digit, at most 63 characters)",
-        file.display()
+        "{}: invalid job name {name:?}: {}",
+        file.display(),
+        crate::validate::JOB_NAME_RULE
     )]
     InvalidName { file: PathBuf, name: String },
 

@@ -38,6 +38,11 @@ pub const MAX_HOSTNAME_LEN: usize = 64;
 /// Maximum job name length.
 pub const MAX_JOB_NAME_LEN: usize = 63;
 
+/// The rule that a job file's name must follow, as error messages state it.
+pub const JOB_NAME_RULE: &str = "a job name is the file name without `.json` and must match \
+     [a-z0-9][a-z0-9_.-]{0,62} (lower-case letters, digits, '_', '.' and '-', starting with a \
+     letter or digit, at most 63 characters)";
+
 /// A job spec value that fails a check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", field_prefix(path))]

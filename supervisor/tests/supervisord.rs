@@ -1765,6 +1765,29 @@ fn restart_applies_edits_made_while_away() {
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
 
+/// Runs a second supervisord on the given directories and returns its
+/// output once it exits.
+fn run_second_daemon(
+    jobs: &std::path::Path,
+    run: &std::path::Path,
+    data: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
+        .arg("--jobs-dir")
+        .arg(jobs)
+        .arg("--run-dir")
+        .arg(run)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--log-dir")
+        .arg(log)
+        .arg("--cgroup-parent")
+        .arg(format!("corral-test-second-{}", std::process::id()))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn second_daemon_on_same_dirs_is_refused() {
     if skip("second_daemon_on_same_dirs_is_refused") {
@@ -1772,38 +1795,52 @@ fn second_daemon_on_same_dirs_is_refused() {
     }
     let mut daemon = Daemon::start(&[("web", &term_handler())]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    // A daemon rejected for the jobs directory creates none of its own
+    // directories.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_dirs = ["run", "data", "log"].map(|name| fresh.path().join(name));
+    let [run, data, log] = &fresh_dirs;
+    let output = run_second_daemon(&daemon.jobs_dir(), run, data, log);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let holder = format!("another supervisord (pid {})", daemon.pid());
+    assert!(stderr.contains(&holder), "{stderr}");
+    for dir in &fresh_dirs {
+        assert!(
+            !dir.exists(),
+            "the rejected daemon created {}",
+            dir.display()
+        );
+    }
+
     let other_run = tempfile::tempdir().unwrap();
-    for (data, log, busy) in [
+    // The jobs directory is locked first, so the data and log directories
+    // are checked with a jobs directory of the second daemon's own.
+    let other_jobs = other_run.path().join("jobs");
+    std::fs::create_dir(&other_jobs).unwrap();
+    for (jobs, data, log, busy) in [
         (
+            other_jobs.clone(),
             daemon.data_dir(),
             other_run.path().join("log"),
             daemon.data_dir(),
         ),
         (
+            other_jobs.clone(),
             other_run.path().join("data"),
             daemon.log_dir(),
             daemon.log_dir(),
         ),
         // Directories of its own but the same jobs would run every job twice.
         (
+            daemon.jobs_dir(),
             other_run.path().join("data"),
             other_run.path().join("log"),
             daemon.jobs_dir(),
         ),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
-            .arg("--jobs-dir")
-            .arg(daemon.jobs_dir())
-            .arg("--run-dir")
-            .arg(other_run.path().join("run"))
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--log-dir")
-            .arg(&log)
-            .arg("--cgroup-parent")
-            .arg(format!("corral-test-second-{}", std::process::id()))
-            .output()
-            .unwrap();
+        let output = run_second_daemon(&jobs, &other_run.path().join("run"), &data, &log);
         assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
         let expected = format!(
             "another supervisord (pid {}) still uses {} after 2s: stop that one first",
@@ -1826,6 +1863,66 @@ fn second_daemon_on_same_dirs_is_refused() {
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
+}
+
+/// True while process `pid` exists and is not a zombie.
+fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    !state.is_some_and(|rest| rest.starts_with('Z'))
+}
+
+#[test]
+fn removed_job_stop_survives_crash() {
+    if skip("removed_job_stop_survives_crash") {
+        return;
+    }
+    let timeout = Duration::from_secs(8);
+    let stubborn = shell_job(
+        "trap '' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "8s"}}),
+    );
+    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let pid = running.pid.expect("pid of a running job");
+
+    // The stop signal goes out after the file is removed and before the
+    // job shows STOPPING.
+    let removed = Instant::now();
+    daemon.remove_job("stubborn");
+    let stopping = daemon.wait_for_state("stubborn", JobState::Stopping, SETTLE);
+    let seen_stopping = Instant::now();
+    assert!(stopping.removing, "{stopping:#?}");
+
+    daemon.crash();
+    daemon.respawn();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        process_alive(pid),
+        "the next supervisord killed the container before the stop timeout"
+    );
+
+    let deadline = seen_stopping + timeout + Duration::from_secs(10);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "the container outlived its stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_after = removed.elapsed();
+    assert!(
+        killed_after >= timeout,
+        "killed {killed_after:?} after the file was removed, before the {timeout:?} timeout"
+    );
+    daemon.wait_until(SETTLE, "the container's files are removed", |daemon| {
+        daemon.entries(&daemon.run_dir().join("shims")).is_empty()
+    });
+    assert!(daemon.job("stubborn").is_err(), "the removed job came back");
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
 
 /// Runs supervisorctl with `args` as user and group 65534 (nobody), with

@@ -167,17 +167,37 @@ impl Job {
         self.epoch += 1;
     }
 
+    /// Returns the description of the job file's error. A job with an
+    /// invalid name cannot have another error, and the name column shows
+    /// the name, so its description is the message without the file.
+    fn invalid_description<'a>(&self, error: &'a InvalidJob) -> &'a str {
+        if corral_config::is_valid_job_name(&self.name) {
+            &error.text
+        } else {
+            &error.message
+        }
+    }
+
     /// Returns the record that keeps this job's state across a restart of
     /// supervisord, for the states a record keeps and for a stop or restart
     /// request in progress.
     pub fn settled_record(&self) -> Option<SettledRecord> {
         // A stop request is recorded as soon as it begins, so that a
-        // supervisord that takes over finishes it.
-        let restart = self.state == JobState::Stopping && self.after_stop == AfterStop::Start;
+        // supervisord that takes over finishes it. That includes the stop
+        // of a job whose file was removed, whose container the next
+        // supervisord still stops with the rest of the timeout.
+        let stopping = self.state == JobState::Stopping;
+        let restart = stopping && self.after_stop == AfterStop::Start;
         let state = match self.state {
-            JobState::Stopping if self.after_stop != AfterStop::Remove => JobState::Stopped,
+            JobState::Stopping => JobState::Stopped,
             state => state,
         };
+        // kill_at is the time of the stop signal plus the stop timeout.
+        let stop = self
+            .container
+            .as_ref()
+            .and_then(|container| container.stop.as_ref())
+            .filter(|_| stopping);
         SettledRecord::keeps(state).then(|| SettledRecord {
             state,
             since: self.since,
@@ -190,11 +210,9 @@ impl Job {
                 .pending_restart
                 .filter(|_| state == JobState::Backoff)
                 .map(|pending| (pending.attempt, pending.at)),
-            stop_signal_sent: self.state == JobState::Stopping
-                && self
-                    .container
-                    .as_ref()
-                    .is_some_and(|container| container.stop.is_some()),
+            stop_signal_sent: stop.is_some(),
+            stop_signal_sent_at: stop.and_then(|stop| stop.kill_at.checked_sub(stop.timeout)),
+            removing: stopping && self.after_stop == AfterStop::Remove,
         })
     }
 
@@ -274,7 +292,10 @@ impl Job {
                 .as_ref()
                 .and_then(|container| container.stop.as_ref()),
             fatal: self.fatal,
-            invalid: self.invalid.as_ref().map(|error| error.text.as_str()),
+            invalid: self
+                .invalid
+                .as_ref()
+                .map(|error| self.invalid_description(error)),
             paused,
         };
         let displayed_state = if self.invalid.is_some() {
@@ -386,6 +407,22 @@ mod tests {
             view.description,
             "bad.json:1:2: invalid JSON: expected value"
         );
+    }
+
+    #[test]
+    fn invalid_name_not_in_description() {
+        let name = "x".repeat(200);
+        let file = PathBuf::from(format!("/etc/corral/jobs.d/{name}.json"));
+        let error = corral_config::job_name_from_path(&file).unwrap_err();
+        let invalid = crate::daemon::reload::invalid_job(&error);
+        assert!(invalid.text.contains(&name), "{}", invalid.text);
+        let job = Job::new(&name, file, None, Some(invalid), Path::new("/tmp"));
+        let description = job.view(SystemTime::now()).description;
+        assert!(
+            description.starts_with("invalid job name: a job name is the file name"),
+            "{description}"
+        );
+        assert!(!description.contains("xxxx"), "{description}");
     }
 
     #[test]

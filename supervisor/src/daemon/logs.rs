@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use corral_config::LogConfig;
 
+use crate::daemon::listing::{self, DotFiles};
 use crate::logrotate::{self, LogPermissions};
 
 /// An error preparing a job's log files.
@@ -43,11 +44,6 @@ pub enum LogError {
     },
 }
 
-/// Creates `dir`, rotates the files that reached `config.max_size`,
-/// creates both files and returns the size of the stderr file, after which
-/// a setup error of the new container starts. The directory, both files and
-/// their kept generations get `permissions`, also when they exist from a
-/// run with other permissions.
 /// Gives every job's log directory below `log_dir`, and the log files in
 /// it, the group and modes of `permissions`. Dot files, such as the lock
 /// file, and symbolic links are left alone. Failures are logged.
@@ -57,7 +53,8 @@ pub fn apply_to_existing_logs(log_dir: &Path, permissions: LogPermissions) {
             tracing::warn!(path = %path.display(), %error, "failed to set the group or mode of a log");
         }
     };
-    for job_dir in visible_entries(log_dir) {
+    for entry in listing::list_dir(log_dir, DotFiles::Skip) {
+        let job_dir = entry.path();
         let Ok(metadata) = fs::symlink_metadata(&job_dir) else {
             continue;
         };
@@ -65,7 +62,8 @@ pub fn apply_to_existing_logs(log_dir: &Path, permissions: LogPermissions) {
             continue;
         }
         apply(&job_dir, true);
-        for file in visible_entries(&job_dir) {
+        for entry in listing::list_dir(&job_dir, DotFiles::Skip) {
+            let file = entry.path();
             if fs::symlink_metadata(&file).is_ok_and(|metadata| metadata.is_file()) {
                 apply(&file, false);
             }
@@ -73,18 +71,11 @@ pub fn apply_to_existing_logs(log_dir: &Path, permissions: LogPermissions) {
     }
 }
 
-/// Returns the paths in `dir` whose names do not start with a dot.
-fn visible_entries(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| !entry.file_name().as_encoded_bytes().starts_with(b"."))
-        .map(|entry| entry.path())
-        .collect()
-}
-
+/// Creates `dir`, rotates the files that reached `config.max_size`,
+/// creates both files and returns the size of the stderr file, after which
+/// a setup error of the new container starts. The directory, both files and
+/// their kept generations get `permissions`, also when they exist from a
+/// run with other permissions.
 pub fn prepare_job_logs(
     dir: &Path,
     stdout_path: &Path,

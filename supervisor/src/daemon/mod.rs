@@ -6,6 +6,7 @@ mod job;
 mod jobwatch;
 mod launch;
 pub mod limits;
+mod listing;
 mod logs;
 mod monitor_handle;
 mod pidfd;
@@ -357,6 +358,11 @@ pub enum Event {
 /// every job's container has ended.
 pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     check_jobs_dir(&config.jobs_dir)?;
+    // Two daemons on one jobs directory would run every job twice, also
+    // with run, data and log directories of their own. The lock is taken
+    // before the cgroup and the directories are created, so a daemon
+    // rejected here has created nothing.
+    let _jobs_lock = lock_jobs_dir(&config.jobs_dir)?;
     // On cgroup v2 the daemon moves itself into a leaf of its cgroup and
     // hands the runtime an absolute parent, because the runtime it starts
     // runs in that leaf; on v1 the parent stays relative.
@@ -369,9 +375,6 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     config.cgroup_parent = delegated;
     prepare_dirs(&config)?;
     let _locks = [lock_dir(&config.data_dir)?, lock_dir(&config.log_dir)?];
-    // Two daemons on one jobs directory would run every job twice, also
-    // with run, data and log directories of their own.
-    let _jobs_lock = lock_jobs_dir(&config.jobs_dir)?;
     // Each shim would otherwise execute itself a second time from a
     // read-only bind mount of its binary before it creates a container
     // (see corral_runtime::selfexe). One such mount, held open here and

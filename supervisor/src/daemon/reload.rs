@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use corral_config::{ConfigError, JobSpec};
+use corral_config::{ConfigError, JobSpec, JOB_NAME_RULE};
 
 use corral_runtime::job::JobSpecError;
 
@@ -88,9 +88,21 @@ fn unknown_user(spec: &JobSpec, file: &Path, data_dir: &Path) -> Option<InvalidJ
 }
 
 /// Splits a config error into the API's fields. The message is the
-/// error's text after the `file:line:column: field: ` prefix.
+/// error's text after the `file:line:column: field: ` prefix, except for
+/// an invalid file name: its message leaves out the name, which can be
+/// long and is the job's name.
 pub fn invalid_job(error: &ConfigError) -> InvalidJob {
     let text = error.to_string();
+    if let ConfigError::InvalidName { file, .. } = error {
+        return InvalidJob {
+            file: file.clone(),
+            line: None,
+            column: None,
+            field: None,
+            message: format!("invalid job name: {JOB_NAME_RULE}"),
+            text,
+        };
+    }
     let file = error.file().to_path_buf();
     let mut prefix = file.display().to_string();
     if let (Some(line), Some(column)) = (error.line(), error.column()) {

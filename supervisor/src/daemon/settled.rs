@@ -46,6 +46,16 @@ pub struct SettledRecord {
     /// only waits out the rest of the timeout instead of signalling again.
     #[serde(default)]
     pub stop_signal_sent: bool,
+    /// When the stop signal went out, from which the stop timeout counts.
+    /// After a supervisord that finished the stop of an earlier one, this
+    /// is the time of the earlier stop request. Records of versions that
+    /// did not write it have none.
+    #[serde(default)]
+    pub stop_signal_sent_at: Option<SystemTime>,
+    /// The stop in progress ends by removing the job, because its file was
+    /// removed.
+    #[serde(default)]
+    pub removing: bool,
 }
 
 impl SettledRecord {
@@ -167,6 +177,8 @@ mod tests {
             },
             backoff: None,
             stop_signal_sent: true,
+            stop_signal_sent_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_789_999_999)),
+            removing: true,
         }
     }
 
@@ -182,6 +194,21 @@ mod tests {
         remove(&config, "web");
         assert_eq!(read(&config, "web"), None);
         remove(&config, "web");
+    }
+
+    #[test]
+    fn records_without_stop_time_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let mut json = serde_json::to_value(record(JobState::Stopped)).expect("to json");
+        let fields = json.as_object_mut().expect("object");
+        fields.remove("stop_signal_sent_at");
+        fields.remove("removing");
+        fs::write(path(&config, "web"), json.to_string()).expect("write");
+        let read = read(&config, "web").expect("an older record is read");
+        assert!(read.stop_signal_sent);
+        assert_eq!(read.stop_signal_sent_at, None);
+        assert!(!read.removing);
     }
 
     #[test]

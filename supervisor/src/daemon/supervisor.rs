@@ -111,7 +111,11 @@ impl Supervisor {
             if !untouched || job.spec.is_none() {
                 continue;
             }
-            if let Some(record) = settled::read(&self.config, &name) {
+            // The record of a stop that would have removed the job does
+            // not apply to the file that is back, which starts as a new
+            // file does.
+            let record = settled::read(&self.config, &name).filter(|record| !record.removing);
+            if let Some(record) = record {
                 if record.restart {
                     tracing::info!(job = %name, "finishing a restart that the earlier supervisord had begun");
                     self.start_container(&name);

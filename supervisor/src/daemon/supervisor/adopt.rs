@@ -10,15 +10,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use corral_config::JobSpec;
 use corral_runtime::state::ExitRecord;
 
 use super::{clean_up_orphan, Supervisor};
 use crate::daemon::job::{AfterStop, Container};
 use crate::daemon::launch::{self, ShimRecord};
+use crate::daemon::listing::{self, DotFiles};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
-use crate::daemon::{error_chain, Event, ShimStatus, TimerKind};
-use crate::daemon::{ports, reload, settled};
+use crate::daemon::settled::{self, SettledRecord};
+use crate::daemon::{error_chain, DaemonConfig, Event, ShimStatus, TimerKind};
+use crate::daemon::{ports, reload};
 use crate::describe::LastRun;
 use crate::machine::JobState;
 
@@ -53,7 +56,7 @@ impl Supervisor {
             })
         };
         let root = self.config.containers_root();
-        for name in dir_entries(&root) {
+        for name in file_names(&root) {
             if !belongs_to_live(&name) {
                 tracing::warn!(container_id = %name, "deleting a container that no shim record names");
                 if let Err(error) = corral_runtime::container::delete(&root, &name, true) {
@@ -67,7 +70,7 @@ impl Supervisor {
             self.config.pids_dir(),
             self.config.exits_dir(),
         ] {
-            for name in dir_entries(&dir) {
+            for name in file_names(&dir) {
                 if belongs_to_live(&name) {
                     continue;
                 }
@@ -92,9 +95,12 @@ impl Supervisor {
     fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
         let id = record.container_id.clone();
         let launched = launch::read_launched_spec(&self.config, &id).map(Arc::new);
+        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        let pending = pending_stop(&self.config, &record.job, started_at);
         let Some(job) = self.jobs.get_mut(&record.job) else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job whose file was removed");
-            self.kill_orphan(record, monitor);
+            let kill_at = orphan_kill_time(pending.as_ref(), launched.as_deref());
+            self.kill_orphan(record, monitor, kill_at);
             return;
         };
         // A job file that turned invalid meanwhile keeps the container
@@ -103,21 +109,23 @@ impl Supervisor {
         let current = job.spec.clone();
         let Some(spec) = current.clone().or_else(|| launched.clone()) else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
-            self.kill_orphan(record, monitor);
+            self.kill_orphan(record, monitor, None);
             return;
         };
         job.spec = Some(Arc::clone(&spec));
 
-        let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
-        // A stop request that the earlier daemon had not finished left a
-        // STOPPED record newer than the container.
-        let pending = settled::read(&self.config, &record.job)
-            .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
-        let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
+        let restart_pending = pending
+            .as_ref()
+            .is_some_and(|settled| starts_after_stop(settled, &spec));
         let signal_sent = pending
             .as_ref()
             .is_some_and(|settled| settled.stop_signal_sent);
-        let stop_began = pending.map(|settled| settled.since);
+        let stop_began = pending.as_ref().map(|settled| settled.since);
+        // The stop timeout counts from the stop signal, and from the stop
+        // request in records that lack the signal's time.
+        let timeout_began = pending
+            .as_ref()
+            .map(|settled| settled.stop_signal_sent_at.unwrap_or(settled.since));
         let age = SystemTime::now()
             .duration_since(started_at)
             .unwrap_or_default();
@@ -171,9 +179,10 @@ impl Supervisor {
         tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
 
-        if let Some(began) = stop_began {
-            // The stop timeout counts from the stop request, not from now.
-            let waited = SystemTime::now().duration_since(began).unwrap_or_default();
+        if let (Some(began), Some(timeout_began)) = (stop_began, timeout_began) {
+            let waited = SystemTime::now()
+                .duration_since(timeout_began)
+                .unwrap_or_default();
             tracing::info!(job = %record.job, container_id = %id, restart = restart_pending, waited = ?waited, "finishing a stop that the earlier supervisord had begun");
             if restart_pending {
                 if let Some(job) = self.jobs.get_mut(&record.job) {
@@ -228,26 +237,46 @@ impl Supervisor {
         });
     }
 
-    /// Kills the container of a monitor whose job is gone. The shim then
-    /// notices the end of its container, cleans up and exits, the monitor
-    /// follows, and the container's files are removed.
-    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd) {
+    /// Kills the container of a monitor whose job is gone, at `kill_at`
+    /// unless the container ends before, or at once without it. The shim
+    /// then notices the end of its container, cleans up and exits, the
+    /// monitor follows, and the container's files are removed.
+    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd, kill_at: Option<SystemTime>) {
         let config = Arc::clone(&self.config);
         tokio::spawn(async move {
-            let root = config.containers_root();
+            let job = record.job.clone();
             let id = record.container_id.clone();
-            let killed = tokio::task::spawn_blocking(move || {
-                corral_runtime::container::kill_all(&root, &id)
-            })
-            .await;
-            if let Ok(Err(error)) = killed {
-                tracing::warn!(container_id = %record.container_id, error = %error_chain(&error), "failed to kill an orphaned container");
-            }
-            if let Err(error) = monitor.wait_exited().await {
-                tracing::error!(container_id = %record.container_id, %error, "failed to watch an orphaned monitor");
+            let left = kill_at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+            let ended = match left {
+                Some(left) if !left.is_zero() => {
+                    // NOTE: this supervisord removed the stop's record at its
+                    // start, so if it ends during the wait, the next one
+                    // kills the container at once.
+                    tracing::info!(%job, container_id = %id, left = ?left, "waiting for the rest of the stop timeout that the earlier supervisord began");
+                    tokio::time::timeout(left, monitor.wait_exited()).await.ok()
+                }
+                _ => None,
+            };
+            let exited = match ended {
+                Some(exited) => exited,
+                None => {
+                    let root = config.containers_root();
+                    let kill_id = id.clone();
+                    let killed = tokio::task::spawn_blocking(move || {
+                        corral_runtime::container::kill_all(&root, &kill_id)
+                    })
+                    .await;
+                    if let Ok(Err(error)) = killed {
+                        tracing::warn!(%job, container_id = %id, error = %error_chain(&error), "failed to kill an orphaned container");
+                    }
+                    monitor.wait_exited().await
+                }
+            };
+            if let Err(error) = exited {
+                tracing::error!(%job, container_id = %id, %error, "failed to watch an orphaned monitor");
             }
             launch::remove_container_files(&config, &record.container_id);
-            tracing::info!(job = %record.job, container_id = %record.container_id, "removed the container of a job without a valid job file");
+            tracing::info!(job = %record.job, container_id = %record.container_id, "removed an orphaned container");
         });
     }
 
@@ -299,11 +328,14 @@ impl Supervisor {
             crate::describe::termination_text(&run)
         );
 
-        // A stop request that the earlier daemon had not finished left a
-        // STOPPED record newer than the container, so the job stays stopped.
-        let pending = settled::read(&self.config, &record.job)
-            .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at);
-        let restart_pending = pending.as_ref().is_some_and(|settled| settled.restart);
+        // A stop that the earlier daemon had not finished keeps the job
+        // stopped, unless it was part of a restart.
+        let pending = pending_stop(&self.config, &record.job, started_at);
+        let restart_pending = pending.as_ref().is_some_and(|settled| {
+            job.spec
+                .as_ref()
+                .is_some_and(|spec| starts_after_stop(settled, spec))
+        });
         let stop_pending = pending.is_some() && !restart_pending;
         job.last_container_id = Some(id.clone());
         job.restore_restarts(&record.restarts);
@@ -324,22 +356,46 @@ impl Supervisor {
     }
 }
 
-fn finished_time(exit: &ExitRecord) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
+/// Returns the names in `dir`, dot files included, because no file there
+/// belongs to anything but a container. Names that are not UTF-8 are left
+/// out, since no container id has one.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    listing::list_dir(dir, DotFiles::Include)
+        .into_iter()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
 }
 
-/// Returns the names in `dir`, or none when it cannot be listed.
-fn dir_entries(dir: &std::path::Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect(),
-        Err(error) => {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), %error, "failed to list a directory of container files");
-            }
-            Vec::new()
-        }
-    }
+/// Returns the STOPPED record that a stop request, which the earlier
+/// supervisord had not finished, left after the container started.
+fn pending_stop(
+    config: &DaemonConfig,
+    name: &str,
+    started_at: SystemTime,
+) -> Option<SettledRecord> {
+    settled::read(config, name)
+        .filter(|settled| settled.state == JobState::Stopped && settled.since > started_at)
+}
+
+/// True when the job starts once the recorded stop is done: the stop was
+/// part of a restart, or it would have removed a job whose file is back,
+/// which then starts as a new file does.
+fn starts_after_stop(settled: &SettledRecord, spec: &JobSpec) -> bool {
+    settled.restart || (settled.removing && spec.autostart)
+}
+
+/// Returns when SIGKILL goes to an orphaned container: the recorded time
+/// of the stop signal plus the stop timeout of the spec the container
+/// started with. Returns `None`, for a kill at once, when the record, that
+/// time (which older records lack) or the spec is missing.
+fn orphan_kill_time(
+    pending: Option<&SettledRecord>,
+    launched: Option<&JobSpec>,
+) -> Option<SystemTime> {
+    let pending = pending.filter(|settled| settled.stop_signal_sent)?;
+    Some(pending.stop_signal_sent_at? + launched?.stop.timeout.as_duration())
+}
+
+fn finished_time(exit: &ExitRecord) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
 }
