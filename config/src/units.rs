@@ -298,13 +298,20 @@ impl<'de> Deserialize<'de> for DurationValue {
             }
 
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<DurationValue, E> {
+                let text = short_number(value);
+                if value < 0.0 {
+                    return Err(E::custom(format!(
+                        "invalid duration {text}: must not be negative"
+                    )));
+                }
+                // Beyond u64 seconds the conversion fails; that is far past
+                // the maximum, so the error is the same as just past it.
                 let duration = Duration::try_from_secs_f64(value).map_err(|_| {
-                    E::custom(format!(
-                        "invalid duration {value}: must be a number of seconds from 0 to {}",
-                        DurationValue::MAX.0.as_secs()
-                    ))
+                    E::custom(UnitError::DurationOverflow {
+                        value: text.clone(),
+                    })
                 })?;
-                within_max(value.to_string(), DurationValue(duration))
+                within_max(text, DurationValue(duration))
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<DurationValue, E> {
@@ -313,6 +320,16 @@ impl<'de> Deserialize<'de> for DurationValue {
         }
 
         deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Formats a JSON number for an error message: in exponent notation from
+/// 10^15 up, so that 1e300 does not print as 301 digits.
+fn short_number(value: f64) -> String {
+    if value.abs() >= 1e15 {
+        format!("{value:e}")
+    } else {
+        value.to_string()
     }
 }
 
@@ -546,6 +563,31 @@ mod tests {
         let error = serde_json::from_str::<DurationValue>("-0.5")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("from 0 to"), "{error}");
+        assert!(error.contains("-0.5: must not be negative"), "{error}");
+    }
+
+    #[test]
+    fn duration_numbers_past_the_maximum_share_one_error() {
+        let too_long = |json: &str| {
+            serde_json::from_str::<DurationValue>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        // Within u64 seconds, past u64 seconds, and far past f64's integers.
+        for (json, shown) in [
+            ("31536001", "\"31536001\""),
+            ("1e19", "\"1e19\""),
+            ("1e20", "\"1e20\""),
+            ("1e300", "\"1e300\""),
+        ] {
+            let error = too_long(json);
+            assert!(
+                error.starts_with(&format!(
+                    "duration {shown} is too long: the maximum is 8760h"
+                )),
+                "{json}: {error}"
+            );
+        }
+        assert!(too_long("1e300").len() < 80);
     }
 }
