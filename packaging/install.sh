@@ -25,6 +25,8 @@ Environment:
               that the systemd units name (default: /usr/local)
   DESTDIR     prepended to every installed path, to stage a package
               (default: empty)
+  KEEP_DEBUG  1 installs the binaries with the debug information of the
+              build; otherwise `strip --strip-debug` removes it
 
 Installs:
   DESTDIR/PREFIX/bin/             corral, supervisord, supervisorctl,
@@ -91,8 +93,23 @@ for binary in $binaries; do
 done
 
 install -d -m 0755 "$destdir$prefix/bin"
+strip_debug=yes
+if [ "${KEEP_DEBUG:-}" = 1 ]; then
+    strip_debug=no
+elif ! command -v strip > /dev/null; then
+    echo "install.sh: strip is not installed (Debian: binutils):" \
+        "installing the binaries with their debug information" >&2
+    strip_debug=no
+fi
 for binary in $binaries; do
-    install -m 0755 "$build_dir/$binary" "$destdir$prefix/bin/$binary"
+    installed="$destdir$prefix/bin/$binary"
+    install -m 0755 "$build_dir/$binary" "$installed"
+    # The release profile keeps line tables for backtraces, most of each
+    # binary's size. Removing them keeps the symbols, so a backtrace still
+    # names functions.
+    if [ "$strip_debug" = yes ] && [ "$(head -c 4 "$installed" | tail -c 3)" = ELF ]; then
+        strip --strip-debug "$installed"
+    fi
 done
 
 install -d -m 0755 "$destdir/etc/systemd/system"

@@ -42,6 +42,7 @@ pub struct JobSpec {
     /// Host addresses relayed to ports inside the job's network namespace.
     #[serde(default, deserialize_with = "strict::object_list")]
     pub ports: Vec<PortMapping>,
+    /// Bind and tmpfs mounts inside the container.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
     /// Mounts the container's root read-only.
@@ -231,6 +232,7 @@ pub enum MountSpec {
         source: PathBuf,
         /// Absolute path inside the container.
         target: String,
+        /// Mounts the source read-only inside the container.
         #[serde(default)]
         readonly: bool,
     },
@@ -240,6 +242,7 @@ pub enum MountSpec {
         /// Size limit of the tmpfs. Unset means the kernel default, half of RAM.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<ByteSize>,
+        /// Mounts the tmpfs read-only, so it stays empty.
         #[serde(default)]
         readonly: bool,
     },
@@ -255,6 +258,9 @@ pub enum RestartPolicy {
     Always,
 }
 
+/// Whether a job whose process ended starts again, how many restarts a
+/// sliding window allows before the job becomes FATAL, and the delay
+/// before each restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
@@ -491,7 +497,11 @@ impl JsonSchema for ImageRef {
                 {"type": "string", "minLength": 1},
                 {
                     "type": "object",
-                    "properties": {"path": {"type": "string", "pattern": "^/"}},
+                    "properties": {"path": {
+                        "type": "string",
+                        "pattern": "^/",
+                        "description": "Absolute host path of a directory, used as the read-only lower layer."
+                    }},
                     "required": ["path"],
                     "additionalProperties": false
                 }

@@ -61,6 +61,43 @@ fn visit_object_schemas(schema: &Value, path: &str, check: &mut dyn FnMut(&str, 
 }
 
 #[test]
+fn schema_properties_are_described() {
+    let schema = job_schema();
+    let definitions = schema["$defs"].as_object().unwrap().clone();
+    let mut undescribed = Vec::new();
+    visit_object_schemas(&schema, "", &mut |path, object| {
+        let Some(properties) = object.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (key, property) in properties {
+            // A property may carry its own text or take that of the
+            // definition it refers to.
+            // An optional one refers to it from one branch of `anyOf`. The
+            // `type` tag of a mount is a constant and names itself.
+            let branches = property
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .map_or(vec![property], |branches| branches.iter().collect());
+            let referred = branches.iter().any(|branch| {
+                branch
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|target| target.strip_prefix("#/$defs/"))
+                    .and_then(|name| definitions.get(name))
+                    .is_some_and(|target| target.get("description").is_some())
+            });
+            let described = property.get("description").is_some()
+                || property.get("const").is_some()
+                || referred;
+            if !described {
+                undescribed.push(format!("{path}/{key}"));
+            }
+        }
+    });
+    assert!(undescribed.is_empty(), "no description: {undescribed:?}");
+}
+
+#[test]
 fn schema_objects_reject_unknown_keys() {
     let schema = job_schema();
     let mut count = 0;

@@ -433,6 +433,59 @@ fn fake_build_dir(dir: &Path) -> PathBuf {
     build
 }
 
+/// Returns whether the ELF file at `path` has a `.debug_info` section.
+fn has_debug_info(path: &Path) -> bool {
+    let output = Command::new("readelf")
+        .arg("--section-headers")
+        .arg("--wide")
+        .arg(path)
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(output.status.success(), "readelf {}", path.display());
+    String::from_utf8_lossy(&output.stdout).contains(" .debug_info ")
+}
+
+#[test]
+fn install_script_strips_debug_information() {
+    // This test's own executable is an ELF file with debug information, as
+    // a release build with line tables is.
+    let test_binary = std::env::current_exe().unwrap();
+    assert!(has_debug_info(&test_binary));
+    for (keep_debug, expect_debug) in [(None, false), (Some("1"), true)] {
+        let scratch = tempfile::tempdir().unwrap();
+        let build = fake_build_dir(scratch.path());
+        fs::copy(&test_binary, build.join("supervisord")).unwrap();
+        let destination = scratch.path().join("root");
+        let mut command = Command::new("sh");
+        command
+            .arg(packaging_dir().join("install.sh"))
+            .arg(&build)
+            .env("DESTDIR", &destination)
+            .env("PREFIX", "/opt/corral")
+            .env_remove("KEEP_DEBUG");
+        if let Some(value) = keep_debug {
+            command.env("KEEP_DEBUG", value);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "install.sh: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let installed = destination.join("opt/corral/bin/supervisord");
+        assert_eq!(
+            has_debug_info(&installed),
+            expect_debug,
+            "KEEP_DEBUG={keep_debug:?}"
+        );
+        // Symbols stay for backtraces; stand-in scripts are copied as they are.
+        let symbols = Command::new("nm").arg(&installed).output().unwrap();
+        assert!(symbols.status.success() && !symbols.stdout.is_empty());
+        let script = fs::read_to_string(destination.join("opt/corral/bin/corral")).unwrap();
+        assert_eq!(script, "#!/bin/sh\necho corral\n");
+    }
+}
+
 #[test]
 fn completions_help_names_installed_paths() {
     let scratch = tempfile::tempdir().unwrap();
