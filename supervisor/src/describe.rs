@@ -23,6 +23,10 @@ pub struct LastRun {
     pub killed_after: Option<Duration>,
     /// The run ended before `start_seconds` passed.
     pub failed_start: bool,
+    /// The run ended after a stop signal went to it. Records written
+    /// before this field existed read as false.
+    #[serde(default)]
+    pub stopped: bool,
     pub finished_at: SystemTime,
 }
 
@@ -114,8 +118,13 @@ fn describe_stopped(facts: &StatusFacts<'_>) -> String {
             DurationValue(timeout),
             format_local_time(run.finished_at)
         ),
+        None if run.stopped => format!(
+            "stopped at {}, {}",
+            format_local_time(run.finished_at),
+            termination_text(run)
+        ),
         // A stop of a job in BACKOFF ended no run, so the time is the
-        // stop's own.
+        // stop's own and the exit status is the earlier run's.
         None => format!("stopped at {}", format_local_time(facts.since)),
     }
 }
@@ -336,6 +345,7 @@ mod tests {
             oom_killed: false,
             killed_after: None,
             failed_start: false,
+            stopped: false,
             finished_at: at(999_000),
         }
     }
@@ -493,6 +503,32 @@ mod tests {
         assert!(
             text.starts_with("stopped by SIGKILL after 10s timeout at "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn stopped_shows_the_exit_status() {
+        let mut last = run(Termination::Exited { code: 42 });
+        last.stopped = true;
+        let mut stopped = facts(JobState::Stopped);
+        stopped.last_run = Some(&last);
+        assert_eq!(
+            describe(&stopped),
+            format!(
+                "stopped at {}, exited 42",
+                format_local_time(last.finished_at)
+            )
+        );
+        let mut last = run(Termination::Signaled {
+            signal: "SIGTERM".to_string(),
+            status: 143,
+        });
+        last.stopped = true;
+        stopped.last_run = Some(&last);
+        assert!(
+            describe(&stopped).ends_with(", exited 143 (SIGTERM)"),
+            "{}",
+            describe(&stopped)
         );
     }
 

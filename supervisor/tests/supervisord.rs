@@ -208,7 +208,8 @@ fn start_stop_restart() {
     let stopped = daemon.job("web").unwrap();
     assert_eq!(stopped.state, JobState::Stopped);
     assert!(
-        stopped.description.starts_with("stopped at "),
+        stopped.description.starts_with("stopped at ")
+            && stopped.description.ends_with(", exited 0"),
         "{}",
         stopped.description
     );

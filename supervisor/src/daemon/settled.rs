@@ -166,6 +166,7 @@ mod tests {
                 oom_killed: true,
                 killed_after: Some(Duration::from_secs(10)),
                 failed_start: false,
+                stopped: true,
                 finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
             }),
             last_container_id: Some("web-1a2b3c4d".to_string()),

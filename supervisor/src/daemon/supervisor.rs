@@ -887,6 +887,7 @@ impl Supervisor {
                     oom_killed: false,
                     killed_after: None,
                     failed_start: true,
+                    stopped: false,
                     finished_at: SystemTime::now(),
                 };
                 self.after_run(name, run);
@@ -1331,6 +1332,7 @@ impl Supervisor {
             oom_killed: record.as_ref().is_some_and(|record| record.oom_kills > 0),
             killed_after,
             failed_start: job.state == JobState::Starting,
+            stopped: container.stop.is_some(),
             finished_at: SystemTime::now(),
         };
         tracing::info!(

@@ -319,6 +319,7 @@ impl Supervisor {
                 .spec
                 .as_ref()
                 .is_some_and(|spec| ran_for < spec.start_seconds.as_duration()),
+            stopped: false,
             finished_at,
         };
         tracing::info!(
