@@ -116,10 +116,59 @@ fn man_page(command: &clap::Command, name: &str, section: &str) -> GeneratedFile
         .manual("corral")
         .render(&mut page)
         .expect("rendering into memory cannot fail");
+    let page = String::from_utf8(page).expect("clap_mangen writes UTF-8");
     GeneratedFile {
         path: PathBuf::from("man").join(format!("{name}.{section}")),
-        content: page,
+        content: with_value_names(&page, command).into_bytes(),
     }
+}
+
+/// Escapes `text` for roff, where `-` is a hyphen and `\-` a minus sign
+/// as options need.
+fn roff_dashes(text: &str) -> String {
+    text.replace('-', "\\-")
+}
+
+/// Adds the value name after each option that takes a value in the
+/// SYNOPSIS line of `page`, which clap_mangen renders as `[--socket]`
+/// alone: `[--socket PATH]`.
+fn with_value_names(page: &str, command: &clap::Command) -> String {
+    let Some(start) = page.find(".SH SYNOPSIS\n") else {
+        return page.to_string();
+    };
+    let line_start = start + ".SH SYNOPSIS\n".len();
+    let line_end = page[line_start..]
+        .find('\n')
+        .map_or(page.len(), |end| line_start + end);
+    let mut synopsis = page[line_start..line_end].to_string();
+    for arg in command.get_arguments() {
+        if arg.is_positional() || !arg.get_action().takes_values() {
+            continue;
+        }
+        let value = arg
+            .get_value_names()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        let flag = match (arg.get_long(), arg.get_short()) {
+            (Some(long), _) => format!("\\fB\\-\\-{}\\fR", roff_dashes(long)),
+            (None, Some(short)) => format!("\\fB\\-{short}\\fR"),
+            (None, None) => continue,
+        };
+        // The flag closes its bracket, or its `<...>` when required.
+        for close in ["]", ">"] {
+            synopsis = synopsis.replace(
+                &format!("{flag}{close}"),
+                &format!("{flag} \\fI{}\\fR{close}", roff_dashes(&value)),
+            );
+        }
+    }
+    format!("{}{synopsis}{}", &page[..line_start], &page[line_end..])
 }
 
 #[cfg(test)]
@@ -157,6 +206,42 @@ mod tests {
             );
         }
         assert!(!paths.iter().any(|path| path.contains("help")), "{paths:?}");
+    }
+
+    #[test]
+    fn synopsis_names_option_values() {
+        let files = packaging_files([PackagedBinary {
+            command: ctl::Cli::command(),
+            section: "1",
+            completions: false,
+        }]);
+        let page = |name: &str| {
+            let file = files
+                .iter()
+                .find(|file| file.path == PathBuf::from("man").join(name))
+                .unwrap();
+            String::from_utf8(file.content.clone()).unwrap()
+        };
+        let synopsis = |text: &str| {
+            let start = text.find(".SH SYNOPSIS\n").unwrap() + ".SH SYNOPSIS\n".len();
+            text[start..].lines().next().unwrap().to_string()
+        };
+        let tail = synopsis(&page("supervisorctl-tail.1"));
+        for expected in [
+            "[\\fB\\-\\-socket\\fR \\fISOCKET\\fR]",
+            "[\\fB\\-n\\fR|\\fB\\-\\-lines\\fR \\fILINES\\fR]",
+            "[\\fB\\-\\-log\\-dir\\fR \\fILOG_DIR\\fR]",
+            // Flags without a value stay as they are.
+            "[\\fB\\-f\\fR|\\fB\\-\\-follow\\fR]",
+        ] {
+            assert!(tail.contains(expected), "{expected} not in {tail}");
+        }
+        // Only the SYNOPSIS changes: the OPTIONS section keeps its form.
+        let text = page("supervisorctl-tail.1");
+        assert!(
+            text.contains(".TP\n\\fB\\-\\-socket\\fR \\fI<SOCKET>\\fR"),
+            "{text}"
+        );
     }
 
     #[test]
