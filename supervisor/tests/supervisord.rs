@@ -1080,6 +1080,44 @@ fn signal_stop_pauses_the_whole_job() {
 }
 
 #[test]
+fn restart_keeps_a_pause() {
+    if skip("restart_keeps_a_pause") {
+        return;
+    }
+    let ticking = shell_job(
+        "while :; do echo tick; sleep 0.1; done",
+        json!({"init": true, "start_seconds": "300ms"}),
+    );
+    let mut daemon = Daemon::start(&[("ticking", &ticking), ("other", &term_handler())]);
+    daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    daemon.wait_for_state("other", JobState::Running, SETTLE);
+    let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+
+    daemon.crash();
+    daemon.respawn();
+    let adopted = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    assert!(adopted.paused, "{adopted:#?}");
+    assert!(
+        adopted.description.ends_with(", paused (SIGSTOP)"),
+        "{}",
+        adopted.description
+    );
+    let other = daemon.wait_for_state("other", JobState::Running, SETTLE);
+    assert!(!other.paused, "{other:#?}");
+
+    let resume = daemon.ctl(&["signal", "CONT", "ticking"]);
+    assert_eq!(resume.status.code(), Some(0), "{}", stderr_of(&resume));
+    assert!(!daemon.job("ticking").unwrap().paused);
+    let ticks = daemon.job_log("ticking", "stdout").matches("tick").count();
+    daemon.wait_until(SETTLE, "the job ticks again", |daemon| {
+        daemon.job_log("ticking", "stdout").matches("tick").count() > ticks
+    });
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
 fn missing_executable_named_in_status() {
     if skip("missing_executable_named_in_status") {
         return;

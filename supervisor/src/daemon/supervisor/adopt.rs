@@ -156,8 +156,7 @@ impl Supervisor {
             pid_file,
             stderr_offset: record.stderr_offset,
             stop: None,
-            // NOTE: a job that an earlier supervisord paused shows as not
-            // paused here, because the pause is not part of the shim record.
+            // Set below from the state of the container's PID 1.
             paused: false,
             relay,
         });
@@ -176,6 +175,14 @@ impl Supervisor {
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid();
         let pid = job.container.as_ref().and_then(|container| container.pid);
+        // A pause sent through an earlier supervisord stopped every process
+        // of the job, PID 1 included; the kernel shows that as state T.
+        if let (Some(container), Some(pid)) = (&mut job.container, pid) {
+            container.paused = process_stopped(pid);
+            if container.paused {
+                tracing::info!(job = %record.job, container_id = %id, pid, "adopted container is paused");
+            }
+        }
         tracing::info!(job = %record.job, container_id = %id, monitor_pid = record.monitor_pid, pid, "adopted a running container");
         self.watch_adopted(&record.job, &id);
 
@@ -399,4 +406,20 @@ fn orphan_kill_time(
 
 fn finished_time(exit: &ExitRecord) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
+}
+
+/// Whether process `pid` is stopped by a signal: state `T` in
+/// /proc/PID/stat. The state follows the command name, which may hold
+/// spaces and parentheses, so it is read after the last `)`.
+fn process_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "T")
+        })
+        .unwrap_or(false)
 }
