@@ -15,6 +15,7 @@ pub mod machine;
 pub mod monitor;
 pub mod signals;
 pub mod status;
+pub mod stdout;
 pub mod tail;
 pub mod top;
 pub mod usage;

@@ -17,6 +17,7 @@ use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
 use corral_supervisor::status::{self, EXIT_NOT_RUNNING, EXIT_UNKNOWN};
+use corral_supervisor::stdout::{is_stdout_closed, Stdout, EXIT_STDOUT_CLOSED};
 use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
@@ -61,6 +62,8 @@ fn main() -> ExitCode {
     let client = Client::new(socket).with_timeout(timeout);
     match run(&client, cli.command) {
         Ok(code) => exit_code(code),
+        // Like a command killed by SIGPIPE, without a message.
+        Err(error) if error.chain().any(is_stdout_closed) => exit_code(EXIT_STDOUT_CLOSED),
         Err(error) if error.is::<UnknownJob>() => {
             eprintln!("{error}");
             exit_code(EXIT_UNKNOWN)
@@ -102,7 +105,7 @@ fn run(client: &Client, command: Command) -> Result<i32> {
         Command::Update => reload_command(client, "/v1/update", true),
         Command::Spec { name } => {
             let spec: serde_json::Value = get_job(client, &name, "/spec")?;
-            println!("{}", serde_json::to_string_pretty(&spec)?);
+            writeln!(Stdout::lock(), "{}", serde_json::to_string_pretty(&spec)?)?;
             Ok(0)
         }
         Command::Top {
@@ -118,12 +121,12 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             // The same command definition as the packaged scripts, so the
             // output equals packaging/completions.
             let mut command = Cli::command().disable_help_subcommand(true);
-            io::stdout().write_all(&completion_script(shell, &mut command))?;
+            Stdout::lock().write_all(&completion_script(shell, &mut command))?;
             Ok(0)
         }
         Command::Shutdown { no_wait: true } => {
             let reply: Message = client.post("/v1/shutdown", None)?;
-            println!("{}", reply.message);
+            writeln!(Stdout::lock(), "{}", reply.message)?;
             Ok(0)
         }
         Command::Shutdown { no_wait: false } => shutdown_command(client),
@@ -141,15 +144,17 @@ fn shutdown_command(client: &Client) -> Result<i32> {
     let waiting = client.clone().with_timeout(None);
     let reply: serde_json::Value = waiting.post("/v1/shutdown?wait=true", None)?;
     let mut code = 0;
+    let mut out = Stdout::lock();
     // A supervisord that does not know `wait` replies with a message.
     if let Ok(list) = serde_json::from_value::<JobList>(reply) {
         for job in &list.jobs {
             if let Some(timeout) = killed_by_stop(&Action::Stop, job, sent) {
-                println!(
+                writeln!(
+                    out,
                     "{}: stopped by SIGKILL after {} timeout",
                     job.name,
                     DurationValue(timeout)
-                );
+                )?;
                 code = EXIT_KILLED;
             }
         }
@@ -157,7 +162,7 @@ fn shutdown_command(client: &Client) -> Result<i32> {
     if let Some(pid) = pid {
         wait_for_exit(pid);
     }
-    println!("Shut down");
+    writeln!(out, "Shut down")?;
     Ok(code)
 }
 
@@ -197,7 +202,7 @@ fn status_command(client: &Client, names: &[String], json: bool) -> Result<i32> 
         selected
     };
 
-    let mut out = io::stdout().lock();
+    let mut out = Stdout::lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&jobs)?)?;
     } else {
@@ -294,26 +299,27 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
     });
 
     let mut code = 0;
+    let mut out = Stdout::lock();
     for (name, sent, result) in results {
         match result {
             Ok(job) if action_failed(&action, &job) => {
-                println!("{name}: ERROR ({} {})", job.state, job.description);
+                writeln!(out, "{name}: ERROR ({} {})", job.state, job.description)?;
                 code = worse(code, EXIT_FAILED);
             }
             Ok(job) => {
                 let killed = killed_by_stop(&action, &job, sent);
-                println!("{name}: {}", action_result(&action, killed));
+                writeln!(out, "{name}: {}", action_result(&action, killed))?;
                 if killed.is_some() {
                     code = worse(code, EXIT_KILLED);
                 }
             }
             // An unknown name reads as in status.
             Err(error) if error.status() == Some(404) => {
-                println!("{name}: ERROR (no such job)");
+                writeln!(out, "{name}: ERROR (no such job)")?;
                 code = worse(code, EXIT_UNKNOWN);
             }
             Err(error) => {
-                println!("{name}: ERROR ({error})");
+                writeln!(out, "{name}: ERROR ({error})")?;
                 let unknown = error.is_unreachable();
                 code = worse(code, if unknown { EXIT_UNKNOWN } else { EXIT_FAILED });
             }
@@ -378,13 +384,13 @@ fn action_failed(action: &Action, job: &JobView) -> bool {
 fn pid_command(client: &Client, name: Option<&str>) -> Result<i32> {
     let Some(name) = name else {
         let info: serde_json::Value = client.get("/v1/info")?;
-        println!("{}", info["pid"]);
+        writeln!(Stdout::lock(), "{}", info["pid"])?;
         return Ok(0);
     };
     let job: JobView = get_job(client, name, "")?;
     match job.pid {
         Some(pid) => {
-            println!("{pid}");
+            writeln!(Stdout::lock(), "{pid}")?;
             Ok(0)
         }
         None => {
@@ -424,7 +430,7 @@ fn tail_command(
             }
         }
     };
-    let mut out = io::stdout().lock();
+    let mut out = Stdout::lock();
     let offset = tail::print_last_lines(&path, lines, &mut out)
         .with_context(|| format!("failed to read log {}", path.display()))?;
     if follow {
@@ -485,7 +491,7 @@ fn top_command(
         std::thread::sleep(interval);
         let current = select(client.get("/v1/stats")?);
         let table = top::format_table(Some(&previous), &current);
-        let mut out = io::stdout().lock();
+        let mut out = Stdout::lock();
         if terminal {
             // Home the cursor and clear the screen, so the table redraws in
             // place.
@@ -506,13 +512,14 @@ fn top_command(
 fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
     let report: ReloadReport = client.post(path, None)?;
     let mut code = 0;
+    let mut out = Stdout::lock();
     if let Some(error) = &report.dir_error {
         eprintln!("error: cannot read the jobs directory: {error}");
         code = EXIT_FAILED;
     }
     if report.changes.is_empty() {
         if report.dir_error.is_none() {
-            println!("No config updates to jobs");
+            writeln!(out, "No config updates to jobs")?;
         }
         return Ok(code);
     }
@@ -540,7 +547,7 @@ fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
                 )
             }
         };
-        println!("{}: {what}", change.name);
+        writeln!(out, "{}: {what}", change.name)?;
     }
     Ok(code)
 }

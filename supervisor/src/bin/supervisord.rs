@@ -33,7 +33,14 @@ fn main() {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = corral_runtime::logfilter::from_env("supervisord", "RUST_LOG", LevelFilter::INFO);
+    let mut filter =
+        corral_runtime::logfilter::from_env("supervisord", "RUST_LOG", LevelFilter::INFO);
+    // hyper warns without any detail for each control connection that sent
+    // no request head in time. supervisord logs those at debug with the
+    // error, so hyper's own lines show only when RUST_LOG names hyper.
+    if !filter.iter().any(|(target, _)| target.starts_with("hyper")) {
+        filter = filter.with_target("hyper", LevelFilter::ERROR);
+    }
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());

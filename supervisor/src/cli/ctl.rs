@@ -16,7 +16,8 @@ when an action failed; 2 for invalid command-line usage; 3 from status when a li
 state and from pid when the job is not running; 4 for an unknown job name \
 or when supervisord cannot be reached or does not respond within --timeout; \
 5 from stop, restart and shutdown when a job stopped only by SIGKILL after \
-its stop timeout.";
+its stop timeout; 141 without a message when the reader of standard output \
+closed it, as a shell reports for a command killed by SIGPIPE.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -325,6 +326,15 @@ mod tests {
     fn long_help_lists_usage_exit_code() {
         assert!(
             LONG_ABOUT.contains("2 for invalid command-line usage"),
+            "{LONG_ABOUT}"
+        );
+    }
+
+    #[test]
+    fn long_help_lists_closed_stdout_exit_code() {
+        let code = crate::stdout::EXIT_STDOUT_CLOSED;
+        assert!(
+            LONG_ABOUT.contains(&format!("{code} without a message")),
             "{LONG_ABOUT}"
         );
     }

@@ -2,6 +2,7 @@
 //! the control socket, shim exits, timers, signals, changes of the jobs
 //! directory) sent to it over a channel. Nothing polls.
 
+mod connections;
 mod job;
 mod jobwatch;
 mod launch;
@@ -30,6 +31,9 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::server::{
+    KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+};
 pub use self::supervisor::Supervisor;
 
 /// The directories of supervisord and the runtime it runs containers with.

@@ -269,7 +269,7 @@ async fn accept_loop(
         let (inbound, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(job, container_id, ?local, %error, "failed to accept a connection");
+                tracing::warn!(job, container_id, host = local.map(tracing::field::display), %error, "failed to accept a connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -288,7 +288,7 @@ async fn accept_loop(
                             job,
                             container_id,
                             %peer,
-                            host = ?local,
+                            host = local.map(tracing::field::display),
                             container_port,
                             suppressed,
                             %error,
@@ -644,6 +644,67 @@ mod tests {
         .unwrap();
         assert_eq!(reply.unwrap(), b"v4");
         server.join().unwrap();
+    }
+
+    /// A log writer that collects every line in memory.
+    #[derive(Clone, Default)]
+    struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for CapturedLog {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_connect_logs_plain_host_address() {
+        // A port that nothing listens on, on either loopback address.
+        let closed_port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = CapturedLog::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let ports = bind(&[mapping("127.0.0.1:0", closed_port)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap();
+        let _relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        let reply = tokio::task::spawn_blocking(move || {
+            let mut client = TcpStream::connect(public).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).map(|_| reply)
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply.unwrap(), b"", "the relay passed data from nowhere");
+
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("failed to connect a published port"),
+            "no warning logged: {text}"
+        );
+        assert!(text.contains(&format!("host={public}")), "{text}");
+        assert!(!text.contains("Some("), "{text}");
     }
 
     #[test]

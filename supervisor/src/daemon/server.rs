@@ -2,7 +2,8 @@
 //! hyper. Each request becomes an [`Event::Request`] for the supervisor task
 //! and waits for its reply. The routes are listed in [`crate::api`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper::body::HttpBody as _;
 use hyper::header::{self, HeaderValue};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{ErrorBody, SignalRequest};
+use crate::daemon::connections::{reject_connection, Activity, RejectWarnings};
 use crate::daemon::{stats, ApiError, Event, JsonBody, Request};
 
 /// Largest request body accepted; the API's bodies are a few bytes.
@@ -24,6 +26,30 @@ const MAX_BODY: u64 = 64 * 1024;
 /// Pause after a failed `accept`, so that a full descriptor table does not
 /// turn the accept loop into a busy loop.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Maximum time for a request head to arrive completely, counted from
+/// accept for a connection's first request and, in hyper 0.14, from the
+/// first byte of each later one. supervisorctl sends its request at once
+/// after connecting, so only stalled clients reach it.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Maximum time that a keep-alive connection may stay idle between the end
+/// of one request and the next. A request being served, such as a stop
+/// that waits for the job, does not count as idle.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+// NOTE: writing a response has no time limit, so a client that stops
+// reading a large reply keeps its connection until it reads or closes.
+
+/// Maximum time to read a request body once its head has arrived. The
+/// API's bodies are a few bytes.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Maximum number of open control connections. `supervisorctl stop all`
+/// opens one connection per job at once and keeps it until the job has
+/// stopped, so the limit must exceed the number of jobs.
+/// It bounds the descriptors and memory that clients can hold.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 type Events = mpsc::UnboundedSender<Event>;
 type Response = hyper::Response<Body>;
@@ -34,20 +60,37 @@ type Response = hyper::Response<Body>;
 pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot::Receiver<()>) {
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut rejections = RejectWarnings::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    while connections.try_join_next().is_some() {}
+                    if connections.len() >= MAX_CONNECTIONS {
+                        reject_connection(&stream);
+                        let _ = rejections.record(Instant::now());
+                        continue;
+                    }
                     let events = events.clone();
                     let mut closing_seen = closing_seen.clone();
                     connections.spawn(async move {
+                        let activity = Arc::new(Activity::new(Instant::now()));
+                        let serving = activity.clone();
                         let service = service_fn(move |request| {
                             let events = events.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(events, request).await) }
+                            let busy = serving.begin_request();
+                            async move {
+                                let reply = handle(events, request).await;
+                                drop(busy);
+                                Ok::<_, std::convert::Infallible>(reply)
+                            }
                         });
-                        let connection = Http::new().http1_only(true).serve_connection(stream, service);
+                        let connection = Http::new()
+                            .http1_only(true)
+                            .http1_header_read_timeout(REQUEST_HEAD_TIMEOUT)
+                            .serve_connection(stream, service);
                         tokio::pin!(connection);
                         let result = tokio::select! {
                             result = connection.as_mut() => result,
@@ -55,8 +98,16 @@ pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot
                                 connection.as_mut().graceful_shutdown();
                                 connection.await
                             }
+                            // Closes at once, because no request is in
+                            // progress.
+                            _ = activity.idle_for(KEEP_ALIVE_TIMEOUT) => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
                         };
                         if let Err(error) = result {
+                            // Timeouts of idle or stalled clients are
+                            // routine, so they log at debug too.
                             tracing::debug!(%error, "control connection ended with an error");
                         }
                     });
@@ -78,9 +129,19 @@ async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let body = if parts.method == Method::POST {
-        match read_body(&parts.headers, body).await {
-            Ok(body) => body,
-            Err(reply) => return reply,
+        let read = tokio::time::timeout(REQUEST_BODY_TIMEOUT, read_body(&parts.headers, body));
+        match read.await {
+            Ok(Ok(body)) => body,
+            Ok(Err(reply)) => return reply,
+            Err(_) => {
+                return error_reply(&ApiError {
+                    status: 408,
+                    message: format!(
+                        "timed out reading the request body of POST {path} after {}s",
+                        REQUEST_BODY_TIMEOUT.as_secs()
+                    ),
+                })
+            }
         }
     } else {
         Vec::new()

@@ -1,0 +1,171 @@
+//! Limits of the control socket that hyper 0.14 does not provide: a cap on
+//! open connections and a timeout for idle keep-alive connections.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+
+use crate::api::ErrorBody;
+use crate::daemon::server::MAX_CONNECTIONS;
+
+/// Minimum time between two warnings about rejected connections.
+const REJECT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sends a 503 reply on a connection above [`MAX_CONNECTIONS`], which the
+/// caller then closes. The reply fits into the empty send buffer of a new
+/// unix socket, so the non-blocking write does not hold up the accept
+/// loop. A client that is still writing its request may see the connection
+/// closed instead.
+pub(super) fn reject_connection(stream: &UnixStream) {
+    let body = serde_json::to_string(&ErrorBody {
+        error: format!(
+            "too many open control connections (maximum {MAX_CONNECTIONS}): \
+             try again once other clients have closed theirs"
+        ),
+    })
+    .unwrap_or_default();
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // The caller closes the connection next, so a failed or short write
+    // only costs the client the error message.
+    let _ = stream.try_write(reply.as_bytes());
+}
+
+/// Counter of rejected connections that logs at most one warning per
+/// [`REJECT_WARNING_INTERVAL`], with the number rejected since the last one.
+#[derive(Default)]
+pub(super) struct RejectWarnings {
+    last_warning: Option<Instant>,
+    rejected: u64,
+}
+
+impl RejectWarnings {
+    /// Counts one rejected connection and logs a warning unless one was
+    /// logged within the interval. Returns the number that warning
+    /// reported, or `None` when it was left out.
+    pub(super) fn record(&mut self, now: Instant) -> Option<u64> {
+        self.rejected += 1;
+        if self
+            .last_warning
+            .is_some_and(|last| now.duration_since(last) < REJECT_WARNING_INTERVAL)
+        {
+            return None;
+        }
+        self.last_warning = Some(now);
+        let rejected = std::mem::take(&mut self.rejected);
+        tracing::warn!(
+            rejected,
+            max_connections = MAX_CONNECTIONS,
+            "rejected control connections: too many are open"
+        );
+        Some(rejected)
+    }
+}
+
+/// Requests in progress on one connection and when the last one ended.
+pub(super) struct Activity {
+    state: Mutex<ActivityState>,
+}
+
+struct ActivityState {
+    in_progress: usize,
+    idle_since: Instant,
+}
+
+/// A request in progress. Dropping it marks the connection idle from then
+/// on when no other request is in progress.
+pub(super) struct Busy {
+    activity: Arc<Activity>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.activity.end_request(Instant::now());
+    }
+}
+
+impl Activity {
+    pub(super) fn new(now: Instant) -> Activity {
+        Activity {
+            state: Mutex::new(ActivityState {
+                in_progress: 0,
+                idle_since: now,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn begin_request(self: &Arc<Self>) -> Busy {
+        self.lock().in_progress += 1;
+        Busy {
+            activity: self.clone(),
+        }
+    }
+
+    /// Returns the deadline at which the connection has been idle for
+    /// `timeout`, or `None` while a request is in progress.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        let state = self.lock();
+        (state.in_progress == 0).then(|| state.idle_since + timeout)
+    }
+
+    /// Completes once the connection has had no request in progress for
+    /// `timeout`.
+    pub(super) async fn idle_for(&self, timeout: Duration) {
+        loop {
+            match self.idle_deadline(timeout) {
+                Some(deadline) if deadline <= Instant::now() => return,
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                // A request that ends moves the deadline to at least
+                // `timeout` from then, so checking again after `timeout`
+                // is early enough.
+                None => tokio::time::sleep(timeout).await,
+            }
+        }
+    }
+
+    fn end_request(&self, now: Instant) {
+        let mut state = self.lock();
+        state.in_progress = state.in_progress.saturating_sub(1);
+        state.idle_since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_warnings_are_rate_limited() {
+        let mut warnings = RejectWarnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.record(start), Some(1));
+        assert_eq!(warnings.record(start + Duration::from_secs(1)), None);
+        assert_eq!(warnings.record(start + Duration::from_secs(2)), None);
+        let later = start + REJECT_WARNING_INTERVAL;
+        assert_eq!(warnings.record(later), Some(3));
+    }
+
+    #[tokio::test]
+    async fn idle_waits_for_requests_to_end() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let busy = activity.begin_request();
+        let timeout = Duration::from_millis(100);
+        let idle = tokio::time::timeout(timeout * 3, activity.idle_for(timeout)).await;
+        assert!(idle.is_err(), "idle while a request was in progress");
+
+        drop(busy);
+        let ended = Instant::now();
+        activity.idle_for(timeout).await;
+        assert!(ended.elapsed() >= timeout);
+    }
+}

@@ -1,0 +1,451 @@
+//! End-to-end tests of the control channel: supervisorctl writing into a
+//! pipe whose reader has gone, and the control socket's limits on slow and
+//! idle clients. They run as root and skip with a SKIP line otherwise.
+
+mod harness;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use corral_supervisor::daemon::{
+    KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+};
+use corral_supervisor::machine::JobState;
+use harness::{shell_job, skip, Daemon};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// The exit status of supervisorctl after its reader closed standard output.
+const EXIT_STDOUT_CLOSED: i32 = 141;
+
+/// A job that logs a numbered line every 200 ms.
+fn ticker() -> String {
+    shell_job(
+        "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+        json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "2s"}}),
+    )
+}
+
+/// Runs supervisorctl with `args` and a standard output pipe whose read end
+/// is closed before supervisorctl starts. Returns its exit status and
+/// standard error.
+fn ctl_with_closed_stdout(daemon: &Daemon, args: &[&str]) -> (ExitStatus, String) {
+    let (reader, writer) = nix::unistd::pipe().expect("create a pipe");
+    drop(reader);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run supervisorctl");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10), args);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+/// Waits for `child`, and kills it and fails when it runs past `limit`.
+fn wait_with_deadline(child: &mut Child, limit: Duration, args: &[&str]) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("supervisorctl {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn closed_stdout_exits_quietly() {
+    if skip("closed_stdout_exits_quietly") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job logged a line", |daemon| {
+        daemon.job_log("web", "stdout").contains("tick 1")
+    });
+
+    let commands: [&[&str]; 11] = [
+        &["spec", "web"],
+        &["status"],
+        &["status", "web"],
+        &["status", "--json"],
+        &["pid", "web"],
+        &["pid"],
+        &["reread"],
+        &["completions", "bash"],
+        &["tail", "web"],
+        &["tail", "-f", "web"],
+        &["top", "-d", "100ms", "-n", "1"],
+    ];
+    for args in commands {
+        let (status, stderr) = ctl_with_closed_stdout(&daemon, args);
+        assert_eq!(
+            status.code(),
+            Some(EXIT_STDOUT_CLOSED),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+#[test]
+fn tail_follow_ends_at_next_line() {
+    if skip("tail_follow_ends_at_next_line") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    // With -n 0 the first write is a line the job logs while tail follows.
+    let (status, stderr) = ctl_with_closed_stdout(&daemon, &["tail", "-n", "0", "-f", "web"]);
+    assert_eq!(status.code(), Some(EXIT_STDOUT_CLOSED), "{stderr}");
+    assert!(!stderr.contains("failed to follow"), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn stop_with_closed_stdout_still_stops() {
+    if skip("stop_with_closed_stdout_still_stops") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    let (status, stderr) = ctl_with_closed_stdout(&daemon, &["stop", "web"]);
+    assert_eq!(status.code(), Some(EXIT_STDOUT_CLOSED), "{stderr}");
+    assert_eq!(stderr, "");
+    daemon.wait_for_state("web", JobState::Stopped, SETTLE);
+}
+
+/// Connects to the daemon's control socket, with a read timeout well above
+/// the server's timeouts.
+fn connect(daemon: &Daemon) -> UnixStream {
+    let stream = UnixStream::connect(daemon.socket()).expect("connect to the control socket");
+    stream
+        .set_read_timeout(Some(KEEP_ALIVE_TIMEOUT * 2))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes `stream` and returns what it sent and how
+/// long that took. Fails when the server keeps it open past the read
+/// timeout.
+fn read_until_closed(stream: &mut UnixStream) -> (String, Duration) {
+    let began = Instant::now();
+    let mut received = Vec::new();
+    stream
+        .read_to_end(&mut received)
+        .expect("the server closes the connection before the read timeout");
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        began.elapsed(),
+    )
+}
+
+/// Reads one response with a `content-length` body and returns its status
+/// line and body.
+fn read_response(reader: &mut BufReader<UnixStream>) -> (String, String) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (
+        status.trim_end().to_string(),
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+/// Asserts that the server closed a connection after about
+/// `timeout`.
+fn assert_closed_after(elapsed: Duration, timeout: Duration) {
+    assert!(
+        elapsed >= timeout - Duration::from_millis(100),
+        "closed after {elapsed:?}, before the {timeout:?} timeout"
+    );
+    assert!(
+        elapsed < timeout + Duration::from_secs(3),
+        "closed only after {elapsed:?}, timeout {timeout:?}"
+    );
+}
+
+#[test]
+fn partial_request_head_is_closed() {
+    if skip("partial_request_head_is_closed") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let mut stream = connect(&daemon);
+    stream
+        .write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+
+    let (received, elapsed) = read_until_closed(&mut stream);
+    assert_closed_after(elapsed, REQUEST_HEAD_TIMEOUT);
+    assert!(!received.contains("\"jobs\""), "{received}");
+
+    // The daemon still serves other clients.
+    let status = daemon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(0));
+    // A routine timeout logs no warning at the default level.
+    let log = daemon.daemon_log();
+    assert!(!log.contains("read header from client timeout"), "{log}");
+}
+
+#[test]
+fn silent_connection_is_closed() {
+    if skip("silent_connection_is_closed") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let mut stream = connect(&daemon);
+
+    let (received, elapsed) = read_until_closed(&mut stream);
+    assert_closed_after(elapsed, REQUEST_HEAD_TIMEOUT);
+    assert_eq!(received, "");
+}
+
+/// Sends `GET /v1/info` on `stream` and checks the response.
+fn request_info(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>) {
+    stream
+        .write_all(b"GET /v1/info HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (status, body) = read_response(reader);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("\"pid\""), "{body}");
+}
+
+#[test]
+fn idle_keep_alive_is_closed() {
+    if skip("idle_keep_alive_is_closed") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let mut stream = connect(&daemon);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+
+    // Requests back to back share the connection, each well within the
+    // timeouts, together longer than both.
+    let began = Instant::now();
+    let mut requests = 0;
+    loop {
+        request_info(&mut stream, &mut reader);
+        requests += 1;
+        if began.elapsed() > KEEP_ALIVE_TIMEOUT + Duration::from_secs(1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(requests > 10, "{requests} requests");
+
+    let idle_since = Instant::now();
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("the server closes the idle connection before the read timeout");
+    assert_closed_after(idle_since.elapsed(), KEEP_ALIVE_TIMEOUT);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn partial_second_request_is_closed() {
+    if skip("partial_second_request_is_closed") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let mut stream = connect(&daemon);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    request_info(&mut stream, &mut reader);
+
+    let sent = Instant::now();
+    stream
+        .write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("the server closes the connection before the read timeout");
+    assert_closed_after(sent.elapsed(), REQUEST_HEAD_TIMEOUT);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn stalled_request_body_gets_408() {
+    if skip("stalled_request_body_gets_408") {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let mut stream = connect(&daemon);
+    stream
+        .write_all(
+            b"POST /v1/jobs/web/signal HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Length: 20\r\n\r\n{\"sig",
+        )
+        .unwrap();
+
+    let (received, elapsed) = read_until_closed(&mut stream);
+    assert_closed_after(elapsed, REQUEST_BODY_TIMEOUT);
+    assert!(received.starts_with("HTTP/1.1 408 "), "{received}");
+    assert!(
+        received.contains("timed out reading the request body"),
+        "{received}"
+    );
+}
+
+#[test]
+fn tail_follow_outlasts_timeouts() {
+    if skip("tail_follow_outlasts_timeouts") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["tail", "-n", "0", "-f", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run supervisorctl");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    let began = Instant::now();
+    let mut last = String::new();
+    while began.elapsed() < KEEP_ALIVE_TIMEOUT + REQUEST_HEAD_TIMEOUT {
+        match lines.next() {
+            Some(Ok(line)) => last = line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tail -f ended after {:?}: {other:?}", began.elapsed());
+            }
+        }
+    }
+    assert!(last.starts_with("tick "), "{last}");
+    let running = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running.is_none(), "tail -f exited: {running:?}");
+}
+
+#[test]
+fn slow_stop_outlasts_timeouts() {
+    if skip("slow_stop_outlasts_timeouts") {
+        return;
+    }
+    // PID 1 of the container ignores SIGTERM, so the stop takes the whole
+    // stop timeout, longer than the server's timeouts.
+    let stubborn = shell_job(
+        "while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "12s"}}),
+    );
+    let daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+
+    let began = Instant::now();
+    let stop = daemon.ctl(&["stop", "stubborn"]);
+    let elapsed = began.elapsed();
+    let output = String::from_utf8_lossy(&stop.stdout);
+    assert!(elapsed > KEEP_ALIVE_TIMEOUT, "{elapsed:?}");
+    assert_eq!(stop.status.code(), Some(5), "{output}");
+    assert!(
+        output.contains("stubborn: stopped by SIGKILL after 12s timeout"),
+        "{output}"
+    );
+}
+
+#[test]
+fn top_with_long_interval_works() {
+    if skip("top_with_long_interval_works") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    let interval = KEEP_ALIVE_TIMEOUT + Duration::from_secs(1);
+    let interval = format!("{}s", interval.as_secs());
+    let top = daemon.ctl(&["top", "-d", &interval, "-n", "2"]);
+    let output = String::from_utf8_lossy(&top.stdout);
+    assert_eq!(top.status.code(), Some(0), "{output}");
+    assert_eq!(output.matches("web ").count(), 2, "{output}");
+}
+
+#[test]
+fn connections_above_limit_get_503() {
+    if skip("connections_above_limit_get_503") {
+        return;
+    }
+    // The test keeps every connection open, so it needs a descriptor each.
+    let needed = MAX_CONNECTIONS as u64 + 64;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < needed {
+        eprintln!("SKIP connections_above_limit_get_503: open files limit {hard} < {needed}");
+        return;
+    }
+    if soft < needed {
+        setrlimit(Resource::RLIMIT_NOFILE, needed, hard).unwrap();
+    }
+    let daemon = Daemon::start(&[]);
+
+    // Silent connections stay open until the request head timeout.
+    let began = Instant::now();
+    let held: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect(&daemon)).collect();
+    let mut extra = connect(&daemon);
+    let (received, _) = read_until_closed(&mut extra);
+    assert!(
+        began.elapsed() < REQUEST_HEAD_TIMEOUT,
+        "opening the connections took {:?}, so some had timed out",
+        began.elapsed()
+    );
+    assert!(
+        received.starts_with("HTTP/1.1 503 "),
+        "{}",
+        received.lines().next().unwrap_or("")
+    );
+    assert!(
+        received.contains("too many open control connections"),
+        "{received}"
+    );
+    drop(held);
+
+    daemon.wait_until(SETTLE, "the daemon logged the rejection", |daemon| {
+        daemon
+            .daemon_log()
+            .contains("rejected control connections: too many are open")
+    });
+    // The held connections closed, so new clients are served again.
+    let status = daemon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(0));
+}
