@@ -82,7 +82,13 @@ fn closed_stdout_exits_quietly() {
         daemon.job_log("web", "stdout").contains("tick 1")
     });
 
-    let commands: [&[&str]; 11] = [
+    let commands: [&[&str]; 17] = [
+        &["--help"],
+        &["-h"],
+        &["help"],
+        &["help", "status"],
+        &["status", "--help"],
+        &["--version"],
         &["spec", "web"],
         &["status"],
         &["status", "web"],

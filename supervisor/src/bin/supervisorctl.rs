@@ -56,7 +56,10 @@ enum UnknownJob {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return parse_failure(&error),
+    };
     let socket = cli.socket_path();
     let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
     let client = Client::new(socket).with_timeout(timeout);
@@ -80,6 +83,19 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Prints clap's usage error, help or version and returns the exit code:
+/// clap's own, or the one of a closed standard output when help or the
+/// version found its reader gone.
+fn parse_failure(error: &clap::Error) -> ExitCode {
+    let printed = error.print();
+    if !error.use_stderr()
+        && printed.is_err_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return exit_code(EXIT_STDOUT_CLOSED);
+    }
+    exit_code(error.exit_code())
 }
 
 fn exit_code(code: i32) -> ExitCode {
