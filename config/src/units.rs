@@ -43,6 +43,8 @@ pub enum UnitError {
         DurationValue::MAX
     )]
     DurationOverflow { value: String },
+    #[error("invalid duration {value:?}: must not be negative")]
+    NegativeDuration { value: String },
 }
 
 impl ByteSize {
@@ -203,6 +205,14 @@ impl DurationValue {
         let invalid = || UnitError::InvalidDuration {
             value: text.to_string(),
         };
+        if let Some(magnitude) = text.strip_prefix('-') {
+            return Err(match Self::parse(magnitude) {
+                Ok(_) => UnitError::NegativeDuration {
+                    value: text.to_string(),
+                },
+                Err(_) => invalid(),
+            });
+        }
         let too_long = || UnitError::DurationOverflow {
             value: text.to_string(),
         };
@@ -292,7 +302,9 @@ impl<'de> Deserialize<'de> for DurationValue {
 
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<DurationValue, E> {
                 let seconds = u64::try_from(value).map_err(|_| {
-                    E::custom(format!("invalid duration {value}: must not be negative"))
+                    E::custom(UnitError::NegativeDuration {
+                        value: value.to_string(),
+                    })
                 })?;
                 within_max(value.to_string(), DurationValue::from_secs(seconds))
             }
@@ -300,9 +312,7 @@ impl<'de> Deserialize<'de> for DurationValue {
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<DurationValue, E> {
                 let text = short_number(value);
                 if value < 0.0 {
-                    return Err(E::custom(format!(
-                        "invalid duration {text}: must not be negative"
-                    )));
+                    return Err(E::custom(UnitError::NegativeDuration { value: text }));
                 }
                 // Beyond u64 seconds the conversion fails; that is far past
                 // the maximum, so the error is the same as just past it.
@@ -516,7 +526,7 @@ mod tests {
     #[test]
     fn duration_rejects_malformed() {
         for text in [
-            "", "10", "s", ".5s", "1.s", "1..5s", "-1s", "1 s", " 1s", "1d", "1m30s", "5M",
+            "", "10", "s", ".5s", "1.s", "1..5s", "--1s", "-", "1 s", " 1s", "1d", "1m30s", "5M",
         ] {
             assert_eq!(
                 DurationValue::parse(text),
@@ -524,6 +534,12 @@ mod tests {
                 "{text:?}"
             );
         }
+        assert_eq!(
+            DurationValue::parse("-1s"),
+            Err(UnitError::NegativeDuration {
+                value: "-1s".into()
+            })
+        );
     }
 
     #[test]
@@ -563,7 +579,19 @@ mod tests {
         let error = serde_json::from_str::<DurationValue>("-0.5")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("-0.5: must not be negative"), "{error}");
+        assert!(error.contains("\"-0.5\": must not be negative"), "{error}");
+        for text in ["\"-1s\"", "\"-250ms\"", "-3"] {
+            let error = serde_json::from_str::<DurationValue>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("must not be negative"), "{text}: {error}");
+        }
+        // A minus sign before something that is no duration at all gets
+        // the format error.
+        let error = serde_json::from_str::<DurationValue>("\"-x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("expected a string with"), "{error}");
     }
 
     #[test]

@@ -800,6 +800,10 @@ fn check_policies(spec: &mut JobSpec) -> Check {
         spec.restart.backoff.initial.as_duration(),
         &["restart", "backoff", "initial"],
     )?;
+    check_positive(
+        spec.restart.backoff.max.as_duration(),
+        &["restart", "backoff", "max"],
+    )?;
     let backoff = &spec.restart.backoff;
     if backoff.initial > backoff.max {
         return Err(ValidationError::new(

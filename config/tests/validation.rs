@@ -648,6 +648,15 @@ fn restart_backoff_initial_positive() {
 }
 
 #[test]
+fn restart_backoff_max_positive() {
+    expect_error(
+        "{\"command\": [\"/x\"],\n \"restart\": {\"backoff\": {\"max\": ▶0}}}",
+        "restart.backoff.max",
+        "restart.backoff.max: 0 is not allowed",
+    );
+}
+
+#[test]
 fn restart_backoff_initial_at_most_max() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"restart\": {\"backoff\": {\"initial\": ▶\"40s\", \"max\": \"30s\"}}}",
