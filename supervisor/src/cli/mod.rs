@@ -142,7 +142,29 @@ fn with_value_names(page: &str, command: &clap::Command) -> String {
         .map_or(page.len(), |end| line_start + end);
     let mut synopsis = page[line_start..line_end].to_string();
     for arg in command.get_arguments() {
-        if arg.is_positional() || !arg.get_action().takes_values() {
+        if arg.is_positional() {
+            // A positional that takes several values gets the `...` that
+            // --help shows after it.
+            let repeated = arg
+                .get_num_args()
+                .is_some_and(|range| range.max_values() > 1);
+            if repeated {
+                let name = arg
+                    .get_value_names()
+                    .and_then(|names| names.first())
+                    .map_or_else(
+                        || arg.get_id().as_str().to_uppercase(),
+                        |name| name.to_string(),
+                    );
+                let value = format!("\\fI{}\\fR", roff_dashes(&name));
+                for close in ["]", ">"] {
+                    synopsis = synopsis
+                        .replace(&format!("{value}{close} "), &format!("{value}{close}... "));
+                }
+            }
+            continue;
+        }
+        if !arg.get_action().takes_values() {
             continue;
         }
         let value = arg
@@ -236,6 +258,10 @@ mod tests {
         ] {
             assert!(tail.contains(expected), "{expected} not in {tail}");
         }
+        let stop = synopsis(&page("supervisorctl-stop.1"));
+        assert!(stop.contains("<\\fINAMES\\fR>..."), "{stop}");
+        let pid = synopsis(&page("supervisorctl-pid.1"));
+        assert!(!pid.contains("..."), "{pid}");
         // Only the SYNOPSIS changes: the OPTIONS section keeps its form.
         let text = page("supervisorctl-tail.1");
         assert!(
