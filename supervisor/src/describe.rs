@@ -161,10 +161,10 @@ fn describe_backoff(facts: &StatusFacts<'_>) -> String {
             text.push_str(", ");
         }
         text.push_str(&format!(
-            "restart {} of {} in {}s",
+            "restart {} of {} in {}",
             restart.attempt,
             restart.max_restarts,
-            wait.as_secs_f64().ceil()
+            format_countdown(wait)
         ));
     }
     text
@@ -183,9 +183,9 @@ fn describe_stopping(facts: &StatusFacts<'_>) -> String {
         Some(stop) => {
             let left = stop.kill_at.duration_since(facts.now).unwrap_or_default();
             format!(
-                "{pid}{} sent, SIGKILL in {}s",
+                "{pid}{} sent, SIGKILL in {}",
                 stop.signal,
-                left.as_secs_f64().ceil()
+                format_countdown(left)
             )
         }
         None => format!("{pid}stopping"),
@@ -273,6 +273,22 @@ pub fn termination_text(run: &LastRun) -> String {
 }
 
 /// `0:12:03`, or `2 days, 3:04:05` from one day on.
+/// Formats the time until a timer fires, rounded up: to a tenth of a
+/// second below 10 s, where backoff delays and stop timeouts often lie, so
+/// that 100 ms reads `0.1s` and not `1s`; to whole seconds above.
+fn format_countdown(wait: Duration) -> String {
+    if wait < Duration::from_secs(10) {
+        let tenths = wait.as_millis().div_ceil(100);
+        if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+    } else {
+        format!("{}s", wait.as_secs_f64().ceil())
+    }
+}
+
 pub fn format_uptime(uptime: Duration) -> String {
     let total = uptime.as_secs();
     let days = total / 86_400;
@@ -507,6 +523,23 @@ mod tests {
     }
 
     #[test]
+    fn countdowns_below_ten_seconds_show_tenths() {
+        for (millis, text) in [
+            (0, "0s"),
+            (1, "0.1s"),
+            (100, "0.1s"),
+            (101, "0.2s"),
+            (1_800, "1.8s"),
+            (2_000, "2s"),
+            (9_950, "10s"),
+            (10_000, "10s"),
+            (17_200, "18s"),
+        ] {
+            assert_eq!(format_countdown(Duration::from_millis(millis)), text);
+        }
+    }
+
+    #[test]
     fn stopped_shows_the_exit_status() {
         let mut last = run(Termination::Exited { code: 42 });
         last.stopped = true;
@@ -562,7 +595,7 @@ mod tests {
         });
         assert_eq!(
             describe(&backoff),
-            format!("{EXITED_TOO_QUICKLY}: exited 3, restart 2 of 5 in 2s")
+            format!("{EXITED_TOO_QUICKLY}: exited 3, restart 2 of 5 in 1.5s")
         );
     }
 
