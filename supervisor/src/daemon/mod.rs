@@ -156,7 +156,8 @@ pub enum DaemonError {
     AlreadyRunning { path: PathBuf },
     #[error(
         "another supervisord{} still uses {dir} after {}: stop that one first, \
-         for example with `supervisorctl shutdown`",
+         for example with `supervisorctl --socket RUN_DIR/supervisor.sock shutdown`, naming \
+         that daemon's run directory",
         holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
         corral_config::DurationValue(LOCK_WAIT)
     )]
