@@ -1891,7 +1891,33 @@ fn second_daemon_on_same_dirs_is_refused() {
             "{}",
             stderr_of(&output)
         );
+        // The directories it created before the rejection are gone again.
+        assert_eq!(daemon.entries(other_run.path()), ["jobs"]);
     }
+
+    // A daemon with a jobs directory of its own on the run directory of
+    // the running one is rejected before it creates its data and log
+    // directories.
+    let fresh_parent = fresh.path().join("new");
+    let (data, log) = (fresh_parent.join("data"), fresh_parent.join("log"));
+    let output = run_second_daemon(&other_jobs, &daemon.run_dir(), &data, &log);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let listening = format!(
+        "another supervisord is listening on {}",
+        daemon.socket().display()
+    );
+    assert!(stderr.contains(&listening), "{stderr}");
+    assert!(
+        !fresh_parent.exists(),
+        "the rejected daemon created {}",
+        fresh_parent.display()
+    );
+    assert!(
+        daemon.socket().exists(),
+        "the rejected daemon removed the socket"
+    );
+
     let jobs = daemon.client().get::<JobList>("/v1/jobs").unwrap().jobs;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Running);
