@@ -1891,7 +1891,33 @@ fn second_daemon_on_same_dirs_is_refused() {
             "{}",
             stderr_of(&output)
         );
+        // The directories it created before the rejection are gone again.
+        assert_eq!(daemon.entries(other_run.path()), ["jobs"]);
     }
+
+    // A daemon with a jobs directory of its own on the run directory of
+    // the running one is rejected before it creates its data and log
+    // directories.
+    let fresh_parent = fresh.path().join("new");
+    let (data, log) = (fresh_parent.join("data"), fresh_parent.join("log"));
+    let output = run_second_daemon(&other_jobs, &daemon.run_dir(), &data, &log);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let listening = format!(
+        "another supervisord is listening on {}",
+        daemon.socket().display()
+    );
+    assert!(stderr.contains(&listening), "{stderr}");
+    assert!(
+        !fresh_parent.exists(),
+        "the rejected daemon created {}",
+        fresh_parent.display()
+    );
+    assert!(
+        daemon.socket().exists(),
+        "the rejected daemon removed the socket"
+    );
+
     let jobs = daemon.client().get::<JobList>("/v1/jobs").unwrap().jobs;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Running);
@@ -1958,6 +1984,155 @@ fn removed_job_stop_survives_crash() {
         daemon.entries(&daemon.run_dir().join("shims")).is_empty()
     });
     assert!(daemon.job("stubborn").is_err(), "the removed job came back");
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+/// Checks that job `name` is listed as STOPPING with its removal pending,
+/// through the API, `status NAME`, `status` and `status --json`.
+fn assert_removing_job_listed(daemon: &Daemon, name: &str, pid: i32) {
+    let view = daemon.job(name).expect("the removed job is listed");
+    assert_eq!(view.state, JobState::Stopping, "{view:#?}");
+    assert!(view.removing, "{view:#?}");
+    assert_eq!(view.pid, Some(pid), "{view:#?}");
+    assert!(
+        view.description.contains("SIGTERM sent, SIGKILL in "),
+        "{view:#?}"
+    );
+
+    let single = daemon.ctl(&["status", name]);
+    let line = stdout_of(&single);
+    assert_eq!(
+        single.status.code(),
+        Some(3),
+        "{line}{}",
+        stderr_of(&single)
+    );
+    assert!(line.starts_with(&format!("{name} ")), "{line}");
+    assert!(line.contains("STOPPING"), "{line}");
+
+    let all = stdout_of(&daemon.ctl(&["status"]));
+    assert!(
+        all.lines()
+            .any(|line| line.starts_with(&format!("{name} "))),
+        "{all}"
+    );
+
+    let json = daemon.ctl(&["status", "--json"]);
+    let views: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(views.len(), 1, "{views:#?}");
+    assert_eq!(views[0]["name"], name);
+    assert_eq!(views[0]["state"], "STOPPING");
+    assert_eq!(views[0]["removing"], true);
+}
+
+#[test]
+fn removed_job_stop_survives_two_crashes() {
+    if skip("removed_job_stop_survives_two_crashes") {
+        return;
+    }
+    let timeout = Duration::from_secs(10);
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "infinity"],
+                          "start_seconds": "300ms", "stop": {"timeout": "10s"}})
+    .to_string();
+    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let pid = running.pid.expect("pid of a running job");
+
+    let removed = Instant::now();
+    daemon.remove_job("stubborn");
+    daemon.wait_for_state("stubborn", JobState::Stopping, SETTLE);
+    let settled = daemon.run_dir().join("settled/stubborn.json");
+
+    // Each supervisord lists the job as the first one did, and leaves the
+    // stop's record to the next one.
+    for round in 1..=2 {
+        daemon.crash();
+        daemon.respawn();
+        assert!(
+            process_alive(pid),
+            "supervisord {round} after the first killed the container before the stop timeout"
+        );
+        assert_removing_job_listed(&daemon, "stubborn", pid);
+        assert!(
+            settled.exists(),
+            "supervisord {round} after the first removed the stop's record"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(
+        process_alive(pid),
+        "the last supervisord killed the container before the stop timeout"
+    );
+    assert_removing_job_listed(&daemon, "stubborn", pid);
+
+    let deadline = removed + timeout + Duration::from_secs(10);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "the container outlived its stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_after = removed.elapsed();
+    assert!(
+        killed_after >= timeout,
+        "killed {killed_after:?} after the file was removed, before the {timeout:?} timeout"
+    );
+    daemon.wait_until(SETTLE, "the removed job is dropped", |daemon| {
+        daemon.job("stubborn").is_err()
+    });
+    let dropped = daemon.ctl(&["status", "stubborn"]);
+    assert_eq!(dropped.status.code(), Some(4), "{}", stdout_of(&dropped));
+    assert!(!settled.exists(), "the stop's record outlived the stop");
+    daemon.wait_until(SETTLE, "the container's files are removed", |daemon| {
+        daemon.entries(&daemon.run_dir().join("shims")).is_empty()
+    });
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn removed_job_returns_after_crash() {
+    if skip("removed_job_returns_after_crash") {
+        return;
+    }
+    let timeout = Duration::from_secs(6);
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "infinity"],
+                          "start_seconds": "300ms", "stop": {"timeout": "6s"}})
+    .to_string();
+    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let pid = running.pid.expect("pid of a running job");
+    let first_id = running.container_id.expect("container id of a running job");
+
+    let removed = Instant::now();
+    daemon.remove_job("stubborn");
+    daemon.wait_for_state("stubborn", JobState::Stopping, SETTLE);
+    daemon.crash();
+    daemon.respawn();
+    assert_removing_job_listed(&daemon, "stubborn", pid);
+
+    // The file that is back cancels the removal but not the stop, and the
+    // job starts again by its autostart once the container ended.
+    daemon.write_job("stubborn", &stubborn);
+    daemon.wait_until(SETTLE, "the returned file cancels the removal", |daemon| {
+        daemon.job("stubborn").is_ok_and(|view| !view.removing)
+    });
+    let view = daemon.job("stubborn").unwrap();
+    assert_eq!(view.state, JobState::Stopping, "{view:#?}");
+    assert!(process_alive(pid), "the returned file cut the stop short");
+
+    let restarted = daemon.wait_for_state("stubborn", JobState::Running, timeout + SETTLE);
+    let killed_after = removed.elapsed();
+    assert!(!process_alive(pid), "the first container outlived its stop");
+    assert!(
+        killed_after >= timeout,
+        "started again {killed_after:?} after the file was removed, before the {timeout:?} timeout"
+    );
+    assert_ne!(restarted.container_id.as_deref(), Some(first_id.as_str()));
+    assert!(!restarted.removing, "{restarted:#?}");
 
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));

@@ -3,6 +3,7 @@
 //! directory) sent to it over a channel. Nothing polls.
 
 mod connections;
+mod created_dirs;
 mod job;
 mod jobwatch;
 mod launch;
@@ -21,7 +22,7 @@ mod supervisor;
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -30,6 +31,8 @@ use nix::sys::stat::{umask, Mode};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
+
+use created_dirs::CreatedDirs;
 
 pub use self::server::{
     KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
@@ -368,9 +371,18 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     // before the cgroup and the directories are created, so a daemon
     // rejected here has created nothing.
     let _jobs_lock = lock_jobs_dir(&config.jobs_dir)?;
+    // A daemon with a jobs directory of its own but the run directory of
+    // another one is rejected here, before it creates anything, and again
+    // by the bind should the other one start listening meanwhile.
+    check_socket_unused(&config.socket_path())?;
+    // Dropped on every error return below, which removes the directories
+    // that this start created.
+    let created = prepare_dirs(&config)?;
+    let _locks = [lock_dir(&config.data_dir)?, lock_dir(&config.log_dir)?];
     // On cgroup v2 the daemon moves itself into a leaf of its cgroup and
     // hands the runtime an absolute parent, because the runtime it starts
-    // runs in that leaf; on v1 the parent stays relative.
+    // runs in that leaf; on v1 the parent stays relative. The directory
+    // locks come first, so a daemon rejected for them moves nowhere.
     let delegated = corral_runtime::cgroups::Hierarchy::detect()
         .and_then(|mut hierarchy| hierarchy.delegate(&config.cgroup_parent))
         .map_err(|source| DaemonError::CgroupParent {
@@ -378,8 +390,6 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
             source,
         })?;
     config.cgroup_parent = delegated;
-    prepare_dirs(&config)?;
-    let _locks = [lock_dir(&config.data_dir)?, lock_dir(&config.log_dir)?];
     // Each shim would otherwise execute itself a second time from a
     // read-only bind mount of its binary before it creates a container
     // (see corral_runtime::selfexe). One such mount, held open here and
@@ -422,6 +432,7 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let (events, receiver) = mpsc::unbounded_channel();
     spawn_signal_handlers(events.clone(), config.live_restore)?;
+    created.keep();
     match jobwatch::spawn(config.jobs_dir.clone(), events.clone()) {
         Ok(_) => tracing::debug!(dir = %config.jobs_dir.display(), "watching jobs directory"),
         Err(error) => tracing::warn!(
@@ -498,7 +509,9 @@ fn check_jobs_dir(path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
+/// Creates the directories of `config` that are missing, with mode 0700,
+/// and returns those it created.
+fn prepare_dirs(config: &DaemonConfig) -> Result<CreatedDirs, DaemonError> {
     let dirs = [
         config.run_dir.clone(),
         config.containers_root(),
@@ -510,12 +523,23 @@ fn prepare_dirs(config: &DaemonConfig) -> Result<(), DaemonError> {
         config.bundles_dir(),
         config.log_dir.clone(),
     ];
+    let mut created = CreatedDirs::default();
     for dir in dirs {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
+        created
+            .create_all(&dir, 0o700)
             .map_err(|source| DaemonError::CreateDir { path: dir, source })?;
+    }
+    Ok(created)
+}
+
+/// Fails with [`DaemonError::AlreadyRunning`] when a process listens on
+/// the control socket `path`. A socket file without a listener is left
+/// for [`bind_socket`] to replace.
+fn check_socket_unused(path: &Path) -> Result<(), DaemonError> {
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::AlreadyRunning {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -656,12 +680,8 @@ fn flock_holder(file: &std::fs::File) -> Option<u32> {
 }
 
 fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    check_socket_unused(path)?;
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(DaemonError::AlreadyRunning {
-                path: path.to_path_buf(),
-            });
-        }
         let _ = std::fs::remove_file(path);
     }
     let bind_error = |source| DaemonError::Bind {

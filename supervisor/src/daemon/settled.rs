@@ -5,7 +5,8 @@
 //! A supervisord that starts finds such a job in the recorded state, with
 //! the ending of its last run and its restarts, instead of starting it by
 //! `autostart`. A job in BACKOFF restarts when its restart was due. The
-//! record is removed when the job starts again or its file is removed.
+//! record is removed when the job starts again, or when a job whose file was
+//! removed is dropped, once its container ended.
 //!
 //! A crash of supervisord, and its exit with `--live-restore`, keep the
 //! records. A stop of the whole daemon, which stops every job, removes

@@ -14,7 +14,7 @@ use corral_config::JobSpec;
 use corral_runtime::state::ExitRecord;
 
 use super::{clean_up_orphan, Supervisor};
-use crate::daemon::job::{AfterStop, Container};
+use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, ShimRecord};
 use crate::daemon::listing::{self, DotFiles};
 use crate::daemon::monitor_handle::MonitorHandle;
@@ -97,26 +97,41 @@ impl Supervisor {
         let launched = launch::read_launched_spec(&self.config, &id).map(Arc::new);
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
         let pending = pending_stop(&self.config, &record.job, started_at);
-        let Some(job) = self.jobs.get_mut(&record.job) else {
-            tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job whose file was removed");
-            let kill_at = orphan_kill_time(pending.as_ref(), launched.as_deref());
-            self.kill_orphan(record, monitor, kill_at);
-            return;
-        };
+        let file_removed = !self.jobs.contains_key(&record.job);
+        if file_removed {
+            match launched
+                .clone()
+                .filter(|_| stop_resumable(pending.as_ref()))
+            {
+                Some(spec) => self.add_removed_job(&record.job, &id, spec),
+                None => {
+                    tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job whose file was removed");
+                    self.kill_orphan(record, monitor);
+                    return;
+                }
+            }
+        }
+        let job = self
+            .jobs
+            .get_mut(&record.job)
+            .expect("listed by its file or added above");
         // A job file that turned invalid meanwhile keeps the container
         // running with the spec it was started from, as a running daemon
         // keeps the last valid version.
         let current = job.spec.clone();
         let Some(spec) = current.clone().or_else(|| launched.clone()) else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
-            self.kill_orphan(record, monitor, None);
+            self.kill_orphan(record, monitor);
             return;
         };
         job.spec = Some(Arc::clone(&spec));
 
-        let restart_pending = pending
-            .as_ref()
-            .is_some_and(|settled| starts_after_stop(settled, &spec));
+        // The stop of a job without a file ends with its removal, as the
+        // earlier daemon's would have.
+        let restart_pending = !file_removed
+            && pending
+                .as_ref()
+                .is_some_and(|settled| starts_after_stop(settled, &spec));
         let signal_sent = pending
             .as_ref()
             .is_some_and(|settled| settled.stop_signal_sent);
@@ -244,42 +259,37 @@ impl Supervisor {
         });
     }
 
-    /// Kills the container of a monitor whose job is gone, at `kill_at`
-    /// unless the container ends before, or at once without it. The shim
-    /// then notices the end of its container, cleans up and exits, the
-    /// monitor follows, and the container's files are removed.
-    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd, kill_at: Option<SystemTime>) {
+    /// Adds job `name`, whose file was removed while the earlier
+    /// supervisord stopped its container, with the spec that container
+    /// started from and its removal pending, as that supervisord had it.
+    /// Its settled record then follows every state change, and the job is
+    /// dropped once the container ended.
+    fn add_removed_job(&mut self, name: &str, container_id: &str, spec: Arc<JobSpec>) {
+        tracing::info!(job = %name, container_id, "finishing the stop of a job whose file was removed");
+        let file = self.config.jobs_dir.join(format!("{name}.json"));
+        let mut job = Job::new(name, file, Some(spec), None, &self.config.log_dir);
+        job.after_stop = AfterStop::Remove;
+        self.jobs.insert(name.to_string(), Box::new(job));
+    }
+
+    /// Kills the container of a monitor whose job is gone. The shim then
+    /// notices the end of its container, cleans up and exits, the monitor
+    /// follows, and the container's files are removed.
+    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd) {
         let config = Arc::clone(&self.config);
         tokio::spawn(async move {
             let job = record.job.clone();
             let id = record.container_id.clone();
-            let left = kill_at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
-            let ended = match left {
-                Some(left) if !left.is_zero() => {
-                    // NOTE: this supervisord removed the stop's record at its
-                    // start, so if it ends during the wait, the next one
-                    // kills the container at once.
-                    tracing::info!(%job, container_id = %id, left = ?left, "waiting for the rest of the stop timeout that the earlier supervisord began");
-                    tokio::time::timeout(left, monitor.wait_exited()).await.ok()
-                }
-                _ => None,
-            };
-            let exited = match ended {
-                Some(exited) => exited,
-                None => {
-                    let root = config.containers_root();
-                    let kill_id = id.clone();
-                    let killed = tokio::task::spawn_blocking(move || {
-                        corral_runtime::container::kill_all(&root, &kill_id)
-                    })
-                    .await;
-                    if let Ok(Err(error)) = killed {
-                        tracing::warn!(%job, container_id = %id, error = %error_chain(&error), "failed to kill an orphaned container");
-                    }
-                    monitor.wait_exited().await
-                }
-            };
-            if let Err(error) = exited {
+            let root = config.containers_root();
+            let kill_id = id.clone();
+            let killed = tokio::task::spawn_blocking(move || {
+                corral_runtime::container::kill_all(&root, &kill_id)
+            })
+            .await;
+            if let Ok(Err(error)) = killed {
+                tracing::warn!(%job, container_id = %id, error = %error_chain(&error), "failed to kill an orphaned container");
+            }
+            if let Err(error) = monitor.wait_exited().await {
                 tracing::error!(%job, container_id = %id, %error, "failed to watch an orphaned monitor");
             }
             launch::remove_container_files(&config, &record.container_id);
@@ -392,16 +402,11 @@ fn starts_after_stop(settled: &SettledRecord, spec: &JobSpec) -> bool {
     settled.restart || (settled.removing && spec.autostart)
 }
 
-/// Returns when SIGKILL goes to an orphaned container: the recorded time
-/// of the stop signal plus the stop timeout of the spec the container
-/// started with. Returns `None`, for a kill at once, when the record, that
-/// time (which older records lack) or the spec is missing.
-fn orphan_kill_time(
-    pending: Option<&SettledRecord>,
-    launched: Option<&JobSpec>,
-) -> Option<SystemTime> {
-    let pending = pending.filter(|settled| settled.stop_signal_sent)?;
-    Some(pending.stop_signal_sent_at? + launched?.stop.timeout.as_duration())
+/// True when the next daemon can finish a recorded stop with the rest of
+/// its timeout: the stop signal went out and the record has its time,
+/// which records of older versions lack.
+fn stop_resumable(pending: Option<&SettledRecord>) -> bool {
+    pending.is_some_and(|settled| settled.stop_signal_sent && settled.stop_signal_sent_at.is_some())
 }
 
 fn finished_time(exit: &ExitRecord) -> SystemTime {
