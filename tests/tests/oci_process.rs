@@ -223,6 +223,37 @@ fn process_unreadable_executable_passes_create() {
 }
 
 #[test]
+fn process_check_under_seccomp() {
+    if !require_root("process_check_under_seccomp") {
+        return;
+    }
+    // Without noNewPrivileges the filter goes in before the check. The
+    // access check gives way to a profile that denies it, and the header
+    // checks still run.
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["access", "faccessat", "faccessat2"], "action": "SCMP_ACT_ERRNO"}]});
+    let mut bundle = Bundle::new("seccomp-elf");
+    bundle.args(&["/bin/true"]);
+    bundle.set("/process/noNewPrivileges", json!(false));
+    bundle.set("/linux/seccomp", profile.clone());
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let mut bundle = Bundle::new("seccomp-script");
+    write_script(&bundle, "/bin/script", "#!/nonexistent/interp\n", 0o755);
+    bundle.args(&["/bin/script"]);
+    bundle.set("/process/noNewPrivileges", json!(false));
+    bundle.set("/linux/seccomp", profile);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/bin/script\": interpreter \"/nonexistent/interp\" of /bin/script: \
+         no such file in the container"
+    );
+}
+
+#[test]
 fn process_not_executable_fails_create() {
     if !require_root("process_not_executable_fails_create") {
         return;
