@@ -8,7 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::AT_FDCWD;
+use nix::fcntl::{OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::sys::statfs::{fstatfs, FsType};
 use nix::unistd::{faccessat, AccessFlags};
 use serde::{Deserialize, Serialize};
 
@@ -82,9 +84,25 @@ const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 /// scripts.
 ///
 /// The container's own proc mount lacks binfmt_misc, so this is read
-/// before pivot_root. A directory that is missing or unreadable counts as
-/// no handlers.
+/// before pivot_root. A directory that is missing, unreadable or not a
+/// mounted binfmt_misc counts as no handlers.
+///
+/// NOTE: the tests run only on hosts without handlers, because registering
+/// one changes every process of the host.
 pub(crate) fn binfmt_misc_handlers_enabled() -> bool {
+    // O_PATH without O_DIRECTORY does not trigger an autofs mount point
+    // (systemd's proc-sys-fs-binfmt_misc.automount), so the check never
+    // waits for an automounter that mounts in another namespace.
+    let Ok(directory) =
+        nix::fcntl::open(BINFMT_MISC, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+    else {
+        return false;
+    };
+    // BINFMTFS_MAGIC of linux/magic.h.
+    let mounted = fstatfs(&directory).is_ok_and(|fs| fs.filesystem_type() == FsType(0x4249_4e4d));
+    if !mounted {
+        return false;
+    }
     let enabled =
         |path: &Path| std::fs::read_to_string(path).is_ok_and(|text| text.starts_with("enabled"));
     if !enabled(&Path::new(BINFMT_MISC).join("status")) {
@@ -558,6 +576,19 @@ mod tests {
             format_error(&bare).reason,
             ExecutableReason::NoInterpreter { path: bare.clone() }
         );
+    }
+
+    #[test]
+    fn binfmt_misc_check_matches_host() {
+        // The test host may or may not have handlers, but a host without a
+        // mounted binfmt_misc has none.
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|line| line.contains(" - binfmt_misc "));
+        if !mounted {
+            assert!(!binfmt_misc_handlers_enabled());
+        }
     }
 
     #[test]
