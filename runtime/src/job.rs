@@ -137,8 +137,11 @@ pub enum JobSpecError {
         #[source]
         source: Box<StoreError>,
     },
-    #[error("failed to resolve user {user:?} in image {image:?}")]
+    /// `field` is `user` for the job's own user, or `the image config's
+    /// User` for the user that the stored image's config gives.
+    #[error("failed to resolve {field} {user:?} in image {image:?}")]
     User {
+        field: &'static str,
         image: String,
         user: String,
         #[source]
@@ -390,11 +393,12 @@ fn exec_user(job: &JobSpec, image: &ResolvedImage) -> Result<image::ExecUser, Jo
         None => image::AccountRoot::Dir(&image.root_dir),
     };
     let field = if job.user.is_some() {
-        "user".to_string()
+        "user"
     } else {
-        format!("image {:?} config User", image.label)
+        "the image config's User"
     };
-    image::resolve_user(&root, &field, user).map_err(|source| JobSpecError::User {
+    image::resolve_user(&root, user).map_err(|source| JobSpecError::User {
+        field,
         image: image.label.clone(),
         user: user.to_string(),
         source: Box::new(source),

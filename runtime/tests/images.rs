@@ -738,7 +738,7 @@ fn image_file_lookup_follows_whiteouts() {
         record: &record,
     };
     let ids = |user: &str| {
-        resolve_user(&root, "user", user)
+        resolve_user(&root, user)
             .map(|resolved| (resolved.uid, resolved.gid))
             .unwrap()
     };
@@ -747,8 +747,8 @@ fn image_file_lookup_follows_whiteouts() {
     assert_eq!(ids("1000"), (1000, 1001));
     assert_eq!(ids("4242"), (4242, 4242));
     assert_eq!(ids("0:7"), (0, 7));
-    assert!(resolve_user(&root, "user", "nobody").is_err());
-    assert!(resolve_user(&root, "user", "web:nogroup").is_err());
+    assert!(resolve_user(&root, "nobody").is_err());
+    assert!(resolve_user(&root, "web:nogroup").is_err());
 }
 
 #[test]

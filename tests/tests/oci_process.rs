@@ -101,24 +101,155 @@ fn process_missing_command_fails_create() {
     );
 }
 
+/// Writes an executable script with `body` at `path` below the rootfs.
+fn write_script(bundle: &Bundle, path: &str, body: &str, mode: u32) {
+    let file = bundle.rootfs().join(path.trim_start_matches('/'));
+    std::fs::write(&file, body).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 #[test]
-fn process_missing_interpreter_exits_127() {
-    if !require_root("process_missing_interpreter_exits_127") {
+fn process_script_interpreter_fails_create() {
+    if !require_root("process_script_interpreter_fails_create") {
         return;
     }
-    // The script itself passes the check at create, so only execve finds
-    // that its interpreter is missing.
-    let mut bundle = Bundle::new("interpreter");
-    let script = bundle.rootfs().join("bin/no-interpreter");
-    std::fs::write(&script, "#!/bin/no-such-interpreter\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    bundle.args(&["/bin/no-interpreter"]);
-    let output = bundle.run();
-    assert_eq!(output.status.code(), Some(127), "{}", describe(&output));
+    let cases = [
+        (
+            "#!/nonexistent/interp\n",
+            "corral: exec \"/bin/script\": interpreter \"/nonexistent/interp\" of /bin/script: \
+             no such file in the container",
+        ),
+        (
+            "#! /etc/passwd -x\n",
+            "corral: exec \"/bin/script\": interpreter \"/etc/passwd\" of /bin/script: \
+             permission denied: the process's user may not execute /etc/passwd in the container",
+        ),
+        (
+            "#!/tmp\n",
+            "corral: exec \"/bin/script\": interpreter \"/tmp\" of /bin/script: /tmp is a \
+             directory",
+        ),
+        (
+            "#!/bin/text\n",
+            "corral: exec \"/bin/script\": interpreter \"/bin/text\" of /bin/script: /bin/text \
+             is not an executable format (no ELF header or #! line)",
+        ),
+    ];
+    for (index, (body, expected)) in cases.into_iter().enumerate() {
+        let mut bundle = Bundle::new(&format!("interpreter{index}"));
+        write_script(&bundle, "/bin/script", body, 0o755);
+        write_script(&bundle, "/bin/text", "echo hello\n", 0o755);
+        bundle.args(&["/bin/script"]);
+        let output = bundle.run();
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{body:?}: {}",
+            describe(&output)
+        );
+        assert_eq!(text(&output.stderr).trim_end(), expected, "{body:?}");
+        assert_eq!(
+            bundle.state(),
+            None,
+            "{body:?}: the failed run left a container"
+        );
+    }
+
+    // A script found in PATH gets the same check.
+    let mut bundle = Bundle::new("interpreter-path");
+    write_script(&bundle, "/bin/script", "#!/nonexistent/interp\n", 0o755);
+    bundle.args(&["script"]);
+    let output = bundle.create();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(
-        text(&output.stderr).contains("/bin/no-interpreter"),
-        "message does not name the path: {}",
-        text(&output.stderr)
+        text(&output.stderr).contains(
+            "exec \"script\": interpreter \"/nonexistent/interp\" of /bin/script: no such file"
+        ),
+        "{}",
+        describe(&output)
+    );
+
+    // A script whose interpreter exists runs.
+    let mut bundle = Bundle::new("interpreter-ok");
+    write_script(&bundle, "/bin/script", "#!/bin/sh\necho ran\n", 0o755);
+    bundle.args(&["/bin/script"]);
+    assert_eq!(bundle.run_ok(), "ran\n");
+}
+
+#[test]
+fn process_unknown_format_fails_create() {
+    if !require_root("process_unknown_format_fails_create") {
+        return;
+    }
+    let mut bundle = Bundle::new("enoexec");
+    write_script(&bundle, "/bin/text", "echo hello\n", 0o755);
+    bundle.args(&["/bin/text"]);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/bin/text\": /bin/text is not an executable format (no ELF header or \
+         #! line)"
+    );
+    let output = bundle.create();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(bundle.state(), None, "the failed create left a container");
+}
+
+#[test]
+fn process_unreadable_executable_passes_create() {
+    if !require_root("process_unreadable_executable_passes_create") {
+        return;
+    }
+    // execve runs an ELF binary that its user may not read, so create
+    // must not fail on the header it cannot read.
+    let mut bundle = Bundle::new("unreadable-elf");
+    let copy = bundle.rootfs().join("bin/probe-0711");
+    std::fs::copy(bundle.rootfs().join("bin/corral-probe"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o711)).unwrap();
+    bundle.args(&["/bin/probe-0711", "exit", "0"]);
+    bundle.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // An unreadable file of an unknown format passes create too, and
+    // execve fails with ENOEXEC.
+    let mut bundle = Bundle::new("unreadable-text");
+    write_script(&bundle, "/bin/text", "echo hello\n", 0o711);
+    bundle.args(&["/bin/text"]);
+    bundle.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(126), "{}", describe(&output));
+}
+
+#[test]
+fn process_check_under_seccomp() {
+    if !require_root("process_check_under_seccomp") {
+        return;
+    }
+    // Without noNewPrivileges the filter goes in before the check. The
+    // access check gives way to a profile that denies it, and the header
+    // checks still run.
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["access", "faccessat", "faccessat2"], "action": "SCMP_ACT_ERRNO"}]});
+    let mut bundle = Bundle::new("seccomp-elf");
+    bundle.args(&["/bin/true"]);
+    bundle.set("/process/noNewPrivileges", json!(false));
+    bundle.set("/linux/seccomp", profile.clone());
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let mut bundle = Bundle::new("seccomp-script");
+    write_script(&bundle, "/bin/script", "#!/nonexistent/interp\n", 0o755);
+    bundle.args(&["/bin/script"]);
+    bundle.set("/process/noNewPrivileges", json!(false));
+    bundle.set("/linux/seccomp", profile);
+    let output = bundle.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "corral: exec \"/bin/script\": interpreter \"/nonexistent/interp\" of /bin/script: \
+         no such file in the container"
     );
 }
 

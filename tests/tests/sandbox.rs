@@ -2,6 +2,7 @@
 //! `corral run` with the OCI config that supervisord would generate.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -175,23 +176,48 @@ fn sandbox_unexecutable_program_fails_create() {
         return;
     }
     let _serial = serial();
+    // Scripts bound into the container at /scripts.
+    let scripts = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = scripts.path().join(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("no-interpreter", "#!/nonexistent/interp\n");
+    script("text", "echo hello\n");
+    let bound = |command: &str| {
+        format!(
+            r#"{{"command": ["{command}"], "mounts": [{{"type": "bind", "source": "{}", "target": "/scripts", "readonly": true}}]}}"#,
+            scripts.path().display()
+        )
+    };
     let cases = [
         (
-            r#"{"command": ["no-such-program-anywhere"]}"#,
+            r#"{"command": ["no-such-program-anywhere"]}"#.to_string(),
             "exec \"no-such-program-anywhere\": not found in the container's PATH",
         ),
         (
-            r#"{"command": ["/no/such/program"], "init": true}"#,
+            r#"{"command": ["/no/such/program"], "init": true}"#.to_string(),
             "exec \"/no/such/program\": no such file in the container",
         ),
         (
-            r#"{"command": ["/etc/passwd"]}"#,
+            r#"{"command": ["/etc/passwd"]}"#.to_string(),
             "exec \"/etc/passwd\": permission denied: the process's user may not execute \
              /etc/passwd",
         ),
+        (
+            bound("/scripts/no-interpreter"),
+            "exec \"/scripts/no-interpreter\": interpreter \"/nonexistent/interp\" of \
+             /scripts/no-interpreter: no such file in the container",
+        ),
+        (
+            bound("/scripts/text"),
+            "exec \"/scripts/text\": /scripts/text is not an executable format (no ELF header \
+             or #! line)",
+        ),
     ];
     for (index, (job, expected)) in cases.into_iter().enumerate() {
-        let sandbox = Sandbox::new(&format!("unexecutable{index}"), job);
+        let sandbox = Sandbox::new(&format!("unexecutable{index}"), &job);
         let output = sandbox
             .corral()
             .args(["run", &sandbox.id, "--bundle"])

@@ -49,7 +49,7 @@ complete -c corral -n "__fish_corral_needs_command" -f -a "features" -d 'Print t
 complete -c corral -n "__fish_corral_needs_command" -f -a "ps" -d 'List the processes of a container'
 complete -c corral -n "__fish_corral_needs_command" -f -a "list" -d 'List containers'
 complete -c corral -n "__fish_corral_needs_command" -f -a "image" -d 'Manage the image store: import, ls, inspect, rm, gc'
-complete -c corral -n "__fish_corral_using_subcommand spec" -s b -l bundle -r -F
+complete -c corral -n "__fish_corral_using_subcommand spec" -s b -l bundle -d 'Bundle directory to write config.json into' -r -F
 complete -c corral -n "__fish_corral_using_subcommand spec" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand spec" -l log -d 'Write log lines to this file instead of stderr' -r -F
 complete -c corral -n "__fish_corral_using_subcommand spec" -l log-format -d 'Format of log lines' -r -f -a "text\t''
@@ -57,8 +57,8 @@ json\t''"
 complete -c corral -n "__fish_corral_using_subcommand spec" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand spec" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand spec" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand create" -s b -l bundle -r -F
-complete -c corral -n "__fish_corral_using_subcommand create" -l pid-file -r -F
+complete -c corral -n "__fish_corral_using_subcommand create" -s b -l bundle -d 'Bundle directory that contains config.json' -r -F
+complete -c corral -n "__fish_corral_using_subcommand create" -l pid-file -d 'Write the PID of the container\'s process to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand create" -l console-socket -d 'Unix socket that receives the master of the process\'s terminal when config.json sets process.terminal' -r -F
 complete -c corral -n "__fish_corral_using_subcommand create" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand create" -l log -d 'Write log lines to this file instead of stderr' -r -F
@@ -97,8 +97,8 @@ complete -c corral -n "__fish_corral_using_subcommand delete" -s f -l force -d '
 complete -c corral -n "__fish_corral_using_subcommand delete" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand delete" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand delete" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand run" -s b -l bundle -r -F
-complete -c corral -n "__fish_corral_using_subcommand run" -l pid-file -r -F
+complete -c corral -n "__fish_corral_using_subcommand run" -s b -l bundle -d 'Bundle directory that contains config.json' -r -F
+complete -c corral -n "__fish_corral_using_subcommand run" -l pid-file -d 'Write the PID of the container\'s process to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand run" -l exit-file -d 'Write the exit record (status, signal, OOM kills) to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand run" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand run" -l log -d 'Write log lines to this file instead of stderr' -r -F
@@ -108,9 +108,9 @@ complete -c corral -n "__fish_corral_using_subcommand run" -s d -l detach -d 'Re
 complete -c corral -n "__fish_corral_using_subcommand run" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand run" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand run" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand shim" -s b -l bundle -r -F
-complete -c corral -n "__fish_corral_using_subcommand shim" -l exit-file -r -F
-complete -c corral -n "__fish_corral_using_subcommand shim" -l pid-file -r -F
+complete -c corral -n "__fish_corral_using_subcommand shim" -s b -l bundle -d 'Bundle directory that contains config.json' -r -F
+complete -c corral -n "__fish_corral_using_subcommand shim" -l exit-file -d 'Write the exit record (status, signal, OOM kills) to this file' -r -F
+complete -c corral -n "__fish_corral_using_subcommand shim" -l pid-file -d 'Write the PID of the container\'s process to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l log -d 'Write log lines to this file instead of stderr' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l log-format -d 'Format of log lines' -r -f -a "text\t''
@@ -122,7 +122,7 @@ complete -c corral -n "__fish_corral_using_subcommand exec" -s p -l process -d '
 complete -c corral -n "__fish_corral_using_subcommand exec" -s e -l env -d 'Set an environment variable, KEY=VALUE' -r
 complete -c corral -n "__fish_corral_using_subcommand exec" -l cwd -d 'Working directory inside the container' -r -F
 complete -c corral -n "__fish_corral_using_subcommand exec" -s u -l user -d 'UID[:GID] to run as' -r
-complete -c corral -n "__fish_corral_using_subcommand exec" -l pid-file -r -F
+complete -c corral -n "__fish_corral_using_subcommand exec" -l pid-file -d 'Write the PID of the new process to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand exec" -l console-socket -d 'Unix socket that receives the master of the terminal' -r -F
 complete -c corral -n "__fish_corral_using_subcommand exec" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand exec" -l log -d 'Write log lines to this file instead of stderr' -r -F
@@ -181,7 +181,7 @@ json\t''"
 complete -c corral -n "__fish_corral_using_subcommand features" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand features" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand features" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand ps" -s f -l format -r -f -a "table\t''
+complete -c corral -n "__fish_corral_using_subcommand ps" -s f -l format -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c corral -n "__fish_corral_using_subcommand ps" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand ps" -l log -d 'Write log lines to this file instead of stderr' -r -F
@@ -190,7 +190,7 @@ json\t''"
 complete -c corral -n "__fish_corral_using_subcommand ps" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand ps" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand ps" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand list" -s f -l format -r -f -a "table\t''
+complete -c corral -n "__fish_corral_using_subcommand list" -s f -l format -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c corral -n "__fish_corral_using_subcommand list" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand list" -l log -d 'Write log lines to this file instead of stderr' -r -F
@@ -222,7 +222,7 @@ json\t''"
 complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from import" -l debug -d 'Log debug messages'
 complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from import" -l systemd-cgroup -d 'Manage cgroups through systemd (not supported)'
 complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
-complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from ls" -s f -l format -r -f -a "table\t''
+complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from ls" -s f -l format -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from ls" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand image; and __fish_seen_subcommand_from ls" -l log -d 'Write log lines to this file instead of stderr' -r -F

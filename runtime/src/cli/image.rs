@@ -36,10 +36,13 @@ pub enum ImageCommand {
         /// OS/ARCHITECTURE[/VARIANT] [default: this host's].
         #[arg(long)]
         platform: Option<String>,
+        /// Rootfs directory, tarball, OCI layout directory or archive to
+        /// import.
         source: PathBuf,
     },
     /// List the images of the store.
     Ls {
+        /// Output format.
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Print only the image names.
@@ -48,10 +51,14 @@ pub enum ImageCommand {
     },
     /// Print an image's record as JSON: layers with their directories,
     /// size, platform and config (entrypoint, cmd, env, working dir, user).
-    Inspect { name: String },
+    Inspect {
+        /// Image name.
+        name: String,
+    },
     /// Remove images from the store; their layers stay until `gc`, and
     /// while containers use them.
     Rm {
+        /// Names of the images to remove.
         #[arg(required = true)]
         names: Vec<String>,
     },

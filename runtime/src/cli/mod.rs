@@ -47,14 +47,18 @@ pub enum ListFormat {
 pub enum Command {
     /// Write a default config.json into the bundle directory.
     Spec {
+        /// Bundle directory to write config.json into.
         #[arg(long, short, default_value = ".")]
         bundle: PathBuf,
     },
     /// Create a container and leave its process waiting for `start`.
     Create {
+        /// Container ID.
         id: String,
+        /// Bundle directory that contains config.json.
         #[arg(long, short, default_value = ".")]
         bundle: PathBuf,
+        /// Write the PID of the container's process to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
         /// Unix socket that receives the master of the process's terminal
@@ -63,12 +67,20 @@ pub enum Command {
         console_socket: Option<PathBuf>,
     },
     /// Start the process of a created container.
-    Start { id: String },
+    Start {
+        /// Container ID.
+        id: String,
+    },
     /// Print a container's OCI state as JSON.
-    State { id: String },
+    State {
+        /// Container ID.
+        id: String,
+    },
     /// Send a signal (name or number, default SIGTERM) to a container.
     Kill {
+        /// Container ID.
         id: String,
+        /// Signal name (KILL or SIGKILL) or number [default: SIGTERM].
         signal: Option<String>,
         /// Signal every process in the container's cgroup.
         #[arg(long, short)]
@@ -76,6 +88,7 @@ pub enum Command {
     },
     /// Remove a container and everything it owns.
     Delete {
+        /// Container ID.
         id: String,
         /// Kill the container first if it is running.
         #[arg(long, short)]
@@ -83,9 +96,12 @@ pub enum Command {
     },
     /// Create, start and wait for a container; exits with its status.
     Run {
+        /// Container ID.
         id: String,
+        /// Bundle directory that contains config.json.
         #[arg(long, short, default_value = ".")]
         bundle: PathBuf,
+        /// Write the PID of the container's process to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
         /// Return once the container runs instead of waiting for it.
@@ -99,16 +115,21 @@ pub enum Command {
     /// written to --exit-file.
     #[command(hide = true)]
     Shim {
+        /// Container ID.
         id: String,
+        /// Bundle directory that contains config.json.
         #[arg(long, short)]
         bundle: PathBuf,
+        /// Write the exit record (status, signal, OOM kills) to this file.
         #[arg(long)]
         exit_file: PathBuf,
+        /// Write the PID of the container's process to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
     /// Run another process inside a running container.
     Exec {
+        /// Container ID.
         id: String,
         /// JSON file with an OCI process object to run.
         #[arg(long, short)]
@@ -128,6 +149,7 @@ pub enum Command {
         /// UID[:GID] to run as.
         #[arg(long, short)]
         user: Option<String>,
+        /// Write the PID of the new process to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
         /// Unix socket that receives the master of the terminal.
@@ -138,11 +160,18 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Freeze every process of a container.
-    Pause { id: String },
+    Pause {
+        /// Container ID.
+        id: String,
+    },
     /// Thaw a paused container.
-    Resume { id: String },
+    Resume {
+        /// Container ID.
+        id: String,
+    },
     /// Change a container's resource limits.
     Update {
+        /// Container ID.
         id: String,
         /// JSON file with OCI linux.resources ("-" reads stdin); flags override it.
         #[arg(long, short)]
@@ -180,6 +209,7 @@ pub enum Command {
     },
     /// Print resource statistics and OOM events as JSON lines.
     Events {
+        /// Container ID.
         id: String,
         /// Print statistics once and exit.
         #[arg(long)]
@@ -192,12 +222,15 @@ pub enum Command {
     Features,
     /// List the processes of a container.
     Ps {
+        /// Container ID.
         id: String,
+        /// Output format.
         #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
     /// List containers.
     List {
+        /// Output format.
         #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
         /// Print only the container ids.
@@ -217,6 +250,33 @@ mod tests {
     #[test]
     fn definition_passes_clap_checks() {
         Cli::command().debug_assert();
+    }
+
+    /// Returns `command` and all its subcommands, hidden ones included.
+    fn all_commands(command: &clap::Command) -> Vec<&clap::Command> {
+        let mut commands = vec![command];
+        for subcommand in command.get_subcommands() {
+            commands.extend(all_commands(subcommand));
+        }
+        commands
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        let command = Cli::command();
+        let mut missing = Vec::new();
+        for subcommand in all_commands(&command) {
+            for argument in subcommand.get_arguments() {
+                if argument.is_hide_set() || argument.get_help().is_some() {
+                    continue;
+                }
+                missing.push(format!("{} {}", subcommand.get_name(), argument.get_id()));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "arguments without help text: {missing:?}"
+        );
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn prepare_exec(
         operation: format!("chdir to {}", cwd.display()),
         source,
     })?;
-    let resolved = super::process::resolve(process, false)?;
+    let resolved = super::process::resolve(process, false, false)?;
     Ok(init::Process {
         path: resolved.path,
         args: resolved.args,

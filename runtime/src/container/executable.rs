@@ -1,11 +1,26 @@
 //! Finding the process's executable inside the container, and the error that
 //! names why `process.args[0]` cannot be executed.
 
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::AT_FDCWD;
+use nix::fcntl::{OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::sys::statfs::{fstatfs, FsType};
 use nix::unistd::{faccessat, AccessFlags};
 use serde::{Deserialize, Serialize};
+
+/// Number of bytes at the start of a file that execve reads to find its
+/// format and the `#!` line of a script: BINPRM_BUF_SIZE, 256 in current
+/// kernels and 128 in older ones.
+const HEADER_SIZE: usize = 256;
+
+/// Magic number at the start of an ELF file.
+const ELF_MAGIC: &[u8] = b"\x7fELF";
 
 /// The executable of a container's process cannot be executed.
 ///
@@ -37,6 +52,20 @@ pub enum ExecutableReason {
     NotRegularFile { path: PathBuf },
     #[error("failed to check {}: {message}", path.display())]
     Inaccessible { path: PathBuf, message: String },
+    /// The file starts with neither an ELF header nor `#!`, so execve
+    /// fails with ENOEXEC.
+    #[error("{} is not an executable format (no ELF header or #! line)", path.display())]
+    UnknownFormat { path: PathBuf },
+    /// The `#!` line of a script names no interpreter.
+    #[error("{} has a #! line without an interpreter", path.display())]
+    NoInterpreter { path: PathBuf },
+    /// The interpreter on the `#!` line of `script` cannot be executed.
+    #[error("interpreter {interpreter:?} of {}: {reason}", script.display())]
+    Interpreter {
+        interpreter: String,
+        script: PathBuf,
+        reason: Box<ExecutableReason>,
+    },
 }
 
 /// Returns the `PATH` of a process environment, or `default` without one.
@@ -44,6 +73,48 @@ pub(crate) fn search_path<'a>(env: &'a [String], default: &'a str) -> &'a str {
     env.iter()
         .find_map(|entry| entry.strip_prefix("PATH="))
         .unwrap_or(default)
+}
+
+/// Directory where binfmt_misc lists its handlers, one file each besides
+/// `register` and `status`.
+const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
+
+/// Returns whether binfmt_misc is enabled with at least one enabled
+/// handler, so that execve may run files that are neither ELF nor `#!`
+/// scripts.
+///
+/// The container's own proc mount lacks binfmt_misc, so this is read
+/// before pivot_root. A directory that is missing, unreadable or not a
+/// mounted binfmt_misc counts as no handlers.
+///
+/// NOTE: the tests run only on hosts without handlers, because registering
+/// one changes every process of the host.
+pub(crate) fn binfmt_misc_handlers_enabled() -> bool {
+    // O_PATH without O_DIRECTORY does not trigger an autofs mount point
+    // (systemd's proc-sys-fs-binfmt_misc.automount), so the check never
+    // waits for an automounter that mounts in another namespace.
+    let Ok(directory) =
+        nix::fcntl::open(BINFMT_MISC, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+    else {
+        return false;
+    };
+    // BINFMTFS_MAGIC of linux/magic.h.
+    let mounted = fstatfs(&directory).is_ok_and(|fs| fs.filesystem_type() == FsType(0x4249_4e4d));
+    if !mounted {
+        return false;
+    }
+    let enabled =
+        |path: &Path| std::fs::read_to_string(path).is_ok_and(|text| text.starts_with("enabled"));
+    if !enabled(&Path::new(BINFMT_MISC).join("status")) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(BINFMT_MISC) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        name != "register" && name != "status" && enabled(&entry.path())
+    })
 }
 
 /// Finds the file that execve would run for `program`, as the calling
@@ -80,6 +151,142 @@ pub(crate) fn locate(program: &str, search_path: &str) -> Result<PathBuf, Execut
             search_path: search_path.to_string(),
         },
     }))
+}
+
+/// Checks that `path`, the file that [`locate`] found for `program`,
+/// starts with an ELF header or a `#!` line, and that the interpreter of a
+/// script can be executed.
+///
+/// Files of other formats pass when `other_formats` is true, because a
+/// binfmt_misc handler may run them. The interpreter is checked as the
+/// program is, one level deep: Linux runs up to 4 nested interpreters
+/// (BINPRM_MAX_RECURSION), and an interpreter that is itself a script
+/// passes without a check of its own interpreter. A file that cannot be
+/// read passes, and execve decides.
+pub(crate) fn check_format(
+    program: &str,
+    path: &Path,
+    other_formats: bool,
+) -> Result<(), ExecutableError> {
+    check_header(path, other_formats).map_err(|reason| ExecutableError {
+        program: program.to_string(),
+        reason,
+    })
+}
+
+fn check_header(path: &Path, other_formats: bool) -> Result<(), ExecutableReason> {
+    let Some((header, size)) = read_header(path) else {
+        return Ok(());
+    };
+    let interpreter = match parse_header(&header, size) {
+        Format::Elf | Format::Undecided => return Ok(()),
+        Format::Unknown if other_formats => return Ok(()),
+        Format::Unknown => {
+            return Err(ExecutableReason::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+        }
+        Format::Script(None) => {
+            return Err(ExecutableReason::NoInterpreter {
+                path: path.to_path_buf(),
+            })
+        }
+        Format::Script(Some(interpreter)) => interpreter,
+    };
+    let fail = |reason| ExecutableReason::Interpreter {
+        interpreter: interpreter.to_string_lossy().into_owned(),
+        script: path.to_path_buf(),
+        reason: Box::new(reason),
+    };
+    check_file(&interpreter).map_err(fail)?;
+    let Some((header, size)) = read_header(&interpreter) else {
+        return Ok(());
+    };
+    match parse_header(&header, size) {
+        Format::Unknown if !other_formats => Err(fail(ExecutableReason::UnknownFormat {
+            path: interpreter.clone(),
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the first [`HEADER_SIZE`] bytes of the file `path`, or all of a
+/// shorter file, and returns them with the file's size in bytes.
+///
+/// Returns None when the file cannot be opened or read: execve needs no
+/// read permission on an ELF binary (mode 0711 runs), and a seccomp profile
+/// may deny open or read while it allows execve, so execve decides.
+fn read_header(path: &Path) -> Option<(Vec<u8>, u64)> {
+    // O_NONBLOCK keeps a FIFO swapped in after the check from blocking the
+    // open. The std library adds O_CLOEXEC.
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    let size = metadata.len();
+    let expected = usize::try_from(size).map_or(HEADER_SIZE, |size| size.min(HEADER_SIZE));
+    let mut header = vec![0; expected];
+    let mut filled = 0;
+    // One read returns the whole header of a regular file, except when a
+    // signal or a short read of a network file system cuts it.
+    while filled < expected {
+        match file.read(&mut header[filled..]) {
+            Ok(0) => break,
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    // A file that shrank since its size was read is left to execve.
+    (filled == expected).then_some((header, size))
+}
+
+/// Format of an executable, from the first bytes that execve reads.
+#[derive(Debug, PartialEq, Eq)]
+enum Format {
+    Elf,
+    /// A `#!` script with the interpreter its first line names, or None
+    /// when the line names none.
+    Script(Option<PathBuf>),
+    /// A `#!` line whose interpreter runs past the header, which the
+    /// kernel rejects. The check leaves that case to execve.
+    Undecided,
+    Unknown,
+}
+
+/// Parses the first bytes of a file of `size` bytes as Linux's
+/// binfmt_script does: blanks (space, tab) after `#!` are skipped, and the
+/// interpreter ends at a blank, a newline, a NUL or the end of the file.
+fn parse_header(header: &[u8], size: u64) -> Format {
+    if header.starts_with(ELF_MAGIC) {
+        return Format::Elf;
+    }
+    let Some(line) = header.strip_prefix(b"#!") else {
+        return Format::Unknown;
+    };
+    let is_blank = |byte: &u8| *byte == b' ' || *byte == b'\t';
+    let start = line
+        .iter()
+        .position(|byte| !is_blank(byte))
+        .unwrap_or(line.len());
+    let rest = &line[start..];
+    let end = rest
+        .iter()
+        .position(|byte| is_blank(byte) || *byte == b'\n' || *byte == 0);
+    let name = match end {
+        Some(end) => &rest[..end],
+        None if (header.len() as u64) < size => return Format::Undecided,
+        None => rest,
+    };
+    if name.is_empty() {
+        return Format::Script(None);
+    }
+    Format::Script(Some(PathBuf::from(OsStr::from_bytes(name))))
 }
 
 /// Checks that `path` is a regular file that this process may execute.
@@ -213,6 +420,175 @@ mod tests {
             error.reason,
             ExecutableReason::PermissionDenied { path: script }
         );
+    }
+
+    #[test]
+    fn parse_header_formats() {
+        let script = |name: &str| Format::Script(Some(PathBuf::from(name)));
+        let cases: [(&[u8], Format); 10] = [
+            (b"\x7fELF\x02\x01\x01", Format::Elf),
+            (b"#!/bin/sh\necho\n", script("/bin/sh")),
+            (b"#! /bin/sh -e\n", script("/bin/sh")),
+            (b"#!\t/usr/bin/env python3\n", script("/usr/bin/env")),
+            (b"#!/bin/sh", script("/bin/sh")),
+            (b"#!/bin/sh\0ignored\n", script("/bin/sh")),
+            (b"#!\n/bin/sh\n", Format::Script(None)),
+            (b"#! \t \n", Format::Script(None)),
+            (b"echo hello\n", Format::Unknown),
+            (b"", Format::Unknown),
+        ];
+        for (header, expected) in cases {
+            let size = header.len() as u64;
+            assert_eq!(
+                parse_header(header, size),
+                expected,
+                "header {:?}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        // An interpreter that runs to the end of the header of a longer
+        // file is cut, so execve decides.
+        let long = format!("#!/{}", "x".repeat(HEADER_SIZE - 3));
+        assert_eq!(
+            parse_header(long.as_bytes(), HEADER_SIZE as u64 + 10),
+            Format::Undecided
+        );
+    }
+
+    fn write_script(path: &Path, body: &str) {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn format_error(path: &Path) -> ExecutableError {
+        let program = path.to_str().unwrap();
+        check_format(program, path, false).unwrap_err()
+    }
+
+    #[test]
+    fn check_format_accepts_elf_and_scripts() {
+        let exe = std::env::current_exe().unwrap();
+        check_format("test", &exe, false).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        write_script(&script, "#!/bin/sh\nexit 0\n");
+        check_format("script", &script, false).unwrap();
+
+        // The interpreter may be a script itself, whose own interpreter is
+        // not checked.
+        let nested = dir.path().join("nested");
+        write_script(&nested, &format!("#!{}\n", script.display()));
+        write_script(&script, "#!/nonexistent/interp\n");
+        check_format("nested", &nested, false).unwrap();
+    }
+
+    #[test]
+    fn check_format_reports_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        write_script(&script, "#!/nonexistent/interp -x\n");
+        let error = format_error(&script);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "exec {:?}: interpreter \"/nonexistent/interp\" of {}: no such file in the \
+                 container",
+                script.to_str().unwrap(),
+                script.display()
+            )
+        );
+
+        let interpreter = dir.path().join("interp");
+        write_file(&interpreter, 0o644);
+        write_script(&script, &format!("#! {}\n", interpreter.display()));
+        assert_eq!(
+            format_error(&script).reason,
+            ExecutableReason::Interpreter {
+                interpreter: interpreter.display().to_string(),
+                script: script.clone(),
+                reason: Box::new(ExecutableReason::PermissionDenied {
+                    path: interpreter.clone()
+                }),
+            }
+        );
+
+        write_script(&script, &format!("#!{}\n", dir.path().display()));
+        assert_eq!(
+            format_error(&script).reason,
+            ExecutableReason::Interpreter {
+                interpreter: dir.path().display().to_string(),
+                script: script.clone(),
+                reason: Box::new(ExecutableReason::IsDirectory {
+                    path: dir.path().to_path_buf()
+                }),
+            }
+        );
+
+        std::fs::write(&interpreter, "plain text\n").unwrap();
+        std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&script, &format!("#!{}\n", interpreter.display()));
+        assert_eq!(
+            format_error(&script).reason,
+            ExecutableReason::Interpreter {
+                interpreter: interpreter.display().to_string(),
+                script: script.clone(),
+                reason: Box::new(ExecutableReason::UnknownFormat {
+                    path: interpreter.clone()
+                }),
+            }
+        );
+        // With binfmt_misc handlers, execve may run such an interpreter.
+        check_format("script", &script, true).unwrap();
+    }
+
+    #[test]
+    fn check_format_reports_unknown_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        write_script(&text, "echo hello\n");
+        let error = format_error(&text);
+        assert_eq!(
+            error.reason,
+            ExecutableReason::UnknownFormat { path: text.clone() }
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "exec {:?}: {} is not an executable format (no ELF header or #! line)",
+                text.to_str().unwrap(),
+                text.display()
+            )
+        );
+        check_format("text", &text, true).unwrap();
+
+        let empty = dir.path().join("empty");
+        write_script(&empty, "");
+        assert_eq!(
+            format_error(&empty).reason,
+            ExecutableReason::UnknownFormat {
+                path: empty.clone()
+            }
+        );
+
+        let bare = dir.path().join("bare");
+        write_script(&bare, "#!\n");
+        assert_eq!(
+            format_error(&bare).reason,
+            ExecutableReason::NoInterpreter { path: bare.clone() }
+        );
+    }
+
+    #[test]
+    fn binfmt_misc_check_matches_host() {
+        // The test host may or may not have handlers, but a host without a
+        // mounted binfmt_misc has none.
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|line| line.contains(" - binfmt_misc "));
+        if !mounted {
+            assert!(!binfmt_misc_handlers_enabled());
+        }
     }
 
     #[test]

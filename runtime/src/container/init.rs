@@ -247,6 +247,9 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
         InitError::Process("the exec FIFO was not passed to the init".to_string())
     })?;
 
+    // The container's own proc mount lacks binfmt_misc, so its handlers
+    // are read from the host's before pivot_root.
+    let other_formats = super::executable::binfmt_misc_handlers_enabled();
     rootfs::pivot_into(&context.rootfs)?;
 
     let network_mode = spec
@@ -327,7 +330,7 @@ fn prepare(context: &mut InitContext) -> Result<Prepared, InitError> {
     // Checked here, as the process's user, in its working directory and
     // after every mount, so that create fails with the reason instead of
     // the process exiting 127 or 126 after start.
-    let resolved = super::process::resolve(&process, true)?;
+    let resolved = super::process::resolve(&process, true, other_formats)?;
     let with_init = spec
         .annotations()
         .as_ref()

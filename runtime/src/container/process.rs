@@ -35,8 +35,13 @@ fn c_string(value: &str, what: &str) -> Result<CString, InitError> {
 /// With `check`, an executable that cannot be executed fails with
 /// [`InitError::Executable`]. Without it, a missing program keeps its bare
 /// name, so execve fails with ENOENT and the message names what was asked
-/// for.
-pub(crate) fn resolve(process: &Process, check: bool) -> Result<Resolved, InitError> {
+/// for. `other_formats` tells the check that binfmt_misc handlers may run
+/// files that are neither ELF nor `#!` scripts.
+pub(crate) fn resolve(
+    process: &Process,
+    check: bool,
+    other_formats: bool,
+) -> Result<Resolved, InitError> {
     let args = process.args().clone().unwrap_or_default();
     let Some(program) = args.first() else {
         return Err(invalid("process.args is empty".to_string()));
@@ -44,6 +49,10 @@ pub(crate) fn resolve(process: &Process, check: bool) -> Result<Resolved, InitEr
     let env = process.env().clone().unwrap_or_default();
     let search_path = executable::search_path(&env, DEFAULT_PATH);
     let path = match executable::locate(program, search_path) {
+        Ok(path) if check => {
+            executable::check_format(program, &path, other_formats)?;
+            path
+        }
         Ok(path) => path,
         Err(error) if check => return Err(InitError::Executable(error)),
         Err(_) => PathBuf::from(program),

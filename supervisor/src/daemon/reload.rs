@@ -73,10 +73,9 @@ fn unknown_user(spec: &JobSpec, file: &Path, data_dir: &Path) -> Option<InvalidJ
     };
     let message = error_chain(&error);
     let field = spec.user.is_some().then(|| "user".to_string());
-    let text = match &field {
-        Some(field) => format!("{}: {field}: {message}", file.display()),
-        None => format!("{}: {message}", file.display()),
-    };
+    // The message starts by naming the field, so the text leaves out the
+    // `field: ` prefix of other job file errors.
+    let text = format!("{}: {message}", file.display());
     Some(InvalidJob {
         file: file.to_path_buf(),
         line: None,
@@ -550,16 +549,18 @@ mod tests {
         let unknown = scan.jobs.iter().find(|job| job.name == "unknown").unwrap();
         let error = unknown.spec.as_ref().unwrap_err();
         assert_eq!(error.field.as_deref(), Some("user"));
-        assert!(
-            error.message.contains("\"nosuchuser\" not found"),
-            "{}",
-            error.message
+        let passwd = root.path().join("etc/passwd");
+        let message = format!(
+            "failed to resolve user \"nosuchuser\" in image {:?}: no such user in {}: use a \
+             numeric UID or add an entry there",
+            root.path().display().to_string(),
+            passwd.display()
         );
-        assert!(error.message.contains("etc/passwd"), "{}", error.message);
-        assert!(error.text.starts_with(&format!(
-            "{}: user: ",
-            jobs.path().join("unknown.json").display()
-        )));
+        assert_eq!(error.message, message);
+        assert_eq!(
+            error.text,
+            format!("{}: {message}", jobs.path().join("unknown.json").display())
+        );
     }
 
     #[test]
