@@ -790,12 +790,7 @@ fn curl_over_unix_socket() {
     if skip("curl_over_unix_socket") {
         return;
     }
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP curl_over_unix_socket: curl is not installed");
+    if tool_missing("curl_over_unix_socket", "curl") {
         return;
     }
     let daemon = Daemon::start(&[("web", &term_handler())]);
@@ -1209,6 +1204,18 @@ fn path_with_supervisorctl() -> String {
     )
 }
 
+/// Reports a skip of `test` and returns true when `tool` does not run.
+fn tool_missing(test: &str, tool: &str) -> bool {
+    let missing = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_err();
+    if missing {
+        eprintln!("SKIP {test}: {tool} is not installed");
+    }
+    missing
+}
+
 /// Returns the packaged completion script `file` of `shell`.
 fn completion_file(shell: &str, file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1304,12 +1311,7 @@ fn fish_completion_offers_job_names() {
     if skip("fish_completion_offers_job_names") {
         return;
     }
-    if std::process::Command::new("fish")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP fish_completion_offers_job_names: fish is not installed");
+    if tool_missing("fish_completion_offers_job_names", "fish") {
         return;
     }
     let daemon = Daemon::start(&[("web", &term_handler())]);
@@ -1346,12 +1348,7 @@ fn zsh_completion_offers_job_names() {
     if skip("zsh_completion_offers_job_names") {
         return;
     }
-    if std::process::Command::new("zsh")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP zsh_completion_offers_job_names: zsh is not installed");
+    if tool_missing("zsh_completion_offers_job_names", "zsh") {
         return;
     }
     let daemon = Daemon::start(&[("web", &term_handler()), ("worker", &term_handler())]);

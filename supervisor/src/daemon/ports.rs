@@ -604,6 +604,32 @@ mod tests {
         assert!(again.is_ok(), "{:?}", again.err());
     }
 
+    /// Publishes `host` for `port` of the host's network, connects to it
+    /// and reads until the relay closes the connection. Returns the
+    /// published address and what was read.
+    async fn read_through_relay(host: &str, port: u16) -> (SocketAddr, io::Result<Vec<u8>>) {
+        let ports = bind(&[mapping(host, port)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap();
+        let _relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        let reply = tokio::task::spawn_blocking(move || {
+            let mut client = TcpStream::connect(public).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).map(|_| reply)
+        })
+        .await
+        .unwrap();
+        (public, reply)
+    }
+
     #[tokio::test]
     async fn ipv6_port_reaches_ipv4_service() {
         if TcpListener::bind("[::1]:0").is_err() {
@@ -623,25 +649,7 @@ mod tests {
             stream.write_all(b"v4").unwrap();
         });
 
-        let ports = bind(&[mapping("[::1]:0", backend_port)]).unwrap();
-        let public = ports.listeners[0].0.local_addr().unwrap();
-        let _relay = start_relay(
-            ports,
-            Network::Host,
-            "web",
-            "web-00000000",
-            Path::new("/none"),
-        );
-        let reply = tokio::task::spawn_blocking(move || {
-            let mut client = TcpStream::connect(public).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reply = Vec::new();
-            client.read_to_end(&mut reply).map(|_| reply)
-        })
-        .await
-        .unwrap();
+        let (_, reply) = read_through_relay("[::1]:0", backend_port).await;
         assert_eq!(reply.unwrap(), b"v4");
         server.join().unwrap();
     }
@@ -677,25 +685,7 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let ports = bind(&[mapping("127.0.0.1:0", closed_port)]).unwrap();
-        let public = ports.listeners[0].0.local_addr().unwrap();
-        let _relay = start_relay(
-            ports,
-            Network::Host,
-            "web",
-            "web-00000000",
-            Path::new("/none"),
-        );
-        let reply = tokio::task::spawn_blocking(move || {
-            let mut client = TcpStream::connect(public).unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reply = Vec::new();
-            client.read_to_end(&mut reply).map(|_| reply)
-        })
-        .await
-        .unwrap();
+        let (public, reply) = read_through_relay("127.0.0.1:0", closed_port).await;
         assert_eq!(reply.unwrap(), b"", "the relay passed data from nowhere");
 
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
