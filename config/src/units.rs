@@ -595,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn duration_numbers_past_the_maximum_share_one_error() {
+    fn duration_overflow_errors_match() {
         let too_long = |json: &str| {
             serde_json::from_str::<DurationValue>(json)
                 .unwrap_err()

@@ -272,10 +272,8 @@ pub fn termination_text(run: &LastRun) -> String {
     }
 }
 
-/// `0:12:03`, or `2 days, 3:04:05` from one day on.
-/// Formats the time until a timer fires, rounded up: to a tenth of a
-/// second below 10 s, where backoff delays and stop timeouts often lie, so
-/// that 100 ms reads `0.1s` and not `1s`; to whole seconds above.
+/// Formats the time until a timer fires, rounded up. Below 10 s it shows
+/// tenths, so that a 100 ms backoff reads `0.1s` and not `1s`.
 fn format_countdown(wait: Duration) -> String {
     if wait < Duration::from_secs(10) {
         let tenths = wait.as_millis().div_ceil(100);
@@ -289,6 +287,7 @@ fn format_countdown(wait: Duration) -> String {
     }
 }
 
+/// Formats an uptime as `0:12:03`, or `2 days, 3:04:05` from one day on.
 pub fn format_uptime(uptime: Duration) -> String {
     let total = uptime.as_secs();
     let days = total / 86_400;

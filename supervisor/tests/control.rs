@@ -22,7 +22,7 @@ const SETTLE: Duration = Duration::from_secs(15);
 /// The exit status of supervisorctl after its reader closed standard output.
 const EXIT_STDOUT_CLOSED: i32 = 141;
 
-/// A job that logs a numbered line every 200 ms.
+/// Returns a job that logs a numbered line every 200 ms.
 fn ticker() -> String {
     shell_job(
         "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done",
@@ -427,7 +427,7 @@ fn connections_above_limit_get_503() {
 
     // Silent connections stay open until the request head timeout.
     let began = Instant::now();
-    let held: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect(&daemon)).collect();
+    let open: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect(&daemon)).collect();
     let mut extra = connect(&daemon);
     let (received, _) = read_until_closed(&mut extra);
     assert!(
@@ -444,14 +444,14 @@ fn connections_above_limit_get_503() {
         received.contains("too many open control connections"),
         "{received}"
     );
-    drop(held);
+    drop(open);
 
     daemon.wait_until(SETTLE, "the daemon logged the rejection", |daemon| {
         daemon
             .daemon_log()
             .contains("rejected control connections: too many are open")
     });
-    // The held connections closed, so new clients are served again.
+    // The open connections closed, so new clients are served again.
     let status = daemon.ctl(&["status"]);
     assert_eq!(status.status.code(), Some(0));
 }

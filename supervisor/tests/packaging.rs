@@ -480,7 +480,12 @@ fn install_script_strips_debug_information() {
         );
         // Symbols stay for backtraces; stand-in scripts are copied as they are.
         let symbols = Command::new("nm").arg(&installed).output().unwrap();
-        assert!(symbols.status.success() && !symbols.stdout.is_empty());
+        assert!(symbols.status.success(), "nm {}", installed.display());
+        assert!(
+            !symbols.stdout.is_empty(),
+            "no symbols in {}",
+            installed.display()
+        );
         let script = fs::read_to_string(destination.join("opt/corral/bin/corral")).unwrap();
         assert_eq!(script, "#!/bin/sh\necho corral\n");
     }

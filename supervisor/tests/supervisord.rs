@@ -2025,17 +2025,29 @@ fn assert_removing_job_listed(daemon: &Daemon, name: &str, pid: i32) {
     assert_eq!(views[0]["removing"], true);
 }
 
+/// Returns a job whose sleep ignores SIGTERM as the container's PID 1,
+/// with stop timeout `timeout`.
+fn stubborn_job(timeout: Duration) -> String {
+    json!({"image": "host", "command": ["/bin/sleep", "infinity"],
+           "start_seconds": "300ms", "stop": {"timeout": timeout.as_secs_f64()}})
+    .to_string()
+}
+
+/// Starts a daemon with the job of [`stubborn_job`] as `stubborn`, and
+/// returns the daemon and the job's view once it runs.
+fn start_stubborn(timeout: Duration) -> (Daemon, JobView) {
+    let daemon = Daemon::start(&[("stubborn", &stubborn_job(timeout))]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    (daemon, running)
+}
+
 #[test]
 fn removed_job_stop_survives_two_crashes() {
     if skip("removed_job_stop_survives_two_crashes") {
         return;
     }
     let timeout = Duration::from_secs(10);
-    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "infinity"],
-                          "start_seconds": "300ms", "stop": {"timeout": "10s"}})
-    .to_string();
-    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
-    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let (mut daemon, running) = start_stubborn(timeout);
     let pid = running.pid.expect("pid of a running job");
 
     let removed = Instant::now();
@@ -2096,11 +2108,7 @@ fn removed_job_returns_after_crash() {
         return;
     }
     let timeout = Duration::from_secs(6);
-    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "infinity"],
-                          "start_seconds": "300ms", "stop": {"timeout": "6s"}})
-    .to_string();
-    let mut daemon = Daemon::start(&[("stubborn", &stubborn)]);
-    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let (mut daemon, running) = start_stubborn(timeout);
     let pid = running.pid.expect("pid of a running job");
     let first_id = running.container_id.expect("container id of a running job");
 
@@ -2113,7 +2121,7 @@ fn removed_job_returns_after_crash() {
 
     // The file that is back cancels the removal but not the stop, and the
     // job starts again by its autostart once the container ended.
-    daemon.write_job("stubborn", &stubborn);
+    daemon.write_job("stubborn", &stubborn_job(timeout));
     daemon.wait_until(SETTLE, "the returned file cancels the removal", |daemon| {
         daemon.job("stubborn").is_ok_and(|view| !view.removing)
     });

@@ -443,8 +443,8 @@ fn containerd_runs_image_with_corral() {
     assert_eq!(text(&output.stdout).trim(), "hello from ctr");
 
     // ctr copies a task's output through FIFOs and now and then prints
-    // nothing for a process that ends at once, while the exit status comes
-    // through. One more run with a new id tells that apart from a runtime
+    // nothing for a process that ends at once, although the exit status
+    // arrives. A second run with a new id separates that from a runtime
     // that ran nothing.
     let mut output = run("corral-ctr-probe", &[PROBE, "identity"]);
     if output.status.success() && output.stdout.is_empty() {

@@ -91,8 +91,8 @@ const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 /// one changes every process of the host.
 pub(crate) fn binfmt_misc_handlers_enabled() -> bool {
     // O_PATH without O_DIRECTORY does not trigger an autofs mount point
-    // (systemd's proc-sys-fs-binfmt_misc.automount), so the check never
-    // waits for an automounter that mounts in another namespace.
+    // (systemd's proc-sys-fs-binfmt_misc.automount), so the check does not
+    // wait for an automounter that mounts in another namespace.
     let Ok(directory) =
         nix::fcntl::open(BINFMT_MISC, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
     else {

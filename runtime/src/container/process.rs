@@ -35,8 +35,8 @@ fn c_string(value: &str, what: &str) -> Result<CString, InitError> {
 /// With `check`, an executable that cannot be executed fails with
 /// [`InitError::Executable`]. Without it, a missing program keeps its bare
 /// name, so execve fails with ENOENT and the message names what was asked
-/// for. `other_formats` tells the check that binfmt_misc handlers may run
-/// files that are neither ELF nor `#!` scripts.
+/// for. With `other_formats`, the check accepts files that are neither ELF
+/// nor `#!` scripts, because binfmt_misc handlers may run them.
 pub(crate) fn resolve(
     process: &Process,
     check: bool,

@@ -248,6 +248,7 @@ mod tests {
             let start = text.find(".SH SYNOPSIS\n").unwrap() + ".SH SYNOPSIS\n".len();
             text[start..].lines().next().unwrap().to_string()
         };
+
         let tail = synopsis(&page("supervisorctl-tail.1"));
         for expected in [
             "[\\fB\\-\\-socket\\fR \\fISOCKET\\fR]",
@@ -258,10 +259,12 @@ mod tests {
         ] {
             assert!(tail.contains(expected), "{expected} not in {tail}");
         }
+
         let stop = synopsis(&page("supervisorctl-stop.1"));
         assert!(stop.contains("<\\fINAMES\\fR>..."), "{stop}");
         let pid = synopsis(&page("supervisorctl-pid.1"));
         assert!(!pid.contains("..."), "{pid}");
+
         // Only the SYNOPSIS changes: the OPTIONS section keeps its form.
         let text = page("supervisorctl-tail.1");
         assert!(

@@ -134,13 +134,14 @@ async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
             Ok(Ok(body)) => body,
             Ok(Err(reply)) => return reply,
             Err(_) => {
+                tracing::debug!(%path, timeout = ?REQUEST_BODY_TIMEOUT, "timed out reading a control request body");
                 return error_reply(&ApiError {
                     status: 408,
                     message: format!(
                         "timed out reading the request body of POST {path} after {}s",
                         REQUEST_BODY_TIMEOUT.as_secs()
                     ),
-                })
+                });
             }
         }
     } else {

@@ -292,8 +292,8 @@ impl Supervisor {
             if let Err(error) = monitor.wait_exited().await {
                 tracing::error!(%job, container_id = %id, %error, "failed to watch an orphaned monitor");
             }
-            launch::remove_container_files(&config, &record.container_id);
-            tracing::info!(job = %record.job, container_id = %record.container_id, "removed an orphaned container");
+            launch::remove_container_files(&config, &id);
+            tracing::info!(%job, container_id = %id, "removed an orphaned container");
         });
     }
 
@@ -413,9 +413,9 @@ fn finished_time(exit: &ExitRecord) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
 }
 
-/// Whether process `pid` is stopped by a signal: state `T` in
-/// /proc/PID/stat. The state follows the command name, which may hold
-/// spaces and parentheses, so it is read after the last `)`.
+/// Returns whether process `pid` is stopped by a signal (state `T` in
+/// /proc/PID/stat). The state is read after the last `)`, because the
+/// command name before it may contain spaces and parentheses.
 fn process_stopped(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
