@@ -77,6 +77,11 @@ pub(crate) fn search_path<'a>(env: &'a [String], default: &'a str) -> &'a str {
 
 /// Directory where binfmt_misc lists its handlers, one file each besides
 /// `register` and `status`.
+/// Interpreters that the check follows from a script. Linux follows a few
+/// more (the loop in `exec_binprm`, fs/exec.c, fails with ELOOP after six
+/// format handlers), so a longer chain is left to execve.
+const MAX_CHECKED_INTERPRETERS: usize = 4;
+
 const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 
 /// Returns whether binfmt_misc is enabled with at least one enabled
@@ -158,11 +163,10 @@ pub(crate) fn locate(program: &str, search_path: &str) -> Result<PathBuf, Execut
 /// script can be executed.
 ///
 /// Files of other formats pass when `other_formats` is true, because a
-/// binfmt_misc handler may run them. The interpreter is checked as the
-/// program is, one level deep: Linux runs up to 4 nested interpreters
-/// (BINPRM_MAX_RECURSION), and an interpreter that is itself a script
-/// passes without a check of its own interpreter. A file that cannot be
-/// read passes, and execve decides.
+/// binfmt_misc handler may run them. Each interpreter is checked as the
+/// program is, and so is the interpreter of an interpreter that is itself
+/// a script, up to [`MAX_CHECKED_INTERPRETERS`] deep. A file that cannot
+/// be read passes, and execve decides.
 pub(crate) fn check_format(
     program: &str,
     path: &Path,
@@ -178,7 +182,7 @@ fn check_header(path: &Path, other_formats: bool) -> Result<(), ExecutableReason
     let Some((header, size)) = read_header(path) else {
         return Ok(());
     };
-    let interpreter = match parse_header(&header, size) {
+    let mut interpreter = match parse_header(&header, size) {
         Format::Elf | Format::Undecided => return Ok(()),
         Format::Unknown if other_formats => return Ok(()),
         Format::Unknown => {
@@ -193,21 +197,37 @@ fn check_header(path: &Path, other_formats: bool) -> Result<(), ExecutableReason
         }
         Format::Script(Some(interpreter)) => interpreter,
     };
-    let fail = |reason| ExecutableReason::Interpreter {
-        interpreter: interpreter.to_string_lossy().into_owned(),
-        script: path.to_path_buf(),
-        reason: Box::new(reason),
-    };
-    check_file(&interpreter).map_err(fail)?;
-    let Some((header, size)) = read_header(&interpreter) else {
-        return Ok(());
-    };
-    match parse_header(&header, size) {
-        Format::Unknown if !other_formats => Err(fail(ExecutableReason::UnknownFormat {
-            path: interpreter.clone(),
-        })),
-        _ => Ok(()),
+    // Each interpreter is checked as the program was, and the error names
+    // the script whose #! line led to it.
+    let mut script = path.to_path_buf();
+    for _ in 0..MAX_CHECKED_INTERPRETERS {
+        let fail = |reason| ExecutableReason::Interpreter {
+            interpreter: interpreter.to_string_lossy().into_owned(),
+            script: script.clone(),
+            reason: Box::new(reason),
+        };
+        check_file(&interpreter).map_err(fail)?;
+        let Some((header, size)) = read_header(&interpreter) else {
+            return Ok(());
+        };
+        let next = match parse_header(&header, size) {
+            Format::Elf | Format::Undecided => return Ok(()),
+            Format::Unknown if other_formats => return Ok(()),
+            Format::Unknown => {
+                return Err(fail(ExecutableReason::UnknownFormat {
+                    path: interpreter.clone(),
+                }))
+            }
+            Format::Script(None) => {
+                return Err(fail(ExecutableReason::NoInterpreter {
+                    path: interpreter.clone(),
+                }))
+            }
+            Format::Script(Some(next)) => next,
+        };
+        script = std::mem::replace(&mut interpreter, next);
     }
+    Ok(())
 }
 
 /// Reads the first [`HEADER_SIZE`] bytes of the file `path`, or all of a
@@ -474,12 +494,61 @@ mod tests {
         write_script(&script, "#!/bin/sh\nexit 0\n");
         check_format("script", &script, false).unwrap();
 
-        // The interpreter may be a script itself, whose own interpreter is
-        // not checked.
+        // The interpreter may be a script itself.
         let nested = dir.path().join("nested");
         write_script(&nested, &format!("#!{}\n", script.display()));
-        write_script(&script, "#!/nonexistent/interp\n");
         check_format("nested", &nested, false).unwrap();
+    }
+
+    #[test]
+    fn check_format_follows_nested_interpreters() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("inner");
+        let outer = dir.path().join("outer");
+        write_script(&outer, &format!("#!{}\n", inner.display()));
+
+        // The error names the interpreter that is missing and the script
+        // whose #! line names it, not the program.
+        write_script(&inner, "#!/nonexistent/interp\n");
+        assert_eq!(
+            format_error(&outer).reason,
+            ExecutableReason::Interpreter {
+                interpreter: "/nonexistent/interp".to_string(),
+                script: inner.clone(),
+                reason: Box::new(ExecutableReason::NotFound),
+            }
+        );
+
+        write_script(&inner, "#!\n");
+        assert_eq!(
+            format_error(&outer).reason,
+            ExecutableReason::Interpreter {
+                interpreter: inner.display().to_string(),
+                script: outer.clone(),
+                reason: Box::new(ExecutableReason::NoInterpreter {
+                    path: inner.clone()
+                }),
+            }
+        );
+
+        // levelN runs through N + 1 interpreters, the last one missing. A
+        // chain longer than the check follows is left to execve.
+        let mut program = dir.path().join("level0");
+        write_script(&program, "#!/nonexistent/interp\n");
+        for level in 1..=MAX_CHECKED_INTERPRETERS {
+            let next = dir.path().join(format!("level{level}"));
+            write_script(&next, &format!("#!{}\n", program.display()));
+            program = next;
+        }
+        check_format("deep", &program, false).unwrap();
+        // The same chain one level shorter is checked to its end.
+        let shorter = dir
+            .path()
+            .join(format!("level{}", MAX_CHECKED_INTERPRETERS - 1));
+        assert!(matches!(
+            format_error(&shorter).reason,
+            ExecutableReason::Interpreter { .. }
+        ));
     }
 
     #[test]
