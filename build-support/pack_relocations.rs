@@ -1,5 +1,8 @@
-// Shared by the build scripts of the packages that build binaries, through
-// `include!`, so that every binary of the workspace links the same way.
+// Shared through `include!` by the build scripts of the packages whose
+// binaries run for a long time: supervisord, corral-monitor and
+// metrics-agent (supervisorctl comes along). The `corral` runtime starts
+// once per container, and with static-pie the packed table added page
+// faults to its start (docs/benchmarks.md), so it is linked without it.
 
 /// Links the package's binaries with `-z pack-relative-relocs` (DT_RELR)
 /// when the C toolchain and the C library of this machine support it.
