@@ -187,7 +187,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 container::start(&create.root, &state.id)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let record = run(&RunOptions { create, exit_file })?;
+            let record = run(&RunOptions {
+                create,
+                exit_file,
+                stopped_file: None,
+            })?;
             return Ok(ExitCode::from(record.status.clamp(0, 255) as u8));
         }
         Command::Shim {
@@ -195,6 +199,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             bundle,
             exit_file,
             pid_file,
+            stopped_file,
         } => {
             let create = CreateOptions {
                 root,
@@ -206,6 +211,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let record = run(&RunOptions {
                 create,
                 exit_file: Some(exit_file),
+                stopped_file,
             })?;
             return Ok(ExitCode::from(record.status.clamp(0, 255) as u8));
         }

@@ -71,8 +71,10 @@ pub struct JobView {
     /// are rejected until then.
     #[serde(default)]
     pub removing: bool,
-    /// True while `signal STOP` has paused every process of the job and no
-    /// `CONT`, stop or exit of the container followed. The state stays
+    /// True while the container's init (PID 1) is stopped by a signal:
+    /// from `signal STOP` until `signal CONT`, and from a stop to a
+    /// continue sent by anyone else, as the shim reports them. A stop or
+    /// the end of the container clears it. The state stays STARTING or
     /// RUNNING meanwhile.
     #[serde(default)]
     pub paused: bool,

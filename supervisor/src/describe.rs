@@ -66,7 +66,7 @@ pub struct StatusFacts<'a> {
     pub fatal: Option<(u32, Duration)>,
     /// The job file's error while it is invalid.
     pub invalid: Option<&'a str>,
-    /// Whether `signal STOP` paused every process of the container.
+    /// Whether the container's init is stopped by a signal.
     pub paused: bool,
 }
 

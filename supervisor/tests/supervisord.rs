@@ -1112,6 +1112,214 @@ fn restart_keeps_a_pause() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Sends `signal` from the host to process `pid`, as `kill` would.
+fn host_kill(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .unwrap_or_else(|error| panic!("kill -{signal} {pid}: {error}"));
+}
+
+/// Waits until the job's paused mark is `paused`, then checks the mark
+/// in the status table and in `status --json`.
+fn assert_paused_everywhere(daemon: &Daemon, name: &str, paused: bool) {
+    daemon.wait_until(
+        SETTLE,
+        &format!("job {name} has paused: {paused}"),
+        |daemon| daemon.job(name).is_ok_and(|view| view.paused == paused),
+    );
+    let status = daemon.ctl(&["status", name]);
+    let line = stdout_of(&status);
+    assert_eq!(
+        line.trim_end().ends_with(", paused (SIGSTOP)"),
+        paused,
+        "{line}"
+    );
+    // The exit code depends on the state, which the callers check.
+    let json = daemon.ctl(&["status", "--json", name]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout_of(&json)).unwrap();
+    let views = listed.as_array().expect("an array of jobs");
+    assert_eq!(views.len(), 1, "{listed}");
+    assert_eq!(views[0]["paused"], json!(paused), "{listed}");
+}
+
+/// Returns a job whose shell prints a tick every 100 ms, with `init` as
+/// given.
+fn ticking_job(init: bool, start_seconds: &str) -> String {
+    shell_job(
+        "trap 'echo got TERM; exit 0' TERM; while :; do echo tick; sleep 0.1; done",
+        json!({"init": init, "start_seconds": start_seconds, "stop": {"timeout": "10s"}}),
+    )
+}
+
+#[test]
+fn host_stop_and_cont_follow_pid_1() {
+    if skip("host_stop_and_cont_follow_pid_1") {
+        return;
+    }
+    let daemon = Daemon::start(&[
+        ("bare", &ticking_job(false, "300ms")),
+        ("wrapped", &ticking_job(true, "300ms")),
+    ]);
+    for name in ["bare", "wrapped"] {
+        let running = daemon.wait_for_state(name, JobState::Running, SETTLE);
+        let pid = running.pid.expect("a RUNNING job has a pid");
+        assert!(!running.paused, "{running:#?}");
+
+        host_kill(pid, nix::sys::signal::Signal::SIGSTOP);
+        assert_paused_everywhere(&daemon, name, true);
+        let paused = daemon.job(name).unwrap();
+        assert_eq!(paused.state, JobState::Running, "{paused:#?}");
+        let stopped_file = daemon.run_dir().join("pids").join(format!(
+            "{}.stopped",
+            paused.container_id.as_deref().unwrap()
+        ));
+        assert!(stopped_file.exists(), "{}", stopped_file.display());
+
+        host_kill(pid, nix::sys::signal::Signal::SIGCONT);
+        assert_paused_everywhere(&daemon, name, false);
+        assert!(!stopped_file.exists(), "{}", stopped_file.display());
+        let ticks = daemon.job_log(name, "stdout").matches("tick").count();
+        daemon.wait_until(SETTLE, "the job ticks again", |daemon| {
+            daemon.job_log(name, "stdout").matches("tick").count() > ticks
+        });
+    }
+}
+
+#[test]
+fn host_cont_clears_signal_stop() {
+    if skip("host_cont_clears_signal_stop") {
+        return;
+    }
+    let daemon = Daemon::start(&[("ticking", &ticking_job(true, "300ms"))]);
+    let running = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let pid = running.pid.expect("a RUNNING job has a pid");
+
+    let pause = daemon.ctl(&["signal", "STOP", "ticking"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+    assert_paused_everywhere(&daemon, "ticking", true);
+
+    // Only PID 1 continues; the mark follows it.
+    host_kill(pid, nix::sys::signal::Signal::SIGCONT);
+    assert_paused_everywhere(&daemon, "ticking", false);
+}
+
+#[test]
+fn host_stop_in_starting_shows_paused() {
+    if skip("host_stop_in_starting_shows_paused") {
+        return;
+    }
+    let daemon = Daemon::start(&[("slow", &ticking_job(false, "60s"))]);
+    // The first tick comes after the shell set its SIGTERM trap, which a
+    // stop before it would leave unset when the stop signal arrives.
+    daemon.wait_until(SETTLE, "the job ticks", |daemon| {
+        daemon.job_log("slow", "stdout").contains("tick")
+    });
+    let pid = daemon.job("slow").unwrap().pid.unwrap();
+    host_kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    assert_paused_everywhere(&daemon, "slow", true);
+    let starting = daemon.job("slow").unwrap();
+    assert_eq!(starting.state, JobState::Starting, "{starting:#?}");
+    assert_eq!(
+        starting.description,
+        format!("pid {pid}, starting, paused (SIGSTOP)")
+    );
+
+    // The stop resumes the job, which handles SIGTERM, and the stopped
+    // file goes with the container.
+    let stop = daemon.ctl(&["stop", "slow"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert!(daemon.job_log("slow", "stdout").contains("got TERM"));
+    let stopped = daemon.job("slow").unwrap();
+    assert!(!stopped.paused, "{stopped:#?}");
+    let pids = daemon.entries(&daemon.run_dir().join("pids"));
+    assert_eq!(pids, Vec::<String>::new());
+}
+
+#[test]
+fn killed_while_stopped_leaves_no_mark() {
+    if skip("killed_while_stopped_leaves_no_mark") {
+        return;
+    }
+    let once = shell_job(
+        "while :; do echo tick; sleep 0.1; done",
+        json!({"start_seconds": "300ms", "restart": {"policy": "never"}}),
+    );
+    let daemon = Daemon::start(&[("ticking", &once)]);
+    let running = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let pid = running.pid.expect("a RUNNING job has a pid");
+    host_kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    assert_paused_everywhere(&daemon, "ticking", true);
+
+    // A stopped init that is killed ends without a continue.
+    host_kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let exited = daemon.wait_for_state("ticking", JobState::Exited, SETTLE);
+    assert!(!exited.paused, "{exited:#?}");
+    assert_eq!(exited.signal.as_deref(), Some("SIGKILL"), "{exited:#?}");
+    let pids = daemon.entries(&daemon.run_dir().join("pids"));
+    assert!(
+        pids.iter().all(|name| !name.ends_with(".stopped")),
+        "{pids:?}"
+    );
+}
+
+#[test]
+fn adopted_job_follows_host_stop_and_cont() {
+    if skip("adopted_job_follows_host_stop_and_cont") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[
+        ("bare", &ticking_job(false, "300ms")),
+        ("wrapped", &ticking_job(true, "300ms")),
+    ]);
+    daemon.wait_for_state("bare", JobState::Running, SETTLE);
+    daemon.wait_for_state("wrapped", JobState::Running, SETTLE);
+    let pause = daemon.ctl(&["signal", "STOP", "wrapped"]);
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+
+    daemon.crash();
+    daemon.respawn();
+    let bare = daemon.wait_for_state("bare", JobState::Running, SETTLE);
+    let wrapped = daemon.wait_for_state("wrapped", JobState::Running, SETTLE);
+    assert!(!bare.paused, "{bare:#?}");
+    assert!(wrapped.paused, "{wrapped:#?}");
+
+    // A host stop and continue of an adopted container.
+    let bare_pid = bare.pid.expect("an adopted job has a pid");
+    host_kill(bare_pid, nix::sys::signal::Signal::SIGSTOP);
+    assert_paused_everywhere(&daemon, "bare", true);
+    host_kill(bare_pid, nix::sys::signal::Signal::SIGCONT);
+    assert_paused_everywhere(&daemon, "bare", false);
+
+    // A host continue of a job paused through the earlier supervisord.
+    let wrapped_pid = wrapped.pid.expect("an adopted job has a pid");
+    host_kill(wrapped_pid, nix::sys::signal::Signal::SIGCONT);
+    assert_paused_everywhere(&daemon, "wrapped", false);
+
+    // A host stop made while no supervisord runs shows after adoption too.
+    daemon.crash();
+    host_kill(bare_pid, nix::sys::signal::Signal::SIGSTOP);
+    let deadline = Instant::now() + SETTLE;
+    while process_state(bare_pid) != Some('T') {
+        assert!(Instant::now() < deadline, "PID {bare_pid} did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.respawn();
+    let adopted = daemon.wait_for_state("bare", JobState::Running, SETTLE);
+    assert!(adopted.paused, "{adopted:#?}");
+    host_kill(bare_pid, nix::sys::signal::Signal::SIGCONT);
+    assert_paused_everywhere(&daemon, "bare", false);
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Returns the state letter of process `pid` in /proc/PID/stat, if it
+/// exists.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
 #[test]
 fn missing_executable_named_in_status() {
     if skip("missing_executable_named_in_status") {

@@ -111,6 +111,7 @@ complete -c corral -n "__fish_corral_using_subcommand run" -s h -l help -d 'Prin
 complete -c corral -n "__fish_corral_using_subcommand shim" -s b -l bundle -d 'Bundle directory that contains config.json' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l exit-file -d 'Write the exit record (status, signal, OOM kills) to this file' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l pid-file -d 'Write the PID of the container\'s process to this file' -r -F
+complete -c corral -n "__fish_corral_using_subcommand shim" -l stopped-file -d 'Create this file, containing the signal\'s name, while the container\'s process is stopped by a signal' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l root -d 'Directory for container state' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l log -d 'Write log lines to this file instead of stderr' -r -F
 complete -c corral -n "__fish_corral_using_subcommand shim" -l log-format -d 'Format of log lines' -r -f -a "text\t''

@@ -126,6 +126,10 @@ pub enum Command {
         /// Write the PID of the container's process to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Create this file, containing the signal's name, while the
+        /// container's process is stopped by a signal.
+        #[arg(long)]
+        stopped_file: Option<PathBuf>,
     },
     /// Run another process inside a running container.
     Exec {

@@ -185,7 +185,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32, Contain
     if options.detach {
         return Ok(0);
     }
-    Ok(wait_forwarding(child, &waited).0)
+    Ok(wait_forwarding(child, &waited, None).0)
 }
 
 /// Builds the process to run from `--process` or from the container's config.

@@ -907,6 +907,17 @@ fn clone_init(flags: CloneFlags, context: init::InitContext) -> Result<Pid, Cont
 
 /// Releases a created container's init to execute its process.
 pub fn start(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
+    start_polling(root, id, &mut || {})
+}
+
+/// Starts a container as [`start`] does and calls `poll` about every
+/// 50 ms while the init has not taken the release, which a stopped init
+/// cannot do until it is continued.
+pub(crate) fn start_polling(
+    root: &Path,
+    id: &str,
+    poll: &mut dyn FnMut(),
+) -> Result<ContainerState, ContainerError> {
     let mut state = load(root, id)?;
     if state.status != Status::Created {
         return Err(ContainerError::WrongStatus {
@@ -937,11 +948,12 @@ pub fn start(root: &Path, id: &str) -> Result<ContainerState, ContainerError> {
                 message: format!("the init (pid {pid}) of container {id} exited before start"),
             });
         }
-        let mut poll = [nix::poll::PollFd::new(
+        poll();
+        let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&reader),
             nix::poll::PollFlags::POLLIN,
         )];
-        let _ = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(50u16));
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
     }
     fs::remove_file(&fifo).map_err(io_error("remove exec FIFO", &fifo))?;
     state.status = Status::Running;

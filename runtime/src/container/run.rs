@@ -5,10 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{cgroup_of, create, destroy, now_seconds, start, ContainerError, CreateOptions};
+use super::{
+    cgroup_of, create, destroy, now_seconds, start_polling, ContainerError, CreateOptions,
+};
 use crate::state::ExitRecord;
 
 /// Signals that `run` passes on to the container's init.
@@ -29,6 +31,10 @@ pub struct RunOptions {
     pub create: CreateOptions,
     /// Where to write the [`ExitRecord`] when the process ends.
     pub exit_file: Option<PathBuf>,
+    /// A file that exists while the container's init is stopped by a
+    /// signal. It is created when a wait reports the stop and removed when
+    /// a wait reports the continue or the init ends.
+    pub stopped_file: Option<PathBuf>,
 }
 
 /// Exit status as a shell reports it: the code, or 128 plus the signal.
@@ -62,14 +68,31 @@ pub fn run(options: &RunOptions) -> Result<ExitRecord, ContainerError> {
     let state = create(&options.create)?;
     let started_at = now_seconds();
     let pid = Pid::from_raw(state.pid.expect("a created container has a pid"));
-    if let Err(error) = start(root, &state.id) {
+    let stopped_file = options.stopped_file.as_deref();
+    // A stop of the init before it takes the release holds up the start
+    // until a continue, and shows as a stop meanwhile. NOTE: a stop during
+    // `create` holds it up too, but is not reported, because `create`
+    // blocks on the init's report until the init continues.
+    let mut report_stops = || {
+        if let Some(path) = stopped_file {
+            report_stop_changes(pid, path);
+        }
+    };
+    if let Err(error) = start_polling(root, &state.id, &mut report_stops) {
         let _ = destroy(root, &state);
+        if let Some(path) = stopped_file {
+            mark_stopped(path, pid, None);
+        }
         return Err(error);
     }
     tracing::debug!(container = %state.id, %pid, "container started");
     crate::memory::release_free_memory();
 
-    let (status, mut signal) = wait_forwarding(pid, &waited);
+    let (status, mut signal) = wait_forwarding(pid, &waited, stopped_file);
+    if let Some(path) = stopped_file {
+        // A stopped init that is killed ends without being continued.
+        mark_stopped(path, pid, None);
+    }
     if signal.is_none() && status > 128 {
         signal = signal_of_main_process(&root.join(&state.id), status);
     }
@@ -93,8 +116,18 @@ pub fn run(options: &RunOptions) -> Result<ExitRecord, ContainerError> {
     Ok(record)
 }
 
-pub(crate) fn wait_forwarding(pid: Pid, waited: &SigSet) -> (i32, Option<Signal>) {
+/// Waits for `pid` to end while passing the signals of `waited` other
+/// than SIGCHLD on to it, and returns its exit status. Stops and
+/// continues of `pid` create and remove `stopped_file` when one is given.
+pub(crate) fn wait_forwarding(
+    pid: Pid,
+    waited: &SigSet,
+    stopped_file: Option<&Path>,
+) -> (i32, Option<Signal>) {
     loop {
+        if let Some(path) = stopped_file {
+            report_stop_changes(pid, path);
+        }
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(status) => {
@@ -116,6 +149,48 @@ pub(crate) fn wait_forwarding(pid: Pid, waited: &SigSet) -> (i32, Option<Signal>
             }
             Err(error) => tracing::warn!(%error, "sigwait failed"),
         }
+    }
+}
+
+/// Collects the stops and continues of child `pid` that the kernel has
+/// not reported yet, and creates or removes `stopped_file` to match the
+/// latest. The wait requests stops and continues only, so it never reaps
+/// `pid` or takes its exit status from [`wait_forwarding`].
+fn report_stop_changes(pid: Pid, stopped_file: &Path) {
+    let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WCONTINUED | WaitPidFlag::WNOHANG;
+    // The kernel keeps one report per child, of its latest stop or
+    // continue, and clears it when a wait returns it.
+    loop {
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Stopped(_, signal)) => mark_stopped(stopped_file, pid, Some(signal)),
+            Ok(WaitStatus::Continued(_)) => mark_stopped(stopped_file, pid, None),
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%pid, %error, "failed to wait for stops of the container init");
+                return;
+            }
+        }
+    }
+}
+
+/// Creates `path` with the name of the signal that stopped `pid`, or
+/// removes it when `stop` is None. Failures are logged, because the
+/// container runs on either way.
+fn mark_stopped(path: &Path, pid: Pid, stop: Option<Signal>) {
+    match stop {
+        Some(signal) => {
+            tracing::debug!(%pid, %signal, "the container init stopped");
+            if let Err(error) = fs::write(path, format!("{signal}\n")) {
+                tracing::warn!(%pid, path = %path.display(), %error, "failed to write the stopped file");
+            }
+        }
+        None => match fs::remove_file(path) {
+            Ok(()) => tracing::debug!(%pid, "the container init continued or ended"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%pid, path = %path.display(), %error, "failed to remove the stopped file")
+            }
+        },
     }
 }
 
@@ -143,4 +218,59 @@ pub fn write_exit_record(path: &Path, record: &ExitRecord) -> Result<(), Contain
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Calls [`report_stop_changes`] until `stopped_file` exists or not as
+    /// `expected`, because the kernel reports the change a moment after the
+    /// signal.
+    fn report_until(pid: Pid, stopped_file: &Path, expected: bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            report_stop_changes(pid, stopped_file);
+            if stopped_file.exists() == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} exists: {}, expected {expected}",
+                stopped_file.display(),
+                !expected
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn stop_reports_leave_the_exit_to_waitpid() {
+        let scratch = tempfile::tempdir().unwrap();
+        let stopped_file = scratch.path().join("child.stopped");
+        let child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        // The child is reaped below by waitpid, not through `child`.
+        drop(child);
+
+        kill(pid, Signal::SIGSTOP).unwrap();
+        report_until(pid, &stopped_file, true);
+        let body = fs::read_to_string(&stopped_file).unwrap();
+        assert_eq!(body, "SIGSTOP\n");
+
+        kill(pid, Signal::SIGCONT).unwrap();
+        report_until(pid, &stopped_file, false);
+
+        // A child killed while stopped ends without a continue, and the
+        // stop reports never take its exit status.
+        kill(pid, Signal::SIGSTOP).unwrap();
+        report_until(pid, &stopped_file, true);
+        kill(pid, Signal::SIGKILL).unwrap();
+        report_stop_changes(pid, &stopped_file);
+        let status = waitpid(pid, None).unwrap();
+        assert_eq!(exit_status(status), Some((137, Some(Signal::SIGKILL))));
+    }
 }

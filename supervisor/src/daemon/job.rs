@@ -52,8 +52,10 @@ pub struct Container {
     /// can be read back from what the shim or the monitor appended.
     pub stderr_offset: u64,
     pub stop: Option<StopProgress>,
-    /// Whether a SIGSTOP from the signal endpoint paused every process of
-    /// the container and no SIGCONT or stop followed.
+    /// Whether the container's init is stopped by a signal. The signal
+    /// endpoint sets it when it sends SIGSTOP or SIGCONT, and the shim's
+    /// stopped file reports stops and continues from any sender. A freeze
+    /// of the cgroup is not a stop by a signal and leaves it unset.
     pub paused: bool,
     /// The relay of the job's published ports. Dropping it closes the
     /// listeners once the runtime polls their tasks, and

@@ -216,6 +216,8 @@ pub fn launch(
         .arg(config.exit_file(id))
         .arg("--pid-file")
         .arg(&pid_file)
+        .arg("--stopped-file")
+        .arg(config.stopped_file(id))
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     // Without a pre_exec step std starts the monitor with posix_spawn, which
@@ -473,6 +475,7 @@ pub fn remove_container_files(config: &DaemonConfig, id: &str) {
     for path in [
         config.exit_file(id),
         config.pid_file(id),
+        config.stopped_file(id),
         config.shim_record(id),
     ] {
         if let Err(error) = fs::remove_file(&path) {

@@ -106,6 +106,13 @@ impl DaemonConfig {
         self.pids_dir().join(format!("{container_id}.pid"))
     }
 
+    /// Returns the file that the shim keeps while the container's init is
+    /// stopped by a signal.
+    pub fn stopped_file(&self, container_id: &str) -> PathBuf {
+        self.pids_dir()
+            .join(format!("{container_id}{}", pidwatch::STOPPED_SUFFIX))
+    }
+
     /// Returns the directory of shim records, one per running shim. A
     /// restarted supervisord adopts the shims of the one before from them.
     pub fn shims_dir(&self) -> PathBuf {
@@ -345,6 +352,15 @@ pub enum Event {
     PidWritten {
         container_id: String,
     },
+    /// The shim of a container created or removed its stopped file: the
+    /// container's init was stopped by a signal or continued.
+    StoppedChanged {
+        container_id: String,
+        stopped: bool,
+    },
+    /// The kernel dropped events of the pid file watch because its queue
+    /// was full, so pid files and stopped files may have changed unseen.
+    PidEventsLost,
     /// The pid file watch ended, so jobs wait for their pid files on a
     /// timer from now on.
     PidWatchFailed,

@@ -223,6 +223,11 @@ impl Supervisor {
                 self.on_launch_cancelled(&name, &container_id)
             }
             Event::PidWritten { container_id } => self.on_pid_written(&container_id),
+            Event::StoppedChanged {
+                container_id,
+                stopped,
+            } => self.on_stopped_changed(&container_id, stopped),
+            Event::PidEventsLost => self.on_pid_events_lost(),
             Event::PidWatchFailed => self.on_pid_watch_failed(),
             Event::Reload { origin } => {
                 tracing::info!(origin, "reloading job files");
@@ -1039,6 +1044,53 @@ impl Supervisor {
         }
     }
 
+    /// Makes the paused mark follow the container's init after its shim
+    /// reported a stop or a continue through the stopped file. Events of
+    /// an earlier container of the job are ignored.
+    fn on_stopped_changed(&mut self, container_id: &str, stopped: bool) {
+        let Some((name, _)) = container_id.rsplit_once('-') else {
+            return;
+        };
+        let Some(container) = self
+            .jobs
+            .get_mut(name)
+            .and_then(|job| job.container.as_mut())
+            .filter(|container| container.id == container_id)
+        else {
+            return;
+        };
+        if container.paused == stopped {
+            return;
+        }
+        container.paused = stopped;
+        let pid = container.pid;
+        if stopped {
+            tracing::info!(job = %name, %container_id, ?pid, "the container's init stopped; the job is paused");
+        } else {
+            tracing::info!(job = %name, %container_id, ?pid, "the container's init continued; the job is no longer paused");
+        }
+    }
+
+    /// Catches up on pid files and stops that the lost inotify events
+    /// reported, with one read of `/proc/PID/stat` per container whose
+    /// init is known.
+    fn on_pid_events_lost(&mut self) {
+        tracing::warn!("inotify dropped events of the pid file watch; checking every container");
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            self.enter_running_once_created(&name);
+            let Some(container) = self.jobs.get(&name).and_then(|job| job.container.as_ref())
+            else {
+                continue;
+            };
+            if let Some(pid) = container.pid {
+                let stopped = process_stopped(pid);
+                let container_id = container.id.clone();
+                self.on_stopped_changed(&container_id, stopped);
+            }
+        }
+    }
+
     fn on_pid_watch_failed(&mut self) {
         self.watching_pids = false;
         let names: Vec<String> = self.jobs.keys().cloned().collect();
@@ -1440,6 +1492,22 @@ fn clean_up_orphan(config: &DaemonConfig, name: &str, container_id: &str) {
             tracing::error!(job = %name, container_id, error = %error_chain(&error), "failed to delete the container of a lost shim")
         }
     }
+}
+
+/// Returns whether process `pid` is stopped by a signal (state `T` in
+/// /proc/PID/stat). The state is read after the last `)`, because the
+/// command name before it may contain spaces and parentheses.
+fn process_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "T")
+        })
+        .unwrap_or(false)
 }
 
 /// Encodes an API body. The API types write paths lossily, but a daemon

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use corral_config::JobSpec;
 use corral_runtime::state::ExitRecord;
 
-use super::{clean_up_orphan, Supervisor};
+use super::{clean_up_orphan, process_stopped, Supervisor};
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, ShimRecord};
 use crate::daemon::listing::{self, DotFiles};
@@ -190,8 +190,10 @@ impl Supervisor {
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid();
         let pid = job.container.as_ref().and_then(|container| container.pid);
-        // A pause sent through an earlier supervisord stopped every process
-        // of the job, PID 1 included; the kernel shows that as state T.
+        // An earlier supervisord or the host may have stopped the init
+        // before this supervisord watched the stopped files. The kernel
+        // shows that as state T. Later stops and continues arrive as
+        // events of the pid file watch.
         if let (Some(container), Some(pid)) = (&mut job.container, pid) {
             container.paused = process_stopped(pid);
             if container.paused {
@@ -411,20 +413,4 @@ fn stop_resumable(pending: Option<&SettledRecord>) -> bool {
 
 fn finished_time(exit: &ExitRecord) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs_f64(exit.finished_at.max(0.0))
-}
-
-/// Returns whether process `pid` is stopped by a signal (state `T` in
-/// /proc/PID/stat). The state is read after the last `)`, because the
-/// command name before it may contain spaces and parentheses.
-fn process_stopped(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            after_name
-                .split_whitespace()
-                .next()
-                .map(|state| state == "T")
-        })
-        .unwrap_or(false)
 }
