@@ -8,6 +8,7 @@
 //! | GET | `/v1/jobs/NAME` | [`JobView`] |
 //! | POST | `/v1/jobs/NAME/start`, `stop`, `restart` | [`JobView`] once the job settled |
 //! | POST | `/v1/jobs/NAME/signal` with [`SignalRequest`] | [`JobView`] |
+//! | POST | `/v1/batch/start`, `stop`, `restart`, `signal` with [`BatchRequest`] | [`BatchReply`] once the request for every job has returned |
 //! | GET | `/v1/jobs/NAME/spec` | the OCI `config.json` |
 //! | POST | `/v1/reread` | [`ReloadReport`] of what `update` would change |
 //! | POST | `/v1/update` | [`ReloadReport`] of what changed |
@@ -16,7 +17,10 @@
 //!
 //! `start`, `stop` and `restart` wait until the job leaves STARTING or
 //! STOPPING unless the query has `wait=false`. Every error is an
-//! [`ErrorBody`] with a 4xx or 5xx status, 404 for an unknown job.
+//! [`ErrorBody`] with a 4xx or 5xx status, 404 for an unknown job. A
+//! `/v1/batch` request acts on many jobs over one connection and returns
+//! 200 with a result per job, each with the status and body that the
+//! request for that job alone would have returned.
 
 use std::path::PathBuf;
 
@@ -151,6 +155,56 @@ pub struct SignalRequest {
     /// JSON string (`"1"`) or number (`1`).
     #[serde(deserialize_with = "name_or_number")]
     pub signal: String,
+}
+
+/// Largest body of a `/v1/batch` request that supervisord accepts.
+pub const MAX_BATCH_BODY: usize = 1024 * 1024;
+
+/// Body of `POST /v1/batch/ACTION`. Other keys are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The jobs to act on, in the order of the results. A name given twice
+    /// gets two requests and two results.
+    pub names: Vec<String>,
+    /// For `/v1/batch/signal` only, and required there: the signal as in
+    /// [`SignalRequest`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_name_or_number"
+    )]
+    pub signal: Option<String>,
+}
+
+/// Body of the reply to `POST /v1/batch/ACTION`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReply {
+    /// One result per name of the request, in the same order.
+    pub results: Vec<BatchResult>,
+}
+
+/// The outcome of the action on one job of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    pub name: String,
+    /// The HTTP status that the request for this job alone would have
+    /// returned: 200, or the error's 4xx or 5xx status.
+    pub status: u16,
+    /// The job after the action, when `status` is 200.
+    #[serde(default)]
+    pub job: Option<JobView>,
+    /// The error message, when `status` is not 200.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Reads an optional signal given as a JSON string or a non-negative
+/// integer.
+fn optional_name_or_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    name_or_number(deserializer).map(Some)
 }
 
 /// Reads a signal given as a JSON string or a non-negative integer.

@@ -6,6 +6,7 @@
 //! ([`machine`], [`describe`], [`status`]) hold the rules both binaries share.
 
 pub mod api;
+pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod daemon;

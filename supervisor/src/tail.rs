@@ -4,10 +4,11 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use inotify::{EventMask, Inotify, WatchMask};
+use inotify::{EventMask, Events, Inotify, WatchMask};
 
 /// Bytes read per step while searching backwards for line starts.
 const BLOCK: u64 = 8192;
@@ -139,17 +140,23 @@ const MAX_GENERATIONS: u32 = 1000;
 /// truncated in place is read again from its start. When the file or its
 /// directory is missing, it waits for them and reads the file from its
 /// start. A missing parent of that directory is an error.
+///
+/// `hangup` is the pipe or socket that `out` writes to, from
+/// [`crate::stdout::hangup_watch`]. While it waits for the file, `follow`
+/// fails with [`crate::stdout::closed_error`] as soon as that descriptor's
+/// reader has gone, instead of at its next write.
 pub fn follow(
     path: &Path,
     mut offset: u64,
     out: &mut impl Write,
+    hangup: Option<BorrowedFd<'_>>,
     on_skip: &mut impl FnMut(Skipped),
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or(OsStr::new(""));
     let mut inotify = Inotify::init()?;
     let mut buffer = [0u8; 4096];
-    wait_for_directory(&mut inotify, dir, &mut buffer)?;
+    wait_for_directory(&mut inotify, dir, &mut buffer, hangup)?;
     inotify.watches().add(
         dir,
         WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE,
@@ -165,7 +172,7 @@ pub fn follow(
     loop {
         let mut check_path = false;
         let mut grew = false;
-        for event in inotify.read_events_blocking(&mut buffer)? {
+        for event in read_events(&mut inotify, &mut buffer, hangup)? {
             // After an overflow the kernel dropped events, maybe the
             // CREATE of a new file.
             if event.mask.contains(EventMask::Q_OVERFLOW) {
@@ -282,9 +289,26 @@ fn open_if_present(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// Waits for inotify events and reads them. Fails with
+/// [`crate::stdout::closed_error`] as soon as `hangup` reports that its
+/// reader has gone.
+fn read_events<'a>(
+    inotify: &mut Inotify,
+    buffer: &'a mut [u8],
+    hangup: Option<BorrowedFd<'_>>,
+) -> io::Result<Events<'a>> {
+    crate::stdout::wait_readable(Some(inotify.as_fd()), hangup, None)?;
+    inotify.read_events_blocking(buffer)
+}
+
 /// Returns once `dir` exists, watching its parent for the directory's
 /// creation. A missing parent is an error, so a wrong path fails at once.
-fn wait_for_directory(inotify: &mut Inotify, dir: &Path, buffer: &mut [u8]) -> io::Result<()> {
+fn wait_for_directory(
+    inotify: &mut Inotify,
+    dir: &Path,
+    buffer: &mut [u8],
+    hangup: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -295,7 +319,7 @@ fn wait_for_directory(inotify: &mut Inotify, dir: &Path, buffer: &mut [u8]) -> i
     // Checked again after the watch exists, for a directory created in
     // between.
     while !dir.is_dir() {
-        inotify.read_events_blocking(buffer)?;
+        read_events(inotify, buffer, hangup)?;
     }
     inotify.watches().remove(watch)?;
     Ok(())
@@ -386,7 +410,7 @@ mod tests {
         let follower = {
             let path = path.clone();
             std::thread::spawn(move || {
-                follow(&path, 6, &mut Channel(sender), &mut |_| {
+                follow(&path, 6, &mut Channel(sender), None, &mut |_| {
                     panic!("unexpected skip notice")
                 })
             })
@@ -450,7 +474,7 @@ mod tests {
                     sender,
                     gate: Some(gate),
                 };
-                follow(&path, 0, &mut out, &mut |skipped| {
+                follow(&path, 0, &mut out, None, &mut |skipped| {
                     let _ = skip_sender.send(skipped);
                 })
             })
@@ -539,7 +563,7 @@ mod tests {
         let follower = {
             let path = path.clone();
             std::thread::spawn(move || {
-                follow(&path, 0, &mut Channel(sender), &mut |_| {
+                follow(&path, 0, &mut Channel(sender), None, &mut |_| {
                     panic!("unexpected skip notice")
                 })
             })
@@ -568,8 +592,40 @@ mod tests {
     fn follow_rejects_missing_parent_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing").join("web").join("stdout.log");
-        let error = follow(&path, 0, &mut Vec::new(), &mut |_| {}).unwrap_err();
+        let error = follow(&path, 0, &mut Vec::new(), None, &mut |_| {}).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn follow_ends_when_the_reader_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, b"old\n").unwrap();
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let follower = std::thread::spawn(move || {
+            let mut out = File::from(writer.try_clone().unwrap());
+            follow(&path, 4, &mut out, Some(writer.as_fd()), &mut |_| {})
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!follower.is_finished(), "follow returned with a reader");
+
+        // Nothing is written to the log, so only the poll can notice.
+        let closed = std::time::Instant::now();
+        drop(reader);
+        let error = follower.join().unwrap().unwrap_err();
+        assert!(crate::stdout::is_stdout_closed(&error), "{error}");
+        assert!(closed.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn directory_wait_ends_on_closed_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web").join("stdout.log");
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let error =
+            follow(&path, 0, &mut Vec::new(), Some(writer.as_fd()), &mut |_| {}).unwrap_err();
+        assert!(crate::stdout::is_stdout_closed(&error), "{error}");
     }
 
     #[test]

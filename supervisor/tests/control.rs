@@ -1,19 +1,23 @@
 //! End-to-end tests of the control channel: supervisorctl writing into a
-//! pipe whose reader has gone, and the control socket's limits on slow and
-//! idle clients. They run as root and skip with a SKIP line otherwise.
+//! pipe whose reader has gone, the control socket's limits on slow and
+//! idle clients, and actions on more jobs than the connection limit. They
+//! run as root and skip with a SKIP line otherwise.
 
 mod harness;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_supervisor::daemon::{
-    KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+    RESPONSE_WRITE_TIMEOUT,
 };
 use corral_supervisor::machine::JobState;
-use harness::{shell_job, skip, Daemon};
+use harness::{shell_job, skip, stderr_of, stdout_of, Daemon};
+use nix::fcntl::OFlag;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use serde_json::json;
 
@@ -30,11 +34,19 @@ fn ticker() -> String {
     )
 }
 
+/// Creates a pipe whose ends children do not inherit, so that the read
+/// end is closed once the test drops it, also while other tests of this
+/// binary spawn processes. The write end given to a child as its standard
+/// output is inherited, as a standard descriptor.
+fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("create a pipe")
+}
+
 /// Runs supervisorctl with `args` and a standard output pipe whose read end
 /// is closed before supervisorctl starts. Returns its exit status and
 /// standard error.
 fn ctl_with_closed_stdout(daemon: &Daemon, args: &[&str]) -> (ExitStatus, String) {
-    let (reader, writer) = nix::unistd::pipe().expect("create a pipe");
+    let (reader, writer) = cloexec_pipe();
     drop(reader);
     let mut child = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
         .arg("--socket")
@@ -414,7 +426,7 @@ fn connections_above_limit_get_503() {
         return;
     }
     // The test keeps every connection open, so it needs a descriptor each.
-    let needed = MAX_CONNECTIONS as u64 + 64;
+    let needed = DEFAULT_MAX_CONNECTIONS as u64 + 64;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     if hard < needed {
         eprintln!("SKIP connections_above_limit_get_503: open files limit {hard} < {needed}");
@@ -427,7 +439,9 @@ fn connections_above_limit_get_503() {
 
     // Silent connections stay open until the request head timeout.
     let began = Instant::now();
-    let open: Vec<UnixStream> = (0..MAX_CONNECTIONS).map(|_| connect(&daemon)).collect();
+    let open: Vec<UnixStream> = (0..DEFAULT_MAX_CONNECTIONS)
+        .map(|_| connect(&daemon))
+        .collect();
     let mut extra = connect(&daemon);
     let (received, _) = read_until_closed(&mut extra);
     assert!(
@@ -454,4 +468,294 @@ fn connections_above_limit_get_503() {
     // The open connections closed, so new clients are served again.
     let status = daemon.ctl(&["status"]);
     assert_eq!(status.status.code(), Some(0));
+}
+
+/// Returns a job that is never started and whose generated OCI config
+/// carries `size` bytes of environment, so that `GET
+/// /v1/jobs/NAME/spec` returns a body larger than a socket buffer.
+fn large_spec_job(size: usize) -> String {
+    shell_job(
+        "sleep 1000",
+        json!({"autostart": false, "env": {"PADDING": "x".repeat(size)}}),
+    )
+}
+
+/// Sends `GET /v1/jobs/NAME/spec` on a new connection, without reading.
+fn request_spec(daemon: &Daemon, name: &str) -> UnixStream {
+    let mut stream = connect(daemon);
+    write!(
+        stream,
+        "GET /v1/jobs/{name}/spec HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+#[test]
+fn unread_response_is_closed() {
+    if skip("unread_response_is_closed") {
+        return;
+    }
+    let daemon = Daemon::start(&[("big", &large_spec_job(2 * 1024 * 1024))]);
+    let mut stream = request_spec(&daemon, "big");
+    let sent = Instant::now();
+
+    let closing = "closed a control connection whose client stopped reading the response";
+    daemon.wait_until(
+        RESPONSE_WRITE_TIMEOUT + Duration::from_secs(5),
+        "the daemon closed the unread connection",
+        |daemon| daemon.daemon_log().contains(closing),
+    );
+    assert_closed_after(sent.elapsed(), RESPONSE_WRITE_TIMEOUT);
+    let log = daemon.daemon_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(closing))
+        .expect("the closing line");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("request=GET /v1/jobs/big/spec"), "{line}");
+    let peer = format!("peer=pid {} uid 0", std::process::id());
+    assert!(line.contains(&peer), "{line}");
+
+    // The client gets what the socket held, then the end of the stream.
+    let (received, _) = read_until_closed(&mut stream);
+    let head: String = received.chars().take(40).collect();
+    assert!(received.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(received.len() < 2 * 1024 * 1024, "{} bytes", received.len());
+    let status = daemon.ctl(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", stdout_of(&status));
+}
+
+#[test]
+fn slow_reader_gets_whole_response() {
+    if skip("slow_reader_gets_whole_response") {
+        return;
+    }
+    let size = 1024 * 1024;
+    let daemon = Daemon::start(&[("big", &large_spec_job(size))]);
+    let stream = request_spec(&daemon, "big");
+    let mut reader = BufReader::new(stream);
+
+    let (status, body) = {
+        // 4 KiB every 500 ms for longer than the timeout. Draining enough
+        // of the daemon's send buffer for its next write takes longer, so
+        // only the reads show the daemon that the client makes progress.
+        let began = Instant::now();
+        let mut slow = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while began.elapsed() < RESPONSE_WRITE_TIMEOUT + Duration::from_secs(2) {
+            let count = reader.read(&mut chunk).unwrap();
+            assert_ne!(count, 0, "closed after {:?}", began.elapsed());
+            slow.extend_from_slice(&chunk[..count]);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        slow.extend_from_slice(&rest);
+        let text = String::from_utf8(slow).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    };
+    assert_eq!(status, "HTTP/1.1 200 OK");
+
+    let spec: serde_json::Value = serde_json::from_str(&body).expect("the whole spec");
+    let env = spec["process"]["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|entry| entry.as_str().is_some_and(|entry| entry.len() > size)),
+        "no PADDING variable in {} entries",
+        env.len()
+    );
+    let log = daemon.daemon_log();
+    assert!(!log.contains("stopped reading the response"), "{log}");
+}
+
+/// Returns a job that logs one line and then nothing.
+fn quiet() -> String {
+    shell_job(
+        "echo started; while :; do sleep 1; done",
+        json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "2s"}}),
+    )
+}
+
+/// Runs `supervisorctl tail -n 1 -f quiet` with `stdout` as standard
+/// output, calls `close_reader` once tail had time to print the job's
+/// line, and returns how long supervisorctl ran after that, its exit
+/// status and standard error.
+fn tail_until_reader_closes(
+    daemon: &Daemon,
+    stdout: Stdio,
+    close_reader: impl FnOnce(),
+) -> (Duration, ExitStatus, String) {
+    let args = ["tail", "-n", "1", "-f", "quiet"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run supervisorctl");
+    // Time for tail to print the line and wait for the next.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "tail -f ended early");
+    let closed = Instant::now();
+    close_reader();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10), &args);
+    let elapsed = closed.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (elapsed, status, stderr)
+}
+
+#[test]
+fn tail_follow_ends_when_pipe_reader_closes() {
+    if skip("tail_follow_ends_when_pipe_reader_closes") {
+        return;
+    }
+    let daemon = Daemon::start(&[("quiet", &quiet())]);
+    daemon.wait_for_state("quiet", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job logged its line", |daemon| {
+        daemon.job_log("quiet", "stdout").contains("started")
+    });
+
+    // As `supervisorctl tail -f quiet | head -1` does.
+    let (reader, writer) = cloexec_pipe();
+    let mut reader = BufReader::new(std::fs::File::from(reader));
+    let (elapsed, status, stderr) = tail_until_reader_closes(&daemon, Stdio::from(writer), || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "started\n");
+        drop(reader);
+    });
+    assert_eq!(status.code(), Some(EXIT_STDOUT_CLOSED), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "ended {elapsed:?} after the close"
+    );
+}
+
+#[test]
+fn tail_follow_ends_when_socket_peer_closes() {
+    if skip("tail_follow_ends_when_socket_peer_closes") {
+        return;
+    }
+    let daemon = Daemon::start(&[("quiet", &quiet())]);
+    daemon.wait_for_state("quiet", JobState::Running, SETTLE);
+
+    let (peer, ours) = UnixStream::pair().unwrap();
+    let stdout = Stdio::from(OwnedFd::from(ours));
+    let (elapsed, status, stderr) = tail_until_reader_closes(&daemon, stdout, || drop(peer));
+    assert_eq!(status.code(), Some(EXIT_STDOUT_CLOSED), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "ended {elapsed:?} after the close"
+    );
+}
+
+#[test]
+fn top_ends_when_reader_closes() {
+    if skip("top_ends_when_reader_closes") {
+        return;
+    }
+    let daemon = Daemon::start(&[("quiet", &quiet())]);
+    daemon.wait_for_state("quiet", JobState::Running, SETTLE);
+
+    // The first table is due after a minute, longer than the deadline of
+    // ctl_with_closed_stdout.
+    let began = Instant::now();
+    let (status, stderr) = ctl_with_closed_stdout(&daemon, &["top", "-d", "60s"]);
+    assert_eq!(status.code(), Some(EXIT_STDOUT_CLOSED), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+/// Returns a job whose shell, PID 1 of its container, takes about a
+/// second to exit after SIGTERM, so that a stop request keeps its
+/// connection that long. The shell logs `ready` once its handlers are set,
+/// because as PID 1 it ignores SIGTERM and SIGUSR1 before that.
+fn slow_to_stop() -> String {
+    shell_job(
+        "trap 'sleep 1; exit 0' TERM; trap : USR1; echo ready; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
+    )
+}
+
+/// Waits until each of `names` has logged `ready` `runs` times.
+fn wait_ready(daemon: &Daemon, names: &[String], runs: usize) {
+    for name in names {
+        daemon.wait_until(
+            SETTLE,
+            &format!("{name} logged ready {runs} times"),
+            |daemon| daemon.job_log(name, "stdout").matches("ready").count() >= runs,
+        );
+    }
+}
+
+/// Runs supervisorctl with `args` and checks that it exits 0 and prints
+/// `NAME: result` for each of `names`, in that order.
+fn assert_each_job(daemon: &Daemon, args: &[&str], names: &[String], result: &str) {
+    let output = daemon.ctl(args);
+    let text = stdout_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}: {text}{}",
+        stderr_of(&output)
+    );
+    let expected: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name}: {result}"))
+        .collect();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, expected, "{args:?}");
+}
+
+#[test]
+fn actions_on_more_jobs_than_connections() {
+    if skip("actions_on_more_jobs_than_connections") {
+        return;
+    }
+    let names: Vec<String> = (1..=6).map(|number| format!("job{number}")).collect();
+    let job = slow_to_stop();
+    let jobs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|name| (name.as_str(), job.as_str()))
+        .collect();
+    // Each stop takes a second, so one connection per job would hold six
+    // at once.
+    let daemon = Daemon::start_with_args(&jobs, &["--max-connections", "2"]);
+    wait_ready(&daemon, &names, 1);
+
+    assert_each_job(&daemon, &["stop", "all"], &names, "stopped");
+    assert_each_job(&daemon, &["start", "all"], &names, "started");
+    wait_ready(&daemon, &names, 2);
+    let mut args = vec!["restart"];
+    args.extend(names.iter().map(String::as_str));
+    assert_each_job(&daemon, &args, &names, "restarted");
+    wait_ready(&daemon, &names, 3);
+    let mut args = vec!["signal", "USR1"];
+    args.extend(names.iter().map(String::as_str));
+    assert_each_job(&daemon, &args, &names, "signalled");
+    assert_each_job(
+        &daemon,
+        &["stop", "job2", "job1"],
+        &["job2".into(), "job1".into()],
+        "stopped",
+    );
+
+    let log = daemon.daemon_log();
+    assert!(!log.contains("rejected control connections"), "{log}");
 }

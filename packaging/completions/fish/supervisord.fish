@@ -6,6 +6,7 @@ complete -c supervisord -l cgroup-parent -d 'Cgroup, relative to supervisord\'s 
 complete -c supervisord -l runtime -d 'The corral runtime binary [default: corral beside supervisord, else on PATH]' -r -F
 complete -c supervisord -l monitor -d 'The per-container monitor binary [default: corral-monitor beside supervisord, else on PATH]' -r -F
 complete -c supervisord -l socket-group -d 'Group, by name or number, whose members may use the control socket: the socket becomes mode 0660 and the run directory 0710, both owned by that group [default: root only, mode 0600]' -r
+complete -c supervisord -l max-connections -d 'Maximum number of open control socket connections. A connection above it gets a 503 reply and is closed' -r
 complete -c supervisord -l log-format -d 'Format of supervisord\'s own log on stderr; RUST_LOG sets the level' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per line'"
 complete -c supervisord -l live-restore -d 'Exit at once on SIGTERM and SIGINT and leave every job running, for the next supervisord to adopt (`supervisorctl shutdown` still stops every job first); the systemd unit sets it, with KillMode=process'

@@ -1,9 +1,11 @@
 //! supervisorctl: the control CLI of supervisord.
 //!
-//! One blocking HTTP request per job over the unix socket, without an async
-//! runtime, so `status` returns within a few milliseconds.
+//! Blocking HTTP requests over the unix socket, without an async runtime,
+//! so `status` returns within a few milliseconds. Actions on several jobs
+//! send their names in one `/v1/batch` request ([`batch`]).
 
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,12 +14,13 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 use corral_config::DurationValue;
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
+use corral_supervisor::batch::{self, job_path, Action};
 use corral_supervisor::cli::completion_script;
 use corral_supervisor::cli::ctl::{Cli, Command};
 use corral_supervisor::client::{Client, ClientError};
 use corral_supervisor::machine::JobState;
 use corral_supervisor::status::{self, EXIT_NOT_RUNNING, EXIT_UNKNOWN};
-use corral_supervisor::stdout::{is_stdout_closed, Stdout, EXIT_STDOUT_CLOSED};
+use corral_supervisor::stdout::{self, is_stdout_closed, Stdout, EXIT_STDOUT_CLOSED};
 use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
@@ -233,44 +236,6 @@ fn status_command(client: &Client, names: &[String], json: bool) -> Result<i32> 
     Ok(status::exit_code(&jobs))
 }
 
-#[derive(Debug, Clone)]
-enum Action {
-    Start,
-    Stop,
-    Restart,
-    Signal(String),
-}
-
-impl Action {
-    fn verb(&self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Restart => "restart",
-            Action::Signal(_) => "signal",
-        }
-    }
-
-    fn past_tense(&self) -> &'static str {
-        match self {
-            Action::Start => "started",
-            Action::Stop => "stopped",
-            Action::Restart => "restarted",
-            Action::Signal(_) => "signalled",
-        }
-    }
-
-    /// Returns whether `all` includes a job in this state.
-    fn applies_to(&self, state: JobState) -> bool {
-        match self {
-            Action::Start => !state.is_active() && state != JobState::Invalid,
-            Action::Stop => state.is_active(),
-            Action::Restart => state != JobState::Invalid,
-            Action::Signal(_) => matches!(state, JobState::Starting | JobState::Running),
-        }
-    }
-}
-
 /// Runs one action on each job in parallel, as stopping jobs one after the
 /// other would add their stop timeouts up.
 fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32> {
@@ -295,35 +260,19 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
         Action::Signal(_) => client,
         Action::Start | Action::Stop | Action::Restart => &waiting,
     };
-
-    type Outcome = (String, SystemTime, Result<JobView, ClientError>);
-    let results: Vec<Outcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = targets
-            .iter()
-            .map(|name| {
-                let action = action.clone();
-                scope.spawn(move || {
-                    let sent = SystemTime::now();
-                    (name.clone(), sent, send_action(client, &action, name))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("request thread does not panic"))
-            .collect()
-    });
+    let outcomes = batch::act_on_jobs(client, &action, &targets);
 
     let mut code = 0;
     let mut out = Stdout::lock();
-    for (name, sent, result) in results {
-        match result {
+    for outcome in outcomes {
+        let name = outcome.name;
+        match outcome.result {
             Ok(job) if action_failed(&action, &job) => {
                 writeln!(out, "{name}: ERROR ({} {})", job.state, job.description)?;
                 code = worse(code, EXIT_FAILED);
             }
             Ok(job) => {
-                let killed = killed_by_stop(&action, &job, sent);
+                let killed = killed_by_stop(&action, &job, outcome.sent);
                 writeln!(out, "{name}: {}", action_result(&action, killed))?;
                 if killed.is_some() {
                     code = worse(code, EXIT_KILLED);
@@ -342,17 +291,6 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
         }
     }
     Ok(code)
-}
-
-fn send_action(client: &Client, action: &Action, name: &str) -> Result<JobView, ClientError> {
-    let path = job_path(name, &format!("/{}", action.verb()));
-    match action {
-        Action::Signal(signal) => {
-            let body = serde_json::json!({ "signal": signal });
-            client.post(&path, Some(&body))
-        }
-        _ => client.post(&path, None),
-    }
 }
 
 /// Returns the stop timeout after which SIGKILL ended the run that the
@@ -466,8 +404,15 @@ fn tail_command(
                 ),
             }
         };
-        tail::follow(&path, offset, &mut out, &mut report_skip)
-            .with_context(|| format!("failed to follow log {}", path.display()))?;
+        let hangup = stdout::hangup_watch();
+        tail::follow(
+            &path,
+            offset,
+            &mut out,
+            hangup.as_ref().map(AsFd::as_fd),
+            &mut report_skip,
+        )
+        .with_context(|| format!("failed to follow log {}", path.display()))?;
     }
     Ok(0)
 }
@@ -501,10 +446,12 @@ fn top_command(
     }
 
     let terminal = io::stdout().is_terminal();
+    let hangup = stdout::hangup_watch();
     let mut previous = select(first);
     let mut printed = 0u64;
     loop {
-        std::thread::sleep(interval);
+        // Ends at once, not at the next table, when the reader has gone.
+        stdout::wait_readable(None, hangup.as_ref().map(AsFd::as_fd), Some(interval))?;
         let current = select(client.get("/v1/stats")?);
         let table = top::format_table(Some(&previous), &current);
         let mut out = Stdout::lock();
@@ -581,29 +528,4 @@ fn get_job<T: serde::de::DeserializeOwned>(client: &Client, name: &str, suffix: 
             anyhow::Error::from(error)
         }
     })
-}
-
-/// `/v1/jobs/NAME` plus `suffix`, with the name percent-encoded.
-fn job_path(name: &str, suffix: &str) -> String {
-    let mut path = String::from("/v1/jobs/");
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            path.push(char::from(byte));
-        } else {
-            path.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    path.push_str(suffix);
-    path
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_path_encodes_name() {
-        assert_eq!(job_path("web-1.a_b", "/stop"), "/v1/jobs/web-1.a_b/stop");
-        assert_eq!(job_path("a b/c", ""), "/v1/jobs/a%20b%2Fc");
-    }
 }

@@ -67,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
         monitor,
         live_restore: cli.live_restore,
         socket_group,
+        max_connections: cli.max_connections,
         log_format: cli.log_format,
     };
     // One thread runs every task: the supervisor task handles one event at

@@ -79,7 +79,46 @@ pub struct Cli {
     /// by that group [default: root only, mode 0600]
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
+    /// Maximum number of open control socket connections. A connection
+    /// above it gets a 503 reply and is closed
+    #[arg(
+        long,
+        value_name = "COUNT",
+        default_value_t = crate::daemon::DEFAULT_MAX_CONNECTIONS,
+        value_parser = parse_max_connections
+    )]
+    pub max_connections: usize,
     /// Format of supervisord's own log on stderr; RUST_LOG sets the level
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Parses `--max-connections`: a whole number of 1 or more. clap prefixes
+/// the error with the option and the value.
+fn parse_max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err(
+            "expected a whole number of 1 or more, because 0 would reject every connection"
+                .to_string(),
+        ),
+        Ok(count) => Ok(count),
+        Err(_) => Err("expected a whole number of 1 or more".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_connections_default_and_bounds() {
+        let cli = Cli::try_parse_from(["supervisord"]).unwrap();
+        assert_eq!(cli.max_connections, crate::daemon::DEFAULT_MAX_CONNECTIONS);
+        let cli = Cli::try_parse_from(["supervisord", "--max-connections", "2"]).unwrap();
+        assert_eq!(cli.max_connections, 2);
+        for text in ["0", "-1", "many", ""] {
+            let error = Cli::try_parse_from(["supervisord", "--max-connections", text]);
+            assert!(error.is_err(), "{text:?} parsed");
+        }
+    }
 }

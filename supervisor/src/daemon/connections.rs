@@ -1,5 +1,6 @@
 //! Limits of the control socket that hyper 0.14 does not provide: a cap on
-//! open connections and a timeout for idle keep-alive connections.
+//! open connections and a timeout for idle keep-alive connections. The
+//! response write timeout is in [`super::write_timeout`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -7,20 +8,19 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
 use crate::api::ErrorBody;
-use crate::daemon::server::MAX_CONNECTIONS;
 
 /// Minimum time between two warnings about rejected connections.
 const REJECT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Sends a 503 reply on a connection above [`MAX_CONNECTIONS`], which the
+/// Sends a 503 reply on a connection above `max_connections`, which the
 /// caller then closes. The reply fits into the empty send buffer of a new
 /// unix socket, so the non-blocking write does not hold up the accept
 /// loop. A client that is still writing its request may see the connection
 /// closed instead.
-pub(super) fn reject_connection(stream: &UnixStream) {
+pub(super) fn reject_connection(stream: &UnixStream, max_connections: usize) {
     let body = serde_json::to_string(&ErrorBody {
         error: format!(
-            "too many open control connections (maximum {MAX_CONNECTIONS}): \
+            "too many open control connections (maximum {max_connections}): \
              try again once other clients have closed theirs"
         ),
     })
@@ -47,7 +47,7 @@ impl RejectWarnings {
     /// Counts one rejected connection and logs a warning unless one was
     /// logged within the interval. Returns the number that warning
     /// reported, or `None` when it was left out.
-    pub(super) fn record(&mut self, now: Instant) -> Option<u64> {
+    pub(super) fn record(&mut self, now: Instant, max_connections: usize) -> Option<u64> {
         self.rejected += 1;
         if self
             .last_warning
@@ -59,14 +59,15 @@ impl RejectWarnings {
         let rejected = std::mem::take(&mut self.rejected);
         tracing::warn!(
             rejected,
-            max_connections = MAX_CONNECTIONS,
+            max_connections,
             "rejected control connections: too many are open"
         );
         Some(rejected)
     }
 }
 
-/// Requests in progress on one connection and when the last one ended.
+/// Requests in progress on one connection, when the last one ended, and
+/// the last one's method and URI.
 pub(super) struct Activity {
     state: Mutex<ActivityState>,
 }
@@ -74,6 +75,7 @@ pub(super) struct Activity {
 struct ActivityState {
     in_progress: usize,
     idle_since: Instant,
+    last_request: String,
 }
 
 /// A request in progress. Dropping it marks the connection idle from then
@@ -94,6 +96,7 @@ impl Activity {
             state: Mutex::new(ActivityState {
                 in_progress: 0,
                 idle_since: now,
+                last_request: String::new(),
             }),
         }
     }
@@ -104,11 +107,22 @@ impl Activity {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn begin_request(self: &Arc<Self>) -> Busy {
-        self.lock().in_progress += 1;
+    /// Marks the connection busy with `request`, such as `GET /v1/jobs`,
+    /// until the returned guard is dropped.
+    pub(super) fn begin_request(self: &Arc<Self>, request: String) -> Busy {
+        let mut state = self.lock();
+        state.in_progress += 1;
+        state.last_request = request;
         Busy {
             activity: self.clone(),
         }
+    }
+
+    /// Returns the method and URI of the last request that began, whose
+    /// response hyper writes after the request ended. It is empty before
+    /// the first request.
+    pub(super) fn last_request(&self) -> String {
+        self.lock().last_request.clone()
     }
 
     /// Returns the deadline at which the connection has been idle for
@@ -148,17 +162,18 @@ mod tests {
     fn reject_warnings_are_rate_limited() {
         let mut warnings = RejectWarnings::default();
         let start = Instant::now();
-        assert_eq!(warnings.record(start), Some(1));
-        assert_eq!(warnings.record(start + Duration::from_secs(1)), None);
-        assert_eq!(warnings.record(start + Duration::from_secs(2)), None);
+        assert_eq!(warnings.record(start, 8), Some(1));
+        assert_eq!(warnings.record(start + Duration::from_secs(1), 8), None);
+        assert_eq!(warnings.record(start + Duration::from_secs(2), 8), None);
         let later = start + REJECT_WARNING_INTERVAL;
-        assert_eq!(warnings.record(later), Some(3));
+        assert_eq!(warnings.record(later, 8), Some(3));
     }
 
     #[tokio::test]
     async fn idle_waits_for_requests_to_end() {
         let activity = Arc::new(Activity::new(Instant::now()));
-        let busy = activity.begin_request();
+        let busy = activity.begin_request("POST /v1/jobs/web/stop".to_string());
+        assert_eq!(activity.last_request(), "POST /v1/jobs/web/stop");
         let timeout = Duration::from_millis(100);
         let idle = tokio::time::timeout(timeout * 3, activity.idle_for(timeout)).await;
         assert!(idle.is_err(), "idle while a request was in progress");

@@ -504,6 +504,7 @@ pub(crate) mod tests {
             monitor: PathBuf::from("/nonexistent/corral-monitor"),
             live_restore: false,
             socket_group: None,
+            max_connections: crate::daemon::DEFAULT_MAX_CONNECTIONS,
             log_format: crate::cli::daemon::LogFormat::Text,
         }
     }

@@ -19,6 +19,7 @@ mod server;
 mod settled;
 mod stats;
 mod supervisor;
+mod write_timeout;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -35,7 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 use created_dirs::CreatedDirs;
 
 pub use self::server::{
-    KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
+    RESPONSE_WRITE_TIMEOUT,
 };
 pub use self::supervisor::Supervisor;
 
@@ -66,6 +68,8 @@ pub struct DaemonConfig {
     pub live_restore: bool,
     /// GID of the group that may use the control socket.
     pub socket_group: Option<u32>,
+    /// Maximum number of open control connections.
+    pub max_connections: usize,
     /// Format of supervisord's log lines, which each monitor follows in its
     /// own.
     #[serde(skip)]
@@ -467,7 +471,12 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     };
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, events.clone(), server_stopped));
+    let server = tokio::spawn(server::serve(
+        listener,
+        events.clone(),
+        config.max_connections,
+        server_stopped,
+    ));
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket_path.display(),

@@ -12,15 +12,17 @@ use hyper::service::service_fn;
 use hyper::{Body, Method, StatusCode};
 use serde::Serialize;
 use serde_json::error::Category;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::api::{ErrorBody, SignalRequest};
+use crate::api::{BatchRequest, ErrorBody, SignalRequest, MAX_BATCH_BODY};
 use crate::daemon::connections::{reject_connection, Activity, RejectWarnings};
-use crate::daemon::{stats, ApiError, Event, JsonBody, Request};
+use crate::daemon::write_timeout::{WriteTimedOut, WriteTimeout};
+use crate::daemon::{stats, ApiError, Event, JsonBody, Reply, Request};
 
-/// Largest request body accepted; the API's bodies are a few bytes.
+/// Largest request body accepted outside `/v1/batch`; the other bodies
+/// are a few bytes.
 const MAX_BODY: u64 = 64 * 1024;
 
 /// Pause after a failed `accept`, so that a full descriptor table does not
@@ -38,26 +40,34 @@ pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// that waits for the job, does not count as idle.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-// NOTE: writing a response has no time limit, so a client that stops
-// reading a large reply keeps its connection until it reads or closes.
+/// Maximum time that a response write may wait on a full socket while the
+/// client reads none of it. The connection is closed then.
+pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Maximum time to read a request body once its head has arrived. The
-/// API's bodies are a few bytes.
+/// API's bodies are a few bytes, and those of `/v1/batch` at most
+/// [`MAX_BATCH_BODY`].
 pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Maximum number of open control connections. `supervisorctl stop all`
-/// opens one connection per job at once and keeps it until the job has
-/// stopped, so the limit must exceed the number of jobs.
-/// It bounds the descriptors and memory that clients can hold.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Default maximum number of open control connections, which
+/// `supervisord --max-connections` changes. It bounds the descriptors and
+/// memory that clients can hold. supervisorctl uses one connection per
+/// command, and one per [`MAX_BATCH_BODY`] of job names for actions on
+/// many jobs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 type Events = mpsc::UnboundedSender<Event>;
 type Response = hyper::Response<Body>;
 
 /// Serves the API on `listener` until `shutdown` fires, then lets each open
 /// connection finish the request it is serving and returns when all have
-/// closed.
-pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot::Receiver<()>) {
+/// closed. Connections above `max_connections` get a 503 reply.
+pub async fn serve(
+    listener: UnixListener,
+    events: Events,
+    max_connections: usize,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut rejections = RejectWarnings::default();
@@ -68,49 +78,12 @@ pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     while connections.try_join_next().is_some() {}
-                    if connections.len() >= MAX_CONNECTIONS {
-                        reject_connection(&stream);
-                        let _ = rejections.record(Instant::now());
+                    if connections.len() >= max_connections {
+                        reject_connection(&stream, max_connections);
+                        let _ = rejections.record(Instant::now(), max_connections);
                         continue;
                     }
-                    let events = events.clone();
-                    let mut closing_seen = closing_seen.clone();
-                    connections.spawn(async move {
-                        let activity = Arc::new(Activity::new(Instant::now()));
-                        let serving = activity.clone();
-                        let service = service_fn(move |request| {
-                            let events = events.clone();
-                            let busy = serving.begin_request();
-                            async move {
-                                let reply = handle(events, request).await;
-                                drop(busy);
-                                Ok::<_, std::convert::Infallible>(reply)
-                            }
-                        });
-                        let connection = Http::new()
-                            .http1_only(true)
-                            .http1_header_read_timeout(REQUEST_HEAD_TIMEOUT)
-                            .serve_connection(stream, service);
-                        tokio::pin!(connection);
-                        let result = tokio::select! {
-                            result = connection.as_mut() => result,
-                            _ = closing_seen.changed() => {
-                                connection.as_mut().graceful_shutdown();
-                                connection.await
-                            }
-                            // Closes at once, because no request is in
-                            // progress.
-                            _ = activity.idle_for(KEEP_ALIVE_TIMEOUT) => {
-                                connection.as_mut().graceful_shutdown();
-                                connection.await
-                            }
-                        };
-                        if let Err(error) = result {
-                            // Timeouts of idle or stalled clients are
-                            // routine, so they log at debug too.
-                            tracing::debug!(%error, "control connection ended with an error");
-                        }
-                    });
+                    connections.spawn(serve_connection(stream, events.clone(), closing_seen.clone()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accepting a control connection failed");
@@ -123,13 +96,81 @@ pub async fn serve(listener: UnixListener, events: Events, mut shutdown: oneshot
     while connections.join_next().await.is_some() {}
 }
 
+/// Serves the requests of one connection until the client closes it, a
+/// timeout ends it, or `closing` changes, after which the request in
+/// progress is finished first.
+async fn serve_connection(stream: UnixStream, events: Events, mut closing: watch::Receiver<bool>) {
+    let peer = describe_peer(&stream);
+    let activity = Arc::new(Activity::new(Instant::now()));
+    let serving = activity.clone();
+    let service = service_fn(move |request: hyper::Request<Body>| {
+        let events = events.clone();
+        let busy = serving.begin_request(format!("{} {}", request.method(), request.uri()));
+        async move {
+            let reply = handle(events, request).await;
+            drop(busy);
+            Ok::<_, std::convert::Infallible>(reply)
+        }
+    });
+    let connection = Http::new()
+        .http1_only(true)
+        .http1_header_read_timeout(REQUEST_HEAD_TIMEOUT)
+        .serve_connection(WriteTimeout::new(stream, RESPONSE_WRITE_TIMEOUT), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = closing.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        // Closes at once, because no request is in progress.
+        _ = activity.idle_for(KEEP_ALIVE_TIMEOUT) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    let Err(error) = result else {
+        return;
+    };
+    match WriteTimedOut::find(&error) {
+        Some(timed_out) => tracing::warn!(
+            %peer,
+            request = %activity.last_request(),
+            unread_bytes = timed_out.unread,
+            timeout = ?timed_out.timeout,
+            "closed a control connection whose client stopped reading the response"
+        ),
+        // Timeouts of idle or stalled clients are routine, so they log at
+        // debug too.
+        None => tracing::debug!(%peer, %error, "control connection ended with an error"),
+    }
+}
+
+/// Names the process at the other end of `stream` by its PID and UID, as
+/// the kernel recorded them at connect.
+fn describe_peer(stream: &UnixStream) -> String {
+    match stream.peer_cred() {
+        Ok(credentials) => match credentials.pid() {
+            Some(pid) => format!("pid {pid} uid {}", credentials.uid()),
+            None => format!("uid {}", credentials.uid()),
+        },
+        Err(error) => format!("unknown ({error})"),
+    }
+}
+
 /// Handles one HTTP request.
 async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let body = if parts.method == Method::POST {
-        let read = tokio::time::timeout(REQUEST_BODY_TIMEOUT, read_body(&parts.headers, body));
+        let limit = if is_batch_path(&path) {
+            MAX_BATCH_BODY as u64
+        } else {
+            MAX_BODY
+        };
+        let read =
+            tokio::time::timeout(REQUEST_BODY_TIMEOUT, read_body(&parts.headers, body, limit));
         match read.await {
             Ok(Ok(body)) => body,
             Ok(Err(reply)) => return reply,
@@ -150,19 +191,29 @@ async fn handle(events: Events, request: hyper::Request<Body>) -> Response {
     route(events, &parts.method, &path, &query, &body).await
 }
 
-/// Reads a request body of at most [`MAX_BODY`] bytes.
-async fn read_body(headers: &hyper::HeaderMap, mut body: Body) -> Result<Vec<u8>, Response> {
+/// Returns whether `path` is below `/v1/batch/`, whose bodies may be up to
+/// [`MAX_BATCH_BODY`] bytes.
+fn is_batch_path(path: &str) -> bool {
+    path.starts_with("/v1/batch/")
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(
+    headers: &hyper::HeaderMap,
+    mut body: Body,
+    limit: u64,
+) -> Result<Vec<u8>, Response> {
     let too_large = || {
         error_reply(&ApiError {
             status: 413,
-            message: format!("request body larger than {MAX_BODY} bytes"),
+            message: format!("request body larger than {limit} bytes"),
         })
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY) {
+    if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
     let mut bytes = Vec::new();
@@ -172,7 +223,7 @@ async fn read_body(headers: &hyper::HeaderMap, mut body: Body) -> Result<Vec<u8>
                 "failed to read the request body: {error}"
             )))
         })?;
-        if bytes.len() as u64 + chunk.len() as u64 > MAX_BODY {
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
             return Err(too_large());
         }
         bytes.extend_from_slice(&chunk);
@@ -222,6 +273,15 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
                 Err(error) => error_reply(&error),
             };
         }
+        ["v1", "batch", action @ ("start" | "stop" | "restart" | "signal")] => {
+            if method != post {
+                return method_not_allowed(method, path, &post);
+            }
+            return match batch_requests(path, action, query, body) {
+                Ok(requests) => batch(events, requests).await,
+                Err(error) => error_reply(&error),
+            };
+        }
         ["v1", "jobs", name, action @ ("start" | "stop" | "restart")] if !name.is_empty() => {
             if method != post {
                 return method_not_allowed(method, path, &post);
@@ -244,7 +304,8 @@ async fn route(events: Events, method: &Method, path: &str, query: &str, body: &
                 message: format!(
                     "no such API path {path}: the API serves /v1/info, /v1/jobs, \
                      /v1/jobs/NAME, /v1/jobs/NAME/{{start,stop,restart,signal,spec}}, \
-                     /v1/stats, /v1/reread, /v1/update and /v1/shutdown"
+                     /v1/batch/{{start,stop,restart,signal}}, /v1/stats, /v1/reread, \
+                     /v1/update and /v1/shutdown"
                 ),
             })
         }
@@ -272,6 +333,103 @@ fn signal_request(path: &str, name: &str, body: &[u8]) -> Result<Request, ApiErr
             "a JSON object with the signal name or number, such as {\"signal\": \"HUP\"}",
             &error,
         )),
+    }
+}
+
+/// Parses the body of `POST /v1/batch/ACTION` into one request per job
+/// name, in the order of the names.
+fn batch_requests(
+    path: &str,
+    action: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<Vec<(String, Request)>, ApiError> {
+    let endpoint = format!("POST {path}");
+    let expected = if action == "signal" {
+        "a JSON object with the job names and the signal name or number, such as \
+         {\"names\": [\"web\", \"db\"], \"signal\": \"HUP\"}"
+    } else {
+        "a JSON object with the job names, such as {\"names\": [\"web\", \"db\"]}"
+    };
+    let batch: BatchRequest =
+        serde_json::from_slice(body).map_err(|error| body_error(&endpoint, expected, &error))?;
+    let invalid = |problem: &str| {
+        ApiError::bad_request(format!(
+            "invalid request body for {endpoint}: {problem}. Expected {expected}"
+        ))
+    };
+    let request_for: Box<dyn Fn(String) -> Request> = match (action, batch.signal) {
+        ("signal", Some(signal)) => Box::new(move |name| Request::Signal {
+            name,
+            signal: signal.clone(),
+        }),
+        ("signal", None) => return Err(invalid("the signal is missing")),
+        (_, Some(_)) => return Err(invalid("a signal is valid only for /v1/batch/signal")),
+        ("start", None) => {
+            let wait = wait_query(query, true)?;
+            Box::new(move |name| Request::Start { name, wait })
+        }
+        ("stop", None) => {
+            let wait = wait_query(query, true)?;
+            Box::new(move |name| Request::Stop { name, wait })
+        }
+        (_, None) => {
+            let wait = wait_query(query, true)?;
+            Box::new(move |name| Request::Restart { name, wait })
+        }
+    };
+    let requests = batch
+        .names
+        .into_iter()
+        .map(|name| (name.clone(), request_for(name)))
+        .collect();
+    Ok(requests)
+}
+
+/// Sends every request to the supervisor task at once, so that the jobs
+/// are handled in parallel, and replies with a
+/// [`crate::api::BatchReply`] once every job's reply has arrived.
+async fn batch(events: Events, requests: Vec<(String, Request)>) -> Response {
+    let mut pending = Vec::with_capacity(requests.len());
+    for (name, request) in requests {
+        let (reply, receiver) = oneshot::channel();
+        if events.send(Event::Request(request, reply)).is_err() {
+            return error_reply(&ApiError::unavailable());
+        }
+        pending.push((name, receiver));
+    }
+    let mut body = b"{\"results\":[".to_vec();
+    for (index, (name, receiver)) in pending.into_iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        let reply = receiver
+            .await
+            .unwrap_or_else(|_| Err(ApiError::unavailable()));
+        write_batch_result(&mut body, &name, reply);
+    }
+    body.extend_from_slice(b"]}");
+    body_reply(StatusCode::OK, JsonBody::from(body))
+}
+
+/// Appends one [`crate::api::BatchResult`] to `body`: the job's view as the
+/// supervisor task encoded it, or the error that the request for that job
+/// alone would have returned.
+fn write_batch_result(body: &mut Vec<u8>, name: &str, reply: Reply) {
+    let name = serde_json::Value::from(name).to_string();
+    match reply {
+        Ok(job) => {
+            body.extend_from_slice(format!("{{\"name\":{name},\"status\":200,\"job\":").as_bytes());
+            body.extend_from_slice(&job);
+            body.push(b'}');
+        }
+        Err(error) => {
+            let message = serde_json::Value::from(error.message).to_string();
+            let status = error.status;
+            body.extend_from_slice(
+                format!("{{\"name\":{name},\"status\":{status},\"error\":{message}}}").as_bytes(),
+            );
+        }
     }
 }
 
@@ -442,7 +600,11 @@ mod tests {
                 }
                 if let Event::Request(request, reply) = event {
                     let result = match &request {
-                        Request::Get { name } if name == "missing" => {
+                        Request::Get { name }
+                        | Request::Stop { name, .. }
+                        | Request::Signal { name, .. }
+                            if name == "missing" =>
+                        {
                             Err(ApiError::not_found(name))
                         }
                         _ => Ok(JsonBody::from(
@@ -698,5 +860,156 @@ mod tests {
         let (status, json) = call("GET", "/v1/stats", "").await;
         assert_eq!(status, 200, "{json}");
         assert_eq!(json, serde_json::json!({"jobs": []}));
+    }
+
+    #[tokio::test]
+    async fn batch_routes_map_to_requests() {
+        let cases = [
+            (
+                "/v1/batch/start",
+                r#"{"names":["web","db"]}"#,
+                [
+                    "Start { name: \"web\", wait: true }",
+                    "Start { name: \"db\", wait: true }",
+                ],
+            ),
+            (
+                "/v1/batch/stop?wait=false",
+                r#"{"names":["web","db"]}"#,
+                [
+                    "Stop { name: \"web\", wait: false }",
+                    "Stop { name: \"db\", wait: false }",
+                ],
+            ),
+            (
+                "/v1/batch/restart/",
+                r#"{"names":["web","db"]}"#,
+                [
+                    "Restart { name: \"web\", wait: true }",
+                    "Restart { name: \"db\", wait: true }",
+                ],
+            ),
+            (
+                "/v1/batch/signal",
+                r#"{"names":["web","db"],"signal":1}"#,
+                [
+                    "Signal { name: \"web\", signal: \"1\" }",
+                    "Signal { name: \"db\", signal: \"1\" }",
+                ],
+            ),
+        ];
+        for (path, body, expected) in cases {
+            let (status, json) = call("POST", path, body).await;
+            assert_eq!(status, 200, "{path}: {json}");
+            let results = json["results"].as_array().expect("a results array");
+            assert_eq!(results.len(), 2, "{path}: {json}");
+            for (result, (name, request)) in results.iter().zip(["web", "db"].iter().zip(expected))
+            {
+                assert_eq!(result["name"], *name, "{path}");
+                assert_eq!(result["status"], 200, "{path}");
+                assert_eq!(result["job"]["request"], request, "{path}");
+            }
+        }
+
+        let (status, json) = call("POST", "/v1/batch/stop", r#"{"names":[]}"#).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json, serde_json::json!({"results": []}));
+    }
+
+    #[tokio::test]
+    async fn batch_results_carry_each_error() {
+        let body = r#"{"names":["web","missing","web"],"signal":"HUP"}"#;
+        let (status, json) = call("POST", "/v1/batch/signal", body).await;
+        assert_eq!(status, 200, "{json}");
+        let results = json["results"].as_array().unwrap();
+        let names: Vec<&str> = results
+            .iter()
+            .map(|result| result["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web", "missing", "web"]);
+        assert_eq!(results[1]["status"], 404);
+        assert_eq!(results[1]["error"], "no such job \"missing\"");
+        assert!(results[1].get("job").is_none(), "{json}");
+        assert_eq!(results[2]["status"], 200);
+
+        let reply: crate::api::BatchReply = serde_json::from_value(serde_json::json!({
+            "results": [results[1].clone()]
+        }))
+        .expect("the error result decodes as a BatchResult");
+        assert_eq!(reply.results[0].status, 404);
+        assert_eq!(reply.results[0].job, None);
+    }
+
+    #[tokio::test]
+    async fn bad_batch_requests_are_refused() {
+        let cases = [
+            (
+                "/v1/batch/signal",
+                r#"{"names":["web"]}"#,
+                400,
+                "the signal is missing",
+            ),
+            (
+                "/v1/batch/stop",
+                r#"{"names":["web"],"signal":"HUP"}"#,
+                400,
+                "a signal is valid only for /v1/batch/signal",
+            ),
+            (
+                "/v1/batch/stop",
+                r#"{"names":["web"],"x":1}"#,
+                400,
+                "unknown field `x`",
+            ),
+            (
+                "/v1/batch/stop",
+                r#"["web"]"#,
+                400,
+                "the body is valid JSON of the wrong shape",
+            ),
+            ("/v1/batch/stop", "", 400, "the body is empty"),
+            (
+                "/v1/batch/stop?wait=soon",
+                r#"{"names":["web"]}"#,
+                400,
+                "wait=true or wait=false",
+            ),
+            (
+                "/v1/batch/explode",
+                r#"{"names":["web"]}"#,
+                404,
+                "no such API path",
+            ),
+        ];
+        for (path, body, expected_status, expected_message) in cases {
+            let (status, json) = call("POST", path, body).await;
+            assert_eq!(status, expected_status, "{path} {body}: {json}");
+            let message = json["error"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(expected_message),
+                "{path} {body}: {message}"
+            );
+        }
+        let (status, json) = call("GET", "/v1/batch/stop", "").await;
+        assert_eq!(status, 405, "{json}");
+    }
+
+    #[tokio::test]
+    async fn batch_bodies_may_be_larger() {
+        let names: Vec<String> = (0..5000)
+            .map(|index| format!("a-longer-job-name-{index:05}"))
+            .collect();
+        let body = serde_json::json!({ "names": names }).to_string();
+        assert!(body.len() as u64 > MAX_BODY, "{} bytes", body.len());
+        let (status, json) = call("POST", "/v1/batch/stop", &body).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["results"].as_array().unwrap().len(), 5000);
+
+        let large = format!(r#"{{"names":["{}"]}}"#, "x".repeat(MAX_BATCH_BODY));
+        let (status, json) = call("POST", "/v1/batch/stop", &large).await;
+        assert_eq!(status, 413, "{json}");
+        // Other paths keep the smaller limit.
+        let (status, json) = call("POST", "/v1/jobs/web/signal", &body).await;
+        assert_eq!(status, 413, "{json}");
     }
 }
