@@ -136,7 +136,7 @@ pub struct MonitorOptions {
     pub settings_file: PathBuf,
     /// The shim command line: program and arguments.
     pub command: Vec<OsString>,
-    /// argv[0] of the shim in place of the program path.
+    /// `argv[0]` of the shim in place of the program path.
     pub arg0: Option<OsString>,
     /// Group and modes of the log files and directory the monitor creates.
     pub log_permissions: LogPermissions,
