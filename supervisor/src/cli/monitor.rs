@@ -60,7 +60,7 @@ pub struct Cli {
     /// creates 0750 [default: root only, files 0600, directories 0700]
     #[arg(long, value_name = "GID")]
     pub log_group: Option<u32>,
-    /// `argv[0]` of the shim in place of the program path after `--`, which
+    /// Program name (argument zero) of the shim in place of the program path after `--`, which
     /// ps shows and corral names its process after. supervisord passes the
     /// runtime's file name, because that path is a /proc/PID/fd/N path
     /// of supervisord
