@@ -128,7 +128,7 @@ impl Supervisor {
                         .at
                         .duration_since(SystemTime::now())
                         .unwrap_or_default();
-                    tracing::info!(job = %name, attempt = pending.attempt, delay = ?delay, "restart scheduled by the earlier supervisord");
+                    tracing::info!(job = %name, attempt_in_window = pending.attempt, max_restarts = pending.max_restarts, delay = ?delay, "restart scheduled by the earlier supervisord");
                     let epoch = job.epoch;
                     self.arm_timer(&name, epoch, TimerKind::Restart, delay);
                 }
@@ -1123,7 +1123,7 @@ impl Supervisor {
                     return;
                 }
                 job.restarts += 1;
-                tracing::info!(job = %name, restarts = job.restarts, "restarting job");
+                tracing::info!(job = %name, total_restarts = job.restarts, "restarting job");
                 self.start_container(name);
             }
             (TimerKind::StopTimeout, JobState::Stopping) => self.kill_after_timeout(name),
@@ -1462,14 +1462,20 @@ impl Supervisor {
                     max_restarts: spec.restart.max_restarts,
                     at: SystemTime::now() + delay,
                 });
-                tracing::info!(job = %name, attempt, delay = ?delay, "restart scheduled");
+                tracing::info!(
+                    job = %name,
+                    attempt_in_window = attempt,
+                    max_restarts = spec.restart.max_restarts,
+                    delay = ?delay,
+                    "restart scheduled"
+                );
                 let epoch = job.epoch;
                 self.arm_timer(name, epoch, TimerKind::Restart, delay);
             }
             Decision::Fatal { restarts, window } => {
                 job.enter(JobState::Fatal);
                 job.fatal = Some((restarts, window));
-                tracing::error!(job = %name, restarts, window = ?window, "job keeps exiting; giving up");
+                tracing::error!(job = %name, restarts_in_window = restarts, window = ?window, "job keeps exiting; giving up");
             }
             Decision::Exit => job.enter(JobState::Exited),
         }
