@@ -380,7 +380,7 @@ fn invalid_edit_keeps_previous_version() {
     assert_eq!(update.status.code(), Some(1), "{}", stdout_of(&update));
     let stderr = String::from_utf8_lossy(&update.stderr);
     assert!(
-        stderr.contains("cannot read the jobs directory"),
+        stderr.starts_with("supervisorctl: failed to read the jobs directory: "),
         "{stderr}"
     );
     assert!(!stdout_of(&update).contains("No config updates"));
