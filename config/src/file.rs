@@ -78,7 +78,7 @@ fn check_size(path: &Path, size: u64) -> Result<(), ConfigError> {
 }
 
 /// Returns the name of a file type as `ls` and stat(1) call it.
-fn file_type_name(file_type: FileType) -> &'static str {
+pub fn file_type_name(file_type: FileType) -> &'static str {
     if file_type.is_file() {
         "regular file"
     } else if file_type.is_dir() {

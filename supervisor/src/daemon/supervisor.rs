@@ -15,6 +15,7 @@ use crate::api::Message;
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, LaunchError, Launched};
 use crate::daemon::ports;
+use crate::daemon::record::read_record;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::settled;
 use crate::daemon::stats::StatsTarget;
@@ -494,7 +495,7 @@ impl Supervisor {
         let id = launch::new_container_id(name);
         if let Some(container) = &job.container {
             let path = config.bundle_dir(&container.id).join("config.json");
-            let text = std::fs::read(&path).map_err(|error| {
+            let text = read_record(&path).map_err(|error| {
                 ApiError::internal(format!(
                     "failed to read {} of job {name:?}: {error}",
                     path.display()
