@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
 use crate::field::escape_pointer_token;
+use crate::file::read_job_text;
 use crate::host::HostContext;
-use crate::parse::{job_name_from_path, parse_document, parse_job_file_with, read_text, Job};
+use crate::parse::{job_name_from_path, parse_document, parse_job_file_with, Job};
 use crate::source::SourceMap;
 
 /// The result of loading every job file of a directory.
@@ -99,7 +100,7 @@ pub(crate) fn apply_dropins(
     dropins: &[PathBuf],
 ) -> Result<(), ConfigError> {
     for dropin in dropins {
-        let text = read_text(dropin)?;
+        let text = read_job_text(dropin)?;
         let document = parse_document(dropin, &text)?;
         let file = sources.add_file(dropin, document.index);
         merge_patch(merged, &document.value, "", file, sources);

@@ -21,6 +21,29 @@ pub enum ConfigError {
         source: Arc<io::Error>,
     },
 
+    /// A job file or drop-in that is not a regular file, such as a FIFO or a
+    /// device.
+    #[error(
+        "{}: not a regular file ({kind}): a job file or drop-in must be a regular file or a \
+         symbolic link to one",
+        file.display()
+    )]
+    NotRegularFile { file: PathBuf, kind: &'static str },
+
+    /// A job file or drop-in larger than [`crate::MAX_JOB_FILE_SIZE`].
+    /// `size` is the size that fstat returned, or the number of bytes read
+    /// when the file grew during the read.
+    #[error(
+        "{}: the file is {size} bytes, larger than the maximum of {limit} bytes for a job file \
+         or drop-in",
+        file.display()
+    )]
+    TooLarge {
+        file: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
     /// The file name does not give a valid job name.
     #[error(
         "{}: invalid job name {name:?}: {}",
@@ -136,6 +159,8 @@ impl ConfigError {
     pub fn file(&self) -> &Path {
         match self {
             ConfigError::Io { file, .. }
+            | ConfigError::NotRegularFile { file, .. }
+            | ConfigError::TooLarge { file, .. }
             | ConfigError::InvalidName { file, .. }
             | ConfigError::ReservedName { file, .. }
             | ConfigError::DuplicateName { file, .. }

@@ -10,6 +10,7 @@ pub mod convert;
 mod dropin;
 mod error;
 mod field;
+mod file;
 mod host;
 mod parse;
 pub mod paths;
@@ -26,6 +27,7 @@ pub use dropin::{
     dropin_dir, is_ignored_file_name, load_jobs_dir, load_jobs_dir_with, JobsDirScan,
 };
 pub use error::{ConfigError, UnknownField};
+pub use file::{file_type_name, MAX_JOB_FILE_SIZE};
 pub use host::HostContext;
 pub use parse::{
     job_name_from_path, parse_job_file, parse_job_file_with, parse_job_str, parse_job_str_with, Job,

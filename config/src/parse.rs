@@ -1,13 +1,13 @@
 //! Reading one job: the file, its drop-ins, deserialization and validation,
 //! with every error located in the file it came from.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::dropin::{apply_dropins, dropin_dir, list_dropins};
 use crate::error::ConfigError;
+use crate::file::read_job_text;
 use crate::host::HostContext;
 use crate::position::PositionIndex;
 use crate::source::SourceMap;
@@ -71,7 +71,7 @@ pub fn parse_job_file(path: &Path) -> Result<Job, ConfigError> {
 pub fn parse_job_file_with(path: &Path, host: &HostContext) -> Result<Job, ConfigError> {
     let name = job_name_from_path(path)?;
     let dropins = list_dropins(&dropin_dir(path))?;
-    let text = read_text(path)?;
+    let text = read_job_text(path)?;
     let document = parse_document(path, &text)?;
     let mut sources = SourceMap::new(path, document.index);
     let mut merged = document.value;
@@ -102,10 +102,6 @@ pub fn parse_job_str_with(
     let document = parse_document(file, text)?;
     let sources = SourceMap::new(file, document.index);
     build_job(name, file, &document.value, &sources, Vec::new(), host)
-}
-
-pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
-    fs::read_to_string(path).map_err(|error| ConfigError::io(path, "read", error))
 }
 
 /// A JSON object with the positions of its values.

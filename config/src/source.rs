@@ -11,8 +11,14 @@ use crate::position::{Position, PositionIndex};
 use crate::strict::describe_names;
 use crate::validate::ValidationError;
 
-/// Largest edit distance at which an unknown key or value gets a suggestion.
+/// Largest edit distance at which an unknown key or value gets a suggestion,
+/// however long the names are.
 const MAX_SUGGESTION_DISTANCE: usize = 2;
+
+/// Number of characters of the longer name per allowed edit. One edit in
+/// three characters is taken as the most that a typo changes, so `bogus`,
+/// 2 edits from `logs`, gets no suggestion.
+const CHARACTERS_PER_EDIT: usize = 3;
 
 /// The job file and its drop-ins, with the positions of their values, and the
 /// file each value of the merged document came from.
@@ -329,14 +335,23 @@ fn split_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
 }
 
 /// Returns the candidate closest to `input`, if it is close enough to be a
-/// likely typo.
+/// likely typo: at most one edit (an insertion, deletion, substitution or
+/// transposition) per [`CHARACTERS_PER_EDIT`] characters of the longer
+/// name, at least one edit and at most [`MAX_SUGGESTION_DISTANCE`].
 fn closest<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|candidate| (strsim::damerau_levenshtein(input, candidate), candidate))
-        .filter(|&(distance, _)| distance <= MAX_SUGGESTION_DISTANCE)
+        .filter(|&(distance, candidate)| distance <= max_typo_distance(input, candidate))
         .min_by_key(|&(distance, _)| distance)
         .map(|(_, candidate)| candidate.as_str())
+}
+
+/// Returns the largest edit distance between `input` and `candidate` that
+/// [`closest`] takes for a typo.
+fn max_typo_distance(input: &str, candidate: &str) -> usize {
+    let longer = input.chars().count().max(candidate.chars().count());
+    (longer / CHARACTERS_PER_EDIT).clamp(1, MAX_SUGGESTION_DISTANCE)
 }
 
 #[cfg(test)]
@@ -372,6 +387,46 @@ mod tests {
         assert_eq!(closest("memroy", &names), Some("memory"));
         assert_eq!(closest("cpu", &names), Some("cpus"));
         assert_eq!(closest("network", &names), None);
+    }
+
+    #[test]
+    fn closest_suggests_only_plausible_typos() {
+        let top_level: Vec<String> = [
+            "image",
+            "command",
+            "env",
+            "cwd",
+            "user",
+            "resources",
+            "mounts",
+            "ports",
+            "network",
+            "restart",
+            "logs",
+            "stop",
+            "autostart",
+            "labels",
+        ]
+        .map(String::from)
+        .into();
+        for (input, expected) in [
+            ("comand", Some("command")),
+            ("commnad", Some("command")),
+            ("imgae", Some("image")),
+            ("lgos", Some("logs")),
+            ("log", Some("logs")),
+            ("evn", Some("env")),
+            ("restrat", Some("restart")),
+            ("autostrat", Some("autostart")),
+            ("resorces", Some("resources")),
+            ("bogus", None),
+            ("foo", None),
+            ("x", None),
+            ("stdin", None),
+            ("networks_x", None),
+        ] {
+            assert_eq!(closest(input, &top_level), expected, "{input}");
+        }
     }
 
     #[test]

@@ -427,3 +427,57 @@ fn jobs_dir_unreadable_dropin_dir_fails_that_job() {
         "{error}"
     );
 }
+
+/// Creates a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
+    let result = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(result, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn jobs_dir_special_and_huge_files_are_invalid() {
+    let jobs = JobsDir::new();
+    jobs.write("good.json", r#"{"command": ["/x"]}"#);
+    mkfifo(&jobs.path().join("fifo.json"));
+    std::os::unix::fs::symlink("/dev/zero", jobs.path().join("zero.json")).unwrap();
+    let huge = jobs.path().join("huge.json");
+    fs::File::create(&huge)
+        .unwrap()
+        .set_len(corral_config::MAX_JOB_FILE_SIZE + 1)
+        .unwrap();
+    jobs.write("dropin.json", r#"{"command": ["/x"]}"#);
+    fs::create_dir(jobs.path().join("dropin.json.d")).unwrap();
+    mkfifo(&jobs.path().join("dropin.json.d/10-fifo.json"));
+
+    // A FIFO blocks an open without O_NONBLOCK until a writer comes, so
+    // the load runs on its own thread and a hang fails the test.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let dir = jobs.path().to_path_buf();
+    std::thread::spawn(move || sender.send(load_jobs_dir_with(&dir, &host())));
+    let scan = receiver
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading the jobs directory blocked");
+
+    assert!(scan.dir_error.is_none());
+    assert!(scan.jobs["good"].is_ok());
+    for (name, file, expected) in [
+        ("fifo", "fifo.json", "not a regular file (FIFO)"),
+        ("zero", "zero.json", "not a regular file (character device)"),
+        (
+            "huge",
+            "huge.json",
+            "the file is 1048577 bytes, larger than the maximum of 1048576 bytes",
+        ),
+        (
+            "dropin",
+            "dropin.json.d/10-fifo.json",
+            "not a regular file (FIFO)",
+        ),
+    ] {
+        let error = scan.jobs[name].as_ref().unwrap_err();
+        assert_eq!(error.file(), jobs.path().join(file), "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}

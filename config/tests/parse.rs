@@ -411,6 +411,19 @@ fn missing_mount_type_lists_values() {
 }
 
 #[test]
+fn unknown_field_far_from_known_ones() {
+    for key in ["bogus", "xyz", "timeout"] {
+        let text = format!("{{\"command\": [\"/x\"], \"{key}\": 1}}");
+        let error = parse(&text).unwrap_err();
+        assert!(
+            !error.to_string().contains("did you mean"),
+            "{key}: {error}"
+        );
+        assert!(error.to_string().contains("; known fields: "), "{error}");
+    }
+}
+
+#[test]
 fn unknown_field_in_nested_objects() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"restart\": {\"backoff\": {▶\"maximum\": \"1s\"}}}",

@@ -273,17 +273,22 @@ pub fn termination_text(run: &LastRun) -> String {
 }
 
 /// Formats the time until a timer fires, rounded up. Below 10 s it shows
-/// tenths, so that a 100 ms backoff reads `0.1s` and not `1s`.
+/// tenths, so that a 100 ms backoff reads `0.1s` and not `1s`. From one
+/// minute on it reads like an uptime, `0:01:30` or `3 days, 4:05:06`.
 fn format_countdown(wait: Duration) -> String {
     if wait < Duration::from_secs(10) {
         let tenths = wait.as_millis().div_ceil(100);
-        if tenths % 10 == 0 {
+        return if tenths % 10 == 0 {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)
-        }
+        };
+    }
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if seconds < 60 {
+        format!("{seconds}s")
     } else {
-        format!("{}s", wait.as_secs_f64().ceil())
+        format_uptime(Duration::from_secs(seconds))
     }
 }
 
@@ -522,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn countdowns_below_ten_seconds_show_tenths() {
+    fn countdowns_show_tenths_then_clock() {
         for (millis, text) in [
             (0, "0s"),
             (1, "0.1s"),
@@ -533,6 +538,13 @@ mod tests {
             (9_950, "10s"),
             (10_000, "10s"),
             (17_200, "18s"),
+            (59_000, "59s"),
+            (59_001, "0:01:00"),
+            (60_000, "0:01:00"),
+            (90_000, "0:01:30"),
+            (3_600_000, "1:00:00"),
+            (86_400_000, "1 day, 0:00:00"),
+            (27_638_365_000, "319 days, 21:19:25"),
         ] {
             assert_eq!(format_countdown(Duration::from_millis(millis)), text);
         }

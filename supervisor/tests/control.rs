@@ -470,14 +470,29 @@ fn connections_above_limit_get_503() {
     assert_eq!(status.status.code(), Some(0));
 }
 
-/// Returns a job that is never started and whose generated OCI config
-/// carries `size` bytes of environment, so that `GET
-/// /v1/jobs/NAME/spec` returns a body larger than a socket buffer.
-fn large_spec_job(size: usize) -> String {
-    shell_job(
-        "sleep 1000",
-        json!({"autostart": false, "env": {"PADDING": "x".repeat(size)}}),
-    )
+/// Size of the environment in one drop-in of [`start_with_large_spec`],
+/// half of the maximum size of a job file or drop-in.
+const PADDING_PER_DROPIN: usize = 512 * 1024;
+
+/// Starts a daemon with job `big`, which is never started and whose
+/// generated OCI config carries `size` bytes of environment, so that `GET
+/// /v1/jobs/big/spec` returns a body larger than a socket buffer. The
+/// environment comes from drop-ins, because one job file may hold at most
+/// 1 MiB.
+fn start_with_large_spec(size: usize) -> Daemon {
+    let daemon = Daemon::start(&[]);
+    let dropins = daemon.jobs_dir().join("big.json.d");
+    std::fs::create_dir(&dropins).unwrap();
+    for index in 0..size.div_ceil(PADDING_PER_DROPIN) {
+        let length = PADDING_PER_DROPIN.min(size - index * PADDING_PER_DROPIN);
+        let body = json!({"env": {format!("PADDING{index}"): "x".repeat(length)}});
+        std::fs::write(dropins.join(format!("{index:02}.json")), body.to_string()).unwrap();
+    }
+    daemon.write_job("big", &shell_job("sleep 1000", json!({"autostart": false})));
+    let update = daemon.ctl(&["update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
+    assert_eq!(daemon.job("big").unwrap().state, JobState::Stopped);
+    daemon
 }
 
 /// Sends `GET /v1/jobs/NAME/spec` on a new connection, without reading.
@@ -496,7 +511,7 @@ fn unread_response_is_closed() {
     if skip("unread_response_is_closed") {
         return;
     }
-    let daemon = Daemon::start(&[("big", &large_spec_job(2 * 1024 * 1024))]);
+    let daemon = start_with_large_spec(2 * 1024 * 1024);
     let mut stream = request_spec(&daemon, "big");
     let sent = Instant::now();
 
@@ -532,7 +547,7 @@ fn slow_reader_gets_whole_response() {
         return;
     }
     let size = 1024 * 1024;
-    let daemon = Daemon::start(&[("big", &large_spec_job(size))]);
+    let daemon = start_with_large_spec(size);
     let stream = request_spec(&daemon, "big");
     let mut reader = BufReader::new(stream);
 
@@ -561,10 +576,14 @@ fn slow_reader_gets_whole_response() {
 
     let spec: serde_json::Value = serde_json::from_str(&body).expect("the whole spec");
     let env = spec["process"]["env"].as_array().unwrap();
+    let padding: usize = env
+        .iter()
+        .filter_map(|entry| entry.as_str()?.strip_prefix("PADDING"))
+        .map(str::len)
+        .sum();
     assert!(
-        env.iter()
-            .any(|entry| entry.as_str().is_some_and(|entry| entry.len() > size)),
-        "no PADDING variable in {} entries",
+        padding > size,
+        "{padding} bytes of PADDING variables in {} entries",
         env.len()
     );
     let log = daemon.daemon_log();

@@ -380,7 +380,7 @@ fn invalid_edit_keeps_previous_version() {
     assert_eq!(update.status.code(), Some(1), "{}", stdout_of(&update));
     let stderr = String::from_utf8_lossy(&update.stderr);
     assert!(
-        stderr.contains("cannot read the jobs directory"),
+        stderr.starts_with("supervisorctl: failed to read the jobs directory: "),
         "{stderr}"
     );
     assert!(!stdout_of(&update).contains("No config updates"));
@@ -429,6 +429,86 @@ fn spec_runs_under_corral_run() {
         daemon.entries(&state_root).is_empty(),
         "corral run left state behind"
     );
+}
+
+/// Returns the error text of job `name` from reread's output.
+fn reread_error<'a>(reread: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}: invalid: ");
+    reread
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("reread does not name {name}: {reread}"))
+}
+
+#[test]
+fn special_and_huge_job_files_are_invalid() {
+    if skip("special_and_huge_job_files_are_invalid") {
+        return;
+    }
+    let _serial = serial();
+    let mut daemon = Daemon::start(&[("good", &versioned("1"))]);
+    let good = daemon.wait_for_state("good", JobState::Running, SETTLE);
+
+    let jobs_dir = daemon.jobs_dir();
+    nix::unistd::mkfifo(
+        &jobs_dir.join("fifo.json"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", jobs_dir.join("zero.json")).unwrap();
+    let huge = std::fs::File::create(jobs_dir.join("huge.json")).unwrap();
+    huge.set_len(corral_config::MAX_JOB_FILE_SIZE + 1).unwrap();
+    drop(huge);
+
+    // An open without O_NONBLOCK waits for a FIFO writer, so reread would
+    // wait until supervisorctl's timeout.
+    let started = Instant::now();
+    let reread = daemon.ctl(&["--timeout", "10s", "reread"]);
+    let elapsed = started.elapsed();
+    let text = stdout_of(&reread);
+    assert_eq!(
+        reread.status.code(),
+        Some(1),
+        "{text}{}",
+        stderr_of(&reread)
+    );
+    assert!(elapsed < Duration::from_secs(5), "reread took {elapsed:?}");
+    let fifo = jobs_dir.join("fifo.json");
+    let expected = format!("{}: not a regular file (FIFO): ", fifo.display());
+    assert!(reread_error(&text, "fifo").starts_with(&expected), "{text}");
+    let zero = jobs_dir.join("zero.json");
+    let expected = format!(
+        "{}: not a regular file (character device): ",
+        zero.display()
+    );
+    assert!(reread_error(&text, "zero").starts_with(&expected), "{text}");
+    let expected = format!(
+        "{}: the file is 1048577 bytes, larger than the maximum of 1048576 bytes",
+        jobs_dir.join("huge.json").display()
+    );
+    assert!(reread_error(&text, "huge").starts_with(&expected), "{text}");
+
+    let update = daemon.ctl(&["--timeout", "10s", "update"]);
+    assert_eq!(update.status.code(), Some(1), "{}", stdout_of(&update));
+    let view = daemon.job("fifo").unwrap();
+    assert_eq!(view.state, JobState::Invalid, "{view:#?}");
+    let error = view.error.unwrap();
+    assert_eq!(error.file, fifo);
+    assert!(
+        error.message.starts_with("not a regular file (FIFO): "),
+        "{}",
+        error.message
+    );
+    assert_eq!(daemon.job("good").unwrap().pid, good.pid);
+
+    // A supervisord that starts with these files in place loads the rest.
+    daemon.terminate(SETTLE);
+    daemon.respawn();
+    daemon.wait_for_state("good", JobState::Running, SETTLE);
+    for name in ["fifo", "zero", "huge"] {
+        let view = daemon.job(name).unwrap();
+        assert_eq!(view.state, JobState::Invalid, "{view:#?}");
+    }
 }
 
 #[test]

@@ -365,6 +365,24 @@ fn on_failure_restarts_then_fatal() {
         4
     );
 
+    // Each count field in the daemon log names what it counts: the
+    // restarts since supervisord started or those within the window.
+    let log = daemon.daemon_log();
+    let line_of = |message: &str| -> String {
+        log.lines()
+            .rfind(|line| line.contains(message))
+            .unwrap_or_else(|| panic!("no {message:?} line in the daemon log:\n{log}"))
+            .to_string()
+    };
+    let restarting = line_of("restarting job");
+    assert!(restarting.contains("total_restarts=3"), "{restarting}");
+    let scheduled = line_of("restart scheduled");
+    assert!(scheduled.contains("attempt_in_window=3"), "{scheduled}");
+    assert!(scheduled.contains("max_restarts=3"), "{scheduled}");
+    let giving_up = line_of("job keeps exiting; giving up");
+    assert!(giving_up.contains("restarts_in_window=3"), "{giving_up}");
+    assert!(giving_up.contains("window=60s"), "{giving_up}");
+
     let status = daemon.ctl(&["status", "failing"]);
     assert_eq!(status.status.code(), Some(3));
     assert!(

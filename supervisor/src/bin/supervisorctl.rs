@@ -477,7 +477,7 @@ fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
     let mut code = 0;
     let mut out = Stdout::lock();
     if let Some(error) = &report.dir_error {
-        eprintln!("error: cannot read the jobs directory: {error}");
+        eprintln!("supervisorctl: failed to read the jobs directory: {error}");
         code = EXIT_FAILED;
     }
     if report.changes.is_empty() {

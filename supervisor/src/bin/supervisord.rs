@@ -84,10 +84,19 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Largest GID that `--socket-group` takes: 4294967295 is `(gid_t)-1`,
+/// which chown(2) takes to mean "leave the group unchanged".
+const MAX_GID: u32 = u32::MAX - 1;
+
 /// Returns the GID of a group given by number or by name.
 fn resolve_group(group: &str) -> Result<u32> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
+    if !group.is_empty() && group.bytes().all(|byte| byte.is_ascii_digit()) {
+        return match group.parse::<u32>() {
+            Ok(gid) if gid <= MAX_GID => Ok(gid),
+            _ => anyhow::bail!(
+                "invalid GID {group} for --socket-group: out of range, the maximum is {MAX_GID}"
+            ),
+        };
     }
     match nix::unistd::Group::from_name(group) {
         Ok(Some(entry)) => Ok(entry.gid.as_raw()),
@@ -109,5 +118,38 @@ fn beside_or_on_path(name: &str) -> PathBuf {
     match beside {
         Some(path) if path.is_file() => path,
         _ => PathBuf::from(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_group_numbers() {
+        assert_eq!(resolve_group("0").unwrap(), 0);
+        assert_eq!(resolve_group("4242").unwrap(), 4242);
+        assert_eq!(resolve_group("4294967294").unwrap(), MAX_GID);
+        for out_of_range in ["4294967295", "99999999999"] {
+            let error = resolve_group(out_of_range).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "invalid GID {out_of_range} for --socket-group: out of range, the maximum \
+                     is 4294967294"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn resolve_group_unknown_name() {
+        let error = resolve_group("corral-no-such-group")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "unknown group \"corral-no-such-group\" for --socket-group: create it or pass a number"
+        );
     }
 }

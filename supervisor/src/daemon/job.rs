@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use crate::api::{InvalidJob, JobView};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::ports::{ClosingRelay, Listening, PortRelay};
+use crate::daemon::record::read_record;
 use crate::daemon::settled::SettledRecord;
 use crate::daemon::Reply;
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
@@ -339,7 +340,8 @@ impl Job {
 }
 
 fn read_pid_file(path: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let bytes = read_record(path).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
     text.trim().parse().ok().filter(|&pid: &i32| pid > 0)
 }
 

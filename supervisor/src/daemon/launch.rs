@@ -21,6 +21,7 @@ use crate::daemon::logs::{self, LogError};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
 use crate::daemon::ports::{self, BoundPorts, PortError};
+use crate::daemon::record::read_record;
 use crate::daemon::{DaemonConfig, ShimStatus};
 use crate::machine::{KeptRestarts, Termination};
 use crate::monitor::LogSettings;
@@ -321,7 +322,7 @@ pub fn read_shim_records(config: &DaemonConfig) -> Vec<ShimRecord> {
         if path.extension().and_then(|extension| extension.to_str()) != Some("json") {
             continue;
         }
-        let parsed = fs::read(&path)
+        let parsed = read_record(&path)
             .map_err(|error| error.to_string())
             .and_then(|bytes| {
                 serde_json::from_slice::<ShimRecord>(&bytes).map_err(|error| error.to_string())
@@ -385,7 +386,7 @@ pub fn read_termination(
     stderr_offset: u64,
 ) -> (Termination, Option<ExitRecord>) {
     let exit_file = config.exit_file(id);
-    let record = match fs::read(&exit_file) {
+    let record = match read_record(&exit_file) {
         Ok(bytes) => match serde_json::from_slice::<ExitRecord>(&bytes) {
             Ok(record) => Some(record),
             Err(error) => {
@@ -450,7 +451,7 @@ fn describe_status(status: ExitStatus) -> String {
 /// the file is missing (containers of older versions) or unreadable.
 pub fn read_launched_spec(config: &DaemonConfig, id: &str) -> Option<JobSpec> {
     let path = config.bundle_dir(id).join(JOB_SPEC_FILE);
-    let text = match fs::read(&path) {
+    let text = match read_record(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
         Err(error) => {

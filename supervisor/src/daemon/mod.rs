@@ -14,6 +14,7 @@ mod monitor_handle;
 mod pidfd;
 mod pidwatch;
 mod ports;
+mod record;
 mod reload;
 mod server;
 mod settled;

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::daemon::record::read_record;
 use crate::daemon::DaemonConfig;
 use crate::describe::LastRun;
 use crate::machine::{JobState, KeptRestarts};
@@ -88,7 +89,7 @@ pub fn write(config: &DaemonConfig, name: &str, record: &SettledRecord) -> io::R
 /// unreadable one is logged, removed and `None`.
 pub fn read(config: &DaemonConfig, name: &str) -> Option<SettledRecord> {
     let path = path(config, name);
-    let text = match fs::read(&path) {
+    let text = match read_record(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
         Err(error) => {
@@ -224,6 +225,25 @@ mod tests {
         write(&config, "running", &record(JobState::Running)).expect("write");
         assert_eq!(read(&config, "running"), None);
         assert!(!path(&config, "running").exists());
+    }
+
+    #[test]
+    fn fifo_record_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let fifo = path(&config, "web");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // A blocking open of a FIFO waits for a writer, so the read runs on
+        // its own thread and a hang fails the test.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(read(&config, "web"));
+        });
+        let read = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reading a FIFO record blocked");
+        assert_eq!(read, None);
     }
 
     #[test]

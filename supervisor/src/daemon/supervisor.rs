@@ -15,6 +15,7 @@ use crate::api::Message;
 use crate::daemon::job::{AfterStop, Container, Job};
 use crate::daemon::launch::{self, LaunchError, Launched};
 use crate::daemon::ports;
+use crate::daemon::record::read_record;
 use crate::daemon::reload::{self, Planned};
 use crate::daemon::settled;
 use crate::daemon::stats::StatsTarget;
@@ -128,7 +129,7 @@ impl Supervisor {
                         .at
                         .duration_since(SystemTime::now())
                         .unwrap_or_default();
-                    tracing::info!(job = %name, attempt = pending.attempt, delay = ?delay, "restart scheduled by the earlier supervisord");
+                    tracing::info!(job = %name, attempt_in_window = pending.attempt, max_restarts = pending.max_restarts, delay = ?delay, "restart scheduled by the earlier supervisord");
                     let epoch = job.epoch;
                     self.arm_timer(&name, epoch, TimerKind::Restart, delay);
                 }
@@ -494,7 +495,7 @@ impl Supervisor {
         let id = launch::new_container_id(name);
         if let Some(container) = &job.container {
             let path = config.bundle_dir(&container.id).join("config.json");
-            let text = std::fs::read(&path).map_err(|error| {
+            let text = read_record(&path).map_err(|error| {
                 ApiError::internal(format!(
                     "failed to read {} of job {name:?}: {error}",
                     path.display()
@@ -1123,7 +1124,7 @@ impl Supervisor {
                     return;
                 }
                 job.restarts += 1;
-                tracing::info!(job = %name, restarts = job.restarts, "restarting job");
+                tracing::info!(job = %name, total_restarts = job.restarts, "restarting job");
                 self.start_container(name);
             }
             (TimerKind::StopTimeout, JobState::Stopping) => self.kill_after_timeout(name),
@@ -1462,14 +1463,20 @@ impl Supervisor {
                     max_restarts: spec.restart.max_restarts,
                     at: SystemTime::now() + delay,
                 });
-                tracing::info!(job = %name, attempt, delay = ?delay, "restart scheduled");
+                tracing::info!(
+                    job = %name,
+                    attempt_in_window = attempt,
+                    max_restarts = spec.restart.max_restarts,
+                    delay = ?delay,
+                    "restart scheduled"
+                );
                 let epoch = job.epoch;
                 self.arm_timer(name, epoch, TimerKind::Restart, delay);
             }
             Decision::Fatal { restarts, window } => {
                 job.enter(JobState::Fatal);
                 job.fatal = Some((restarts, window));
-                tracing::error!(job = %name, restarts, window = ?window, "job keeps exiting; giving up");
+                tracing::error!(job = %name, restarts_in_window = restarts, window = ?window, "job keeps exiting; giving up");
             }
             Decision::Exit => job.enter(JobState::Exited),
         }
