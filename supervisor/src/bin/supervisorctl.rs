@@ -6,11 +6,11 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use corral_config::DurationValue;
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
@@ -364,17 +364,17 @@ fn tail_command(
 ) -> Result<i32> {
     let file_name = if stderr { "stderr.log" } else { "stdout.log" };
     let path = match log_dir {
-        Some(dir) => {
-            let job_dir = dir.join(name);
-            if !job_dir.is_dir() {
+        Some(dir) => match tail::job_log_path(&dir, name, file_name) {
+            Ok(path) => path,
+            Err(tail::LogPathError::NotFound { dir, .. }) => {
                 return Err(UnknownJob::NoLogDirectory {
                     name: name.to_string(),
-                    dir: job_dir,
+                    dir,
                 }
                 .into());
             }
-            job_dir.join(file_name)
-        }
+            Err(error) => return Err(anyhow::Error::new(error).context(name.to_string())),
+        },
         None => {
             let job: JobView = get_job(client, name, "")?;
             if stderr {
@@ -386,7 +386,7 @@ fn tail_command(
     };
     let mut out = Stdout::lock();
     let offset = tail::print_last_lines(&path, lines, &mut out)
-        .with_context(|| format!("failed to read log {}", path.display()))?;
+        .map_err(|error| log_error(name, &path, error, "read"))?;
     if follow {
         let file = path.file_name().unwrap_or_default().to_string_lossy();
         let mut notices = tail::SkipNotices::default();
@@ -412,9 +412,19 @@ fn tail_command(
             hangup.as_ref().map(AsFd::as_fd),
             &mut report_skip,
         )
-        .with_context(|| format!("failed to follow log {}", path.display()))?;
+        .map_err(|error| log_error(name, &path, error, "follow"))?;
     }
     Ok(0)
+}
+
+/// Returns the error of reading or following the log of job `name` at
+/// `path`. A permission error names the path and what gives access.
+fn log_error(name: &str, path: &Path, error: io::Error, operation: &str) -> anyhow::Error {
+    if error.kind() == io::ErrorKind::PermissionDenied {
+        let message = tail::permission_denied_message(path);
+        return anyhow::Error::new(error).context(format!("{name}: {message}"));
+    }
+    anyhow::Error::new(error).context(format!("failed to {operation} log {}", path.display()))
 }
 
 /// Prints a table every `interval`, or `iterations` of them. On a terminal
