@@ -14,6 +14,12 @@ use inotify::{EventMask, Events, Inotify, WatchMask};
 /// `supervisorctl tail --log-dir` looks for it.
 #[derive(Debug, thiserror::Error)]
 pub enum LogPathError {
+    #[error(
+        "invalid job name {name:?}: must match [a-z0-9][a-z0-9_.-]{{0,62}} (lower-case \
+         letters, digits, '_', '.' and '-', starting with a letter or digit) and must not be \
+         `all`"
+    )]
+    InvalidName { name: String },
     #[error("no log directory {}", dir.display())]
     NotFound {
         dir: PathBuf,
@@ -45,9 +51,15 @@ pub fn permission_denied_message(path: &Path) -> String {
 }
 
 /// Returns the path of `file_name` in the log directory of job `name` below
-/// `log_dir`: `LOG_DIR/NAME/FILE`. The job's directory must exist and be a
-/// directory the caller may search.
+/// `log_dir`: `LOG_DIR/NAME/FILE`. `name` must be a valid job name and not
+/// `all`, so it names no other directory (`..`, `a/b`). The job's directory
+/// must exist and be a directory the caller may search.
 pub fn job_log_path(log_dir: &Path, name: &str, file_name: &str) -> Result<PathBuf, LogPathError> {
+    if !corral_config::is_valid_job_name(name) || corral_config::is_reserved_job_name(name) {
+        return Err(LogPathError::InvalidName {
+            name: name.to_string(),
+        });
+    }
     let dir = log_dir.join(name);
     let not_a_directory = || io::Error::new(io::ErrorKind::NotFound, "not a directory");
     match std::fs::metadata(&dir) {
@@ -409,6 +421,20 @@ mod tests {
         let size = print_last_lines(&path, lines, &mut out).unwrap();
         assert_eq!(size, content.len() as u64);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn job_log_path_rejects_invalid_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        for name in ["../x", "..", ".", "a/b", "/etc", "", "Web", "all", "-x"] {
+            let error = job_log_path(dir.path(), name, "stdout.log").unwrap_err();
+            assert!(
+                matches!(error, LogPathError::InvalidName { .. }),
+                "{name:?}: {error}"
+            );
+            assert!(error.to_string().contains("invalid job name"), "{error}");
+        }
     }
 
     #[test]

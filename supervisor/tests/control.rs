@@ -814,3 +814,28 @@ fn tail_reports_unreadable_log_dir() {
     assert!(!stderr.contains("does not exist"), "{stderr}");
     assert_eq!(stdout_of(&output), "");
 }
+
+#[test]
+fn tail_rejects_invalid_job_names() {
+    if skip("tail_rejects_invalid_job_names") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let log_dir = daemon.log_dir();
+    // A directory next to the log directory that `../x` would name.
+    let outside = daemon.dir.path().join("x");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("stdout.log"), "outside the log directory\n").unwrap();
+
+    let log_dir_arg = log_dir.to_str().unwrap();
+    for name in ["../x", "..", "all", "Web"] {
+        let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, name]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("invalid job name"), "{name}: {stderr}");
+        assert_eq!(stdout_of(&output), "", "{name}");
+    }
+    let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, "-n", "1", "web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+}

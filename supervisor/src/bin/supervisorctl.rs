@@ -25,6 +25,8 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
+/// Exit code for invalid command-line usage, the one clap exits with.
+const EXIT_USAGE: i32 = 2;
 /// Exit code for a stop, restart or shutdown that ended a job's run only by SIGKILL
 /// after its stop timeout, when no action failed otherwise.
 const EXIT_KILLED: i32 = 5;
@@ -58,6 +60,12 @@ enum UnknownJob {
     NoLogDirectory { name: String, dir: PathBuf },
 }
 
+/// A name that is not a valid job name, given where supervisorctl builds a
+/// path from it. It counts as invalid usage.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct InvalidName(tail::LogPathError);
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -70,6 +78,10 @@ fn main() -> ExitCode {
         Ok(code) => exit_code(code),
         // Like a command killed by SIGPIPE, without a message.
         Err(error) if error.chain().any(is_stdout_closed) => exit_code(EXIT_STDOUT_CLOSED),
+        Err(error) if error.is::<InvalidName>() => {
+            eprintln!("supervisorctl: {error}");
+            exit_code(EXIT_USAGE)
+        }
         Err(error) if error.is::<UnknownJob>() => {
             eprintln!("{error}");
             exit_code(EXIT_UNKNOWN)
@@ -372,6 +384,9 @@ fn tail_command(
                     dir,
                 }
                 .into());
+            }
+            Err(error @ tail::LogPathError::InvalidName { .. }) => {
+                return Err(InvalidName(error).into());
             }
             Err(error) => return Err(anyhow::Error::new(error).context(name.to_string())),
         },
