@@ -203,8 +203,8 @@ impl SkipNotices {
 }
 
 /// Maximum number of kept generations (`.1`, `.2`, ...) that [`follow`]
-/// looks at to count skipped output.
-const MAX_GENERATIONS: u32 = 1000;
+/// looks at to count skipped output: all that a valid `logs.keep` keeps.
+const MAX_GENERATIONS: u32 = corral_config::MAX_LOG_KEEP;
 
 /// Copies what is appended to `path` from `offset` on to `out` until an
 /// error or the end of `out`. When rotation renames the file and creates a

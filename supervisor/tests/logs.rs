@@ -402,27 +402,36 @@ fn last_line_number(path: &Path) -> u64 {
 }
 
 #[test]
-fn huge_keep_rotates_and_stops() {
-    if skip("huge_keep_rotates_and_stops") {
+fn max_keep_rotates_and_stops() {
+    if skip("max_keep_rotates_and_stops") {
         return;
     }
     let _serial = serial();
-    let job = harness::shell_job(
-        "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.001; done",
-        json!({
-            "init": true,
-            "start_seconds": "200ms",
-            "stop": {"timeout": "2s"},
-            "logs": {"max_size": "4K", "keep": u32::MAX},
-        }),
+    let counter = |keep: u64| {
+        harness::shell_job(
+            "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.001; done",
+            json!({
+                "init": true,
+                "start_seconds": "200ms",
+                "stop": {"timeout": "2s"},
+                "logs": {"max_size": "4K", "keep": keep},
+            }),
+        )
+    };
+    let job = counter(u64::from(corral_config::MAX_LOG_KEEP));
+    let too_many = counter(u64::from(u32::MAX));
+    let daemon = Daemon::start(&[("counter", &job), ("too-many", &too_many)]);
+    let rejected = daemon.wait_for_state("too-many", JobState::Invalid, SETTLE);
+    assert!(
+        rejected.description.contains("above the maximum of 1000"),
+        "{}",
+        rejected.description
     );
-    let daemon = Daemon::start(&[("counter", &job)]);
     daemon.wait_for_state("counter", JobState::Running, SETTLE);
     let dir = daemon.log_dir().join("counter");
 
-    // Each rotation shifts every kept file, so output flowing into a new
-    // file after the fifth rotation shows that a rotation costs as many
-    // renames as there are files, not `keep`.
+    // Output that keeps flowing into new files after five rotations shows
+    // that rotations with the largest `keep` do not hold up the writer.
     daemon.wait_until(Duration::from_secs(30), "five rotations", |_| {
         dir.join("stdout.log.5").exists()
     });
