@@ -37,6 +37,6 @@ pub use types::*;
 pub use units::{ByteSize, DurationValue, UnitError};
 pub use validate::{
     canonical_capability, is_reserved_job_name, is_valid_job_name, validate_spec, ValidationError,
-    CAPABILITIES, JOB_NAME_RULE, MAX_HOSTNAME_LEN, MAX_JOB_NAME_LEN, MIN_CPUS, MIN_LOG_SIZE,
-    MIN_MEMORY, RESERVED_JOB_NAMES,
+    CAPABILITIES, JOB_NAME_RULE, MAX_HOSTNAME_LEN, MAX_JOB_NAME_LEN, MAX_LOG_KEEP, MIN_CPUS,
+    MIN_LOG_SIZE, MIN_MEMORY, RESERVED_JOB_NAMES,
 };

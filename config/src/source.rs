@@ -291,6 +291,7 @@ fn numeric_range(expected: &str, path: &FieldPath) -> Option<NumericRange> {
     let (label, allowed) = match text.as_str() {
         "resources.cpu_weight" | "resources.io.weight" => (None, "1 to 10000"),
         "resources.pids" => (None, "1 to 4194304"),
+        "logs.keep" => (None, "0 to 1000"),
         "resources.cpus" => (None, "0.01 to the number of online CPUs"),
         "user_namespace.uid" | "user_namespace.gid" | "user_namespace.size" => {
             (None, "1 to 4294967295")

@@ -351,8 +351,9 @@ pub struct StopConfig {
 pub struct LogConfig {
     #[serde(default = "default_log_max_size")]
     pub max_size: ByteSize,
-    /// Rotated files kept besides the current one.
+    /// Rotated files kept besides the current one, at most 1000.
     #[serde(default = "default_log_keep")]
+    #[schemars(range(max = 1000))]
     pub keep: u32,
 }
 

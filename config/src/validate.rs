@@ -25,6 +25,11 @@ pub const MIN_MEMORY: u64 = 1 << 20;
 /// Smallest log file size before rotation, in bytes.
 pub const MIN_LOG_SIZE: u64 = 4 << 10;
 
+/// Largest `logs.keep`. Each rotation renames every kept file, so its cost
+/// grows with the number of files kept, and `supervisorctl tail -f` looks
+/// at this many generations when it counts output skipped by rotation.
+pub const MAX_LOG_KEEP: u32 = 1000;
+
 /// Smallest `resources.cpus`: its quota per period is the kernel's minimum.
 pub const MIN_CPUS: f64 = CFS_MIN_QUOTA_US as f64 / CFS_PERIOD_US as f64;
 
@@ -821,6 +826,16 @@ fn check_policies(spec: &mut JobSpec) -> Check {
         return Err(ValidationError::new(
             FieldPath::of(&["logs", "max_size"]),
             format!("log max_size {max_size} is below the minimum of 4K"),
+        ));
+    }
+    let keep = spec.logs.keep;
+    if keep > MAX_LOG_KEEP {
+        return Err(ValidationError::new(
+            FieldPath::of(&["logs", "keep"]),
+            format!(
+                "log keep {keep} is above the maximum of {MAX_LOG_KEEP}: each rotation renames \
+                 every kept file, so keep fewer files or raise max_size"
+            ),
         ));
     }
     Ok(())

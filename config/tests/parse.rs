@@ -163,7 +163,7 @@ fn number_given_as_string_names_json_type() {
     expect_error(
         "{\"command\": [\"/x\"], \"logs\": {\"keep\": ▶\"3\"}}",
         "logs.keep",
-        "expected a whole number from 0 to 4294967295, found the string \"3\"",
+        "expected a whole number from 0 to 1000, found the string \"3\"",
     );
 }
 
@@ -326,7 +326,7 @@ fn integer_range_errors_read_correctly() {
         (
             "\"logs\": {\"keep\": ▶-1}",
             "logs.keep",
-            "keep -1 is out of range: allowed 0 to 4294967295",
+            "keep -1 is out of range: allowed 0 to 1000",
         ),
         (
             "\"restart\": {\"max_restarts\": ▶99999999999}",

@@ -691,6 +691,22 @@ fn logs_max_size_at_least_4k() {
 }
 
 #[test]
+fn logs_keep_at_most_1000() {
+    expect_error(
+        "{\"command\": [\"/x\"],\n \"logs\": {\"keep\": ▶4294967295}}",
+        "logs.keep",
+        "above the maximum of 1000",
+    );
+    expect_error(
+        "{\"command\": [\"/x\"],\n \"logs\": {\"keep\": ▶1001}}",
+        "logs.keep",
+        "above the maximum of 1000",
+    );
+    parse_ok(r#"{"command": ["/x"], "logs": {"keep": 1000}}"#);
+    parse_ok(r#"{"command": ["/x"], "logs": {"keep": 0}}"#);
+}
+
+#[test]
 fn labels_key_non_empty() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"labels\": {\"team\": \"web\", ▶\"\": \"x\"}}",

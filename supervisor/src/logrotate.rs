@@ -24,26 +24,88 @@ pub const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Returns `path` with `.number` appended: `stdout.log.2`.
 pub fn numbered(path: &Path, number: u32) -> PathBuf {
+    numbered_u64(path, u64::from(number))
+}
+
+/// Renames `path` to `path.1`, after shifting each existing generation
+/// below `.keep` up by one, the highest first. Each rename replaces its
+/// target in one step, so the old `.keep` is gone and a reader never finds
+/// a kept generation missing. Deletes the generations above `.keep` left
+/// from a larger `keep`. With `keep` 0 `path` and every generation are
+/// deleted.
+///
+/// The directory is listed once, so a rotation costs one rename or delete
+/// per generation that exists, whatever `keep` is.
+pub fn rotate(path: &Path, keep: u32) -> io::Result<()> {
+    let generations = existing_generations(path)?;
+    for &number in generations
+        .iter()
+        .filter(|&&number| number > u64::from(keep))
+    {
+        remove_if_exists(&numbered_u64(path, number))?;
+    }
+    if keep == 0 {
+        return remove_if_exists(path);
+    }
+    // Highest first, so no rename replaces a generation still to shift.
+    for &number in generations.iter().rev() {
+        if number < u64::from(keep) {
+            rename_if_exists(&numbered_u64(path, number), &numbered_u64(path, number + 1))?;
+        }
+    }
+    rename_if_exists(path, &numbered(path, 1))
+}
+
+/// Returns the numbers N of the files `path.N` in the directory of `path`,
+/// sorted. Only N written in decimal without leading zeros, 1 or more,
+/// count, because [`numbered`] writes no other form.
+fn existing_generations(path: &Path) -> io::Result<Vec<u64>> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name() else {
+        return Ok(Vec::new());
+    };
+    let mut prefix = name.as_encoded_bytes().to_vec();
+    prefix.push(b'.');
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut numbers = Vec::new();
+    for entry in entries {
+        let entry_name = entry?.file_name();
+        let Some(digits) = entry_name
+            .as_encoded_bytes()
+            .strip_prefix(prefix.as_slice())
+        else {
+            continue;
+        };
+        if let Some(number) = parse_generation(digits) {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Parses the number of a generation file's suffix: decimal digits without
+/// a leading zero, 1 or more.
+fn parse_generation(digits: &[u8]) -> Option<u64> {
+    if digits.first().is_none_or(|&first| first == b'0') || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Returns `path` with `.number` appended, also for the numbers above
+/// `u32::MAX` that a directory listing may find.
+fn numbered_u64(path: &Path, number: u64) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{number}"));
     PathBuf::from(name)
-}
-
-/// Renames `path` to `path.1`, after shifting `.1` to `.2` and so on up to
-/// `.keep`; each rename replaces its target in one step, so the old `.keep`
-/// is gone and a reader never finds a kept generation missing. Deletes the
-/// generations above `.keep` left from a larger `keep`. With `keep` 0
-/// `path` and every generation are deleted.
-pub fn rotate(path: &Path, keep: u32) -> io::Result<()> {
-    if keep == 0 {
-        remove_generations_from(path, 1)?;
-        return remove_if_exists(path);
-    }
-    remove_generations_from(path, keep + 1)?;
-    for number in (1..keep).rev() {
-        rename_if_exists(&numbered(path, number), &numbered(path, number + 1))?;
-    }
-    rename_if_exists(path, &numbered(path, 1))
 }
 
 /// Rotates `path` when it contains `max_size` bytes or more. Returns
@@ -59,19 +121,6 @@ pub fn rotate_if_full(path: &Path, max_size: u64, keep: u32) -> io::Result<bool>
     }
     rotate(path, keep)?;
     Ok(true)
-}
-
-/// Deletes `.first`, `.first + 1`, ... up to the first number that does
-/// not exist.
-fn remove_generations_from(path: &Path, first: u32) -> io::Result<()> {
-    let mut number = first;
-    loop {
-        match fs::remove_file(numbered(path, number)) {
-            Ok(()) => number += 1,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(error),
-        }
-    }
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -624,6 +673,89 @@ mod tests {
         for number in 3..=6 {
             assert!(!numbered(&log, number).exists(), ".{number} is left");
         }
+    }
+
+    #[test]
+    fn rotation_cost_is_independent_of_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        let (done, finished) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for generation in 1..=3 {
+                    fs::write(&log, format!("generation {generation}")).unwrap();
+                    rotate(&log, u32::MAX).unwrap();
+                }
+                let _ = done.send(());
+            });
+        }
+        let result = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert!(
+            result.is_ok(),
+            "3 rotations with keep u32::MAX took over 10 s"
+        );
+        assert_eq!(read(&numbered(&log, 1)), "generation 3");
+        assert_eq!(read(&numbered(&log, 2)), "generation 2");
+        assert_eq!(read(&numbered(&log, 3)), "generation 1");
+        assert!(!numbered(&log, 4).exists());
+    }
+
+    #[test]
+    fn rotation_shifts_generations_across_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        fs::write(numbered(&log, 1), "old 1").unwrap();
+        fs::write(numbered(&log, 3), "old 3").unwrap();
+        fs::write(&log, "current").unwrap();
+        rotate(&log, 5).unwrap();
+        assert_eq!(read(&numbered(&log, 1)), "current");
+        assert_eq!(read(&numbered(&log, 2)), "old 1");
+        assert_eq!(read(&numbered(&log, 3)), "<missing>");
+        assert_eq!(read(&numbered(&log, 4)), "old 3");
+        assert_eq!(read(&log), "<missing>");
+    }
+
+    #[test]
+    fn surplus_generations_beyond_a_gap_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdout.log");
+        for number in [1, 3, 7] {
+            fs::write(numbered(&log, number), format!("old {number}")).unwrap();
+        }
+        let beyond_u32 = dir.path().join("stdout.log.4294967296");
+        fs::write(&beyond_u32, "huge").unwrap();
+        // Names that numbered() never writes are left alone.
+        let others = [
+            "stdout.log.07",
+            "stdout.log.0",
+            "stdout.log.1x",
+            "stderr.log.9",
+        ];
+        for other in others {
+            fs::write(dir.path().join(other), "other").unwrap();
+        }
+        fs::write(&log, "current").unwrap();
+        rotate(&log, 2).unwrap();
+        assert_eq!(read(&numbered(&log, 1)), "current");
+        assert_eq!(read(&numbered(&log, 2)), "old 1");
+        assert!(!numbered(&log, 3).exists(), ".3 is left");
+        assert!(!numbered(&log, 7).exists(), ".7 is left");
+        assert!(!beyond_u32.exists(), ".4294967296 is left");
+        for other in others {
+            assert!(dir.path().join(other).exists(), "{other} was removed");
+        }
+    }
+
+    #[test]
+    fn keep_zero_removes_generations_beyond_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        fs::write(numbered(&log, 2), "old 2").unwrap();
+        fs::write(&log, "current").unwrap();
+        rotate(&log, 0).unwrap();
+        assert!(!log.exists());
+        assert!(!numbered(&log, 2).exists(), ".2 is left");
     }
 
     #[test]

@@ -6,9 +6,84 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use inotify::{EventMask, Events, Inotify, WatchMask};
+
+/// A failure to find a job's log below a log directory, as
+/// `supervisorctl tail --log-dir` looks for it.
+#[derive(Debug, thiserror::Error)]
+pub enum LogPathError {
+    #[error(
+        "invalid job name {name:?}: must match [a-z0-9][a-z0-9_.-]{{0,62}} (lower-case \
+         letters, digits, '_', '.' and '-', starting with a letter or digit) and must not be \
+         `all`"
+    )]
+    InvalidName { name: String },
+    #[error("no log directory {}", dir.display())]
+    NotFound {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}", permission_denied_message(path))]
+    PermissionDenied {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read log directory {}", dir.display())]
+    Other {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Returns the message for a log file or directory that the caller may not
+/// read, with what gives access.
+pub fn permission_denied_message(path: &Path) -> String {
+    format!(
+        "permission denied reading {}: run as root or as a member of the log group, which \
+         supervisord's --socket-group sets",
+        path.display()
+    )
+}
+
+/// Returns the path of `file_name` in the log directory of job `name` below
+/// `log_dir`: `LOG_DIR/NAME/FILE`. `name` must be a valid job name and not
+/// `all`, so it names no other directory (`..`, `a/b`). The job's directory
+/// must exist and be a directory the caller may search.
+pub fn job_log_path(log_dir: &Path, name: &str, file_name: &str) -> Result<PathBuf, LogPathError> {
+    if !corral_config::is_valid_job_name(name) || corral_config::is_reserved_job_name(name) {
+        return Err(LogPathError::InvalidName {
+            name: name.to_string(),
+        });
+    }
+    let dir = log_dir.join(name);
+    let not_a_directory = || io::Error::new(io::ErrorKind::NotFound, "not a directory");
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(LogPathError::NotFound {
+                dir,
+                source: not_a_directory(),
+            })
+        }
+        Err(source) => return Err(classify_dir_error(dir, source)),
+    }
+    Ok(dir.join(file_name))
+}
+
+fn classify_dir_error(dir: PathBuf, source: io::Error) -> LogPathError {
+    match source.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+            LogPathError::NotFound { dir, source }
+        }
+        io::ErrorKind::PermissionDenied => LogPathError::PermissionDenied { path: dir, source },
+        _ => LogPathError::Other { dir, source },
+    }
+}
 
 /// Bytes read per step while searching backwards for line starts.
 const BLOCK: u64 = 8192;
@@ -128,8 +203,8 @@ impl SkipNotices {
 }
 
 /// Maximum number of kept generations (`.1`, `.2`, ...) that [`follow`]
-/// looks at to count skipped output.
-const MAX_GENERATIONS: u32 = 1000;
+/// looks at to count skipped output: all that a valid `logs.keep` keeps.
+const MAX_GENERATIONS: u32 = corral_config::MAX_LOG_KEEP;
 
 /// Copies what is appended to `path` from `offset` on to `out` until an
 /// error or the end of `out`. When rotation renames the file and creates a
@@ -346,6 +421,49 @@ mod tests {
         let size = print_last_lines(&path, lines, &mut out).unwrap();
         assert_eq!(size, content.len() as u64);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn job_log_path_rejects_invalid_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        for name in ["../x", "..", ".", "a/b", "/etc", "", "Web", "all", "-x"] {
+            let error = job_log_path(dir.path(), name, "stdout.log").unwrap_err();
+            assert!(
+                matches!(error, LogPathError::InvalidName { .. }),
+                "{name:?}: {error}"
+            );
+            assert!(error.to_string().contains("invalid job name"), "{error}");
+        }
+    }
+
+    #[test]
+    fn job_log_path_of_a_valid_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("web-1.a_b")).unwrap();
+        let path = job_log_path(dir.path(), "web-1.a_b", "stderr.log").unwrap();
+        assert_eq!(path, dir.path().join("web-1.a_b").join("stderr.log"));
+
+        let error = job_log_path(dir.path(), "missing", "stdout.log").unwrap_err();
+        assert!(matches!(error, LogPathError::NotFound { .. }), "{error}");
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let error = job_log_path(dir.path(), "file", "stdout.log").unwrap_err();
+        assert!(matches!(error, LogPathError::NotFound { .. }), "{error}");
+    }
+
+    #[test]
+    fn unreadable_log_directory_is_a_permission_error() {
+        let dir = PathBuf::from("/var/log/corral/web");
+        let source = io::Error::from(io::ErrorKind::PermissionDenied);
+        let error = classify_dir_error(dir.clone(), source);
+        assert!(
+            matches!(error, LogPathError::PermissionDenied { .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("permission denied"), "{message}");
+        assert!(message.contains("/var/log/corral/web"), "{message}");
+        assert!(message.contains("--socket-group"), "{message}");
     }
 
     #[test]

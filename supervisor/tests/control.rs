@@ -778,3 +778,83 @@ fn actions_on_more_jobs_than_connections() {
     let log = daemon.daemon_log();
     assert!(!log.contains("rejected control connections"), "{log}");
 }
+
+/// The user and group `nobody` on Debian and Fedora alike.
+const NOBODY: u32 = 65534;
+
+/// Runs supervisorctl with `args` against `daemon` as user and group
+/// `nobody`, without supplementary groups.
+fn ctl_as_nobody(daemon: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_supervisorctl"));
+    command.arg("--socket").arg(daemon.socket()).args(args);
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // the forking thread exists, and calls only setgroups, setgid and
+    // setuid, which make one system call each and touch no lock or heap.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setgroups(&[])?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(NOBODY))?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(NOBODY))?;
+            Ok(())
+        });
+    }
+    command.output().expect("run supervisorctl as nobody")
+}
+
+#[test]
+fn tail_reports_unreadable_log_dir() {
+    if skip("tail_reports_unreadable_log_dir") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let log_dir = daemon.log_dir();
+    // User nobody may pass through the test's directory but not list or search
+    // the log directory, which supervisord keeps at 0700 without
+    // --socket-group.
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mode = std::fs::metadata(&log_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    let log_dir_arg = log_dir.to_str().unwrap();
+    let output = ctl_as_nobody(&daemon, &["tail", "--log-dir", log_dir_arg, "web"]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(
+        stderr.contains(&log_dir.join("web").display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run as root"), "{stderr}");
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+    assert_eq!(stdout_of(&output), "");
+}
+
+#[test]
+fn tail_rejects_invalid_job_names() {
+    if skip("tail_rejects_invalid_job_names") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let log_dir = daemon.log_dir();
+    // A directory next to the log directory that `../x` would name.
+    let outside = daemon.dir.path().join("x");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("stdout.log"), "outside the log directory\n").unwrap();
+
+    let log_dir_arg = log_dir.to_str().unwrap();
+    for name in ["../x", "..", "all", "Web"] {
+        let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, name]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("invalid job name"), "{name}: {stderr}");
+        assert_eq!(stdout_of(&output), "", "{name}");
+    }
+    let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, "-n", "1", "web"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+}

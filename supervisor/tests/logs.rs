@@ -391,3 +391,101 @@ fn output_copying_stays_within_cpu_limit() {
         "the monitor used {used:?} of CPU in {window:?}, above the job's limit of {CPUS} CPUs"
     );
 }
+
+/// Returns the number of the last whole `line N` in `path`, or 0.
+fn last_line_number(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("line ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn max_keep_rotates_and_stops() {
+    if skip("max_keep_rotates_and_stops") {
+        return;
+    }
+    let _serial = serial();
+    let counter = |keep: u64| {
+        harness::shell_job(
+            "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.001; done",
+            json!({
+                "init": true,
+                "start_seconds": "200ms",
+                "stop": {"timeout": "2s"},
+                "logs": {"max_size": "4K", "keep": keep},
+            }),
+        )
+    };
+    let job = counter(u64::from(corral_config::MAX_LOG_KEEP));
+    let too_many = counter(u64::from(u32::MAX));
+    let daemon = Daemon::start(&[("counter", &job), ("too-many", &too_many)]);
+    let rejected = daemon.wait_for_state("too-many", JobState::Invalid, SETTLE);
+    assert!(
+        rejected.description.contains("above the maximum of 1000"),
+        "{}",
+        rejected.description
+    );
+    daemon.wait_for_state("counter", JobState::Running, SETTLE);
+    let dir = daemon.log_dir().join("counter");
+
+    // Output that keeps flowing into new files after five rotations shows
+    // that rotations with the largest `keep` do not hold up the writer.
+    daemon.wait_until(Duration::from_secs(30), "five rotations", |_| {
+        dir.join("stdout.log.5").exists()
+    });
+    let rotated = last_line_number(&dir.join("stdout.log.1"));
+    daemon.wait_until(
+        Duration::from_secs(10),
+        "output after five rotations",
+        |_| last_line_number(&dir.join("stdout.log")) > rotated,
+    );
+    let files = log_generations(&dir, "stdout");
+    let mut previous = 0;
+    for file in &files {
+        let first = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("line ")?.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(
+            first > previous,
+            "{} starts at line {first}, after line {previous}",
+            file.display()
+        );
+        previous = last_line_number(file);
+    }
+
+    let args = ["stop", "counter"];
+    let started = Instant::now();
+    let mut stop = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .spawn()
+        .unwrap();
+    let deadline = Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = stop.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = stop.kill();
+            let _ = stop.wait();
+            panic!(
+                "supervisorctl {args:?} still ran after {deadline:?}\n{}",
+                daemon.diagnostics()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        matches!(status.code(), Some(0 | 5)),
+        "stop exited {status:?}"
+    );
+    assert_eq!(
+        daemon.job("counter").unwrap().process_state,
+        JobState::Stopped
+    );
+}

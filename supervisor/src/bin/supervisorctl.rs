@@ -6,11 +6,11 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use corral_config::DurationValue;
 use corral_supervisor::api::{ChangeKind, JobList, JobView, Message, ReloadReport, StatsList};
@@ -25,6 +25,8 @@ use corral_supervisor::{tail, top};
 
 /// Exit code for a failed action other than an unknown job.
 const EXIT_FAILED: i32 = 1;
+/// Exit code for invalid command-line usage, the one clap exits with.
+const EXIT_USAGE: i32 = 2;
 /// Exit code for a stop, restart or shutdown that ended a job's run only by SIGKILL
 /// after its stop timeout, when no action failed otherwise.
 const EXIT_KILLED: i32 = 5;
@@ -58,6 +60,12 @@ enum UnknownJob {
     NoLogDirectory { name: String, dir: PathBuf },
 }
 
+/// A name that is not a valid job name, given where supervisorctl builds a
+/// path from it. It counts as invalid usage.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct InvalidName(tail::LogPathError);
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -70,6 +78,10 @@ fn main() -> ExitCode {
         Ok(code) => exit_code(code),
         // Like a command killed by SIGPIPE, without a message.
         Err(error) if error.chain().any(is_stdout_closed) => exit_code(EXIT_STDOUT_CLOSED),
+        Err(error) if error.is::<InvalidName>() => {
+            eprintln!("supervisorctl: {error}");
+            exit_code(EXIT_USAGE)
+        }
         Err(error) if error.is::<UnknownJob>() => {
             eprintln!("{error}");
             exit_code(EXIT_UNKNOWN)
@@ -364,17 +376,20 @@ fn tail_command(
 ) -> Result<i32> {
     let file_name = if stderr { "stderr.log" } else { "stdout.log" };
     let path = match log_dir {
-        Some(dir) => {
-            let job_dir = dir.join(name);
-            if !job_dir.is_dir() {
+        Some(dir) => match tail::job_log_path(&dir, name, file_name) {
+            Ok(path) => path,
+            Err(tail::LogPathError::NotFound { dir, .. }) => {
                 return Err(UnknownJob::NoLogDirectory {
                     name: name.to_string(),
-                    dir: job_dir,
+                    dir,
                 }
                 .into());
             }
-            job_dir.join(file_name)
-        }
+            Err(error @ tail::LogPathError::InvalidName { .. }) => {
+                return Err(InvalidName(error).into());
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context(name.to_string())),
+        },
         None => {
             let job: JobView = get_job(client, name, "")?;
             if stderr {
@@ -386,7 +401,7 @@ fn tail_command(
     };
     let mut out = Stdout::lock();
     let offset = tail::print_last_lines(&path, lines, &mut out)
-        .with_context(|| format!("failed to read log {}", path.display()))?;
+        .map_err(|error| log_error(name, &path, error, "read"))?;
     if follow {
         let file = path.file_name().unwrap_or_default().to_string_lossy();
         let mut notices = tail::SkipNotices::default();
@@ -412,9 +427,19 @@ fn tail_command(
             hangup.as_ref().map(AsFd::as_fd),
             &mut report_skip,
         )
-        .with_context(|| format!("failed to follow log {}", path.display()))?;
+        .map_err(|error| log_error(name, &path, error, "follow"))?;
     }
     Ok(0)
+}
+
+/// Returns the error of reading or following the log of job `name` at
+/// `path`. A permission error names the path and what gives access.
+fn log_error(name: &str, path: &Path, error: io::Error, operation: &str) -> anyhow::Error {
+    if error.kind() == io::ErrorKind::PermissionDenied {
+        let message = tail::permission_denied_message(path);
+        return anyhow::Error::new(error).context(format!("{name}: {message}"));
+    }
+    anyhow::Error::new(error).context(format!("failed to {operation} log {}", path.display()))
 }
 
 /// Prints a table every `interval`, or `iterations` of them. On a terminal

@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -62,6 +62,13 @@ pub const DROP_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 /// close at once when the container is gone. A process that escaped with a
 /// copy of them does not keep the monitor alive longer than this.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the monitor waits for the log writer thread to write what is
+/// queued after the pipes were drained. A writer stuck on a hung disk
+/// would otherwise keep the monitor, and so the job's stop, from ending
+/// after the container ended. The queue contains at most 2 MiB then, which a
+/// working disk writes well within this time.
+const WRITER_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exit status of the monitor when it failed before the shim ran, the
 /// same as the shim's own setup failures.
@@ -251,11 +258,17 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     lower_priority();
 
     let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT, QUEUE_PATIENCE));
+    let (writer_running, writer_ended) = mpsc::channel::<()>();
     let writer = {
         let queue = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("log-writer".to_string())
-            .spawn(move || write_logs(&queue, [stdout_log, stderr_log]))
+            .spawn(move || {
+                // Dropped when the thread ends, also by a panic, which
+                // wakes `wait_for_writer`.
+                let _running = writer_running;
+                write_logs(&queue, [stdout_log, stderr_log]);
+            })
             .map_err(|source| MonitorError::Spawn {
                 program: "the log writer thread".to_string(),
                 source,
@@ -265,10 +278,32 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     let pipes = (stdout_read, stderr_read);
     let exit = read_until_exit(shim, pipes, &signals, &queue, options, settings.cpus);
     queue.close();
+    wait_for_writer(writer, &writer_ended, &queue, WRITER_EXIT_TIMEOUT);
+    Ok(exit)
+}
+
+/// Waits up to `timeout` for the log writer thread, which ends once it
+/// wrote what `queue` holds, and warns when it panicked. A writer that
+/// does not end in time is left running, so the monitor exits without it
+/// and the output still queued is lost. Returns whether the writer ended.
+fn wait_for_writer(
+    writer: std::thread::JoinHandle<()>,
+    ended: &mpsc::Receiver<()>,
+    queue: &BoundedQueue,
+    timeout: Duration,
+) -> bool {
+    if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(timeout) {
+        warn(&format!(
+            "the log writer did not finish within {timeout:?} after the shim exited, so the \
+             monitor exits without it; {} bytes of queued output are lost",
+            queue.queued_bytes()
+        ));
+        return false;
+    }
     if writer.join().is_err() {
         warn("the log writer thread panicked");
     }
-    Ok(exit)
+    true
 }
 
 /// The nice value of the monitor's threads. Copying a job's output costs
@@ -819,6 +854,42 @@ mod tests {
             stdout.lines().nth(1).unwrap().contains("dropped 50 bytes"),
             "{stdout}"
         );
+    }
+
+    #[test]
+    fn stuck_writer_does_not_hold_up_the_exit() {
+        let queue = Arc::new(BoundedQueue::new(QUEUE_LIMIT, Duration::ZERO));
+        assert!(queue.push_data(Stream::Stdout, b"queued\n"));
+        let (running, ended) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        // A writer blocked like one in a rotation or a write that does not
+        // return.
+        let writer = std::thread::spawn(move || {
+            let _running = running;
+            let _ = released.recv();
+        });
+        let started = Instant::now();
+        let finished = wait_for_writer(writer, &ended, &queue, Duration::from_millis(200));
+        assert!(!finished, "reported a blocked writer as finished");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "waited {:?}",
+            started.elapsed()
+        );
+        drop(release);
+    }
+
+    #[test]
+    fn finished_writer_is_joined() {
+        let queue = BoundedQueue::new(QUEUE_LIMIT, Duration::ZERO);
+        let (running, ended) = mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || drop(running));
+        assert!(wait_for_writer(
+            writer,
+            &ended,
+            &queue,
+            Duration::from_secs(5)
+        ));
     }
 
     #[test]

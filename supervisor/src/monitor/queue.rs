@@ -134,6 +134,11 @@ impl BoundedQueue {
         self.ready.notify_one();
     }
 
+    /// Bytes of both streams that wait for the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().queued.iter().sum()
+    }
+
     /// Ends the queue: the writer takes what is left, then gets `None`.
     pub fn close(&self) {
         self.lock().closed = true;
