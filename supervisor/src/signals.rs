@@ -31,9 +31,30 @@ pub fn parse_signal(text: &str) -> Result<Signal, InvalidSignal> {
     Signal::from_str(&name).map_err(|_| invalid())
 }
 
+/// Returns the name of every signal that [`parse_signal`] accepts, without
+/// the `SIG` prefix, in the order of their numbers.
+pub fn signal_names() -> Vec<&'static str> {
+    Signal::iterator()
+        .map(|signal| {
+            let name = signal.as_str();
+            name.strip_prefix("SIG").unwrap_or(name)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_names_parse() {
+        let names = signal_names();
+        assert_eq!(names[0], "HUP");
+        assert!(names.contains(&"TERM"), "{names:?}");
+        for name in names {
+            assert!(parse_signal(name).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn names_with_and_without_prefix() {

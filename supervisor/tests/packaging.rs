@@ -227,6 +227,9 @@ fn supervisord_unit_keeps_jobs_across_restarts() {
         // daemon and its jobs again.
         ("Restart", "on-failure"),
         ("TasksMax", "infinity"),
+        // The jobs get the soft limit, and supervisord raises its own to
+        // the hard one.
+        ("LimitNOFILE", "1024:1048576"),
         ("RuntimeDirectory", "corral"),
         ("RuntimeDirectoryPreserve", "yes"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),

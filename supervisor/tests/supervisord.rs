@@ -1504,15 +1504,37 @@ fn bash_completion_offers_job_names() {
     assert!(stop.contains(&"worker".to_string()), "{stop:?}");
     assert!(!stop.contains(&"all".to_string()), "{stop:?}");
 
-    let tail = bash_candidates(&["supervisorctl", "--socket", &socket, "tail", ""]);
+    let status = bash_candidates(&["supervisorctl", "--socket", &socket, "status", ""]);
     for name in ["web", "worker", "all"] {
-        assert!(tail.contains(&name.to_string()), "{tail:?}");
+        assert!(status.contains(&name.to_string()), "{status:?}");
     }
     assert_eq!(
-        tail.iter().filter(|name| name.as_str() == "all").count(),
+        status.iter().filter(|name| name.as_str() == "all").count(),
         1,
-        "{tail:?}"
+        "{status:?}"
     );
+    // Commands that reject `all` get the job names alone.
+    for command in ["pid", "tail", "spec", "top", "stats"] {
+        let names = bash_candidates(&["supervisorctl", "--socket", &socket, command, ""]);
+        assert!(names.contains(&"web".to_string()), "{command}: {names:?}");
+        assert!(!names.contains(&"all".to_string()), "{command}: {names:?}");
+    }
+    // Commands that take one job name get none after it.
+    let second = bash_candidates(&["supervisorctl", "--socket", &socket, "tail", "web", ""]);
+    assert!(!second.contains(&"worker".to_string()), "{second:?}");
+    let lines = bash_candidates(&["supervisorctl", "--socket", &socket, "tail", "-n", "5", ""]);
+    assert!(lines.contains(&"web".to_string()), "{lines:?}");
+
+    // `signal` takes a signal first, then job names or `all`.
+    let signal = bash_candidates(&["supervisorctl", "--socket", &socket, "signal", ""]);
+    assert!(signal.contains(&"TERM".to_string()), "{signal:?}");
+    assert!(signal.contains(&"HUP".to_string()), "{signal:?}");
+    assert!(!signal.contains(&"web".to_string()), "{signal:?}");
+    assert!(!signal.contains(&"all".to_string()), "{signal:?}");
+    let targets = bash_candidates(&["supervisorctl", "--socket", &socket, "signal", "TERM", ""]);
+    assert!(targets.contains(&"web".to_string()), "{targets:?}");
+    assert!(targets.contains(&"all".to_string()), "{targets:?}");
+    assert!(!targets.contains(&"TERM".to_string()), "{targets:?}");
     // Commands without job names get none.
     let reread = bash_candidates(&["supervisorctl", "--socket", &socket, "reread", ""]);
     assert!(!reread.contains(&"web".to_string()), "{reread:?}");
@@ -1562,11 +1584,31 @@ fn fish_completion_offers_job_names() {
     };
 
     let socket = daemon.socket().display().to_string();
+    let offers = |text: &str, word: &str| text.lines().any(|line| line == word);
     let stop = complete(&format!("supervisorctl --socket {socket} stop "));
-    assert!(stop.lines().any(|line| line == "web"), "{stop}");
-    assert!(stop.lines().any(|line| line == "all"), "{stop}");
+    assert!(offers(&stop, "web"), "{stop}");
+    assert!(offers(&stop, "all"), "{stop}");
     let reread = complete(&format!("supervisorctl --socket {socket} reread "));
-    assert!(!reread.lines().any(|line| line == "web"), "{reread}");
+    assert!(!offers(&reread, "web"), "{reread}");
+
+    // Commands that reject `all` get the job names alone.
+    for command in ["pid", "tail", "spec", "top", "stats"] {
+        let names = complete(&format!("supervisorctl --socket {socket} {command} "));
+        assert!(offers(&names, "web"), "{command}: {names}");
+        assert!(!offers(&names, "all"), "{command}: {names}");
+    }
+    let second = complete(&format!("supervisorctl --socket {socket} tail web "));
+    assert!(!offers(&second, "web"), "{second}");
+
+    // `signal` takes a signal first, then job names or `all`.
+    let signal = complete(&format!("supervisorctl --socket {socket} signal "));
+    assert!(offers(&signal, "TERM"), "{signal}");
+    assert!(!offers(&signal, "web"), "{signal}");
+    assert!(!offers(&signal, "all"), "{signal}");
+    let targets = complete(&format!("supervisorctl --socket {socket} signal TERM "));
+    assert!(offers(&targets, "web"), "{targets}");
+    assert!(offers(&targets, "all"), "{targets}");
+    assert!(!offers(&targets, "TERM"), "{targets}");
 }
 
 #[test]
@@ -1584,11 +1626,11 @@ fn zsh_completion_offers_job_names() {
     // Outside compinit, the completion system's functions are missing:
     // compdef is a no-op here and _describe prints the array it is given.
     let script = completion_file("zsh", "_supervisorctl");
-    let candidates = |words: &[&str]| {
+    let candidates = |function: &str, words: &[&str]| {
         let quoted: Vec<String> = words.iter().map(|word| format!("'{word}'")).collect();
         let probe = format!(
             "compdef() {{ : }}; _describe() {{ print -rl -- \"${{(@P)4}}\" }}; \
-             source '{}'; words=({}); CURRENT={}; _supervisorctl_jobs",
+             source '{}'; words=({}); CURRENT={}; {function}",
             script.display(),
             quoted.join(" "),
             words.len(),
@@ -1608,16 +1650,62 @@ fn zsh_completion_offers_job_names() {
             .collect::<Vec<_>>()
     };
 
-    let stop = candidates(&["supervisorctl", "--socket", &socket, "stop", ""]);
+    let stop = candidates(
+        "_supervisorctl_jobs_or_all",
+        &["supervisorctl", "--socket", &socket, "stop", ""],
+    );
     let mut sorted = stop.clone();
     sorted.sort();
     assert_eq!(sorted, ["all", "web", "worker"], "{stop:?}");
     let joined = format!("--socket={socket}");
-    let tail = candidates(&["supervisorctl", &joined, "tail", "w"]);
-    assert!(tail.contains(&"worker".to_string()), "{tail:?}");
-    // Without a reachable daemon only `all` is left.
-    let missing = candidates(&["supervisorctl", "--socket", "/nonexistent.sock", "stop", ""]);
+    let tail = candidates(
+        "_supervisorctl_jobs",
+        &["supervisorctl", &joined, "tail", "w"],
+    );
+    let mut sorted = tail.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["web", "worker"], "{tail:?}");
+    // Without a reachable daemon only `all` is left, where it is accepted.
+    let words = ["supervisorctl", "--socket", "/nonexistent.sock", "stop", ""];
+    let missing = candidates("_supervisorctl_jobs_or_all", &words);
     assert_eq!(missing, ["all"]);
+    let missing = candidates("_supervisorctl_jobs", &words);
+    assert_eq!(missing, [""]);
+
+    // Each argument gets the function that fits its command.
+    let text = std::fs::read_to_string(&script).unwrap();
+    let action_of = |command: &str, argument: &str| {
+        let case = format!("({command})");
+        let line = text
+            .lines()
+            .skip_while(|line| line.trim() != case)
+            .find(|line| line.starts_with(argument))
+            .unwrap_or_else(|| panic!("the zsh script has no {argument} line for {command}"));
+        let action = line.trim_end_matches(" \\").trim_end_matches('\'');
+        action.rsplit(':').next().unwrap().to_string()
+    };
+    for command in ["status", "start", "stop", "restart", "signal"] {
+        assert_eq!(
+            action_of(command, "'*::names"),
+            "_supervisorctl_jobs_or_all",
+            "{command}"
+        );
+    }
+    for command in ["pid", "tail", "spec"] {
+        let argument = if command == "pid" {
+            "'::name"
+        } else {
+            "':name"
+        };
+        assert_eq!(
+            action_of(command, argument),
+            "_supervisorctl_jobs",
+            "{command}"
+        );
+    }
+    assert_eq!(action_of("top", "'*::names"), "_supervisorctl_jobs");
+    let signals = action_of("signal", "':signal");
+    assert!(signals.starts_with("(HUP INT "), "{signals}");
 }
 
 #[test]
@@ -3141,6 +3229,67 @@ fn port_conflict_names_the_holder() {
             .contains("job \"first\" publishes that address"),
         "{}",
         view.description
+    );
+    read_port(&daemon, host_port);
+}
+
+/// Rounds of `restart all` in `restart_all_rebinds_published_port`. Before
+/// listeners were shut down, 4 runs of 25 rounds failed in rounds 6 to 23
+/// on a loaded 2-CPU machine.
+const RESTART_ALL_ROUNDS: usize = 40;
+
+/// Jobs besides the port job in `restart_all_rebinds_published_port`.
+const OTHER_JOBS: usize = 12;
+
+/// Restarts a job with a published port together with jobs that end at
+/// once on SIGTERM. Their monitors are spawned while the port job's last
+/// listener closes, and each spawned process keeps a copy of every
+/// descriptor of supervisord until it executes the monitor.
+#[test]
+fn restart_all_rebinds_published_port() {
+    if skip("restart_all_rebinds_published_port") {
+        return;
+    }
+    let host_port = free_port();
+    let quick_sleeper = json!({
+        "image": "host",
+        "command": ["/bin/sleep", "300"],
+        // Under the minimal init, sleep is not PID 1 and SIGTERM ends it.
+        "init": true,
+        "start_seconds": "300ms",
+        "stop": {"timeout": "2s"},
+    })
+    .to_string();
+    let web = port_server(host_port);
+    let mut jobs = vec![("web".to_string(), web)];
+    for index in 0..OTHER_JOBS {
+        jobs.push((format!("other{index}"), quick_sleeper.clone()));
+    }
+    let jobs: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|(name, body)| (name.as_str(), body.as_str()))
+        .collect();
+    let daemon = Daemon::start(&jobs);
+    for (name, _) in &jobs {
+        daemon.wait_for_state(name, JobState::Running, SETTLE);
+    }
+
+    for round in 0..RESTART_ALL_ROUNDS {
+        read_port(&daemon, host_port);
+        let restart = daemon.ctl(&["restart", "all"]);
+        assert_eq!(
+            restart.status.code(),
+            Some(0),
+            "round {round}: {}{}{}",
+            stdout_of(&restart),
+            stderr_of(&restart),
+            daemon.diagnostics()
+        );
+    }
+    assert!(
+        !daemon.daemon_log().contains("Address already in use"),
+        "{}",
+        daemon.diagnostics()
     );
     read_port(&daemon, host_port);
 }

@@ -97,7 +97,7 @@ complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions"
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -l timeout -d 'Limit of each request to supervisord: seconds (30) or with a unit (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart wait past it for the job to settle once supervisord responded, and `top` and `tail -f` wait without a limit between requests' -r
 complete -c supervisorctl -n "__fish_supervisorctl_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 
-# Job names from the running supervisord, after the commands that take them.
+# Job names from the running supervisord.
 function __supervisorctl_jobs
     set -l socket
     set -l words (commandline -opc)
@@ -110,6 +110,50 @@ function __supervisorctl_jobs
         end
     end
     $words[1] $socket status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
-    echo all
 end
-complete -c supervisorctl -n "__fish_seen_subcommand_from status start stop restart signal pid tail spec top" -f -a "(__supervisorctl_jobs)"
+
+# Succeeds when the word being completed takes what $argv[1] names:
+# jobs-or-all, jobs or signal.
+function __supervisorctl_completes
+    set -l words (commandline -opc)
+    set -l command
+    set -l arguments 0
+    set -l skip 0
+    for index in (seq 2 (count $words))
+        set -l word $words[$index]
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        switch $word
+            case --interval --iterations --lines --log-dir --socket --timeout -d -n
+                set skip 1
+            case '-*'
+            case '*'
+                if test -z "$command"
+                    set command $word
+                else
+                    set arguments (math $arguments + 1)
+                end
+        end
+    end
+    switch $argv[1]
+        case signal
+            test "$command" = signal; and test $arguments -eq 0
+        case jobs-or-all
+            if contains -- "$command" status start stop restart
+                return 0
+            end
+            test "$command" = signal; and test $arguments -gt 0
+        case jobs
+            if contains -- "$command" top stats
+                return 0
+            end
+            contains -- "$command" pid tail spec; and test $arguments -eq 0
+        case '*'
+            return 1
+    end
+end
+complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs) all"
+complete -c supervisorctl -n "__supervisorctl_completes jobs" -f -a "(__supervisorctl_jobs)"
+complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS"

@@ -1,17 +1,28 @@
 //! Job name completion for supervisorctl's scripts. clap_complete generates
 //! completions from the static command line only, so each script gets a
-//! function that lists the running supervisord's jobs and offers them, and
-//! `all`, wherever a command takes job names. It runs the supervisorctl
-//! being completed, as typed, with `status --json` and the line's
-//! `--socket`, and takes the `name` of each job from the pretty-printed
-//! list, so that another program named supervisorctl (Python's) yields no
-//! names. With no supervisord to ask, only `all` is offered.
+//! function that lists the running supervisord's jobs and offers them
+//! wherever a command takes job names, with `all` where the command accepts
+//! it. The first argument of `signal` completes signal names instead. The
+//! function runs the supervisorctl being completed, as typed, with
+//! `status --json` and the line's `--socket`, and takes the `name` of each
+//! job from the pretty-printed list, so that another program named
+//! supervisorctl (Python's) yields no names. With no supervisord to ask,
+//! only `all` is offered where it is accepted.
 
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
 use clap_complete::Shell;
 
-/// The subcommands whose positional arguments are job names. `signal`
-/// takes a signal first, and job names are offered for that word too.
-const COMMANDS: &str = "status start stop restart signal pid tail spec top";
+/// The subcommands whose arguments are job names or `all`. `signal` takes
+/// them after the signal.
+const JOBS_OR_ALL: [&str; 4] = ["status", "start", "stop", "restart"];
+
+/// The subcommands whose arguments are job names, without `all`.
+const JOBS: [&str; 2] = ["top", "stats"];
+
+/// The subcommands that take one job name, which cannot be `all`.
+const ONE_JOB: [&str; 3] = ["pid", "tail", "spec"];
 
 /// Adds job name completion to supervisorctl's `script` for `shell`.
 pub fn with_job_names(shell: Shell, script: Vec<u8>) -> Vec<u8> {
@@ -25,40 +36,98 @@ pub fn with_job_names(shell: Shell, script: Vec<u8>) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// Returns the options of supervisorctl and its subcommands that take a
+/// value, such as `--timeout` and `-n`, so that the scripts do not count
+/// the value as an argument.
+fn value_options() -> Vec<String> {
+    let command = super::ctl::Cli::command();
+    let mut options = BTreeSet::new();
+    let commands = std::iter::once(&command).chain(command.get_subcommands());
+    for command in commands {
+        for argument in command.get_arguments() {
+            if argument.is_positional() || !argument.get_action().takes_values() {
+                continue;
+            }
+            if let Some(short) = argument.get_short() {
+                options.insert(format!("-{short}"));
+            }
+            if let Some(long) = argument.get_long() {
+                options.insert(format!("--{long}"));
+            }
+        }
+    }
+    options.into_iter().collect()
+}
+
+/// Returns the signal names that the first argument of `signal` completes,
+/// separated by spaces.
+fn signal_words() -> String {
+    crate::signals::signal_names().join(" ")
+}
+
 /// Wraps the generated `_supervisorctl` in a function that appends job
-/// names, and registers the wrapper instead.
+/// and signal names, and registers the wrapper instead.
 fn bash(text: String) -> String {
-    let wrapper = format!(
-        r#"
-# Job names from the running supervisord, after the commands that take them.
-_supervisorctl_jobs() {{
+    let wrapper = r#"
+# Job names from the running supervisord where a command takes them, with
+# `all` where the command accepts it, and signal names for the first
+# argument of `signal`.
+_supervisorctl_jobs() {
     _supervisorctl "$@"
-    local cur="${{COMP_WORDS[COMP_CWORD]}}" command="" socket=() index word
+    local cur="${COMP_WORDS[COMP_CWORD]}" command="" arguments=0 socket=() index word
     for ((index = 1; index < COMP_CWORD; index++)); do
-        word="${{COMP_WORDS[index]}}"
+        word="${COMP_WORDS[index]}"
+        # bash splits `--socket=PATH` into three words at the `=`.
+        [[ "$word" == -* && "${COMP_WORDS[index + 1]}" == "=" ]] && index=$((index + 1))
         case "$word" in
-            --socket) socket=(--socket "${{COMP_WORDS[index + 1]}}"); ((index++)) ;;
+            --socket) socket=(--socket "${COMP_WORDS[index + 1]}"); index=$((index + 1)) ;;
             --socket=*) socket=("$word") ;;
-            --timeout) ((index++)) ;;
+            @VALUE_OPTIONS@) index=$((index + 1)) ;;
             -*) ;;
-            *) [[ -z "$command" ]] && command="$word" ;;
+            *)
+                if [[ -z "$command" ]]; then
+                    command="$word"
+                else
+                    arguments=$((arguments + 1))
+                fi
+                ;;
         esac
     done
-    case " {COMMANDS} " in
-        *" $command "*) ;;
+    [[ -z "$command" || "$cur" == -* ]] && return 0
+    local offer=""
+    case "$command" in
+        @JOBS_OR_ALL@) offer=jobs-or-all ;;
+        signal)
+            if ((arguments == 0)); then
+                offer=signals
+            else
+                offer=jobs-or-all
+            fi
+            ;;
+        @ONE_JOB@) ((arguments == 0)) && offer=jobs ;;
+        @JOBS@) offer=jobs ;;
+    esac
+    local candidates
+    case "$offer" in
+        signals) candidates="@SIGNALS@" ;;
+        jobs | jobs-or-all)
+            candidates="$("${COMP_WORDS[0]}" "${socket[@]}" status --json 2>/dev/null |
+                sed -n 's/^    "name": "\(.*\)",$/\1/p')"
+            [[ "$offer" == jobs-or-all ]] && candidates="$candidates all"
+            ;;
         *) return 0 ;;
     esac
-    [[ -z "$command" || "$cur" == -* ]] && return 0
-    local jobs
-    jobs="$("${{COMP_WORDS[0]}}" "${{socket[@]}}" status --json 2>/dev/null |
-        sed -n 's/^    "name": "\(.*\)",$/\1/p')"
-    COMPREPLY+=($(compgen -W "$jobs all" -- "$cur"))
+    COMPREPLY+=($(compgen -W "$candidates" -- "$cur"))
     local unique
-    unique="$(printf '%s\n' "${{COMPREPLY[@]}}" | sort -u)"
+    unique="$(printf '%s\n' "${COMPREPLY[@]}" | sort -u)"
     COMPREPLY=($unique)
-}}
+}
 "#
-    );
+    .replace("@VALUE_OPTIONS@", &value_options().join(" | "))
+    .replace("@JOBS_OR_ALL@", &JOBS_OR_ALL.join(" | "))
+    .replace("@ONE_JOB@", &ONE_JOB.join(" | "))
+    .replace("@JOBS@", &JOBS.join(" | "))
+    .replace("@SIGNALS@", &signal_words());
     let registered = "complete -F _supervisorctl ";
     let text = text.replace(registered, "complete -F _supervisorctl_jobs ");
     let marker = "if [[ \"${BASH_VERSINFO[0]}\"";
@@ -68,14 +137,15 @@ _supervisorctl_jobs() {{
     }
 }
 
-/// Points the job name arguments at `_supervisorctl_jobs`, defined before
-/// the script's final dispatch.
-// NOTE: the tests run this script with stand-ins for compdef and
+/// Points the job name arguments at `_supervisorctl_jobs_or_all` or
+/// `_supervisorctl_jobs`, defined before the script's final dispatch, and
+/// the signal argument at the list of signal names.
+// NOTE: the tests run these functions with stand-ins for compdef and
 // _describe, outside the completion system, against a live supervisord.
 fn zsh(text: String) -> String {
-    let function = r#"(( $+functions[_supervisorctl_jobs] )) ||
-_supervisorctl_jobs() {
-    local -a jobs socket
+    let functions = r#"(( $+functions[_supervisorctl_job_names] )) ||
+_supervisorctl_job_names() {
+    local -a socket
     local index
     for ((index = 2; index < CURRENT; index++)); do
         case "${words[index]}" in
@@ -83,21 +153,41 @@ _supervisorctl_jobs() {
             --socket=*) socket=("${words[index]}") ;;
         esac
     done
-    jobs=(${(f)"$(${words[1]} $socket status --json 2>/dev/null |
-        sed -n 's/^    "name": "\(.*\)",$/\1/p')"} all)
+    reply=(${(f)"$(${words[1]} $socket status --json 2>/dev/null |
+        sed -n 's/^    "name": "\(.*\)",$/\1/p')"})
+}
+
+(( $+functions[_supervisorctl_jobs] )) ||
+_supervisorctl_jobs() {
+    local -a reply jobs
+    _supervisorctl_job_names
+    jobs=(${(u)reply})
+    _describe -t jobs 'job' jobs
+}
+
+(( $+functions[_supervisorctl_jobs_or_all] )) ||
+_supervisorctl_jobs_or_all() {
+    local -a reply jobs
+    _supervisorctl_job_names
+    jobs=(${(u)reply} all)
     jobs=(${(u)jobs})
     _describe -t jobs 'job' jobs
 }
 
 "#;
+    let signals = format!(":({})'", signal_words());
     let text = text
         .lines()
         .map(|line| {
-            let names = line.starts_with("'*::names -- Job names")
+            if line.starts_with("'*::names -- Job names, or `all`") {
+                line.replace(":_default'", ":_supervisorctl_jobs_or_all'")
+            } else if line.starts_with("'*::names -- Job names")
                 || line.starts_with("':name -- Job name")
-                || line.starts_with("'::name -- Job name");
-            if names {
+                || line.starts_with("'::name -- Job name")
+            {
                 line.replace(":_default'", ":_supervisorctl_jobs'")
+            } else if line.starts_with("':signal -- Signal") {
+                line.replace(":_default'", &signals)
             } else {
                 line.to_string()
             }
@@ -107,17 +197,16 @@ _supervisorctl_jobs() {
         + "\n";
     let marker = "if [ \"$funcstack[1]\" = \"_supervisorctl\" ]; then";
     match text.rfind(marker) {
-        Some(at) => format!("{}{function}{}", &text[..at], &text[at..]),
-        None => format!("{text}{function}"),
+        Some(at) => format!("{}{functions}{}", &text[..at], &text[at..]),
+        None => format!("{text}{functions}"),
     }
 }
 
-/// Adds a completion of job names, without file names, after the commands
-/// that take them.
+/// Adds a completion of job names, without file names, where the commands
+/// take them, and of signal names for the first argument of `signal`.
 fn fish(text: String) -> String {
-    format!(
-        r#"{text}
-# Job names from the running supervisord, after the commands that take them.
+    let functions = r#"
+# Job names from the running supervisord.
 function __supervisorctl_jobs
     set -l socket
     set -l words (commandline -opc)
@@ -130,16 +219,73 @@ function __supervisorctl_jobs
         end
     end
     $words[1] $socket status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
-    echo all
 end
-complete -c supervisorctl -n "__fish_seen_subcommand_from {COMMANDS}" -f -a "(__supervisorctl_jobs)"
+
+# Succeeds when the word being completed takes what $argv[1] names:
+# jobs-or-all, jobs or signal.
+function __supervisorctl_completes
+    set -l words (commandline -opc)
+    set -l command
+    set -l arguments 0
+    set -l skip 0
+    for index in (seq 2 (count $words))
+        set -l word $words[$index]
+        if test $skip -eq 1
+            set skip 0
+            continue
+        end
+        switch $word
+            case @VALUE_OPTIONS@
+                set skip 1
+            case '-*'
+            case '*'
+                if test -z "$command"
+                    set command $word
+                else
+                    set arguments (math $arguments + 1)
+                end
+        end
+    end
+    switch $argv[1]
+        case signal
+            test "$command" = signal; and test $arguments -eq 0
+        case jobs-or-all
+            if contains -- "$command" @JOBS_OR_ALL@
+                return 0
+            end
+            test "$command" = signal; and test $arguments -gt 0
+        case jobs
+            if contains -- "$command" @JOBS@
+                return 0
+            end
+            contains -- "$command" @ONE_JOB@; and test $arguments -eq 0
+        case '*'
+            return 1
+    end
+end
+complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs) all"
+complete -c supervisorctl -n "__supervisorctl_completes jobs" -f -a "(__supervisorctl_jobs)"
+complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "@SIGNALS@"
 "#
-    )
+    .replace("@VALUE_OPTIONS@", &value_options().join(" "))
+    .replace("@JOBS_OR_ALL@", &JOBS_OR_ALL.join(" "))
+    .replace("@ONE_JOB@", &ONE_JOB.join(" "))
+    .replace("@JOBS@", &JOBS.join(" "))
+    .replace("@SIGNALS@", &signal_words());
+    format!("{text}{functions}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PLACEHOLDERS: [&str; 5] = [
+        "@VALUE_OPTIONS@",
+        "@JOBS_OR_ALL@",
+        "@ONE_JOB@",
+        "@JOBS@",
+        "@SIGNALS@",
+    ];
 
     #[test]
     fn bash_registers_the_wrapper() {
@@ -152,16 +298,74 @@ mod tests {
     }
 
     #[test]
-    fn zsh_uses_the_function_for_names_only() {
-        let text = zsh(
-            "'*::names -- Job names:_default' \\\n'::signal -- Signal:_default' \\\nif [ \"$funcstack[1]\" = \"_supervisorctl\" ]; then\nfi\n"
-                .to_string(),
-        );
+    fn bash_offers_all_only_where_accepted() {
+        let text = bash(String::new());
         assert!(
-            text.contains("'*::names -- Job names:_supervisorctl_jobs'"),
+            text.contains("status | start | stop | restart) offer=jobs-or-all ;;"),
             "{text}"
         );
-        assert!(text.contains("'::signal -- Signal:_default'"), "{text}");
+        assert!(
+            text.contains("pid | tail | spec) ((arguments == 0)) && offer=jobs ;;"),
+            "{text}"
+        );
+        assert!(text.contains("top | stats) offer=jobs ;;"), "{text}");
+        assert!(text.contains("signals) candidates=\"HUP INT "), "{text}");
+        for placeholder in PLACEHOLDERS {
+            assert!(!text.contains(placeholder), "{placeholder} is left: {text}");
+        }
+    }
+
+    #[test]
+    fn value_options_cover_subcommands() {
+        let options = value_options();
+        for option in ["--socket", "--timeout", "-n", "--lines", "--log-dir", "-d"] {
+            assert!(options.contains(&option.to_string()), "{options:?}");
+        }
+        for flag in ["-h", "--help", "-f", "--follow", "--json"] {
+            assert!(!options.contains(&flag.to_string()), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn lists_cover_every_command_with_names() {
+        let command = super::super::ctl::Cli::command();
+        for subcommand in command.get_subcommands() {
+            let takes_names = subcommand
+                .get_positionals()
+                .any(|argument| matches!(argument.get_id().as_str(), "name" | "names"));
+            let name = subcommand.get_name();
+            let listed = JOBS_OR_ALL.contains(&name)
+                || JOBS.contains(&name)
+                || ONE_JOB.contains(&name)
+                || name == "signal";
+            assert_eq!(takes_names, listed, "{name}");
+        }
+    }
+
+    #[test]
+    fn zsh_offers_all_only_where_accepted() {
+        let text = zsh("'*::names -- Job names, or `all`:_default' \\\n\
+             '*::names -- Job names \\[default\\: every job\\]:_default' \\\n\
+             ':name -- Job name:_default' \\\n\
+             ':signal -- Signal name or number\\: HUP, SIGUSR1, 15:_default' \\\n\
+             if [ \"$funcstack[1]\" = \"_supervisorctl\" ]; then\nfi\n"
+            .to_string());
+        assert!(
+            text.contains("'*::names -- Job names, or `all`:_supervisorctl_jobs_or_all'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("'*::names -- Job names \\[default\\: every job\\]:_supervisorctl_jobs'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("':name -- Job name:_supervisorctl_jobs'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("15:(HUP INT QUIT "),
+            "the signal is not completed from the list: {text}"
+        );
         let defined = text.find("_supervisorctl_jobs() {").unwrap();
         let dispatch = text.find("if [ \"$funcstack[1]\"").unwrap();
         assert!(defined < dispatch, "{text}");
@@ -171,7 +375,15 @@ mod tests {
     fn fish_completes_names_without_files() {
         let text = fish(String::new());
         assert!(text.contains(
-            "complete -c supervisorctl -n \"__fish_seen_subcommand_from status start stop restart signal pid tail spec top\" -f -a \"(__supervisorctl_jobs)\""
+            "complete -c supervisorctl -n \"__supervisorctl_completes jobs-or-all\" -f -a \"(__supervisorctl_jobs) all\""
         ));
+        assert!(text.contains(
+            "complete -c supervisorctl -n \"__supervisorctl_completes jobs\" -f -a \"(__supervisorctl_jobs)\""
+        ));
+        assert!(text.contains("contains -- \"$command\" pid tail spec; and test $arguments -eq 0"));
+        assert!(text.contains("-n \"__supervisorctl_completes signal\" -f -a \"HUP INT "));
+        for placeholder in PLACEHOLDERS {
+            assert!(!text.contains(placeholder), "{placeholder} is left: {text}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -223,6 +224,8 @@ pub fn start_relay(
         let owned = HeldListener {
             listener,
             _release: Arc::clone(&release),
+            job: job.clone(),
+            container_id: container_id.clone(),
         };
         tasks.push(tokio::spawn(async move {
             // Moves the whole value in, release signal included. Naming only
@@ -247,11 +250,38 @@ pub fn start_relay(
     }
 }
 
-/// A listener and its share of the relay's release signal. Fields drop in
-/// order, so the socket is closed before a waiter learns that it is.
+/// A listener and its share of the relay's release signal. The drop shuts
+/// the socket down, and the fields drop in order after that, so the socket
+/// is closed before a waiter learns that it is.
 struct HeldListener {
     listener: tokio::net::TcpListener,
     _release: Arc<watch::Sender<()>>,
+    job: String,
+    container_id: String,
+}
+
+impl Drop for HeldListener {
+    /// Takes the socket out of the listening state before its descriptor
+    /// closes. A monitor that another launch spawns starts with a copy of
+    /// every descriptor of supervisord and keeps it until it executes, so
+    /// closing this descriptor alone can leave the socket listening while
+    /// the job's next container binds the same address. A socket that is
+    /// shut down keeps its address, but it no longer keeps a socket with
+    /// SO_REUSEADDR, which std sets on listeners, from binding it.
+    fn drop(&mut self) {
+        let shut_down =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        if let Err(error) = shut_down {
+            let host = self.listener.local_addr().ok();
+            tracing::warn!(
+                job = %self.job,
+                container_id = %self.container_id,
+                host = host.map(tracing::field::display),
+                %error,
+                "failed to shut down a port listener; the next start may find its address in use"
+            );
+        }
+    }
 }
 
 async fn accept_loop(
@@ -602,6 +632,32 @@ mod tests {
         closing.released().wait().await;
         let again = bind(&[mapping(&public, 9)]);
         assert!(again.is_ok(), "{:?}", again.err());
+    }
+
+    #[tokio::test]
+    async fn closed_relay_frees_address_held_elsewhere() {
+        let ports = bind(&[mapping("127.0.0.1:0", 9)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap().to_string();
+        // A shut-down listener keeps only sockets without SO_REUSEADDR from
+        // binding its address, and std sets the option on every listener.
+        let reuse = nix::sys::socket::sockopt::ReuseAddr;
+        assert!(nix::sys::socket::getsockopt(&ports.listeners[0].0, reuse).unwrap());
+        // The copy that a process spawned meanwhile keeps until it executes.
+        let copy = ports.listeners[0].0.try_clone().unwrap();
+        let relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        tokio::task::yield_now().await;
+
+        let closing = relay.close();
+        closing.released().wait().await;
+        let again = bind(&[mapping(&public, 9)]);
+        assert!(again.is_ok(), "{:?}", again.err());
+        drop(copy);
     }
 
     /// Publishes `host` for `port` of the host's network, connects to it
