@@ -783,11 +783,20 @@ fn actions_on_more_jobs_than_connections() {
 const NOBODY: u32 = 65534;
 
 /// Runs supervisorctl with `args` against `daemon` as user and group
-/// `nobody`, without supplementary groups.
+/// `nobody`, without supplementary groups. The caller makes the daemon's
+/// directory searchable for others.
 fn ctl_as_nobody(daemon: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_supervisorctl"));
+    // The build's own copy may sit below a directory that only root can
+    // search, such as a checkout in a mktemp -d directory (mode 0700).
+    let binary = daemon.dir.path().join("supervisorctl-for-nobody");
+    if !binary.exists() {
+        std::fs::copy(env!("CARGO_BIN_EXE_supervisorctl"), &binary).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut command = Command::new(&binary);
     command.arg("--socket").arg(daemon.socket()).args(args);
     // SAFETY: the closure runs in the forked child before exec, where only
     // the forking thread exists, and calls only setgroups, setgid and
