@@ -1764,6 +1764,34 @@ fn stop_ended_while_away_keeps_its_time() {
 }
 
 #[test]
+fn all_with_unknown_name_reports_it() {
+    if skip("all_with_unknown_name_reports_it") {
+        return;
+    }
+    let job = json!({"image": "host", "command": ["/bin/sleep", "300"], "init": true,
+                     "start_seconds": "300ms"})
+    .to_string();
+    let daemon = Daemon::start(&[("a", &job)]);
+    daemon.wait_for_state("a", JobState::Running, SETTLE);
+
+    let status = daemon.ctl(&["status", "all", "nope"]);
+    assert_eq!(status.status.code(), Some(4), "{}", stdout_of(&status));
+    assert!(stdout_of(&status).contains("a "), "{}", stdout_of(&status));
+    assert!(
+        stderr_of(&status).contains("nope: ERROR (no such job)"),
+        "{}",
+        stderr_of(&status)
+    );
+
+    let stop = daemon.ctl(&["stop", "all", "nope"]);
+    let output = format!("{}{}", stdout_of(&stop), stderr_of(&stop));
+    assert_eq!(stop.status.code(), Some(4), "{output}");
+    assert!(output.contains("a: stopped"), "{output}");
+    assert!(output.contains("nope: ERROR (no such job)"), "{output}");
+    daemon.wait_for_state("a", JobState::Stopped, SETTLE);
+}
+
+#[test]
 fn all_stops_in_parallel() {
     if skip("all_stops_in_parallel") {
         return;

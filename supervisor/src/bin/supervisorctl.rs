@@ -221,6 +221,13 @@ fn status_command(client: &Client, names: &[String], json: bool) -> Result<i32> 
     let list: JobList = client.get("/v1/jobs")?;
     let mut unknown = Vec::new();
     let jobs: Vec<JobView> = if names.is_empty() || names.iter().any(|name| name == "all") {
+        // Names given next to `all` add no job, but an unknown one is
+        // still reported.
+        for name in names.iter().filter(|name| *name != "all") {
+            if !list.jobs.iter().any(|job| &job.name == name) {
+                unknown.push(name.clone());
+            }
+        }
         list.jobs
     } else {
         let mut selected = Vec::new();
@@ -256,13 +263,23 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
     // to settle, which its start_seconds and stop timeout bound.
     let targets: Vec<String> = if names.iter().any(|name| name == "all") {
         let list: JobList = client.get("/v1/jobs")?;
-        list.jobs
+        let mut targets: Vec<String> = list
+            .jobs
             .into_iter()
             .filter(|job| {
                 action.applies_to(job.process_state) && job.error.is_none() && !job.removing
             })
             .map(|job| job.name)
-            .collect()
+            .collect();
+        // A name given next to `all` is acted on as if given alone, so an
+        // unknown one gets its error and exit code instead of vanishing.
+        let mut included: std::collections::HashSet<String> = targets.iter().cloned().collect();
+        for name in names.iter().filter(|name| *name != "all") {
+            if included.insert(name.clone()) {
+                targets.push(name.clone());
+            }
+        }
+        targets
     } else {
         client.get::<serde_json::Value>("/v1/info")?;
         names.to_vec()
