@@ -357,6 +357,29 @@ fn invalid_edit_keeps_previous_version() {
         JobState::Invalid,
         "the file is still invalid"
     );
+    // So can `all`, which covers the last valid version too.
+    let stop_all = daemon.ctl(&["stop", "all"]);
+    assert_eq!(stop_all.status.code(), Some(0), "{}", stdout_of(&stop_all));
+    assert!(
+        stdout_of(&stop_all).contains("web: stopped\n"),
+        "{}",
+        stdout_of(&stop_all)
+    );
+    assert_eq!(daemon.job("web").unwrap().process_state, JobState::Stopped);
+    let start_all = daemon.ctl(&["start", "all"]);
+    assert_eq!(
+        start_all.status.code(),
+        Some(0),
+        "{}",
+        stdout_of(&start_all)
+    );
+    assert!(
+        stdout_of(&start_all).contains("web: started\n"),
+        "{}",
+        stdout_of(&start_all)
+    );
+    assert_eq!(daemon.job("web").unwrap().process_state, JobState::Running);
+    let other = daemon.wait_for_state("other", JobState::Running, SETTLE);
 
     daemon.write_job("web", &versioned("2"));
     wait_for_view(

@@ -266,9 +266,9 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
         let mut targets: Vec<String> = list
             .jobs
             .into_iter()
-            .filter(|job| {
-                action.applies_to(job.process_state) && job.error.is_none() && !job.removing
-            })
+            // A job whose file turned invalid keeps its last valid
+            // version, which `all` covers like any other job.
+            .filter(|job| action.applies_to(job.process_state) && !job.removing)
             .map(|job| job.name)
             .collect();
         // A name given next to `all` is acted on as if given alone, so an

@@ -65,8 +65,11 @@ fn signal_words() -> String {
     crate::signals::signal_names().join(" ")
 }
 
-/// Wraps the generated `_supervisorctl` in a function that appends job
-/// and signal names, and registers the wrapper instead.
+/// Wraps the generated `_supervisorctl` in a function that completes job
+/// and signal names where a command takes them, in place of the generated
+/// candidates, and registers the wrapper instead. Option names, option
+/// values and the arguments of other commands keep the generated
+/// completion.
 fn bash(text: String) -> String {
     let wrapper = r#"
 # Job names from the running supervisord where a command takes them, with
@@ -80,8 +83,8 @@ _supervisorctl_jobs() {
         # bash splits `--socket=PATH` into three words at the `=`.
         [[ "$word" == -* && "${COMP_WORDS[index + 1]}" == "=" ]] && index=$((index + 1))
         case "$word" in
-            --socket) socket=(--socket "${COMP_WORDS[index + 1]}"); index=$((index + 1)) ;;
-            --socket=*) socket=("$word") ;;
+            --socket) socket=(--socket "${COMP_WORDS[index + 1]/#\~/$HOME}"); index=$((index + 1)) ;;
+            --socket=*) socket=(--socket "${word#--socket=}") ;;
             @VALUE_OPTIONS@) index=$((index + 1)) ;;
             -*) ;;
             *)
@@ -93,6 +96,8 @@ _supervisorctl_jobs() {
                 ;;
         esac
     done
+    # The word is an option's value, an option or the command.
+    ((index > COMP_CWORD)) && return 0
     [[ -z "$command" || "$cur" == -* ]] && return 0
     local offer=""
     case "$command" in
@@ -104,22 +109,21 @@ _supervisorctl_jobs() {
                 offer=jobs-or-all
             fi
             ;;
-        @ONE_JOB@) ((arguments == 0)) && offer=jobs ;;
+        @ONE_JOB@) ((arguments == 0)) && offer=jobs || offer=none ;;
         @JOBS@) offer=jobs ;;
+        *) return 0 ;;
     esac
-    local candidates
+    local candidates=""
     case "$offer" in
         signals) candidates="@SIGNALS@" ;;
         jobs | jobs-or-all)
-            candidates="$("${COMP_WORDS[0]}" "${socket[@]}" status --json 2>/dev/null |
+            candidates="$("${COMP_WORDS[0]/#\~/$HOME}" "${socket[@]}" status --json 2>/dev/null |
                 sed -n 's/^    "name": "\(.*\)",$/\1/p')"
             [[ "$offer" == jobs-or-all ]] && candidates="$candidates all"
             ;;
-        *) return 0 ;;
     esac
-    COMPREPLY+=($(compgen -W "$candidates" -- "$cur"))
     local unique
-    unique="$(printf '%s\n' "${COMPREPLY[@]}" | sort -u)"
+    unique="$(compgen -W "$candidates" -- "$cur" | sort -u)"
     COMPREPLY=($unique)
 }
 "#
@@ -138,22 +142,34 @@ _supervisorctl_jobs() {
 }
 
 /// Points the job name arguments at `_supervisorctl_jobs_or_all` or
-/// `_supervisorctl_jobs`, defined before the script's final dispatch, and
-/// the signal argument at the list of signal names.
-// NOTE: the tests run these functions with stand-ins for compdef and
-// _describe, outside the completion system, against a live supervisord.
+/// `_supervisorctl_jobs` and the signal argument at the list of signal
+/// names. The generated `_supervisorctl` becomes `_supervisorctl_clap`,
+/// called by a `_supervisorctl` that keeps the words of the whole line:
+/// `_arguments` narrows `words` to a subcommand's arguments, which leaves
+/// out the program and a `--socket` given before the subcommand.
 fn zsh(text: String) -> String {
-    let functions = r#"(( $+functions[_supervisorctl_job_names] )) ||
+    let functions = r#"# The words of the line before the one being completed, kept for the job
+# name functions below.
+_supervisorctl() {
+    local -a _supervisorctl_line
+    _supervisorctl_line=("${(@)words[1,CURRENT-1]}")
+    _supervisorctl_clap "$@"
+}
+
+(( $+functions[_supervisorctl_job_names] )) ||
 _supervisorctl_job_names() {
-    local -a socket
-    local index
-    for ((index = 2; index < CURRENT; index++)); do
-        case "${words[index]}" in
-            --socket) socket=(--socket "${words[index + 1]}") ;;
-            --socket=*) socket=("${words[index]}") ;;
+    local -a line socket
+    local index program
+    line=("${(@Q)_supervisorctl_line}")
+    for ((index = 2; index <= $#line; index++)); do
+        case "${line[index]}" in
+            --socket) socket=(--socket "${line[index + 1]/#\~/$HOME}") ;;
+            --socket=*) socket=("--socket=${${line[index]#--socket=}/#\~/$HOME}") ;;
         esac
     done
-    reply=(${(f)"$(${words[1]} $socket status --json 2>/dev/null |
+    program="${line[1]/#\~/$HOME}"
+    [[ -n "$program" ]] || return
+    reply=(${(f)"$("$program" $socket status --json 2>/dev/null |
         sed -n 's/^    "name": "\(.*\)",$/\1/p')"})
 }
 
@@ -179,7 +195,9 @@ _supervisorctl_jobs_or_all() {
     let text = text
         .lines()
         .map(|line| {
-            if line.starts_with("'*::names -- Job names, or `all`") {
+            if line == "_supervisorctl() {" {
+                "_supervisorctl_clap() {".to_string()
+            } else if line.starts_with("'*::names -- Job names, or `all`") {
                 line.replace(":_default'", ":_supervisorctl_jobs_or_all'")
             } else if line.starts_with("'*::names -- Job names")
                 || line.starts_with("':name -- Job name")
@@ -305,7 +323,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("pid | tail | spec) ((arguments == 0)) && offer=jobs ;;"),
+            text.contains("pid | tail | spec) ((arguments == 0)) && offer=jobs || offer=none ;;"),
             "{text}"
         );
         assert!(text.contains("top | stats) offer=jobs ;;"), "{text}");
@@ -344,7 +362,8 @@ mod tests {
 
     #[test]
     fn zsh_offers_all_only_where_accepted() {
-        let text = zsh("'*::names -- Job names, or `all`:_default' \\\n\
+        let text = zsh("_supervisorctl() {\n}\n\
+             '*::names -- Job names, or `all`:_default' \\\n\
              '*::names -- Job names \\[default\\: every job\\]:_default' \\\n\
              ':name -- Job name:_default' \\\n\
              ':signal -- Signal name or number\\: HUP, SIGUSR1, 15:_default' \\\n\
@@ -369,6 +388,11 @@ mod tests {
         let defined = text.find("_supervisorctl_jobs() {").unwrap();
         let dispatch = text.find("if [ \"$funcstack[1]\"").unwrap();
         assert!(defined < dispatch, "{text}");
+        // The generated function is renamed, and the wrapper that keeps the
+        // whole line calls it.
+        assert!(text.starts_with("_supervisorctl_clap() {\n"), "{text}");
+        assert_eq!(text.matches("\n_supervisorctl() {\n").count(), 1, "{text}");
+        assert!(text.contains("    _supervisorctl_clap \"$@\"\n"), "{text}");
     }
 
     #[test]

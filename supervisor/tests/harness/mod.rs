@@ -54,6 +54,15 @@ pub fn skip(test: &str) -> bool {
     }
 }
 
+/// Reports a skip of `test` and returns true when `tool` does not run.
+pub fn tool_missing(test: &str, tool: &str) -> bool {
+    let missing = Command::new(tool).arg("--version").output().is_err();
+    if missing {
+        eprintln!("SKIP {test}: {tool} is not installed");
+    }
+    missing
+}
+
 /// Returns the `corral` binary of this build tree, which supervisord finds beside
 /// itself.
 pub fn runtime_binary() -> PathBuf {
