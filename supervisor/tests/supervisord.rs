@@ -1511,6 +1511,36 @@ fn all_with_unknown_name_reports_it() {
 }
 
 #[test]
+fn relative_directories_and_runtime() {
+    if skip("relative_directories_and_runtime") {
+        return;
+    }
+    let mut daemon = Daemon::start_with_relative_paths(&[("web", &term_handler())]);
+    let running = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let id = running.container_id.clone().unwrap();
+    let config = daemon
+        .data_dir()
+        .join("bundles")
+        .join(&id)
+        .join("config.json");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let root = config["root"]["path"].as_str().unwrap();
+    assert!(
+        root.starts_with(daemon.dir.path().to_str().unwrap()),
+        "{root}"
+    );
+
+    // The next daemon, started the same way, adopts the job.
+    daemon.crash();
+    daemon.respawn();
+    let adopted = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    assert_eq!(adopted.pid, running.pid);
+    let stop = daemon.ctl(&["stop", "web"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+}
+
+#[test]
 fn all_stops_in_parallel() {
     if skip("all_stops_in_parallel") {
         return;

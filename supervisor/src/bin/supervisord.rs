@@ -51,16 +51,20 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let runtime = cli.runtime.unwrap_or_else(|| beside_or_on_path("corral"));
-    let monitor = cli
-        .monitor
-        .unwrap_or_else(|| beside_or_on_path("corral-monitor"));
+    let runtime = match cli.runtime {
+        Some(path) => program_path(path, "--runtime")?,
+        None => beside_or_on_path("corral"),
+    };
+    let monitor = match cli.monitor {
+        Some(path) => program_path(path, "--monitor")?,
+        None => beside_or_on_path("corral-monitor"),
+    };
     let socket_group = cli.socket_group.as_deref().map(resolve_group).transpose()?;
     let config = DaemonConfig {
-        jobs_dir: cli.jobs_dir,
-        run_dir: cli.run_dir,
-        data_dir: cli.data_dir,
-        log_dir: cli.log_dir,
+        jobs_dir: absolute(cli.jobs_dir, "--jobs-dir")?,
+        run_dir: absolute(cli.run_dir, "--run-dir")?,
+        data_dir: absolute(cli.data_dir, "--data-dir")?,
+        log_dir: absolute(cli.log_dir, "--log-dir")?,
         cgroup_parent: cli.cgroup_parent,
         runtime,
         runtime_exec: None,
@@ -82,6 +86,23 @@ fn run(cli: Cli) -> Result<()> {
         .context("failed to start the tokio runtime")?;
     tokio.block_on(daemon::run(config))?;
     Ok(())
+}
+
+/// Returns `path`, given by `flag`, relative to the current directory when
+/// it is relative. The runtime and the monitors run in other directories,
+/// and container bundles record these paths, so every one is absolute.
+fn absolute(path: PathBuf, flag: &str) -> Result<PathBuf> {
+    std::path::absolute(&path)
+        .with_context(|| format!("failed to make {flag} {} absolute", path.display()))
+}
+
+/// Returns the program `path` given by `flag`: a bare name stays a name to
+/// look up on PATH, any other path becomes absolute.
+fn program_path(path: PathBuf, flag: &str) -> Result<PathBuf> {
+    if path.components().count() == 1 && path.is_relative() {
+        return Ok(path);
+    }
+    absolute(path, flag)
 }
 
 /// Largest GID that `--socket-group` takes: 4294967295 is `(gid_t)-1`,

@@ -86,6 +86,9 @@ pub struct Daemon {
     extra_args: Vec<String>,
     /// Soft limit of open files that supervisord starts with, when set.
     open_files_soft_limit: Option<u64>,
+    /// Whether supervisord starts in `dir` with its directories and the
+    /// runtime given as relative paths.
+    relative_paths: bool,
 }
 
 impl Daemon {
@@ -98,15 +101,26 @@ impl Daemon {
     /// Like [`Daemon::start`], with supervisord started under a soft limit
     /// of `soft` open files.
     pub fn start_with_open_files_limit(jobs: &[(&str, &str)], soft: u64) -> Daemon {
-        Daemon::start_inner(jobs, &[], Some(soft))
+        Daemon::start_inner(jobs, &[], Some(soft), false)
     }
 
     /// Like [`Daemon::start`], with extra supervisord flags.
     pub fn start_with_args(jobs: &[(&str, &str)], args: &[&str]) -> Daemon {
-        Daemon::start_inner(jobs, args, None)
+        Daemon::start_inner(jobs, args, None, false)
     }
 
-    fn start_inner(jobs: &[(&str, &str)], args: &[&str], soft_limit: Option<u64>) -> Daemon {
+    /// Like [`Daemon::start`], with supervisord started in the daemon's
+    /// directory and every path flag relative to it.
+    pub fn start_with_relative_paths(jobs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_inner(jobs, &[], None, true)
+    }
+
+    fn start_inner(
+        jobs: &[(&str, &str)],
+        args: &[&str],
+        soft_limit: Option<u64>,
+        relative_paths: bool,
+    ) -> Daemon {
         let runtime = runtime_binary();
         let dir = tempfile::Builder::new()
             .prefix("corral-sv-test.")
@@ -121,6 +135,7 @@ impl Daemon {
             stderr_path: PathBuf::new(),
             extra_args: args.iter().map(|arg| arg.to_string()).collect(),
             open_files_soft_limit: soft_limit,
+            relative_paths,
         };
         fs::create_dir_all(daemon.jobs_dir()).unwrap();
         for (name, body) in jobs {
@@ -154,15 +169,31 @@ impl Daemon {
                 });
             }
         }
+        let directories = [
+            ("--jobs-dir", self.jobs_dir()),
+            ("--run-dir", self.run_dir()),
+            ("--data-dir", self.data_dir()),
+            ("--log-dir", self.log_dir()),
+        ];
+        let mut runtime = runtime.to_path_buf();
+        for (flag, path) in directories {
+            let path = if self.relative_paths {
+                path.strip_prefix(self.dir.path()).unwrap().to_path_buf()
+            } else {
+                path
+            };
+            command.arg(flag).arg(path);
+        }
+        if self.relative_paths {
+            // A copy in the daemon's directory, named by a relative path.
+            let copy = self.dir.path().join("corral");
+            if !copy.exists() {
+                fs::copy(&runtime, &copy).unwrap();
+            }
+            command.current_dir(self.dir.path());
+            runtime = PathBuf::from("./corral");
+        }
         let child = command
-            .arg("--jobs-dir")
-            .arg(self.jobs_dir())
-            .arg("--run-dir")
-            .arg(self.run_dir())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--log-dir")
-            .arg(self.log_dir())
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .arg("--runtime")
