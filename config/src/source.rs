@@ -350,7 +350,7 @@ fn closest<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str> {
 
 /// Returns the largest edit distance between `input` and `candidate` that
 /// [`closest`] takes for a typo.
-fn max_typo_distance(input: &str, candidate: &str) -> usize {
+pub(crate) fn max_typo_distance(input: &str, candidate: &str) -> usize {
     let longer = input.chars().count().max(candidate.chars().count());
     (longer / CHARACTERS_PER_EDIT).clamp(1, MAX_SUGGESTION_DISTANCE)
 }

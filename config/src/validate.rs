@@ -851,18 +851,20 @@ fn check_positive(duration: Duration, keys: &[&str]) -> Check {
     Ok(())
 }
 
+/// Returns the signal name closest to `input` if it is a likely typo of
+/// one. The `SIG` prefix is left out of the comparison, so that it does not
+/// make short names such as BUS look near unrelated words.
 fn closest_signal(input: &str) -> Option<&'static str> {
     let upper = input.trim().to_ascii_uppercase();
-    let wanted = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let wanted = upper.strip_prefix("SIG").unwrap_or(&upper);
     signal_names()
-        .map(|name| (strsim::levenshtein(&wanted, name), name))
-        .filter(|&(distance, _)| distance <= 2)
-        .min()
-        .map(|(_, name)| name)
+        .map(|name| {
+            let short = name.strip_prefix("SIG").unwrap_or(name);
+            (strsim::damerau_levenshtein(wanted, short), short, name)
+        })
+        .filter(|&(distance, short, _)| distance <= crate::source::max_typo_distance(wanted, short))
+        .min_by_key(|&(distance, _, _)| distance)
+        .map(|(_, _, name)| name)
 }
 
 fn check_labels(labels: &BTreeMap<String, String>) -> Check {

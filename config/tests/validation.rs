@@ -604,6 +604,18 @@ fn stop_signal_must_be_known() {
         "unknown signal \"SIGTREM\": did you mean SIGTERM?",
     );
     expect_error(
+        "{\"command\": [\"/x\"],\n \"stop\": {\"signal\": ▶\"usr\"}}",
+        "stop.signal",
+        "unknown signal \"usr\": did you mean SIGUSR1?",
+    );
+    // A word that only shares letters with a short name gets no guess.
+    for far in ["SIGBOGUS", "bogus", "SIGNAL"] {
+        let text = format!("{{\"command\": [\"/x\"], \"stop\": {{\"signal\": \"{far}\"}}}}");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("unknown signal"), "{far}: {error}");
+        assert!(!error.contains("did you mean"), "{far}: {error}");
+    }
+    expect_error(
         "{\"command\": [\"/x\"],\n \"stop\": {\"signal\": ▶\"15\"}}",
         "stop.signal",
         "expected a Linux signal name such as SIGTERM",
