@@ -39,6 +39,8 @@ fn status_exit_codes() {
     let daemon = Daemon::start(&[("web", &sleeper()), ("once", &once)]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     daemon.wait_for_state("once", JobState::Exited, SETTLE);
+    // The shim and the init add nothing to the job's own output.
+    assert_eq!(daemon.job_log("once", "stderr"), "");
 
     let all = daemon.ctl(&["status"]);
     assert_eq!(all.status.code(), Some(3), "{}", stdout_of(&all));

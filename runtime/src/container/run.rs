@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -165,6 +166,9 @@ fn report_stop_changes(pid: Pid, stopped_file: &Path) {
             Ok(WaitStatus::Stopped(_, signal)) => mark_stopped(stopped_file, pid, Some(signal)),
             Ok(WaitStatus::Continued(_)) => mark_stopped(stopped_file, pid, None),
             Ok(_) => return,
+            // The init has exited and waits to be reaped: a wait for stops
+            // and continues alone finds no child then.
+            Err(Errno::ECHILD) => return,
             Err(error) => {
                 tracing::warn!(%pid, %error, "failed to wait for stops of the container init");
                 return;
