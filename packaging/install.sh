@@ -34,7 +34,9 @@ Installs:
   DESTDIR/etc/systemd/system/     supervisord.service, metrics-agent.service
   DESTDIR/PREFIX/share/           bash, zsh and fish completions of
                                   corral, supervisord, supervisorctl and
-                                  metrics-agent
+                                  metrics-agent (fish reads them only when
+                                  PREFIX/share is in XDG_DATA_DIRS or
+                                  PREFIX is /usr)
   DESTDIR/PREFIX/share/man/       man pages of supervisorctl (section 1),
                                   the job file format corral-job (section 5),
                                   and corral, supervisord, corral-monitor and

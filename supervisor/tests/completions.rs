@@ -10,9 +10,10 @@
 mod harness;
 
 use std::collections::BTreeSet;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use corral_supervisor::machine::JobState;
 use harness::{shell_job, skip, stderr_of, stdout_of, tool_missing, Daemon};
@@ -29,6 +30,14 @@ const SIGNALS: &str = "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PI
                        STKFLT CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO \
                        PWR SYS";
 
+/// Job names in the daemon of [`setup`]: two running jobs and an invalid
+/// job file whose name has a space.
+const NAMES: [&str; 3] = ["bad name", "web", "worker"];
+
+/// A file in the shells' working directory, offered only where a file name
+/// is completed. `decoy-2.txt` is there too.
+const DECOY: &str = "decoy.txt";
+
 /// A command line, completed at its end, and what must or must not be
 /// offered for it.
 struct Case {
@@ -38,71 +47,90 @@ struct Case {
 
 enum Expect {
     /// Exactly these words.
-    Exactly(&'static str),
-    /// No job name and no `all`, whatever else is offered.
-    NoJobNames,
+    Exactly(Vec<&'static str>),
+    /// None of these words, whatever else is offered.
+    Excludes(Vec<&'static str>),
+    /// At least this word.
+    Includes(&'static str),
 }
 
 impl Case {
-    fn exactly(line: String, words: &'static str) -> Case {
-        Case {
-            line,
-            expect: Expect::Exactly(words),
-        }
+    fn exactly(line: String, words: &[&'static str]) -> Case {
+        let expect = Expect::Exactly(words.to_vec());
+        Case { line, expect }
     }
 
-    fn no_job_names(line: String) -> Case {
-        Case {
-            line,
-            expect: Expect::NoJobNames,
-        }
+    /// No job name, no `all` and no file name.
+    fn nothing_of_ours(line: String) -> Case {
+        let mut words = NAMES.to_vec();
+        words.extend(["all", DECOY]);
+        let expect = Expect::Excludes(words);
+        Case { line, expect }
     }
 }
 
+fn with_all() -> Vec<&'static str> {
+    let mut words = NAMES.to_vec();
+    words.push("all");
+    words
+}
+
 /// The command lines every shell must complete alike, against the daemon
-/// listening on `socket` with the jobs `web` and `worker`.
-fn cases(socket: &str) -> Vec<Case> {
+/// listening on `socket`, and against `hung`, which accepts connections
+/// and never responds.
+fn cases(socket: &str, hung: &str) -> Vec<Case> {
     let at = |rest: &str| format!("supervisorctl --socket {socket} {rest}");
+    let signals: Vec<&str> = SIGNALS.split_whitespace().collect();
     vec![
-        Case::exactly(at("stop "), "all web worker"),
-        Case::exactly(at("stop w"), "web worker"),
-        Case::exactly(at("status "), "all web worker"),
-        Case::exactly(at("restart web "), "all web worker"),
+        Case::exactly(at("stop "), &with_all()),
+        Case::exactly(at("stop w"), &["web", "worker"]),
+        Case::exactly(at("status "), &with_all()),
+        Case::exactly(at("restart web "), &with_all()),
         // Commands that reject `all` get the job names alone.
-        Case::exactly(at("pid "), "web worker"),
-        Case::exactly(at("tail "), "web worker"),
-        Case::exactly(at("spec "), "web worker"),
-        Case::exactly(at("top "), "web worker"),
-        Case::exactly(at("stats "), "web worker"),
-        Case::exactly(at("tail -n 5 "), "web worker"),
+        Case::exactly(at("pid "), &NAMES),
+        Case::exactly(at("tail "), &NAMES),
+        Case::exactly(at("spec "), &NAMES),
+        Case::exactly(at("top "), &NAMES),
+        Case::exactly(at("stats "), &NAMES),
+        Case::exactly(at("tail -n 5 "), &NAMES),
         // `signal` takes a signal first, then job names or `all`.
-        Case::exactly(at("signal "), SIGNALS),
-        Case::exactly(at("signal TERM "), "all web worker"),
+        Case::exactly(at("signal "), &signals),
+        Case::exactly(at("signal TERM "), &with_all()),
         // The socket may be joined with `=` or follow the command.
         Case::exactly(
             format!("supervisorctl --socket={socket} stop "),
-            "all web worker",
+            &with_all(),
         ),
         Case::exactly(
             format!("supervisorctl stop --socket {socket} "),
-            "all web worker",
+            &with_all(),
         ),
-        // One job name and no more. Other commands and option values get
-        // no names.
-        Case::no_job_names(at("tail web ")),
-        Case::no_job_names(at("reread ")),
-        Case::no_job_names(at("tail -n ")),
-        Case::no_job_names(at("stop --timeout ")),
-        Case::no_job_names(format!("supervisorctl stop --socket {socket} --socket ")),
-        // Without a daemon to ask, only `all` is left where it is accepted.
+        // One job name and no more. Other commands and values of options
+        // that take a number or a duration get no names and no files.
+        Case::nothing_of_ours(at("tail web ")),
+        Case::nothing_of_ours(at("pid web ")),
+        Case::nothing_of_ours(at("reread ")),
+        Case::nothing_of_ours(at("tail -n ")),
+        Case::nothing_of_ours(at("stop --timeout ")),
+        Case::nothing_of_ours(at("top -d ")),
+        Case::nothing_of_ours(at("top -n ")),
+        // The socket's value is a file name.
+        Case {
+            line: format!("supervisorctl stop --socket {socket} --socket "),
+            expect: Expect::Includes(DECOY),
+        },
+        // Without a daemon to ask, or with one that does not respond, only
+        // `all` is left where it is accepted.
         Case::exactly(
             "supervisorctl --socket /nonexistent/supervisor.sock stop ".to_string(),
-            "all",
+            &["all"],
         ),
         Case::exactly(
             "supervisorctl --socket /nonexistent/supervisor.sock tail ".to_string(),
-            "",
+            &[],
         ),
+        Case::exactly(format!("supervisorctl --socket {hung} stop "), &["all"]),
+        Case::exactly(format!("supervisorctl --socket {hung} tail "), &[]),
     ]
 }
 
@@ -110,30 +138,39 @@ fn cases(socket: &str) -> Vec<Case> {
 fn check(shell: &str, cases: &[Case], offered: &[BTreeSet<String>]) {
     assert_eq!(offered.len(), cases.len(), "{shell}: {offered:?}");
     for (case, offered) in cases.iter().zip(offered) {
-        match case.expect {
+        match &case.expect {
             Expect::Exactly(words) => {
                 let expected: BTreeSet<String> =
-                    words.split_whitespace().map(str::to_string).collect();
+                    words.iter().map(|word| word.to_string()).collect();
                 assert_eq!(offered, &expected, "{shell}: `{}`", case.line);
             }
-            Expect::NoJobNames => {
-                for word in ["web", "worker", "all"] {
+            Expect::Excludes(words) => {
+                for word in words {
                     assert!(
-                        !offered.contains(word),
+                        !offered.contains(*word),
                         "{shell}: `{}` offers {word}: {offered:?}",
                         case.line
                     );
                 }
             }
+            Expect::Includes(word) => {
+                assert!(
+                    offered.contains(*word),
+                    "{shell}: `{}` does not offer {word}: {offered:?}",
+                    case.line
+                );
+            }
         }
     }
 }
 
-/// A running daemon with two jobs, and an empty working directory for the
-/// shells, so that a file name completion offers nothing.
+/// A running daemon with the jobs of [`NAMES`], a socket that accepts
+/// connections and never responds, and a working directory for the shells
+/// that holds only [`DECOY`] and `decoy-2.txt`.
 struct Setup {
     daemon: Daemon,
     scratch: tempfile::TempDir,
+    _hung: UnixListener,
 }
 
 fn setup() -> Setup {
@@ -141,12 +178,20 @@ fn setup() -> Setup {
         "trap 'exit 0' TERM; while :; do sleep 0.1; done",
         json!({"start_seconds": "300ms", "stop": {"timeout": "10s"}}),
     );
-    let daemon = Daemon::start(&[("web", &job), ("worker", &job)]);
+    let daemon = Daemon::start(&[("web", &job), ("worker", &job), ("bad name", "{}")]);
     daemon.wait_for_state("web", JobState::Running, SETTLE);
     daemon.wait_for_state("worker", JobState::Running, SETTLE);
     let scratch = tempfile::tempdir().unwrap();
     std::fs::create_dir(scratch.path().join("cwd")).unwrap();
-    Setup { daemon, scratch }
+    // Two files, so that readline lists them instead of inserting one.
+    std::fs::write(scratch.path().join("cwd").join(DECOY), "").unwrap();
+    std::fs::write(scratch.path().join("cwd").join("decoy-2.txt"), "").unwrap();
+    let hung = UnixListener::bind(scratch.path().join("hung.sock")).unwrap();
+    Setup {
+        daemon,
+        scratch,
+        _hung: hung,
+    }
 }
 
 impl Setup {
@@ -154,10 +199,20 @@ impl Setup {
         self.daemon.socket().display().to_string()
     }
 
-    /// Runs `shell` with `args` in the empty directory, with HOME in the
+    fn hung_socket(&self) -> String {
+        self.scratch.path().join("hung.sock").display().to_string()
+    }
+
+    fn cases(&self) -> Vec<Case> {
+        cases(&self.socket(), &self.hung_socket())
+    }
+
+    /// Runs `shell` with `args` in the working directory, with HOME in the
     /// scratch directory and the supervisorctl under test first in PATH,
     /// as the scripts run `supervisorctl` by name. `timeout` ends a shell
-    /// that waits for input it never gets.
+    /// that waits for input it never gets. Each completion that asks the
+    /// socket that never responds gives up after one second, so a run
+    /// that takes 30 s, the default request timeout, fails.
     fn run(&self, shell: &str, args: &[&str]) -> Output {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_supervisorctl"))
             .parent()
@@ -167,8 +222,9 @@ impl Setup {
             bin_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let started = Instant::now();
         let output = Command::new("timeout")
-            .args(["60", shell])
+            .args(["120", shell])
             .args(args)
             .current_dir(self.scratch.path().join("cwd"))
             .env("HOME", self.scratch.path())
@@ -177,11 +233,16 @@ impl Setup {
             .env_remove("ZDOTDIR")
             .output()
             .unwrap();
+        let took = started.elapsed();
         assert!(
             output.status.success(),
             "{shell} {args:?}: {}\n{}",
             output.status,
             stderr_of(&output)
+        );
+        assert!(
+            took < Duration::from_secs(30),
+            "{shell} took {took:?}: a completion waited for the socket that never responds"
         );
         output
     }
@@ -242,7 +303,7 @@ fn bash_completion_offers_job_names() {
         return;
     }
     let setup = setup();
-    let cases = cases(&setup.socket());
+    let cases = setup.cases();
     let mut probe = format!(
         "source {}\n",
         quoted(
@@ -303,7 +364,7 @@ fn fish_completion_offers_job_names() {
         return;
     }
     let setup = setup();
-    let cases = cases(&setup.socket());
+    let cases = setup.cases();
     let mut probe = format!(
         "source {}\n",
         quoted(
@@ -371,7 +432,7 @@ fn zsh_completion_offers_job_names() {
         return;
     }
     let setup = setup();
-    let cases = cases(&setup.socket());
+    let cases = setup.cases();
     setup.write("setup.zsh", ZSH_SETUP);
     let driver = setup.write("driver.zsh", ZSH_DRIVER);
     let lines: Vec<&str> = cases.iter().map(|case| case.line.as_str()).collect();
@@ -384,5 +445,74 @@ fn zsh_completion_offers_job_names() {
         quoted(&lines.display().to_string()),
     );
     let output = setup.run("zsh", &["-f", "-c", &script]);
-    check("zsh", &cases, &split_offers(&stdout_of(&output)));
+    // zsh adds a name with a space quoted, as `bad\ name`.
+    let offered = stdout_of(&output).replace("\\ ", " ");
+    check("zsh", &cases, &split_offers(&offered));
+}
+
+/// Sourced by the interactive bash: loads the packaged completion and
+/// lists every candidate on the first TAB.
+const BASH_SETUP: &str = r#"PS1='READY> '
+source "$ZT_COMPLETION"
+bind 'set show-all-if-ambiguous on'
+bind 'set bell-style none'
+"#;
+
+/// Starts an interactive bash on a pseudo-terminal through zsh's zpty,
+/// types each line of the file given as $1 followed by TAB, and prints the
+/// separator and what the terminal showed for each.
+const BASH_DRIVER: &str = r#"zmodload zsh/zpty || exit 3
+zpty session bash --norc --noprofile -i
+zpty -w session "source ${(q)ZT_DIR}/setup.bash"
+zpty -r session out '*READY> ' || exit 4
+for line in "${(@f)$(<$1)}"; do
+    zpty -w -n session "$line"$'\t'
+    zpty -w session $'\C-u'"echo DONE-\$((6 * 7))"
+    zpty -r session out '*DONE-42*READY> ' || exit 5
+    print -r -- "=== next line ==="
+    print -r -- "${out//$'\r'/}"
+done
+zpty -d session
+return 0
+"#;
+
+/// bash itself, through readline, where the function alone cannot show
+/// what bash does with its result: an empty result must not fall back to
+/// file names.
+#[test]
+fn bash_completion_in_readline() {
+    if skip("bash_completion_in_readline") || tool_missing("bash_completion_in_readline", "zsh") {
+        return;
+    }
+    let setup = setup();
+    let socket = setup.socket();
+    setup.write("setup.bash", BASH_SETUP);
+    let driver = setup.write("driver.zsh", BASH_DRIVER);
+    let lines = [
+        format!("supervisorctl --socket {socket} stop w"),
+        format!("supervisorctl --socket {socket} pid web "),
+        format!("supervisorctl --socket {socket} tail -n "),
+        format!("supervisorctl --socket {socket} reread "),
+    ];
+    let file = setup.write("lines", &(lines.join("\n") + "\n"));
+    let script = format!(
+        "export ZT_DIR={} ZT_COMPLETION={}; source {} {}",
+        quoted(&setup.scratch.path().display().to_string()),
+        quoted(
+            &completion_file("bash", "supervisorctl")
+                .display()
+                .to_string()
+        ),
+        quoted(&driver.display().to_string()),
+        quoted(&file.display().to_string()),
+    );
+    let output = setup.run("zsh", &["-f", "-c", &script]);
+    let text = stdout_of(&output);
+    let screens: Vec<&str> = text.split(&format!("{SEPARATOR}\n")).skip(1).collect();
+    assert_eq!(screens.len(), lines.len(), "{text}");
+    assert!(screens[0].contains("web"), "{}", screens[0]);
+    assert!(screens[0].contains("worker"), "{}", screens[0]);
+    for (line, screen) in lines.iter().zip(&screens).skip(1) {
+        assert!(!screen.contains(DECOY), "`{line}` offers files: {screen}");
+    }
 }

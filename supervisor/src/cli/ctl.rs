@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueHint};
 use corral_config::{paths, DurationValue, UnitError};
 
 const LONG_ABOUT: &str = "\
@@ -39,7 +39,13 @@ pub struct Cli {
     /// (500ms, 30s, 2m); 0 waits without a limit. start, stop and restart
     /// wait past it for the job to settle once supervisord responded, and
     /// `top` and `tail -f` wait without a limit between requests
-    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        default_value = "30s",
+        value_parser = parse_duration,
+        value_hint = ValueHint::Other
+    )]
     pub timeout: Duration,
 
     #[command(subcommand)]
@@ -124,11 +130,11 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
         /// Number of lines to print from the end
-        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        #[arg(short = 'n', long = "lines", default_value_t = 10, value_hint = ValueHint::Other)]
         lines: usize,
         /// Read logs below this directory without asking supervisord for the
         /// path (LOG_DIR/NAME/stdout.log)
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::DirPath)]
         log_dir: Option<PathBuf>,
     },
     /// Re-scan the jobs directory and print what `update` would change
@@ -148,10 +154,16 @@ pub enum Command {
         names: Vec<String>,
         /// Time between refreshes: seconds (2, 0.5) or with a unit (500ms,
         /// 2s, 1m)
-        #[arg(short = 'd', long, default_value = "2s", value_parser = parse_interval)]
+        #[arg(
+            short = 'd',
+            long,
+            default_value = "2s",
+            value_parser = parse_interval,
+            value_hint = ValueHint::Other
+        )]
         interval: Duration,
         /// Print this many tables, then exit
-        #[arg(short = 'n', long)]
+        #[arg(short = 'n', long, value_hint = ValueHint::Other)]
         iterations: Option<u64>,
         /// Print one table and exit, as `docker stats --no-stream` does
         #[arg(long)]

@@ -24,6 +24,10 @@ const JOBS: [&str; 2] = ["top", "stats"];
 /// The subcommands that take one job name, which cannot be `all`.
 const ONE_JOB: [&str; 3] = ["pid", "tail", "spec"];
 
+/// The `--timeout` of the request for job names, so that a supervisord
+/// that does not respond blocks the shell only this long.
+const NAMES_TIMEOUT: &str = "1s";
+
 /// Adds job name completion to supervisorctl's `script` for `shell`.
 pub fn with_job_names(shell: Shell, script: Vec<u8>) -> Vec<u8> {
     let text = String::from_utf8(script).expect("clap_complete writes UTF-8");
@@ -57,6 +61,18 @@ fn value_options() -> Vec<String> {
         }
     }
     options.into_iter().collect()
+}
+
+/// Returns the subcommands that take no arguments, such as `reread`, whose
+/// words complete nothing instead of file names.
+fn no_arguments() -> Vec<String> {
+    let command = super::ctl::Cli::command();
+    command
+        .get_subcommands()
+        .filter(|subcommand| subcommand.get_positionals().next().is_none())
+        .filter(|subcommand| !subcommand.has_subcommands())
+        .map(|subcommand| subcommand.get_name().to_string())
+        .collect()
 }
 
 /// Returns the signal names that the first argument of `signal` completes,
@@ -111,27 +127,31 @@ _supervisorctl_jobs() {
             ;;
         @ONE_JOB@) ((arguments == 0)) && offer=jobs || offer=none ;;
         @JOBS@) offer=jobs ;;
+        @NO_ARGUMENTS@) offer=none ;;
         *) return 0 ;;
     esac
     local candidates=""
     case "$offer" in
-        signals) candidates="@SIGNALS@" ;;
+        signals) candidates="$(printf '%s\n' @SIGNALS@)" ;;
         jobs | jobs-or-all)
-            candidates="$("${COMP_WORDS[0]/#\~/$HOME}" "${socket[@]}" status --json 2>/dev/null |
+            candidates="$("${COMP_WORDS[0]/#\~/$HOME}" "${socket[@]}" --timeout @TIMEOUT@ status --json 2>/dev/null |
                 sed -n 's/^    "name": "\(.*\)",$/\1/p')"
-            [[ "$offer" == jobs-or-all ]] && candidates="$candidates all"
+            [[ "$offer" == jobs-or-all ]] && candidates="$candidates"$'\n'all
             ;;
     esac
-    local unique
-    unique="$(compgen -W "$candidates" -- "$cur" | sort -u)"
-    COMPREPLY=($unique)
+    # Without a match, bash would fall back to file names.
+    compopt +o default +o bashdefault 2>/dev/null
+    local IFS=$'\n'
+    COMPREPLY=($(compgen -W "$candidates" -- "$cur" | sort -u))
 }
 "#
     .replace("@VALUE_OPTIONS@", &value_options().join(" | "))
     .replace("@JOBS_OR_ALL@", &JOBS_OR_ALL.join(" | "))
     .replace("@ONE_JOB@", &ONE_JOB.join(" | "))
     .replace("@JOBS@", &JOBS.join(" | "))
-    .replace("@SIGNALS@", &signal_words());
+    .replace("@NO_ARGUMENTS@", &no_arguments().join(" | "))
+    .replace("@SIGNALS@", &signal_words())
+    .replace("@TIMEOUT@", NAMES_TIMEOUT);
     let registered = "complete -F _supervisorctl ";
     let text = text.replace(registered, "complete -F _supervisorctl_jobs ");
     let marker = "if [[ \"${BASH_VERSINFO[0]}\"";
@@ -169,7 +189,7 @@ _supervisorctl_job_names() {
     done
     program="${line[1]/#\~/$HOME}"
     [[ -n "$program" ]] || return
-    reply=(${(f)"$("$program" $socket status --json 2>/dev/null |
+    reply=(${(f)"$("$program" $socket --timeout @TIMEOUT@ status --json 2>/dev/null |
         sed -n 's/^    "name": "\(.*\)",$/\1/p')"})
 }
 
@@ -191,6 +211,7 @@ _supervisorctl_jobs_or_all() {
 }
 
 "#;
+    let functions = functions.replace("@TIMEOUT@", NAMES_TIMEOUT);
     let signals = format!(":({})'", signal_words());
     let text = text
         .lines()
@@ -231,12 +252,14 @@ function __supervisorctl_jobs
     for index in (seq 2 (count $words))
         switch $words[$index]
             case --socket
-                set socket --socket $words[(math $index + 1)]
+                set socket --socket (string replace -r '^~' -- $HOME $words[(math $index + 1)])
             case '--socket=*'
-                set socket $words[$index]
+                set -l path (string replace -- --socket= '' $words[$index])
+                set socket --socket (string replace -r '^~' -- $HOME $path)
         end
     end
-    $words[1] $socket status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
+    set -l program (string replace -r '^~' -- $HOME $words[1])
+    $program $socket --timeout @TIMEOUT@ status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
 end
 
 # Succeeds when the word being completed takes what $argv[1] names:
@@ -264,6 +287,8 @@ function __supervisorctl_completes
                 end
         end
     end
+    # The word being completed is an option's value.
+    test $skip -eq 0; or return 1
     switch $argv[1]
         case signal
             test "$command" = signal; and test $arguments -eq 0
@@ -277,6 +302,9 @@ function __supervisorctl_completes
                 return 0
             end
             contains -- "$command" @ONE_JOB@; and test $arguments -eq 0
+        case none
+            contains -- "$command" @NO_ARGUMENTS@; and return 0
+            contains -- "$command" @ONE_JOB@; and test $arguments -gt 0
         case '*'
             return 1
     end
@@ -284,12 +312,15 @@ end
 complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs) all"
 complete -c supervisorctl -n "__supervisorctl_completes jobs" -f -a "(__supervisorctl_jobs)"
 complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "@SIGNALS@"
+complete -c supervisorctl -n "__supervisorctl_completes none" -f
 "#
     .replace("@VALUE_OPTIONS@", &value_options().join(" "))
     .replace("@JOBS_OR_ALL@", &JOBS_OR_ALL.join(" "))
     .replace("@ONE_JOB@", &ONE_JOB.join(" "))
     .replace("@JOBS@", &JOBS.join(" "))
-    .replace("@SIGNALS@", &signal_words());
+    .replace("@NO_ARGUMENTS@", &no_arguments().join(" "))
+    .replace("@SIGNALS@", &signal_words())
+    .replace("@TIMEOUT@", NAMES_TIMEOUT);
     format!("{text}{functions}")
 }
 
@@ -297,7 +328,9 @@ complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "@SIGNALS@
 mod tests {
     use super::*;
 
-    const PLACEHOLDERS: [&str; 5] = [
+    const PLACEHOLDERS: [&str; 7] = [
+        "@TIMEOUT@",
+        "@NO_ARGUMENTS@",
         "@VALUE_OPTIONS@",
         "@JOBS_OR_ALL@",
         "@ONE_JOB@",
@@ -327,7 +360,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("top | stats) offer=jobs ;;"), "{text}");
-        assert!(text.contains("signals) candidates=\"HUP INT "), "{text}");
+        assert!(
+            text.contains("signals) candidates=\"$(printf '%s\\n' HUP INT "),
+            "{text}"
+        );
+        assert!(
+            text.contains("reread | update | shutdown) offer=none ;;"),
+            "{text}"
+        );
         for placeholder in PLACEHOLDERS {
             assert!(!text.contains(placeholder), "{placeholder} is left: {text}");
         }
@@ -385,6 +425,8 @@ mod tests {
             text.contains("15:(HUP INT QUIT "),
             "the signal is not completed from the list: {text}"
         );
+        assert!(!text.contains("@TIMEOUT@"), "{text}");
+        assert!(text.contains(" --timeout 1s status --json "), "{text}");
         let defined = text.find("_supervisorctl_jobs() {").unwrap();
         let dispatch = text.find("if [ \"$funcstack[1]\"").unwrap();
         assert!(defined < dispatch, "{text}");
