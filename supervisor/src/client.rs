@@ -63,12 +63,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// True when supervisord could not be reached at all or did not
-    /// respond in time.
+    /// True when supervisord could not be reached at all, did not respond
+    /// in time, or closed the connection without a response.
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect { .. } | ClientError::Denied { .. } | ClientError::Timeout { .. }
+            ClientError::Connect { .. }
+                | ClientError::Denied { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Closed { .. }
         )
     }
 
@@ -79,6 +82,15 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Returns whether `error` means that supervisord closed the connection,
+/// as when it exits with a request unread.
+fn is_dropped(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A parsed HTTP response.
@@ -184,6 +196,9 @@ impl Client {
                 source,
             }
         };
+        let closed = || ClientError::Closed {
+            socket: self.socket.clone(),
+        };
 
         let request = encode_request(method, path, body);
         let mut written = 0;
@@ -195,6 +210,7 @@ impl Client {
                 Ok(0) => return Err(io_error(io::ErrorKind::WriteZero.into())),
                 Ok(count) => written += count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_dropped(&error) => return Err(closed()),
                 Err(error) => return Err(io_error(error)),
             }
         }
@@ -209,13 +225,12 @@ impl Client {
                 Ok(0) => break,
                 Ok(count) => raw.extend_from_slice(&buffer[..count]),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if raw.is_empty() && is_dropped(&error) => return Err(closed()),
                 Err(error) => return Err(io_error(error)),
             }
         }
         if raw.is_empty() {
-            return Err(ClientError::Closed {
-                socket: self.socket.clone(),
-            });
+            return Err(closed());
         }
         parse_response(&raw)
     }
@@ -506,6 +521,38 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(&socket.display().to_string()), "{message}");
         assert!(message.contains("supervisord is not running"), "{message}");
+    }
+
+    #[test]
+    fn connection_closed_without_response_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        // A supervisord killed while it handled a request: the first
+        // connection is closed with part of the request unread, which
+        // resets it, the second after the whole request was read.
+        let server = std::thread::spawn(move || {
+            for unread in [true, false] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 16];
+                while !request.ends_with(b"\r\n\r\n") {
+                    let count = std::io::Read::read(&mut stream, &mut buffer).unwrap();
+                    request.extend_from_slice(&buffer[..count]);
+                    if unread {
+                        break;
+                    }
+                }
+            }
+        });
+        for _ in 0..2 {
+            let error = Client::new(&socket)
+                .get::<serde_json::Value>("/v1/jobs")
+                .unwrap_err();
+            assert!(matches!(error, ClientError::Closed { .. }), "{error:?}");
+            assert!(error.is_unreachable());
+        }
+        server.join().unwrap();
     }
 
     #[test]

@@ -99,13 +99,29 @@ pub fn describe(facts: &StatusFacts<'_>) -> String {
 }
 
 fn describe_invalid(error: &str, facts: &StatusFacts<'_>) -> String {
-    if !facts.state.is_active() {
+    if facts.state == JobState::Invalid {
         return error.to_string();
     }
-    match facts.pid {
-        Some(pid) => format!("{error} (previous version {}, pid {pid})", facts.state),
-        None => format!("{error} (previous version {})", facts.state),
+    if facts.state.is_active() {
+        return match facts.pid {
+            Some(pid) => format!("{error} (previous version {}, pid {pid})", facts.state),
+            None => format!("{error} (previous version {})", facts.state),
+        };
     }
+    // How the previous version's last run ended, in the words of the
+    // line it would have with a valid file.
+    if facts.last_run.is_none() {
+        return format!("{error} (previous version {})", facts.state);
+    }
+    let previous = StatusFacts {
+        invalid: None,
+        ..facts.clone()
+    };
+    format!(
+        "{error} (previous version {}, {})",
+        facts.state,
+        describe(&previous)
+    )
 }
 
 fn describe_stopped(facts: &StatusFacts<'_>) -> String {
@@ -685,5 +701,24 @@ mod tests {
         let mut never_valid = facts(JobState::Invalid);
         never_valid.invalid = Some(error);
         assert_eq!(describe(&never_valid), error);
+
+        // An ended previous version keeps how it ended.
+        let mut gave_up = facts(JobState::Fatal);
+        gave_up.fatal = Some((3, Duration::from_secs(60)));
+        let ended = run(Termination::Exited { code: 3 });
+        gave_up.last_run = Some(&ended);
+        let valid_line = describe(&gave_up);
+        gave_up.invalid = Some(error);
+        assert_eq!(
+            describe(&gave_up),
+            format!("{error} (previous version FATAL, {valid_line})")
+        );
+        assert!(valid_line.contains("exited 3"), "{valid_line}");
+        let mut never_started = facts(JobState::Stopped);
+        never_started.invalid = Some(error);
+        assert_eq!(
+            describe(&never_started),
+            format!("{error} (previous version STOPPED)")
+        );
     }
 }

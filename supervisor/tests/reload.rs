@@ -329,6 +329,16 @@ fn invalid_edit_keeps_previous_version() {
         "{line}"
     );
     assert!(line.contains("previous version RUNNING"), "{line}");
+    // The usage of the running previous version shows the same state.
+    let stats: serde_json::Value = daemon.client().get("/v1/stats").unwrap();
+    let web = stats["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["name"] == "web")
+        .unwrap();
+    assert_eq!(web["state"], "INVALID", "{stats}");
+    assert!(web["cpu_usage_ns"].is_u64(), "{stats}");
     // reread and update name the invalid file also after the watcher
     // showed it, and fail.
     for command in ["reread", "update"] {

@@ -1513,6 +1513,31 @@ fn all_with_unknown_name_reports_it() {
 }
 
 #[test]
+fn all_names_jobs_that_cannot_start() {
+    if skip("all_names_jobs_that_cannot_start") {
+        return;
+    }
+    let daemon = Daemon::start(&[("a", &term_handler()), ("broken", "{}")]);
+    daemon.wait_for_state("a", JobState::Running, SETTLE);
+
+    for command in ["start", "restart"] {
+        let output = daemon.ctl(&[command, "all"]);
+        let text = stdout_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{command}: {text}");
+        assert!(
+            text.contains("broken: ERROR (job \"broken\" has no valid job file: "),
+            "{command}: {text}"
+        );
+    }
+    // Nothing of it runs, so there is nothing to stop or signal.
+    for command in [&["stop", "all"][..], &["signal", "HUP", "all"]] {
+        let output = daemon.ctl(command);
+        let text = stdout_of(&output);
+        assert!(!text.contains("broken"), "{command:?}: {text}");
+    }
+}
+
+#[test]
 fn relative_directories_and_runtime() {
     if skip("relative_directories_and_runtime") {
         return;

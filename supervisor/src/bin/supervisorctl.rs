@@ -267,8 +267,14 @@ fn act_on_jobs(client: &Client, action: Action, names: &[String]) -> Result<i32>
             .jobs
             .into_iter()
             // A job whose file turned invalid keeps its last valid
-            // version, which `all` covers like any other job.
-            .filter(|job| action.applies_to(job.process_state) && !job.removing)
+            // version, which `all` covers like any other job. A job whose
+            // file never was valid cannot start, so start and restart name
+            // it with its error instead of passing over it.
+            .filter(|job| {
+                let never_valid = job.process_state == JobState::Invalid
+                    && matches!(action, Action::Start | Action::Restart);
+                (action.applies_to(job.process_state) || never_valid) && !job.removing
+            })
             .map(|job| job.name)
             .collect();
         // A name given next to `all` is acted on as if given alone, so an

@@ -107,6 +107,7 @@ pub enum Command {
     /// resume every process of the job
     Signal {
         /// Signal name or number: HUP, SIGUSR1, 15
+        #[arg(value_parser = parse_signal_argument)]
         signal: String,
         /// Job names, or `all`
         #[arg(required = true)]
@@ -217,6 +218,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Checks the signal of `signal` with supervisord's own parser, so that a
+/// bad name fails once as a usage error instead of once per job, and
+/// keeps it as typed.
+fn parse_signal_argument(text: &str) -> Result<String, String> {
+    crate::signals::parse_signal(text)
+        .map(|_| text.to_string())
+        .map_err(|error| error.to_string())
+}
+
 /// Parses `--interval`: a duration of 100ms or more.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
@@ -296,6 +306,24 @@ mod tests {
         }
         for text in ["-1", "1x", "", "s"] {
             assert!(parse_duration(text).is_err(), "{text:?} parsed");
+        }
+    }
+
+    #[test]
+    fn signal_is_checked_before_any_request() {
+        let cli = Cli::try_parse_from(["supervisorctl", "signal", "usr1", "web"]).unwrap();
+        match cli.command {
+            Command::Signal { signal, names } => {
+                assert_eq!(signal, "usr1");
+                assert_eq!(names, ["web"]);
+            }
+            other => panic!("parsed {other:?}"),
+        }
+        for bad in ["NOPE", "0", "64", ""] {
+            let error = Cli::try_parse_from(["supervisorctl", "signal", bad, "all"]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+            let text = error.to_string();
+            assert!(text.contains("invalid signal"), "{bad:?}: {text}");
         }
     }
 

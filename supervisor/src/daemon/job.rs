@@ -107,6 +107,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// Returns the state that status shows: INVALID while the file is
+    /// invalid, else the lifecycle state.
+    pub fn displayed_state(&self) -> JobState {
+        if self.invalid.is_some() {
+            JobState::Invalid
+        } else {
+            self.state
+        }
+    }
+
     pub fn new(
         name: &str,
         file: PathBuf,
@@ -301,11 +311,7 @@ impl Job {
                 .map(|error| self.invalid_description(error)),
             paused,
         };
-        let displayed_state = if self.invalid.is_some() {
-            JobState::Invalid
-        } else {
-            self.state
-        };
+        let displayed_state = self.displayed_state();
         let ended = self.last_run.as_ref();
         JobView {
             name: self.name.clone(),

@@ -307,7 +307,7 @@ impl Supervisor {
                 let container = job.container.as_ref();
                 StatsTarget {
                     name: job.name.clone(),
-                    state: job.state,
+                    state: job.displayed_state(),
                     container: container.map(|container| (container.id.clone(), root.clone())),
                     pid: container.and_then(|container| container.pid),
                     own_network: container
