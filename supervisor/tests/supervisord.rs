@@ -1919,6 +1919,93 @@ fn restart_applies_edits_made_while_away() {
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
 
+#[test]
+fn invalid_file_exit_while_away_restarts() {
+    if skip("invalid_file_exit_while_away_restarts") {
+        return;
+    }
+    let spec = json!({"command": ["/bin/sleep", "infinity"], "init": true}).to_string();
+    let mut daemon = Daemon::start(&[("inv", &spec)]);
+    let first = daemon.wait_for_state("inv", JobState::Running, SETTLE);
+    let init_pid = first.pid.unwrap();
+    let first_id = first.container_id.clone().unwrap();
+
+    daemon.write_job("inv", "{\"command\": ");
+    daemon.wait_until(SETTLE, "the job shows INVALID", |daemon| {
+        daemon
+            .job("inv")
+            .is_ok_and(|view| view.state == JobState::Invalid)
+    });
+    let invalid = daemon.job("inv").unwrap();
+    assert_eq!(invalid.process_state, JobState::Running, "{invalid:#?}");
+    assert_eq!(invalid.pid, Some(init_pid), "{invalid:#?}");
+
+    // The command ends by SIGUSR1 while no supervisord runs. The new daemon
+    // must find the monitor gone, or it adopts the container and handles
+    // the exit itself.
+    daemon.crash();
+    let shim_record = daemon
+        .run_dir()
+        .join("shims")
+        .join(format!("{first_id}.json"));
+    let shim_record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shim_record).unwrap()).unwrap();
+    let monitor_pid = i32::try_from(shim_record["monitor_pid"].as_i64().unwrap()).unwrap();
+    let command = children_of(init_pid);
+    assert_eq!(command.len(), 1, "children of the init: {command:?}");
+    host_kill(command[0], nix::sys::signal::Signal::SIGUSR1);
+    daemon.wait_until(SETTLE, "the monitor ends without a supervisord", |_| {
+        !process_alive(monitor_pid)
+    });
+
+    // The restart policy applies to the exit, with the spec that the ended
+    // container was started from.
+    daemon.respawn();
+    daemon.wait_until(SETTLE, "a new container runs", |daemon| {
+        daemon.job("inv").is_ok_and(|view| {
+            view.process_state == JobState::Running && view.container_id != first.container_id
+        })
+    });
+    let restarted = daemon.job("inv").unwrap();
+    assert_eq!(restarted.state, JobState::Invalid, "{restarted:#?}");
+    assert!(restarted.error.is_some(), "{restarted:#?}");
+    assert_ne!(restarted.pid, Some(init_pid), "{restarted:#?}");
+    assert!(restarted.pid.is_some(), "{restarted:#?}");
+    assert_eq!(restarted.restarts, 1, "{restarted:#?}");
+    assert_eq!(restarted.exit_status, Some(138), "{restarted:#?}");
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("container ended while supervisord was not running: exited 138"),
+        "{}",
+        daemon.diagnostics()
+    );
+    let status = daemon.ctl(&["status", "inv"]);
+    let line = stdout_of(&status);
+    assert!(line.contains("INVALID"), "{line}");
+    assert!(line.contains("previous version RUNNING, pid "), "{line}");
+
+    // The spec stays the job's last valid version while the file is invalid.
+    let stop = daemon.ctl(&["stop", "inv"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stderr_of(&stop));
+    let stopped = daemon.job("inv").unwrap();
+    assert_eq!(stopped.process_state, JobState::Stopped, "{stopped:#?}");
+    let start = daemon.ctl(&["start", "inv"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stderr_of(&start));
+    let started = daemon.job("inv").unwrap();
+    assert_eq!(started.process_state, JobState::Running, "{started:#?}");
+    assert_eq!(started.state, JobState::Invalid, "{started:#?}");
+    let restart = daemon.ctl(&["restart", "inv"]);
+    assert_eq!(restart.status.code(), Some(0), "{}", stderr_of(&restart));
+    let again = daemon.job("inv").unwrap();
+    assert_eq!(again.process_state, JobState::Running, "{again:#?}");
+    assert_ne!(again.container_id, started.container_id, "{again:#?}");
+
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
 /// Runs a second supervisord on the given directories and returns its
 /// output once it exits.
 fn run_second_daemon(

@@ -67,6 +67,28 @@ pub enum LaunchError {
     },
 }
 
+/// An error reading the job spec that a container was started from.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchedSpecError {
+    /// Containers started by supervisord versions that did not keep the
+    /// spec have none, and neither have those whose launch failed to write
+    /// it.
+    #[error("{path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid job spec {path}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The data a restarted supervisord needs to adopt a running container,
 /// stored as `RUN_DIR/shims/ID.json` while its monitor runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -445,27 +467,22 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// Removes the bundle, exit record and pid file of a container that ended.
-/// Errors are logged, because a leftover file harms nothing but disk space.
-/// Reads the job spec that container `id` was started from. `None` when
-/// the file is missing (containers of older versions) or unreadable.
-pub fn read_launched_spec(config: &DaemonConfig, id: &str) -> Option<JobSpec> {
+/// Reads the job spec that container `id` was started from, which
+/// [`launch`] keeps in the bundle as [`JOB_SPEC_FILE`].
+pub fn read_launched_spec(config: &DaemonConfig, id: &str) -> Result<JobSpec, LaunchedSpecError> {
     let path = config.bundle_dir(id).join(JOB_SPEC_FILE);
     let text = match read_record(&path) {
         Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
-        Err(error) => {
-            tracing::warn!(container_id = %id, path = %path.display(), %error, "failed to read the job spec of an adopted container");
-            return None;
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(LaunchedSpecError::Missing { path })
         }
+        Err(source) => return Err(LaunchedSpecError::Read { path, source }),
     };
-    serde_json::from_slice(&text)
-        .inspect_err(|error| {
-            tracing::warn!(container_id = %id, path = %path.display(), %error, "invalid job spec of an adopted container");
-        })
-        .ok()
+    serde_json::from_slice(&text).map_err(|source| LaunchedSpecError::Invalid { path, source })
 }
 
+/// Removes the bundle, exit record and pid file of a container that ended.
+/// Errors are logged, because a leftover file harms nothing but disk space.
 pub fn remove_container_files(config: &DaemonConfig, id: &str) {
     let bundle = config.bundle_dir(id);
     if let Err(error) = fs::remove_dir_all(&bundle) {

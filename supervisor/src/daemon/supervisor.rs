@@ -109,6 +109,10 @@ impl Supervisor {
                 && job.last_run.is_none()
                 && job.container.is_none()
                 && job.launching.is_none();
+            // NOTE: a job whose file is invalid and that has no container
+            // left has no spec, because only a container's bundle keeps one,
+            // so a state the earlier supervisord recorded for it, a pending
+            // restart included, is not restored.
             if !untouched || job.spec.is_none() {
                 continue;
             }

@@ -15,7 +15,7 @@ use corral_runtime::state::ExitRecord;
 
 use super::{clean_up_orphan, process_stopped, Supervisor};
 use crate::daemon::job::{AfterStop, Container, Job};
-use crate::daemon::launch::{self, ShimRecord};
+use crate::daemon::launch::{self, LaunchedSpecError, ShimRecord};
 use crate::daemon::listing::{self, DotFiles};
 use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::pidfd::PidFd;
@@ -94,7 +94,17 @@ impl Supervisor {
 
     fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
         let id = record.container_id.clone();
-        let launched = launch::read_launched_spec(&self.config, &id).map(Arc::new);
+        // Containers of older versions have no kept spec, so a missing one
+        // is no error here. Without it, an invalid or removed job file stops
+        // the container below, with a warning of its own.
+        let launched = launch::read_launched_spec(&self.config, &id)
+            .inspect_err(|error| {
+                if !matches!(error, LaunchedSpecError::Missing { .. }) {
+                    tracing::warn!(job = %record.job, container_id = %id, error = %error_chain(error), "failed to read the job spec of an adopted container");
+                }
+            })
+            .ok()
+            .map(Arc::new);
         let started_at = UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
         let pending = pending_stop(&self.config, &record.job, started_at);
         let file_removed = !self.jobs.contains_key(&record.job);
@@ -310,6 +320,10 @@ impl Supervisor {
             return;
         };
 
+        if job.spec.is_none() {
+            // The spec is read before remove_container_files deletes the bundle.
+            keep_launched_spec(&self.config, job, id);
+        }
         let (termination, exit) = launch::read_termination(
             &self.config,
             id,
@@ -373,6 +387,22 @@ impl Supervisor {
         // The restart policy, the backoff counted from the exit and the
         // restart limit apply as if this supervisord had seen the exit.
         self.after_run(&record.job, run);
+    }
+}
+
+/// Makes the spec that ended container `id` was started from the last
+/// valid version of `job`, whose file is invalid, as it is for a container
+/// that still runs. The restart policy then applies to the container's
+/// exit, and `start` and `restart` run that spec until the file is fixed.
+fn keep_launched_spec(config: &DaemonConfig, job: &mut Job, id: &str) {
+    match launch::read_launched_spec(config, id) {
+        Ok(spec) => {
+            tracing::info!(job = %job.name, container_id = %id, "job file is invalid, so the spec the ended container was started from is the last valid version");
+            job.spec = Some(Arc::new(spec));
+        }
+        Err(error) => {
+            tracing::warn!(job = %job.name, container_id = %id, error = %error_chain(&error), "job file is invalid and the spec the ended container was started from cannot be read, so the job cannot start until its file is fixed");
+        }
     }
 }
 
