@@ -1,7 +1,8 @@
 //! End-to-end tests of the control channel: supervisorctl writing into a
 //! pipe whose reader has gone, the control socket's limits on slow and
-//! idle clients, and actions on more jobs than the connection limit. They
-//! run as root and skip with a SKIP line otherwise.
+//! idle clients, actions on more jobs than the connection limit, and a
+//! shutdown reply larger than the socket buffer. They run as root and skip
+//! with a SKIP line otherwise.
 
 mod harness;
 
@@ -11,6 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use corral_supervisor::api::JobList;
 use corral_supervisor::daemon::{
     DEFAULT_MAX_CONNECTIONS, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
     RESPONSE_WRITE_TIMEOUT,
@@ -497,10 +499,16 @@ fn start_with_large_spec(size: usize) -> Daemon {
 
 /// Sends `GET /v1/jobs/NAME/spec` on a new connection, without reading.
 fn request_spec(daemon: &Daemon, name: &str) -> UnixStream {
+    request_spec_with_headers(daemon, name, "")
+}
+
+/// Sends `GET /v1/jobs/NAME/spec` with extra `headers`, each line ending in
+/// CRLF, on a new connection, without reading.
+fn request_spec_with_headers(daemon: &Daemon, name: &str, headers: &str) -> UnixStream {
     let mut stream = connect(daemon);
     write!(
         stream,
-        "GET /v1/jobs/{name}/spec HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        "GET /v1/jobs/{name}/spec HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
     )
     .unwrap();
     stream
@@ -546,9 +554,25 @@ fn slow_reader_gets_whole_response() {
     if skip("slow_reader_gets_whole_response") {
         return;
     }
+    assert_slow_reader_gets_whole_response("");
+}
+
+/// The response ends the connection here, as those to supervisorctl do, so
+/// the connection must not count as idle while the response is written.
+#[test]
+fn slow_reader_gets_whole_closing_response() {
+    if skip("slow_reader_gets_whole_closing_response") {
+        return;
+    }
+    assert_slow_reader_gets_whole_response("Connection: close\r\n");
+}
+
+/// Reads a spec of more than 1 MiB slowly, for longer than the response
+/// write timeout, after a request with the extra `headers`.
+fn assert_slow_reader_gets_whole_response(headers: &str) {
     let size = 1024 * 1024;
     let daemon = start_with_large_spec(size);
-    let stream = request_spec(&daemon, "big");
+    let stream = request_spec_with_headers(&daemon, "big", headers);
     let mut reader = BufReader::new(stream);
 
     let (status, body) = {
@@ -866,4 +890,169 @@ fn tail_rejects_invalid_job_names() {
     }
     let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, "-n", "1", "web"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+}
+
+/// Number of jobs whose list makes the reply to a shutdown request several
+/// times larger than a unix socket's send buffer. Jobs without `autostart`
+/// create no container, so they start and stop at no cost.
+const MANY_JOBS: usize = 1000;
+
+/// Starts a daemon on [`MANY_JOBS`] jobs that are not started.
+fn start_with_many_jobs() -> Daemon {
+    let job = shell_job("sleep 1000", json!({"autostart": false}));
+    let names: Vec<String> = (0..MANY_JOBS)
+        .map(|index| format!("idle{index:04}"))
+        .collect();
+    let jobs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|name| (name.as_str(), job.as_str()))
+        .collect();
+    Daemon::start(&jobs)
+}
+
+/// Returns net.core.wmem_default, the send buffer size of a new socket in
+/// bytes. supervisord can write about that much before its client reads.
+fn default_send_buffer() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+        .expect("read net.core.wmem_default")
+        .trim()
+        .parse()
+        .expect("net.core.wmem_default is a number")
+}
+
+/// Sends `POST /v1/shutdown?wait=true` with the header `Connection:
+/// CONNECTION` on a new connection, without reading. supervisorctl sends
+/// `Connection: close`, curl sends none, which means keep-alive.
+fn request_shutdown(daemon: &Daemon, connection: &str) -> UnixStream {
+    let mut stream = connect(daemon);
+    write!(
+        stream,
+        "POST /v1/shutdown?wait=true HTTP/1.1\r\nHost: localhost\r\n\
+         Connection: {connection}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+/// Splits a whole response into its status line, its `content-length`
+/// value and the bytes after its head.
+fn split_response(raw: &[u8]) -> (String, usize, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8(raw[..end].to_vec()).expect("an ASCII response head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_string();
+    let length = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map(|(_, value)| value.trim().parse().expect("a numeric content-length"))
+        .expect("a content-length header");
+    (status, length, raw[end + 4..].to_vec())
+}
+
+#[test]
+fn shutdown_reply_waits_for_reader() {
+    if skip("shutdown_reply_waits_for_reader") {
+        return;
+    }
+    // The client reads nothing for this long, which is shorter than
+    // RESPONSE_WRITE_TIMEOUT, so supervisord has to wait for it.
+    let pause = Duration::from_secs(4);
+    assert!(pause < RESPONSE_WRITE_TIMEOUT);
+    for connection in ["close", "keep-alive"] {
+        let mut daemon = start_with_many_jobs();
+        let mut stream = request_shutdown(&daemon, connection);
+        let sent = Instant::now();
+        let mut exited = None;
+        while exited.is_none() && sent.elapsed() < pause {
+            exited = daemon.try_exit();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let reading = Instant::now();
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .expect("supervisord closes the connection before the read timeout");
+        let read_took = reading.elapsed();
+        let (status, length, body) = split_response(&raw);
+        assert_eq!(status, "HTTP/1.1 200 OK", "Connection: {connection}");
+        assert_eq!(
+            body.len(),
+            length,
+            "Connection: {connection}: body length differs from content-length"
+        );
+        assert!(
+            length > 2 * default_send_buffer(),
+            "Connection: {connection}: a reply of {length} bytes fits into the socket"
+        );
+        let list: JobList = serde_json::from_slice(&body).expect("a job list");
+        assert_eq!(list.jobs.len(), MANY_JOBS, "Connection: {connection}");
+
+        assert_eq!(
+            exited, None,
+            "Connection: {connection}: supervisord exited while its reply was unread"
+        );
+        // A keep-alive connection is closed once the reply is written, not
+        // after the keep-alive timeout.
+        assert!(
+            read_took < KEEP_ALIVE_TIMEOUT,
+            "Connection: {connection}: closed {read_took:?} after the client began to read"
+        );
+        let exit = daemon.wait_exit(Duration::from_secs(5));
+        assert_eq!(exit.code(), Some(0), "Connection: {connection}");
+        let log = daemon.daemon_log();
+        assert!(!log.contains("cut a response at exit"), "{log}");
+    }
+}
+
+#[test]
+fn unread_shutdown_reply_is_cut() {
+    if skip("unread_shutdown_reply_is_cut") {
+        return;
+    }
+    let mut daemon = start_with_many_jobs();
+    let mut stream = request_shutdown(&daemon, "close");
+    let sent = Instant::now();
+
+    let exit = daemon.wait_exit(RESPONSE_WRITE_TIMEOUT + Duration::from_secs(10));
+    assert_closed_after(sent.elapsed(), RESPONSE_WRITE_TIMEOUT);
+    assert_eq!(exit.code(), Some(0));
+    let log = daemon.daemon_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("cut a response at exit: the client stopped reading it"))
+        .unwrap_or_else(|| panic!("no line about the cut response in\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("request=POST /v1/shutdown?wait=true"),
+        "{line}"
+    );
+    let peer = format!("peer=pid {} uid 0", std::process::id());
+    assert!(line.contains(&peer), "{line}");
+
+    // The client receives the bytes that the socket buffered, then the
+    // end of the stream.
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let (status, length, body) = split_response(&raw);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.len() < length, "{} of {length} bytes", body.len());
+}
+
+#[test]
+fn ctl_shutdown_with_many_jobs() {
+    if skip("ctl_shutdown_with_many_jobs") {
+        return;
+    }
+    let mut daemon = start_with_many_jobs();
+    let shutdown = daemon.ctl(&["shutdown"]);
+    assert_eq!(stderr_of(&shutdown), "");
+    assert_eq!(shutdown.status.code(), Some(0));
+    assert_eq!(stdout_of(&shutdown), "Shut down\n");
+    // supervisorctl returned after supervisord had exited.
+    let exit = daemon.wait_exit(Duration::from_secs(1));
+    assert_eq!(exit.code(), Some(0));
 }

@@ -2,10 +2,15 @@
 //! open connections and a timeout for idle keep-alive connections. The
 //! response write timeout is in [`super::write_timeout`].
 
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
+use tokio::sync::Notify;
 
 use crate::api::ErrorBody;
 
@@ -66,20 +71,25 @@ impl RejectWarnings {
     }
 }
 
-/// Requests in progress on one connection, when the last one ended, and
-/// the last one's method and URI.
+/// Requests in progress on one connection, whether hyper has response
+/// bytes that it has not written to the socket yet, when the connection
+/// last became idle, and the last request's method and URI.
 pub(super) struct Activity {
     state: Mutex<ActivityState>,
+    /// Notified whenever the connection may have become idle.
+    idle_changed: Notify,
 }
 
 struct ActivityState {
     in_progress: usize,
+    output_pending: bool,
     idle_since: Instant,
     last_request: String,
 }
 
 /// A request in progress. Dropping it marks the connection idle from then
-/// on when no other request is in progress.
+/// on when no other request is in progress and no response is being
+/// written.
 pub(super) struct Busy {
     activity: Arc<Activity>,
 }
@@ -95,9 +105,11 @@ impl Activity {
         Activity {
             state: Mutex::new(ActivityState {
                 in_progress: 0,
+                output_pending: false,
                 idle_since: now,
                 last_request: String::new(),
             }),
+            idle_changed: Notify::new(),
         }
     }
 
@@ -126,23 +138,29 @@ impl Activity {
     }
 
     /// Returns the deadline at which the connection has been idle for
-    /// `timeout`, or `None` while a request is in progress.
+    /// `timeout`, or `None` while a request is in progress or a response
+    /// is being written.
     fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
         let state = self.lock();
-        (state.in_progress == 0).then(|| state.idle_since + timeout)
+        (state.in_progress == 0 && !state.output_pending).then(|| state.idle_since + timeout)
     }
 
-    /// Completes once the connection has had no request in progress for
-    /// `timeout`.
+    /// Completes once the connection has had no request in progress and
+    /// no response being written for `timeout`. With a zero `timeout` it
+    /// completes as soon as the connection is idle.
     pub(super) async fn idle_for(&self, timeout: Duration) {
         loop {
+            // Registered before the state is read, so that a change in
+            // between still wakes this task.
+            let changed = self.idle_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             match self.idle_deadline(timeout) {
                 Some(deadline) if deadline <= Instant::now() => return,
+                // A request that begins and ends meanwhile moves the
+                // deadline later, which the check at this one finds.
                 Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                // A request that ends moves the deadline to at least
-                // `timeout` from then, so checking again after `timeout`
-                // is early enough.
-                None => tokio::time::sleep(timeout).await,
+                None => changed.await,
             }
         }
     }
@@ -151,6 +169,89 @@ impl Activity {
         let mut state = self.lock();
         state.in_progress = state.in_progress.saturating_sub(1);
         state.idle_since = now;
+        drop(state);
+        self.idle_changed.notify_waiters();
+    }
+
+    fn begin_output(&self) {
+        self.lock().output_pending = true;
+    }
+
+    fn end_output(&self, now: Instant) {
+        let mut state = self.lock();
+        if !state.output_pending {
+            return;
+        }
+        state.output_pending = false;
+        state.idle_since = now;
+        drop(state);
+        self.idle_changed.notify_waiters();
+    }
+}
+
+/// A connection's stream that records in its [`Activity`] when hyper has
+/// response bytes that the socket has not taken yet: from hyper's first
+/// write of a response until its next flush. hyper 0.14 flushes the stream
+/// only once its own write buffer is empty (`Buffered::poll_flush` in
+/// `src/proto/h1/io.rs` of hyper 0.14.32), so after a completed flush the
+/// socket has taken every byte of the response.
+pub(super) struct TrackOutput<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> TrackOutput<S> {
+    pub(super) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        TrackOutput { inner, activity }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackOutput<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.activity.begin_output();
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.activity.begin_output();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.activity.end_output(Instant::now());
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TrackOutput<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
@@ -167,6 +268,27 @@ mod tests {
         assert_eq!(warnings.record(start + Duration::from_secs(2), 8), None);
         let later = start + REJECT_WARNING_INTERVAL;
         assert_eq!(warnings.record(later, 8), Some(3));
+    }
+
+    #[tokio::test]
+    async fn idle_waits_for_response_flush() {
+        use tokio::io::AsyncWriteExt;
+
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let (server, _client) = UnixStream::pair().unwrap();
+        let mut stream = TrackOutput::new(server, activity.clone());
+        stream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        let timeout = Duration::from_millis(300);
+        let idle = tokio::time::timeout(timeout, activity.idle_for(Duration::ZERO)).await;
+        assert!(idle.is_err(), "idle while a response was not flushed");
+
+        let waiting = activity.clone();
+        let idle = tokio::spawn(async move { waiting.idle_for(Duration::ZERO).await });
+        stream.flush().await.unwrap();
+        tokio::time::timeout(timeout, idle)
+            .await
+            .expect("idle once the response was flushed")
+            .unwrap();
     }
 
     #[tokio::test]

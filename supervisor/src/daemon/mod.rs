@@ -292,8 +292,8 @@ pub enum Request {
     },
     Reread,
     Update,
-    /// With `wait`, the reply is the job list once every job has stopped,
-    /// sent just before supervisord exits.
+    /// With `wait`, the reply is the job list once every job has stopped.
+    /// supervisord exits once the reply is written.
     Shutdown {
         wait: bool,
     },
@@ -494,12 +494,14 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     drop(runtime_view);
 
     let _ = stop_server.send(());
-    // Open connections get a moment to receive their replies.
-    if tokio::time::timeout(Duration::from_secs(2), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("control API connections still open at exit");
+    // Each open connection finishes its request and writes the response,
+    // the reply to a shutdown request included, before supervisord exits.
+    // The server's timeouts bound this wait: RESPONSE_WRITE_TIMEOUT cuts
+    // a response whose client stops reading.
+    // NOTE: a client that keeps reading, however slowly, delays the exit
+    // until it has read its whole response.
+    if let Err(error) = server.await {
+        tracing::error!(%error, "the control API server task failed");
     }
     if let Err(error) = std::fs::remove_file(&socket_path) {
         tracing::warn!(path = %socket_path.display(), %error, "failed to remove the control socket");

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{BatchRequest, ErrorBody, SignalRequest, MAX_BATCH_BODY};
-use crate::daemon::connections::{reject_connection, Activity, RejectWarnings};
+use crate::daemon::connections::{reject_connection, Activity, RejectWarnings, TrackOutput};
 use crate::daemon::write_timeout::{WriteTimedOut, WriteTimeout};
 use crate::daemon::{stats, ApiError, Event, JsonBody, Reply, Request};
 
@@ -60,8 +60,9 @@ type Events = mpsc::UnboundedSender<Event>;
 type Response = hyper::Response<Body>;
 
 /// Serves the API on `listener` until `shutdown` fires, then lets each open
-/// connection finish the request it is serving and returns when all have
-/// closed. Connections above `max_connections` get a 503 reply.
+/// connection finish the request it is serving and write its response,
+/// and returns when all have closed. Connections above `max_connections`
+/// get a 503 reply.
 pub async fn serve(
     listener: UnixListener,
     events: Events,
@@ -92,38 +93,73 @@ pub async fn serve(
             }
         }
     }
+    // Clients that connect from now on are refused instead of waiting in
+    // the backlog until supervisord exits.
+    drop(listener);
     let _ = closing.send(true);
+    while connections.try_join_next().is_some() {}
+    if !connections.is_empty() {
+        tracing::info!(
+            open = connections.len(),
+            "finishing the responses of open control connections before exit"
+        );
+    }
     while connections.join_next().await.is_some() {}
 }
 
 /// Serves the requests of one connection until the client closes it, a
-/// timeout ends it, or `closing` changes, after which the request in
-/// progress is finished first.
+/// timeout ends it, or `closing` changes. After that change the request in
+/// progress is finished and its response written first, and each response
+/// carries `Connection: close`.
 async fn serve_connection(stream: UnixStream, events: Events, mut closing: watch::Receiver<bool>) {
     let peer = describe_peer(&stream);
     let activity = Arc::new(Activity::new(Instant::now()));
     let serving = activity.clone();
+    let closing_seen = closing.clone();
     let service = service_fn(move |request: hyper::Request<Body>| {
         let events = events.clone();
+        let closing = closing_seen.clone();
         let busy = serving.begin_request(format!("{} {}", request.method(), request.uri()));
         async move {
-            let reply = handle(events, request).await;
+            let mut reply = handle(events, request).await;
+            // hyper closes the connection once this response is written,
+            // so a keep-alive client sends no further request.
+            if *closing.borrow() {
+                reply
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             drop(busy);
             Ok::<_, std::convert::Infallible>(reply)
         }
     });
+    let stream = WriteTimeout::new(stream, RESPONSE_WRITE_TIMEOUT);
     let connection = Http::new()
         .http1_only(true)
         .http1_header_read_timeout(REQUEST_HEAD_TIMEOUT)
-        .serve_connection(WriteTimeout::new(stream, RESPONSE_WRITE_TIMEOUT), service);
+        .serve_connection(TrackOutput::new(stream, activity.clone()), service);
     tokio::pin!(connection);
+    // hyper 0.14 drops the unwritten rest of a response that ends its
+    // connection, such as the reply to a `Connection: close` request, when
+    // `graceful_shutdown` comes before the socket has taken all of it,
+    // because `Dispatcher::disable_keep_alive` (`src/proto/h1/dispatch.rs`
+    // of hyper 0.14.32) closes such a connection at once. So both cases
+    // below shut a connection down only while it is idle, and
+    // RESPONSE_WRITE_TIMEOUT bounds the wait for a client that stops
+    // reading.
     let result = tokio::select! {
         result = connection.as_mut() => result,
         _ = closing.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                result = connection.as_mut() => result,
+                _ = activity.idle_for(Duration::ZERO) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
-        // Closes at once, because no request is in progress.
+        // Closes at once, because no request is in progress and no
+        // response is being written.
         _ = activity.idle_for(KEEP_ALIVE_TIMEOUT) => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -132,7 +168,15 @@ async fn serve_connection(stream: UnixStream, events: Events, mut closing: watch
     let Err(error) = result else {
         return;
     };
+    let exiting = *closing.borrow();
     match WriteTimedOut::find(&error) {
+        Some(timed_out) if exiting => tracing::warn!(
+            %peer,
+            request = %activity.last_request(),
+            unread_bytes = timed_out.unread,
+            timeout = ?timed_out.timeout,
+            "cut a response at exit: the client stopped reading it"
+        ),
         Some(timed_out) => tracing::warn!(
             %peer,
             request = %activity.last_request(),

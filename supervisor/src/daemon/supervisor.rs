@@ -149,7 +149,8 @@ impl Supervisor {
         loop {
             let stopped_all = self.shutting_down && self.no_containers_left();
             if stopped_all {
-                // The server flushes these replies before supervisord exits.
+                // The server writes these replies before supervisord exits,
+                // unless a client stops reading one (see server::serve).
                 let list = self.list();
                 for waiter in self.shutdown_waiters.drain(..) {
                     let _ = waiter.send(Ok(list.clone()));

@@ -382,6 +382,15 @@ impl Daemon {
         }
     }
 
+    /// Returns supervisord's exit status once it has exited, without
+    /// waiting, or `None` while it runs.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("daemon running");
+        let status = child.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
     pub fn daemon_log(&self) -> String {
         let mut text = String::new();
         if let Ok(mut file) = fs::File::open(&self.stderr_path) {
