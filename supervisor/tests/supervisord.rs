@@ -713,13 +713,21 @@ fn signal_pid_spec_and_tail() {
         daemon.job_log("hup", "stdout").contains("got-hup")
     });
 
+    // supervisorctl rejects a bad signal as a usage error, and so does the
+    // API for other clients.
     let bad_signal = daemon.ctl(&["signal", "NOPE", "hup"]);
-    assert_eq!(bad_signal.status.code(), Some(1));
+    assert_eq!(bad_signal.status.code(), Some(2));
     assert!(
-        stdout_of(&bad_signal).contains("invalid signal"),
+        stderr_of(&bad_signal).contains("invalid signal \"NOPE\""),
         "{}",
-        stdout_of(&bad_signal)
+        stderr_of(&bad_signal)
     );
+    let error = daemon
+        .client()
+        .post::<serde_json::Value>("/v1/jobs/hup/signal", Some(&json!({"signal": "NOPE"})))
+        .unwrap_err();
+    assert_eq!(error.status(), Some(400), "{error}");
+    assert!(error.to_string().contains("invalid signal"), "{error}");
 
     let pid = daemon.ctl(&["pid", "hup"]);
     assert_eq!(stdout_of(&pid).trim(), view.pid.unwrap().to_string());
