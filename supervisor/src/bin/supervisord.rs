@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use corral_runtime::memory::StackCacheError;
 use corral_supervisor::cli::daemon::{Cli, LogFormat};
 use corral_supervisor::daemon::{self, DaemonConfig};
 use tracing_subscriber::filter::LevelFilter;
@@ -18,7 +19,16 @@ const BLOCKING_THREAD_IDLE: Duration = Duration::from_secs(1);
 fn main() {
     corral_runtime::memory::configure_allocator();
     let cli = Cli::parse();
+    let stack_cache = corral_runtime::memory::turn_off_stack_cache();
     init_logging(cli.log_format);
+    match stack_cache {
+        Ok(()) => {}
+        Err(error @ StackCacheError::TunablesSet) => tracing::debug!(%error),
+        Err(error) => tracing::warn!(
+            error = format!("{:#}", anyhow::Error::from(error)),
+            "thread stacks stay cached"
+        ),
+    }
     daemon::limits::raise_open_files_limit();
     let format = cli.log_format;
     if let Err(error) = run(cli) {
