@@ -53,7 +53,7 @@ const TUNABLES_VAR: &str = "GLIBC_TUNABLES";
 
 /// glibc keeps the stacks of exited threads for later threads, up to
 /// 40 MiB, and about 24 KiB of each stays resident. After a burst of
-/// launches, supervisord's blocking pool leaves 12 to 15 of them. With a
+/// launches, supervisord's blocking pool leaves 11 to 15 of them. With a
 /// cache of size 0, glibc unmaps a stack when its thread has exited.
 const NO_STACK_CACHE: &str = "glibc.pthread.stack_cache_size=0";
 
@@ -61,7 +61,7 @@ const NO_STACK_CACHE: &str = "glibc.pthread.stack_cache_size=0";
 /// executed again, so that the second start does not repeat it.
 const TUNED_VAR: &str = "CORRAL_GLIBC_TUNED";
 
-/// Why glibc's cache of thread stacks stays on.
+/// A failure to turn off glibc's cache of thread stacks.
 #[derive(Debug, thiserror::Error)]
 pub enum StackCacheError {
     #[error("GLIBC_TUNABLES is set already, so glibc's thread stack cache stays on")]
