@@ -1546,6 +1546,44 @@ fn all_names_jobs_that_cannot_start() {
 }
 
 #[test]
+fn invalid_file_keeps_recorded_backoff() {
+    if skip("invalid_file_keeps_recorded_backoff") {
+        return;
+    }
+    let job = shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"start_seconds": "300ms", "restart": {"backoff": {"initial": "1m", "max": "1m"}}}),
+    );
+    let mut daemon = Daemon::start(&[("flaky", &job)]);
+    daemon.wait_for_state("flaky", JobState::Running, SETTLE);
+    // The job fails and waits a minute in BACKOFF, and then its file turns
+    // invalid, so no container or bundle keeps its spec.
+    let kill = daemon.ctl(&["signal", "KILL", "flaky"]);
+    assert_eq!(kill.status.code(), Some(0), "{}", stdout_of(&kill));
+    daemon.wait_for_state("flaky", JobState::Backoff, SETTLE);
+    daemon.write_job("flaky", "{\"command\": ");
+    daemon.wait_until(SETTLE, "the job shows INVALID", |daemon| {
+        daemon
+            .job("flaky")
+            .is_ok_and(|view| view.state == JobState::Invalid)
+    });
+
+    daemon.crash();
+    daemon.respawn();
+    let view = daemon.job("flaky").unwrap();
+    assert_eq!(view.state, JobState::Invalid, "{view:#?}");
+    assert_eq!(view.process_state, JobState::Backoff, "{view:#?}");
+    assert_eq!(view.signal.as_deref(), Some("SIGKILL"), "{view:#?}");
+    // The recorded last valid version starts at once on request.
+    let start = daemon.ctl(&["start", "flaky"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let running = daemon.job("flaky").unwrap();
+    assert_eq!(running.process_state, JobState::Running, "{running:#?}");
+    let stop = daemon.ctl(&["stop", "flaky"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+}
+
+#[test]
 fn relative_directories_and_runtime() {
     if skip("relative_directories_and_runtime") {
         return;

@@ -226,6 +226,7 @@ impl Job {
             stop_signal_sent: stop.is_some(),
             stop_signal_sent_at: stop.and_then(|stop| stop.kill_at.checked_sub(stop.timeout)),
             removing: stopping && self.after_stop == AfterStop::Remove,
+            spec: self.invalid.as_ref().and(self.spec.as_deref()).cloned(),
         })
     }
 

@@ -18,6 +18,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use corral_config::JobSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::record::read_record;
@@ -58,6 +59,10 @@ pub struct SettledRecord {
     /// removed.
     #[serde(default)]
     pub removing: bool,
+    /// The job's last valid spec while its file is invalid. Once the job's
+    /// container has ended, no bundle keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<JobSpec>,
 }
 
 impl SettledRecord {
@@ -182,6 +187,7 @@ mod tests {
             stop_signal_sent: true,
             stop_signal_sent_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_789_999_999)),
             removing: true,
+            spec: Some(serde_json::from_str(r#"{"command": ["/bin/true"]}"#).expect("spec")),
         }
     }
 

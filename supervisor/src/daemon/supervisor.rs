@@ -105,21 +105,36 @@ impl Supervisor {
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             let job = self.jobs.get_mut(&name).expect("listed above");
-            let untouched = job.state == JobState::Stopped
+            // A job whose file has been invalid since this daemon loaded
+            // it is INVALID until a record gives it its last valid spec.
+            let loaded_state = if job.spec.is_some() {
+                JobState::Stopped
+            } else {
+                JobState::Invalid
+            };
+            let untouched = job.state == loaded_state
                 && job.last_run.is_none()
                 && job.container.is_none()
                 && job.launching.is_none();
-            // NOTE: a job whose file is invalid and that has no container
-            // left has no spec, because only a container's bundle keeps one,
-            // so a state the earlier supervisord recorded for it, a pending
-            // restart included, is not restored.
-            if !untouched || job.spec.is_none() {
+            if !untouched {
                 continue;
             }
             // The record of a stop that would have removed the job does
             // not apply to the file that is back, which starts as a new
             // file does.
-            let record = settled::read(&self.config, &name).filter(|record| !record.removing);
+            let mut record = settled::read(&self.config, &name).filter(|record| !record.removing);
+            // A job whose file is invalid and that has no container left
+            // gets its last valid spec from the record, which keeps it
+            // while the file is invalid.
+            if job.spec.is_none() {
+                match record.as_mut().and_then(|record| record.spec.take()) {
+                    Some(spec) => {
+                        tracing::info!(job = %name, "the job file is invalid; the recorded last valid version stays");
+                        job.spec = Some(Arc::new(spec));
+                    }
+                    None => continue,
+                }
+            }
             if let Some(record) = record {
                 if record.restart {
                     tracing::info!(job = %name, "finishing a restart that the earlier supervisord had begun");
@@ -587,6 +602,9 @@ impl Supervisor {
                             job.enter(JobState::Invalid);
                         }
                         job.invalid = Some(error);
+                        // The settled-state record now keeps the last
+                        // valid spec too.
+                        job.state_changed = true;
                     }
                 }
                 Planned::Remove { name } => self.remove_job(&name),
