@@ -119,17 +119,18 @@ fn cases(socket: &str, hung: &str) -> Vec<Case> {
             line: format!("supervisorctl stop --socket {socket} --socket "),
             expect: Expect::Includes(DECOY),
         },
-        // Without a daemon to ask, or with one that does not respond, only
-        // `all` is left where it is accepted.
+        // Without a daemon to ask, or with one that does not respond, there
+        // is nothing to offer, not even `all`, which a shell would insert
+        // into the line as the only candidate.
         Case::exactly(
             "supervisorctl --socket /nonexistent/supervisor.sock stop ".to_string(),
-            &["all"],
+            &[],
         ),
         Case::exactly(
             "supervisorctl --socket /nonexistent/supervisor.sock tail ".to_string(),
             &[],
         ),
-        Case::exactly(format!("supervisorctl --socket {hung} stop "), &["all"]),
+        Case::exactly(format!("supervisorctl --socket {hung} stop "), &[]),
         Case::exactly(format!("supervisorctl --socket {hung} tail "), &[]),
     ]
 }
@@ -333,7 +334,7 @@ fn bash_completion_offers_job_names() {
     check("bash", &cases, &split_offers(&stdout_of(&output)));
 
     // Another program of that name, such as Python's supervisorctl, whose
-    // status lists programs as text, yields no names.
+    // status lists programs as text, yields no names and no `all`.
     let other = setup.write(
         "supervisorctl",
         "#!/bin/sh\necho 'web RUNNING pid 1, uptime 0:01:00'\n",
@@ -353,7 +354,7 @@ fn bash_completion_offers_job_names() {
     let output = setup.run("bash", &["-c", &probe]);
     let offered = split_offers(&stdout_of(&output));
     assert_eq!(offered.len(), 1);
-    assert_eq!(offered[0], BTreeSet::from(["all".to_string()]));
+    assert_eq!(offered[0], BTreeSet::new());
 }
 
 #[test]

@@ -114,6 +114,14 @@ function __supervisorctl_jobs
     $program $socket --timeout 1s status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
 end
 
+# Job names and `all`, or nothing when supervisord did not respond, so
+# that `all` alone is not inserted into the line.
+function __supervisorctl_jobs_or_all
+    set -l names (__supervisorctl_jobs)
+    test (count $names) -gt 0; or return
+    printf '%s\n' $names all
+end
+
 # Succeeds when the word being completed takes what $argv[1] names:
 # jobs-or-all, jobs or signal.
 function __supervisorctl_completes
@@ -161,7 +169,7 @@ function __supervisorctl_completes
             return 1
     end
 end
-complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs) all"
+complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs_or_all)"
 complete -c supervisorctl -n "__supervisorctl_completes jobs" -f -a "(__supervisorctl_jobs)"
 complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS"
 complete -c supervisorctl -n "__supervisorctl_completes none" -f

@@ -136,7 +136,9 @@ _supervisorctl_jobs() {
         jobs | jobs-or-all)
             candidates="$("${COMP_WORDS[0]/#\~/$HOME}" "${socket[@]}" --timeout @TIMEOUT@ status --json 2>/dev/null |
                 sed -n 's/^    "name": "\(.*\)",$/\1/p')"
-            [[ "$offer" == jobs-or-all ]] && candidates="$candidates"$'\n'all
+            # Without names, supervisord did not respond, and `all` alone
+            # would be inserted into the line.
+            [[ "$offer" == jobs-or-all && -n "$candidates" ]] && candidates="$candidates"$'\n'all
             ;;
     esac
     # Without a match, bash would fall back to file names.
@@ -205,7 +207,9 @@ _supervisorctl_jobs() {
 _supervisorctl_jobs_or_all() {
     local -a reply jobs
     _supervisorctl_job_names
-    jobs=(${(u)reply} all)
+    # Without names, supervisord did not respond, and `all` alone would be
+    # inserted into the line.
+    (( $#reply )) && jobs=(${(u)reply} all)
     jobs=(${(u)jobs})
     _describe -t jobs 'job' jobs
 }
@@ -262,6 +266,14 @@ function __supervisorctl_jobs
     $program $socket --timeout @TIMEOUT@ status --json 2>/dev/null | string match -r -g '^    "name": "(.*)",$'
 end
 
+# Job names and `all`, or nothing when supervisord did not respond, so
+# that `all` alone is not inserted into the line.
+function __supervisorctl_jobs_or_all
+    set -l names (__supervisorctl_jobs)
+    test (count $names) -gt 0; or return
+    printf '%s\n' $names all
+end
+
 # Succeeds when the word being completed takes what $argv[1] names:
 # jobs-or-all, jobs or signal.
 function __supervisorctl_completes
@@ -309,7 +321,7 @@ function __supervisorctl_completes
             return 1
     end
 end
-complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs) all"
+complete -c supervisorctl -n "__supervisorctl_completes jobs-or-all" -f -a "(__supervisorctl_jobs_or_all)"
 complete -c supervisorctl -n "__supervisorctl_completes jobs" -f -a "(__supervisorctl_jobs)"
 complete -c supervisorctl -n "__supervisorctl_completes signal" -f -a "@SIGNALS@"
 complete -c supervisorctl -n "__supervisorctl_completes none" -f
@@ -441,7 +453,7 @@ mod tests {
     fn fish_completes_names_without_files() {
         let text = fish(String::new());
         assert!(text.contains(
-            "complete -c supervisorctl -n \"__supervisorctl_completes jobs-or-all\" -f -a \"(__supervisorctl_jobs) all\""
+            "complete -c supervisorctl -n \"__supervisorctl_completes jobs-or-all\" -f -a \"(__supervisorctl_jobs_or_all)\""
         ));
         assert!(text.contains(
             "complete -c supervisorctl -n \"__supervisorctl_completes jobs\" -f -a \"(__supervisorctl_jobs)\""
