@@ -728,6 +728,21 @@ fn signal_pid_spec_and_tail() {
         .unwrap_err();
     assert_eq!(error.status(), Some(400), "{error}");
     assert!(error.to_string().contains("invalid signal"), "{error}");
+    // In a batch, an unknown name is reported as unknown before the signal
+    // is checked, as in a request for that job alone.
+    let batch: corral_supervisor::api::BatchReply = daemon
+        .client()
+        .post(
+            "/v1/batch/signal",
+            Some(&json!({"names": ["hup", "nope"], "signal": "NOPE"})),
+        )
+        .unwrap();
+    let statuses: Vec<(&str, u16)> = batch
+        .results
+        .iter()
+        .map(|result| (result.name.as_str(), result.status))
+        .collect();
+    assert_eq!(statuses, [("hup", 400), ("nope", 404)], "{batch:?}");
 
     let pid = daemon.ctl(&["pid", "hup"]);
     assert_eq!(stdout_of(&pid).trim(), view.pid.unwrap().to_string());

@@ -454,10 +454,12 @@ impl Supervisor {
     }
 
     fn request_signal(&mut self, name: &str, signal_text: &str) -> Reply {
+        let root = self.config.containers_root();
+        // An unknown name is reported as such before the signal is checked,
+        // as in a request for that job alone.
+        let job = self.job_mut(name)?;
         let signal = parse_signal(signal_text)
             .map_err(|error| ApiError::bad_request(format!("job {name:?}: {error}")))?;
-        let root = self.config.containers_root();
-        let job = self.job_mut(name)?;
         let container = match (&job.container, job.state) {
             (Some(container), JobState::Starting | JobState::Running) => container,
             _ => {
