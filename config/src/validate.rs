@@ -856,13 +856,13 @@ fn check_positive(duration: Duration, keys: &[&str]) -> Check {
 /// make short names such as BUS look near unrelated words.
 fn closest_signal(input: &str) -> Option<&'static str> {
     let upper = input.trim().to_ascii_uppercase();
-    let wanted = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let typed = upper.strip_prefix("SIG").unwrap_or(&upper);
     signal_names()
         .map(|name| {
             let short = name.strip_prefix("SIG").unwrap_or(name);
-            (strsim::damerau_levenshtein(wanted, short), short, name)
+            (strsim::damerau_levenshtein(typed, short), short, name)
         })
-        .filter(|&(distance, short, _)| distance <= crate::source::max_typo_distance(wanted, short))
+        .filter(|&(distance, short, _)| distance <= crate::source::max_typo_distance(typed, short))
         .min_by_key(|&(distance, _, _)| distance)
         .map(|(_, _, name)| name)
 }

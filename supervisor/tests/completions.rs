@@ -211,7 +211,7 @@ impl Setup {
     /// Runs `shell` with `args` in the working directory, with HOME in the
     /// scratch directory and the supervisorctl under test first in PATH,
     /// as the scripts run `supervisorctl` by name. `timeout` ends a shell
-    /// that waits for input it never gets. Each completion that asks the
+    /// that waits for input it never gets. Each completion that queries the
     /// socket that never responds gives up after one second, so a run
     /// that takes 30 s, the default request timeout, fails.
     fn run(&self, shell: &str, args: &[&str]) -> Output {
@@ -489,6 +489,7 @@ fn bash_completion_in_readline() {
     let socket = setup.socket();
     setup.write("setup.bash", BASH_SETUP);
     let driver = setup.write("driver.zsh", BASH_DRIVER);
+
     let lines = [
         format!("supervisorctl --socket {socket} stop w"),
         format!("supervisorctl --socket {socket} pid web "),
@@ -508,6 +509,7 @@ fn bash_completion_in_readline() {
         quoted(&file.display().to_string()),
     );
     let output = setup.run("zsh", &["-f", "-c", &script]);
+
     let text = stdout_of(&output);
     let screens: Vec<&str> = text.split(&format!("{SEPARATOR}\n")).skip(1).collect();
     assert_eq!(screens.len(), lines.len(), "{text}");

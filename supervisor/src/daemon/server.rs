@@ -141,10 +141,10 @@ async fn serve_connection(stream: UnixStream, events: Events, mut closing: watch
     tokio::pin!(connection);
     // hyper 0.14 drops the unwritten rest of a response that ends its
     // connection, such as the reply to a `Connection: close` request, when
-    // `graceful_shutdown` comes before the socket has taken all of it,
-    // because `Dispatcher::disable_keep_alive` (`src/proto/h1/dispatch.rs`
-    // of hyper 0.14.32) closes such a connection at once. So both cases
-    // below shut a connection down only while it is idle, and
+    // `graceful_shutdown` comes before the socket has taken all of it.
+    // `Dispatcher::disable_keep_alive` (`src/proto/h1/dispatch.rs` of
+    // hyper 0.14.32) closes such a connection at once. So both cases below
+    // shut a connection down only while it is idle, and
     // RESPONSE_WRITE_TIMEOUT bounds the wait for a client that stops
     // reading.
     let result = tokio::select! {
