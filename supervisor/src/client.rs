@@ -64,7 +64,9 @@ pub enum ClientError {
 
 impl ClientError {
     /// True when supervisord could not be reached at all, did not respond
-    /// in time, or closed the connection without a response.
+    /// in time, closed the connection without a response, or served no
+    /// request: a 503 reply, sent while it shuts down or when too many
+    /// control connections are open.
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
@@ -72,6 +74,7 @@ impl ClientError {
                 | ClientError::Denied { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::Closed { .. }
+                | ClientError::Api { status: 503, .. }
         )
     }
 
@@ -508,6 +511,25 @@ mod tests {
         let error = api_error(&response);
         assert_eq!(error.status(), Some(404));
         assert_eq!(error.to_string(), "no such job \"web\"");
+    }
+
+    #[test]
+    fn service_unavailable_is_unreachable() {
+        let body = r#"{"error":"supervisord (pid 7) is shutting down"}"#;
+        let raw = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let response = parse_response(raw.as_bytes()).unwrap();
+        let error = api_error(&response);
+        assert!(error.is_unreachable(), "{error:?}");
+        assert_eq!(error.to_string(), "supervisord (pid 7) is shutting down");
+
+        let internal = ClientError::Api {
+            status: 500,
+            message: "failed".to_string(),
+        };
+        assert!(!internal.is_unreachable());
     }
 
     #[test]

@@ -460,6 +460,15 @@ fn connections_above_limit_get_503() {
         received.contains("too many open control connections"),
         "{received}"
     );
+    // supervisorctl writes its request before it reads, so it gets the
+    // reply only when supervisord reads that request before closing.
+    let status = daemon.ctl(&["status"]);
+    assert!(
+        stderr_of(&status).contains("too many open control connections"),
+        "{}",
+        stderr_of(&status)
+    );
+    assert_eq!(status.status.code(), Some(4));
     drop(open);
 
     daemon.wait_until(SETTLE, "the daemon logged the rejection", |daemon| {
@@ -1055,4 +1064,47 @@ fn ctl_shutdown_with_many_jobs() {
     // supervisorctl returned after supervisord had exited.
     let exit = daemon.wait_exit(Duration::from_secs(1));
     assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn ctl_while_exiting_says_shutting_down() {
+    if skip("ctl_while_exiting_says_shutting_down") {
+        return;
+    }
+    let mut daemon = start_with_many_jobs();
+    // The unread reply delays supervisord's exit by up to
+    // RESPONSE_WRITE_TIMEOUT.
+    let mut stream = request_shutdown(&daemon, "close");
+    daemon.wait_until(
+        Duration::from_secs(5),
+        "supervisord writing its last responses",
+        |daemon| {
+            daemon
+                .daemon_log()
+                .contains("finishing the responses of open control connections before exit")
+        },
+    );
+
+    let status = daemon.ctl(&["status"]);
+    let expected = format!("supervisord (pid {}) is shutting down", daemon.pid());
+    assert!(
+        stderr_of(&status).contains(&expected),
+        "{}",
+        stderr_of(&status)
+    );
+    assert_eq!(status.status.code(), Some(4));
+    assert_eq!(stdout_of(&status), "");
+    assert!(
+        daemon.socket().exists(),
+        "socket removed before the last response was written"
+    );
+
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let (status, length, body) = split_response(&raw);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body.len(), length);
+    let exit = daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(exit.code(), Some(0));
+    assert!(!daemon.socket().exists(), "socket left after exit");
 }

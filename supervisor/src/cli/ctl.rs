@@ -14,7 +14,8 @@ Control supervisord, the corral job daemon, through its control socket.
 Exit status: 0 when every listed job is RUNNING or an action succeeded; 1 \
 when an action failed; 2 for invalid command-line usage; 3 from status when a listed job is in any other \
 state and from pid when the job is not running; 4 for an unknown job name \
-or when supervisord cannot be reached or does not respond within --timeout; \
+or when supervisord cannot be reached, does not respond within --timeout or \
+is shutting down; \
 5 from stop, restart and shutdown when a job stopped only by SIGKILL after \
 its stop timeout; 141 without a message when the reader of standard output \
 closed it, as a shell reports for a command killed by SIGPIPE.";

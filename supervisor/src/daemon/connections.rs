@@ -17,17 +17,60 @@ use crate::api::ErrorBody;
 /// Minimum time between two warnings about rejected connections.
 const REJECT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Sends a 503 reply on a connection above `max_connections`, which the
-/// caller then closes. The reply fits into the empty send buffer of a new
-/// unix socket, so the non-blocking write does not hold up the accept
-/// loop. A client that is still writing its request may see the connection
-/// closed instead.
-pub(super) fn reject_connection(stream: &UnixStream, max_connections: usize) {
+/// Maximum number of rejected connections kept open at once to read what
+/// their clients send, see [`reject`]. Connections rejected beyond it are
+/// closed right after the reply.
+pub(super) const MAX_LINGERING: usize = 64;
+
+/// Maximum time that a rejected connection stays open after its reply.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Returns the error message of a connection above `max_connections`.
+pub(super) fn too_many_connections(max_connections: usize) -> String {
+    format!(
+        "too many open control connections (maximum {max_connections}): \
+         try again once other clients have closed theirs"
+    )
+}
+
+/// Returns the error message of a connection accepted while supervisord
+/// writes its last responses before it exits.
+pub(super) fn shutting_down() -> String {
+    format!(
+        "supervisord (pid {}) is shutting down: it exits once it has written \
+         the responses of its open control connections",
+        std::process::id()
+    )
+}
+
+/// Sends a 503 reply with the error `message` on a connection that is not
+/// served, then reads and discards what the client sends until it closes
+/// the connection, or for at most [`LINGER_TIMEOUT`]. Linux resets a unix
+/// socket connection that is closed with unread data, and the client's
+/// read then fails with ECONNRESET instead of returning the reply.
+pub(super) async fn reject(mut stream: UnixStream, message: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    send_unavailable(&stream, &message);
+    let _ = stream.shutdown().await;
+    let mut discard = [0u8; 4096];
+    let drain = async {
+        while let Ok(read) = stream.read(&mut discard).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
+}
+
+/// Writes a 503 reply with the error `message`. The reply fits into the
+/// empty send buffer of a new unix socket, so the non-blocking write does
+/// not hold up the accept loop, and a failed or short write only costs the
+/// client the error message.
+pub(super) fn send_unavailable(stream: &UnixStream, message: &str) {
     let body = serde_json::to_string(&ErrorBody {
-        error: format!(
-            "too many open control connections (maximum {max_connections}): \
-             try again once other clients have closed theirs"
-        ),
+        error: message.to_string(),
     })
     .unwrap_or_default();
     let reply = format!(
@@ -35,8 +78,6 @@ pub(super) fn reject_connection(stream: &UnixStream, max_connections: usize) {
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    // The caller closes the connection next, so a failed or short write
-    // only costs the client the error message.
     let _ = stream.try_write(reply.as_bytes());
 }
 

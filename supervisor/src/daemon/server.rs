@@ -17,7 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{BatchRequest, ErrorBody, SignalRequest, MAX_BATCH_BODY};
-use crate::daemon::connections::{reject_connection, Activity, RejectWarnings, TrackOutput};
+use crate::daemon::connections::{
+    reject, send_unavailable, shutting_down, too_many_connections, Activity, RejectWarnings,
+    TrackOutput, MAX_LINGERING,
+};
 use crate::daemon::write_timeout::{WriteTimedOut, WriteTimeout};
 use crate::daemon::{stats, ApiError, Event, JsonBody, Reply, Request};
 
@@ -61,8 +64,8 @@ type Response = hyper::Response<Body>;
 
 /// Serves the API on `listener` until `shutdown` fires, then lets each open
 /// connection finish the request it is serving and write its response,
-/// and returns when all have closed. Connections above `max_connections`
-/// get a 503 reply.
+/// and returns when all have closed. Connections above `max_connections`,
+/// and those accepted after `shutdown`, get a 503 reply.
 pub async fn serve(
     listener: UnixListener,
     events: Events,
@@ -71,6 +74,7 @@ pub async fn serve(
 ) {
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut rejected = Rejected::default();
     let mut rejections = RejectWarnings::default();
     loop {
         tokio::select! {
@@ -80,7 +84,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     while connections.try_join_next().is_some() {}
                     if connections.len() >= max_connections {
-                        reject_connection(&stream, max_connections);
+                        rejected.add(stream, too_many_connections(max_connections));
                         let _ = rejections.record(Instant::now(), max_connections);
                         continue;
                     }
@@ -93,9 +97,6 @@ pub async fn serve(
             }
         }
     }
-    // Clients that connect from now on are refused instead of waiting in
-    // the backlog until supervisord exits.
-    drop(listener);
     let _ = closing.send(true);
     while connections.try_join_next().is_some() {}
     if !connections.is_empty() {
@@ -104,7 +105,51 @@ pub async fn serve(
             "finishing the responses of open control connections before exit"
         );
     }
-    while connections.join_next().await.is_some() {}
+    // The socket stays bound until the last response is written, and each
+    // client that connects meanwhile gets a 503 reply saying that
+    // supervisord is shutting down. A refused connect would read as
+    // supervisord not running while its process still exists.
+    loop {
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() {
+                break;
+            },
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => rejected.add(stream, shutting_down()),
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a control connection failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    rejected.finish().await;
+}
+
+/// Connections that got a 503 reply and are read until their clients
+/// close them, at most [`MAX_LINGERING`] at a time.
+#[derive(Default)]
+struct Rejected {
+    lingering: JoinSet<()>,
+}
+
+impl Rejected {
+    /// Replies `message` on `stream` and keeps it open to read the request,
+    /// or closes it after the reply when [`MAX_LINGERING`] are open.
+    fn add(&mut self, stream: UnixStream, message: String) {
+        while self.lingering.try_join_next().is_some() {}
+        if self.lingering.len() >= MAX_LINGERING {
+            send_unavailable(&stream, &message);
+            return;
+        }
+        self.lingering.spawn(reject(stream, message));
+    }
+
+    /// Waits until every rejected connection has closed.
+    async fn finish(mut self) {
+        while self.lingering.join_next().await.is_some() {}
+    }
 }
 
 /// Serves the requests of one connection until the client closes it, a
