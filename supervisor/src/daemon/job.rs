@@ -13,7 +13,7 @@ use crate::daemon::monitor_handle::MonitorHandle;
 use crate::daemon::ports::{ClosingRelay, Listening, PortRelay};
 use crate::daemon::record::read_record;
 use crate::daemon::settled::SettledRecord;
-use crate::daemon::Reply;
+use crate::daemon::{DaemonConfig, Reply};
 use crate::describe::{self, LastRun, PendingRestart, StatusFacts, StopProgress};
 use crate::machine::{JobState, KeptRestarts, RestartHistory};
 
@@ -48,7 +48,6 @@ pub struct Container {
     /// Whether `start_seconds` passed since the start. The job becomes
     /// RUNNING when this holds and `pid` is known.
     pub start_seconds_passed: bool,
-    pub pid_file: PathBuf,
     /// Size of the stderr log before the monitor started, so a setup error
     /// can be read back from what the shim or the monitor appended.
     pub stderr_offset: u64,
@@ -82,13 +81,17 @@ pub struct Job {
     /// state is recognised as stale when it fires.
     pub epoch: u64,
     pub container: Option<Container>,
-    /// Id of the container whose launch runs on the blocking pool. The job
-    /// is STARTING, or STOPPING when a stop came during the launch.
+    /// Id of the container whose launch waits for a permit or runs on the
+    /// blocking pool. The job is STARTING, or STOPPING when a stop came
+    /// during the launch.
     pub launching: Option<String>,
-    /// Cancels the launch while it waits for published ports or a launch
-    /// slot; sending fails once the container is being created.
+    /// Cancels a launch that waits for another job to release published
+    /// ports; sending fails once the container is being created. A launch
+    /// in the supervisor's queue has none, because a stop removes it there.
     pub cancel_launch: Option<oneshot::Sender<()>>,
     pub last_run: Option<LastRun>,
+    /// Id of the last container that ended or failed to start. A running
+    /// container keeps its own id in [`Container::id`].
     pub last_container_id: Option<String>,
     pub restarts: u32,
     /// OOM kills counted in the exit records of the job's ended containers.
@@ -215,7 +218,11 @@ impl Job {
             state,
             since: self.since,
             last_run: self.last_run.clone(),
-            last_container_id: self.last_container_id.clone(),
+            last_container_id: self
+                .container
+                .as_ref()
+                .map(|container| container.id.clone())
+                .or_else(|| self.last_container_id.clone()),
             fatal: self.fatal,
             restart,
             restarts: self.kept_restarts(),
@@ -275,11 +282,21 @@ impl Job {
             && self.after_stop == AfterStop::Stay
     }
 
+    /// Returns the id of the job's container, of its launch in flight, or
+    /// of the last container that ended or failed to start.
+    pub fn latest_container_id(&self) -> Option<&str> {
+        self.container
+            .as_ref()
+            .map(|container| container.id.as_str())
+            .or(self.launching.as_deref())
+            .or(self.last_container_id.as_deref())
+    }
+
     /// Reads the container's pid file once the shim has written it.
-    pub fn refresh_pid(&mut self) {
+    pub fn refresh_pid(&mut self, config: &DaemonConfig) {
         if let Some(container) = &mut self.container {
             if container.pid.is_none() {
-                container.pid = read_pid_file(&container.pid_file);
+                container.pid = read_pid_file(&config.pid_file(&container.id));
             }
         }
     }
@@ -330,12 +347,7 @@ impl Job {
             restarts: self.restarts,
             oom_kills: self.oom_kills,
             since: unix_seconds(self.since),
-            container_id: self
-                .container
-                .as_ref()
-                .map(|container| container.id.clone())
-                .or_else(|| self.launching.clone())
-                .or_else(|| self.last_container_id.clone()),
+            container_id: self.latest_container_id().map(str::to_string),
             file: self.file.clone(),
             error: self.invalid.clone(),
             removing: self.after_stop == AfterStop::Remove,

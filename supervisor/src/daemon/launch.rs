@@ -114,7 +114,6 @@ pub struct ShimRecord {
 pub struct Launched {
     /// The monitor, a child of supervisord that still has to be reaped.
     pub monitor: MonitorHandle,
-    pub pid_file: PathBuf,
     pub stderr_offset: u64,
     /// Listeners of the job's published ports, bound before the shim ran.
     pub ports: BoundPorts,
@@ -290,7 +289,6 @@ pub fn launch(
     }
     Ok(Launched {
         monitor,
-        pid_file,
         stderr_offset,
         ports,
     })

@@ -3,7 +3,8 @@
 
 mod adopt;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +25,7 @@ use crate::daemon::{
     TimerKind,
 };
 use crate::describe::{LastRun, PendingRestart, StopProgress};
-use crate::machine::{self, Decision, JobState, Termination};
+use crate::machine::{self, Decision, JobState, KeptRestarts, Termination};
 use crate::signals::parse_signal;
 
 /// Signals the monitor forwards to the shim and the shim to the
@@ -44,6 +45,55 @@ const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// machine busy creating other containers. Launches in parallel overlap
 /// those waits, and the supervisor task serves requests meanwhile.
 const LAUNCH_CONCURRENCY: usize = 8;
+
+/// A container launch that holds a permit: it runs on the blocking pool
+/// and reports its result as [`Event::Launched`].
+struct Launch {
+    config: Arc<DaemonConfig>,
+    events: mpsc::UnboundedSender<Event>,
+    name: String,
+    id: String,
+    spec: Arc<JobSpec>,
+    stdout_log: PathBuf,
+    stderr_log: PathBuf,
+    restarts: KeptRestarts,
+}
+
+impl Launch {
+    async fn run(self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let Launch {
+            config,
+            events,
+            name,
+            id,
+            spec,
+            stdout_log,
+            stderr_log,
+            restarts,
+        } = self;
+        let container_id = id.clone();
+        let job_name = name.clone();
+        let launched = tokio::task::spawn_blocking(move || {
+            let logs = (stdout_log.as_path(), stderr_log.as_path());
+            launch::launch(&config, &name, &id, &spec, logs, restarts)
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(LaunchError::Task {
+                id: container_id.clone(),
+                message: error.to_string(),
+            })
+        });
+        // Freed before the event, so that the supervisor task finds the
+        // permit free when it starts the next queued launch.
+        drop(permit);
+        let _ = events.send(Event::Launched {
+            name: job_name,
+            container_id,
+            result: Box::new(launched),
+        });
+    }
+}
 
 /// Bytes reserved per job for the job list, a little more than a view
 /// with a container takes, so that the buffer rarely grows.
@@ -68,6 +118,12 @@ pub struct Supervisor {
     detached: bool,
     /// Limits the launches that run on the blocking pool at once.
     launch_permits: Arc<tokio::sync::Semaphore>,
+    /// Jobs whose launch waits for a permit, oldest first. A launch task
+    /// is spawned only once it has one, so a burst of starts allocates a
+    /// few tasks at a time. With a task per waiting job, the few bytes
+    /// that each started job keeps ended up spread over the heap pages
+    /// those tasks had filled, and kept them resident.
+    launch_queue: VecDeque<String>,
 }
 
 impl Supervisor {
@@ -86,6 +142,7 @@ impl Supervisor {
             watching_pids,
             detached: false,
             launch_permits: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
+            launch_queue: VecDeque::new(),
         }
     }
 
@@ -239,9 +296,13 @@ impl Supervisor {
                 name,
                 container_id,
                 result,
-            } => self.on_launched(&name, &container_id, *result),
+            } => {
+                self.on_launched(&name, &container_id, *result);
+                self.start_queued_launches();
+            }
             Event::LaunchCancelled { name, container_id } => {
-                self.on_launch_cancelled(&name, &container_id)
+                self.on_launch_cancelled(&name, &container_id);
+                self.start_queued_launches();
             }
             Event::PidWritten { container_id } => self.on_pid_written(&container_id),
             Event::StoppedChanged {
@@ -306,7 +367,7 @@ impl Supervisor {
             if index > 0 {
                 body.push(b',');
             }
-            job.refresh_pid();
+            job.refresh_pid(&self.config);
             if let Err(error) = serde_json::to_writer(&mut body, &job.view(now)) {
                 tracing::error!(job = %job.name, %error, "failed to encode an API reply");
                 return to_json(&serde_json::json!({
@@ -323,7 +384,7 @@ impl Supervisor {
         self.jobs
             .values_mut()
             .map(|job| {
-                job.refresh_pid();
+                job.refresh_pid(&self.config);
                 let container = job.container.as_ref();
                 StatsTarget {
                     name: job.name.clone(),
@@ -338,8 +399,9 @@ impl Supervisor {
     }
 
     fn view_of(&mut self, name: &str) -> Reply {
+        let config = Arc::clone(&self.config);
         let job = self.job_mut(name)?;
-        job.refresh_pid();
+        job.refresh_pid(&config);
         Ok(to_json(&job.view(SystemTime::now())))
     }
 
@@ -355,7 +417,7 @@ impl Supervisor {
         match self.jobs.get_mut(name) {
             Some(job) if wait && !job.is_settled() => job.waiters.push(reply),
             Some(job) => {
-                job.refresh_pid();
+                job.refresh_pid(&self.config);
                 let _ = reply.send(Ok(to_json(&job.view(SystemTime::now()))));
             }
             None => {
@@ -454,7 +516,8 @@ impl Supervisor {
     }
 
     fn request_signal(&mut self, name: &str, signal_text: &str) -> Reply {
-        let root = self.config.containers_root();
+        let config = Arc::clone(&self.config);
+        let root = config.containers_root();
         // An unknown name is reported as such before the signal is checked,
         // as in a request for that job alone.
         let job = self.job_mut(name)?;
@@ -502,7 +565,7 @@ impl Supervisor {
                 container.paused = signal == Signal::SIGSTOP;
             }
         }
-        job.refresh_pid();
+        job.refresh_pid(&config);
         Ok(to_json(&job.view(SystemTime::now())))
     }
 
@@ -560,7 +623,7 @@ impl Supervisor {
             if job.waiters.is_empty() || !job.is_settled() {
                 continue;
             }
-            job.refresh_pid();
+            job.refresh_pid(&self.config);
             let view = to_json(&job.view(now));
             for waiter in job.waiters.drain(..) {
                 let _ = waiter.send(Ok(view.clone()));
@@ -761,23 +824,23 @@ impl Supervisor {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        let Some(spec) = job.spec.clone() else {
+        if job.spec.is_none() {
             return;
-        };
+        }
         let id = launch::new_container_id(name);
         job.pending_restart = None;
         job.fatal = None;
-        job.launching = Some(id.clone());
-        let (cancel_launch, cancelled) = oneshot::channel();
-        job.cancel_launch = Some(cancel_launch);
         job.enter(JobState::Starting);
 
-        let config = Arc::clone(&self.config);
-        let permits = Arc::clone(&self.launch_permits);
-        let events = self.events.clone();
-        let name = name.to_string();
-        let stdout_log = job.stdout_log.clone();
-        let stderr_log = job.stderr_log.clone();
+        if blockers.is_empty() && job.closing_relay.is_none() {
+            // Waits for a permit in the queue, where a stop removes it.
+            job.launching = Some(id);
+            self.launch_queue.push_back(name.to_string());
+            self.start_queued_launches();
+            return;
+        }
+        job.launching = Some(id.clone());
+
         // The last container's listeners hold the addresses the launch
         // binds. The job keeps the closing relay until the launch ends, so
         // a cancelled launch leaves it for the next one.
@@ -785,7 +848,12 @@ impl Supervisor {
             .closing_relay
             .as_ref()
             .map(ports::ClosingRelay::released);
-        let restarts = job.kept_restarts();
+        let (cancel_launch, cancelled) = oneshot::channel();
+        job.cancel_launch = Some(cancel_launch);
+        let permits = Arc::clone(&self.launch_permits);
+        let events = self.events.clone();
+        let name = name.to_string();
+        let launch = self.prepare_launch(&name, &id);
         tokio::spawn(async move {
             let ready = async {
                 for blocker in blockers.into_iter().chain(own_release) {
@@ -800,31 +868,61 @@ impl Supervisor {
                     std::future::pending::<()>().await;
                 }
             };
-            let _permit = tokio::select! {
+            let permit = tokio::select! {
                 permit = ready => permit,
                 () = cancelled => {
                     let _ = events.send(Event::LaunchCancelled { name, container_id: id });
                     return;
                 }
             };
-            let (job_name, container_id) = (name.clone(), id.clone());
-            let launched = tokio::task::spawn_blocking(move || {
-                let logs = (stdout_log.as_path(), stderr_log.as_path());
-                launch::launch(&config, &name, &id, &spec, logs, restarts)
-            })
-            .await
-            .unwrap_or_else(|error| {
-                Err(LaunchError::Task {
-                    id: container_id.clone(),
-                    message: error.to_string(),
-                })
-            });
-            let _ = events.send(Event::Launched {
-                name: job_name,
-                container_id,
-                result: Box::new(launched),
-            });
+            if let (Some(launch), Ok(permit)) = (launch, permit) {
+                launch.run(permit).await;
+            }
         });
+    }
+
+    /// Spawns the launch tasks of queued jobs while permits are free.
+    fn start_queued_launches(&mut self) {
+        while !self.launch_queue.is_empty() {
+            let Ok(permit) = Arc::clone(&self.launch_permits).try_acquire_owned() else {
+                return;
+            };
+            let name = self.launch_queue.pop_front().expect("checked above");
+            let id = self.jobs.get(&name).and_then(|job| job.launching.clone());
+            let launch = id.and_then(|id| self.prepare_launch(&name, &id));
+            match launch {
+                Some(launch) => {
+                    tokio::spawn(launch.run(permit));
+                }
+                // A stop removes the job from the queue, so this is a bug.
+                None => tracing::error!(job = %name, "a queued launch belongs to no launching job"),
+            }
+        }
+    }
+
+    /// Removes `name` from the launch queue. Returns whether it was there.
+    fn dequeue_launch(&mut self, name: &str) -> bool {
+        let queued = self.launch_queue.iter().position(|queued| queued == name);
+        if let Some(index) = queued {
+            self.launch_queue.remove(index);
+        }
+        queued.is_some()
+    }
+
+    /// Collects what the launch of container `id` of job `name` needs, or
+    /// `None` when the job has no spec.
+    fn prepare_launch(&self, name: &str, id: &str) -> Option<Launch> {
+        let job = self.jobs.get(name)?;
+        Some(Launch {
+            config: Arc::clone(&self.config),
+            events: self.events.clone(),
+            name: name.to_string(),
+            id: id.to_string(),
+            spec: job.spec.clone()?,
+            stdout_log: job.stdout_log.clone(),
+            stderr_log: job.stderr_log.clone(),
+            restarts: job.kept_restarts(),
+        })
     }
 
     /// Returns the release signals of other jobs' relays that listen on a
@@ -891,9 +989,10 @@ impl Supervisor {
             return;
         }
         let job = self.jobs.get_mut(name).expect("checked above");
-        job.launching = None;
+        // The id moves into the container, so a burst of starts keeps no
+        // new allocation for it.
+        let id_owned = job.launching.take().expect("checked above");
         job.cancel_launch = None;
-        job.last_container_id = Some(id.to_string());
         // The launch waited for the listeners of the job's last container.
         job.closing_relay = None;
         let spec = job.spec.clone().expect("a job with a launch has a spec");
@@ -901,7 +1000,6 @@ impl Supervisor {
         let job = self.jobs.get_mut(name).expect("checked above");
         let Launched {
             monitor,
-            pid_file,
             stderr_offset,
             ports,
         } = match result {
@@ -912,6 +1010,9 @@ impl Supervisor {
                     message.push_str(&format!("; job {holder:?} publishes that address"));
                 }
                 tracing::error!(job = %name, container_id = %id, error = %message, "failed to start job");
+                if let Some(job) = self.jobs.get_mut(name) {
+                    job.last_container_id = Some(id_owned);
+                }
                 let run = LastRun {
                     container_id: id.to_string(),
                     termination: Termination::SetupFailed { message },
@@ -927,17 +1028,18 @@ impl Supervisor {
         };
 
         tracing::info!(job = %name, container_id = %id, monitor_pid = monitor.pid(), "started job");
-        let relay = (!ports.is_empty())
-            .then(|| ports::start_relay(ports, spec.network, name, id, &pid_file));
+        let relay = (!ports.is_empty()).then(|| {
+            let pid_file = self.config.pid_file(id);
+            ports::start_relay(ports, spec.network, name, id, &pid_file)
+        });
         job.container = Some(Container {
-            id: id.to_string(),
+            id: id_owned,
             spec: spec.clone(),
             monitor,
             started_at: SystemTime::now(),
             started_instant: Instant::now(),
             pid: None,
             start_seconds_passed: false,
-            pid_file,
             stderr_offset,
             stop: None,
             paused: false,
@@ -1003,7 +1105,7 @@ impl Supervisor {
         let Some(job) = self.jobs.get_mut(name) else {
             return;
         };
-        job.refresh_pid();
+        job.refresh_pid(&self.config);
         let Some(container) = &job.container else {
             return;
         };
@@ -1190,20 +1292,27 @@ impl Supervisor {
             _ => return,
         }
         if job.container.is_none() {
-            if job.launching.is_some() {
-                // While the launch task still waits, a cancel ends it with
+            if let Some(id) = job.launching.clone() {
+                // While the launch still waits, a cancel ends it with
                 // LaunchCancelled. Once it creates the container, the stop
                 // applies when the launch ends.
                 let cancelled = job
                     .cancel_launch
                     .take()
                     .is_some_and(|cancel| cancel.send(()).is_ok());
-                if cancelled {
+                job.enter(JobState::Stopping);
+                let dequeued = self.dequeue_launch(name);
+                if dequeued {
+                    let _ = self.events.send(Event::LaunchCancelled {
+                        name: name.to_string(),
+                        container_id: id,
+                    });
+                }
+                if cancelled || dequeued {
                     tracing::info!(job = %name, "stop requested while the launch waits; cancelling it");
                 } else {
                     tracing::info!(job = %name, "stop requested during the launch; it applies once the container started");
                 }
-                job.enter(JobState::Stopping);
             }
             return;
         }
@@ -1386,6 +1495,7 @@ impl Supervisor {
         if let Some(relay) = container.relay.take() {
             job.closing_relay = Some(relay.close());
         }
+        job.last_container_id = Some(std::mem::take(&mut container.id));
         let (termination, record) = launch::read_termination(
             &config,
             container_id,

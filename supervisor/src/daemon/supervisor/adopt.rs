@@ -178,7 +178,6 @@ impl Supervisor {
             started_instant: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             pid: None,
             start_seconds_passed: false,
-            pid_file,
             stderr_offset: record.stderr_offset,
             stop: None,
             // Set below from the state of the container's PID 1.
@@ -198,7 +197,7 @@ impl Supervisor {
         }
 
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
-        job.refresh_pid();
+        job.refresh_pid(&self.config);
         let pid = job.container.as_ref().and_then(|container| container.pid);
         // An earlier supervisord or the host may have stopped the init
         // before this supervisord watched the stopped files. The kernel
