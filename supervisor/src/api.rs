@@ -257,8 +257,12 @@ pub struct ReloadReport {
 pub struct JobChange {
     pub name: String,
     pub kind: ChangeKind,
-    /// Whether applying the change restarts a running container.
+    /// Whether applying the change restarts or starts the job's container.
     pub restart: bool,
+    /// Whether the change needs a new container but the job is stopped,
+    /// exited or FATAL, so the change applies at its next start.
+    #[serde(default)]
+    pub next_start: bool,
     /// Dotted paths of the changed fields of a `changed` job, such as
     /// `command` or `resources.memory`.
     #[serde(default)]

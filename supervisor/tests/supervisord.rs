@@ -545,10 +545,14 @@ fn reload_applies_changes() {
         ("keep", &term_handler()),
         ("edit", &term_handler()),
         ("drop", &sleeper()),
+        ("idle", &term_handler()),
     ]);
     let keep = daemon.wait_for_state("keep", JobState::Running, SETTLE);
     let edit = daemon.wait_for_state("edit", JobState::Running, SETTLE);
     daemon.wait_for_state("drop", JobState::Running, SETTLE);
+    daemon.wait_for_state("idle", JobState::Running, SETTLE);
+    let stop = daemon.ctl(&["stop", "idle"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
 
     // A change to the restart policy alone keeps the container; a change
     // to the command replaces it.
@@ -567,6 +571,15 @@ fn reload_applies_changes() {
     );
     daemon.remove_job("drop");
     daemon.write_job("fresh", &term_handler());
+    // A stopped job keeps its state; the new command applies at its next
+    // start.
+    daemon.write_job(
+        "idle",
+        &shell_job(
+            "trap 'exit 0' TERM; while :; do sleep 0.3; done",
+            json!({"start_seconds": "300ms"}),
+        ),
+    );
 
     let report: ReloadReport = daemon.client().post("/v1/reread", None).unwrap();
     let mut summary: Vec<String> = report
@@ -588,9 +601,16 @@ fn reload_applies_changes() {
             "drop removed false",
             "edit changed true",
             "fresh added false",
+            "idle changed false",
             "keep changed false"
         ]
     );
+    let idle_change = report
+        .changes
+        .iter()
+        .find(|change| change.name == "idle")
+        .unwrap();
+    assert!(idle_change.next_start, "{idle_change:?}");
     let fields_of = |name: &str| {
         report
             .changes
@@ -609,6 +629,11 @@ fn reload_applies_changes() {
     );
     assert!(
         stdout_of(&reread).contains("edit: changed command; needs a restart\n"),
+        "{}",
+        stdout_of(&reread)
+    );
+    assert!(
+        stdout_of(&reread).contains("idle: changed command; applies at the next start\n"),
         "{}",
         stdout_of(&reread)
     );
@@ -636,6 +661,8 @@ fn reload_applies_changes() {
     let kept = daemon.job("keep").unwrap();
     assert_eq!(kept.container_id, keep.container_id);
     assert_eq!(kept.pid, keep.pid);
+    let idle = daemon.job("idle").unwrap();
+    assert_eq!(idle.state, JobState::Stopped, "{idle:#?}");
 
     // An invalid version leaves the last valid one running.
     daemon.write_job("keep", "{\"command\": [\"/bin/true\"], \"nonsense\": 1}");
@@ -979,6 +1006,42 @@ fn sigterm_stops_everything() {
 }
 
 #[test]
+fn stray_signals_keep_daemon_running() {
+    if skip("stray_signals_keep_daemon_running") {
+        return;
+    }
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let pid = Pid::from_raw(daemon.pid());
+    for signal in [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
+        kill(pid, signal).unwrap();
+    }
+    daemon.wait_until(SETTLE, "supervisord logged the signals", |daemon| {
+        daemon.daemon_log().matches("ignored a signal").count() == 3
+    });
+    assert_eq!(daemon.try_exit(), None, "{}", daemon.daemon_log());
+    let status = daemon.ctl(&["status", "web"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout_of(&status));
+    let log = daemon.daemon_log();
+    for name in ["SIGUSR1", "SIGUSR2", "SIGALRM"] {
+        let logged = log
+            .lines()
+            .any(|line| line.contains("ignored a signal") && line.contains(name));
+        assert!(logged, "no line about {name} in\n{log}");
+    }
+
+    // SIGQUIT stops the jobs and supervisord, as SIGTERM does.
+    kill(pid, Signal::SIGQUIT).unwrap();
+    let exit = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(0), "{}", daemon.diagnostics());
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+    assert!(daemon.daemon_log().contains("supervisord stopped"));
+}
+
+#[test]
 fn shutdown_request_exits() {
     if skip("shutdown_request_exits") {
         return;
@@ -1040,6 +1103,54 @@ fn shutdown_cut_short_is_finished() {
 
     let status = daemon.terminate(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn actions_during_shutdown_get_503() {
+    if skip("actions_during_shutdown_get_503") {
+        return;
+    }
+    let stubborn = json!({"image": "host", "command": ["/bin/sleep", "300"],
+                          "start_seconds": "300ms", "stop": {"timeout": "30s"}})
+    .to_string();
+    let mut daemon = Daemon::start(&[("polite", &term_handler()), ("stubborn", &stubborn)]);
+    daemon.wait_for_state("polite", JobState::Running, SETTLE);
+    daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    let shutdown = daemon.ctl(&["shutdown", "--no-wait"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    daemon.wait_for_state("polite", JobState::Stopped, SETTLE);
+
+    let actions: [&[&str]; 5] = [
+        &["start", "polite"],
+        &["stop", "stubborn"],
+        &["restart", "stubborn"],
+        &["reread"],
+        &["update"],
+    ];
+    for args in actions {
+        let output = daemon.ctl(args);
+        assert!(
+            stderr_of(&output).contains("supervisord is shutting down")
+                || stdout_of(&output).contains("supervisord is shutting down"),
+            "{args:?}: {} {}",
+            stdout_of(&output),
+            stderr_of(&output)
+        );
+        assert_eq!(output.status.code(), Some(4), "{args:?}");
+    }
+
+    // The slow stop can still be watched and ended.
+    let status = daemon.ctl(&["status", "stubborn"]);
+    assert!(
+        stdout_of(&status).contains("STOPPING"),
+        "{}",
+        stdout_of(&status)
+    );
+    let kill = daemon.ctl(&["signal", "KILL", "stubborn"]);
+    assert_eq!(kill.status.code(), Some(0), "{}", stderr_of(&kill));
+    let exit = daemon.wait_exit(Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(0), "{}", daemon.diagnostics());
     assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
 }
 

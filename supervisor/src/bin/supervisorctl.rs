@@ -549,6 +549,9 @@ fn reload_command(client: &Client, path: &str, applied: bool) -> Result<i32> {
                 format!("{changed}; needs a restart")
             }
             (ChangeKind::Changed, true) if change.restart => format!("{changed}; restarted"),
+            (ChangeKind::Changed, _) if change.next_start => {
+                format!("{changed}; applies at the next start")
+            }
             (ChangeKind::Changed, _) => changed,
             (ChangeKind::Invalid, _) => {
                 code = EXIT_FAILED;

@@ -32,9 +32,10 @@ their logs through one corral-monitor process per container, and serves \
 the control API that supervisorctl uses on RUN_DIR/supervisor.sock.
 
 supervisord reloads job files by itself when they change; SIGHUP and \
-`supervisorctl update` reload them too. SIGTERM and SIGINT stop every job \
-and then supervisord, or with --live-restore end supervisord at once and \
-leave the jobs to the next supervisord, which adopts them.
+`supervisorctl update` reload them too. SIGTERM, SIGINT and SIGQUIT stop \
+every job and then supervisord, or with --live-restore end supervisord at \
+once and leave the jobs to the next supervisord, which adopts them. \
+SIGUSR1, SIGUSR2 and SIGALRM are logged and ignored.
 
 Cgroups of the jobs are created below supervisord's own cgroup, which must \
 be delegated to it (systemd's Delegate=yes).";

@@ -752,8 +752,14 @@ fn spawn_signal_handlers(
     };
     let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
+    let mut quit = install(SignalKind::quit(), "SIGQUIT")?;
     let mut hangup = install(SignalKind::hangup(), "SIGHUP")?;
     let mut child = install(SignalKind::child(), "SIGCHLD")?;
+    // Their default action ends the process. Python's supervisord reopens
+    // its log files on SIGUSR2, which a logrotate habit may send.
+    let mut user1 = install(SignalKind::user_defined1(), "SIGUSR1")?;
+    let mut user2 = install(SignalKind::user_defined2(), "SIGUSR2")?;
+    let mut alarm = install(SignalKind::alarm(), "SIGALRM")?;
     tokio::spawn(async move {
         loop {
             let stop = |origin| match live_restore {
@@ -763,8 +769,21 @@ fn spawn_signal_handlers(
             let event = tokio::select! {
                 _ = terminate.recv() => stop("SIGTERM"),
                 _ = interrupt.recv() => stop("SIGINT"),
+                _ = quit.recv() => stop("SIGQUIT"),
                 _ = hangup.recv() => Event::Reload { origin: "SIGHUP" },
                 _ = child.recv() => Event::ChildExited,
+                _ = user1.recv() => {
+                    log_ignored_signal("SIGUSR1");
+                    continue;
+                }
+                _ = user2.recv() => {
+                    log_ignored_signal("SIGUSR2");
+                    continue;
+                }
+                _ = alarm.recv() => {
+                    log_ignored_signal("SIGALRM");
+                    continue;
+                }
             };
             if events.send(event).is_err() {
                 return;
@@ -772,6 +791,15 @@ fn spawn_signal_handlers(
         }
     });
     Ok(())
+}
+
+/// Logs a signal that supervisord handles only so that it does not end
+/// the process.
+fn log_ignored_signal(signal: &'static str) {
+    tracing::warn!(
+        signal,
+        "ignored a signal: supervisord writes its log to standard error and has no log file to reopen"
+    );
 }
 
 fn remove_cgroup_parent(parent: &str) {

@@ -12,6 +12,7 @@ use corral_runtime::job::JobSpecError;
 use crate::api::{ChangeKind, InvalidJob, JobChange, ReloadReport};
 use crate::daemon::error_chain;
 use crate::daemon::job::{AfterStop, Job};
+use crate::machine::JobState;
 
 /// One job file as the scan found it.
 #[derive(Debug, Clone)]
@@ -150,6 +151,20 @@ pub enum Planned {
     Remove { name: String },
 }
 
+/// Returns whether a change to `new` that needs a new container leaves
+/// `job` as it is until its next start, as `Supervisor::update_job` does
+/// with a job that was stopped, exited or went FATAL. Jobs that are
+/// starting, running, stopping or in BACKOFF restart or start, and so does
+/// a job that never ran when `new` has `autostart`.
+fn waits_for_next_start(job: &Job, new: &JobSpec) -> bool {
+    match job.state {
+        JobState::Starting | JobState::Running | JobState::Backoff => false,
+        JobState::Stopping => job.after_stop == AfterStop::Remove && !new.autostart,
+        JobState::Stopped => !(new.autostart && job.last_run.is_none()),
+        JobState::Exited | JobState::Fatal | JobState::Invalid => true,
+    }
+}
+
 /// Compares a scan with the jobs supervisord runs.
 pub fn plan(current: &BTreeMap<String, Box<Job>>, scan: &Scan) -> Vec<Planned> {
     let mut plans = Vec::new();
@@ -268,7 +283,11 @@ fn diff_values(
 /// invalid file of the scan, also one whose error supervisord already
 /// showed, so that a re-read names each file that needs fixing. It also
 /// carries the error that kept the directory from being listed.
-pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
+pub fn report(
+    plans: &[Planned],
+    scan: &Scan,
+    current: &BTreeMap<String, Box<Job>>,
+) -> ReloadReport {
     let mut changes: Vec<JobChange> = plans
         .iter()
         .map(|plan| match plan {
@@ -279,25 +298,34 @@ pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
                     Err(_) => ChangeKind::Invalid,
                 },
                 restart: false,
+                next_start: false,
                 fields: Vec::new(),
                 error: spec.as_ref().err().map(|error| error.text.clone()),
             },
             Planned::Update {
                 name,
+                spec,
                 restart,
                 fields,
-                ..
-            } => JobChange {
-                name: name.clone(),
-                kind: ChangeKind::Changed,
-                restart: *restart,
-                fields: fields.clone(),
-                error: None,
-            },
+            } => {
+                let next_start = *restart
+                    && current
+                        .get(name)
+                        .is_some_and(|job| waits_for_next_start(job, spec));
+                JobChange {
+                    name: name.clone(),
+                    kind: ChangeKind::Changed,
+                    restart: *restart && !next_start,
+                    next_start,
+                    fields: fields.clone(),
+                    error: None,
+                }
+            }
             Planned::Invalidate { name, error } => JobChange {
                 name: name.clone(),
                 kind: ChangeKind::Invalid,
                 restart: false,
+                next_start: false,
                 fields: Vec::new(),
                 error: Some(error.text.clone()),
             },
@@ -305,6 +333,7 @@ pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
                 name: name.clone(),
                 kind: ChangeKind::Removed,
                 restart: false,
+                next_start: false,
                 fields: Vec::new(),
                 error: None,
             },
@@ -319,6 +348,7 @@ pub fn report(plans: &[Planned], scan: &Scan) -> ReloadReport {
                 name: scanned.name.clone(),
                 kind: ChangeKind::Invalid,
                 restart: false,
+                next_start: false,
                 fields: Vec::new(),
                 error: Some(error.text.clone()),
             });
@@ -422,7 +452,7 @@ mod tests {
             ],
             dir_error: None,
         };
-        let report = report(&plan(&current, &scan), &scan);
+        let report = report(&plan(&current, &scan), &scan, &current);
         let summary: Vec<(String, ChangeKind, bool)> = report
             .changes
             .iter()
@@ -484,10 +514,35 @@ mod tests {
             )],
             dir_error: None,
         };
-        let report = report(&plan(&current, &scan), &scan);
+        current.get_mut("web").unwrap().state = JobState::Running;
+        let report = report(&plan(&current, &scan), &scan, &current);
         assert_eq!(report.changes.len(), 1);
         assert_eq!(report.changes[0].fields, ["autostart", "resources.memory"]);
         assert!(report.changes[0].restart);
+        assert!(!report.changes[0].next_start);
+    }
+
+    #[test]
+    fn report_defers_changes_of_ended_jobs() {
+        let cases = [
+            (JobState::Running, true, false),
+            (JobState::Backoff, true, false),
+            (JobState::Exited, false, true),
+            (JobState::Fatal, false, true),
+        ];
+        for (state, restart, next_start) in cases {
+            let mut current = BTreeMap::new();
+            let mut web = job("web", Some(spec(r#"{"command": ["/x"]}"#)), None);
+            web.state = state;
+            current.insert("web".to_string(), web);
+            let scan = Scan {
+                jobs: vec![scanned("web", Ok(spec(r#"{"command": ["/y"]}"#)))],
+                dir_error: None,
+            };
+            let report = report(&plan(&current, &scan), &scan, &current);
+            assert_eq!(report.changes[0].restart, restart, "{state}");
+            assert_eq!(report.changes[0].next_start, next_start, "{state}");
+        }
     }
 
     #[test]

@@ -323,6 +323,21 @@ impl Supervisor {
     // ---- requests ------------------------------------------------------
 
     fn handle_request(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        // Every job is being stopped, so these would be undone or do
+        // nothing. Status, spec and signals still work, so that a slow
+        // stop can be watched or sped up with SIGKILL.
+        let changes_jobs = matches!(
+            request,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reread
+                | Request::Update
+        );
+        if self.shutting_down && changes_jobs {
+            let _ = reply.send(Err(ApiError::unavailable()));
+            return;
+        }
         let result = match request {
             Request::Info => Ok(self.info()),
             Request::List => Ok(self.list()),
@@ -523,8 +538,12 @@ impl Supervisor {
         let job = self.job_mut(name)?;
         let signal = parse_signal(signal_text)
             .map_err(|error| ApiError::bad_request(format!("job {name:?}: {error}")))?;
+        // A STOPPING job takes signals too, as in Python's supervisord, so
+        // that a slow stop can be ended with SIGKILL.
         let container = match (&job.container, job.state) {
-            (Some(container), JobState::Starting | JobState::Running) => container,
+            (Some(container), JobState::Starting | JobState::Running | JobState::Stopping) => {
+                container
+            }
             _ => {
                 return Err(ApiError::conflict(format!(
                     "job {name:?} is not running ({})",
@@ -639,7 +658,7 @@ impl Supervisor {
             tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
         }
         let plans = reload::plan(&self.jobs, &scan);
-        let report = reload::report(&plans, &scan);
+        let report = reload::report(&plans, &scan, &self.jobs);
         if apply {
             self.apply(plans);
         }
