@@ -795,6 +795,17 @@ fn check_policies(spec: &mut JobSpec) -> Check {
             ),
         ));
     };
+    // SIGSTOP cannot be caught or ignored, so it suspends the job instead
+    // of ending it, and every stop would end in SIGKILL after the timeout.
+    if signal_name(number) == Some("SIGSTOP") {
+        return Err(ValidationError::new(
+            FieldPath::of(&["stop", "signal"]),
+            format!(
+                "invalid stop signal {signal:?}: SIGSTOP suspends the job instead of ending it; \
+                 use the signal the program handles to exit, such as SIGTERM, SIGINT or SIGQUIT"
+            ),
+        ));
+    }
     if let Some(canonical) = signal_name(number) {
         spec.stop.signal = canonical.to_string();
     }

@@ -597,6 +597,22 @@ fn mounts_tmpfs_size_positive() {
 }
 
 #[test]
+fn stop_signal_must_not_be_sigstop() {
+    for name in ["SIGSTOP", "STOP", "stop"] {
+        let text = format!("{{\"command\": [\"/x\"],\n \"stop\": {{\"signal\": ▶\"{name}\"}}}}");
+        expect_error(
+            &text,
+            "stop.signal",
+            "SIGSTOP suspends the job instead of ending it",
+        );
+    }
+    // A signal whose default action is to ignore it can still end a
+    // program that handles it, as SIGWINCH ends Apache httpd gracefully.
+    let handled = parse("{\"command\": [\"/x\"], \"stop\": {\"signal\": \"WINCH\"}}").unwrap();
+    assert_eq!(handled.spec.stop.signal, "SIGWINCH");
+}
+
+#[test]
 fn stop_signal_must_be_known() {
     expect_error(
         "{\"command\": [\"/x\"],\n \"stop\": {\"signal\": ▶\"SIGTREM\"}}",

@@ -32,6 +32,11 @@ pub enum ClientError {
     )]
     Denied { socket: PathBuf },
     #[error(
+        "{socket} is not a socket: pass the control socket, RUN_DIR/supervisor.sock, \
+         with --socket or CORRAL_SUPERVISOR_SOCKET"
+    )]
+    NotSocket { socket: PathBuf },
+    #[error(
         "supervisord on {socket} did not respond within {}: it may be stopped or overloaded; \
          pass a longer --timeout to wait longer",
         DurationValue(*timeout)
@@ -72,6 +77,7 @@ impl ClientError {
             self,
             ClientError::Connect { .. }
                 | ClientError::Denied { .. }
+                | ClientError::NotSocket { .. }
                 | ClientError::Timeout { .. }
                 | ClientError::Closed { .. }
                 | ClientError::Api { status: 503, .. }
@@ -85,6 +91,13 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Returns whether `path` exists and is something other than a socket.
+fn exists_but_not_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+
+    std::fs::metadata(path).is_ok_and(|metadata| !metadata.file_type().is_socket())
 }
 
 /// Returns whether `error` means that supervisord closed the connection,
@@ -247,6 +260,13 @@ impl Client {
             Errno::EACCES => ClientError::Denied {
                 socket: self.socket.clone(),
             },
+            // connect(2) on a path that is not a socket fails with
+            // ECONNREFUSED, the same error as a socket without a listener.
+            Errno::ECONNREFUSED | Errno::ENOTSOCK if exists_but_not_socket(&self.socket) => {
+                ClientError::NotSocket {
+                    socket: self.socket.clone(),
+                }
+            }
             errno => ClientError::Connect {
                 socket: self.socket.clone(),
                 source: io::Error::from(errno),
@@ -543,6 +563,25 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(&socket.display().to_string()), "{message}");
         assert!(message.contains("supervisord is not running"), "{message}");
+    }
+
+    #[test]
+    fn path_that_is_no_socket_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        for path in [dir.path().to_path_buf(), file] {
+            let error = Client::new(&path)
+                .get::<serde_json::Value>("/v1/jobs")
+                .unwrap_err();
+            assert!(matches!(error, ClientError::NotSocket { .. }), "{error:?}");
+            assert!(error.is_unreachable());
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("{} is not a socket", path.display())),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -407,6 +407,31 @@ fn slow_stop_outlasts_timeouts() {
 }
 
 #[test]
+fn top_and_tail_take_all() {
+    if skip("top_and_tail_take_all") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &ticker()), ("api", &ticker())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_for_state("api", JobState::Running, SETTLE);
+
+    let top = daemon.ctl(&["top", "--no-stream", "all"]);
+    let output = stdout_of(&top);
+    assert_eq!(top.status.code(), Some(0), "{output}{}", stderr_of(&top));
+    assert!(output.contains("web "), "{output}");
+    assert!(output.contains("api "), "{output}");
+
+    // tail reads one job's log, so `all` is invalid usage.
+    let tail = daemon.ctl(&["tail", "all"]);
+    assert_eq!(tail.status.code(), Some(2), "{}", stderr_of(&tail));
+    assert!(
+        stderr_of(&tail).contains("must not be `all`"),
+        "{}",
+        stderr_of(&tail)
+    );
+}
+
+#[test]
 fn top_with_long_interval_works() {
     if skip("top_with_long_interval_works") {
         return;

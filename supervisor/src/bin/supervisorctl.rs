@@ -146,6 +146,12 @@ fn run(client: &Client, command: Command) -> Result<i32> {
             no_stream,
         } => {
             let iterations = if no_stream { Some(1) } else { iterations };
+            // `all` means every job here too, as with start or stop.
+            let names = if names.iter().any(|name| name == "all") {
+                Vec::new()
+            } else {
+                names
+            };
             top_command(client, &names, interval, iterations)
         }
         Command::Completions { shell } => {
@@ -397,6 +403,13 @@ fn tail_command(
     lines: usize,
     log_dir: Option<PathBuf>,
 ) -> Result<i32> {
+    // tail follows one job, so `all` is invalid usage, not an unknown job.
+    if corral_config::is_reserved_job_name(name) {
+        return Err(InvalidName(tail::LogPathError::InvalidName {
+            name: name.to_string(),
+        })
+        .into());
+    }
     let file_name = if stderr { "stderr.log" } else { "stdout.log" };
     let path = match log_dir {
         Some(dir) => match tail::job_log_path(&dir, name, file_name) {

@@ -132,7 +132,13 @@ pub enum Command {
         #[arg(long)]
         stderr: bool,
         /// Number of lines to print from the end
-        #[arg(short = 'n', long = "lines", default_value_t = 10, value_hint = ValueHint::Other)]
+        #[arg(
+            short = 'n',
+            long = "lines",
+            default_value_t = 10,
+            allow_negative_numbers = true,
+            value_hint = ValueHint::Other
+        )]
         lines: usize,
         /// Read logs below this directory without asking supervisord for the
         /// path (LOG_DIR/NAME/stdout.log)
@@ -152,7 +158,7 @@ pub enum Command {
     /// processes of every job, or of the named ones, refreshing
     #[command(visible_alias = "stats")]
     Top {
-        /// Job names [default: every job]
+        /// Job names, or `all` [default: every job]
         names: Vec<String>,
         /// Time between refreshes: seconds (2, 0.5) or with a unit (500ms,
         /// 2s, 1m)
@@ -165,7 +171,12 @@ pub enum Command {
         )]
         interval: Duration,
         /// Print this many tables, then exit
-        #[arg(short = 'n', long, value_hint = ValueHint::Other)]
+        #[arg(
+            short = 'n',
+            long,
+            allow_negative_numbers = true,
+            value_hint = ValueHint::Other
+        )]
         iterations: Option<u64>,
         /// Print one table and exit, as `docker stats --no-stream` does
         #[arg(long)]
@@ -360,6 +371,24 @@ mod tests {
                     argument.get_id()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn negative_counts_are_invalid_values() {
+        for args in [
+            ["supervisorctl", "tail", "-n", "-1", "web"],
+            ["supervisorctl", "top", "-n", "-1", "web"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("invalid value '-1'"), "{message}");
+            assert!(!message.contains("'-- -1'"), "{message}");
         }
     }
 
