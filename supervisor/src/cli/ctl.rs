@@ -158,7 +158,7 @@ pub enum Command {
     /// processes of every job, or of the named ones, refreshing
     #[command(visible_alias = "stats")]
     Top {
-        /// Job names, or `all` [default: every job]
+        /// Job names [default: every job]
         names: Vec<String>,
         /// Time between refreshes: seconds (2, 0.5) or with a unit (500ms,
         /// 2s, 1m)
