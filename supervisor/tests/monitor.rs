@@ -293,6 +293,69 @@ fn text_log_lines_are_unchanged() {
     );
 }
 
+/// Runs the monitor with `program` after `--` and `/bin/sh` as the
+/// fallback, and returns its exit status, stdout log and stderr log.
+fn run_with_fallback(program: &std::path::Path) -> (ExitStatus, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("logs.json");
+    LogSettings {
+        max_size: 4096,
+        keep: 1,
+        cpus: None,
+    }
+    .write(&settings)
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+        .arg("--stdout")
+        .arg(dir.path().join("stdout.log"))
+        .arg("--stderr")
+        .arg(dir.path().join("stderr.log"))
+        .arg("--settings")
+        .arg(&settings)
+        .args(["--fallback", "/bin/sh", "--"])
+        .arg(program)
+        .args(["-c", "echo ran-fallback; exit 4"])
+        .output()
+        .unwrap();
+    let read = |name| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    (output.status, read("stdout.log"), read("stderr.log"))
+}
+
+#[test]
+fn missing_program_runs_the_fallback() {
+    // The descriptor path of a process that has exited, as supervisord's
+    // /proc/PID/fd/N path of the runtime is once supervisord died.
+    let mut exited = Command::new("/bin/true").spawn().unwrap();
+    let pid = exited.id();
+    exited.wait().unwrap();
+    let program = PathBuf::from(format!("/proc/{pid}/fd/0"));
+    assert!(!program.exists(), "{} still exists", program.display());
+
+    let (status, stdout, stderr) = run_with_fallback(&program);
+    assert_eq!(status.code(), Some(4), "stderr log: {stderr}");
+    assert_eq!(stdout, "ran-fallback\n");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn fallback_is_only_for_a_missing_program() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("not-executable");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let (status, stdout, stderr) = run_with_fallback(&not_executable);
+    assert_eq!(status.code(), Some(125), "stdout log: {stdout}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("corral-monitor: failed to run "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not-executable"), "{stderr}");
+}
+
 /// Returns the PID of the shell the monitor started.
 fn shell_pid(monitor: Pid) -> Pid {
     let children =

@@ -1846,6 +1846,85 @@ fn restart_adopts_running_jobs() {
 }
 
 #[test]
+fn old_cgroup_parent_removed_after_adoption() {
+    if skip("old_cgroup_parent_removed_after_adoption") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler()), ("api", &term_handler())]);
+    let web = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    daemon.wait_for_state("api", JobState::Running, SETTLE);
+    let old_dirs = daemon.cgroup_dirs();
+    assert!(old_dirs.iter().all(|dir| dir.is_dir()), "{old_dirs:?}");
+
+    daemon.crash();
+    daemon.cgroup_parent = format!("{}-next", daemon.cgroup_parent);
+    daemon.respawn();
+    let adopted = daemon.job("web").unwrap();
+    assert_eq!(
+        adopted.container_id,
+        web.container_id,
+        "{}",
+        daemon.diagnostics()
+    );
+
+    // The restarted container runs below the new parent, and api keeps the
+    // old one in use.
+    let restart = daemon.ctl(&["restart", "web"]);
+    assert_eq!(restart.status.code(), Some(0), "{}", stderr_of(&restart));
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    assert!(
+        old_dirs.iter().all(|dir| dir.is_dir()),
+        "the old parent was removed while api ran below it: {old_dirs:?}"
+    );
+
+    // The shutdown ends api, the last container below the old parent.
+    let shutdown = daemon.ctl(&["shutdown"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    let left: Vec<_> = old_dirs.iter().filter(|dir| dir.exists()).collect();
+    assert_eq!(
+        left,
+        Vec::<&std::path::PathBuf>::new(),
+        "{}",
+        daemon.daemon_log()
+    );
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn old_cgroup_parent_removed_on_restart() {
+    if skip("old_cgroup_parent_removed_on_restart") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let old_dirs = daemon.cgroup_dirs();
+
+    daemon.crash();
+    daemon.cgroup_parent = format!("{}-next", daemon.cgroup_parent);
+    daemon.respawn();
+    let restart = daemon.ctl(&["restart", "web"]);
+    assert_eq!(restart.status.code(), Some(0), "{}", stderr_of(&restart));
+
+    // The adopted container was the only one below the old parent, so the
+    // parent goes while supervisord runs on.
+    daemon.wait_until(SETTLE, "the old cgroup parent is removed", |_| {
+        old_dirs.iter().all(|dir| !dir.exists())
+    });
+    assert!(
+        !daemon.leftover_cgroups().is_empty(),
+        "the new parent is missing while web runs"
+    );
+
+    let shutdown = daemon.ctl(&["shutdown"]);
+    assert_eq!(shutdown.status.code(), Some(0), "{}", stderr_of(&shutdown));
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(daemon.leftover_cgroups(), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
 fn restart_keeps_stopped_exited_and_fatal_jobs() {
     if skip("restart_keeps_stopped_exited_and_fatal_jobs") {
         return;

@@ -380,19 +380,47 @@ impl Hierarchy {
     /// alone without an error.
     pub fn remove_if_empty(&self, path: &str) -> Result<(), CgroupError> {
         let (paths, _) = self.locate(path)?;
-        for dir in super::unique_dirs(&paths) {
-            match fs::remove_dir(dir) {
-                Ok(()) => tracing::debug!(dir = %dir.display(), "removed empty cgroup"),
-                Err(error) if is_in_use_or_gone(&error) => {}
-                Err(source) => {
-                    return Err(CgroupError::RemoveDir {
-                        path: dir.to_path_buf(),
-                        source,
-                    })
-                }
+        remove_paths_if_empty(&paths)
+    }
+}
+
+/// Removes each directory of `paths` that is empty, as
+/// [`Hierarchy::remove_if_empty`] does for a located path. Use it for a
+/// cgroup that another process placed, whose directories a state file
+/// records.
+pub fn remove_paths_if_empty(paths: &CgroupPaths) -> Result<(), CgroupError> {
+    for dir in super::unique_dirs(paths) {
+        match fs::remove_dir(dir) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), "removed empty cgroup"),
+            Err(error) if is_in_use_or_gone(&error) => {}
+            Err(source) => {
+                return Err(CgroupError::RemoveDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })
             }
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// Returns the directories that contain those of `paths`, which for a
+/// container's cgroup are the directories of its cgroup parent. Returns
+/// `None` when a directory of `paths` has no parent.
+pub fn parent_paths(paths: &CgroupPaths) -> Option<CgroupPaths> {
+    match paths {
+        CgroupPaths::V1 { controllers } => {
+            let mut parents = BTreeMap::new();
+            for (name, dir) in controllers {
+                parents.insert(name.clone(), dir.parent()?.to_path_buf());
+            }
+            Some(CgroupPaths::V1 {
+                controllers: parents,
+            })
+        }
+        CgroupPaths::V2 { path } => Some(CgroupPaths::V2 {
+            path: path.parent()?.to_path_buf(),
+        }),
     }
 }
 

@@ -36,7 +36,7 @@ pub use crate::state::CgroupPaths;
 pub use cgroup::Cgroup;
 pub(crate) use devices::compact_rules as compact_device_rules;
 pub use error::CgroupError;
-pub use hierarchy::{Hierarchy, SELF_LEAF, UNIFIED_KEY};
+pub use hierarchy::{parent_paths, remove_paths_if_empty, Hierarchy, SELF_LEAF, UNIFIED_KEY};
 
 /// Cgroup version that the host's limits go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1210,6 +1210,35 @@ fn remove_if_empty_keeps_busy_dirs() {
 }
 
 #[test]
+fn parent_paths_remove_only_empty_parents() {
+    let tree = Tree::new();
+    let mut controllers = BTreeMap::new();
+    controllers.insert("cpu".to_string(), tree.path("cpu/old/web-1"));
+    controllers.insert("memory".to_string(), tree.path("memory/own/old/web-1"));
+    let container = CgroupPaths::V1 { controllers };
+    let parents = parent_paths(&container).unwrap();
+    let CgroupPaths::V1 { controllers } = &parents else {
+        panic!("a v1 container has v1 parents: {parents:?}");
+    };
+    assert_eq!(controllers["cpu"], tree.path("cpu/old"));
+    assert_eq!(controllers["memory"], tree.path("memory/own/old"));
+
+    fs::create_dir_all(tree.path("cpu/old")).unwrap();
+    tree.file("memory/own/old/web-2/cgroup.procs", "");
+    remove_paths_if_empty(&parents).unwrap();
+    assert!(!tree.path("cpu/old").exists());
+    assert!(tree.path("memory/own/old/web-2").is_dir());
+
+    let v2 = CgroupPaths::V2 {
+        path: tree.path("unified/old/web-1"),
+    };
+    let expected = CgroupPaths::V2 {
+        path: tree.path("unified/old"),
+    };
+    assert_eq!(parent_paths(&v2), Some(expected));
+}
+
+#[test]
 fn remove_deletes_children_first() {
     // Plain directories stand in for cgroups, which rmdir removes with
     // their control files.

@@ -32,6 +32,7 @@ fn main() {
         settings_file: cli.settings,
         command: cli.command,
         arg0: cli.arg0,
+        fallback: cli.fallback,
         log_permissions: LogPermissions {
             group: cli.log_group,
         },

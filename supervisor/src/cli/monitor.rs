@@ -66,6 +66,12 @@ pub struct Cli {
     /// of supervisord
     #[arg(long, value_name = "NAME")]
     pub arg0: Option<OsString>,
+    /// Program to run in place of the program after `--` when that one is
+    /// not found (ENOENT), with the same arguments. supervisord passes its
+    /// --runtime, because the /proc/PID/fd/N path after `--` is gone once
+    /// supervisord has exited
+    #[arg(long, value_name = "PATH")]
+    pub fallback: Option<PathBuf>,
     /// The shim's command line, after `--`
     #[arg(required = true, last = true)]
     pub command: Vec<OsString>,

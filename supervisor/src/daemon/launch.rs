@@ -225,6 +225,12 @@ pub fn launch(
     if let Some(name) = config.runtime.file_name() {
         command.arg("--arg0").arg(name);
     }
+    // A supervisord that dies before the monitor runs the shim takes the
+    // /proc/PID/fd/N path with it. A shim started from `config.runtime`
+    // executes itself once more to reach a read-only view of its own.
+    if config.runtime_exec.is_some() {
+        command.arg("--fallback").arg(&config.runtime);
+    }
     command
         .arg("--")
         .arg(config.runtime_exec.as_ref().unwrap_or(&config.runtime))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use corral_config::{JobSpec, Network};
+use corral_runtime::cgroups::CgroupPaths;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
@@ -124,6 +125,9 @@ pub struct Supervisor {
     /// that each started job keeps ended up spread over the heap pages
     /// those tasks had filled, and kept them resident.
     launch_queue: VecDeque<String>,
+    /// Cgroup parents of adopted containers that lie outside this daemon's
+    /// own `--cgroup-parent`, by container id, removed once empty.
+    adopted_cgroup_parents: BTreeMap<String, CgroupPaths>,
 }
 
 impl Supervisor {
@@ -143,6 +147,7 @@ impl Supervisor {
             detached: false,
             launch_permits: Arc::new(tokio::sync::Semaphore::new(LAUNCH_CONCURRENCY)),
             launch_queue: VecDeque::new(),
+            adopted_cgroup_parents: BTreeMap::new(),
         }
     }
 
@@ -1553,6 +1558,7 @@ impl Supervisor {
             "job exited: {}",
             crate::describe::termination_text(&run)
         );
+        self.remove_adopted_cgroup_parent(name, container_id);
         self.after_run(name, run);
     }
 

@@ -145,6 +145,9 @@ pub struct MonitorOptions {
     pub command: Vec<OsString>,
     /// `argv[0]` of the shim in place of the program path.
     pub arg0: Option<OsString>,
+    /// Program run with the same arguments when the program of `command`
+    /// is not found.
+    pub fallback: Option<PathBuf>,
     /// Group and modes of the log files and directory the monitor creates.
     pub log_permissions: LogPermissions,
 }
@@ -229,31 +232,24 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stdout pipe"))?;
     let (stderr_read, stderr_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create the stderr pipe"))?;
-    let mut command = Command::new(program);
-    if let Some(arg0) = &options.arg0 {
-        command.arg0(arg0);
-    }
-    command
-        .args(arguments)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::from(stdout_write))
-        .stderr(Stdio::from(stderr_write));
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only sigprocmask, which is async-signal-safe. std's spawn keeps the
-    // parent's mask, which would leave the shim deaf to stop signals.
-    unsafe {
-        command.pre_exec(|| {
-            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(io::Error::from)
-        });
-    }
-    let child = command.spawn().map_err(|source| MonitorError::Spawn {
-        program: program.to_string_lossy().into_owned(),
-        source,
-    })?;
-    // The command owns the pipes' write ends. Dropping it leaves them to the
-    // shim alone, so the reads end when the shim and container do.
-    drop(command);
+    let spawned = spawn_shim(program, arguments, options, &stdout_write, &stderr_write);
+    let child = match (spawned, &options.fallback) {
+        (Err(MonitorError::Spawn { program, source }), Some(fallback))
+            if source.kind() == io::ErrorKind::NotFound =>
+        {
+            warn(&format!(
+                "failed to run {program}: {source}; running {} instead",
+                fallback.display()
+            ));
+            let fallback = fallback.as_os_str();
+            spawn_shim(fallback, arguments, options, &stdout_write, &stderr_write)?
+        }
+        (spawned, _) => spawned?,
+    };
+    // Each attempt passed copies of the pipes' write ends. Dropping these
+    // leaves them to the shim alone, so the reads end when the shim and
+    // container do.
+    drop((stdout_write, stderr_write));
     let shim = Pid::from_raw(child.id() as i32);
     lower_priority();
 
@@ -280,6 +276,41 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     queue.close();
     wait_for_writer(writer, &writer_ended, &queue, WRITER_EXIT_TIMEOUT);
     Ok(exit)
+}
+
+/// Spawns `program` with `arguments` as the shim, with copies of the
+/// pipes' write ends as its stdout and stderr, and with an empty signal
+/// mask.
+fn spawn_shim(
+    program: &std::ffi::OsStr,
+    arguments: &[OsString],
+    options: &MonitorOptions,
+    stdout_write: &OwnedFd,
+    stderr_write: &OwnedFd,
+) -> Result<std::process::Child, MonitorError> {
+    let spawn_error = |source| MonitorError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    };
+    let mut command = Command::new(program);
+    if let Some(arg0) = &options.arg0 {
+        command.arg0(arg0);
+    }
+    command
+        .args(arguments)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::from(stdout_write.try_clone().map_err(spawn_error)?))
+        .stderr(Stdio::from(stderr_write.try_clone().map_err(spawn_error)?));
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only sigprocmask, which is async-signal-safe. std's spawn keeps the
+    // parent's mask, which would leave the shim deaf to stop signals.
+    unsafe {
+        command.pre_exec(|| {
+            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(io::Error::from)
+        });
+    }
+    command.spawn().map_err(spawn_error)
 }
 
 /// Waits up to `timeout` for the log writer thread, which ends once it

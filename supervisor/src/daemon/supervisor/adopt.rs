@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corral_config::JobSpec;
-use corral_runtime::state::ExitRecord;
+use corral_runtime::cgroups::{self, CgroupPaths};
+use corral_runtime::state::{ContainerState, ExitRecord};
 
 use super::{clean_up_orphan, process_stopped, Supervisor};
 use crate::daemon::job::{AfterStop, Container, Job};
@@ -94,6 +95,7 @@ impl Supervisor {
 
     fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
         let id = record.container_id.clone();
+        let cgroup_parent = foreign_cgroup_parent(&self.config, &record.job, &id);
         // Containers of older versions have no kept spec, so a missing one
         // is no error here. Without it, an invalid or removed job file stops
         // the container below, with a warning of its own.
@@ -116,7 +118,7 @@ impl Supervisor {
                 Some(spec) => self.add_removed_job(&record.job, &id, spec),
                 None => {
                     tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job whose file was removed");
-                    self.kill_orphan(record, monitor);
+                    self.kill_orphan(record, monitor, cgroup_parent);
                     return;
                 }
             }
@@ -131,7 +133,7 @@ impl Supervisor {
         let current = job.spec.clone();
         let Some(spec) = current.clone().or_else(|| launched.clone()) else {
             tracing::warn!(job = %record.job, container_id = %id, "stopping the container of a job without a valid job file");
-            self.kill_orphan(record, monitor);
+            self.kill_orphan(record, monitor, cgroup_parent);
             return;
         };
         job.spec = Some(Arc::clone(&spec));
@@ -186,6 +188,10 @@ impl Supervisor {
         });
         job.last_container_id = Some(id.clone());
         job.restore_restarts(&record.restarts);
+        if let Some(parent) = cgroup_parent {
+            self.adopted_cgroup_parents.insert(id.clone(), parent);
+        }
+        let job = self.jobs.get_mut(&record.job).expect("present above");
 
         let start_seconds = spec.start_seconds.as_duration();
         job.enter(JobState::Starting);
@@ -283,10 +289,29 @@ impl Supervisor {
         self.jobs.insert(name.to_string(), Box::new(job));
     }
 
+    /// Removes the cgroup parent of adopted container `id`, if it is not
+    /// this daemon's own and no other adopted container remains below it,
+    /// once the container ended. A parent that still has children or
+    /// processes stays.
+    pub(super) fn remove_adopted_cgroup_parent(&mut self, job: &str, id: &str) {
+        let Some(parent) = self.adopted_cgroup_parents.remove(id) else {
+            return;
+        };
+        if self
+            .adopted_cgroup_parents
+            .values()
+            .any(|other| *other == parent)
+        {
+            return;
+        }
+        remove_cgroup_parent(job, id, &parent);
+    }
+
     /// Kills the container of a monitor whose job is gone. The shim then
     /// notices the end of its container, cleans up and exits, the monitor
-    /// follows, and the container's files are removed.
-    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd) {
+    /// follows, the container's files are removed, and so is `cgroup_parent`
+    /// if it is empty.
+    fn kill_orphan(&self, record: ShimRecord, monitor: PidFd, cgroup_parent: Option<CgroupPaths>) {
         let config = Arc::clone(&self.config);
         tokio::spawn(async move {
             let job = record.job.clone();
@@ -304,6 +329,9 @@ impl Supervisor {
                 tracing::error!(%job, container_id = %id, %error, "failed to watch an orphaned monitor");
             }
             launch::remove_container_files(&config, &id);
+            if let Some(parent) = cgroup_parent {
+                remove_cgroup_parent(&job, &id, &parent);
+            }
             tracing::info!(%job, container_id = %id, "removed an orphaned container");
         });
     }
@@ -402,6 +430,54 @@ fn keep_launched_spec(config: &DaemonConfig, job: &mut Job, id: &str) {
         Err(error) => {
             tracing::warn!(job = %job.name, container_id = %id, error = %error_chain(&error), "job file is invalid and the spec the ended container was started from cannot be read, so the job cannot start until its file is fixed");
         }
+    }
+}
+
+/// Returns the directories of the cgroup parent of container `id` when
+/// they differ from those of this daemon's `--cgroup-parent`: the parent of
+/// an earlier supervisord started with another `--cgroup-parent`. They are
+/// read from the container's state, which records its cgroup's directories.
+fn foreign_cgroup_parent(config: &DaemonConfig, job: &str, id: &str) -> Option<CgroupPaths> {
+    let state = match ContainerState::load(&config.containers_root(), id) {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::warn!(%job, container_id = %id, error = %error_chain(&error), "failed to read the state of an adopted container, so its cgroup parent stays after it ends");
+            return None;
+        }
+    };
+    let parent = cgroups::parent_paths(&state.cgroup_paths)?;
+    let own = match cgroups::Hierarchy::detect()
+        .and_then(|hierarchy| hierarchy.locate(&config.cgroup_parent))
+    {
+        Ok((own, _)) => own,
+        Err(error) => {
+            tracing::warn!(%job, container_id = %id, cgroup_parent = %config.cgroup_parent, error = %error_chain(&error), "failed to locate the cgroup parent, so the one of an adopted container stays after it ends");
+            return None;
+        }
+    };
+    let own_dirs = cgroup_dirs(&own);
+    if cgroup_dirs(&parent)
+        .iter()
+        .any(|dir| own_dirs.contains(dir))
+    {
+        return None;
+    }
+    tracing::info!(%job, container_id = %id, cgroup = %state.cgroup_id, "adopted container runs below another cgroup parent, which is removed once empty");
+    Some(parent)
+}
+
+fn cgroup_dirs(paths: &CgroupPaths) -> Vec<&std::path::Path> {
+    match paths {
+        CgroupPaths::V1 { controllers } => controllers.values().map(|dir| dir.as_path()).collect(),
+        CgroupPaths::V2 { path } => vec![path.as_path()],
+    }
+}
+
+/// Removes the directories of `parent` that are empty, and logs a failure
+/// with the job and container whose end made the attempt.
+fn remove_cgroup_parent(job: &str, id: &str, parent: &CgroupPaths) {
+    if let Err(error) = cgroups::remove_paths_if_empty(parent) {
+        tracing::warn!(%job, container_id = %id, error = %error_chain(&error), "failed to remove the cgroup parent of an adopted container");
     }
 }
 
