@@ -23,7 +23,8 @@ pub struct JobSpec {
     #[serde(default)]
     pub command: Vec<String>,
     /// Environment variables. `${VAR}` in a value is replaced from supervisord's
-    /// environment when the job is loaded.
+    /// environment when the job is loaded. `PATH` and `HOME` get defaults when
+    /// neither this nor the image sets them.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory inside the container (absolute); `/` when unset.

@@ -13,7 +13,7 @@ use corral_config::{convert, ImageRef, JobSpec, MountSpec, Network};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use crate::image::{self, ImageRecord, Store, StoreError, UserError};
+use crate::image::{self, ImageConfig, ImageRecord, Store, StoreError, UserError};
 
 /// Annotation keys that carry corral's own settings inside `config.json`.
 pub mod annotations {
@@ -33,8 +33,11 @@ pub mod annotations {
     pub const LABEL_PREFIX: &str = "run.corral.label.";
 }
 
-/// Search path used to find a command that has no `/`, when the job's
-/// environment has no `PATH`. It is not added to the environment.
+/// `PATH` that [`oci_spec`] adds to a job's environment when neither the job
+/// nor its image sets one. It is the default of Docker (`DefaultPathEnv` in
+/// moby's `pkg/system`) and containerd (`oci.WithDefaultPathEnv`). The
+/// runtime also searches it for a command without `/` when a config's
+/// environment has no `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Capabilities every job keeps: the bounding set Docker gives containers.
@@ -137,8 +140,9 @@ pub enum JobSpecError {
         #[source]
         source: Box<StoreError>,
     },
-    /// `field` is `user` for the job's own user, or `the image config's
-    /// User` for the user that the stored image's config gives.
+    /// `field` is `user` for the job's own user, `the image config's User`
+    /// for the user that the stored image's config gives, or `the default
+    /// user` for root (`0:0`) when neither names one.
     #[error("failed to resolve {field} {user:?} in image {image:?}")]
     User {
         field: &'static str,
@@ -231,16 +235,13 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         namespaces.push(json!({"type": "network"}));
     }
 
-    let env = match defaults {
-        Some(defaults) => defaults.merged_env(&job.env),
-        None => job.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-    };
     let working_dir = job
         .working_dir
         .as_deref()
         .or(defaults.and_then(|d| d.working_dir.as_deref()))
         .unwrap_or("/");
     let exec_user = exec_user(job, &image)?;
+    let env = process_env(job, defaults, &exec_user);
     let capabilities = capability_set(job);
     let seccomp = seccomp_profile(job, &capabilities)?;
     if job.user_namespace.is_some() {
@@ -295,6 +296,35 @@ pub fn oci_spec(job: &JobSpec, container: &JobContainer<'_>) -> Result<Spec, Job
         job: container.job_name.to_string(),
         source,
     })
+}
+
+/// Builds `process.env`: the image's environment with the job's `env`
+/// applied. When neither sets `PATH` or `HOME`, an entry with
+/// [`DEFAULT_PATH`] or with the user's home directory (`/` without one) is
+/// put in front, as runc's init sets `HOME` from the passwd entry.
+fn process_env(
+    job: &JobSpec,
+    defaults: Option<&ImageConfig>,
+    user: &image::ExecUser,
+) -> Vec<String> {
+    let merged = match defaults {
+        Some(defaults) => defaults.merged_env(&job.env),
+        None => job.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    };
+    let is_set = |name: &str| {
+        merged
+            .iter()
+            .any(|entry| entry.split_once('=').map_or(entry.as_str(), |(key, _)| key) == name)
+    };
+    let mut env = Vec::with_capacity(merged.len() + 2);
+    if !is_set("PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !is_set("HOME") {
+        env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
+    }
+    env.extend(merged);
+    env
 }
 
 /// The default capabilities with the job's `cap_add` and `cap_drop`
@@ -378,24 +408,22 @@ pub fn resolve_job_user(job: &JobSpec, data_dir: &Path) -> Result<image::ExecUse
 }
 
 /// Resolves the job's `user`, or the user of its stored image's config, in
-/// the image's account files. Root when neither names one.
+/// the image's account files. Root (`0:0`) when neither names one.
 fn exec_user(job: &JobSpec, image: &ResolvedImage) -> Result<image::ExecUser, JobSpecError> {
     let defaults = image.stored.as_ref().map(|(_, record)| &record.config);
-    let user = job
-        .user
-        .as_deref()
-        .or(defaults.and_then(|d| d.user.as_deref()));
-    let Some(user) = user else {
-        return Ok(image::ExecUser::default());
+    // Without a user the process runs as root, whose passwd entry is still
+    // read for the home directory.
+    let (field, user) = match (
+        job.user.as_deref(),
+        defaults.and_then(|d| d.user.as_deref()),
+    ) {
+        (Some(user), _) => ("user", user),
+        (None, Some(user)) => ("the image config's User", user),
+        (None, None) => ("the default user", "0:0"),
     };
     let root = match &image.stored {
         Some((store, record)) => image::AccountRoot::Image { store, record },
         None => image::AccountRoot::Dir(&image.root_dir),
-    };
-    let field = if job.user.is_some() {
-        "user"
-    } else {
-        "the image config's User"
     };
     image::resolve_user(&root, user).map_err(|source| JobSpecError::User {
         field,
@@ -624,4 +652,116 @@ fn block_device_numbers(path: &str) -> Result<(u64, u64), JobSpecError> {
     }
     let device = metadata.rdev();
     Ok((libc::major(device) as u64, libc::minor(device) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn job(text: &str) -> JobSpec {
+        serde_json::from_str(text).expect("valid job spec")
+    }
+
+    fn user_with_home(home: Option<&str>) -> image::ExecUser {
+        image::ExecUser {
+            home: home.map(str::to_string),
+            ..image::ExecUser::default()
+        }
+    }
+
+    /// Returns the `process.env` of `job_text` run on a path image that has
+    /// root (home /root) and web (UID 1000, home /srv) in its /etc/passwd.
+    fn generated_env(job_text: &str) -> Vec<String> {
+        let image = tempfile::tempdir().unwrap();
+        fs::create_dir(image.path().join("etc")).unwrap();
+        fs::write(
+            image.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/srv:/bin/sh\n\
+             nohome:x:1001:1001::\n",
+        )
+        .unwrap();
+        let mut spec: Value = serde_json::from_str(job_text).unwrap();
+        spec["image"] = json!({"path": image.path()});
+        let job: JobSpec = serde_json::from_value(spec).unwrap();
+        let data_dir = tempfile::tempdir().unwrap();
+        let container = JobContainer {
+            job_name: "web",
+            container_id: "web-0123abcd",
+            data_dir: data_dir.path(),
+            cgroup_parent: "corral",
+        };
+        let spec = oci_spec(&job, &container).expect("job translates");
+        spec.process().as_ref().unwrap().env().clone().unwrap()
+    }
+
+    #[test]
+    fn env_gets_default_path_and_home() {
+        let env = generated_env(r#"{"command": ["/usr/bin/env"]}"#);
+        assert_eq!(env, [format!("PATH={DEFAULT_PATH}"), "HOME=/root".into()]);
+    }
+
+    #[test]
+    fn env_home_follows_the_user() {
+        let cases = [
+            ("web", "HOME=/srv"),
+            ("1000", "HOME=/srv"),
+            ("1000:1000", "HOME=/srv"),
+            ("0:0", "HOME=/root"),
+            ("4242", "HOME=/"),
+            ("4242:4242", "HOME=/"),
+            ("nohome", "HOME=/"),
+        ];
+        for (user, home) in cases {
+            let text = json!({"command": ["/usr/bin/env"], "user": user}).to_string();
+            let env = generated_env(&text);
+            assert_eq!(env.get(1).map(String::as_str), Some(home), "user {user}");
+            assert_eq!(env.len(), 2, "user {user}: {env:?}");
+        }
+    }
+
+    #[test]
+    fn env_keeps_job_path_and_home() {
+        let env = generated_env(
+            r#"{"command": ["/usr/bin/env"],
+                "env": {"PATH": "/opt/bin", "HOME": "/data", "LANG": "C.UTF-8"}}"#,
+        );
+        assert_eq!(env, ["HOME=/data", "LANG=C.UTF-8", "PATH=/opt/bin"]);
+    }
+
+    #[test]
+    fn env_defaults_fill_only_what_is_unset() {
+        let env = generated_env(r#"{"command": ["/x"], "env": {"HOME": "/data"}}"#);
+        assert_eq!(env, [format!("PATH={DEFAULT_PATH}"), "HOME=/data".into()]);
+        let env = generated_env(r#"{"command": ["/x"], "env": {"PATH": ""}}"#);
+        assert_eq!(env, ["HOME=/root", "PATH="]);
+    }
+
+    #[test]
+    fn env_keeps_image_path_and_home() {
+        let image = ImageConfig {
+            env: vec!["PATH=/image/bin".into(), "HOME=/image/home".into()],
+            ..ImageConfig::default()
+        };
+        let env = process_env(
+            &job(r#"{"command": ["/x"]}"#),
+            Some(&image),
+            &user_with_home(Some("/root")),
+        );
+        assert_eq!(env, ["PATH=/image/bin", "HOME=/image/home"]);
+
+        let env = process_env(
+            &job(r#"{"command": ["/x"], "env": {"PATH": "/job/bin"}}"#),
+            Some(&image),
+            &user_with_home(None),
+        );
+        assert_eq!(env, ["PATH=/job/bin", "HOME=/image/home"]);
+    }
+
+    #[test]
+    fn env_home_is_root_dir_without_entry() {
+        let env = process_env(&job(r#"{"command": ["/x"]}"#), None, &user_with_home(None));
+        assert_eq!(env, [format!("PATH={DEFAULT_PATH}"), "HOME=/".into()]);
+    }
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use inotify::{EventMask, Events, Inotify, WatchMask};
+use inotify::{EventMask, Events, Inotify, WatchDescriptor, WatchMask};
 
 /// A failure to find a job's log below a log directory, as
 /// `supervisorctl tail --log-dir` looks for it.
@@ -214,7 +214,8 @@ const MAX_GENERATIONS: u32 = corral_config::MAX_LOG_KEEP;
 /// `on_skip` receives the size of their content, which is not printed. A file
 /// truncated in place is read again from its start. When the file or its
 /// directory is missing, it waits for them and reads the file from its
-/// start. A missing parent of that directory is an error.
+/// start, also when the directory is deleted or renamed while it follows
+/// the file. A missing parent of that directory at the start is an error.
 ///
 /// `hangup` is the pipe or socket that `out` writes to, from
 /// [`crate::stdout::hangup_watch`]. While it waits for the file, `follow`
@@ -232,10 +233,23 @@ pub fn follow(
     let mut inotify = Inotify::init()?;
     let mut buffer = [0u8; 4096];
     wait_for_directory(&mut inotify, dir, &mut buffer, hangup)?;
-    inotify.watches().add(
-        dir,
-        WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE,
-    )?;
+    // The parent's events report that `dir` was deleted, renamed or created
+    // again. The directory's own watch does not, because the deleted file
+    // that this reader keeps open pins the directory, and Linux (seen on
+    // 6.18) sends the directory's DELETE_SELF only after that file is closed.
+    let dir_name = dir.file_name();
+    let parent = dir
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let parent_mask =
+        WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE | WatchMask::MOVED_FROM;
+    // A `dir` without a name, such as `/`, cannot be deleted or renamed.
+    let parent_watch = match dir_name {
+        Some(_) => Some(inotify.watches().add(parent, parent_mask)?),
+        None => None,
+    };
+    let mut dir_watch = watch_directory(&mut inotify, dir)?;
     // Opened after the watch exists, so a file created in between still
     // sends CREATE.
     let mut file = open_if_present(path)?;
@@ -247,11 +261,21 @@ pub fn follow(
     loop {
         let mut check_path = false;
         let mut grew = false;
+        let mut dir_changed = false;
         for event in read_events(&mut inotify, &mut buffer, hangup)? {
             // After an overflow the kernel dropped events, maybe the
-            // CREATE of a new file.
+            // CREATE of a new file or the deletion of the directory.
             if event.mask.contains(EventMask::Q_OVERFLOW) {
                 check_path = true;
+                dir_changed |= !dir_watch.as_ref().is_some_and(|watch| watch.still_at(dir));
+                continue;
+            }
+            if parent_watch.as_ref() == Some(&event.wd) {
+                dir_changed |= event.name.is_some() && event.name == dir_name;
+                continue;
+            }
+            if dir_watch.as_ref().map(|watch| &watch.descriptor) != Some(&event.wd) {
+                // An event of a directory watch that was already replaced.
                 continue;
             }
             if event.name != Some(name) {
@@ -266,10 +290,24 @@ pub fn follow(
                 grew = true;
             }
         }
+        if dir_changed {
+            // The old handle is kept and read to its end once a new file
+            // exists, as after a rename. What it has now is copied at once.
+            if let Some(old) = file.as_mut() {
+                offset = copy_new_bytes(old, offset, out)?;
+            }
+            if let Some(old) = dir_watch.take() {
+                // Fails when the kernel already removed the watch of a
+                // deleted directory, which is fine.
+                let _ = inotify.watches().remove(old.descriptor);
+            }
+            dir_watch = watch_directory(&mut inotify, dir)?;
+            check_path = true;
+        }
         if check_path {
             if let Some(new) = open_if_replaced(path, file.as_ref())? {
-                // The old handle still reads the renamed file, which its
-                // writer closed before the rename.
+                // The old handle still reads the renamed or deleted file,
+                // which its writer closed before it created the new one.
                 if let Some(old) = file.as_mut() {
                     copy_new_bytes(old, offset, out)?;
                     if let Some(skipped) = skipped_between(path, old, &new) {
@@ -285,6 +323,55 @@ pub fn follow(
                 offset = copy_new_bytes(current, offset, out)?;
             }
         }
+    }
+}
+
+/// An inotify watch on the directory of the followed file.
+struct DirectoryWatch {
+    descriptor: WatchDescriptor,
+    /// Device and inode of the watched directory.
+    identity: (u64, u64),
+}
+
+impl DirectoryWatch {
+    /// Returns whether `dir` is still the directory that this watch is on.
+    fn still_at(&self, dir: &Path) -> bool {
+        std::fs::metadata(dir).is_ok_and(|meta| (meta.dev(), meta.ino()) == self.identity)
+    }
+}
+
+/// Watches `dir` for the creation, renaming in and growth of files.
+/// Returns `None` when `dir` is not a directory.
+fn watch_directory(inotify: &mut Inotify, dir: &Path) -> io::Result<Option<DirectoryWatch>> {
+    let identity = |meta: std::fs::Metadata| meta.is_dir().then(|| (meta.dev(), meta.ino()));
+    loop {
+        let Some(before) = std::fs::metadata(dir).ok().and_then(identity) else {
+            return Ok(None);
+        };
+        let mask =
+            WatchMask::MODIFY | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE;
+        let descriptor = match inotify.watches().add(dir, mask) {
+            Ok(descriptor) => descriptor,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(error) => return Err(error),
+        };
+        // The same directory before and after the watch was added is the
+        // one the watch is on. A directory replaced in between is watched
+        // again.
+        if std::fs::metadata(dir).ok().and_then(identity) == Some(before) {
+            return Ok(Some(DirectoryWatch {
+                descriptor,
+                identity: before,
+            }));
+        }
+        let _ = inotify.watches().remove(descriptor);
     }
 }
 
@@ -704,6 +791,79 @@ mod tests {
         drop(receiver);
         std::fs::write(&path, b"x\n").unwrap();
         assert!(follower.join().unwrap().is_err());
+    }
+
+    /// Follows `web/stdout.log`, runs `replace_dir` after the follower
+    /// printed "first\n", writes "second\n" to a new `web/stdout.log` and
+    /// returns what the follower printed after "first\n".
+    fn follow_across_directory_change(replace_dir: impl FnOnce(&Path)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let job_dir = dir.path().join("web");
+        let path = job_dir.join("stdout.log");
+        std::fs::create_dir(&job_dir).unwrap();
+        std::fs::write(&path, b"first\n").unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        let follower = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                follow(&path, 0, &mut Channel(sender), None, &mut |_| {
+                    panic!("unexpected skip notice")
+                })
+            })
+        };
+        assert_eq!(receive_until(&receiver, b"first\n"), "first\n");
+
+        replace_dir(&job_dir);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::create_dir(&job_dir).unwrap();
+        std::fs::write(&path, b"second\n").unwrap();
+        let printed = receive_until(&receiver, b"second\n");
+        drop(receiver);
+        // The follower ends at its next write into the closed channel,
+        // unless it no longer follows the file.
+        std::fs::write(&path, b"x\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !follower.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if follower.is_finished() {
+            assert!(follower.join().unwrap().is_err());
+        }
+        printed
+    }
+
+    #[test]
+    fn follow_reads_a_recreated_directory() {
+        let printed = follow_across_directory_change(|job_dir| {
+            std::fs::remove_dir_all(job_dir).unwrap();
+        });
+        assert_eq!(printed, "second\n");
+    }
+
+    #[test]
+    fn follow_reads_a_directory_created_after_a_rename() {
+        let printed = follow_across_directory_change(|job_dir| {
+            std::fs::rename(job_dir, job_dir.with_file_name("web.old")).unwrap();
+        });
+        assert_eq!(printed, "second\n");
+    }
+
+    #[test]
+    fn follow_reads_the_rest_of_a_deleted_file() {
+        use std::io::Write as _;
+
+        let printed = follow_across_directory_change(|job_dir| {
+            // A writer that kept the file open appends to it after the
+            // deletion, then closes it before the new file exists.
+            let mut writer = std::fs::OpenOptions::new()
+                .append(true)
+                .open(job_dir.join("stdout.log"))
+                .unwrap();
+            std::fs::remove_dir_all(job_dir).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            writer.write_all(b"late\n").unwrap();
+        });
+        assert_eq!(printed, "late\nsecond\n");
     }
 
     #[test]

@@ -352,6 +352,101 @@ fn deleted_log_dir_is_created_again() {
     );
 }
 
+/// Returns the numbers of the `tick N` lines in `text`.
+fn tick_numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("tick ")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn tail_follow_survives_deleted_log_dir() {
+    if skip("tail_follow_survives_deleted_log_dir") {
+        return;
+    }
+    let ticker = harness::shell_job(
+        "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+        json!({"start_seconds": "300ms", "stop": {"timeout": "2s"}}),
+    );
+    let daemon = Daemon::start(&[("ticker", &ticker)]);
+    daemon.wait_for_state("ticker", JobState::Running, SETTLE);
+    daemon.wait_until(SETTLE, "the job wrote a line", |daemon| {
+        daemon.job_log("ticker", "stdout").contains("tick 0")
+    });
+
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_supervisorctl"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["tail", "-f", "-n", "1", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let printed = std::sync::Arc::clone(&printed);
+        let stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut printed = printed.lock().unwrap();
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+        })
+    };
+    let wait_for_printed = |count: usize, timeout: Duration| {
+        let deadline = Instant::now() + timeout;
+        while tick_numbers(&printed.lock().unwrap()).len() < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for_printed(3, SETTLE);
+    assert!(
+        tick_numbers(&printed.lock().unwrap()).len() >= 3,
+        "tail -f printed too little before the deletion: {:?}",
+        printed.lock().unwrap()
+    );
+
+    let dir = daemon.log_dir().join("ticker");
+    std::fs::remove_dir_all(&dir).unwrap();
+    daemon.wait_until(
+        Duration::from_secs(5),
+        "the monitor writes stdout.log again",
+        |daemon| tick_numbers(&daemon.job_log("ticker", "stdout")).len() >= 3,
+    );
+    let recreated = tick_numbers(&daemon.job_log("ticker", "stdout"));
+    let last_recreated = *recreated.last().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !tick_numbers(&printed.lock().unwrap()).contains(&last_recreated)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    let status = follower.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut follower.stderr.take().unwrap(), &mut stderr).unwrap();
+
+    let printed = printed.lock().unwrap().clone();
+    let numbers = tick_numbers(&printed);
+    assert!(
+        numbers.contains(&last_recreated),
+        "tail -f stopped at the deletion: printed {printed:?}, the new stdout.log has up to \
+         tick {last_recreated}; exit {status:?}, stderr {stderr:?}"
+    );
+    assert_eq!(stderr, "");
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "lines skipped or repeated: {printed:?}"
+        );
+    }
+}
+
 #[test]
 fn output_copying_stays_within_cpu_limit() {
     if skip("output_copying_stays_within_cpu_limit") {

@@ -318,3 +318,71 @@ fn exit_reasons_in_status() {
         assert!(line.contains(&state_and_description), "{name}: {line}");
     }
 }
+
+/// Returns the home directory of `user` in the host's /etc/passwd, which
+/// the `host` image shows the job.
+fn host_home(user: &str) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&user))
+        .and_then(|fields| fields.get(5).map(|home| home.to_string()))
+        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
+}
+
+#[test]
+fn env_has_default_path_and_home() {
+    if skip("env_has_default_path_and_home") {
+        return;
+    }
+    let job = |extra: serde_json::Value| {
+        let mut job = json!({"image": "host", "command": ["/usr/bin/env"],
+            "restart": {"policy": "never"}, "start_seconds": 0});
+        for (key, value) in extra.as_object().unwrap() {
+            job[key] = value.clone();
+        }
+        job.to_string()
+    };
+    let plain = job(json!({}));
+    let nobody = job(json!({"user": "nobody"}));
+    let own = job(json!({"env": {"PATH": "/opt/bin:/usr/bin", "HOME": "/data"}}));
+    let daemon = Daemon::start(&[("plain", &plain), ("nobody", &nobody), ("own", &own)]);
+
+    let default_path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let cases = [
+        (
+            "plain",
+            default_path.to_string(),
+            format!("HOME={}", host_home("root")),
+        ),
+        (
+            "nobody",
+            default_path.to_string(),
+            format!("HOME={}", host_home("nobody")),
+        ),
+        (
+            "own",
+            "PATH=/opt/bin:/usr/bin".to_string(),
+            "HOME=/data".to_string(),
+        ),
+    ];
+    for (name, path, home) in cases {
+        let view = daemon.wait_for_state(name, JobState::Exited, SETTLE);
+        assert_eq!(view.exit_status, Some(0), "{name}: {view:#?}");
+        let log = daemon.job_log(name, "stdout");
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(lines.contains(&path.as_str()), "{name}: {log:?}");
+        assert!(lines.contains(&home.as_str()), "{name}: {log:?}");
+        let paths = lines
+            .iter()
+            .filter(|line| line.starts_with("PATH="))
+            .count();
+        assert_eq!(paths, 1, "{name}: {log:?}");
+        let homes = lines
+            .iter()
+            .filter(|line| line.starts_with("HOME="))
+            .count();
+        assert_eq!(homes, 1, "{name}: {log:?}");
+    }
+}

@@ -87,6 +87,9 @@ pub struct ExecUser {
     pub gid: u32,
     /// Supplementary groups other than `gid`, in /etc/group order.
     pub additional_gids: Vec<u32>,
+    /// Home directory from the user's passwd entry, or None when no entry
+    /// matches or its home field is empty.
+    pub home: Option<String>,
 }
 
 /// Resolves `user` in the account files of `root`.
@@ -94,18 +97,16 @@ pub struct ExecUser {
 /// A name that the files do not define is an error. A numeric UID without
 /// a passwd entry runs with the GID of the same number, and a numeric UID
 /// with an entry takes that entry's primary group and memberships.
+/// `UID:GID` is taken as written and gets no supplementary groups, but its
+/// passwd entry, if any, still gives the home directory. A missing
+/// /etc/passwd reads as empty.
 pub fn resolve_user(root: &AccountRoot<'_>, user: &str) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match user.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (user, None),
     };
     let numeric_uid = user_part.parse::<u32>().ok();
-    let passwd = if numeric_uid.is_some() && group_part.is_some_and(is_numeric) {
-        // UID:GID needs no lookup, so a root without /etc/passwd works.
-        String::new()
-    } else {
-        root.read("etc/passwd")?
-    };
+    let passwd = root.read("etc/passwd")?;
     let entry = passwd
         .lines()
         .filter_map(parse_passwd_line)
@@ -113,6 +114,19 @@ pub fn resolve_user(root: &AccountRoot<'_>, user: &str) -> Result<ExecUser, User
             Some(uid) => entry.uid == uid,
             None => entry.name == user_part,
         });
+    let home = entry
+        .as_ref()
+        .map(|entry| entry.home)
+        .filter(|home| !home.is_empty())
+        .map(str::to_string);
+    if let (Some(uid), Some(gid)) = (numeric_uid, group_part.and_then(numeric_id)) {
+        return Ok(ExecUser {
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+            home,
+        });
+    }
     let (uid, primary_gid, name) = match (entry, numeric_uid) {
         (Some(entry), _) => (entry.uid, entry.gid, Some(entry.name)),
         (None, Some(uid)) => (uid, uid, None),
@@ -158,11 +172,21 @@ pub fn resolve_user(root: &AccountRoot<'_>, user: &str) -> Result<ExecUser, User
         uid,
         gid,
         additional_gids,
+        home,
     })
 }
 
 fn is_numeric(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses `id` when it is all digits and fits a `u32`.
+fn numeric_id(id: &str) -> Option<u32> {
+    if is_numeric(id) {
+        id.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Reads the regular file `path` (relative) of the root `dir`, with `..`
@@ -223,6 +247,8 @@ struct PasswdEntry<'a> {
     name: &'a str,
     uid: u32,
     gid: u32,
+    /// Empty when the line has no home field.
+    home: &'a str,
 }
 
 /// Parses `name:password:uid:gid:gecos:home:shell`.
@@ -232,7 +258,14 @@ fn parse_passwd_line(line: &str) -> Option<PasswdEntry<'_>> {
     let _password = fields.next()?;
     let uid = fields.next()?.parse().ok()?;
     let gid = fields.next()?.parse().ok()?;
-    Some(PasswdEntry { name, uid, gid })
+    let _gecos = fields.next();
+    let home = fields.next().unwrap_or_default();
+    Some(PasswdEntry {
+        name,
+        uid,
+        gid,
+        home,
+    })
 }
 
 struct GroupEntry<'a> {
@@ -307,6 +340,41 @@ mod tests {
         assert!(nobody.additional_gids.is_empty());
         let by_uid = resolve(dir.path(), "1000").unwrap();
         assert_eq!(by_uid, web);
+    }
+
+    #[test]
+    fn home_comes_from_the_passwd_entry() {
+        let dir = root_dir();
+        let cases = [
+            ("web", Some("/srv")),
+            ("1000", Some("/srv")),
+            ("1000:7", Some("/srv")),
+            ("web:staff", Some("/srv")),
+            ("0:0", Some("/root")),
+            ("nobody", Some("/")),
+            ("4242", None),
+            ("4242:7", None),
+        ];
+        for (user, home) in cases {
+            let resolved = resolve(dir.path(), user).unwrap();
+            assert_eq!(resolved.home.as_deref(), home, "user {user}");
+        }
+    }
+
+    #[test]
+    fn uid_and_gid_need_no_passwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = resolve(dir.path(), "1000:7").unwrap();
+        assert_eq!((user.uid, user.gid, user.home), (1000, 7, None));
+        assert!(user.additional_gids.is_empty());
+    }
+
+    #[test]
+    fn uid_and_gid_get_no_memberships() {
+        let dir = root_dir();
+        let user = resolve(dir.path(), "1000:1000").unwrap();
+        assert_eq!((user.uid, user.gid), (1000, 1000));
+        assert!(user.additional_gids.is_empty());
     }
 
     #[test]
