@@ -34,10 +34,9 @@ pub mod annotations {
 }
 
 /// `PATH` that [`oci_spec`] adds to a job's environment when neither the job
-/// nor its image sets one. It is the default of Docker (`DefaultPathEnv` in
-/// moby's `pkg/system`) and containerd (`oci.WithDefaultPathEnv`). The
-/// runtime also searches it for a command without `/` when a config's
-/// environment has no `PATH`.
+/// nor its image sets one, the same default that Docker and containerd give
+/// such containers. The runtime also searches it for a command without `/`
+/// when a config's environment has no `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Capabilities every job keeps: the bounding set Docker gives containers.
