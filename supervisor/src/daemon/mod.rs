@@ -348,7 +348,7 @@ pub enum Event {
         result: Box<Result<launch::Launched, launch::LaunchError>>,
     },
     /// A stop came while the launch still waited for published ports or
-    /// for a launch slot, so no container was created.
+    /// in the launch queue, so no container was created.
     LaunchCancelled {
         name: String,
         container_id: String,
