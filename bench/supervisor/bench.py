@@ -22,7 +22,9 @@ load average at the start of each measurement.
 
 `--soak SECONDS` also runs corral's supervisord for that long with 200
 sleeping jobs, 10 jobs that exit and restart every second, and a status
-and a stats request every second, and samples its memory every 10 seconds.
+and a stats request every second, and samples its memory every 10 seconds:
+RSS, open descriptors, and RSS split into the executable, other files and
+anonymous memory.
 
 corral's jobs use the host image, a 16M memory limit, `init: true` and the
 default loopback network, each in its own container. Python's supervisord
@@ -511,7 +513,13 @@ def soak(seconds, scratch):
                 corral_get(daemon.socket, "/v1/stats")
             if time.monotonic() >= next_sample:
                 rss, _ = process_memory(daemon.process.pid)
-                samples.append((round(time.monotonic() - started), rss / 2**20, open_files(daemon.process.pid)))
+                split = {
+                    kind: round(size / 2**20, 3)
+                    for kind, size in memory_by_mapping(daemon.process.pid).items()
+                }
+                samples.append(
+                    (round(time.monotonic() - started), rss / 2**20, open_files(daemon.process.pid), split)
+                )
                 next_sample += 10
             time.sleep(1)
         restarts = sum(job["restarts"] for job in corral_get(daemon.socket, "/v1/jobs")["jobs"])
