@@ -53,15 +53,32 @@ fn sandbox_env_passed_exactly() {
     assert_eq!(record.status, 0);
     let mut lines: Vec<String> = stdout(&output).lines().map(str::to_string).collect();
     lines.sort();
+    // PATH and HOME are the defaults that a job without them gets: HOME
+    // from root's entry in the host image's /etc/passwd.
+    let home = format!("HOME={}", root_home());
     assert_eq!(
         lines,
         vec![
             "EMPTY=",
             "GREETING=hello world",
+            home.as_str(),
             "OPTS=a=b=c",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "UNICODE=grüße"
         ]
     );
+}
+
+/// Returns root's home directory from the host's /etc/passwd, or `/`.
+fn root_home() -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() > 5 && fields[2] == "0")
+        .map(|fields| fields[5].to_string())
+        .filter(|home| !home.is_empty())
+        .unwrap_or_else(|| "/".to_string())
 }
 
 #[test]
