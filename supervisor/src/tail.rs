@@ -611,15 +611,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stdout.log");
         std::fs::write(&path, b"old 1\n").unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
-        let follower = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                follow(&path, 6, &mut Channel(sender), None, &mut |_| {
-                    panic!("unexpected skip notice")
-                })
-            })
-        };
+        let (follower, receiver) = spawn_follower(&path, 6);
         std::thread::sleep(std::time::Duration::from_millis(200));
 
         let mut writer = std::fs::OpenOptions::new()
@@ -764,15 +756,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job_dir = dir.path().join("web");
         let path = job_dir.join("stdout.log");
-        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
-        let follower = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                follow(&path, 0, &mut Channel(sender), None, &mut |_| {
-                    panic!("unexpected skip notice")
-                })
-            })
-        };
+        let (follower, receiver) = spawn_follower(&path, 0);
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(!follower.is_finished(), "follow returned without a file");
 
@@ -793,6 +777,25 @@ mod tests {
         assert!(follower.join().unwrap().is_err());
     }
 
+    /// Follows `path` from `offset` on a thread of its own and returns the
+    /// thread and the receiver of what it prints. A skip notice fails it.
+    fn spawn_follower(
+        path: &Path,
+        offset: u64,
+    ) -> (
+        std::thread::JoinHandle<io::Result<()>>,
+        std::sync::mpsc::Receiver<Vec<u8>>,
+    ) {
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        let path = path.to_path_buf();
+        let follower = std::thread::spawn(move || {
+            follow(&path, offset, &mut Channel(sender), None, &mut |_| {
+                panic!("unexpected skip notice")
+            })
+        });
+        (follower, receiver)
+    }
+
     /// Follows `web/stdout.log`, runs `replace_dir` after the follower
     /// printed "first\n", writes "second\n" to a new `web/stdout.log` and
     /// returns what the follower printed after "first\n".
@@ -802,15 +805,7 @@ mod tests {
         let path = job_dir.join("stdout.log");
         std::fs::create_dir(&job_dir).unwrap();
         std::fs::write(&path, b"first\n").unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
-        let follower = {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                follow(&path, 0, &mut Channel(sender), None, &mut |_| {
-                    panic!("unexpected skip notice")
-                })
-            })
-        };
+        let (follower, receiver) = spawn_follower(&path, 0);
         assert_eq!(receive_until(&receiver, b"first\n"), "first\n");
 
         replace_dir(&job_dir);

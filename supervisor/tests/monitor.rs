@@ -19,21 +19,7 @@ impl Monitor {
     /// Starts the monitor on `script`, run by /bin/sh, with the given limits.
     fn start(script: &str, max_size: u64, keep: u32) -> Monitor {
         let dir = tempfile::tempdir().unwrap();
-        let settings = dir.path().join("logs.json");
-        LogSettings {
-            max_size,
-            keep,
-            cpus: None,
-        }
-        .write(&settings)
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
-            .arg("--stdout")
-            .arg(dir.path().join("stdout.log"))
-            .arg("--stderr")
-            .arg(dir.path().join("stderr.log"))
-            .arg("--settings")
-            .arg(&settings)
+        let child = monitor_command(dir.path(), max_size, keep)
             .args(["--", "/bin/sh", "-c", script])
             .spawn()
             .unwrap();
@@ -293,25 +279,34 @@ fn text_log_lines_are_unchanged() {
     );
 }
 
-/// Runs the monitor with `program` after `--` and `/bin/sh` as the
-/// fallback, and returns its exit status, stdout log and stderr log.
-fn run_with_fallback(program: &std::path::Path) -> (ExitStatus, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("logs.json");
+/// Returns a corral-monitor command that logs to `stdout.log` and
+/// `stderr.log` in `dir`, with rotation at `max_size` bytes keeping `keep`
+/// files, written to `dir/logs.json`.
+fn monitor_command(dir: &std::path::Path, max_size: u64, keep: u32) -> Command {
+    let settings = dir.join("logs.json");
     LogSettings {
-        max_size: 4096,
-        keep: 1,
+        max_size,
+        keep,
         cpus: None,
     }
     .write(&settings)
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_corral-monitor"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_corral-monitor"));
+    command
         .arg("--stdout")
-        .arg(dir.path().join("stdout.log"))
+        .arg(dir.join("stdout.log"))
         .arg("--stderr")
-        .arg(dir.path().join("stderr.log"))
+        .arg(dir.join("stderr.log"))
         .arg("--settings")
-        .arg(&settings)
+        .arg(&settings);
+    command
+}
+
+/// Runs the monitor with `program` after `--` and `/bin/sh` as the
+/// fallback, and returns its exit status, stdout log and stderr log.
+fn run_with_fallback(program: &std::path::Path) -> (ExitStatus, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = monitor_command(dir.path(), 4096, 1)
         .args(["--fallback", "/bin/sh", "--"])
         .arg(program)
         .args(["-c", "echo ran-fallback; exit 4"])

@@ -30,11 +30,17 @@ impl Supervisor {
     /// Adopts or settles every shim record left by an earlier supervisord.
     pub(super) fn adopt_shims(&mut self) {
         let mut live = Vec::new();
+        let mut own_parent = None;
         for record in launch::read_shim_records(&self.config) {
             match launch::find_live_monitor(&record) {
                 Some(monitor) => {
                     live.push(record.container_id.clone());
-                    self.adopt_live(record, monitor);
+                    // Located once, at the first live container.
+                    let own = own_parent.get_or_insert_with(|| locate_own_parent(&self.config));
+                    let cgroup_parent = own.as_ref().and_then(|own| {
+                        foreign_cgroup_parent(&self.config, own, &record.job, &record.container_id)
+                    });
+                    self.adopt_live(record, monitor, cgroup_parent);
                 }
                 None => self.settle_ended(&record),
             }
@@ -93,9 +99,15 @@ impl Supervisor {
         }
     }
 
-    fn adopt_live(&mut self, record: ShimRecord, monitor: PidFd) {
+    /// Adopts the running container of `record`. `cgroup_parent` is its
+    /// parent cgroup when that is not this daemon's own.
+    fn adopt_live(
+        &mut self,
+        record: ShimRecord,
+        monitor: PidFd,
+        cgroup_parent: Option<CgroupPaths>,
+    ) {
         let id = record.container_id.clone();
-        let cgroup_parent = foreign_cgroup_parent(&self.config, &record.job, &id);
         // Containers of older versions have no kept spec, so a missing one
         // is no error here. Without it, an invalid or removed job file stops
         // the container below, with a warning of its own.
@@ -437,7 +449,12 @@ fn keep_launched_spec(config: &DaemonConfig, job: &mut Job, id: &str) {
 /// they differ from those of this daemon's `--cgroup-parent`: the parent of
 /// an earlier supervisord started with another `--cgroup-parent`. They are
 /// read from the container's state, which records its cgroup's directories.
-fn foreign_cgroup_parent(config: &DaemonConfig, job: &str, id: &str) -> Option<CgroupPaths> {
+fn foreign_cgroup_parent(
+    config: &DaemonConfig,
+    own: &CgroupPaths,
+    job: &str,
+    id: &str,
+) -> Option<CgroupPaths> {
     let state = match ContainerState::load(&config.containers_root(), id) {
         Ok(state) => state,
         Err(error) => {
@@ -446,16 +463,7 @@ fn foreign_cgroup_parent(config: &DaemonConfig, job: &str, id: &str) -> Option<C
         }
     };
     let parent = cgroups::parent_paths(&state.cgroup_paths)?;
-    let own = match cgroups::Hierarchy::detect()
-        .and_then(|hierarchy| hierarchy.locate(&config.cgroup_parent))
-    {
-        Ok((own, _)) => own,
-        Err(error) => {
-            tracing::warn!(%job, container_id = %id, cgroup_parent = %config.cgroup_parent, error = %error_chain(&error), "failed to locate the cgroup parent, so the one of an adopted container stays after it ends");
-            return None;
-        }
-    };
-    let own_dirs = cgroup_dirs(&own);
+    let own_dirs = cgroup_dirs(own);
     if cgroup_dirs(&parent)
         .iter()
         .any(|dir| own_dirs.contains(dir))
@@ -464,6 +472,20 @@ fn foreign_cgroup_parent(config: &DaemonConfig, job: &str, id: &str) -> Option<C
     }
     tracing::info!(%job, container_id = %id, cgroup = %state.cgroup_id, "adopted container runs below another cgroup parent, which is removed once empty");
     Some(parent)
+}
+
+/// Returns the directories of this daemon's `--cgroup-parent`, or `None`
+/// with a warning when they cannot be located, so that the parents of
+/// adopted containers stay after they end.
+fn locate_own_parent(config: &DaemonConfig) -> Option<CgroupPaths> {
+    match cgroups::Hierarchy::detect().and_then(|hierarchy| hierarchy.locate(&config.cgroup_parent))
+    {
+        Ok((own, _)) => Some(own),
+        Err(error) => {
+            tracing::warn!(cgroup_parent = %config.cgroup_parent, error = %error_chain(&error), "failed to locate the cgroup parent, so those of adopted containers stay after they end");
+            None
+        }
+    }
 }
 
 fn cgroup_dirs(paths: &CgroupPaths) -> Vec<&std::path::Path> {
