@@ -38,6 +38,13 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "run.sh: port $port on 127.0.0.1 is already in use; set CORRAL_METRICS_PORT to a free port" >&2
   exit 1
 fi
+# The web job publishes this port (examples/jobs.d/web.json), and
+# supervisord cannot bind it while another program listens on it.
+web_port=18080
+if (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null; then
+  echo "run.sh: port $web_port on 127.0.0.1, which the web job publishes, is already in use; free it or change \"ports\" in examples/jobs.d/web.json" >&2
+  exit 1
+fi
 
 "$bin/supervisord" --jobs-dir examples/jobs.d --run-dir "$work/run" --data-dir "$work/data" \
   --log-dir "$work/log" --cgroup-parent "corral-example-$$" 2>"$work/supervisord.log" &
@@ -80,6 +87,9 @@ sleep 4
 
 echo "== supervisorctl status"
 ctl status || true
+echo
+echo "== http://127.0.0.1:$web_port/, relayed to port 8080 inside the web job"
+curl -sS -o /dev/null -w 'HTTP %{http_code}, %{size_download} bytes\n' "http://127.0.0.1:$web_port/" || true
 echo
 echo "== part of http://127.0.0.1:$port/metrics"
 curl -fsS "http://127.0.0.1:$port/metrics" |

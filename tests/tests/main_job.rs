@@ -2,23 +2,34 @@
 //! metrics agent, and a real Prometheus scraping it.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use corral_tests::daemon::{Agent, Supervisor};
+use corral_tests::daemon::{free_port, Agent, Supervisor};
 use corral_tests::prometheus::Prometheus;
 use corral_tests::{host, require_root, wait_until, workspace_root};
 
-/// Copies examples/jobs.d into the supervisor's jobs directory.
-fn copy_examples(supervisor: &Supervisor) -> Vec<String> {
+/// The host port that examples/jobs.d/web.json publishes.
+const WEB_PORT: u16 = 18080;
+
+/// Copies examples/jobs.d into the supervisor's jobs directory, with
+/// `web_port` in place of the web job's published host port.
+fn copy_examples(supervisor: &Supervisor, web_port: u16) -> Vec<String> {
     let examples = workspace_root().join("examples/jobs.d");
     let mut names = Vec::new();
     for entry in fs::read_dir(&examples).expect("examples/jobs.d exists") {
         let path = entry.expect("directory entry").path();
         if path.extension().is_some_and(|e| e == "json") {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            fs::copy(&path, supervisor.jobs_dir.join(path.file_name().unwrap()))
+            let text = fs::read_to_string(&path).expect("read example");
+            // Another program may listen on the example's published port.
+            let text = text.replace(
+                &format!("\"host\": \"127.0.0.1:{WEB_PORT}\""),
+                &format!("\"host\": \"127.0.0.1:{web_port}\""),
+            );
+            fs::write(supervisor.jobs_dir.join(path.file_name().unwrap()), text)
                 .expect("copy example");
             names.push(name);
         }
@@ -27,14 +38,30 @@ fn copy_examples(supervisor: &Supervisor) -> Vec<String> {
     names
 }
 
+/// Sends `GET path` to 127.0.0.1:port and returns the whole response.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
 #[test]
 fn examples_run_and_prometheus_scrapes() {
     if !require_root("examples_run_and_prometheus_scrapes") {
         return;
     }
     let mut supervisor = Supervisor::new("examples");
-    let names = copy_examples(&supervisor);
+    let web_port = free_port();
+    let names = copy_examples(&supervisor, web_port);
     assert_eq!(names, vec!["cpu-burner", "memory-hog", "web"]);
+    let web_spec = fs::read_to_string(supervisor.jobs_dir.join("web.json")).expect("read web.json");
+    assert!(
+        web_spec.contains(&format!("127.0.0.1:{web_port}")),
+        "web.json publishes 127.0.0.1:{WEB_PORT}: {web_spec}"
+    );
     // A broken file beside the examples must not stop them.
     supervisor.add_job(
         "broken",
@@ -90,8 +117,8 @@ fn examples_run_and_prometheus_scrapes() {
         "not every job is RUNNING, so status exits 3"
     );
 
-    // The web server answers on the job's own loopback, reached by entering
-    // only the job's network namespace.
+    // The web server listens on the job's own loopback and is reached from
+    // the host through the published port.
     let web_pid: String = String::from_utf8_lossy(&supervisor.ctl(&["pid", "web"]).stdout)
         .trim()
         .to_string();
@@ -99,27 +126,28 @@ fn examples_run_and_prometheus_scrapes() {
         web_pid.parse::<i32>().is_ok(),
         "supervisorctl pid web printed {web_pid:?}"
     );
-    let mut answered = false;
-    let mut last_fetch = String::new();
+    let mut response = String::new();
+    let mut last_error = String::new();
     for _ in 0..50 {
-        let fetch = Command::new("nsenter")
-            .args(["--target", &web_pid, "--net", "--"])
-            .args(["/usr/bin/python3", "-c"])
-            .arg("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/', timeout=2).status)")
-            .output()
-            .expect("run nsenter");
-        if String::from_utf8_lossy(&fetch.stdout).trim() == "200" {
-            answered = true;
-            break;
+        match http_get(web_port, "/") {
+            Ok(text) if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") => {
+                response = text;
+                break;
+            }
+            Ok(text) => last_error = text.lines().next().unwrap_or_default().to_string(),
+            Err(error) => last_error = error.to_string(),
         }
-        last_fetch = String::from_utf8_lossy(&fetch.stderr).into_owned();
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        answered,
-        "the web job did not answer on its loopback; status: {}last request: {last_fetch}\nweb's stderr:\n{}",
+        !response.is_empty(),
+        "the web job did not answer on 127.0.0.1:{web_port}; status: {}last request: {last_error}\nweb's stderr:\n{}",
         supervisor.status_line("web"),
         supervisor.job_log("web", "stderr")
+    );
+    assert!(
+        response.contains("Directory listing for /"),
+        "the response is http.server's listing of /usr/share/doc: {response:.300}"
     );
 
     let agent = Agent::start(&supervisor.run_dir, Some(&supervisor.socket()));
