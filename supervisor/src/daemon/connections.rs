@@ -2,17 +2,14 @@
 //! open connections and a timeout for idle keep-alive connections. The
 //! response write timeout is in [`super::write_timeout`].
 
-use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 use crate::api::ErrorBody;
+use crate::daemon::write_timeout::OutputObserver;
 
 /// Minimum time between two warnings about rejected connections.
 const REJECT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -230,75 +227,23 @@ impl Activity {
     }
 }
 
-/// A connection's stream that records in its [`Activity`] when hyper has
-/// response bytes that the socket has not taken yet: from hyper's first
-/// write of a response until its next flush. hyper 0.14 flushes the stream
-/// only once its own write buffer is empty (`Buffered::poll_flush` in
-/// `src/proto/h1/io.rs` of hyper 0.14.32), so after a completed flush the
-/// socket has taken every byte of the response.
-pub(super) struct TrackOutput<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S> TrackOutput<S> {
-    pub(super) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        TrackOutput { inner, activity }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for TrackOutput<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.activity.begin_output();
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+/// An activity observes the output of its connection's stream: response
+/// bytes are pending from hyper's first write of a response until its next
+/// completed flush.
+impl OutputObserver for Arc<Activity> {
+    fn output_began(&self) {
+        self.begin_output();
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.activity.begin_output();
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
-        if let Poll::Ready(Ok(())) = flushed {
-            this.activity.end_output(Instant::now());
-        }
-        flushed
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for TrackOutput<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    fn output_flushed(&self) {
+        self.end_output(Instant::now());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::write_timeout::WriteTimeout;
 
     #[test]
     fn reject_warnings_are_rate_limited() {
@@ -317,7 +262,8 @@ mod tests {
 
         let activity = Arc::new(Activity::new(Instant::now()));
         let (server, _client) = UnixStream::pair().unwrap();
-        let mut stream = TrackOutput::new(server, activity.clone());
+        let mut stream =
+            WriteTimeout::with_observer(server, Duration::from_secs(10), activity.clone());
         stream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
         let timeout = Duration::from_millis(300);
         let idle = tokio::time::timeout(timeout, activity.idle_for(Duration::ZERO)).await;

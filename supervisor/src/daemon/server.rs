@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::api::{BatchRequest, ErrorBody, SignalRequest, MAX_BATCH_BODY};
 use crate::daemon::connections::{
     reject, send_unavailable, shutting_down, too_many_connections, Activity, RejectWarnings,
-    TrackOutput, MAX_LINGERING,
+    MAX_LINGERING,
 };
 use crate::daemon::write_timeout::{WriteTimedOut, WriteTimeout};
 use crate::daemon::{stats, ApiError, Event, JsonBody, Reply, Request};
@@ -178,11 +178,11 @@ async fn serve_connection(stream: UnixStream, events: Events, mut closing: watch
             Ok::<_, std::convert::Infallible>(reply)
         }
     });
-    let stream = WriteTimeout::new(stream, RESPONSE_WRITE_TIMEOUT);
+    let stream = WriteTimeout::with_observer(stream, RESPONSE_WRITE_TIMEOUT, activity.clone());
     let connection = Http::new()
         .http1_only(true)
         .http1_header_read_timeout(REQUEST_HEAD_TIMEOUT)
-        .serve_connection(TrackOutput::new(stream, activity.clone()), service);
+        .serve_connection(stream, service);
     tokio::pin!(connection);
     // hyper 0.14 drops the unwritten rest of a response that ends its
     // connection, such as the reply to a `Connection: close` request, when

@@ -1,7 +1,8 @@
 //! A time limit for writing responses on the control socket, which hyper
 //! 0.14 does not provide. A write stalls while the socket's send buffer is
 //! full, and it times out once the client has read nothing from that
-//! buffer for the limit.
+//! buffer for the limit. The same stream tells an [`OutputObserver`]
+//! when response bytes wait in hyper for the socket.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -59,12 +60,30 @@ impl WriteTimedOut {
     }
 }
 
+/// Receiver of a stream's output events: a write begins output, and a
+/// completed flush ends it. hyper 0.14 flushes the stream only once its own
+/// write buffer is empty (`Buffered::poll_flush` in `src/proto/h1/io.rs`
+/// of hyper 0.14.32), so after a completed flush the socket has taken every
+/// byte of the response.
+pub trait OutputObserver {
+    fn output_began(&self);
+    fn output_flushed(&self);
+}
+
+/// The observer of a stream whose output is not tracked.
+impl OutputObserver for () {
+    fn output_began(&self) {}
+    fn output_flushed(&self) {}
+}
+
 /// A stream whose writes fail with [`WriteTimedOut`] when they stall for
-/// `timeout` without the peer reading. Reads pass through unchanged.
-pub struct WriteTimeout<S> {
+/// `timeout` without the peer reading, and which reports writes and
+/// flushes to `observer`. Reads pass through unchanged.
+pub struct WriteTimeout<S, O = ()> {
     inner: S,
     timeout: Duration,
     stall: Option<Stall>,
+    observer: O,
 }
 
 /// A write that found the send buffer full.
@@ -77,17 +96,18 @@ struct Stall {
     unread: Option<usize>,
 }
 
-impl<S> WriteTimeout<S> {
-    pub fn new(inner: S, timeout: Duration) -> Self {
+impl<S, O> WriteTimeout<S, O> {
+    pub fn with_observer(inner: S, timeout: Duration, observer: O) -> Self {
         WriteTimeout {
             inner,
             timeout,
             stall: None,
+            observer,
         }
     }
 }
 
-impl<S: AsFd> WriteTimeout<S> {
+impl<S: AsFd, O: OutputObserver> WriteTimeout<S, O> {
     /// Returns `Pending` while the peer reads or the timeout has not
     /// passed, and the timeout error otherwise. A `Pending` return has
     /// registered the waker for the next check.
@@ -131,6 +151,7 @@ impl<S: AsFd> WriteTimeout<S> {
         cx: &mut Context<'_>,
         write: impl FnOnce(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
+        self.observer.output_began();
         match write(&mut self.inner, cx) {
             Poll::Pending => self.poll_stall(cx).map(Err),
             ready => {
@@ -170,7 +191,7 @@ fn capped<'a>(bufs: &'a [IoSlice<'a>]) -> Vec<IoSlice<'a>> {
     slices
 }
 
-impl<S: AsyncWrite + AsFd + Unpin> AsyncWrite for WriteTimeout<S> {
+impl<S: AsyncWrite + AsFd + Unpin, O: OutputObserver + Unpin> AsyncWrite for WriteTimeout<S, O> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -197,7 +218,12 @@ impl<S: AsyncWrite + AsFd + Unpin> AsyncWrite for WriteTimeout<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.observer.output_flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -205,7 +231,7 @@ impl<S: AsyncWrite + AsFd + Unpin> AsyncWrite for WriteTimeout<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+impl<S: AsyncRead + Unpin, O: Unpin> AsyncRead for WriteTimeout<S, O> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -227,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn unread_response_times_out() {
         let (server, _client) = UnixStream::pair().unwrap();
-        let mut server = WriteTimeout::new(server, TIMEOUT);
+        let mut server = WriteTimeout::with_observer(server, TIMEOUT, ());
         let began = std::time::Instant::now();
         // Far more than a unix socket's send buffer holds.
         let body = vec![b'x'; 8 * 1024 * 1024];
@@ -244,7 +270,7 @@ mod tests {
     #[tokio::test]
     async fn slow_reader_keeps_the_stream() {
         let (server, mut client) = UnixStream::pair().unwrap();
-        let mut server = WriteTimeout::new(server, TIMEOUT);
+        let mut server = WriteTimeout::with_observer(server, TIMEOUT, ());
         // The reader takes 4 KiB every 50 ms, so draining the send buffer
         // far enough for the next write takes longer than the timeout, but
         // each check finds bytes read.
@@ -269,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn writes_are_capped() {
         let (server, mut client) = UnixStream::pair().unwrap();
-        let mut server = WriteTimeout::new(server, TIMEOUT);
+        let mut server = WriteTimeout::with_observer(server, TIMEOUT, ());
         let body = vec![b'x'; MAX_WRITE * 3];
         let written = server.write(&body).await.unwrap();
         assert_eq!(written, MAX_WRITE);
