@@ -846,6 +846,14 @@ fn images_two_containers_share_layers() {
             root.contains(&format!("lowerdir={layer_dir}")),
             "the root does not stack the store's layer: {root}"
         );
+        // Volatile: the container's end does not sync the host's disk.
+        // Newer kernels, 6.18 among them, show the option as
+        // fsync=volatile.
+        assert!(
+            root.split(',')
+                .any(|option| option == "volatile" || option == "fsync=volatile"),
+            "the root is not volatile: {root}"
+        );
         let upper = state.overlay_dir.clone().unwrap().join("upper/tmp/mine");
         assert!(upper.is_file(), "{} is missing", upper.display());
     }
@@ -862,6 +870,72 @@ fn images_two_containers_share_layers() {
     );
     first.delete();
     second.delete();
+    assert!(host::overlay_mounts_below(world.scratch.path()).is_empty());
+}
+
+#[test]
+fn images_stale_overlay_dir_starts_empty() {
+    let Some(world) = World::new("images_stale_overlay_dir_starts_empty") else {
+        return;
+    };
+    let first = world.container(
+        "stale",
+        r#"{"image": "host", "command": ["/bin/sh", "-c", "echo old > /tmp/left; sleep 60"]}"#,
+    );
+    let state = first.run_detached();
+    let pid = state.pid.expect("init PID");
+    let left = format!("/proc/{pid}/root/tmp/left");
+    assert!(
+        wait_until(Duration::from_secs(10), || fs::read_to_string(&left)
+            .is_ok_and(|text| text == "old\n")),
+        "the first container did not write {left}"
+    );
+    let overlay_dir = state.overlay_dir.clone().expect("overlay directory");
+
+    // The init dies and the state root loses the container, as after a
+    // reboot that empties /run, while the overlay directory stays.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the first container's init");
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the first container's init {pid} did not exit"
+    );
+    fs::remove_dir_all(first.state_root.join(&first.id)).expect("remove the state directory");
+    assert!(overlay_dir.join("upper/tmp/left").is_file());
+    assert!(
+        overlay_dir.join("work/work/incompat/volatile").is_dir(),
+        "the volatile mount left no mark in {}",
+        overlay_dir.display()
+    );
+
+    // A new container of the same config takes the directory over.
+    let mut config = first.config();
+    config["process"]["args"] = json!(["/bin/sh", "-c", "cat /tmp/left 2>/dev/null || echo empty"]);
+    let second = Container {
+        id: unique_name("taker"),
+        cgroup_parent: unique_name("taker-parent"),
+        bundle: world.path("bundle-taker"),
+        exit_file: world.path("exit-taker.json"),
+        state_root: world.state_root(),
+    };
+    fs::create_dir_all(&second.bundle).unwrap();
+    fs::write(second.bundle.join("config.json"), config.to_string()).unwrap();
+    let (stdout, _) = second.run();
+    assert_eq!(
+        stdout, "empty\n",
+        "the new container saw the old upper layer"
+    );
+    assert!(
+        !overlay_dir.exists(),
+        "{} outlived the new container",
+        overlay_dir.display()
+    );
     assert!(host::overlay_mounts_below(world.scratch.path()).is_empty());
 }
 

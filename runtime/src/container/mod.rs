@@ -1173,6 +1173,21 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
         });
     }
     tracing::info!(dir = %dir.display(), previous = %previous.id, "taking over the overlay directory of a deleted container");
+    // The previous container's writable layer goes with it, as at its
+    // delete. Overlayfs would also refuse its `work`, which a volatile
+    // mount marked (see rootfs::mount_overlay).
+    for name in ["upper", "work"] {
+        let stale = dir.join(name);
+        match fs::remove_dir_all(&stale) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(io_error("remove the stale overlay directory", &stale)(
+                    error,
+                ))
+            }
+        }
+    }
     replace_file(&owner, &body, 0o600, "write overlay owner")
 }
 
