@@ -1594,6 +1594,54 @@ fn adopted_stop_sends_no_second_signal() {
 }
 
 #[test]
+fn edit_during_stop_keeps_it_stopped() {
+    if skip("edit_during_stop_keeps_it_stopped") {
+        return;
+    }
+    // The shell at PID 1 ignores SIGTERM, so the stop waits for its timeout.
+    let version = |tag: &str| {
+        shell_job(
+            &format!("trap '' TERM; echo {tag}; while :; do sleep 0.1; done"),
+            json!({"start_seconds": "300ms", "stop": {"timeout": "3s"}}),
+        )
+    };
+    let daemon = Daemon::start(&[("stubborn", &version("first"))]);
+    let running = daemon.wait_for_state("stubborn", JobState::Running, SETTLE);
+    stop_without_waiting(&daemon, "stubborn");
+
+    // The file changes while the stop waits; the stop stays a stop.
+    daemon.write_job("stubborn", &version("second"));
+    let update = daemon.ctl(&["update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
+    assert!(
+        stdout_of(&update).contains("stubborn: changed command; applies at the next start\n"),
+        "{}",
+        stdout_of(&update)
+    );
+    let stopped = daemon.wait_for_state("stubborn", JobState::Stopped, SETTLE);
+    assert_eq!(stopped.killed_after_timeout, Some(3.0), "{stopped:#?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let later = daemon.job("stubborn").unwrap();
+    assert_eq!(
+        later.state,
+        JobState::Stopped,
+        "{later:#?}\n{}",
+        daemon.diagnostics()
+    );
+    assert_eq!(later.pid, None, "{later:#?}");
+    assert_eq!(daemon.job_log("stubborn", "stdout"), "first\n");
+
+    // The next start runs the new spec.
+    let start = daemon.ctl(&["start", "stubborn"]);
+    assert_eq!(start.status.code(), Some(0), "{}", stdout_of(&start));
+    let restarted = daemon.job("stubborn").unwrap();
+    assert_ne!(restarted.pid, running.pid);
+    daemon.wait_until(SETTLE, "the new spec ran", |daemon| {
+        daemon.job_log("stubborn", "stdout") == "first\nsecond\n"
+    });
+}
+
+#[test]
 fn stop_ended_while_away_keeps_its_time() {
     if skip("stop_ended_while_away_keeps_its_time") {
         return;

@@ -153,13 +153,18 @@ pub enum Planned {
 
 /// Returns whether a change to `new` that needs a new container leaves
 /// `job` as it is until its next start, as `Supervisor::update_job` does
-/// with a job that was stopped, exited or went FATAL. Jobs that are
-/// starting, running, stopping or in BACKOFF restart or start, and so does
-/// a job that never ran when `new` has `autostart`.
+/// with a job that was stopped, exited or went FATAL, or that a stop
+/// request stops. Jobs that are starting, running, restarting or in
+/// BACKOFF restart or start, and so does a job that never ran when `new`
+/// has `autostart`.
 fn waits_for_next_start(job: &Job, new: &JobSpec) -> bool {
     match job.state {
         JobState::Starting | JobState::Running | JobState::Backoff => false,
-        JobState::Stopping => job.after_stop == AfterStop::Remove && !new.autostart,
+        JobState::Stopping => match job.after_stop {
+            AfterStop::Stay => true,
+            AfterStop::Start => false,
+            AfterStop::Remove => !new.autostart,
+        },
         JobState::Stopped => !(new.autostart && job.last_run.is_none()),
         JobState::Exited | JobState::Fatal | JobState::Invalid => true,
     }
@@ -525,23 +530,29 @@ mod tests {
     #[test]
     fn report_defers_changes_of_ended_jobs() {
         let cases = [
-            (JobState::Running, true, false),
-            (JobState::Backoff, true, false),
-            (JobState::Exited, false, true),
-            (JobState::Fatal, false, true),
+            (JobState::Running, AfterStop::Stay, true, false),
+            (JobState::Backoff, AfterStop::Stay, true, false),
+            (JobState::Exited, AfterStop::Stay, false, true),
+            (JobState::Fatal, AfterStop::Stay, false, true),
+            (JobState::Stopping, AfterStop::Stay, false, true),
+            (JobState::Stopping, AfterStop::Start, true, false),
         ];
-        for (state, restart, next_start) in cases {
+        for (state, after_stop, restart, next_start) in cases {
             let mut current = BTreeMap::new();
             let mut web = job("web", Some(spec(r#"{"command": ["/x"]}"#)), None);
             web.state = state;
+            web.after_stop = after_stop;
             current.insert("web".to_string(), web);
             let scan = Scan {
                 jobs: vec![scanned("web", Ok(spec(r#"{"command": ["/y"]}"#)))],
                 dir_error: None,
             };
             let report = report(&plan(&current, &scan), &scan, &current);
-            assert_eq!(report.changes[0].restart, restart, "{state}");
-            assert_eq!(report.changes[0].next_start, next_start, "{state}");
+            assert_eq!(report.changes[0].restart, restart, "{state} {after_stop:?}");
+            assert_eq!(
+                report.changes[0].next_start, next_start,
+                "{state} {after_stop:?}"
+            );
         }
     }
 

@@ -779,6 +779,11 @@ impl Supervisor {
             JobState::Stopping if job.after_stop == AfterStop::Remove && !autostart => {
                 job.after_stop = AfterStop::Stay;
             }
+            // A stop request stays in effect, and the new spec applies at
+            // the next start, as for a stopped job.
+            JobState::Stopping if job.after_stop == AfterStop::Stay => {
+                tracing::info!(job = %name, "the job is stopping; the new spec applies at the next start");
+            }
             JobState::Stopping => job.after_stop = AfterStop::Start,
             JobState::Backoff => self.start_container(name),
             // A job that never ran starts as a new file would. One that was
