@@ -37,7 +37,7 @@ fn main() -> ExitCode {
              re-executing from a read-only mount failed: {error}"
         );
     }
-    name_process_after_argv0();
+    corral_runtime::selfexe::name_process_after_argv0();
     let cli = Cli::parse();
     if let Err(error) = init_logging(&cli) {
         eprintln!("corral: {error:#}");
@@ -61,30 +61,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// Sets this process's name (`/proc/self/comm`, which ps and top show) to
-/// the file name of argv[0]. The kernel names a process after the path it
-/// executed, which is a bare descriptor number when corral runs from
-/// `/proc/PID/fd/N` (as supervisord's monitors start the shim) or after the
-/// re-execution from a descriptor above. Children forked later, such as a
-/// container's init, inherit the name.
-fn name_process_after_argv0() {
-    use std::os::unix::ffi::OsStrExt;
-
-    let Some(arg0) = std::env::args_os().next() else {
-        return;
-    };
-    let Some(name) = Path::new(&arg0).file_name() else {
-        return;
-    };
-    let Ok(name) = std::ffi::CString::new(name.as_bytes()) else {
-        return;
-    };
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string, which `name`
-    // keeps alive for the call; the kernel copies at most 15 bytes of it.
-    // A failure leaves the old name, which is only cosmetic.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
 /// Returns whether any argument is the name of a verb in [`PROCESS_VERBS`].

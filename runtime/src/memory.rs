@@ -75,7 +75,7 @@ pub enum StackCacheError {
 /// through /proc/self/exe, with the same PID and arguments and the tunable
 /// in its environment. The second start removes the tunable and the mark
 /// from its environment again, so that child processes do not inherit
-/// them. An environment that sets GLIBC_TUNABLES already is left as it is.
+/// them, and sets the process name, which the kernel set to `exe`, back. An environment that sets GLIBC_TUNABLES already is left as it is.
 /// Returns only when the program runs with the cache off or stays as it
 /// is; must be called before any other thread exists.
 pub fn turn_off_stack_cache() -> Result<(), StackCacheError> {
@@ -86,6 +86,7 @@ pub fn turn_off_stack_cache() -> Result<(), StackCacheError> {
         // while it changes.
         std::env::remove_var(TUNED_VAR);
         std::env::remove_var(TUNABLES_VAR);
+        crate::selfexe::name_process_after_argv0();
         return Ok(());
     }
     if std::env::var_os(TUNABLES_VAR).is_some() {

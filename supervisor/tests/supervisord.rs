@@ -1006,6 +1006,18 @@ fn sigterm_stops_everything() {
 }
 
 #[test]
+fn daemon_process_named_supervisord() {
+    if skip("daemon_process_named_supervisord") {
+        return;
+    }
+    // supervisord executes itself again through /proc/self/exe, after
+    // which the kernel names the process `exe`.
+    let daemon = Daemon::start(&[]);
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", daemon.pid())).unwrap();
+    assert_eq!(comm, "supervisord\n");
+}
+
+#[test]
 fn stray_signals_keep_daemon_running() {
     if skip("stray_signals_keep_daemon_running") {
         return;
