@@ -148,6 +148,7 @@ pub fn validate_spec(name: &str, spec: &mut JobSpec, host: &HostContext) -> Chec
     check_command_strings(&spec.command)?;
     check_process(spec)?;
     check_resources(&spec.resources, host)?;
+    check_init_pids(spec)?;
     check_ports(spec)?;
     check_mounts(&spec.mounts)?;
     check_policies(spec)?;
@@ -412,6 +413,20 @@ fn is_valid_id(id: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Rejects `resources.pids` 1 with `init`: the init is the job's first
+/// process, so its fork of the command would fail with EAGAIN at every
+/// start.
+fn check_init_pids(spec: &JobSpec) -> Check {
+    if spec.init && spec.resources.pids == Some(1) {
+        return Err(ValidationError::new(
+            FieldPath::of(&["resources", "pids"]),
+            "pids 1 leaves no process for the command with init true, because the init \
+             counts as the job's first process; set pids to at least 2",
+        ));
+    }
+    Ok(())
 }
 
 fn check_resources(resources: &Resources, host: &HostContext) -> Check {

@@ -328,6 +328,16 @@ fn pids_at_least_one() {
 }
 
 #[test]
+fn pids_with_init_at_least_two() {
+    expect_error(
+        "{\"command\": [\"/x\"], \"init\": true, \"resources\": {\"pids\": ▶1}}",
+        "resources.pids",
+        "pids 1 leaves no process for the command with init true",
+    );
+    parse_ok(r#"{"command": ["/x"], "init": true, "resources": {"pids": 2}}"#);
+}
+
+#[test]
 fn pids_at_most_kernel_limit() {
     expect_error(
         "{\"command\": [\"/x\"], \"resources\": {\"pids\": ▶4194305}}",

@@ -112,6 +112,10 @@ pub struct JobList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsList {
     pub jobs: Vec<JobStats>,
+    /// The host's memory, `MemTotal` of `/proc/meminfo`, against which
+    /// `top` shows the share of a job without a memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_memory_bytes: Option<u64>,
 }
 
 /// Resource usage of one job's running container, read from its cgroup

@@ -31,7 +31,8 @@ pub fn format_table(previous: Option<&StatsList>, current: &StatsList) -> String
             job.state.as_str(),
             cpu_percent(earlier, job).map_or_else(|| "-".to_string(), |cpu| format!("{cpu:.1}")),
             memory_column(job),
-            memory_percent(job).map_or_else(|| "-".to_string(), |share| format!("{share:.1}")),
+            memory_percent(job, current.host_memory_bytes)
+                .map_or_else(|| "-".to_string(), |share| format!("{share:.1}")),
             pair_column(job.net_rx_bytes, job.net_tx_bytes),
             pair_column(job.io_read_bytes, job.io_write_bytes),
             pids_column(job),
@@ -57,9 +58,14 @@ pub fn cpu_percent(earlier: Option<&JobStats>, current: &JobStats) -> Option<f64
     Some(used as f64 * 100.0 / elapsed as f64)
 }
 
-/// Returns the working set as a share of the memory limit, in percent.
-pub fn memory_percent(job: &JobStats) -> Option<f64> {
-    let limit = job.memory_limit_bytes.filter(|&limit| limit > 0)?;
+/// Returns the working set as a share of the memory limit, or of the
+/// host's memory for a job without a limit (as `docker stats` does), in
+/// percent.
+pub fn memory_percent(job: &JobStats, host_memory_bytes: Option<u64>) -> Option<f64> {
+    let limit = job
+        .memory_limit_bytes
+        .or(host_memory_bytes)
+        .filter(|&limit| limit > 0)?;
     Some(job.memory_bytes? as f64 * 100.0 / limit as f64)
 }
 
@@ -169,6 +175,7 @@ mod tests {
     fn table_columns() {
         let previous = StatsList {
             jobs: vec![stats("web", 1000, 500)],
+            host_memory_bytes: Some(256 * 1024 * 1024),
         };
         let mut stopped = stats("batch", 3000, 0);
         stopped.state = JobState::Stopped;
@@ -183,6 +190,7 @@ mod tests {
         unlimited.pids_limit = None;
         let current = StatsList {
             jobs: vec![stats("web", 3000, 1500), stopped, unlimited],
+            host_memory_bytes: Some(256 * 1024 * 1024),
         };
         let table = format_table(Some(&previous), &current);
         let lines: Vec<&str> = table.lines().collect();
@@ -206,6 +214,8 @@ mod tests {
         assert!(lines[2].starts_with("batch  STOPPED"), "{table}");
         assert!(lines[2].ends_with('-'), "{table}");
         assert!(lines[3].contains("16MiB / unlimited"), "{table}");
+        // 16 MiB of the host's 256 MiB.
+        assert!(lines[3].contains("  6.2  "), "{table}");
         assert!(lines[3].ends_with(" 3"), "{table}");
         assert!(!table.lines().any(|line| line.ends_with(' ')), "{table}");
     }

@@ -493,6 +493,7 @@ fn top_command(
             .into_iter()
             .filter(|job| names.is_empty() || names.contains(&job.name))
             .collect(),
+        host_memory_bytes: list.host_memory_bytes,
     };
     let first: StatsList = client.get("/v1/stats")?;
     let unknown: Vec<&String> = names

@@ -948,7 +948,13 @@ mod tests {
     async fn stats_route_reads_targets() {
         let (status, json) = call("GET", "/v1/stats", "").await;
         assert_eq!(status, 200, "{json}");
-        assert_eq!(json, serde_json::json!({"jobs": []}));
+        assert_eq!(json["jobs"], serde_json::json!([]));
+        assert!(
+            json["host_memory_bytes"]
+                .as_u64()
+                .is_some_and(|bytes| bytes > 0),
+            "{json}"
+        );
     }
 
     #[tokio::test]

@@ -27,7 +27,28 @@ pub struct StatsTarget {
 pub fn read_stats(targets: Vec<StatsTarget>) -> StatsList {
     StatsList {
         jobs: targets.into_iter().map(read_one).collect(),
+        host_memory_bytes: host_memory_bytes(),
     }
+}
+
+/// Returns `MemTotal` of `/proc/meminfo` in bytes, or `None` when the file
+/// cannot be read or has no such line.
+fn host_memory_bytes() -> Option<u64> {
+    let meminfo = match std::fs::read_to_string("/proc/meminfo") {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::warn!(%error, "failed to read /proc/meminfo; top shows no memory share for jobs without a limit");
+            return None;
+        }
+    };
+    parse_mem_total(&meminfo)
+}
+
+/// Returns the `MemTotal:` value of a `/proc/meminfo` text in bytes.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn read_one(target: StatsTarget) -> JobStats {
