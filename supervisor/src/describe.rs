@@ -28,6 +28,11 @@ pub struct LastRun {
     #[serde(default)]
     pub stopped: bool,
     pub finished_at: SystemTime,
+    /// For a failed start: the last line that the runtime's init or the
+    /// monitor printed to the job's stderr during the run, such as
+    /// `corral: init failed to fork the process: EAGAIN: Try again`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_error: Option<String>,
 }
 
 /// A scheduled restart.
@@ -163,10 +168,22 @@ fn exited_too_quickly(run: &LastRun) -> bool {
     run.failed_start && !matches!(run.termination, Termination::SetupFailed { .. })
 }
 
+/// Returns ` (LINE)` for a run with a runtime error line, else nothing.
+fn runtime_error_text(run: &LastRun) -> String {
+    run.runtime_error
+        .as_ref()
+        .map(|line| format!(" ({line})"))
+        .unwrap_or_default()
+}
+
 fn describe_backoff(facts: &StatusFacts<'_>) -> String {
     let mut text = match facts.last_run {
         Some(run) if exited_too_quickly(run) => {
-            format!("{EXITED_TOO_QUICKLY}: {}", termination_text(run))
+            format!(
+                "{EXITED_TOO_QUICKLY}: {}{}",
+                termination_text(run),
+                runtime_error_text(run)
+            )
         }
         Some(run) => ended_at(run),
         None => String::new(),
@@ -211,7 +228,11 @@ fn describe_stopping(facts: &StatusFacts<'_>) -> String {
 fn describe_fatal(facts: &StatusFacts<'_>) -> String {
     let mut text = match facts.last_run {
         Some(run) if exited_too_quickly(run) => {
-            format!("{EXITED_TOO_QUICKLY}: {}", ended_at(run))
+            format!(
+                "{EXITED_TOO_QUICKLY}: {}{}",
+                ended_at(run),
+                runtime_error_text(run)
+            )
         }
         Some(run) => ended_at(run),
         None => String::new(),
@@ -383,6 +404,7 @@ mod tests {
             failed_start: false,
             stopped: false,
             finished_at: at(999_000),
+            runtime_error: None,
         }
     }
 

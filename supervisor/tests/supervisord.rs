@@ -1654,6 +1654,51 @@ fn edit_during_stop_keeps_it_stopped() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
+fn init_error_named_in_failed_start() {
+    if skip("init_error_named_in_failed_start") {
+        return;
+    }
+    // A copy of /bin/true whose ELF interpreter (PT_INTERP) names a
+    // missing loader passes the check before the start, which reads the ELF
+    // header only. The execve in the container then fails with ENOENT, and
+    // only the job's stderr names the reason.
+    let scripts = tempfile::tempdir().unwrap();
+    let script = scripts.path().join("broken");
+    let loader = b"/lib64/ld-linux-x86-64.so.2";
+    let mut binary = std::fs::read("/bin/true").unwrap();
+    let at = binary
+        .windows(loader.len())
+        .position(|window| window == loader)
+        .expect("/bin/true names the x86-64 loader");
+    binary[at + loader.len() - 1] = b'9';
+    std::fs::write(&script, binary).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let broken = json!({"image": "host", "command": ["/scripts/broken"], "init": true,
+        "start_seconds": "1s",
+        "mounts": [{"type": "bind", "source": scripts.path(), "target": "/scripts", "readonly": true}],
+        "restart": {"policy": "on-failure", "max_restarts": 1, "window": "60s",
+                    "backoff": {"initial": "100ms", "max": "200ms"}}})
+    .to_string();
+    let daemon = Daemon::start(&[("broken", &broken)]);
+
+    let fatal = daemon.wait_for_state("broken", JobState::Fatal, Duration::from_secs(30));
+    assert!(
+        fatal.description.starts_with("Exited too quickly"),
+        "{}",
+        fatal.description
+    );
+    assert!(
+        fatal
+            .description
+            .contains("(corral: failed to execute /scripts/broken: "),
+        "{}\n{}",
+        fatal.description,
+        daemon.diagnostics()
+    );
+}
+
+#[test]
 fn stop_ended_while_away_keeps_its_time() {
     if skip("stop_ended_while_away_keeps_its_time") {
         return;

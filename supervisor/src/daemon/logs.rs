@@ -153,6 +153,29 @@ fn open_append(path: &Path, permissions: LogPermissions) -> Result<File, LogErro
 /// `offset`: the last line that starts with `corral:` or `corral-monitor:`,
 /// or the last non-empty line. Reads at most the final 4 KiB.
 pub fn read_setup_error(stderr_path: &Path, offset: u64) -> Option<String> {
+    let lines = read_tail_lines(stderr_path, offset)?;
+    runtime_line(&lines)
+        .or(lines.last())
+        .map(|line| line.to_string())
+}
+
+/// Reads the last line after `offset` that starts with `corral:` or
+/// `corral-monitor:`, within the final 4 KiB of stderr, if any.
+pub fn read_runtime_error(stderr_path: &Path, offset: u64) -> Option<String> {
+    let lines = read_tail_lines(stderr_path, offset)?;
+    runtime_line(&lines).map(|line| line.to_string())
+}
+
+fn runtime_line(lines: &[String]) -> Option<&String> {
+    lines
+        .iter()
+        .rev()
+        .find(|line| line.starts_with("corral:") || line.starts_with("corral-monitor:"))
+}
+
+/// Returns the non-empty lines of the stderr log after `offset`, trimmed,
+/// from at most its final 4 KiB.
+fn read_tail_lines(stderr_path: &Path, offset: u64) -> Option<Vec<String>> {
     use std::io::{Read, Seek, SeekFrom};
 
     const MAX_READ: u64 = 4096;
@@ -166,17 +189,13 @@ pub fn read_setup_error(stderr_path: &Path, offset: u64) -> Option<String> {
     let mut tail = Vec::new();
     file.take(size - start).read_to_end(&mut tail).ok()?;
     let text = String::from_utf8_lossy(&tail);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    lines
-        .iter()
-        .rev()
-        .find(|line| line.starts_with("corral:") || line.starts_with("corral-monitor:"))
-        .or(lines.last())
-        .map(|line| line.to_string())
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -294,5 +313,28 @@ mod tests {
         let monitor = "corral-monitor: failed to read log settings /x/logs.json: no such file";
         fs::write(&log, format!("{text}{monitor}\nlater noise\n")).unwrap();
         assert_eq!(read_setup_error(&log, offset).as_deref(), Some(monitor));
+    }
+
+    #[test]
+    fn runtime_error_needs_a_corral_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        fs::write(&log, "corral: old error\n").unwrap();
+        let offset = fs::metadata(&log).unwrap().len();
+        let mut text = read(&log);
+        text.push_str("the job's own error\n");
+        fs::write(&log, &text).unwrap();
+        assert_eq!(read_runtime_error(&log, offset), None);
+        assert_eq!(
+            read_setup_error(&log, offset).as_deref(),
+            Some("the job's own error")
+        );
+
+        text.push_str("corral: init failed to fork the process: EAGAIN\n");
+        fs::write(&log, &text).unwrap();
+        assert_eq!(
+            read_runtime_error(&log, offset).as_deref(),
+            Some("corral: init failed to fork the process: EAGAIN")
+        );
     }
 }

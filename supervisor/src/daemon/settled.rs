@@ -175,6 +175,7 @@ mod tests {
                 failed_start: false,
                 stopped: true,
                 finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
+                runtime_error: None,
             }),
             last_container_id: Some("web-1a2b3c4d".to_string()),
             fatal: Some((3, Duration::from_secs(60))),

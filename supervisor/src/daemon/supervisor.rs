@@ -1050,6 +1050,7 @@ impl Supervisor {
                     failed_start: true,
                     stopped: false,
                     finished_at: SystemTime::now(),
+                    runtime_error: None,
                 };
                 self.after_run(name, run);
                 return;
@@ -1543,14 +1544,26 @@ impl Supervisor {
             .as_ref()
             .filter(|stop| stop.killed)
             .map(|stop| stop.timeout);
+        let failed_start = job.state == JobState::Starting;
+        // The init prints its failures after the start, such as an execve
+        // or a fork that failed, to the job's stderr and exits with a
+        // status that a job could have exited with too.
+        let runtime_error = match &termination {
+            Termination::SetupFailed { .. } => None,
+            _ if failed_start => {
+                crate::daemon::logs::read_runtime_error(&job.stderr_log, container.stderr_offset)
+            }
+            _ => None,
+        };
         let run = LastRun {
             container_id: container_id.to_string(),
             termination,
             oom_killed: record.as_ref().is_some_and(|record| record.oom_kills > 0),
             killed_after,
-            failed_start: job.state == JobState::Starting,
+            failed_start,
             stopped: container.stop.is_some(),
             finished_at: SystemTime::now(),
+            runtime_error,
         };
         tracing::info!(
             job = %name,

@@ -393,6 +393,7 @@ impl Supervisor {
                 .is_some_and(|spec| ran_for < spec.start_seconds.as_duration()),
             stopped: false,
             finished_at,
+            runtime_error: None,
         };
         tracing::info!(
             job = %record.job,
