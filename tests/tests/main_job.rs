@@ -128,7 +128,9 @@ fn examples_run_and_prometheus_scrapes() {
     );
     let mut response = String::new();
     let mut last_error = String::new();
-    for _ in 0..50 {
+    // python3 takes seconds to start listening in the emulated test VM.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         match http_get(web_port, "/") {
             Ok(text) if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") => {
                 response = text;
@@ -141,7 +143,7 @@ fn examples_run_and_prometheus_scrapes() {
     }
     assert!(
         !response.is_empty(),
-        "the web job did not answer on 127.0.0.1:{web_port}; status: {}last request: {last_error}\nweb's stderr:\n{}",
+        "the web job did not answer on 127.0.0.1:{web_port} within 60 s; status: {}last request: {last_error}\nweb's stderr:\n{}",
         supervisor.status_line("web"),
         supervisor.job_log("web", "stderr")
     );
