@@ -1881,6 +1881,49 @@ fn all_stops_in_parallel() {
 }
 
 #[test]
+fn restart_removes_abandoned_overlay_dirs() {
+    if skip("restart_removes_abandoned_overlay_dirs") {
+        return;
+    }
+    let mut daemon = Daemon::start(&[("web", &term_handler())]);
+    let web = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let overlays = daemon.data_dir().join("containers");
+    let running = overlays.join(web.container_id.clone().unwrap());
+    assert!(running.join("upper").is_dir(), "{}", running.display());
+
+    // A reboot empties RUN_DIR, so the runtime state that an overlay
+    // directory's owner names is gone while the directory stays.
+    let abandoned = overlays.join("gone-0000aaaa");
+    std::fs::create_dir_all(abandoned.join("upper/var/cache")).unwrap();
+    std::fs::create_dir_all(abandoned.join("work/work/incompat/volatile")).unwrap();
+    std::fs::write(abandoned.join("upper/var/cache/big"), "cached\n").unwrap();
+    let owner = json!({"id": "gone-0000aaaa", "created": 1.0,
+        "state_dir": daemon.run_dir().join("containers/gone-0000aaaa")});
+    std::fs::write(abandoned.join("owner.json"), owner.to_string()).unwrap();
+    // A directory without an owner file is not the runtime's.
+    let unowned = overlays.join("unowned-0000bbbb");
+    std::fs::create_dir_all(unowned.join("upper")).unwrap();
+
+    daemon.crash();
+    daemon.respawn();
+    let adopted = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    assert_eq!(adopted.pid, web.pid);
+    daemon.wait_until(SETTLE, "the abandoned overlay directory is removed", |_| {
+        !abandoned.exists()
+    });
+    assert!(unowned.is_dir(), "{}", unowned.display());
+    assert!(running.join("upper").is_dir(), "{}", running.display());
+    assert!(
+        daemon
+            .daemon_log()
+            .contains("removed the overlay directory of a container that no longer exists"),
+        "{}",
+        daemon.diagnostics()
+    );
+    std::fs::remove_dir_all(&unowned).unwrap();
+}
+
+#[test]
 fn restart_adopts_running_jobs() {
     if skip("restart_adopts_running_jobs") {
         return;

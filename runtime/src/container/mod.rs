@@ -1191,6 +1191,30 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
     replace_file(&owner, &body, 0o600, "write overlay owner")
 }
 
+/// Removes the overlay directory `dir` when the container that its owner
+/// file names no longer exists, as after a reboot that emptied the state
+/// root while the directory stayed on disk. Returns whether it removed the
+/// directory. A directory without an owner file is left alone, because
+/// the runtime did not create it, or its create failed before the claim.
+pub fn remove_abandoned_overlay_dir(dir: &Path) -> Result<bool, ContainerError> {
+    let owner = dir.join(OVERLAY_OWNER);
+    let text = match fs::read(&owner) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(io_error("read overlay owner", &owner)(error)),
+    };
+    let holder: Holder =
+        serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
+            path: owner.clone(),
+            source,
+        })?;
+    if holder.exists() {
+        return Ok(false);
+    }
+    fs::remove_dir_all(dir).map_err(io_error("remove abandoned overlay directory", dir))?;
+    Ok(true)
+}
+
 /// Rejects a cgroup that already has processes: they belong to another
 /// container (or to something else), which this container's kill and
 /// delete would reach.

@@ -51,7 +51,8 @@ impl Supervisor {
     /// Removes what a supervisord killed during a launch left behind without
     /// a shim record: a bundle written before the record, a half-written
     /// record, and pid, exit and runtime state files of containers whose
-    /// monitor is not in `live`. Runs before any launch of this supervisord,
+    /// monitor is not in `live`, and the overlay directories of containers
+    /// that no longer exist. Runs before any launch of this supervisord,
     /// so no other container has a monitor.
     fn remove_stale_launch_files(&self, live: &[String]) {
         let belongs_to_live = |name: &str| {
@@ -68,6 +69,24 @@ impl Supervisor {
                 tracing::warn!(container_id = %name, "deleting a container that no shim record names");
                 if let Err(error) = corral_runtime::container::delete(&root, &name, true) {
                     tracing::error!(container_id = %name, error = %error_chain(&error), "failed to delete a container that no shim record names");
+                }
+            }
+        }
+        // The overlay directories outlive the runtime's state when a reboot
+        // empties RUN_DIR, and each can hold a job's whole writable layer.
+        let overlays = self.config.data_dir.join("containers");
+        for name in file_names(&overlays) {
+            if belongs_to_live(&name) {
+                continue;
+            }
+            let dir = overlays.join(&name);
+            match corral_runtime::container::remove_abandoned_overlay_dir(&dir) {
+                Ok(true) => {
+                    tracing::info!(container_id = %name, dir = %dir.display(), "removed the overlay directory of a container that no longer exists")
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(container_id = %name, dir = %dir.display(), error = %error_chain(&error), "failed to remove the overlay directory of a container that no longer exists")
                 }
             }
         }
