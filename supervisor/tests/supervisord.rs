@@ -1903,6 +1903,14 @@ fn restart_removes_abandoned_overlay_dirs() {
     // A directory without an owner file is not the runtime's.
     let unowned = overlays.join("unowned-0000bbbb");
     std::fs::create_dir_all(unowned.join("upper")).unwrap();
+    // An init that still runs may still have the directory mounted, even
+    // though its state is gone.
+    let in_use = overlays.join("in-use-0000cccc");
+    std::fs::create_dir_all(in_use.join("upper")).unwrap();
+    let owner = json!({"id": "in-use-0000cccc", "created": 1.0,
+        "state_dir": daemon.run_dir().join("containers/in-use-0000cccc"),
+        "init_pid": std::process::id()});
+    std::fs::write(in_use.join("owner.json"), owner.to_string()).unwrap();
 
     daemon.crash();
     daemon.respawn();
@@ -1912,6 +1920,7 @@ fn restart_removes_abandoned_overlay_dirs() {
         !abandoned.exists()
     });
     assert!(unowned.is_dir(), "{}", unowned.display());
+    assert!(in_use.is_dir(), "{}", in_use.display());
     assert!(running.join("upper").is_dir(), "{}", running.display());
     assert!(
         daemon
@@ -1921,6 +1930,7 @@ fn restart_removes_abandoned_overlay_dirs() {
         daemon.diagnostics()
     );
     std::fs::remove_dir_all(&unowned).unwrap();
+    std::fs::remove_dir_all(&in_use).unwrap();
 }
 
 #[test]

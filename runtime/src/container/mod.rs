@@ -514,6 +514,17 @@ pub fn create(options: &CreateOptions) -> Result<ContainerState, ContainerError>
         .leases
         .update(&holder)
         .map_err(ContainerError::Lease)?;
+    if let Some(overlay) = &plan.overlay {
+        // With the init recorded, a later create or supervisord treats the
+        // root as in use while the init runs, even without this state.
+        let body = serde_json::to_vec_pretty(&holder).expect("holder serializes to JSON");
+        replace_file(
+            &overlay.dir.join(OVERLAY_OWNER),
+            &body,
+            0o600,
+            "write overlay owner",
+        )?;
+    }
 
     if let Some(maps) = &id_maps {
         maps.write(pid.as_raw())?;
@@ -1165,7 +1176,7 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
             path: owner.clone(),
             source,
         })?;
-    if previous.exists() {
+    if previous.exists() || previous.init_runs() {
         return Err(ContainerError::OverlayInUse {
             path: dir.to_path_buf(),
             container: previous.id,
@@ -1192,8 +1203,8 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
 }
 
 /// Removes the overlay directory `dir` when the container that its owner
-/// file names no longer exists, as after a reboot that emptied the state
-/// root while the directory stayed on disk. Returns whether it removed the
+/// file names no longer exists and its init no longer runs, as after a
+/// reboot that emptied the state root while the directory stayed on disk. Returns whether it removed the
 /// directory. A directory without an owner file is left alone, because
 /// the runtime did not create it, or its create failed before the claim.
 pub fn remove_abandoned_overlay_dir(dir: &Path) -> Result<bool, ContainerError> {
@@ -1208,7 +1219,7 @@ pub fn remove_abandoned_overlay_dir(dir: &Path) -> Result<bool, ContainerError> 
             path: owner.clone(),
             source,
         })?;
-    if holder.exists() {
+    if holder.exists() || holder.init_runs() {
         return Ok(false);
     }
     fs::remove_dir_all(dir).map_err(io_error("remove abandoned overlay directory", dir))?;

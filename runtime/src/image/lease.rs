@@ -83,9 +83,18 @@ impl Holder {
             return false;
         }
         match (self.init_pid, self.init_start_ticks) {
+            (Some(_), _) => self.init_runs(),
+            (None, _) => true,
+        }
+    }
+
+    /// Returns whether the recorded init still runs, whatever became of the
+    /// container's state. False when no init was recorded.
+    pub fn init_runs(&self) -> bool {
+        match (self.init_pid, self.init_start_ticks) {
             (Some(pid), Some(ticks)) => process_start_ticks(pid) == Some(ticks),
             (Some(pid), None) => process_start_ticks(pid).is_some(),
-            (None, _) => true,
+            (None, _) => false,
         }
     }
 }
