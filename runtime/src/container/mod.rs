@@ -1170,13 +1170,8 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
         Err(error) => return Err(io_error("create overlay owner", &owner)(error)),
     }
 
-    let text = fs::read(&owner).map_err(io_error("read overlay owner", &owner))?;
-    let previous: Holder =
-        serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
-            path: owner.clone(),
-            source,
-        })?;
-    if previous.exists() || previous.init_runs() {
+    let previous = read_overlay_owner(&owner)?;
+    if previous.may_use_directory() {
         return Err(ContainerError::OverlayInUse {
             path: dir.to_path_buf(),
             container: previous.id,
@@ -1209,21 +1204,23 @@ fn claim_overlay_dir(dir: &Path, holder: &Holder) -> Result<(), ContainerError> 
 /// the runtime did not create it, or its create failed before the claim.
 pub fn remove_abandoned_overlay_dir(dir: &Path) -> Result<bool, ContainerError> {
     let owner = dir.join(OVERLAY_OWNER);
-    let text = match fs::read(&owner) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(io_error("read overlay owner", &owner)(error)),
-    };
-    let holder: Holder =
-        serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
-            path: owner.clone(),
-            source,
-        })?;
-    if holder.exists() || holder.init_runs() {
+    if !owner.exists() {
+        return Ok(false);
+    }
+    if read_overlay_owner(&owner)?.may_use_directory() {
         return Ok(false);
     }
     fs::remove_dir_all(dir).map_err(io_error("remove abandoned overlay directory", dir))?;
     Ok(true)
+}
+
+/// Reads the owner file of an overlay directory.
+fn read_overlay_owner(owner: &Path) -> Result<Holder, ContainerError> {
+    let text = fs::read(owner).map_err(io_error("read overlay owner", owner))?;
+    serde_json::from_slice(&text).map_err(|source| ContainerError::OverlayOwner {
+        path: owner.to_path_buf(),
+        source,
+    })
 }
 
 /// Rejects a cgroup that already has processes: they belong to another

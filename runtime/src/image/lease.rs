@@ -88,6 +88,12 @@ impl Holder {
         }
     }
 
+    /// Returns whether the container may still use a directory it claimed:
+    /// its state exists, or its recorded init still runs without it.
+    pub fn may_use_directory(&self) -> bool {
+        self.exists() || self.init_runs()
+    }
+
     /// Returns whether the recorded init still runs, whatever became of the
     /// container's state. False when no init was recorded.
     pub fn init_runs(&self) -> bool {

@@ -1,7 +1,7 @@
 //! A time limit for writing responses on the control socket, which hyper
 //! 0.14 does not provide. A write stalls while the socket's send buffer is
 //! full, and it times out once the client has read nothing from that
-//! buffer for the limit. The same stream tells an [`OutputObserver`]
+//! buffer for the limit. The same stream reports to an [`OutputObserver`]
 //! when response bytes wait in hyper for the socket.
 
 use std::future::Future;
