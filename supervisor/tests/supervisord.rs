@@ -2789,7 +2789,21 @@ fn ctl_as_nobody(daemon: &Daemon, groups: &'static [u32], args: &[&str]) -> std:
             Ok(())
         });
     }
-    command.output().unwrap()
+    // A child that another test thread forks while the copy above has the
+    // file open for writing keeps that descriptor until its own exec, and
+    // an exec of the binary meanwhile fails with ETXTBSY.
+    let mut attempts = 0;
+    loop {
+        match command.output() {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result.unwrap(),
+        }
+    }
 }
 
 #[test]
