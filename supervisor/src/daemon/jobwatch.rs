@@ -149,6 +149,9 @@ struct Watcher {
     /// it is on, or `None` while the jobs directory is missing.
     root: Option<(WatchDescriptor, DirIdentity)>,
     dropins: HashMap<WatchDescriptor, PathBuf>,
+    /// Whether the absence of the jobs directory has been logged since it
+    /// was last watched.
+    missing_logged: bool,
 }
 
 impl Watcher {
@@ -167,6 +170,7 @@ impl Watcher {
             parent_watch: None,
             root: None,
             dropins: HashMap::new(),
+            missing_logged: false,
         }
     }
 
@@ -246,8 +250,13 @@ impl Watcher {
     }
 
     /// Compares the directory at the jobs directory path with the watched
-    /// one, and watches it afresh when it was replaced. Returns whether a
-    /// new directory is watched, which needs a reload.
+    /// one, and watches it afresh when it was replaced. Returns whether the
+    /// watched directory went away or a new one is watched, because both
+    /// need a check after the debounce period.
+    ///
+    /// A directory that went away is logged by that check, not here,
+    /// because a deploy renames the old directory away and then the new one
+    /// into place.
     fn refresh(&mut self) -> bool {
         let current = dir_identity(&self.jobs_dir);
         let watched = self.root.as_ref().map(|(_, identity)| *identity);
@@ -256,15 +265,13 @@ impl Watcher {
         }
         let was_watched = watched.is_some();
         self.unwatch_jobs_dir();
-        let dir = self.jobs_dir.display().to_string();
         if current.is_none() {
-            if was_watched {
-                tracing::warn!(%dir, "the jobs directory is missing or not a directory; waiting for a directory at its path");
-            }
-            return false;
+            return was_watched;
         }
+        let dir = self.jobs_dir.display().to_string();
         match self.watch_jobs_dir() {
             Ok(()) => {
+                self.missing_logged = false;
                 tracing::info!(%dir, "watching the replaced jobs directory");
                 true
             }
@@ -402,6 +409,13 @@ async fn watch_loop(
                 // A scan of a missing directory only logs an error. The
                 // directory's return schedules the reload.
                 if dir_identity(&watcher.jobs_dir).is_none() {
+                    if !watcher.missing_logged {
+                        watcher.missing_logged = true;
+                        tracing::warn!(
+                            dir = %watcher.jobs_dir.display(),
+                            "the jobs directory is missing or not a directory; waiting for a directory at its path"
+                        );
+                    }
                     continue;
                 }
                 if events.send(Event::Reload { origin: "inotify" }).is_err() {
