@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use corral_supervisor::api::JobList;
 use corral_supervisor::daemon::{
-    DEFAULT_MAX_CONNECTIONS, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
-    RESPONSE_WRITE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, EXIT_RESPONSE_LIMIT, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT,
+    REQUEST_HEAD_TIMEOUT, RESPONSE_WRITE_TIMEOUT,
 };
 use corral_supervisor::machine::JobState;
 use harness::{shell_job, skip, stderr_of, stdout_of, Daemon};
@@ -646,6 +646,60 @@ fn assert_slow_reader_gets_whole_response(headers: &str) {
     );
     let log = daemon.daemon_log();
     assert!(!log.contains("stopped reading the response"), "{log}");
+}
+
+/// A client that reads a response without pause but too slowly to finish
+/// it does not hold supervisord's exit past EXIT_RESPONSE_LIMIT.
+#[test]
+fn slow_reader_cannot_hold_exit() {
+    if skip("slow_reader_cannot_hold_exit") {
+        return;
+    }
+    let size = 1024 * 1024;
+    let mut daemon = start_with_large_spec(size);
+    let stream = request_spec(&daemon, "big");
+
+    // 4 KiB every 500 ms reads 1 MiB in more than two minutes, and each
+    // read lets the daemon's next write progress.
+    let reader = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut chunk = [0u8; 4096];
+        let mut total = 0;
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) | Err(_) => return total,
+                Ok(count) => total += count,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    let signalled = Instant::now();
+    let exit = daemon.terminate(EXIT_RESPONSE_LIMIT + Duration::from_secs(15));
+    let took = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        took >= EXIT_RESPONSE_LIMIT - Duration::from_millis(100),
+        "supervisord exited {took:?} after SIGTERM, before the slow reader was cut"
+    );
+    assert!(
+        took < EXIT_RESPONSE_LIMIT + Duration::from_secs(5),
+        "supervisord exited only {took:?} after SIGTERM"
+    );
+    let read = reader.join().unwrap();
+    assert!(read < size, "the slow reader read all {read} bytes");
+    let log = daemon.daemon_log();
+    let line = log
+        .lines()
+        .find(|line| {
+            line.contains(
+                "closing control connections whose responses are still being read at exit",
+            )
+        })
+        .unwrap_or_else(|| panic!("no line about the cut connection in\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("open=1"), "{line}");
 }
 
 /// Returns a job that logs one line and then nothing.

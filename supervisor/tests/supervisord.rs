@@ -1241,6 +1241,48 @@ fn signal_stop_pauses_the_whole_job() {
 }
 
 #[test]
+fn stop_thaws_a_frozen_job() {
+    if skip("stop_thaws_a_frozen_job") {
+        return;
+    }
+    let ticking = shell_job(
+        "trap 'echo got TERM; exit 0' TERM; while :; do echo tick; sleep 0.1; done",
+        json!({"init": true, "start_seconds": "300ms", "stop": {"timeout": "20s"}}),
+    );
+    let daemon = Daemon::start(&[("ticking", &ticking)]);
+    let running = daemon.wait_for_state("ticking", JobState::Running, SETTLE);
+    let id = running.container_id.expect("a running job has a container");
+    let ticks = || daemon.job_log("ticking", "stdout").matches("tick").count();
+
+    let pause = std::process::Command::new(harness::runtime_binary())
+        .arg("--root")
+        .arg(daemon.run_dir().join("containers"))
+        .args(["pause", &id])
+        .output()
+        .unwrap();
+    assert_eq!(pause.status.code(), Some(0), "{}", stderr_of(&pause));
+    std::thread::sleep(Duration::from_millis(300));
+    let frozen_at = ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(ticks(), frozen_at, "the frozen job kept running");
+
+    // The job handles the stop signal at once instead of being killed
+    // after the 20 s timeout.
+    let requested = Instant::now();
+    let stop = daemon.ctl(&["stop", "ticking"]);
+    let took = requested.elapsed();
+    assert_eq!(stop.status.code(), Some(0), "{}", stdout_of(&stop));
+    assert_eq!(stdout_of(&stop), "ticking: stopped\n");
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    assert!(daemon.job_log("ticking", "stdout").contains("got TERM"));
+    let log = daemon.daemon_log();
+    assert!(
+        log.contains("thawed the frozen cgroup of the stopping job"),
+        "{log}"
+    );
+}
+
+#[test]
 fn restart_keeps_a_pause() {
     if skip("restart_keeps_a_pause") {
         return;

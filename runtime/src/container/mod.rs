@@ -1373,6 +1373,23 @@ pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
     Ok(cgroup_of(&state).thaw()?)
 }
 
+/// Thaws a container's cgroup when it is frozen, and returns whether it
+/// was. Unlike [`resume`], a container in any other status, or one whose
+/// state is already gone, is no error, so a caller that is stopping a
+/// container can run it either way.
+pub fn thaw_if_frozen(root: &Path, id: &str) -> Result<bool, ContainerError> {
+    let state = match load(root, id) {
+        Ok(state) => state,
+        Err(ContainerError::State(StateError::NotFound { .. })) => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if state.status != Status::Paused {
+        return Ok(false);
+    }
+    cgroup_of(&state).thaw()?;
+    Ok(true)
+}
+
 /// Applies new resource limits to a container's cgroup.
 pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), ContainerError> {
     let state = load(root, id)?;

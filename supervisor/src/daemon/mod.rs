@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 use created_dirs::CreatedDirs;
 
 pub use self::server::{
-    DEFAULT_MAX_CONNECTIONS, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT, REQUEST_HEAD_TIMEOUT,
-    RESPONSE_WRITE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, EXIT_RESPONSE_LIMIT, KEEP_ALIVE_TIMEOUT, REQUEST_BODY_TIMEOUT,
+    REQUEST_HEAD_TIMEOUT, RESPONSE_WRITE_TIMEOUT,
 };
 pub use self::supervisor::Supervisor;
 
@@ -497,9 +497,8 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     // Each open connection finishes its request and writes the response,
     // the reply to a shutdown request included, before supervisord exits.
     // The server's timeouts bound this wait: RESPONSE_WRITE_TIMEOUT cuts
-    // a response whose client stops reading.
-    // NOTE: a client that keeps reading, however slowly, delays the exit
-    // until it has read its whole response.
+    // a response whose client stops reading, and EXIT_RESPONSE_LIMIT one
+    // whose client reads too slowly.
     if let Err(error) = server.await {
         tracing::error!(%error, "the control API server task failed");
     }

@@ -47,6 +47,12 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client reads none of it. The connection is closed then.
 pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Maximum time that supervisord waits, once its jobs are handled, for
+/// the open control connections to finish their responses before it
+/// exits. [`RESPONSE_WRITE_TIMEOUT`] ends a client that stops reading, and
+/// this limit ends one that keeps reading too slowly to finish.
+pub const EXIT_RESPONSE_LIMIT: Duration = Duration::from_secs(20);
+
 /// Maximum time to read a request body once its head has arrived. The
 /// API's bodies are a few bytes, and those of `/v1/batch` at most
 /// [`MAX_BATCH_BODY`].
@@ -109,11 +115,23 @@ pub async fn serve(
     // client that connects meanwhile gets a 503 reply saying that
     // supervisord is shutting down. A refused connect would read as
     // supervisord not running while its process still exists.
+    let limit = tokio::time::sleep(EXIT_RESPONSE_LIMIT);
+    tokio::pin!(limit);
+    let mut cut = false;
     loop {
         tokio::select! {
             joined = connections.join_next() => if joined.is_none() {
                 break;
             },
+            () = &mut limit, if !cut => {
+                cut = true;
+                tracing::warn!(
+                    open = connections.len(),
+                    limit = ?EXIT_RESPONSE_LIMIT,
+                    "closing control connections whose responses are still being read at exit"
+                );
+                connections.abort_all();
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => rejected.add(stream, shutting_down()),
                 Err(error) => {

@@ -1391,19 +1391,29 @@ impl Supervisor {
                 tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
             }
         }
-        // A paused process handles the stop signal only once it runs again.
+        // A paused process handles the stop signal only once it runs again,
+        // whether a signal stopped it or `corral pause` froze its cgroup.
         // Reading the container's state and cgroup runs on the blocking
         // pool, so a shutdown of many jobs does not wait for it.
-        if signal != Signal::SIGCONT {
-            let (job_name, id) = (name.to_string(), container.id.clone());
-            tokio::task::spawn_blocking(move || {
+        let (job_name, id) = (name.to_string(), container.id.clone());
+        tokio::task::spawn_blocking(move || {
+            if signal != Signal::SIGCONT {
                 let resumed =
                     corral_runtime::container::kill(&root, &id, Signal::SIGCONT as i32, true);
                 if let Err(error) = resumed {
                     tracing::debug!(job = %job_name, container_id = %id, error = %error_chain(&error), "failed to send SIGCONT after the stop signal");
                 }
-            });
-        }
+            }
+            match corral_runtime::container::thaw_if_frozen(&root, &id) {
+                Ok(true) => {
+                    tracing::info!(job = %job_name, container_id = %id, "thawed the frozen cgroup of the stopping job, so it can handle the stop signal")
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(job = %job_name, container_id = %id, error = %error_chain(&error), "failed to thaw the cgroup of the stopping job; a frozen job ends at the stop timeout")
+                }
+            }
+        });
         let left = timeout.saturating_sub(waited);
         container.paused = false;
         container.stop = Some(StopProgress {
