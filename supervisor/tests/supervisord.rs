@@ -2465,7 +2465,12 @@ fn run_second_daemon(
     data: &std::path::Path,
     log: &std::path::Path,
 ) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
+    // The output goes to files, so a daemon that wrongly starts can be
+    // ended and its output read without a reader thread.
+    let outputs = tempfile::tempdir().unwrap();
+    let stdout_path = outputs.path().join("stdout");
+    let stderr_path = outputs.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_supervisord"))
         .arg("--jobs-dir")
         .arg(jobs)
         .arg("--run-dir")
@@ -2476,8 +2481,126 @@ fn run_second_daemon(
         .arg(log)
         .arg("--cgroup-parent")
         .arg(format!("corral-test-second-{}", std::process::id()))
-        .output()
-        .unwrap()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // A daemon still running has started: end it with its jobs and
+            // fail with what it logged.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+            panic!(
+                "the second supervisord started instead of failing:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout_path).unwrap(),
+        stderr: std::fs::read(&stderr_path).unwrap(),
+    }
+}
+
+#[test]
+fn second_daemon_refused_after_dir_swap() {
+    if skip("second_daemon_refused_after_dir_swap") {
+        return;
+    }
+    let daemon = Daemon::start(&[("web", &term_handler())]);
+    let first = daemon.wait_for_state("web", JobState::Running, SETTLE);
+    let jobs = daemon.jobs_dir();
+    let fresh = tempfile::tempdir().unwrap();
+    let [run, data, log] = ["run", "data", "log"].map(|name| fresh.path().join(name));
+    let holder = format!("another supervisord (pid {})", daemon.pid());
+    let locked_count = || {
+        daemon
+            .daemon_log()
+            .matches("locked the replaced jobs directory")
+            .count()
+    };
+
+    // A deploy renames a new directory into place.
+    let staged = jobs.with_file_name("jobs.new");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::copy(jobs.join("web.json"), staged.join("web.json")).unwrap();
+    std::fs::rename(&jobs, jobs.with_file_name("jobs.old")).unwrap();
+    std::fs::rename(&staged, &jobs).unwrap();
+    daemon.wait_until(SETTLE, "the new directory is locked", |_| {
+        locked_count() == 1
+    });
+    let output = run_second_daemon(&jobs, &run, &data, &log);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains(&holder),
+        "{}",
+        stderr_of(&output)
+    );
+
+    // Deleted and created again.
+    std::fs::remove_dir_all(&jobs).unwrap();
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(jobs.join("web.json"), term_handler()).unwrap();
+    daemon.wait_until(SETTLE, "the recreated directory is locked", |_| {
+        locked_count() == 2
+    });
+    let output = run_second_daemon(&jobs, &run, &data, &log);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains(&holder),
+        "{}",
+        stderr_of(&output)
+    );
+
+    // A directory that another process locked first is not loaded, and
+    // the job loaded before keeps running.
+    let locked_elsewhere = jobs.with_file_name("jobs.locked");
+    std::fs::create_dir(&locked_elsewhere).unwrap();
+    std::fs::write(locked_elsewhere.join("other.json"), term_handler()).unwrap();
+    let lock = nix::fcntl::Flock::lock(
+        std::fs::File::open(&locked_elsewhere).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, errno)| errno)
+    .unwrap();
+    std::fs::remove_dir_all(&jobs).unwrap();
+    std::fs::rename(&locked_elsewhere, &jobs).unwrap();
+    daemon.wait_until(SETTLE, "the failed lock is logged", |daemon| {
+        daemon
+            .daemon_log()
+            .contains("failed to lock the replaced jobs directory")
+    });
+    let reread = daemon.ctl(&["reread"]);
+    assert_eq!(reread.status.code(), Some(1), "{}", stdout_of(&reread));
+    let expected = format!(
+        "is in use by another supervisord (pid {})",
+        std::process::id()
+    );
+    let output = format!("{}{}", stdout_of(&reread), stderr_of(&reread));
+    assert!(output.contains(&expected), "{output}");
+    assert!(
+        daemon.job("other").is_err(),
+        "a job of the locked directory was loaded"
+    );
+    let web = daemon.job("web").unwrap();
+    assert_eq!(web.state, JobState::Running);
+    assert_eq!(web.pid, first.pid);
+
+    // Once the other holder is gone, the directory is locked and loaded.
+    drop(lock);
+    let update = daemon.ctl(&["update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", stdout_of(&update));
+    daemon.wait_for_state("other", JobState::Running, SETTLE);
+    assert_eq!(locked_count(), 3);
 }
 
 #[test]

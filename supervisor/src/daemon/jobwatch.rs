@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-use crate::daemon::Event;
+use crate::daemon::{error_chain, Event, SharedJobsDirLock};
 
 /// Quiet time after the last change before the reload runs.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -106,9 +106,10 @@ fn dir_identity(path: &Path) -> Option<DirIdentity> {
 pub fn spawn(
     jobs_dir: PathBuf,
     events: mpsc::UnboundedSender<Event>,
+    lock: Option<SharedJobsDirLock>,
 ) -> Result<JoinHandle<()>, WatchError> {
     let inotify = Inotify::init().map_err(WatchError::Init)?;
-    let mut watcher = Watcher::new(inotify.watches(), jobs_dir);
+    let mut watcher = Watcher::new(inotify.watches(), jobs_dir, lock);
     watcher.watch_parent();
     watcher.watch_jobs_dir()?;
     let stream = inotify
@@ -152,10 +153,13 @@ struct Watcher {
     /// Whether the absence of the jobs directory has been logged since it
     /// was last watched.
     missing_logged: bool,
+    /// The lock that keeps a second supervisord off the jobs directory,
+    /// moved to a replaced directory as soon as it is watched.
+    lock: Option<SharedJobsDirLock>,
 }
 
 impl Watcher {
-    fn new(watches: Watches, jobs_dir: PathBuf) -> Self {
+    fn new(watches: Watches, jobs_dir: PathBuf, lock: Option<SharedJobsDirLock>) -> Self {
         let parent = jobs_dir.file_name().map(|name| {
             let parent = match jobs_dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -171,6 +175,7 @@ impl Watcher {
             root: None,
             dropins: HashMap::new(),
             missing_logged: false,
+            lock,
         }
     }
 
@@ -273,11 +278,35 @@ impl Watcher {
             Ok(()) => {
                 self.missing_logged = false;
                 tracing::info!(%dir, "watching the replaced jobs directory");
+                self.follow_lock();
                 true
             }
             Err(error) => {
                 tracing::warn!(%error, "failed to watch the replaced jobs directory; changes apply on SIGHUP or update only");
                 false
+            }
+        }
+    }
+
+    /// Moves the jobs directory lock to the directory now watched, at once
+    /// rather than at the reload, so a second supervisord that starts
+    /// meanwhile finds it locked. A failure is reported again by the
+    /// reload, which then loads nothing from the directory.
+    fn follow_lock(&self) {
+        let Some(lock) = &self.lock else {
+            return;
+        };
+        let followed = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .follow();
+        match followed {
+            Ok(true) => {
+                tracing::info!(dir = %self.jobs_dir.display(), "locked the replaced jobs directory")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(dir = %self.jobs_dir.display(), error = %error_chain(&error), "failed to lock the replaced jobs directory")
             }
         }
     }
@@ -471,7 +500,7 @@ mod tests {
     async fn burst_of_changes_reloads_once() {
         let dir = tempfile::tempdir().unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(dir.path().to_path_buf(), events).unwrap();
+        let task = spawn(dir.path().to_path_buf(), events, None).unwrap();
 
         for index in 0..5 {
             std::fs::write(dir.path().join(format!("job{index}.json")), "{}").unwrap();
@@ -486,7 +515,7 @@ mod tests {
     async fn endless_changes_reload_within_max_delay() {
         let dir = tempfile::tempdir().unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(dir.path().to_path_buf(), events).unwrap();
+        let task = spawn(dir.path().to_path_buf(), events, None).unwrap();
 
         let started = std::time::Instant::now();
         let writer = {
@@ -517,7 +546,7 @@ mod tests {
         let existing = dir.path().join("web.json.d");
         std::fs::create_dir(&existing).unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(dir.path().to_path_buf(), events).unwrap();
+        let task = spawn(dir.path().to_path_buf(), events, None).unwrap();
 
         std::fs::write(existing.join("10-memory.json"), "{}").unwrap();
         assert!(
@@ -552,7 +581,7 @@ mod tests {
         std::fs::create_dir(&jobs).unwrap();
         std::fs::create_dir_all(staged.join("web.json.d")).unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(jobs.clone(), events).unwrap();
+        let task = spawn(jobs.clone(), events, None).unwrap();
 
         std::fs::rename(&jobs, &old).unwrap();
         std::fs::rename(&staged, &jobs).unwrap();
@@ -580,7 +609,7 @@ mod tests {
         std::fs::create_dir(&jobs).unwrap();
         std::fs::write(jobs.join("web.json"), "{}").unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(jobs.clone(), events).unwrap();
+        let task = spawn(jobs.clone(), events, None).unwrap();
 
         std::fs::remove_dir_all(&jobs).unwrap();
         assert!(
@@ -608,7 +637,7 @@ mod tests {
         std::fs::create_dir(&second).unwrap();
         std::os::unix::fs::symlink("release-1", &jobs).unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(jobs.clone(), events).unwrap();
+        let task = spawn(jobs.clone(), events, None).unwrap();
 
         // GNU `ln -sfn` (coreutils 9.1) creates the new link under a
         // temporary name and renames it over the old one.
@@ -643,7 +672,7 @@ mod tests {
         let jobs = scratch.path().join("jobs");
         std::fs::create_dir(&jobs).unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(jobs.clone(), events).unwrap();
+        let task = spawn(jobs.clone(), events, None).unwrap();
 
         let other = scratch.path().join("jobs2");
         std::fs::create_dir(&other).unwrap();
@@ -671,7 +700,7 @@ mod tests {
         std::os::unix::fs::symlink("..data/web.json", jobs.path().join("web.json")).unwrap();
         std::os::unix::fs::symlink("..data/web.json.d", jobs.path().join("web.json.d")).unwrap();
         let (events, mut receiver) = mpsc::unbounded_channel();
-        let task = spawn(jobs.path().to_path_buf(), events).unwrap();
+        let task = spawn(jobs.path().to_path_buf(), events, None).unwrap();
 
         let second = jobs.path().join("..2026_01_01_00_01_00.2");
         std::fs::create_dir_all(second.join("web.json.d")).unwrap();

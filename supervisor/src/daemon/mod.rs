@@ -27,6 +27,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::stat::{umask, Mode};
@@ -177,6 +178,12 @@ pub enum DaemonError {
         corral_config::DurationValue(LOCK_WAIT)
     )]
     DirInUse { dir: PathBuf, holder: Option<u32> },
+    #[error(
+        "the directory now at {dir} is in use by another supervisord{}; its job files \
+         are not loaded, and the jobs loaded before keep running",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    ReplacedDirInUse { dir: PathBuf, holder: Option<u32> },
     #[error("failed to give {path} to group {gid}")]
     SocketGroup {
         path: PathBuf,
@@ -391,7 +398,9 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     // with run, data and log directories of their own. The lock is taken
     // before the cgroup and the directories are created, so a daemon
     // rejected here has created nothing.
-    let _jobs_lock = lock_jobs_dir(&config.jobs_dir)?;
+    let jobs_lock: SharedJobsDirLock = Arc::new(std::sync::Mutex::new(JobsDirLock::acquire(
+        &config.jobs_dir,
+    )?));
     // A daemon with a jobs directory of its own but the run directory of
     // another one is rejected here, before it creates anything, and again
     // by the bind should the other one start listening meanwhile.
@@ -454,7 +463,11 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
     let (events, receiver) = mpsc::unbounded_channel();
     spawn_signal_handlers(events.clone(), config.live_restore)?;
     created.keep();
-    match jobwatch::spawn(config.jobs_dir.clone(), events.clone()) {
+    match jobwatch::spawn(
+        config.jobs_dir.clone(),
+        events.clone(),
+        Some(jobs_lock.clone()),
+    ) {
         Ok(_) => tracing::debug!(dir = %config.jobs_dir.display(), "watching jobs directory"),
         Err(error) => tracing::warn!(
             dir = %config.jobs_dir.display(),
@@ -487,7 +500,7 @@ pub async fn run(mut config: DaemonConfig) -> Result<(), DaemonError> {
         "supervisord started"
     );
 
-    let outcome = Supervisor::new(config.clone(), events, watching_pids)
+    let outcome = Supervisor::new(config.clone(), events, watching_pids, jobs_lock)
         .run(receiver)
         .await;
     // Monitors started from here on would need the view; none are.
@@ -637,29 +650,102 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError>
     Ok(lock)
 }
 
-/// Locks the jobs directory itself, which may be read-only, so no lock file
-/// is written there. The holder's PID comes from /proc/locks. The lock is
-/// on the directory opened at start; a directory put in its place later is
-/// watched but not locked.
-fn lock_jobs_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+/// The lock that keeps a second supervisord off the jobs directory. It is
+/// a flock on the directory itself, which may be read-only, so no lock
+/// file is written there, and the holder's PID comes from /proc/locks.
+/// The lock follows the path: when another directory takes the path's
+/// place, as in a deploy that renames a new directory into place, the lock
+/// moves to it, so a second supervisord is kept off the new one too.
+#[derive(Debug)]
+pub struct JobsDirLock {
+    dir: PathBuf,
+    held: nix::fcntl::Flock<std::fs::File>,
+    /// Device and inode of the locked directory.
+    identity: (u64, u64),
+}
+
+/// The jobs directory lock, shared by the watcher of the jobs directory
+/// and the supervisor, which both move it to a replaced directory.
+pub type SharedJobsDirLock = Arc<std::sync::Mutex<JobsDirLock>>;
+
+impl JobsDirLock {
+    /// Locks the directory at `dir`, waiting up to [`LOCK_WAIT`] for a
+    /// holder that is exiting.
+    fn acquire(dir: &Path) -> Result<Self, DaemonError> {
+        let file = open_dir_for_lock(dir)?;
+        let identity = file_identity(&file).map_err(|source| DaemonError::Lock {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        match lock_waiting(file).map_err(|source| DaemonError::Lock {
+            path: dir.to_path_buf(),
+            source,
+        })? {
+            Ok(held) => Ok(JobsDirLock {
+                dir: dir.to_path_buf(),
+                held,
+                identity,
+            }),
+            Err(held) => Err(DaemonError::DirInUse {
+                dir: dir.to_path_buf(),
+                holder: flock_holder(&held),
+            }),
+        }
+    }
+
+    /// Moves the lock to the directory now at the jobs directory's path
+    /// when that is another directory than the locked one. Returns whether
+    /// it moved. A missing path keeps the lock where it is, and a directory
+    /// that another process has locked is an error, after which the lock
+    /// also stays.
+    pub fn follow(&mut self) -> Result<bool, DaemonError> {
+        let lock_error = |source| DaemonError::Lock {
+            path: self.dir.clone(),
+            source,
+        };
+        let file = match open_dir_for_lock(&self.dir) {
+            Ok(file) => file,
+            Err(_) => return Ok(false),
+        };
+        let identity = file_identity(&file).map_err(lock_error)?;
+        if identity == self.identity {
+            return Ok(false);
+        }
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(held) => {
+                self.held = held;
+                self.identity = identity;
+                Ok(true)
+            }
+            Err((held, nix::Error::EWOULDBLOCK)) => Err(DaemonError::ReplacedDirInUse {
+                dir: self.dir.clone(),
+                holder: flock_holder(&held),
+            }),
+            Err((_, errno)) => Err(lock_error(io::Error::from(errno))),
+        }
+    }
+}
+
+/// Opens the directory at `dir`, following symbolic links, for a flock.
+fn open_dir_for_lock(dir: &Path) -> Result<std::fs::File, DaemonError> {
     use std::os::unix::fs::OpenOptionsExt;
 
-    let lock_error = |source| DaemonError::Lock {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(dir)
-        .map_err(lock_error)?;
-    match lock_waiting(file).map_err(lock_error)? {
-        Ok(lock) => Ok(lock),
-        Err(held) => Err(DaemonError::DirInUse {
-            dir: dir.to_path_buf(),
-            holder: flock_holder(&held),
-        }),
-    }
+        .map_err(|source| DaemonError::Lock {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Returns the device and inode of an open file.
+fn file_identity(file: &std::fs::File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+
+    let metadata = file.metadata()?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 /// Takes an exclusive flock on `file`, waiting up to [`LOCK_WAIT`] for a

@@ -22,8 +22,8 @@ use crate::daemon::reload::{self, Planned};
 use crate::daemon::settled;
 use crate::daemon::stats::StatsTarget;
 use crate::daemon::{
-    error_chain, ApiError, DaemonConfig, Event, JsonBody, Outcome, Reply, Request, ShimStatus,
-    TimerKind,
+    error_chain, ApiError, DaemonConfig, Event, JsonBody, Outcome, Reply, Request,
+    SharedJobsDirLock, ShimStatus, TimerKind,
 };
 use crate::describe::{LastRun, PendingRestart, StopProgress};
 use crate::machine::{self, Decision, JobState, KeptRestarts, Termination};
@@ -128,6 +128,9 @@ pub struct Supervisor {
     /// Cgroup parents of adopted containers that lie outside this daemon's
     /// own `--cgroup-parent`, by container id, removed once empty.
     adopted_cgroup_parents: BTreeMap<String, CgroupPaths>,
+    /// The lock on the jobs directory, moved to a directory that replaced
+    /// it before each scan.
+    jobs_lock: SharedJobsDirLock,
 }
 
 impl Supervisor {
@@ -135,9 +138,11 @@ impl Supervisor {
         config: DaemonConfig,
         events: mpsc::UnboundedSender<Event>,
         watching_pids: bool,
+        jobs_lock: SharedJobsDirLock,
     ) -> Self {
         Supervisor {
             config: Arc::new(config),
+            jobs_lock,
             jobs: BTreeMap::new(),
             events,
             shutting_down: false,
@@ -154,10 +159,7 @@ impl Supervisor {
     /// Loads the jobs, starts those with `autostart`, and handles events
     /// until a shutdown has stopped every container or a detach.
     pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) -> Outcome {
-        let scan = reload::scan(&self.config.jobs_dir, &self.config.data_dir);
-        if let Some(error) = &scan.dir_error {
-            tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
-        }
+        let scan = self.scan_jobs_dir();
         let plans = reload::plan(&self.jobs, &scan);
         self.autostart = false;
         self.apply(plans);
@@ -657,11 +659,37 @@ impl Supervisor {
 
     // ---- reload --------------------------------------------------------
 
-    fn reload(&mut self, apply: bool) -> crate::api::ReloadReport {
-        let scan = reload::scan(&self.config.jobs_dir, &self.config.data_dir);
+    /// Scans the jobs directory after moving its lock to a directory that
+    /// took its place. A directory that another supervisord has locked is
+    /// not read, and the scan reports it as a directory error, so no job
+    /// is removed.
+    fn scan_jobs_dir(&mut self) -> reload::Scan {
+        let dir = self.config.jobs_dir.display().to_string();
+        let followed = self
+            .jobs_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .follow();
+        let scan = match followed {
+            Ok(moved) => {
+                if moved {
+                    tracing::info!(%dir, "locked the replaced jobs directory");
+                }
+                reload::scan(&self.config.jobs_dir, &self.config.data_dir)
+            }
+            Err(error) => reload::Scan {
+                jobs: Vec::new(),
+                dir_error: Some(error_chain(&error)),
+            },
+        };
         if let Some(error) = &scan.dir_error {
-            tracing::error!(dir = %self.config.jobs_dir.display(), %error, "failed to read the jobs directory");
+            tracing::error!(%dir, %error, "failed to read the jobs directory");
         }
+        scan
+    }
+
+    fn reload(&mut self, apply: bool) -> crate::api::ReloadReport {
+        let scan = self.scan_jobs_dir();
         let plans = reload::plan(&self.jobs, &scan);
         let report = reload::report(&plans, &scan, &self.jobs);
         if apply {
