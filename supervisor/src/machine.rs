@@ -249,6 +249,10 @@ pub struct KeptRestarts {
     /// When the restarts of the current window happened, in seconds since
     /// the Unix epoch.
     pub times: Vec<f64>,
+    /// OOM kills of ended containers since supervisord loaded the job, as
+    /// status shows. Records written before this field existed read as 0.
+    #[serde(default)]
+    pub oom_kills: u64,
 }
 
 /// The next step for a job whose container ended on its own.

@@ -976,6 +976,14 @@ fn tail_rejects_invalid_job_names() {
         assert!(stderr.contains("invalid job name"), "{name}: {stderr}");
         assert_eq!(stdout_of(&output), "", "{name}");
     }
+    // Without --log-dir the name is checked before supervisord is asked.
+    for name in ["../x", "..", "all", "Web"] {
+        let output = daemon.ctl(&["tail", name]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("invalid job name"), "{name}: {stderr}");
+        assert_eq!(stdout_of(&output), "", "{name}");
+    }
     let output = daemon.ctl(&["tail", "--log-dir", log_dir_arg, "-n", "1", "web"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
 }

@@ -907,7 +907,7 @@ fn oom_kill_is_reported() {
         json!({"start_seconds": "0s", "resources": {"memory": "32M", "memory_swap": "32M"},
                "restart": {"policy": "never"}}),
     );
-    let daemon = Daemon::start(&[("hog", &hog)]);
+    let mut daemon = Daemon::start(&[("hog", &hog)]);
     let view = daemon.wait_for_state("hog", JobState::Exited, Duration::from_secs(60));
     assert!(view.oom_killed, "{view:#?}\n{}", daemon.diagnostics());
     assert!(
@@ -915,6 +915,14 @@ fn oom_kill_is_reported() {
         "{}",
         view.description
     );
+    assert_eq!(view.oom_kills, 1, "{view:#?}");
+
+    // The count survives a restart of supervisord, as `restarts` does.
+    daemon.crash();
+    daemon.respawn();
+    let restored = daemon.wait_for_state("hog", JobState::Exited, SETTLE);
+    assert!(restored.oom_killed, "{restored:#?}");
+    assert_eq!(restored.oom_kills, 1, "{restored:#?}");
 }
 
 #[test]
@@ -2008,12 +2016,23 @@ fn restart_adopts_running_jobs() {
     daemon.wait_until(SETTLE, "the early job exits without a supervisord", |_| {
         early_exit.exists()
     });
+    // Long enough for a `since` taken from the new daemon's start to
+    // differ from the one the job had.
+    std::thread::sleep(Duration::from_secs(2));
 
     daemon.respawn();
     let adopted = daemon.job("web").unwrap();
     assert_eq!(adopted.state, JobState::Running, "{}", daemon.diagnostics());
     assert_eq!(adopted.container_id, web.container_id);
     assert_eq!(adopted.pid, Some(web_pid));
+    // RUNNING since the container's start plus start_seconds, which rounds
+    // to the second the first daemon saw, or the one next to it.
+    assert!(
+        adopted.since.abs_diff(web.since) <= 1,
+        "since {} after adoption, {} before",
+        adopted.since,
+        web.since
+    );
 
     let ended = daemon.job("early").unwrap();
     assert_eq!(ended.state, JobState::Exited, "{ended:#?}");

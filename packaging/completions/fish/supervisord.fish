@@ -9,6 +9,6 @@ complete -c supervisord -l socket-group -d 'Group, by name or number, whose memb
 complete -c supervisord -l max-connections -d 'Maximum number of open control socket connections. A connection above it gets a 503 reply and is closed' -r
 complete -c supervisord -l log-format -d 'Format of supervisord\'s own log on stderr; RUST_LOG sets the level' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per line'"
-complete -c supervisord -l live-restore -d 'Exit at once on SIGTERM and SIGINT and leave every job running, for the next supervisord to adopt (`supervisorctl shutdown` still stops every job first); the systemd unit sets it, with KillMode=process'
+complete -c supervisord -l live-restore -d 'Exit at once on SIGTERM, SIGINT and SIGQUIT and leave every job running, for the next supervisord to adopt (`supervisorctl shutdown` still stops every job first); the systemd unit sets it, with KillMode=process'
 complete -c supervisord -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c supervisord -s V -l version -d 'Print version'

@@ -404,7 +404,9 @@ fn tail_command(
     log_dir: Option<PathBuf>,
 ) -> Result<i32> {
     // tail follows one job, so `all` is invalid usage, not an unknown job.
-    if corral_config::is_reserved_job_name(name) {
+    // A job whose name is invalid, such as `../x`, never runs and has no
+    // log, so that name is invalid usage too, with or without --log-dir.
+    if !corral_config::is_valid_job_name(name) || corral_config::is_reserved_job_name(name) {
         return Err(InvalidName(tail::LogPathError::InvalidName {
             name: name.to_string(),
         })

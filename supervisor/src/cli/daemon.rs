@@ -70,7 +70,7 @@ pub struct Cli {
     /// supervisord, else on PATH]
     #[arg(long)]
     pub monitor: Option<PathBuf>,
-    /// Exit at once on SIGTERM and SIGINT and leave every job running, for
+    /// Exit at once on SIGTERM, SIGINT and SIGQUIT and leave every job running, for
     /// the next supervisord to adopt (`supervisorctl shutdown` still stops
     /// every job first); the systemd unit sets it, with KillMode=process
     #[arg(long)]

@@ -258,20 +258,23 @@ impl Job {
         }
     }
 
-    /// Returns the restarts that the restart limit counts, for a record
-    /// that outlives this supervisord.
+    /// Returns the restarts that the restart limit counts, and the OOM
+    /// kills, for a record that outlives this supervisord.
     pub fn kept_restarts(&self) -> KeptRestarts {
         KeptRestarts {
             count: self.restarts,
             times: self
                 .history
                 .to_unix_seconds(Instant::now(), SystemTime::now()),
+            oom_kills: self.oom_kills,
         }
     }
 
-    /// Takes the restarts that an earlier supervisord recorded.
+    /// Takes the restarts and OOM kills that an earlier supervisord
+    /// recorded.
     pub fn restore_restarts(&mut self, recorded: &KeptRestarts) {
         self.restarts = recorded.count;
+        self.oom_kills = recorded.oom_kills;
         self.history =
             RestartHistory::from_unix_seconds(&recorded.times, Instant::now(), SystemTime::now());
     }

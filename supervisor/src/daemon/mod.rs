@@ -64,7 +64,7 @@ pub struct DaemonConfig {
     pub runtime_exec: Option<PathBuf>,
     /// The `corral-monitor` binary, the parent of each container's shim.
     pub monitor: PathBuf,
-    /// SIGTERM and SIGINT end supervisord at once and leave every job
+    /// SIGTERM, SIGINT and SIGQUIT end supervisord at once and leave every job
     /// running, for the next supervisord to adopt. A shutdown request still
     /// stops every job first.
     pub live_restore: bool,
@@ -821,7 +821,7 @@ pub enum Outcome {
     Detached { running: usize },
 }
 
-/// Turns SIGTERM and SIGINT into a shutdown, or with `live_restore` into a
+/// Turns SIGTERM, SIGINT and SIGQUIT into a shutdown, or with `live_restore` into a
 /// detach, SIGHUP into a reload and SIGCHLD into a look for exited monitors.
 /// The handlers are installed before any monitor is spawned, so no exit is
 /// missed.

@@ -183,6 +183,7 @@ mod tests {
             restarts: KeptRestarts {
                 count: 4,
                 times: vec![1_789_999_990.5, 1_789_999_995.25],
+                oom_kills: 2,
             },
             backoff: None,
             stop_signal_sent: true,

@@ -232,6 +232,15 @@ impl Supervisor {
         } else {
             self.arm_timer(&record.job, epoch, TimerKind::Started, start_seconds - age);
         }
+        // The job entered its state before this supervisord ran: STARTING
+        // when its container started, and RUNNING once `start_seconds` had
+        // passed after that.
+        if let Some(job) = self.jobs.get_mut(&record.job) {
+            job.since = match job.state {
+                JobState::Running => started_at + start_seconds,
+                _ => started_at,
+            };
+        }
 
         let job = &mut self.jobs.get_mut(&record.job).expect("present above");
         job.refresh_pid(&self.config);
