@@ -39,15 +39,28 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   exit 1
 fi
 # The web job publishes this port (examples/jobs.d/web.json), and
-# supervisord cannot bind it while another program listens on it.
-web_port=18080
-if (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null; then
-  echo "run.sh: port $web_port on 127.0.0.1, which the web job publishes, is already in use; free it or change \"ports\" in examples/jobs.d/web.json" >&2
+# supervisord cannot bind it while another program listens on it. Another
+# port runs the jobs from a copy of examples/jobs.d whose web job publishes
+# that port.
+web_port=${CORRAL_WEB_PORT:-18080}
+if ! [[ "$web_port" =~ ^[0-9]+$ ]] || ((web_port < 1 || web_port > 65535)); then
+  echo "run.sh: CORRAL_WEB_PORT must be a TCP port number from 1 to 65535, not \"$web_port\"" >&2
   exit 1
 fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null; then
+  echo "run.sh: port $web_port on 127.0.0.1, which the web job publishes, is already in use; set CORRAL_WEB_PORT to a free port" >&2
+  exit 1
+fi
+jobs_dir=examples/jobs.d
+if [[ "$web_port" != 18080 ]]; then
+  jobs_dir=$work/jobs.d
+  cp -r examples/jobs.d "$jobs_dir"
+  sed -i "s/\"127\.0\.0\.1:18080\"/\"127.0.0.1:$web_port\"/" "$jobs_dir/web.json"
+fi
+cgroup_parent=${CORRAL_CGROUP_PARENT:-corral-example-$$}
 
-"$bin/supervisord" --jobs-dir examples/jobs.d --run-dir "$work/run" --data-dir "$work/data" \
-  --log-dir "$work/log" --cgroup-parent "corral-example-$$" 2>"$work/supervisord.log" &
+"$bin/supervisord" --jobs-dir "$jobs_dir" --run-dir "$work/run" --data-dir "$work/data" \
+  --log-dir "$work/log" --cgroup-parent "$cgroup_parent" 2>"$work/supervisord.log" &
 supervisor_pid=$!
 "$bin/metrics-agent" --listen "127.0.0.1:$port" --run-dir "$work/run" \
   --supervisor-socket "$work/run/supervisor.sock" 2>"$work/metrics-agent.log" &

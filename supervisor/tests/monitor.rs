@@ -10,6 +10,12 @@ use corral_supervisor::monitor::{reload_signal, LogSettings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// A python3 program that unblocks every signal and executes `sh -c` on
+/// its first argument.
+const UNBLOCK_AND_RUN: &str = "import os, signal, sys; \
+    signal.pthread_sigmask(signal.SIG_SETMASK, []); \
+    os.execv('/bin/sh', ['sh', '-c', sys.argv[1]])";
+
 struct Monitor {
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -17,10 +23,13 @@ struct Monitor {
 
 impl Monitor {
     /// Starts the monitor on `script`, run by /bin/sh, with the given limits.
+    /// The monitor starts the shim with the forwarded signals blocked, and
+    /// the shim takes them from there. The shell does not, so python3
+    /// unblocks them before it executes the shell, in the shim's place.
     fn start(script: &str, max_size: u64, keep: u32) -> Monitor {
         let dir = tempfile::tempdir().unwrap();
         let child = monitor_command(dir.path(), max_size, keep)
-            .args(["--", "/bin/sh", "-c", script])
+            .args(["--", "/usr/bin/python3", "-c", UNBLOCK_AND_RUN, script])
             .spawn()
             .unwrap();
         Monitor {
@@ -86,6 +95,31 @@ fn output_and_exit_code_pass_through() {
     assert_eq!(status.code(), Some(3));
     assert_eq!(monitor.read("stdout.log"), "out\n");
     assert_eq!(monitor.read("stderr.log"), "err\n");
+}
+
+#[test]
+fn shim_starts_with_forwarded_signals_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = monitor_command(dir.path(), 4096, 1)
+        .args(["--", "/bin/grep", "SigBlk", "/proc/self/status"])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+    let mask = log
+        .trim()
+        .strip_prefix("SigBlk:")
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no SigBlk line in {log:?}"));
+    let bit = |signal: Signal| 1u64 << (signal as u32 - 1);
+    for signal in corral_supervisor::monitor::FORWARDED_SIGNALS {
+        assert_ne!(mask & bit(signal), 0, "{signal} is not blocked: {mask:x}");
+    }
+    assert_eq!(
+        mask & bit(Signal::SIGCHLD),
+        0,
+        "SIGCHLD is blocked: {mask:x}"
+    );
 }
 
 #[test]

@@ -1290,6 +1290,36 @@ fn stop_thaws_a_frozen_job() {
     );
 }
 
+/// A stop that comes right after a start, while the monitor and the shim
+/// are still starting, reaches the job instead of killing one of them, so
+/// the job ends by its stop signal with an exit record.
+#[test]
+fn stop_right_after_start_reaches_the_job() {
+    if skip("stop_right_after_start_reaches_the_job") {
+        return;
+    }
+    let job = shell_job(
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        json!({"autostart": false, "init": true, "start_seconds": "1s", "stop": {"timeout": "2s"}}),
+    );
+    let daemon = Daemon::start(&[("quick", &job)]);
+    let client = daemon.client();
+    for round in 0..20 {
+        let _: JobView = client
+            .post("/v1/jobs/quick/start?wait=false", None)
+            .unwrap_or_else(|error| panic!("round {round}: start: {error}"));
+        let stop = daemon.ctl(&["stop", "quick"]);
+        let view = daemon.job("quick").unwrap();
+        assert!(
+            !view.description.contains("without an exit record"),
+            "round {round}: {}\n{}",
+            view.description,
+            stdout_of(&stop)
+        );
+        assert_eq!(view.state, JobState::Stopped, "round {round}: {view:#?}");
+    }
+}
+
 #[test]
 fn restart_keeps_a_pause() {
     if skip("restart_keeps_a_pause") {

@@ -8,6 +8,9 @@ use corral_supervisor::logrotate::LogPermissions;
 use corral_supervisor::monitor::{self, MonitorOptions};
 
 fn main() {
+    // supervisord may send a stop signal as soon as this process exists,
+    // and its default action would end the monitor before the shim runs.
+    let blocked = monitor::block_signals();
     // A session of its own keeps signals to supervisord's process group and
     // the end of supervisord's session away from the monitor and the shim.
     // supervisord cannot start one for it, because it spawns the monitor
@@ -18,6 +21,9 @@ fn main() {
     monitor::init_logging(cli.log_format, cli.job.clone(), cli.container_id.clone());
     if let Err(error) = session {
         monitor::warn(&format!("failed to start a session of its own: {error}"));
+    }
+    if let Err(error) = blocked {
+        monitor::warn(&format!("{error}"));
     }
     if let Some(limit) = cli.open_files {
         if let Err(error) = corral_supervisor::daemon::limits::set_soft_limit(limit) {

@@ -317,6 +317,9 @@ pub enum TimerKind {
     StopTimeout,
     /// Time to look for a pid file again, when no inotify watch reports it.
     PidCheck,
+    /// Time to check again whether a monitor that is still starting
+    /// handles the stop signal, which then goes to it.
+    StopSignal,
 }
 
 /// The way supervisord learned that a container's monitor ended. The

@@ -34,6 +34,21 @@ impl MonitorHandle {
         }
     }
 
+    /// Returns whether the monitor blocks `signal`, from the `SigBlk` mask
+    /// of /proc/PID/status. A monitor blocks the signals it handles as the
+    /// first step of its `main`, so before that the default action of a
+    /// stop signal would end it. False when the status cannot be read.
+    pub fn blocks_signal(&self, signal: Signal) -> bool {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid())) else {
+            return false;
+        };
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigBlk:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signal as u32 - 1)) != 0)
+    }
+
     /// Sends `signal`. Fails with ESRCH once the monitor has exited.
     pub fn send_signal(&self, signal: Signal) -> io::Result<()> {
         self.send_raw_signal(signal as libc::c_int)

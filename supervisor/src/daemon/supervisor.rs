@@ -41,6 +41,15 @@ const KILL_RETRY: Duration = Duration::from_secs(1);
 /// Interval of pid file checks when no inotify watch reports pid files.
 const PID_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often a stop checks whether a monitor that is still starting
+/// handles the stop signal yet. Its `main` blocks the signals first thing,
+/// a millisecond or so after the spawn.
+const STOP_SIGNAL_RETRY: Duration = Duration::from_millis(2);
+
+/// How long a stop waits for a starting monitor to handle the stop signal
+/// before it sends the signal anyway.
+const STOP_SIGNAL_WAIT: Duration = Duration::from_secs(1);
+
 /// Containers launched at the same time. A launch waits until the new
 /// monitor has executed, which takes milliseconds of scheduling delay on a
 /// machine busy creating other containers. Launches in parallel overlap
@@ -1313,6 +1322,7 @@ impl Supervisor {
                 self.start_container(name);
             }
             (TimerKind::StopTimeout, JobState::Stopping) => self.kill_after_timeout(name),
+            (TimerKind::StopSignal, JobState::Stopping) => self.send_deferred_stop_signal(name),
             _ => {}
         }
     }
@@ -1395,10 +1405,19 @@ impl Supervisor {
             tracing::warn!(job = %name, %error, "invalid stop signal; using SIGTERM");
             Signal::SIGTERM
         });
+        let mut deferred = false;
         let sent = if signal_sent {
             // Many programs take a second SIGTERM as a request to quit at
             // once, so the earlier daemon's signal is not repeated.
             tracing::info!(job = %name, container_id = %container.id, %signal, "the earlier supervisord sent the stop signal; waiting for the rest of the timeout");
+            Ok(())
+        } else if FORWARDED_SIGNALS.contains(&signal) && !container.monitor.blocks_signal(signal) {
+            // A monitor spawned a moment ago may not handle signals yet, and
+            // the stop signal would end it instead of reaching the job. The
+            // supervisor task sends it once the monitor blocks it, and it
+            // also reaps the monitor, so the PID still names the monitor.
+            tracing::debug!(job = %name, container_id = %container.id, %signal, "the monitor is still starting; the stop signal follows once it handles signals");
+            deferred = true;
             Ok(())
         } else if FORWARDED_SIGNALS.contains(&signal) {
             container
@@ -1452,6 +1471,45 @@ impl Supervisor {
         });
         let epoch = job.epoch;
         self.arm_timer(name, epoch, TimerKind::StopTimeout, left);
+        if deferred {
+            self.arm_timer(name, epoch, TimerKind::StopSignal, STOP_SIGNAL_RETRY);
+        }
+    }
+
+    /// Sends the stop signal to a monitor that did not handle signals yet
+    /// when the stop began, once it does, or after [`STOP_SIGNAL_WAIT`]
+    /// anyway.
+    fn send_deferred_stop_signal(&mut self, name: &str) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let epoch = job.epoch;
+        let Some(container) = &job.container else {
+            return;
+        };
+        let Some(stop) = &container.stop else {
+            return;
+        };
+        let Ok(signal) = parse_signal(&stop.signal) else {
+            return;
+        };
+        let began = stop.kill_at.checked_sub(stop.timeout);
+        let waited = began
+            .and_then(|began| SystemTime::now().duration_since(began).ok())
+            .unwrap_or_default();
+        if !container.monitor.blocks_signal(signal) && waited < STOP_SIGNAL_WAIT {
+            self.arm_timer(name, epoch, TimerKind::StopSignal, STOP_SIGNAL_RETRY);
+            return;
+        }
+        match container.monitor.send_signal(signal) {
+            Ok(()) => {
+                tracing::debug!(job = %name, container_id = %container.id, %signal, waited = ?waited, "sent the stop signal to the monitor once it was ready")
+            }
+            // The exit event of a monitor that just ended is already queued.
+            Err(error) => {
+                tracing::warn!(job = %name, container_id = %container.id, %signal, %error, "failed to send the stop signal")
+            }
+        }
     }
 
     /// Sends SIGKILL to every process of the container's cgroup. The

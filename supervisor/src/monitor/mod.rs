@@ -190,6 +190,40 @@ pub enum ShimExit {
     Signal(Signal),
 }
 
+/// Returns the signals the monitor reads from its signalfd: those it
+/// forwards to the shim, SIGCHLD and the reload signal.
+fn handled_signals() -> SigSet {
+    let mut handled = forwarded_signals();
+    handled.add(Signal::SIGCHLD);
+    // SAFETY: `raw` comes from a valid SigSet, and sigaddset only sets the
+    // bit of a signal number that glibc accepts (SIGRTMIN + 1 is one).
+    unsafe {
+        let mut raw = *handled.as_ref();
+        libc::sigaddset(&mut raw, reload_signal());
+        SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+/// Returns the signals that the monitor forwards to the shim.
+fn forwarded_signals() -> SigSet {
+    let mut forwarded = SigSet::empty();
+    for signal in FORWARDED_SIGNALS {
+        forwarded.add(signal);
+    }
+    forwarded
+}
+
+/// Blocks the signals that the monitor handles and returns them. Until
+/// then a stop signal ends the monitor by its default action, so its
+/// `main` calls this before anything else: supervisord sends a stop
+/// signal as soon as the monitor's process exists.
+pub fn block_signals() -> Result<SigSet, MonitorError> {
+    let handled = handled_signals();
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None)
+        .map_err(sys("block signals"))?;
+    Ok(handled)
+}
+
 /// Runs the shim to its end and returns how it ended. Errors before the
 /// shim runs are returned; later ones are logged to the monitor's stderr.
 pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
@@ -209,22 +243,9 @@ pub fn run(options: &MonitorOptions) -> Result<ShimExit, MonitorError> {
     let stdout_log = open_log(&options.stdout_log)?;
     let stderr_log = open_log(&options.stderr_log)?;
 
-    // Blocked before the spawn so that no signal is lost. The child gets an
-    // empty mask again before it executes the shim.
-    let mut handled = SigSet::empty();
-    for forwarded in FORWARDED_SIGNALS {
-        handled.add(forwarded);
-    }
-    handled.add(Signal::SIGCHLD);
-    // SAFETY: `raw` comes from a valid SigSet, and sigaddset only sets the
-    // bit of a signal number that glibc accepts (SIGRTMIN + 1 is one).
-    let handled = unsafe {
-        let mut raw = *handled.as_ref();
-        libc::sigaddset(&mut raw, reload_signal());
-        SigSet::from_sigset_t_unchecked(raw)
-    };
-    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled), None)
-        .map_err(sys("block signals"))?;
+    // Blocked before the spawn so that no signal is lost. `main` blocks
+    // them first thing already; this covers callers that do not.
+    let handled = block_signals()?;
     let signals = SignalFd::with_flags(&handled, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(sys("create a signalfd"))?;
 
@@ -301,12 +322,18 @@ fn spawn_shim(
         .stdin(Stdio::inherit())
         .stdout(Stdio::from(stdout_write.try_clone().map_err(spawn_error)?))
         .stderr(Stdio::from(stderr_write.try_clone().map_err(spawn_error)?));
+    // The shim starts with only the forwarded signals blocked. It blocks
+    // them itself before it creates the container and then waits for them,
+    // so one that the monitor forwards while the shim is still starting
+    // stays pending until then instead of ending the shim. SIGCHLD and the
+    // reload signal are the monitor's own and are unblocked.
+    let shim_mask = forwarded_signals();
     // SAFETY: the closure runs in the forked child before exec and calls
-    // only sigprocmask, which is async-signal-safe. std's spawn keeps the
-    // parent's mask, which would leave the shim deaf to stop signals.
+    // only sigprocmask, which is async-signal-safe, on a SigSet copied into
+    // the closure before the fork.
     unsafe {
-        command.pre_exec(|| {
-            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        command.pre_exec(move || {
+            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&shim_mask), None)
                 .map_err(io::Error::from)
         });
     }
