@@ -143,8 +143,10 @@ pub struct JobStats {
     /// Bytes read from and written to block devices.
     pub io_read_bytes: Option<u64>,
     pub io_write_bytes: Option<u64>,
-    /// Bytes received and sent on every interface of the job's network
-    /// namespace; `None` for jobs on the host's network.
+    /// Bytes received and sent on the interfaces other than `lo` of the
+    /// job's network namespace, plus the bytes supervisord's relay carried
+    /// into and out of the job through its published ports. `None` for
+    /// jobs on the host's network.
     pub net_rx_bytes: Option<u64>,
     pub net_tx_bytes: Option<u64>,
     /// Why the counters of a running container could not be read.

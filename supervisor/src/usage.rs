@@ -12,8 +12,11 @@
 //! Memory is the working set, as cAdvisor and `docker stats` report it:
 //! usage minus the page cache the kernel can drop at once, floored at 0.
 //! Network counters come from `/proc/PID/net/dev` of the container's init,
-//! summed over every interface of its network namespace, loopback included,
-//! because published ports reach the job over its loopback.
+//! summed over every interface of its network namespace except `lo`.
+//! Loopback traffic stays inside the namespace and shows every byte as both
+//! received and sent. The bytes of published ports, which reach the job
+//! over its `lo`, are counted by supervisord's relay instead
+//! (`daemon::ports::RelayTraffic`).
 
 use std::fs;
 use std::path::Path;
@@ -164,20 +167,24 @@ fn read_v2_io(path: &Path) -> (Option<u64>, Option<u64>) {
     (Some(read), Some(written))
 }
 
-/// Received and transmitted bytes over every interface of the network
-/// namespace of process `pid`, from `/proc/PID/net/dev`.
+/// Returns the received and transmitted bytes over every interface except
+/// `lo` of the network namespace of process `pid`, from `/proc/PID/net/dev`.
 pub fn read_net_bytes(pid: i32) -> Option<(u64, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
     parse_net_dev(&text)
 }
 
 /// Parses `/proc/net/dev`: two header lines, then `IFACE: RX_BYTES ...`
-/// with the transmitted bytes in the ninth number.
+/// with the transmitted bytes in the ninth number. Sums every interface
+/// but `lo`.
 fn parse_net_dev(text: &str) -> Option<(u64, u64)> {
     let mut received = 0u64;
     let mut transmitted = 0u64;
     for line in text.lines().skip(2) {
-        let (_interface, counters) = line.split_once(':')?;
+        let (interface, counters) = line.split_once(':')?;
+        if interface.trim() == "lo" {
+            continue;
+        }
         let numbers: Vec<u64> = counters
             .split_whitespace()
             .map(|number| number.parse().unwrap_or(0))
@@ -318,12 +325,21 @@ mod tests {
     }
 
     #[test]
-    fn net_dev_sums_interfaces() {
+    fn net_dev_sums_interfaces_but_loopback() {
         let text = "Inter-|   Receive                                                |  Transmit\n \
                     face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
                     lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  \
-                    eth0:     500       5    0    0    0     0          0         0      250       3    0    0    0     0       0          0\n";
-        assert_eq!(parse_net_dev(text), Some((1500, 1250)));
+                    eth0:     500       5    0    0    0     0          0         0      250       3    0    0    0     0       0          0\n  \
+                    eth1:      20       1    0    0    0     0          0         0       10       1    0    0    0     0       0          0\n";
+        assert_eq!(parse_net_dev(text), Some((520, 260)));
+    }
+
+    #[test]
+    fn net_dev_of_loopback_only_is_zero() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+                    face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n";
+        assert_eq!(parse_net_dev(text), Some((0, 0)));
     }
 
     #[test]

@@ -3514,9 +3514,16 @@ fn port_server(host_port: u16) -> String {
     .to_string()
 }
 
+/// Returns a port of 127.0.0.1 that is free now, between 20000 and 60000,
+/// the range the end-to-end tests keep to.
 fn free_port() -> u16 {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    free.local_addr().unwrap().port()
+    loop {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        if (20000..=60000).contains(&port) {
+            return port;
+        }
+    }
 }
 
 /// Reads what the job behind `host_port` sends, retrying until it responds.
@@ -4245,4 +4252,115 @@ fn top_shows_usage_against_limits() {
     assert_eq!(holder.memory_limit_bytes, Some(64 * 1024 * 1024));
     assert!(holder.cpu_usage_ns.unwrap() > 0);
     assert!(holder.pids.unwrap() >= 2, "init and python: {holder:?}");
+}
+
+#[test]
+fn published_port_traffic_has_direction() {
+    if skip("published_port_traffic_has_direction") {
+        return;
+    }
+    const REQUEST_BYTES: usize = 1_000_000;
+    // The server reads the whole request, replies 5 bytes and keeps the
+    // connection open until the client closes it.
+    let server = format!(
+        "import socket\n\
+         s = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', 8080))\n\
+         s.listen()\n\
+         while True:\n    \
+             c, _ = s.accept()\n    \
+             left = {REQUEST_BYTES}\n    \
+             while left > 0:\n        \
+                 chunk = c.recv(65536)\n        \
+                 if not chunk: break\n        \
+                 left -= len(chunk)\n    \
+             if left == 0: c.sendall(b'done\\n')\n    \
+             c.recv(1)\n    \
+             c.close()\n"
+    );
+    let host_port = free_port();
+    let job = json!({
+        "image": "host",
+        "command": ["/usr/bin/python3", "-c", server],
+        "network": "loopback",
+        "ports": [{"host": format!("127.0.0.1:{host_port}"), "container": 8080}],
+        // Under the minimal init the server is not PID 1, so SIGTERM ends it.
+        "init": true,
+        "start_seconds": "300ms",
+        "stop": {"timeout": "2s"},
+    })
+    .to_string();
+    let daemon = Daemon::start(&[("web", &job)]);
+    daemon.wait_for_state("web", JobState::Running, SETTLE);
+
+    // Retries until the server listens. A connection the relay cannot
+    // connect carries nothing into the job.
+    let exchange = || -> std::io::Result<(std::net::TcpStream, [u8; 5])> {
+        use std::io::{Read, Write};
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", host_port))?;
+        client.set_read_timeout(Some(Duration::from_secs(10)))?;
+        client.write_all(&vec![b'x'; REQUEST_BYTES])?;
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply)?;
+        Ok((client, reply))
+    };
+    let deadline = Instant::now() + SETTLE;
+    let (client, reply) = loop {
+        match exchange() {
+            Ok(done) => break done,
+            Err(error) if Instant::now() >= deadline => {
+                panic!(
+                    "no reply through the published port: {error}\n{}",
+                    daemon.diagnostics()
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(&reply, b"done\n");
+
+    // The connection is still open, so the counts come from the relay's
+    // writes as they happen, not from connections that ended.
+    let stats_of_web = || {
+        let list: corral_supervisor::api::StatsList = daemon.client().get("/v1/stats").unwrap();
+        list.jobs.into_iter().find(|job| job.name == "web").unwrap()
+    };
+    let web = stats_of_web();
+    let received = web.net_rx_bytes.unwrap_or_else(|| panic!("{web:?}"));
+    let sent = web.net_tx_bytes.unwrap_or_else(|| panic!("{web:?}"));
+    assert!(
+        received >= REQUEST_BYTES as u64,
+        "received {received} bytes of a {REQUEST_BYTES}-byte request: {web:?}"
+    );
+    assert!(
+        sent < 64 * 1024,
+        "sent {sent} bytes for a 5-byte reply: {web:?}"
+    );
+
+    let top = daemon.ctl(&["top", "--no-stream", "-d", "200ms", "web"]);
+    assert_eq!(top.status.code(), Some(0), "{}", stderr_of(&top));
+    let table = stdout_of(&top);
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("web "))
+        .unwrap_or_else(|| panic!("no row for web:\n{table}"));
+    // Nothing moves on the idle connection, so top reads the same counts.
+    let net_io = format!(
+        "{} / {}",
+        corral_supervisor::top::format_bytes(received),
+        corral_supervisor::top::format_bytes(sent)
+    );
+    assert!(row.contains(&net_io), "no NET I/O {net_io:?} in:\n{table}");
+    drop(client);
+
+    // A new container starts from zero.
+    let restart = daemon.ctl(&["restart", "web"]);
+    assert_eq!(restart.status.code(), Some(0), "{}", stdout_of(&restart));
+    let web = stats_of_web();
+    let received = web.net_rx_bytes.unwrap_or_else(|| panic!("{web:?}"));
+    assert!(
+        received < REQUEST_BYTES as u64,
+        "the new container shows {received} bytes received: {web:?}"
+    );
 }

@@ -8,18 +8,26 @@
 //! Jobs with `"network": "host"` are reached on the host's own loopback.
 //! A connection goes to the loopback address of the listener's family
 //! first, and to the other family's when that one is refused.
+//!
+//! The relay counts the bytes it writes to each side in [`RelayTraffic`],
+//! because its connections inside the job's namespace travel over `lo`,
+//! whose counters show every byte as both received and sent.
 
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use corral_config::{Network, PortMapping};
 use nix::sched::CloneFlags;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -81,6 +89,28 @@ impl BoundPorts {
 pub struct PortRelay {
     tasks: Vec<JoinHandle<()>>,
     listening: Listening,
+    traffic: Arc<RelayTraffic>,
+}
+
+/// Bytes the relay of one container carried, over all its connections
+/// since the relay started. Each counter grows as the bytes are written,
+/// so a long connection shows in it before it ends.
+#[derive(Debug, Default)]
+pub struct RelayTraffic {
+    /// Bytes written to the job's sockets: what clients sent the job.
+    received: AtomicU64,
+    /// Bytes written to the clients' sockets: what the job sent back.
+    sent: AtomicU64,
+}
+
+impl RelayTraffic {
+    /// Returns the bytes received by the job and sent by it.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// The addresses a relay listens on, and the signal of their release.
@@ -157,6 +187,10 @@ impl PortRelay {
     pub fn listening(&self) -> &Listening {
         &self.listening
     }
+
+    pub fn traffic(&self) -> Arc<RelayTraffic> {
+        Arc::clone(&self.traffic)
+    }
 }
 
 /// A relay being closed; see [`PortRelay::close`].
@@ -203,6 +237,7 @@ pub fn start_relay(
         },
     };
     let connector = Connector::new(target);
+    let traffic = Arc::new(RelayTraffic::default());
     let (release, released) = watch::channel(());
     let release = Arc::new(release);
     let mut tasks = Vec::new();
@@ -219,6 +254,7 @@ pub fn start_relay(
             }
         };
         let connector = connector.clone();
+        let traffic = Arc::clone(&traffic);
         let job = job.to_string();
         let container_id = container_id.to_string();
         let owned = HeldListener {
@@ -235,6 +271,7 @@ pub fn start_relay(
                 &owned.listener,
                 container_port,
                 connector,
+                traffic,
                 job,
                 container_id,
             )
@@ -247,6 +284,7 @@ pub fn start_relay(
             addresses,
             released: PortsReleased(released),
         },
+        traffic,
     }
 }
 
@@ -288,6 +326,7 @@ async fn accept_loop(
     listener: &tokio::net::TcpListener,
     container_port: u16,
     connector: Connector,
+    traffic: Arc<RelayTraffic>,
     job: String,
     container_id: String,
 ) {
@@ -306,6 +345,7 @@ async fn accept_loop(
         };
         let targets = loopback_targets(local, container_port);
         let connector = connector.clone();
+        let traffic = Arc::clone(&traffic);
         let job = job.clone();
         let container_id = container_id.clone();
         let warnings = warnings.clone();
@@ -328,7 +368,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            if let Err(error) = relay(inbound, outbound).await {
+            if let Err(error) = relay(inbound, outbound, traffic).await {
                 tracing::debug!(job, container_id, %peer, container_port, %error, "relayed connection ended with an error");
             }
         });
@@ -400,11 +440,98 @@ impl WarnLimit {
     }
 }
 
-async fn relay(mut inbound: tokio::net::TcpStream, outbound: TcpStream) -> io::Result<()> {
+async fn relay(
+    inbound: tokio::net::TcpStream,
+    outbound: TcpStream,
+    traffic: Arc<RelayTraffic>,
+) -> io::Result<()> {
     outbound.set_nonblocking(true)?;
-    let mut outbound = tokio::net::TcpStream::from_std(outbound)?;
+    let outbound = tokio::net::TcpStream::from_std(outbound)?;
+    let mut inbound = CountWrites {
+        stream: inbound,
+        traffic: Arc::clone(&traffic),
+        direction: Direction::OutOfJob,
+    };
+    let mut outbound = CountWrites {
+        stream: outbound,
+        traffic,
+        direction: Direction::IntoJob,
+    };
     tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await?;
     Ok(())
+}
+
+/// Direction of the bytes written to a [`CountWrites`] stream, which
+/// selects the counter of [`RelayTraffic`] they add to.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    IntoJob,
+    OutOfJob,
+}
+
+/// A stream that adds every byte written to it to one counter of a
+/// [`RelayTraffic`]. Reads pass through uncounted, because the other
+/// side's writes count the same bytes.
+struct CountWrites {
+    stream: tokio::net::TcpStream,
+    traffic: Arc<RelayTraffic>,
+    direction: Direction,
+}
+
+impl CountWrites {
+    fn count(&self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(bytes)) = written {
+            let counter = match self.direction {
+                Direction::IntoJob => &self.traffic.received,
+                Direction::OutOfJob => &self.traffic.sent,
+            };
+            counter.fetch_add(*bytes as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl AsyncRead for CountWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for CountWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(context, buffer);
+        self.count(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write_vectored(context, buffers);
+        self.count(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
+    }
 }
 
 type ConnectRequest = (SocketAddr, oneshot::Sender<io::Result<TcpStream>>);
@@ -608,6 +735,50 @@ mod tests {
             TcpStream::connect(public).is_err(),
             "the listener outlived the relay"
         );
+    }
+
+    #[tokio::test]
+    async fn relay_counts_each_direction() {
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend_port = backend.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut stream, _) = backend.accept().unwrap();
+                let mut request = vec![0u8; 1000];
+                stream.read_exact(&mut request).unwrap();
+                stream.write_all(b"ok\n").unwrap();
+            }
+        });
+        let ports = bind(&[mapping("127.0.0.1:0", backend_port)]).unwrap();
+        let public = ports.listeners[0].0.local_addr().unwrap();
+        let relay = start_relay(
+            ports,
+            Network::Host,
+            "web",
+            "web-00000000",
+            Path::new("/none"),
+        );
+        let traffic = relay.traffic();
+
+        for connection in 1..=2u64 {
+            tokio::task::spawn_blocking(move || {
+                let mut client = TcpStream::connect(public).unwrap();
+                client.write_all(&[7u8; 1000]).unwrap();
+                let mut reply = [0u8; 3];
+                client.read_exact(&mut reply).unwrap();
+            })
+            .await
+            .unwrap();
+            // The relay adds to a counter just after its write returns, so
+            // the client may read the reply a moment before that.
+            let expected = (1000 * connection, 3 * connection);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while traffic.bytes() != expected && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(traffic.bytes(), expected, "after connection {connection}");
+        }
+        server.join().unwrap();
     }
 
     #[tokio::test]

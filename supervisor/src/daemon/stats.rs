@@ -3,10 +3,12 @@
 //! never delays the state machine.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use corral_runtime::state::ContainerState;
 
 use crate::api::{JobStats, StatsList};
+use crate::daemon::ports::RelayTraffic;
 use crate::machine::JobState;
 use crate::usage;
 
@@ -21,6 +23,8 @@ pub struct StatsTarget {
     /// False for jobs on the host's network, whose counters would be the
     /// host's.
     pub own_network: bool,
+    /// The byte counts of the running container's published ports.
+    pub relay_traffic: Option<Arc<RelayTraffic>>,
 }
 
 /// Reads the counters of every target. Blocks on file reads.
@@ -92,8 +96,12 @@ fn read_one(target: StatsTarget) -> JobStats {
     stats.io_write_bytes = cgroup.io_write_bytes;
     if let (true, Some(pid)) = (target.own_network, target.pid) {
         if let Some((received, sent)) = usage::read_net_bytes(pid) {
-            stats.net_rx_bytes = Some(received);
-            stats.net_tx_bytes = Some(sent);
+            let (relay_received, relay_sent) = target
+                .relay_traffic
+                .as_ref()
+                .map_or((0, 0), |traffic| traffic.bytes());
+            stats.net_rx_bytes = Some(received.saturating_add(relay_received));
+            stats.net_tx_bytes = Some(sent.saturating_add(relay_sent));
         }
     }
     stats
@@ -115,6 +123,7 @@ mod tests {
             container: None,
             pid: None,
             own_network: true,
+            relay_traffic: None,
         }]);
         let stats = &list.jobs[0];
         assert_eq!(stats.name, "idle");
@@ -131,6 +140,7 @@ mod tests {
             container: Some(("web-00000001".to_string(), root.path().to_path_buf())),
             pid: None,
             own_network: true,
+            relay_traffic: None,
         }]);
         let error = list.jobs[0].error.clone().unwrap();
         assert!(error.contains("web-00000001"), "{error}");
@@ -169,6 +179,7 @@ mod tests {
             container: Some(("web-00000002".to_string(), root.path().to_path_buf())),
             pid: state.pid,
             own_network: false,
+            relay_traffic: None,
         }]);
         let stats = &list.jobs[0];
         assert_eq!(stats.error, None);

@@ -424,6 +424,9 @@ impl Supervisor {
                     pid: container.and_then(|container| container.pid),
                     own_network: container
                         .is_some_and(|container| container.spec.network != Network::Host),
+                    relay_traffic: container
+                        .and_then(|container| container.relay.as_ref())
+                        .map(|relay| relay.traffic()),
                 }
             })
             .collect()
