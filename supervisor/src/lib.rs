@@ -18,5 +18,7 @@ pub mod signals;
 pub mod status;
 pub mod stdout;
 pub mod tail;
+#[cfg(test)]
+mod testing;
 pub mod top;
 pub mod usage;

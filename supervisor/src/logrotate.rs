@@ -225,6 +225,48 @@ fn open_append_creating_dir(
     }
 }
 
+/// Handling of the bytes that a failed append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartialAppend {
+    /// The bytes written before the error stay.
+    Keep,
+    /// The file is truncated back to its length before the append.
+    Remove,
+}
+
+/// Writes all of `data` like [`Write::write_all`]. Returns the result with
+/// the number of bytes the writer accepted, also those before an error.
+fn write_counting(writer: &mut impl Write, data: &[u8]) -> (usize, io::Result<()>) {
+    let mut written = 0;
+    while written < data.len() {
+        match writer.write(&data[written..]) {
+            Ok(0) => return (written, Err(io::ErrorKind::WriteZero.into())),
+            Ok(count) => written += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return (written, Err(error)),
+        }
+    }
+    (written, Ok(()))
+}
+
+/// A failed [`RotatingLog::write`] or [`RotatingLog::write_all_or_nothing`].
+#[derive(Debug)]
+pub struct WriteError {
+    /// Leading bytes of the data that are in the files despite the error.
+    pub written: usize,
+    pub error: RotateError,
+}
+
+impl WriteError {
+    /// Adds `earlier` bytes written before the append that failed.
+    fn after(self, earlier: usize) -> Self {
+        WriteError {
+            written: earlier + self.written,
+            error: self.error,
+        }
+    }
+}
+
 /// An error writing or rotating a log file, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -268,7 +310,8 @@ pub struct RotatingLog {
     size: u64,
     max_size: u64,
     keep: u32,
-    /// Whether the last byte written ended a line (or nothing was written).
+    /// Whether the last byte that reached the file ended a line, or no byte
+    /// did. A write that failed partway counts with the bytes it wrote.
     at_line_start: bool,
     /// When the path was last compared with the open file.
     checked_at: Instant,
@@ -321,7 +364,8 @@ impl RotatingLog {
         self.size
     }
 
-    /// Whether the last byte written ended a line.
+    /// Whether the last byte that reached the file ended a line, also when
+    /// the write of that byte failed after it.
     pub fn at_line_start(&self) -> bool {
         self.at_line_start
     }
@@ -340,19 +384,38 @@ impl RotatingLog {
     }
 
     /// Appends `data`, rotating as often as needed so that no file exceeds
-    /// `max_size`.
-    pub fn write(&mut self, mut data: &[u8]) -> Result<(), RotateError> {
+    /// `max_size`. A failed write returns how many leading bytes of `data`
+    /// reached the files, and those bytes stay there.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.write_pieces(data, PartialAppend::Keep)
+    }
+
+    /// Appends `data` like [`RotatingLog::write`], but when an append fails
+    /// partway, truncates the file back to its length before that append,
+    /// so no part of it stays. Meant for lines that must not appear cut,
+    /// such as notices. Pieces that went to a file before a rotation stay,
+    /// and so do the partial bytes when the truncation fails, which the
+    /// returned count includes.
+    pub fn write_all_or_nothing(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.write_pieces(data, PartialAppend::Remove)
+    }
+
+    fn write_pieces(&mut self, mut data: &[u8], partial: PartialAppend) -> Result<(), WriteError> {
+        let mut written = 0;
         while !data.is_empty() {
             let room = self.max_size.saturating_sub(self.size);
             if self.max_size == 0 || (data.len() as u64) <= room {
-                self.append(data)?;
-                return Ok(());
+                return self
+                    .append(data, partial)
+                    .map_err(|failure| failure.after(written));
             }
             let room = room as usize;
             match data[..room].iter().rposition(|&byte| byte == b'\n') {
                 Some(last_newline) => {
                     let (head, tail) = data.split_at(last_newline + 1);
-                    self.append(head)?;
+                    self.append(head, partial)
+                        .map_err(|failure| failure.after(written))?;
+                    written += head.len();
                     data = tail;
                 }
                 // A line that does not fit goes whole into a fresh file,
@@ -360,11 +423,14 @@ impl RotatingLog {
                 None if self.size > 0 => {}
                 None => {
                     let (head, tail) = data.split_at(room);
-                    self.append(head)?;
+                    self.append(head, partial)
+                        .map_err(|failure| failure.after(written))?;
+                    written += head.len();
                     data = tail;
                 }
             }
-            self.rotate()?;
+            self.rotate()
+                .map_err(|error| WriteError { written, error })?;
         }
         Ok(())
     }
@@ -392,28 +458,40 @@ impl RotatingLog {
         moved
     }
 
-    fn append(&mut self, data: &[u8]) -> Result<(), RotateError> {
+    /// Appends `data` to the current file, opening it first when it is
+    /// closed.
+    fn append(&mut self, data: &[u8], partial: PartialAppend) -> Result<(), WriteError> {
         if self.checked_at.elapsed() >= PATH_CHECK_INTERVAL {
             self.close_if_moved();
         }
         if self.file.is_none() {
-            self.reopen()?;
+            self.reopen()
+                .map_err(|error| WriteError { written: 0, error })?;
         }
         let file = self.file.as_mut().expect("opened above");
-        let result = file.write_all(data);
-        if let Err(source) = result {
-            // A partial write still grew the file.
-            self.size = file.metadata().map(|meta| meta.len()).unwrap_or(self.size);
-            return Err(RotateError::Write {
+        // The length to truncate back to. Counted from the file itself,
+        // because `size` is only this writer's count.
+        let length_before = match partial {
+            PartialAppend::Keep => None,
+            PartialAppend::Remove => file.metadata().ok().map(|meta| meta.len()),
+        };
+        let (mut written, result) = write_counting(file, data);
+        if let (Err(_), Some(length)) = (&result, length_before) {
+            if written > 0 && file.set_len(length).is_ok() {
+                written = 0;
+            }
+        }
+        self.size += written as u64;
+        if written > 0 {
+            self.at_line_start = data[written - 1] == b'\n';
+        }
+        result.map_err(|source| WriteError {
+            written,
+            error: RotateError::Write {
                 path: self.path.clone(),
                 source,
-            });
-        }
-        self.size += data.len() as u64;
-        if let Some(&last) = data.last() {
-            self.at_line_start = last == b'\n';
-        }
-        Ok(())
+            },
+        })
     }
 
     /// Closes the current file before renaming it, so this writer never
@@ -457,6 +535,7 @@ impl RotatingLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Tmpfs;
 
     fn read(path: &Path) -> String {
         fs::read_to_string(path).unwrap_or_else(|_| "<missing>".to_string())
@@ -864,6 +943,117 @@ mod tests {
             }
         }
         assert_eq!(read(&path), "abcdefg\n");
+    }
+
+    /// A writer that accepts `limit` bytes and then fails with ENOSPC.
+    struct FillingWriter {
+        accepted: Vec<u8>,
+        limit: usize,
+        interrupted: bool,
+    }
+
+    impl Write for FillingWriter {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            // One EINTR first, which the caller retries.
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let room = self.limit - self.accepted.len();
+            if room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            // Short writes of at most 3 bytes, as a pipe or a full disk may
+            // return.
+            let count = data.len().min(room).min(3);
+            self.accepted.extend_from_slice(&data[..count]);
+            Ok(count)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_counting_reports_bytes_before_error() {
+        let mut writer = FillingWriter {
+            accepted: Vec::new(),
+            limit: 7,
+            interrupted: false,
+        };
+        let (written, result) = write_counting(&mut writer, b"line 12\nline 13\n");
+        assert_eq!(written, 7);
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(writer.accepted, b"line 12");
+
+        let mut writer = FillingWriter {
+            accepted: Vec::new(),
+            limit: 100,
+            interrupted: false,
+        };
+        let (written, result) = write_counting(&mut writer, b"line 12\n");
+        assert_eq!(written, 8);
+        assert!(result.is_ok());
+    }
+
+    #[test]
+    fn partial_write_leaves_the_line_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("mnt");
+        let Some(_tmpfs) = Tmpfs::mount("partial_write_leaves_the_line_open", &mount, "8k") else {
+            return;
+        };
+        let path = mount.join("stdout.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(b"first line\n").unwrap();
+        assert!(log.at_line_start());
+
+        // 8 KiB of tmpfs has room for 8192 bytes, so 8181 of these fit.
+        let mut long_line = vec![b'y'; 8192];
+        long_line.push(b'\n');
+        let failure = log.write(&long_line).unwrap_err();
+        assert_eq!(failure.written, 8181);
+        match &failure.error {
+            RotateError::Write { source, .. } => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
+        assert!(!log.at_line_start(), "the file ends in a cut line");
+        assert_eq!(log.size(), 8192);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 8192);
+
+        // A write that fails before its first byte changes nothing.
+        let failure = log.write(b"\n").unwrap_err();
+        assert_eq!(failure.written, 0);
+        assert!(!log.at_line_start());
+        assert_eq!(log.size(), 8192);
+    }
+
+    #[test]
+    fn failed_whole_write_leaves_no_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("mnt");
+        let Some(_tmpfs) = Tmpfs::mount("failed_whole_write_leaves_no_part", &mount, "8k") else {
+            return;
+        };
+        let path = mount.join("stdout.log");
+        let mut log = RotatingLog::open(&path, 0, 1).unwrap();
+        log.write(&[b'x'; 8000]).unwrap();
+
+        let notice = format!("\n{}\n", "n".repeat(300));
+        let failure = log.write_all_or_nothing(notice.as_bytes()).unwrap_err();
+        assert_eq!(failure.written, 0);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 8000);
+        assert_eq!(log.size(), 8000);
+        assert!(!log.at_line_start());
+
+        // The same bytes through `write` keep what fits.
+        let failure = log.write(notice.as_bytes()).unwrap_err();
+        assert_eq!(failure.written, 192);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 8192);
+        assert_eq!(log.size(), 8192);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Tests of the `corral-monitor` binary with plain commands in place of the
-//! shim: log files, exit statuses, signal forwarding and settings reload.
-//! They need no root.
+//! shim: log files, exit statuses, signal forwarding, settings reload and a
+//! full log filesystem. They need no root, except the full filesystem test,
+//! which mounts a tmpfs and skips with a SKIP line otherwise.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,10 @@ const UNBLOCK_AND_RUN: &str = "import os, signal, sys; \
     os.execv('/bin/sh', ['sh', '-c', sys.argv[1]])";
 
 struct Monitor {
+    /// Directory of the settings file, and of the logs unless `log_dir`
+    /// names another one.
     dir: tempfile::TempDir,
+    log_dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -28,18 +33,45 @@ impl Monitor {
     /// unblocks them before it executes the shell, in the shim's place.
     fn start(script: &str, max_size: u64, keep: u32) -> Monitor {
         let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().to_path_buf();
         let child = monitor_command(dir.path(), max_size, keep)
             .args(["--", "/usr/bin/python3", "-c", UNBLOCK_AND_RUN, script])
             .spawn()
             .unwrap();
         Monitor {
             dir,
+            log_dir,
             child: Some(child),
         }
     }
 
+    /// Starts the monitor like [`Monitor::start`] with its logs in
+    /// `log_dir`, and its own stderr in `monitor-stderr.log` of its
+    /// temporary directory.
+    fn start_with_log_dir(log_dir: &Path, script: &str, max_size: u64, keep: u32) -> Monitor {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = File::create(dir.path().join("monitor-stderr.log")).unwrap();
+        let child = monitor_command_with_log_dir(dir.path(), log_dir, max_size, keep)
+            .args(["--", "/bin/sh", "-c", script])
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Monitor {
+            dir,
+            log_dir: log_dir.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// Returns the path of the log file `name`.
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.log_dir.join(name)
+    }
+
+    /// Returns what the monitor wrote to its own stderr, when
+    /// [`Monitor::start_with_log_dir`] started it.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("monitor-stderr.log")).unwrap_or_default()
     }
 
     fn read(&self, name: &str) -> String {
@@ -209,7 +241,7 @@ fn reload_signal_applies_new_limits() {
         keep: 2,
         cpus: None,
     }
-    .write(&monitor.path("logs.json"))
+    .write(&monitor.dir.path().join("logs.json"))
     .unwrap();
     // SAFETY: kill only sends a signal to the monitor this test started.
     let sent = unsafe { libc::kill(monitor.pid().as_raw(), reload_signal()) };
@@ -316,7 +348,13 @@ fn text_log_lines_are_unchanged() {
 /// Returns a corral-monitor command that logs to `stdout.log` and
 /// `stderr.log` in `dir`, with rotation at `max_size` bytes keeping `keep`
 /// files, written to `dir/logs.json`.
-fn monitor_command(dir: &std::path::Path, max_size: u64, keep: u32) -> Command {
+fn monitor_command(dir: &Path, max_size: u64, keep: u32) -> Command {
+    monitor_command_with_log_dir(dir, dir, max_size, keep)
+}
+
+/// Returns a corral-monitor command like [`monitor_command`] that logs to
+/// `stdout.log` and `stderr.log` in `log_dir`.
+fn monitor_command_with_log_dir(dir: &Path, log_dir: &Path, max_size: u64, keep: u32) -> Command {
     let settings = dir.join("logs.json");
     LogSettings {
         max_size,
@@ -328,9 +366,9 @@ fn monitor_command(dir: &std::path::Path, max_size: u64, keep: u32) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_corral-monitor"));
     command
         .arg("--stdout")
-        .arg(dir.join("stdout.log"))
+        .arg(log_dir.join("stdout.log"))
         .arg("--stderr")
-        .arg(dir.join("stderr.log"))
+        .arg(log_dir.join("stderr.log"))
         .arg("--settings")
         .arg(&settings);
     command
@@ -338,7 +376,7 @@ fn monitor_command(dir: &std::path::Path, max_size: u64, keep: u32) -> Command {
 
 /// Runs the monitor with `program` after `--` and `/bin/sh` as the
 /// fallback, and returns its exit status, stdout log and stderr log.
-fn run_with_fallback(program: &std::path::Path) -> (ExitStatus, String, String) {
+fn run_with_fallback(program: &Path) -> (ExitStatus, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let output = monitor_command(dir.path(), 4096, 1)
         .args(["--fallback", "/bin/sh", "--"])
@@ -394,4 +432,229 @@ fn shell_pid(monitor: Pid) -> Pid {
         .next()
         .expect("the monitor has a child");
     Pid::from_raw(pid.parse().unwrap())
+}
+
+/// A tmpfs mounted on a directory that it creates, unmounted on drop, also
+/// when the test panics.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Creates `path` and mounts a tmpfs of `size` bytes there, in the
+    /// notation of tmpfs(5) such as `256k`.
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        use nix::mount::MsFlags;
+
+        std::fs::create_dir(path).unwrap();
+        let options = format!("size={size},mode=0700");
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(options.as_str()),
+        )
+        .unwrap_or_else(|error| panic!("failed to mount a tmpfs on {}: {error}", path.display()));
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // A detached mount goes away once a process that outlived the test
+        // closes its last file there.
+        if let Err(error) = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!(
+                "cleanup: failed to unmount {}: {error}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Returns the byte count and the reason of a line
+/// `corral-monitor: dropped N bytes of stdout: REASON`.
+fn parse_drop_notice(line: &str) -> Option<(u64, &str)> {
+    let rest = line.strip_prefix("corral-monitor: dropped ")?;
+    let (count, reason) = rest.split_once(" bytes of stdout: ")?;
+    Some((count.parse().ok()?, reason))
+}
+
+/// What [`check_numbered_log`] found in the log of a job that writes
+/// `line N` with N counting up.
+#[derive(Debug, Default)]
+struct NumberedLog {
+    /// Reasons of the drop notices, in order.
+    notice_reasons: Vec<String>,
+    /// Sum of the byte counts of the drop notices.
+    dropped: u64,
+    /// Bytes of the job's output missing from the log.
+    missing: u64,
+    /// Whole lines directly before a notice. The newline after such a line
+    /// may be the monitor's, with the line's own newline dropped, so
+    /// `missing` can be short by up to this many bytes.
+    whole_before_notice: u64,
+    /// Numbered lines after the last notice.
+    lines_after_last_notice: u64,
+    last_number: u64,
+}
+
+/// Checks that each line of `text` is a whole `line N`, one cut short
+/// directly before a drop notice, or a drop notice, and that the numbers
+/// count up by one except directly after a notice.
+fn check_numbered_log(text: &str) -> NumberedLog {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_notice = |index: usize| {
+        lines
+            .get(index)
+            .is_some_and(|line| parse_drop_notice(line).is_some())
+    };
+    let context =
+        |index: usize| lines[index.saturating_sub(3)..(index + 3).min(lines.len())].join("\n");
+    let mut next = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("line ")?.parse::<u64>().ok())
+        .expect("the log has no numbered line");
+    let mut found = NumberedLog::default();
+    for (index, line) in lines.iter().enumerate() {
+        if let Some((bytes, reason)) = parse_drop_notice(line) {
+            found.notice_reasons.push(reason.to_string());
+            found.dropped += bytes;
+            found.lines_after_last_notice = 0;
+            continue;
+        }
+        let expected = format!("line {next}");
+        let expected_bytes = expected.len() as u64 + 1;
+        if *line == expected {
+            if is_notice(index + 1) {
+                found.whole_before_notice += 1;
+            }
+        } else if is_notice(index + 1) && !line.is_empty() && expected.starts_with(line) {
+            // The rest of the line was in a write that failed.
+            found.missing += expected_bytes - line.len() as u64;
+        } else {
+            let number = line
+                .strip_prefix("line ")
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .filter(|&number| number > next && index > 0 && is_notice(index - 1));
+            let Some(number) = number else {
+                panic!(
+                    "line {index} of the log is {line:?}, where {expected:?} or a drop notice \
+                     belongs:\n{}",
+                    context(index)
+                );
+            };
+            found.missing += (next..number)
+                .map(|skipped| format!("line {skipped}\n").len() as u64)
+                .sum::<u64>();
+            next = number;
+        }
+        found.last_number = next;
+        found.lines_after_last_notice += 1;
+        next += 1;
+    }
+    found
+}
+
+#[test]
+fn full_filesystem_gap_is_marked() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP full_filesystem_gap_is_marked: needs root to mount a tmpfs");
+        return;
+    }
+    // Dropped in reverse order: the monitor ends before the tmpfs is
+    // unmounted, and that before the directory is removed.
+    let root = tempfile::tempdir().unwrap();
+    let logs = Tmpfs::mount(&root.path().join("logs"), "256k");
+    let pause = root.path().join("pause");
+    let resume = root.path().join("resume");
+    // Numbered lines until `pause` exists, then 1000 more once `resume`
+    // exists.
+    let script = format!(
+        "i=0; while [ ! -e '{pause}' ]; do i=$((i+1)); echo \"line $i\"; done; \
+         while [ ! -e '{resume}' ]; do sleep 0.05; done; \
+         end=$((i+1000)); while [ $i -lt $end ]; do i=$((i+1)); echo \"line $i\"; done",
+        pause = pause.display(),
+        resume = resume.display(),
+    );
+    let mut monitor = Monitor::start_with_log_dir(&logs.path, &script, 100 * 1024, 3);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !monitor.stderr().contains("No space left on device") {
+        assert!(
+            Instant::now() < deadline,
+            "the log filesystem did not fill up; monitor stderr: {}",
+            monitor.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // More output is dropped while the filesystem stays full.
+    std::thread::sleep(Duration::from_millis(300));
+    File::create(&pause).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let oldest = (1..=3)
+        .rev()
+        .map(|number| monitor.path(&format!("stdout.log.{number}")))
+        .find(|path| path.exists())
+        .expect("no rotated log to delete");
+    std::fs::remove_file(&oldest).unwrap();
+    File::create(&resume).unwrap();
+    let status = monitor.wait();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "monitor stderr: {}",
+        monitor.stderr()
+    );
+
+    let mut text = String::new();
+    for name in ["stdout.log.3", "stdout.log.2", "stdout.log.1", "stdout.log"] {
+        let Ok(content) = std::fs::read_to_string(monitor.path(name)) else {
+            continue;
+        };
+        let end = &content[content.len().saturating_sub(100)..];
+        assert!(
+            content.ends_with('\n'),
+            "{name} ends in a cut line: {end:?}"
+        );
+        text.push_str(&content);
+    }
+    let found = check_numbered_log(&text);
+    eprintln!("{found:?}");
+    assert!(
+        found
+            .notice_reasons
+            .iter()
+            .any(|reason| reason.contains("No space left on device")),
+        "no notice names the full filesystem: {:?}\nmonitor stderr: {}",
+        found.notice_reasons,
+        monitor.stderr()
+    );
+    for reason in &found.notice_reasons {
+        assert!(
+            reason.contains("No space left on device") || reason == "the log writer fell behind",
+            "unexpected reason {reason:?}"
+        );
+    }
+    assert!(
+        found.dropped >= found.missing,
+        "the notices count {} bytes, {} are missing",
+        found.dropped,
+        found.missing
+    );
+    assert!(
+        found.dropped <= found.missing + found.whole_before_notice,
+        "the notices count {} bytes, {} are missing",
+        found.dropped,
+        found.missing
+    );
+    assert!(
+        found.lines_after_last_notice >= 1000,
+        "{} lines after the last notice, expected the 1000 written after the space was freed",
+        found.lines_after_last_notice
+    );
+    assert_eq!(monitor.read("stderr.log"), "");
 }

@@ -619,15 +619,15 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
         let item = match queue.take_timeout(PATH_CHECK_INTERVAL) {
             Taken::Item(item) => item,
             Taken::Closed => break,
-            Taken::TimedOut => continue,
+            // A notice whose write failed is retried also while the job
+            // writes nothing.
+            Taken::TimedOut => {
+                notices.write_due(&mut logs, false);
+                continue;
+            }
         };
         match item {
-            Item::Data(stream, bytes) => {
-                let log = &mut logs[stream.index()];
-                if let Err(error) = log.write(&bytes) {
-                    notices.add_failed(stream, bytes.len() as u64, &error);
-                }
-            }
+            Item::Data(stream, bytes) => notices.write_data(&mut logs, stream, &bytes),
             Item::Dropped(stream, bytes) => notices.add(stream, bytes),
             Item::Settings(settings) => {
                 for log in &mut logs {
@@ -645,23 +645,22 @@ fn write_logs(queue: &BoundedQueue, mut logs: [RotatingLog; 2]) {
     notices.write_due(&mut logs, true);
 }
 
-/// Output dropped per stream and not reported yet.
+/// Output dropped per stream and not reported in the log yet.
 #[derive(Debug, Default)]
 struct DropNotices {
-    pending: [u64; 2],
-    /// The last write error per stream, named in the next notice.
-    failure: [Option<String>; 2],
-    last: [Option<Instant>; 2],
+    streams: [StreamDrops; 2],
 }
 
 impl DropNotices {
+    /// Counts `bytes` of `stream` that the queue dropped.
     fn add(&mut self, stream: Stream, bytes: u64) {
-        self.pending[stream.index()] += bytes;
+        self.streams[stream.index()].add(bytes);
     }
 
-    fn add_failed(&mut self, stream: Stream, bytes: u64, error: &RotateError) {
-        self.pending[stream.index()] += bytes;
-        self.failure[stream.index()] = Some(error_chain(error));
+    /// Writes `data` to the log of `stream`, preceded by a due notice.
+    fn write_data(&mut self, logs: &mut [RotatingLog; 2], stream: Stream, data: &[u8]) {
+        let index = stream.index();
+        self.streams[index].write_data(&mut logs[index], stream, data);
     }
 
     /// Writes a notice for each stream with drops whose last notice is old
@@ -669,33 +668,124 @@ impl DropNotices {
     fn write_due(&mut self, logs: &mut [RotatingLog; 2], force: bool) {
         for stream in Stream::BOTH {
             let index = stream.index();
-            if self.pending[index] == 0 {
-                continue;
+            self.streams[index].write_due(&mut logs[index], stream, force);
+        }
+    }
+}
+
+/// Output of one stream dropped since the last notice in its log.
+#[derive(Debug, Default)]
+struct StreamDrops {
+    /// Bytes dropped since the last notice that reached the log.
+    pending: u64,
+    /// The last write error, named in the next notice.
+    failure: Option<String>,
+    /// Whether output was dropped after the last byte that reached the log.
+    gap: bool,
+    /// When the last notice reached the log.
+    last_notice: Option<Instant>,
+    /// When the last line about these drops went to the monitor's stderr.
+    last_warning: Option<Instant>,
+}
+
+impl StreamDrops {
+    fn add(&mut self, bytes: u64) {
+        self.pending += bytes;
+        self.gap = true;
+    }
+
+    fn add_failed(&mut self, bytes: u64, error: &RotateError) {
+        self.add(bytes);
+        self.failure = Some(error_chain(error));
+    }
+
+    /// Writes `data` to `log`. A due notice goes first. When it fails,
+    /// `data` is dropped too, so no output lands ahead of the notice of
+    /// the gap before it. After a gap without a notice, a newline ends the
+    /// cut line first.
+    fn write_data(&mut self, log: &mut RotatingLog, stream: Stream, data: &[u8]) {
+        if !self.write_due(log, stream, false) {
+            self.add(data.len() as u64);
+            return;
+        }
+        if self.gap && !log.at_line_start() {
+            if let Err(failure) = log.write(b"\n") {
+                self.add_failed(data.len() as u64, &failure.error);
+                return;
             }
-            let due = self.last[index].is_none_or(|last| last.elapsed() >= DROP_NOTICE_INTERVAL);
-            if !(due || force) {
-                continue;
+        }
+        self.gap = false;
+        if let Err(failure) = log.write(data) {
+            let dropped = data.len().saturating_sub(failure.written);
+            self.add_failed(dropped as u64, &failure.error);
+        }
+    }
+
+    /// Writes the notice of the dropped output to `log` when one is due:
+    /// [`DROP_NOTICE_INTERVAL`] after the last notice, or at once with
+    /// `force`. A newline goes first when the log ends in a cut line.
+    /// Returns false when a due notice failed, and keeps it pending then.
+    fn write_due(&mut self, log: &mut RotatingLog, stream: Stream, force: bool) -> bool {
+        if self.pending == 0 {
+            return true;
+        }
+        let due = self
+            .last_notice
+            .is_none_or(|last| last.elapsed() >= DROP_NOTICE_INTERVAL);
+        if !(due || force) {
+            return true;
+        }
+        let reason = self
+            .failure
+            .as_deref()
+            .unwrap_or("the log writer fell behind");
+        let notice = format!(
+            "corral-monitor: dropped {} bytes of {}: {reason}\n",
+            self.pending,
+            stream.name()
+        );
+        let mut line = Vec::with_capacity(notice.len() + 1);
+        if !log.at_line_start() {
+            line.push(b'\n');
+        }
+        line.extend_from_slice(notice.as_bytes());
+        // The whole line or nothing, because a cut notice would show a
+        // wrong count.
+        match log.write_all_or_nothing(&line) {
+            Ok(()) => {
+                warn(notice.trim_end().trim_start_matches("corral-monitor: "));
+                self.pending = 0;
+                self.failure = None;
+                self.gap = false;
+                self.last_notice = Some(Instant::now());
+                self.last_warning = self.last_notice;
+                true
             }
-            let reason = match self.failure[index].take() {
-                Some(error) => error,
-                None => "the log writer fell behind".to_string(),
-            };
-            let notice = format!(
-                "corral-monitor: dropped {} bytes of {}: {reason}\n",
-                self.pending[index],
-                stream.name()
-            );
-            warn(notice.trim_end().trim_start_matches("corral-monitor: "));
-            let log = &mut logs[index];
-            let separator: &[u8] = if log.at_line_start() { b"" } else { b"\n" };
-            let written = log
-                .write(separator)
-                .and_then(|()| log.write(notice.as_bytes()));
-            if let Err(error) = written {
-                warn(&error_chain(&error));
+            Err(failure) => {
+                let error = error_chain(&failure.error);
+                let warning_due = self
+                    .last_warning
+                    .is_none_or(|last| last.elapsed() >= DROP_NOTICE_INTERVAL);
+                if force {
+                    warn(&format!(
+                        "failed to write the notice of {} dropped bytes of {}: {error}",
+                        self.pending,
+                        stream.name()
+                    ));
+                } else if warning_due {
+                    warn(&format!(
+                        "failed to write the notice of {} dropped bytes of {}, so it is retried \
+                         before the next output: {error}",
+                        self.pending,
+                        stream.name()
+                    ));
+                    self.last_warning = Some(Instant::now());
+                }
+                // Later output is dropped with this error as the reason
+                // until the notice is written.
+                self.failure = Some(error);
+                false
             }
-            self.pending[index] = 0;
-            self.last[index] = Some(Instant::now());
         }
     }
 }
@@ -817,6 +907,7 @@ pub fn warn(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Tmpfs;
 
     #[test]
     fn budget_without_limit_never_pauses() {
@@ -911,6 +1002,61 @@ mod tests {
         assert!(
             stdout.lines().nth(1).unwrap().contains("dropped 50 bytes"),
             "{stdout}"
+        );
+    }
+
+    #[test]
+    fn failed_notice_is_written_before_later_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("mnt");
+        let test = "failed_notice_is_written_before_later_output";
+        let Some(_tmpfs) = Tmpfs::mount(test, &mount, "8k") else {
+            return;
+        };
+        let mut logs = logs(&mount);
+        let path = mount.join("stdout.log");
+        let filler = mount.join("filler");
+        let mut notices = DropNotices::default();
+        notices.write_data(&mut logs, Stream::Stdout, b"line 1\n");
+        // The filler takes the second of the two pages, so the log can grow
+        // only to the end of its first page: 4089 more bytes.
+        std::fs::write(&filler, [0u8; 4096]).unwrap();
+        let mut long_line = vec![b'y'; 5000];
+        long_line.push(b'\n');
+        notices.write_data(&mut logs, Stream::Stdout, &long_line);
+        notices.write_due(&mut logs, false);
+        notices.write_data(&mut logs, Stream::Stdout, b"line 2\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+
+        std::fs::remove_file(&filler).unwrap();
+        notices.write_data(&mut logs, Stream::Stdout, b"line 3\n");
+        let stdout = std::fs::read_to_string(&path).unwrap();
+        // 912 bytes of the long line and the 7 of line 2.
+        let expected = format!(
+            "line 1\n{}\ncorral-monitor: dropped 919 bytes of stdout: failed to write log {}: \
+             No space left on device (os error 28)\nline 3\n",
+            "y".repeat(4089),
+            path.display()
+        );
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn gap_without_notice_ends_the_cut_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut logs = logs(dir.path());
+        let mut notices = DropNotices::default();
+        notices.add(Stream::Stdout, 10);
+        notices.write_due(&mut logs, false);
+        notices.write_data(&mut logs, Stream::Stdout, b"cut");
+        // Within DROP_NOTICE_INTERVAL of the first notice, so no notice.
+        notices.add(Stream::Stdout, 20);
+        notices.write_due(&mut logs, false);
+        notices.write_data(&mut logs, Stream::Stdout, b"next\n");
+        let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+        assert_eq!(
+            stdout,
+            "corral-monitor: dropped 10 bytes of stdout: the log writer fell behind\ncut\nnext\n"
         );
     }
 
