@@ -527,9 +527,25 @@ impl RotatingLog {
             });
         }
         self.size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        self.at_line_start = self.size == 0 || ends_with_newline(&self.path, self.size);
         self.file = Some(file);
         Ok(())
     }
+}
+
+/// Returns whether the byte at `size - 1` of the file at `path` is a
+/// newline, so that a writer that opens an existing log knows whether an
+/// earlier writer left a line unfinished. The append descriptor cannot
+/// read, so the file is opened again for this one read. An unreadable
+/// byte counts as a newline, as an empty file does.
+fn ends_with_newline(path: &Path, size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+
+    let mut last = [b'\n'];
+    if let Ok(file) = File::open(path) {
+        let _ = file.read_at(&mut last, size - 1);
+    }
+    last[0] == b'\n'
 }
 
 #[cfg(test)]
@@ -539,6 +555,19 @@ mod tests {
 
     fn read(path: &Path) -> String {
         fs::read_to_string(path).unwrap_or_else(|_| "<missing>".to_string())
+    }
+
+    #[test]
+    fn reopened_log_knows_its_cut_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        fs::write(&path, "whole\ncut").unwrap();
+        let log = RotatingLog::open(&path, 0, 1).unwrap();
+        assert!(!log.at_line_start(), "the file ends in a cut line");
+
+        fs::write(&path, "whole\n").unwrap();
+        let log = RotatingLog::open(&path, 0, 1).unwrap();
+        assert!(log.at_line_start());
     }
 
     #[test]
