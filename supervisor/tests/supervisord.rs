@@ -1683,6 +1683,14 @@ fn adopted_stop_sends_no_second_signal() {
         "{log}\n{}",
         daemon.diagnostics()
     );
+    // The adopted job goes from STARTING to STOPPING: only the first
+    // daemon logged it as running.
+    let daemon_log = daemon.daemon_log();
+    assert_eq!(
+        daemon_log.matches("job is running job=noting").count(),
+        1,
+        "{daemon_log}"
+    );
 }
 
 #[test]

@@ -227,7 +227,13 @@ impl Supervisor {
         let start_seconds = spec.start_seconds.as_duration();
         job.enter(JobState::Starting);
         let epoch = job.epoch;
-        if age >= start_seconds {
+        if stop_began.is_some() {
+            // The stop below takes the job from STARTING to STOPPING, so
+            // it does not pass through RUNNING.
+            if let Some(container) = &mut job.container {
+                container.start_seconds_passed = age >= start_seconds;
+            }
+        } else if age >= start_seconds {
             self.on_start_seconds_passed(&record.job);
         } else {
             self.arm_timer(&record.job, epoch, TimerKind::Started, start_seconds - age);
