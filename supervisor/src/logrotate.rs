@@ -534,7 +534,7 @@ impl RotatingLog {
 }
 
 /// Returns whether the byte at `size - 1` of the file at `path` is a
-/// newline, so that a writer that opens an existing log knows whether an
+/// newline, which tells a writer that opens an existing log whether an
 /// earlier writer left a line unfinished. The append descriptor cannot
 /// read, so the file is opened again for this one read. An unreadable
 /// byte counts as a newline, as an empty file does.

@@ -673,9 +673,8 @@ fn replaced_jobs_dir_is_watched() {
     let jobs = daemon.jobs_dir();
 
     // A deploy: edit a copy, rename the original away, then the copy into
-    // place. The path is missing between the two renames, for a moment
-    // that the pause makes long enough to be seen; it is not logged as a
-    // missing directory.
+    // place. The pause keeps the path missing long enough for the watcher
+    // to see it, and that moment is not logged as a missing directory.
     let staged = jobs.with_file_name("jobs.new");
     let old = jobs.with_file_name("jobs.old");
     std::fs::create_dir(&staged).unwrap();

@@ -662,7 +662,8 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError>
 #[derive(Debug)]
 pub struct JobsDirLock {
     dir: PathBuf,
-    held: nix::fcntl::Flock<std::fs::File>,
+    /// The open directory with the flock on it.
+    lock: nix::fcntl::Flock<std::fs::File>,
     /// Device and inode of the locked directory.
     identity: (u64, u64),
 }
@@ -684,9 +685,9 @@ impl JobsDirLock {
             path: dir.to_path_buf(),
             source,
         })? {
-            Ok(held) => Ok(JobsDirLock {
+            Ok(lock) => Ok(JobsDirLock {
                 dir: dir.to_path_buf(),
-                held,
+                lock,
                 identity,
             }),
             Err(held) => Err(DaemonError::DirInUse {
@@ -715,8 +716,8 @@ impl JobsDirLock {
             return Ok(false);
         }
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(held) => {
-                self.held = held;
+            Ok(lock) => {
+                self.lock = lock;
                 self.identity = identity;
                 Ok(true)
             }

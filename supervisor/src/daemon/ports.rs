@@ -188,6 +188,7 @@ impl PortRelay {
         &self.listening
     }
 
+    /// Returns the byte counters of this relay's connections.
     pub fn traffic(&self) -> Arc<RelayTraffic> {
         Arc::clone(&self.traffic)
     }
